@@ -1,0 +1,35 @@
+# The two commands: `make report` and `make test`. Each builds .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; elsewhere add PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH_SPEC ?= torch==2.13.0
+PIP_TORCH_ARGS ?=
+REPORT_ARGS ?=
+
+.PHONY: report test quick-report bench clean-venv
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet $(PIP_TORCH_ARGS) "$(TORCH_SPEC)"
+	# fast-slic compiles against the numpy and Cython already in the venv
+	$(PY) -m pip install --quiet cython numpy
+	$(PY) -m pip install --quiet --no-build-isolation fast-slic
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+report: $(VENV)/.installed
+	$(VENV)/bin/stablesal report $(REPORT_ARGS)
+
+quick-report: $(VENV)/.installed
+	$(VENV)/bin/stablesal report --quick $(REPORT_ARGS)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

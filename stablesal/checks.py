@@ -1,0 +1,68 @@
+"""Argument checks shared by the public API: each error names the argument and what was expected."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_images(images: torch.Tensor, name: str = "inputs", channels: int | None = None) -> torch.Tensor:
+    """Check a batch of images ``[B, C, H, W]`` of a floating dtype with finite values."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, C, H, W], got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"{name} must have shape [B, C, H, W], got shape {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(images.shape)})")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (pixel values in [0, 1]), got dtype {images.dtype}")
+    if channels is not None and images.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channels, got {images.shape[1]}")
+    if not torch.isfinite(images).all():
+        bad = (~torch.isfinite(images)).sum().item()
+        raise ValueError(f"{name} contains {bad} NaN or infinite values")
+    return images
+
+
+def check_targets(target, batch_size: int, num_classes: int | None, name: str = "target") -> torch.Tensor:
+    """Turn ``target`` (int, sequence or tensor) into a LongTensor ``[B]`` and range-check it."""
+    if target is None:
+        raise ValueError(f"{name} is required: the class index to explain for each image")
+    if isinstance(target, int):
+        target = torch.full((batch_size,), target, dtype=torch.long)
+    else:
+        target = torch.as_tensor(target)
+        if target.is_floating_point():
+            raise TypeError(f"{name} must hold integer class indices, got dtype {target.dtype}")
+        target = target.long().reshape(-1)
+        if target.numel() == 1 and batch_size > 1:
+            target = target.expand(batch_size).clone()
+    if target.numel() != batch_size:
+        raise ValueError(f"{name} must have one class index per image ({batch_size}), got {target.numel()}")
+    if (target < 0).any() or (num_classes is not None and (target >= num_classes).any()):
+        raise ValueError(
+            f"{name} out of range: got values in [{int(target.min())}, {int(target.max())}], "
+            f"expected 0 <= {name} < {num_classes}"
+        )
+    return target
+
+
+def check_eval_model(model: nn.Module, name: str = "model") -> nn.Module:
+    """Refuse models in training mode: dropout and batch-norm statistics would make maps random."""
+    if not isinstance(model, nn.Module):
+        if callable(model):
+            return model
+        raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
+    if model.training:
+        raise ValueError(f"{name} is in training mode; call {name}.eval() before explaining it")
+    return model
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for parameter-free callables)."""
+    if isinstance(model, nn.Module):
+        for tensor in model.parameters():
+            return tensor.device
+        for tensor in model.buffers():
+            return tensor.device
+    return torch.device("cpu")

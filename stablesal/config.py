@@ -1,0 +1,120 @@
+"""The study configuration: TOML sections mapped onto dataclasses, with every key checked.
+
+``experiments/default.toml`` lists every key with its default. Unknown keys and values of the
+wrong type are errors that name the section and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class DataSection:
+    dataset: str = "shapes"          # shapes | lfw | cifar10 | folder
+    root: str = ""                   # local path for cifar10 / folder
+    n_train: int = 10_000            # shapes only
+    n_test: int = 2_000              # shapes only
+    size: int = 32                   # shapes / folder: image side in pixels
+    seed: int = 0
+
+
+@dataclass
+class ModelsSection:
+    k: int = 4                       # number of retrained models
+    vary: str = "both"               # seed | split | both
+    arch: str = "small_cnn"          # small_cnn | resnet20
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 4e-3
+    base_seed: int = 0
+    control_k: int = 0               # extra models trained on the same data with other seeds (the control)
+    device: str = "cpu"
+
+
+@dataclass
+class GradientSection:
+    methods: list = field(default_factory=lambda: [
+        "saliency", "integrated_gradients", "smoothgrad", "vargrad", "gradient_shap",
+        "sparsified_smoothgrad", "suppression",
+    ])
+    groupings: list = field(default_factory=lambda: ["pixel", "fastslic", "felzenszwalb", "grid"])
+    n_segments: int = 64             # super-pixel and grid target number of segments
+    n_samples: int = 32              # samples of the random methods (SmoothGrad, suppression, ...)
+    n_steps: int = 32                # IG quadrature points
+    noise_level: float = 0.15        # SmoothGrad σ as a fraction of the input range
+    n_images: int = 64               # test images explained per model
+    seed: int = 0
+
+
+@dataclass
+class ReportSection:
+    name: str = "default"
+    out_dir: str = "reports"
+    runs_dir: str = "runs"
+    copy_figures_to: str = "figures"  # the default report also refreshes the repository's figures/
+
+
+@dataclass
+class StudyConfig:
+    data: DataSection = field(default_factory=DataSection)
+    models: ModelsSection = field(default_factory=ModelsSection)
+    gradient: GradientSection = field(default_factory=GradientSection)
+    report: ReportSection = field(default_factory=ReportSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(section: str, key: str, value, expected):
+    origin = typing.get_origin(expected) or expected
+    if expected in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    kind = {"int": int, "float": float, "str": str, "list": list, "bool": bool}.get(expected, origin)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"[{section}] {key} must be of type {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def config_from_dict(raw: dict) -> StudyConfig:
+    """Build a :class:`StudyConfig` from nested dicts, rejecting unknown sections, keys and wrong types."""
+    config = StudyConfig()
+    sections = {f.name: f for f in dataclasses.fields(StudyConfig)}
+    for section, values in raw.items():
+        if section not in sections:
+            raise ValueError(f"unknown configuration section [{section}]; expected one of {sorted(sections)}")
+        if not isinstance(values, dict):
+            raise TypeError(f"[{section}] must be a table of keys")
+        target = getattr(config, section)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ValueError(f"unknown key {key!r} in [{section}]; expected one of {sorted(fields)}")
+            setattr(target, key, _coerce(section, key, value, fields[key].type))
+    return config
+
+
+def load_config(path: Path | str | None = None, overrides: dict | None = None) -> StudyConfig:
+    """Read a TOML file (or the defaults when ``path`` is None) and apply ``overrides``
+    (``{"section": {"key": value}}``)."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"configuration file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"configuration file {path} is not valid TOML: {error}") from error
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return config_from_dict(raw)

@@ -1,0 +1,421 @@
+"""Datasets: the generated built-in ``shapes`` set (with ground-truth object masks), scikit-image's
+bundled ``lfw_subset`` photographs, CIFAR-10 from a local folder, and any image folder.
+
+Convention used across stablesal: images are float32 tensors ``[N, C, H, W]`` with pixel values
+in ``[0, 1]`` (un-normalised). Normalisation belongs to the model (:class:`stablesal.models.Normalize`),
+so that segmentation, suppression sampling and replacement colours all live in pixel space.
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .storage import CorruptFileError, config_hash, load_checked, save_checked
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "bar", "ell")
+TEXTURE_NAMES = (
+    "grass", "gravel", "brick", "camera", "moon",
+    "coffee", "chelsea", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field",
+)
+
+
+@dataclass
+class ImageDataset:
+    """A train/test split of images in ``[0, 1]``.
+
+    Attributes
+    ----------
+    train_images, test_images : float32 ``[N, C, H, W]``, values in [0, 1].
+    train_labels, test_labels : int64 ``[N]``.
+    train_masks, test_masks : bool ``[N, H, W]`` ground-truth object masks, or None when unknown.
+    class_names : one name per class.
+    mean, std : per-channel statistics of the training images (for the model's normalisation).
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    class_names: list[str]
+    train_masks: torch.Tensor | None = None
+    test_masks: torch.Tensor | None = None
+    mean: tuple[float, ...] = field(default=())
+    std: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.mean:
+            flat = self.train_images.transpose(0, 1).reshape(self.train_images.shape[1], -1)
+            self.mean = tuple(float(v) for v in flat.mean(1))
+            self.std = tuple(max(float(v), 1e-3) for v in flat.std(1))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "train": int(self.train_images.shape[0]),
+            "test": int(self.test_images.shape[0]),
+            "image_shape": list(self.image_shape),
+            "classes": list(self.class_names),
+            "has_masks": self.test_masks is not None,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+
+# --------------------------------------------------------------------------------------
+# The built-in shapes dataset
+# --------------------------------------------------------------------------------------
+
+def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Point-in-shape test in the shape's own frame (unit circumradius, y up)."""
+    r2 = u * u + v * v
+    if shape == "circle":
+        return r2 <= 0.85 ** 2
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.7
+    if shape == "triangle":
+        return (v >= -0.5) & (v <= 1.0 - np.sqrt(3.0) * np.abs(u))
+    if shape == "star":
+        angle = np.arctan2(u, v)  # 0 at the top point
+        phase = np.abs(((angle * 5 / (2 * np.pi)) % 1.0) - 0.5) * 2  # 1 at points, 0 between
+        return np.sqrt(r2) <= 0.42 + 0.58 * phase ** 1.5
+    if shape == "cross":
+        return ((np.abs(u) <= 0.28) & (np.abs(v) <= 0.95)) | ((np.abs(v) <= 0.28) & (np.abs(u) <= 0.95))
+    if shape == "ring":
+        return (r2 <= 0.95 ** 2) & (r2 >= 0.55 ** 2)
+    if shape == "crescent":
+        return (r2 <= 0.95 ** 2) & ((u - 0.45) ** 2 + v * v >= 0.75 ** 2)
+    if shape == "heart":
+        x, y = u * 1.2, v * 1.2 + 0.15
+        return (x * x + y * y - 1) ** 3 - x * x * y ** 3 <= 0
+    if shape == "bar":
+        return (np.abs(u) <= 0.95) & (np.abs(v) <= 0.25)
+    if shape == "ell":
+        return ((u >= -0.75) & (u <= -0.25) & (np.abs(v) <= 0.85)) | (
+            (u >= -0.75) & (u <= 0.75) & (v >= -0.85) & (v <= -0.35)
+        )
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+@lru_cache(maxsize=None)
+def _texture_pyramid(size: int) -> tuple[np.ndarray, ...]:
+    """Background textures from scikit-image's bundled photographs, rescaled so that a
+    ``size``-pixel crop covers 60-300 pixels of the original: float32 [h, w, 3] in [0, 1]."""
+    import skimage.data
+    from skimage.transform import rescale
+
+    textures = []
+    for name in TEXTURE_NAMES:
+        image = getattr(skimage.data, name)().astype(np.float32) / 255.0
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        image = image[..., :3]
+        for covered in (60, 120, 200, 300):
+            scale = size / covered
+            small = rescale(image, scale, channel_axis=2, anti_aliasing=True, order=1).astype(np.float32)
+            if min(small.shape[:2]) > size:
+                textures.append(small)
+    return tuple(textures)
+
+
+def _random_colour(rng: np.random.Generator, background_luma: float) -> np.ndarray:
+    """A saturated colour whose brightness contrasts with the background under the object."""
+    import colorsys
+
+    hue, sat = rng.uniform(0, 1), rng.uniform(0.45, 1.0)
+    value = rng.uniform(0.05, 0.4) if background_luma > 0.5 else rng.uniform(0.7, 1.0)
+    return np.array(colorsys.hsv_to_rgb(hue, sat, value), dtype=np.float32)
+
+
+def render_shapes(
+    n: int,
+    size: int = 32,
+    seed: int = 0,
+    clutter: float = 0.5,
+    supersample: int = 4,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render ``n`` images of the shapes dataset.
+
+    Each image shows one object whose class is its shape (position, scale, rotation and colour
+    vary) on a texture cropped from a scikit-image photograph, with an optional distractor blob.
+
+    Parameters
+    ----------
+    n : number of images.
+    size : image side in pixels.
+    seed : seed of the NumPy generator; the same seed gives identical images.
+    clutter : probability that an image gets a distractor blob (not part of the object mask).
+    supersample : anti-aliasing factor of the renderer.
+
+    Returns
+    -------
+    images : uint8 ``[n, 3, size, size]``; labels : int64 ``[n]``; masks : bool ``[n, size, size]``.
+    """
+    rng = np.random.default_rng(seed)
+    textures = _texture_pyramid(size)
+    fine = size * supersample
+    axis = (np.arange(fine) + 0.5) / fine * 2 - 1
+    gx, gy = np.meshgrid(axis, -axis)  # y up, so shapes are not mirrored
+    images = np.empty((n, 3, size, size), np.uint8)
+    labels = rng.integers(0, len(SHAPE_CLASSES), size=n)
+    masks = np.empty((n, size, size), bool)
+
+    def coverage(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+        cos, sin = np.cos(angle), np.sin(angle)
+        dx, dy = (gx - cx) / radius, (gy - cy) / radius
+        inside = _inside(shape, cos * dx + sin * dy, -sin * dx + cos * dy)
+        return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3)).astype(np.float32)
+
+    for i in range(n):
+        texture = textures[rng.integers(len(textures))]
+        top = rng.integers(0, texture.shape[0] - size + 1)
+        left = rng.integers(0, texture.shape[1] - size + 1)
+        background = texture[top:top + size, left:left + size]
+        if rng.random() < 0.5:
+            background = background[:, ::-1]
+        background = background * rng.uniform(0.7, 1.15, size=3).astype(np.float32)  # colour cast
+        image = np.clip(background, 0, 1)
+
+        if rng.random() < clutter:
+            alpha = coverage("circle", *rng.uniform(-0.8, 0.8, 2), rng.uniform(0.12, 0.22), 0.0)
+            blob = rng.uniform(0, 1, 3).astype(np.float32)
+            image = image * (1 - alpha[..., None]) + blob * alpha[..., None]
+
+        radius = rng.uniform(0.38, 0.6)
+        cx, cy = rng.uniform(-(1 - radius * 0.8), 1 - radius * 0.8, 2)
+        angle = rng.uniform(-np.pi / 4, np.pi / 4)
+        alpha = coverage(SHAPE_CLASSES[labels[i]], cx, cy, radius, angle)
+        luma = float((image.mean(axis=2) * alpha).sum() / max(alpha.sum(), 1e-6))
+        colour = _random_colour(rng, luma)
+        shade = 1 + 0.15 * (gx[::supersample, ::supersample] * rng.uniform(-1, 1))  # soft lighting
+        image = image * (1 - alpha[..., None]) + (colour * shade[..., None]) * alpha[..., None]
+        image = image + rng.normal(0, 0.015, image.shape)
+        images[i] = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+        masks[i] = alpha >= 0.5
+    return images, labels.astype(np.int64), masks
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("STABLESAL_CACHE", Path.home() / ".cache" / "stablesal"))
+
+
+def shapes_dataset(
+    n_train: int = 10_000,
+    n_test: int = 2_000,
+    size: int = 32,
+    seed: int = 0,
+    clutter: float = 0.5,
+    cache_dir: Path | str | None = None,
+) -> ImageDataset:
+    """The built-in dataset: ten shape classes on natural textures, with object masks.
+
+    Generated deterministically from ``seed`` (train and test use independent streams)
+    and cached as a checksummed ``.npz`` under ``cache_dir`` (``$STABLESAL_CACHE`` or
+    ``~/.cache/stablesal``); pass ``cache_dir=False`` to skip the cache.
+    """
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(size, int) or size < 16:
+        raise ValueError(f"size must be an integer >= 16 pixels, got {size!r}")
+    settings = {"n_train": n_train, "n_test": n_test, "size": size, "seed": seed, "clutter": clutter, "v": 1}
+    path = None
+    if cache_dir is not False:
+        path = Path(cache_dir or default_cache_dir()) / f"shapes-{config_hash(settings)}.npz"
+    arrays = None
+    if path is not None and path.exists():
+        try:
+            arrays = dict(np.load(io.BytesIO(load_checked(path))))
+        except (CorruptFileError, FileNotFoundError, ValueError):
+            arrays = None  # a damaged cache is regenerated, never used
+    if arrays is None:
+        train = render_shapes(n_train, size, seed=seed * 2 + 0, clutter=clutter)
+        test = render_shapes(n_test, size, seed=seed * 2 + 1, clutter=clutter)
+        arrays = dict(zip(("xtr", "ytr", "mtr"), train)) | dict(zip(("xte", "yte", "mte"), test))
+        if path is not None:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **arrays)
+            save_checked(path, buffer.getvalue())
+    return ImageDataset(
+        name="shapes",
+        train_images=torch.from_numpy(arrays["xtr"]).float().div_(255),
+        train_labels=torch.from_numpy(arrays["ytr"]).long(),
+        test_images=torch.from_numpy(arrays["xte"]).float().div_(255),
+        test_labels=torch.from_numpy(arrays["yte"]).long(),
+        train_masks=torch.from_numpy(arrays["mtr"]),
+        test_masks=torch.from_numpy(arrays["mte"]),
+        class_names=list(SHAPE_CLASSES),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Real photographs
+# --------------------------------------------------------------------------------------
+
+def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    test = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        test.extend(members[: max(1, int(round(len(members) * test_fraction)))])
+    test_mask = np.zeros(len(labels), bool)
+    test_mask[test] = True
+    return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+
+
+def lfw_dataset(test_fraction: float = 0.25, seed: int = 0) -> ImageDataset:
+    """scikit-image's bundled ``lfw_subset``: 200 grayscale 25×25 photographs, 100 faces then
+    100 non-faces (labels 1 and 0), split stratified and seeded. One channel."""
+    import skimage.data
+
+    images = skimage.data.lfw_subset().astype(np.float32)
+    labels = np.array([1] * 100 + [0] * 100, dtype=np.int64)
+    train, test = _stratified_split(labels, test_fraction, seed)
+    tensor = torch.from_numpy(images)[:, None]
+    return ImageDataset(
+        name="lfw",
+        train_images=tensor[train].contiguous(),
+        train_labels=torch.from_numpy(labels[train]),
+        test_images=tensor[test].contiguous(),
+        test_labels=torch.from_numpy(labels[test]),
+        class_names=["non-face", "face"],
+    )
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+    except Exception as error:
+        raise ValueError(f"{path} is not a CIFAR-10 python batch file (pickle failed: {error})") from error
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{path} is not a CIFAR-10 batch: expected a dict with b'data' and b'labels'")
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise ValueError(
+            f"{path}: expected b'data' uint8 [N, 3072] and N labels, got {data.dtype} {data.shape} "
+            f"and {len(labels)} labels"
+        )
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def cifar10_dataset(root: Path | str) -> ImageDataset:
+    """CIFAR-10 from a local folder in the standard python-pickle format.
+
+    ``root`` holds ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` (directly or in a
+    ``cifar-10-batches-py`` sub-folder); ``batches.meta`` supplies class names when present.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"CIFAR-10 root {root} does not exist (stablesal never downloads data)")
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    train_files = sorted(root.glob("data_batch_*"))
+    if not train_files or not (root / "test_batch").exists():
+        raise FileNotFoundError(f"CIFAR-10 root {root} must contain data_batch_1..5 and test_batch (python format)")
+    parts = [_read_cifar_batch(path) for path in train_files]
+    test_x, test_y = _read_cifar_batch(root / "test_batch")
+    names = [f"class{i}" for i in range(10)]
+    if (root / "batches.meta").exists():
+        with open(root / "batches.meta", "rb") as handle:
+            meta = pickle.load(handle, encoding="bytes")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(b"label_names", names)]
+    return ImageDataset(
+        name="cifar10",
+        train_images=torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255),
+        train_labels=torch.from_numpy(np.concatenate([p[1] for p in parts])),
+        test_images=torch.from_numpy(test_x).float().div_(255),
+        test_labels=torch.from_numpy(test_y),
+        class_names=names,
+    )
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _load_class_folders(root: Path, size: int, classes: list[str] | None):
+    from skimage.io import imread
+    from skimage.transform import resize
+
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    classes = classes or found
+    if len(classes) < 2:
+        raise ValueError(f"image folder {root} must hold one sub-folder per class (at least 2), found {found}")
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        files = sorted(p for p in (root / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        for path in files:
+            try:
+                image = imread(path)
+            except Exception as error:
+                raise ValueError(f"{path} could not be read as an image: {error}") from error
+            image = np.asarray(image, dtype=np.float32)
+            image = image / 255.0 if image.max() > 1.0 else image
+            if image.ndim == 2:
+                image = np.repeat(image[..., None], 3, axis=2)
+            image = resize(image[..., :3], (size, size), anti_aliasing=True, order=1)
+            images.append(image.transpose(2, 0, 1))
+            labels.append(index)
+    if not images:
+        raise ValueError(f"image folder {root} has no image files ({sorted(IMAGE_SUFFIXES)})")
+    return np.stack(images).astype(np.float32), np.array(labels, np.int64), classes
+
+
+def image_folder_dataset(root: Path | str, size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
+    """Any images arranged as ``root/<class>/<image>``, resized to ``size``×``size`` RGB.
+
+    If ``root/train`` and ``root/test`` exist they are used as the split; otherwise a seeded,
+    stratified ``test_fraction`` is held out.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder root {root} does not exist or is not a directory")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train_x, train_y, classes = _load_class_folders(root / "train", size, None)
+        test_x, test_y, _ = _load_class_folders(root / "test", size, classes)
+    else:
+        x, y, classes = _load_class_folders(root, size, None)
+        train, test = _stratified_split(y, test_fraction, seed)
+        train_x, train_y, test_x, test_y = x[train], y[train], x[test], y[test]
+    return ImageDataset(
+        name=f"folder:{root.name}",
+        train_images=torch.from_numpy(train_x),
+        train_labels=torch.from_numpy(train_y),
+        test_images=torch.from_numpy(test_x),
+        test_labels=torch.from_numpy(test_y),
+        class_names=list(classes),
+    )
+
+
+DATASETS = ("shapes", "lfw", "cifar10", "folder")
+
+
+def load_dataset(name: str = "shapes", root: Path | str | None = None, **options) -> ImageDataset:
+    """Load a dataset by name: ``shapes`` and ``lfw`` are built in; ``cifar10`` and ``folder`` need ``root``."""
+    if name == "shapes":
+        return shapes_dataset(**options)
+    if name == "lfw":
+        return lfw_dataset(**options)
+    if name in ("cifar10", "folder"):
+        if root is None:
+            raise ValueError(f"dataset {name!r} needs root=<local path>; stablesal never downloads data")
+        return cifar10_dataset(root) if name == "cifar10" else image_folder_dataset(root, **options)
+    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny generated datasets and small models, all seeded."""
+
+import os
+import tempfile
+
+import pytest
+import torch
+
+os.environ.setdefault("STABLESAL_CACHE", tempfile.mkdtemp(prefix="stablesal-test-cache-"))
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes():
+    from stablesal.data import shapes_dataset
+
+    return shapes_dataset(n_train=240, n_test=60, size=16, seed=3, cache_dir=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from stablesal.seeds import TrainConfig
+
+    return TrainConfig(epochs=2, batch_size=64, model_options={"width": 4})

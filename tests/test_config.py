@@ -1,0 +1,25 @@
+import pytest
+
+from stablesal.config import StudyConfig, config_from_dict, load_config
+
+
+def test_default_file_matches_built_in_defaults():
+    assert load_config("experiments/default.toml") == StudyConfig()
+
+
+def test_unknown_keys_and_types(tmp_path):
+    with pytest.raises(ValueError, match="unknown key 'epoch' in \\[models\\]"):
+        config_from_dict({"models": {"epoch": 3}})
+    with pytest.raises(ValueError, match="unknown configuration section"):
+        config_from_dict({"modles": {}})
+    with pytest.raises(TypeError, match="\\[models\\] k must be of type int"):
+        config_from_dict({"models": {"k": "four"}})
+    with pytest.raises(TypeError, match="k must be of type int"):
+        config_from_dict({"models": {"k": True}})
+    assert config_from_dict({"models": {"lr": 1}}).models.lr == 1.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[models\nk=")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
