@@ -1,0 +1,284 @@
+"""Properties of the gradient engine on small analytic models and a tiny CNN."""
+
+import pytest
+import torch
+from torch import nn
+
+import captum.attr as ca
+from stablesal.attribution import (
+    METHODS, GradientIntegration, GradientShap, IntegratedGradients, Saliency, SmoothGrad, SparsifiedSmoothGrad,
+    SuppressionGrad, VarGrad, make_method,
+)
+from stablesal.grouping import Partition, group_attributions
+from stablesal.sampling import GaussianNoise, Suppression
+from stablesal.segmentation import Grid
+
+torch.manual_seed(0)
+
+
+class Linear(nn.Module):
+    """logits = W · flatten(x): the gradient is W[target], whatever the input."""
+
+    def __init__(self, shape=(3, 8, 8), classes=4):
+        super().__init__()
+        self.fc = nn.Linear(int(torch.tensor(shape).prod()), classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class Quadratic(nn.Module):
+    """logit_c = Σ a_c ⊙ x²: gradient 2 a_c ⊙ x, IG with a zero baseline = a_c ⊙ x² exactly."""
+
+    def __init__(self, shape=(3, 8, 8), classes=3):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(classes, *shape))
+
+    def forward(self, x):
+        return (self.a.unsqueeze(0) * x.unsqueeze(1).square()).flatten(2).sum(2)
+
+
+def tiny_cnn(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.Tanh(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5)).eval()
+
+
+@pytest.fixture
+def images():
+    return torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def test_saliency_equals_captum(images):
+    model = tiny_cnn()
+    ours = Saliency(model).attribute(images, target=2)
+    theirs = ca.Saliency(model).attribute(images, target=2)
+    assert torch.allclose(ours, theirs, atol=1e-7)
+    signed = Saliency(model, abs=False).attribute(images, target=[0, 1, 2, 3, 4])
+    assert torch.allclose(signed, ca.Saliency(model).attribute(images, target=[0, 1, 2, 3, 4], abs=False), atol=1e-7)
+
+
+def test_integrated_gradients_equals_captum(images):
+    model = tiny_cnn()
+    baseline = torch.rand(1, 3, 8, 8)
+    for rule in ("gausslegendre", "riemann_trapezoid"):
+        ours, delta = IntegratedGradients(model, n_steps=20, method=rule).attribute(
+            images, target=1, baselines=baseline, return_convergence_delta=True)
+        theirs, their_delta = ca.IntegratedGradients(model).attribute(
+            images, target=1, baselines=baseline, n_steps=20, method=rule, return_convergence_delta=True)
+        assert torch.allclose(ours, theirs, atol=1e-6)
+        assert torch.allclose(delta, their_delta, atol=1e-5)
+
+
+def test_integrated_gradients_analytic_and_complete():
+    model = Quadratic().eval()
+    x = torch.rand(4, 3, 8, 8)
+    ig, delta = IntegratedGradients(model, n_steps=8).attribute(x, target=1, return_convergence_delta=True)
+    # the integrand 2 a α x² is linear in α: Gauss-Legendre is exact
+    assert torch.allclose(ig, model.a[1].detach() * x.square(), atol=1e-5)
+    assert delta.abs().max() < 1e-4
+
+
+def test_grouped_ig_keeps_completeness(images):
+    model = tiny_cnn()
+    method = IntegratedGradients(model, n_steps=16, grouping=Grid(n_segments=4))
+    grouped, delta = method.attribute(images, target=3, return_convergence_delta=True)
+    plain = IntegratedGradients(model, n_steps=16).attribute(images, target=3)
+    assert torch.allclose(grouped.flatten(1).sum(1), plain.flatten(1).sum(1), atol=1e-5)
+    assert delta.abs().max() < 1e-2  # the quadrature error of the plain method, unchanged by grouping
+
+
+def test_smoothgrad_zero_noise_one_sample_is_the_gradient(images):
+    model = tiny_cnn()
+    smooth = SmoothGrad(model, n_samples=1, noise_level=0.0).attribute(images, target=0, seed=3)
+    assert torch.equal(smooth, Saliency(model, abs=False).attribute(images, target=0))
+
+
+def test_linear_model_expectations_agree_with_captum(images):
+    model = Linear().eval()
+    weight = model.fc.weight[2].detach().view(3, 8, 8)
+    smooth = SmoothGrad(model, n_samples=7, noise_level=0.3).attribute(images, target=2, seed=0)
+    theirs = ca.NoiseTunnel(ca.Saliency(model)).attribute(images, target=2, nt_samples=7, stdevs=0.3, abs=False)
+    assert torch.allclose(smooth, theirs, atol=1e-6) and torch.allclose(smooth[0], weight, atol=1e-6)
+    assert VarGrad(model, n_samples=9).attribute(images, target=2).abs().max() < 1e-10
+    references = torch.rand(6, 3, 8, 8)
+    shap = GradientShap(model, n_samples=11).attribute(images[:1], target=2, baselines=references[:1], seed=0)
+    their_shap = ca.GradientShap(model).attribute(images[:1], target=2, baselines=references[:1], n_samples=11)
+    assert torch.allclose(shap, their_shap, atol=1e-6)
+    assert torch.allclose(shap, weight * (images[:1] - references[:1]), atol=1e-6)
+
+
+def test_vargrad_matches_two_pass_variance(images):
+    model = tiny_cnn()
+    method = VarGrad(model, n_samples=37, noise_level=0.2, internal_batch_size=10)
+    ours = method.attribute(images[:2], target=1, seed=5)
+    # recompute the same samples directly and take the variance in two passes
+    sampler = GaussianNoise(37, 0.2)
+    from stablesal.attribution import image_seeds
+
+    seeds = image_seeds(images[:2], 5)
+    for i in range(2):
+        gen = torch.Generator().manual_seed(seeds[i])
+        xs = torch.cat([sampler.draw(images[i], s, min(37, s + 16), gen)[0] for s in range(0, 37, 16)])
+        xs.requires_grad_(True)
+        grad, = torch.autograd.grad(model(xs)[:, 1].sum(), xs)
+        assert torch.allclose(ours[i], grad.var(0, unbiased=False), atol=1e-9, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_batched_equals_per_image_and_seeded_runs_identical(name, images):
+    model = tiny_cnn()
+    options = {"n_samples": 6} if name not in ("saliency", "gradient", "input_x_gradient", "integrated_gradients") else {}
+    method = make_method(name, model, internal_batch_size=7, **options)
+    kwargs = {"baselines": torch.rand(3, 3, 8, 8)} if name == "gradient_shap" else {}
+    batched = method.attribute(images, target=[0, 1, 2, 3, 4], seed=11, **kwargs)
+    again = method.attribute(images, target=[0, 1, 2, 3, 4], seed=11, **kwargs)
+    assert torch.equal(batched, again)  # bit-identical
+    assert batched.shape == images.shape and torch.isfinite(batched).all()
+    for i in (0, 3):
+        single = method.attribute(images[i:i + 1], target=i, seed=11, **kwargs)
+        assert torch.allclose(single[0], batched[i], atol=1e-6), name
+    other_chunks = make_method(name, model, internal_batch_size=4, **options).attribute(
+        images, target=[0, 1, 2, 3, 4], seed=11, **kwargs)
+    assert torch.allclose(other_chunks, batched, atol=1e-6)
+    if name in ("smoothgrad", "suppression", "gradient_shap"):
+        assert not torch.equal(batched, method.attribute(images, target=[0, 1, 2, 3, 4], seed=12, **kwargs))
+
+
+def test_generator_seed(images):
+    model = tiny_cnn()
+    method = SmoothGrad(model, n_samples=4)
+    a = method.attribute(images, target=0, seed=torch.Generator().manual_seed(4))
+    b = method.attribute(images, target=0, seed=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+
+
+def test_call_counts_prove_batching(images):
+    model = tiny_cnn()
+    method = SmoothGrad(model, n_samples=10, internal_batch_size=16)
+    method.attribute(images, target=0)
+    assert method.forward_calls == 4  # ceil(5 images × 10 samples / 16)
+    ig = IntegratedGradients(model, n_steps=50, internal_batch_size=250)
+    ig.attribute(images, target=0)
+    assert ig.forward_calls == 1
+
+
+def test_parameters_frozen_during_and_restored(images):
+    model = tiny_cnn()
+    seen = []
+    model[0].register_forward_hook(lambda m, i, o: seen.append(m.weight.requires_grad))
+    Saliency(model).attribute(images, target=0)
+    assert seen == [False] and all(p.requires_grad for p in model.parameters())
+
+
+def test_grouping_is_a_projection():
+    maps = torch.randn(6, 3, 10, 12)
+    segments = torch.randint(0, 7, (6, 10, 12))
+    segments[:, 0, 0], segments[:, 0, 1] = 0, 1
+    once = group_attributions(maps, segments)
+    assert torch.allclose(group_attributions(once, segments), once, atol=1e-6)  # idempotent
+    assert torch.allclose(once.flatten(1).sum(1), maps.flatten(1).sum(1), atol=1e-4)  # sums kept
+    for b in range(6):  # constant on each segment
+        for s in segments[b].unique():
+            values = once[b][:, segments[b] == s]
+            assert torch.allclose(values, values[:, :1].expand_as(values))
+    # self-adjoint: <P a, b> = <a, P b>
+    other = torch.randn_like(maps)
+    assert torch.allclose((once * other).sum(), (maps * group_attributions(other, segments)).sum(), rtol=1e-4)
+
+
+def test_grouping_never_increases_variance():
+    generator = torch.Generator().manual_seed(0)
+    segments = Grid(n_segments=9)(torch.rand(1, 3, 12, 12))
+    for _ in range(5):
+        # maps of K "models" for one image: correlated noise around a mean
+        maps = torch.randn(8, 1, 12, 12, generator=generator) * torch.rand(1, 1, 12, 12, generator=generator)
+        maps = maps + torch.randn(1, 1, 12, 12, generator=generator)
+        grouped = group_attributions(maps, segments.expand(8, -1, -1))
+        assert grouped.var(0).sum() <= maps.var(0).sum() + 1e-6
+
+
+def test_sum_reduce_and_bad_shapes():
+    maps = torch.ones(1, 1, 4, 4)
+    segments = torch.zeros(1, 4, 4, dtype=torch.long)
+    segments[:, :, 2:] = 1
+    assert torch.equal(group_attributions(maps, segments, "sum"), torch.full((1, 1, 4, 4), 8.0))
+    with pytest.raises(ValueError, match="do not match segments"):
+        Partition(segments).project(torch.ones(1, 1, 5, 4))
+    with pytest.raises(ValueError, match="reduce"):
+        Partition(segments).project(maps, "max")
+
+
+def test_grouped_nonlinear_methods_group_inside_samples(images):
+    model = tiny_cnn()
+    grid = Grid(n_segments=4)
+    grouped = SparsifiedSmoothGrad(model, n_samples=5, topk=0.25, grouping=grid).attribute(images, target=0)
+    segments = grid(images)
+    assert torch.allclose(group_attributions(grouped, segments), grouped, atol=1e-6)
+    # grouping before |.| differs from grouping after it
+    before = Saliency(model, grouping=grid).attribute(images, target=0)
+    after = group_attributions(Saliency(model).attribute(images, target=0), segments)
+    assert (before <= after + 1e-7).all() and not torch.allclose(before, after)
+
+
+def test_grouped_names_and_captum_wrapper(images):
+    from stablesal.grouping import Grouped
+
+    model = tiny_cnn()
+    method = make_method("s-saliency", model, grouping="grid", n_segments=4)
+    assert "grid" in str(method)
+    wrapped = Grouped(ca.IntegratedGradients(model), Grid(n_segments=4)).attribute(images, target=1, n_steps=10)
+    ours = IntegratedGradients(model, n_steps=10, grouping=Grid(n_segments=4)).attribute(images, target=1)
+    assert torch.allclose(wrapped, ours, atol=1e-6)
+
+
+def test_suppression_samples_only_erase():
+    x = torch.rand(3, 16, 16) + 0.1
+    generator = torch.Generator().manual_seed(0)
+    for sampler in (Suppression(8), Suppression(8, unit="patch", patch_size=4), Suppression(8, mode="continuous"),
+                    Suppression(8, mode="fixed", keep_rate=0.3), Suppression(8, mode="global")):
+        samples, _ = sampler.draw(x, 0, 8, generator)
+        ratio = samples / x
+        assert ((ratio >= 0) & (ratio <= 1 + 1e-6)).all(), str(sampler)  # never adds information
+        assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio)), str(sampler)  # shared across channels
+    segments = torch.arange(16).view(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    samples, _ = Suppression(4, unit="segment").draw(x, 0, 4, generator, segments=segments)
+    kept = (samples[:, 0] > 0).float()
+    assert torch.equal(group_attributions(kept[:, None], segments.expand(4, -1, -1))[:, 0], kept)
+
+
+def test_suppression_method_runs_with_segments(images):
+    model = tiny_cnn()
+    out = SuppressionGrad(model, n_samples=6, unit="segment", grouping=Grid(n_segments=4)).attribute(images, target=0)
+    assert (out >= 0).all() and out.shape == images.shape
+
+
+def test_bad_inputs_are_named(images):
+    model = tiny_cnn()
+    method = Saliency(model)
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        method.attribute(images[0], target=0)
+    with pytest.raises(TypeError, match="floating-point"):
+        method.attribute(images.long(), target=0)
+    bad = images.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        method.attribute(bad, target=0)
+    with pytest.raises(ValueError, match="target out of range"):
+        method.attribute(images, target=9)
+    with pytest.raises(ValueError, match="one class index per image"):
+        method.attribute(images, target=[1, 2])
+    with pytest.raises(ValueError, match="target is required"):
+        method.attribute(images)
+    model.train()
+    with pytest.raises(ValueError, match="training mode"):
+        method.attribute(images, target=0)
+    model.eval()
+    with pytest.raises(ValueError, match="baselines is required"):
+        GradientShap(model).attribute(images, target=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        make_method("gradcam", model)
+    with pytest.raises(ValueError, match="single segment"):
+        Saliency(model, grouping="segments").attribute(images, target=0, segments=torch.zeros(5, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="expected \\(5, 8, 8\\)"):
+        Saliency(model, grouping="segments").attribute(images, target=0, segments=torch.zeros(5, 4, 4, dtype=torch.long))
