@@ -48,3 +48,119 @@ def plot_dataset_examples(images, labels, masks, class_names, path_stem) -> Path
     for axis in axes.flat:
         axis.set_axis_off()
     return save_figure(fig, path_stem)
+
+
+def _short(name: str) -> str:
+    return {"integrated_gradients": "IG", "smoothgrad": "SmoothGrad", "saliency": "Saliency", "vargrad": "VarGrad",
+            "gradient_shap": "GradSHAP", "sparsified_smoothgrad": "Sparse SG", "suppression": "Suppression",
+            "smoothgrad_sq": "SmoothGrad²", "random": "random"}.get(name, name)
+
+
+def plot_stability_bars(summary: list[dict], path_stem, metrics=("ssim", "spearman"), model_set: str = "main") -> Path:
+    """Cross-seed similarity per method, one bar per grouping, with 95 % CIs (layout of the
+    SUPERPIXEL paper's pixel vs super-pixel figure)."""
+    rows = [r for r in summary if r["model_set"] == model_set]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    groupings = list(dict.fromkeys(r["grouping"] for r in rows))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 2.8), squeeze=False)
+    width = 0.8 / len(groupings)
+    colours = plt.cm.tab10.colors
+    for axis, metric in zip(axes[0], metrics):
+        for g, grouping in enumerate(groupings):
+            values, errors = [], [[], []]
+            for method in methods:
+                row = next((r for r in rows if r["method"] == method and r["grouping"] == grouping), None)
+                mean = row[metric] if row else np.nan
+                values.append(mean)
+                errors[0].append(mean - row[f"{metric}_ci_low"] if row else 0)
+                errors[1].append(row[f"{metric}_ci_high"] - mean if row else 0)
+            positions = np.arange(len(methods)) + (g - (len(groupings) - 1) / 2) * width
+            axis.bar(positions, values, width, yerr=errors, capsize=2, label=grouping, color=colours[g % 10])
+        axis.set_xticks(np.arange(len(methods)), [_short(m) for m in methods], rotation=30, ha="right")
+        axis.set_ylabel(f"{metric} between models")
+        axis.axhline(0, color="black", linewidth=0.5)
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    fig.suptitle(f"Cross-seed stability ({model_set} models), mean and 95 % CI over images × model pairs", fontsize=9)
+    return save_figure(fig, path_stem)
+
+
+def plot_variance_reduction(rows: list[dict], path_stem, model_set: str = "main") -> Path:
+    """Variance reduction of the projection vs mean segment size, with the independent-noise line
+    y = d/m, and the bias (share of the mean map the projection removes)."""
+    rows = [r for r in rows if r["model_set"] == model_set]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.0))
+    partitions = list(dict.fromkeys(r["partition"] for r in rows))
+    markers = "osD^v<>"
+    for p, partition in enumerate(partitions):
+        part = [r for r in rows if r["partition"] == partition]
+        left.scatter([r["mean_segment_size"] for r in part], [r["projection_variance_reduction"] for r in part],
+                     marker=markers[p % 7], label=partition, s=22)
+        for r in part:
+            left.annotate(_short(r["method"]), (r["mean_segment_size"], r["projection_variance_reduction"]),
+                          fontsize=6, xytext=(3, 2), textcoords="offset points")
+        right.scatter([r["bias_fraction"] for r in part], [r["nsr_reduction"] for r in part],
+                      marker=markers[p % 7], label=partition, s=22)
+        for r in part:
+            right.annotate(_short(r["method"]), (r["bias_fraction"], r["nsr_reduction"]), fontsize=6,
+                           xytext=(3, 2), textcoords="offset points")
+    sizes = [r["mean_segment_size"] for r in rows] or [1]
+    line = np.linspace(1, max(sizes) * 1.1, 10)
+    left.plot(line, line, "k--", linewidth=0.8, label="d/m (independent pixels)")
+    left.axhline(1, color="grey", linewidth=0.5)
+    left.set_xlabel("mean segment size d/m (pixels)")
+    left.set_ylabel("tr(Σ) / tr(PΣ)")
+    left.legend(fontsize=7, frameon=False)
+    right.axhline(1, color="grey", linewidth=0.5)
+    right.set_xlabel("bias ||μ − Pμ||² / ||μ||²")
+    right.set_ylabel("noise-to-signal gain")
+    fig.suptitle("Grouping never increases variance; what it costs is bias", fontsize=9)
+    return save_figure(fig, path_stem)
+
+
+def plot_stability_fidelity(summary: list[dict], path_stem, model_set: str = "main") -> Path:
+    """Cross-seed SSIM against deletion AUC (lower = more faithful) per method × grouping."""
+    rows = [r for r in summary if r["model_set"] == model_set]
+    fig, axis = plt.subplots(figsize=(4.6, 3.4))
+    groupings = list(dict.fromkeys(r["grouping"] for r in rows))
+    for g, grouping in enumerate(groupings):
+        part = [r for r in rows if r["grouping"] == grouping]
+        axis.scatter([r["deletion_auc"] for r in part], [r["ssim"] for r in part], label=grouping, s=24,
+                     color=plt.cm.tab10.colors[g % 10])
+        for r in part:
+            axis.annotate(_short(r["method"]), (r["deletion_auc"], r["ssim"]), fontsize=6, xytext=(3, 2),
+                          textcoords="offset points")
+    axis.set_xlabel("deletion AUC (lower = more faithful)")
+    axis.set_ylabel("cross-seed SSIM (higher = stabler)")
+    axis.legend(fontsize=7, frameon=False)
+    return save_figure(fig, path_stem)
+
+
+def plot_model_maps(image, mask, maps: list, path_stem, title: str = "") -> Path:
+    """One image: the image, its ground-truth mask, each model's grey map, their mean and std."""
+    maps = [np.asarray(m, dtype=np.float32) for m in maps]
+    stack = np.stack(maps)
+    panels = [("image", _rgb(image), None)]
+    if mask is not None:
+        panels.append(("object mask", np.asarray(mask, np.float32), "gray"))
+    panels += [(f"model {k}", m, "magma") for k, m in enumerate(maps)]
+    panels += [("mean", stack.mean(0), "magma"), ("std across models", stack.std(0), "viridis")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.25 * len(panels), 1.5), squeeze=False)
+    for axis, (label, data, cmap) in zip(axes[0], panels):
+        axis.imshow(data, cmap=cmap, vmin=0 if cmap else None)
+        axis.set_title(label, fontsize=7)
+        axis.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=8, y=1.05)
+    return save_figure(fig, path_stem)
+
+
+def plot_timing(summary: list[dict], path_stem, model_set: str = "main") -> Path:
+    """Seconds per model to explain the study's images, per method and grouping."""
+    rows = [r for r in summary if r["model_set"] == model_set and r["method"] != "random"]
+    labels = [f"{_short(r['method'])} / {r['grouping']}" for r in rows]
+    fig, axis = plt.subplots(figsize=(5.0, 0.18 * len(rows) + 0.8))
+    axis.barh(range(len(rows)), [r["explain_seconds_per_model"] for r in rows], color="#4a78c2")
+    axis.set_yticks(range(len(rows)), labels, fontsize=6)
+    axis.invert_yaxis()
+    axis.set_xlabel("seconds per model (all study images)")
+    return save_figure(fig, path_stem)

@@ -15,19 +15,25 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import __version__
 from .config import StudyConfig
 from .data import ImageDataset, load_dataset
-from .figures import plot_dataset_examples
+from .figures import (
+    plot_dataset_examples, plot_model_maps, plot_stability_bars, plot_stability_fidelity, plot_timing,
+    plot_variance_reduction,
+)
 from .html import Section, render_page
-from .seeds import TrainConfig, summary_rows, train_seeds
+from .metrics import grey_maps
+from .seeds import TrainConfig, summary_rows, train_one, train_seeds
+from .stability import StudySettings, _explain, compute_partitions, run_study, summarise, variance_reduction_rows
 from .storage import atomic_write_json, atomic_write_text
 
 QUICK_OVERRIDES = {
     "data": {"n_train": 2000, "n_test": 400},
-    "models": {"k": 4, "epochs": 4, "vary": "seed"},
+    "models": {"k": 4, "epochs": 4, "vary": "seed", "control_k": 0},
     "gradient": {"n_images": 12, "n_samples": 8, "n_steps": 8,
                  "methods": ["saliency", "integrated_gradients", "smoothgrad", "suppression"],
                  "groupings": ["pixel", "fastslic", "grid"]},
@@ -91,7 +97,18 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
     runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
                        base_seed=models.base_seed, device=models.device, progress=progress)
     timings["training"] = time.perf_counter() - start
-    model_rows = summary_rows(runs)
+    control_runs = []
+    if models.control_k > 0:
+        # the control: the data of model 0, seeds varying - separates data from optimiser randomness
+        split = None if models.vary == "seed" else 0
+        for i in range(models.control_k):
+            run = {"index": i, "seed": models.base_seed + i, "split": split,
+                   "splits": 1 if split is None else models.k}
+            control_runs.append(train_one(dataset, run, train_config, runs_dir / "models", models.device,
+                                          progress=progress))
+    timings["training"] = time.perf_counter() - start
+    model_rows = [dict(row, set="main") for row in summary_rows(runs)]
+    model_rows += [dict(row, set="control") for row in summary_rows(control_runs)]
 
     sections = []
     example = plot_dataset_examples(dataset.test_images, dataset.test_labels, dataset.test_masks,
@@ -103,17 +120,76 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
             f"{dataset.name}: {len(dataset.train_labels)} training and {len(dataset.test_labels)} test images of "
             f"shape {tuple(dataset.image_shape)}, {dataset.num_classes} classes. {len(runs)} {models.arch} models "
             f"differ in {models.vary!r} (seed = weight initialisation, data order and augmentation; split = disjoint "
-            f"training data). Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} "
+            f"training data)" + (f"; {len(control_runs)} control models share model 0's data and differ in seed only"
+                                 if control_runs else "") +
+            f". Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} "
             f"(mean {sum(accuracies) / len(accuracies):.1%}); training took {timings['training']:.0f} s in total."
         ),
         figures=[(example, "One test image per class and its ground-truth object mask.")],
         tables=[(model_rows, "Retrained models: seed, data split, training-set size, accuracy and training time (s).")],
     ))
 
+    gradient = config.gradient
+    settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
+                             n_segments=gradient.n_segments, n_samples=gradient.n_samples, n_steps=gradient.n_steps,
+                             noise_level=gradient.noise_level, seed=gradient.seed)
+    count = min(gradient.n_images, len(dataset.test_labels))
+    images, labels = dataset.test_images[:count].to(models.device), dataset.test_labels[:count].to(models.device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    model_sets = {"main": [r.model for r in runs]}
+    if control_runs:
+        model_sets["control"] = [r.model for r in control_runs]
+    identity = {"main": [r.meta["config_hash"] for r in runs],
+                "control": [r.meta["config_hash"] for r in control_runs], "data": config.data.__dict__}
+    start = time.perf_counter()
+    results = run_study(model_sets, images, labels, masks, settings, cache_dir=runs_dir / "stability",
+                        progress=progress, identity=identity)
+    timings["stability"] = time.perf_counter() - start
+    summary = summarise(results)
+    reduction = variance_reduction_rows(results)
+    pair_rows = [row for result in results for row in result["rows"]]
+    write_csv(out / "stability_pairs.csv", pair_rows)
+    write_csv(out / "stability_summary.csv", summary)
+    write_csv(out / "variance_reduction.csv", reduction)
+
+    sections.append(headline_section(summary))
+    bars = [(plot_stability_bars(summary, figures_dir / f"stability_{name}", model_set=name),
+             f"{name} models: similarity of the maps of every pair of models, per method and grouping.")
+            for name in model_sets]
+    sections.append(Section("Cross-seed stability: pixel vs grouped", stability_reading(summary), figures=bars))
+    sections.append(Section(
+        "Variance reduction vs segment size", reduction_reading(reduction),
+        figures=[(plot_variance_reduction(reduction, figures_dir / "variance_reduction"),
+                  "Left: measured tr(Σ)/tr(PΣ) across models for unit-norm maps, against mean segment size, with the "
+                  "independent-pixel line. Right: the price, bias ||μ − Pμ||²/||μ||², against the noise-to-signal gain.")],
+        tables=[(_rounded(reduction), "")]))
+    sections.append(Section(
+        "Noise vs suppression sampling", sampling_reading(summary),
+        tables=[(_rounded([{k: r[k] for k in ("model_set", "method", "grouping", "ssim", "spearman", "deletion_auc",
+                                               "relevance_mass") if k in r}
+                           for r in summary if r["method"] in ("smoothgrad", "suppression", "vargrad")]), "")]))
+    sections.append(Section(
+        "Stability vs fidelity", fidelity_reading(summary),
+        figures=[(plot_stability_fidelity(summary, figures_dir / "stability_fidelity"),
+                  "Each point is a method × grouping on the main models: cross-seed SSIM against deletion AUC of model 0.")]))
+    sections.append(Section("Sanity: model randomisation", sanity_reading(summary), tables=[(_rounded([
+        {k: r[k] for k in ("method", "grouping", "sanity_spearman", "sanity_ssim", "ssim") if k in r}
+        for r in summary if r["model_set"] == "main" and "sanity_spearman" in r]),
+        "Similarity between maps of the trained model 0 and of the same architecture with random weights "
+        "(lower = the map depends on what was learned); 'ssim' is the cross-seed SSIM for comparison.")]))
+    panels = example_panels(model_sets["main"], images, labels, masks, settings, figures_dir)
+    sections.append(Section("Example maps across models", "Each row shows one test image explained by every "
+                            "main model, with the per-pixel mean and standard deviation across models.",
+                            figures=panels))
+    sections.append(Section("Timing", f"Explaining {count} images took the times below per model on "
+                            f"{_environment()['processor']} ({torch.get_num_threads()} threads).",
+                            figures=[(plot_timing(summary, figures_dir / "timing"), "Seconds per model.")]))
+
     timings["total"] = time.perf_counter() - began
     results = {
         "config": config.to_dict(), "environment": _environment(), "dataset": dataset.describe(),
-        "models": model_rows, "timings_s": timings,
+        "models": model_rows, "timings_s": timings, "stability_summary": summary,
+        "variance_reduction": reduction, "study_settings": settings.__dict__,
     }
     atomic_write_json(out / "results.json", results)
     write_csv(out / "models.csv", model_rows)
@@ -130,3 +206,123 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
         for figure in figures_dir.glob("*.p*"):
             shutil.copy2(figure, target / figure.name)
     return out
+
+
+def _rounded(rows: list[dict], digits: int = 3) -> list[dict]:
+    return [{k: (round(v, digits) if isinstance(v, float) else v) for k, v in row.items() if "ci_" not in k}
+            for row in rows]
+
+
+def _get(summary, method, grouping, model_set="main"):
+    return next((r for r in summary if r["method"] == method and r["grouping"] == grouping
+                 and r["model_set"] == model_set), None)
+
+
+def headline_section(summary: list[dict]) -> Section:
+    """Every method × grouping ranked by cross-seed stability and by fidelity, random control included."""
+    rows = [r for r in summary if r["model_set"] == "main"]
+    by_ssim = sorted(rows, key=lambda r: -r["ssim"])
+    by_deletion = {id(r): rank for rank, r in enumerate(sorted(rows, key=lambda r: r["deletion_auc"]), 1)}
+    table = [{
+        "stability rank": rank, "method": r["method"], "grouping": r["grouping"],
+        "SSIM": f"{r['ssim']:.3f} [{r['ssim_ci_low']:.3f}, {r['ssim_ci_high']:.3f}]",
+        "Spearman": round(r["spearman"], 3), "top-10% ∩": round(r["topk_intersection"], 3),
+        "deletion AUC ↓": round(r["deletion_auc"], 3), "fidelity rank": by_deletion[id(r)],
+        "relevance mass": round(r.get("relevance_mass", float("nan")), 3),
+    } for rank, r in enumerate(by_ssim, 1)]
+    best, random_rows = by_ssim[0], [r for r in rows if r["method"] == "random"]
+    random_rank = min(by_deletion[id(r)] for r in random_rows) if random_rows else None
+    reading = (f"The most stable map across retrained models is {best['method']} with {best['grouping']} grouping "
+               f"(SSIM {best['ssim']:.3f}). ")
+    if random_rank is not None:
+        reading += (f"The random-map control's best fidelity rank is {random_rank} of {len(rows)}: "
+                    + ("deletion AUC tells real maps from noise here." if random_rank > len(rows) * 0.6 else
+                       "deletion AUC barely separates real maps from random ones here; read fidelity with care."))
+        grouped_random = [r for r in random_rows if r["grouping"] != "pixel"]
+        if grouped_random:
+            r = max(grouped_random, key=lambda r: r["ssim"])
+            reading += (f" Note that grouped random maps reach SSIM {r['ssim']:.3f} ({r['grouping']}): SSIM rewards "
+                        "smoothness, so compare grouped methods with the grouped random control, and prefer Spearman.")
+    return Section("Headline: every method ranked", reading, tables=[(table, "Main models. SSIM with 95 % CI over "
+                   "images × model pairs; fidelity rank by deletion AUC of model 0 (mean-colour substrate).")])
+
+
+def stability_reading(summary: list[dict]) -> str:
+    sentences = []
+    for model_set in dict.fromkeys(r["model_set"] for r in summary):
+        for method in dict.fromkeys(r["method"] for r in summary if r["method"] != "random"):
+            pixel = _get(summary, method, "pixel", model_set)
+            others = [r for r in summary if r["method"] == method and r["model_set"] == model_set
+                      and r["grouping"] != "pixel"]
+            if pixel is None or not others:
+                continue
+            best = max(others, key=lambda r: r["spearman"])
+            sentences.append(f"{method} ({model_set}): Spearman {pixel['spearman']:.2f} → {best['spearman']:.2f} "
+                             f"with {best['grouping']}, SSIM {pixel['ssim']:.2f} → {best['ssim']:.2f}")
+    gains = [(_get(summary, r["method"], "pixel", r["model_set"]), r) for r in summary
+             if r["grouping"] != "pixel" and r["method"] != "random"]
+    improved = sum(1 for p, g in gains if p and g["spearman"] > p["spearman"])
+    return (f"Grouping raised the cross-seed Spearman correlation in {improved} of {len(gains)} method × grouping "
+            f"cases. " + "; ".join(sentences) + ".")
+
+
+def reduction_reading(rows: list[dict]) -> str:
+    if not rows:
+        return "No pixel-level method ran, so no projection could be measured."
+    below = sum(1 for r in rows if r["projection_variance_reduction"] >= 1 - 1e-9)
+    real = [r for r in rows if r["method"] != "random"]
+    ratio = np.mean([r["projection_variance_reduction"] / r["mean_segment_size"] for r in real]) if real else float("nan")
+    return (f"The projection reduced total variance across models in {below} of {len(rows)} cases (the theory says "
+            f"all: tr(PΣ) ≤ tr(Σ)). Real methods reach on average {ratio:.0%} of the independent-pixel factor d/m, "
+            f"because neighbouring pixels' gradients vary together across seeds; random maps sit on the line. The "
+            f"bias column is the share of the mean map that is not constant on segments: where it is large, grouping "
+            f"buys stability by discarding signal.")
+
+
+def sampling_reading(summary: list[dict]) -> str:
+    parts = []
+    for model_set in dict.fromkeys(r["model_set"] for r in summary):
+        noise, suppression = _get(summary, "smoothgrad", "pixel", model_set), _get(summary, "suppression", "pixel", model_set)
+        if noise and suppression:
+            parts.append(f"{model_set} models: suppression sampling gives cross-seed Spearman "
+                         f"{suppression['spearman']:.2f} vs {noise['spearman']:.2f} for Gaussian noise (SmoothGrad), "
+                         f"deletion AUC {suppression['deletion_auc']:.3f} vs {noise['deletion_auc']:.3f}")
+    return ("; ".join(parts) + ".") if parts else "SmoothGrad and suppression were not both in this study."
+
+
+def fidelity_reading(summary: list[dict]) -> str:
+    rows = [r for r in summary if r["model_set"] == "main" and r["method"] != "random"]
+    if len(rows) < 3:
+        return "Too few methods for a trade-off."
+    from scipy.stats import spearmanr
+
+    rho = spearmanr([r["ssim"] for r in rows], [r["deletion_auc"] for r in rows]).statistic
+    return (f"Across {len(rows)} method × grouping combinations the rank correlation between cross-seed SSIM and "
+            f"deletion AUC is {rho:+.2f} ({'stabler maps tend to be less faithful' if rho > 0.2 else 'stabler maps are not less faithful' if rho < -0.2 else 'no clear trade-off'}; "
+            f"lower AUC = more faithful).")
+
+
+def sanity_reading(summary: list[dict]) -> str:
+    rows = [r for r in summary if r["model_set"] == "main" and "sanity_spearman" in r]
+    if not rows:
+        return "The sanity check did not run."
+    worst = max(rows, key=lambda r: r["sanity_spearman"])
+    return (f"A method passes when its map of a randomly initialised network is unlike the trained one. The highest "
+            f"similarity to the randomised model is {worst['method']} / {worst['grouping']} (Spearman "
+            f"{worst['sanity_spearman']:.2f}): a map that changes little when the weights are destroyed reflects the "
+            f"image (edges, or the segmentation) more than the model.")
+
+
+def example_panels(models, images, labels, masks, settings: StudySettings, figures_dir: Path) -> list:
+    """Per method (pixel and the first super-pixel grouping): one image's maps across models."""
+    partitions = compute_partitions(images[:1], settings.groupings, settings.n_segments)
+    figures = []
+    for method in settings.methods:
+        for grouping in ["pixel"] + [g for g in settings.groupings if g not in ("pixel", "grid")][:1]:
+            segments = partitions.get(grouping)
+            maps = [grey_maps(_explain(method, grouping, model, k, images[:1], labels[:1], segments, settings))[0]
+                    for k, model in enumerate(models)]
+            path = plot_model_maps(images[0], None if masks is None else masks[0], [m.cpu() for m in maps],
+                                   figures_dir / f"maps_{method}_{grouping}", title=f"{method} / {grouping}")
+            figures.append((path, f"{method}, {grouping}: each model's map of the same image, mean and std."))
+    return figures

@@ -1,0 +1,274 @@
+"""Metrics for saliency maps, usable on their own: similarity between maps, variance across
+retrained models, MeGe/ReCo, fidelity (deletion/insertion) and the randomisation sanity check.
+
+Each metric carries :class:`MetricInfo` metadata (``info`` attribute) so reports can orient
+colour scales and rankings. Maps are ``[B, C, H, W]`` (or ``[B, H, W]``) tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool
+    low: float
+    high: float
+    description: str
+
+
+def _with_info(info: MetricInfo):
+    def attach(fn):
+        fn.info = info
+        return fn
+    return attach
+
+
+# --------------------------------------------------------------------------------------
+# Map preparation and pairwise similarity (Gong et al., BMVC 2024; Ye & Farnia, AISTATS 2025)
+# --------------------------------------------------------------------------------------
+
+def grey_maps(maps: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor:
+    """|a| summed over channels, clipped at the per-image ``clip_percentile`` and scaled to [0, 1]:
+    ``[B, C, H, W]`` → ``[B, H, W]`` (the preparation used for SSIM in the SUPERPIXEL protocol)."""
+    grey = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
+    flat = grey.flatten(1).double()
+    top = torch.quantile(flat, clip_percentile / 100.0, dim=1).clamp(min=1e-30).view(-1, 1, 1)
+    return (grey.double() / top).clamp(max=1.0).float()
+
+
+@_with_info(MetricInfo("ssim", True, -1.0, 1.0, "structural similarity of the grey maps"))
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM per image of grey maps ``[B, H, W]`` in [0, 1] (Gaussian weights σ = 1.5, population
+    covariance, data range 1, as scikit-image with the settings of Ye & Farnia)."""
+    from skimage.metrics import structural_similarity
+
+    a_np, b_np = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
+    return torch.tensor([
+        structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+        for x, y in zip(a_np, b_np)
+    ])
+
+
+@_with_info(MetricInfo("spearman", True, -1.0, 1.0, "Spearman rank correlation of the flattened maps (average ranks for ties)"))
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's ρ per image between maps ``[B, ...]``; tied values get average ranks, so
+    piecewise-constant (grouped) maps are handled correctly. NaN when a map is constant."""
+    from scipy.stats import rankdata
+
+    ra = rankdata(a.detach().cpu().flatten(1).double().numpy(), axis=1)
+    rb = rankdata(b.detach().cpu().flatten(1).double().numpy(), axis=1)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    denominator = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return torch.from_numpy((ra * rb).sum(1) / denominator)
+
+
+@_with_info(MetricInfo("normalised_l2", False, 0.0, 2.0, "|| a/||a|| - b/||b|| ||"))
+def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a = a / a.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    b = b / b.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    return (a - b).norm(dim=1)
+
+
+@_with_info(MetricInfo("topk_intersection", True, 0.0, 1.0, "shared fraction of the top 10 % pixels"))
+def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
+    """|top-k(a) ∩ top-k(b)| / k with k = ``fraction`` of the pixels (ties broken by position)."""
+    a, b = a.flatten(1), b.flatten(1)
+    k = max(1, int(round(fraction * a.shape[1])))
+    top_a = torch.zeros_like(a, dtype=torch.bool).scatter_(1, a.topk(k, dim=1).indices, True)
+    top_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)
+    return (top_a & top_b).sum(1).double() / k
+
+
+PAIRWISE = {"ssim": ssim, "spearman": spearman, "normalised_l2": normalised_l2, "topk_intersection": topk_intersection}
+
+
+def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, metrics=tuple(PAIRWISE)) -> dict[str, torch.Tensor]:
+    """Every pairwise metric per image between grey maps ``[B, H, W]``."""
+    return {name: PAIRWISE[name](a, b) for name in metrics}
+
+
+# --------------------------------------------------------------------------------------
+# Across K models: streaming moments
+# --------------------------------------------------------------------------------------
+
+class RunningMoments:
+    """Per-pixel mean and variance over a stream of maps (Welford), memory independent of K.
+
+    ``update(maps)`` takes the maps of one model ``[B, ...]``; ``variance`` is the population
+    variance across the models seen so far.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+
+    def update(self, maps: torch.Tensor) -> None:
+        maps = maps.detach().double()
+        if self.mean is None:
+            self.mean, self.m2 = torch.zeros_like(maps), torch.zeros_like(maps)
+        self.count += 1
+        delta = maps - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (maps - self.mean)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.m2 / max(self.count, 1)
+
+    def total_variance(self) -> torch.Tensor:
+        """tr(Σ) per image: the sum of per-pixel variances ``[B]``."""
+        return self.variance.flatten(1).sum(1)
+
+    def noise_to_signal(self) -> torch.Tensor:
+        """tr(Σ) / ||μ||² per image."""
+        return self.total_variance() / self.mean.flatten(1).square().sum(1).clamp(min=1e-30)
+
+
+def unit_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Channel-summed signed maps scaled to unit L2 norm per image ``[B, H, W]``: removes the
+    arbitrary gradient scale of each model before variances are compared."""
+    summed = maps.sum(1) if maps.dim() == 4 else maps
+    return summed / summed.flatten(1).norm(dim=1).clamp(min=1e-30).view(-1, 1, 1)
+
+
+# --------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a t-based confidence interval ``(mean, low, high)``, ignoring NaN."""
+    from scipy import stats
+
+    array = np.asarray(values, dtype=float)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(array.mean())
+    if array.size < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
+    return mean, mean - half, mean + half
+
+
+# --------------------------------------------------------------------------------------
+# MeGe and ReCo (Fel, Vigouroux, Cadène & Serre, WACV 2022)
+# --------------------------------------------------------------------------------------
+
+def spearman_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sqrt(1 − |ρ|), the distance Fel et al. use."""
+    return torch.sqrt((1 - spearman(a, b).abs()).clamp(min=0))
+
+
+@_with_info(MetricInfo("mege", True, 0.0, 1.0, "1 / (1 + mean distance between explanations of models that are both right)"))
+def mege(same_distances) -> float:
+    """MeGe = 1 / (1 + mean S=), S= the distances for pairs where both models are right."""
+    values = np.asarray(same_distances, float)
+    return float(1.0 / (1.0 + values.mean())) if values.size else float("nan")
+
+
+@_with_info(MetricInfo("reco", True, 0.0, 1.0, "max over thresholds of TPR + TNR − 1 separating S= from S≠"))
+def reco(same_distances, different_distances) -> float:
+    """ReCo = max_γ TPR_γ + TNR_γ − 1, where distances ≤ γ are predicted 'same correctness'."""
+    same, different = np.asarray(same_distances, float), np.asarray(different_distances, float)
+    if same.size == 0 or different.size == 0:
+        return float("nan")
+    best = 0.0
+    for gamma in np.unique(np.concatenate([same, different])):
+        best = max(best, float((same <= gamma).mean() + (different > gamma).mean() - 1))
+    return best
+
+
+# --------------------------------------------------------------------------------------
+# Fidelity: deletion and insertion (Petsiuk, Das & Saenko, BMVC 2018)
+# --------------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int = 16,
+                       mode: str = "deletion", substrate: str | float = 0.0, batch_size: int = 512,
+                       normalise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probability curves as pixels are removed (deletion) or revealed (insertion) in order of
+    decreasing attribution, and their areas.
+
+    Parameters
+    ----------
+    images, maps : ``[B, C, H, W]`` (maps may have one channel or ``[B, H, W]``); pixels are ranked
+        by the channel-summed |map| of each image.
+    steps : number of equal fractions (curve has ``steps + 1`` points from 0 to 1).
+    mode : ``"deletion"`` (start from the image, replace top pixels with the substrate; lower AUC
+        is better) or ``"insertion"`` (start from the substrate, insert top pixels; higher is better).
+    substrate : a number (constant fill), ``"mean"`` (each image's mean colour) or ``"blur"``
+        (Gaussian blur, σ = 5 px at 224 px scaled to the image side: Petsiuk's insertion substrate).
+    normalise : rescale each curve to (p_t − p_T)/(p_0 − p_T) before the area.
+
+    Returns
+    -------
+    curves ``[B, steps + 1]`` of the target's softmax probability; AUC ``[B]`` by the trapezoid rule
+    on fractions in [0, 1] (raw, or normalised when ``normalise``).
+    """
+    from .attribution import gaussian_blur
+
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    batch, channels, height, width = images.shape
+    scores = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
+    order = scores.flatten(1).argsort(dim=1, descending=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    if isinstance(substrate, str):
+        if substrate == "mean":
+            fill = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+        elif substrate == "blur":
+            fill = gaussian_blur(images, sigma=max(0.5, 5.0 * width / 224))
+        else:
+            raise ValueError(f"substrate must be a number, 'mean' or 'blur', got {substrate!r}")
+    else:
+        fill = torch.full_like(images, float(substrate))
+    counts = [int(round(f * height * width)) for f in torch.linspace(0, 1, steps + 1).tolist()]
+    curves = torch.empty(batch, steps + 1, device=images.device)
+    stacked = []
+    for count in counts:
+        removed = (rank < count).view(batch, 1, height, width)
+        if mode == "deletion":
+            stacked.append(torch.where(removed, fill, images))
+        else:
+            stacked.append(torch.where(removed, images, fill))
+    everything = torch.stack(stacked, 1).flatten(0, 1)  # [B·(T+1), C, H, W]
+    targets = target.repeat_interleave(steps + 1)
+    probabilities = []
+    for start in range(0, everything.shape[0], batch_size):
+        logits = model(everything[start:start + batch_size])
+        probabilities.append(torch.softmax(logits, 1).gather(1, targets[start:start + batch_size].view(-1, 1))[:, 0])
+    curves = torch.cat(probabilities).view(batch, steps + 1)
+    if normalise:
+        first, last = curves[:, :1], curves[:, -1:]
+        curves = (curves - last) / (first - last).abs().clamp(min=1e-6) * torch.sign(first - last)
+    auc = torch.trapezoid(curves, dx=1.0 / steps, dim=1)
+    return curves, auc
+
+
+deletion_insertion.info = MetricInfo("deletion_auc", False, 0.0, 1.0, "area under the deletion curve (insertion: higher is better)")
+
+
+def randomised_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """A copy of ``model`` with every learnable layer re-initialised (Adebayo et al., 2018, the
+    'full randomisation' variant of the model-randomisation sanity check)."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    for module in clone.modules():
+        if hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False)):
+            module.reset_parameters()
+    for parameter in clone.parameters():
+        parameter.requires_grad_(False)
+    return clone.eval()

@@ -1,0 +1,244 @@
+"""The cross-seed stability study: explain the same test images with K retrained models, for every
+method × grouping, and measure how much the maps depend on training randomness (Gong et al.,
+BMVC 2024; Ye & Farnia, AISTATS 2025; methods.md §3).
+
+Work is split into units (one model set × method × grouping); each unit's result is written
+atomically to ``<cache_dir>/<unit-hash>.json`` and reused on a re-run, so an interrupted study
+resumes where it stopped. Memory per unit is K grey maps of the explained images plus running
+moments; no unit holds the maps of other units.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .attribution import RANDOM_METHODS, make_method
+from .grouping import Partition
+from .metrics import (
+    RunningMoments, deletion_insertion, grey_maps, mean_ci, pairwise_similarity, randomised_copy, spearman, ssim,
+    unit_maps,
+)
+from .segmentation import make_segmenter, matched_grid
+from .storage import atomic_write_json, config_hash
+
+PAIR_METRICS = ("ssim", "spearman", "normalised_l2", "topk_intersection")
+
+
+@dataclass
+class StudySettings:
+    methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients", "smoothgrad", "suppression"])
+    groupings: list = field(default_factory=lambda: ["pixel", "fastslic", "grid"])
+    n_segments: int = 64
+    n_samples: int = 32
+    n_steps: int = 32
+    noise_level: float = 0.15
+    seed: int = 0
+    deletion_steps: int = 16
+    sanity: bool = True
+
+
+def random_maps(images: torch.Tensor, model_index: int, seed: int) -> torch.Tensor:
+    """The random-map control: i.i.d. uniform maps, different for every model."""
+    generator = torch.Generator().manual_seed(seed * 1009 + model_index)
+    return torch.rand(images.shape, generator=generator).to(images.device)
+
+
+def compute_partitions(images: torch.Tensor, groupings: Sequence[str], n_segments: int) -> dict[str, torch.Tensor]:
+    """Segments for every grouping; ``grid`` is matched to the mean count of the first super-pixel
+    grouping (the control that separates 'follows the object' from 'is coarser')."""
+    partitions: dict[str, torch.Tensor] = {}
+    for name in groupings:
+        if name not in ("pixel", "grid"):
+            partitions[name] = make_segmenter(name, n_segments=n_segments)(images)
+    if "grid" in groupings:
+        reference = next(iter(partitions.values()), None)
+        grid = matched_grid(reference) if reference is not None else make_segmenter("grid", n_segments=n_segments)
+        partitions["grid"] = grid(images)
+    return partitions
+
+
+def _explain(method_name, grouping, model, model_index, images, targets, segments, settings: StudySettings):
+    if method_name == "random":
+        maps = random_maps(images, model_index, settings.seed)
+        return maps if segments is None else Partition(segments).project(maps)
+    method = make_method(method_name, model, grouping=None if grouping == "pixel" else "segments",
+                         n_samples=settings.n_samples, n_steps=settings.n_steps, noise_level=settings.noise_level)
+    kwargs = {}
+    if method_name == "gradient_shap":
+        kwargs["baselines"] = _shap_references(images, settings.seed)
+    return method.attribute(images, target=targets, seed=settings.seed, segments=segments, **kwargs)
+
+
+def _shap_references(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """References for GradientSHAP: the explained images' own pixels shuffled across positions
+    (keeps the colour distribution, removes the object) plus a black image."""
+    generator = torch.Generator().manual_seed(seed)
+    flat = images.flatten(2)
+    shuffled = flat[:, :, torch.randperm(flat.shape[2], generator=generator)].view_as(images)
+    return torch.cat([shuffled[:8], torch.zeros_like(images[:1])])
+
+
+def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor, masks, method_name: str,
+             grouping: str, partitions: dict, settings: StudySettings, model_set: str) -> dict:
+    """One method × grouping on every model: pairwise similarity rows, variance and fidelity."""
+    began = time.perf_counter()
+    segments = partitions.get(grouping)
+    greys, raw_first = [], None
+    moments = RunningMoments()
+    projected = {name: RunningMoments() for name in partitions}  # theory: P applied to the pixel maps
+    explain_seconds = 0.0
+    for index, model in enumerate(models):
+        start = time.perf_counter()
+        maps = _explain(method_name, grouping, model, index, images, targets, segments, settings)
+        explain_seconds += time.perf_counter() - start
+        greys.append(grey_maps(maps))
+        unit = unit_maps(maps)
+        moments.update(unit)
+        if grouping == "pixel":
+            for name, part in partitions.items():
+                projected[name].update(Partition(part).project(unit.unsqueeze(1))[:, 0])
+        if index == 0:
+            raw_first = maps
+    rows = []
+    for i, j in itertools.combinations(range(len(models)), 2):
+        scores = pairwise_similarity(greys[i], greys[j], PAIR_METRICS)
+        for image in range(images.shape[0]):
+            rows.append({"model_set": model_set, "method": method_name, "grouping": grouping, "image": image,
+                         "model_a": i, "model_b": j, **{k: float(v[image]) for k, v in scores.items()}})
+    result = {
+        "model_set": model_set, "method": method_name, "grouping": grouping, "rows": rows,
+        "total_variance": moments.total_variance().tolist(),
+        "noise_to_signal": moments.noise_to_signal().tolist(),
+        "mean_map_norm2": moments.mean.flatten(1).square().sum(1).tolist(),
+        "explain_seconds_per_model": explain_seconds / len(models),
+        "n_images": int(images.shape[0]),
+    }
+    if segments is not None:
+        result["mean_segments"] = float((segments.flatten(1).max(1).values + 1).float().mean())
+    if grouping == "pixel":
+        pixels = images.shape[2] * images.shape[3]
+        result["projection"] = {}
+        for name, running in projected.items():
+            count = float((partitions[name].flatten(1).max(1).values + 1).float().mean())
+            mean_map = moments.mean
+            projected_mean = Partition(partitions[name]).project(mean_map.unsqueeze(1).float())[:, 0].double()
+            bias = mean_map - projected_mean
+            nsr_pixel = moments.total_variance() / mean_map.flatten(1).square().sum(1).clamp(min=1e-30)
+            nsr_grouped = running.total_variance() / projected_mean.flatten(1).square().sum(1).clamp(min=1e-30)
+            result["projection"][name] = {
+                "nsr_reduction": (nsr_pixel / nsr_grouped.clamp(min=1e-30)).tolist(),
+                "mean_segment_size": pixels / count,
+                "variance_reduction": (moments.total_variance() / running.total_variance().clamp(min=1e-30)).tolist(),
+                "bias_fraction": (bias.flatten(1).square().sum(1) / mean_map.flatten(1).square().sum(1)).tolist(),
+            }
+    # fidelity and localisation on the first model
+    model = models[0]
+    _, deletion = deletion_insertion(model, images, raw_first, targets, steps=settings.deletion_steps,
+                                     mode="deletion", substrate="mean")
+    _, insertion = deletion_insertion(model, images, raw_first, targets, steps=settings.deletion_steps,
+                                      mode="insertion", substrate="blur")
+    result["deletion_auc"] = deletion.tolist()
+    result["insertion_auc"] = insertion.tolist()
+    if masks is not None:
+        grey = greys[0]
+        inside = masks.to(grey.device).float()
+        result["relevance_mass"] = ((grey * inside).flatten(1).sum(1) / grey.flatten(1).sum(1).clamp(min=1e-30)).tolist()
+        result["mask_fraction"] = inside.flatten(1).mean(1).tolist()
+        peak = grey.flatten(1).argmax(1)
+        result["pointing_game"] = inside.flatten(1).gather(1, peak.view(-1, 1))[:, 0].tolist()
+    if settings.sanity and method_name != "random":
+        randomised = randomised_copy(model, seed=settings.seed + 99)
+        random_grey = grey_maps(_explain(method_name, grouping, randomised, 0, images, targets, segments, settings))
+        result["sanity_spearman"] = spearman(greys[0], random_grey).tolist()
+        result["sanity_ssim"] = ssim(greys[0], random_grey).tolist()
+    result["seconds"] = time.perf_counter() - began
+    return result
+
+
+def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Tensor, targets: torch.Tensor,
+              masks, settings: StudySettings, cache_dir: Path | str | None = None, progress: bool = True,
+              identity: dict | None = None) -> list[dict]:
+    """Every unit of the study; finished units found in ``cache_dir`` are loaded, not recomputed.
+
+    ``identity`` (e.g. the model checkpoints' hashes and the data configuration) is part of the
+    unit key, so changing the models or data recomputes.
+    """
+    from tqdm.auto import tqdm
+
+    partitions = compute_partitions(images, settings.groupings, settings.n_segments)
+    methods = list(settings.methods) + (["random"] if "random" not in settings.methods else [])
+    units = [(s, m, g) for s in model_sets for m in methods for g in settings.groupings]
+    results = []
+    bar = tqdm(units, desc="stability", disable=not progress)
+    for model_set, method, grouping in bar:
+        bar.set_postfix_str(f"{model_set}/{method}/{grouping}")
+        key = config_hash({"settings": asdict(settings), "unit": [model_set, method, grouping],
+                           "identity": identity or {}, "n_images": int(images.shape[0])})
+        path = Path(cache_dir) / f"{model_set}-{method}-{grouping}-{key}.json" if cache_dir else None
+        if path is not None and path.exists():
+            try:
+                results.append(json.loads(path.read_text()))
+                continue
+            except json.JSONDecodeError:
+                pass  # written atomically, so this means a damaged disk: recompute
+        result = run_unit(model_sets[model_set], images, targets, masks, method, grouping, partitions, settings,
+                          model_set)
+        if path is not None:
+            atomic_write_json(path, result)
+        results.append(result)
+    return results
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """One row per model set × method × grouping: means and 95 % CIs over images and model pairs."""
+    summary = []
+    for result in results:
+        row = {"model_set": result["model_set"], "method": result["method"], "grouping": result["grouping"]}
+        for metric in PAIR_METRICS:
+            mean, low, high = mean_ci([r[metric] for r in result["rows"]])
+            row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
+        for metric in ("noise_to_signal", "deletion_auc", "insertion_auc", "relevance_mass", "pointing_game",
+                       "sanity_spearman", "sanity_ssim"):
+            if metric in result:
+                mean, low, high = mean_ci(result[metric])
+                row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
+        row["explain_seconds_per_model"] = result["explain_seconds_per_model"]
+        summary.append(row)
+    return summary
+
+
+def variance_reduction_rows(results: list[dict]) -> list[dict]:
+    """Variance-reduction check: for each pixel method and partition, the measured reduction factor
+    tr(Σ)/tr(PΣ) across models (of unit-norm maps) against the mean segment size d/m (the factor
+    for independent pixel noise), the bias ||μ − Pμ||²/||μ||², and the scale-free gain in
+    noise-to-signal ratio (tr Σ/||μ||²)/(tr PΣ/||Pμ||²); plus the noise-to-signal gain of the
+    grouped method itself (grouping inside samples) when it ran."""
+    by_key = {(r["model_set"], r["method"], r["grouping"]): r for r in results}
+    rows = []
+    for (model_set, method, grouping), result in by_key.items():
+        if grouping != "pixel" or "projection" not in result:
+            continue
+        for partition, values in result["projection"].items():
+            grouped = by_key.get((model_set, method, partition))
+            method_vr = float("nan")
+            if grouped is not None:
+                # the grouped method itself (grouping inside samples): ratio of noise-to-signal ratios
+                ratios = [a / max(b, 1e-30) for a, b in zip(result["noise_to_signal"], grouped["noise_to_signal"])]
+                method_vr = mean_ci(ratios)[0]
+            vr, vr_low, vr_high = mean_ci(values["variance_reduction"])
+            rows.append({
+                "model_set": model_set, "method": method, "partition": partition,
+                "mean_segment_size": values["mean_segment_size"], "projection_variance_reduction": vr,
+                "vr_ci_low": vr_low, "vr_ci_high": vr_high,
+                "bias_fraction": mean_ci(values["bias_fraction"])[0],
+                "nsr_reduction": mean_ci(values["nsr_reduction"])[0],
+                "grouped_method_nsr_reduction": method_vr,
+            })
+    return rows

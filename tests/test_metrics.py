@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from stablesal.metrics import (
+    RunningMoments, deletion_insertion, grey_maps, mean_ci, mege, normalised_l2, pairwise_similarity, randomised_copy,
+    reco, spearman, ssim, topk_intersection,
+)
+
+
+def test_identical_maps_are_perfectly_similar():
+    maps = grey_maps(torch.rand(4, 3, 16, 16))
+    scores = pairwise_similarity(maps, maps)
+    assert torch.allclose(scores["ssim"], torch.ones(4).double())
+    assert torch.allclose(scores["spearman"], torch.ones(4).double())
+    assert scores["normalised_l2"].abs().max() < 1e-12
+    assert torch.equal(scores["topk_intersection"], torch.ones(4).double())
+    for fn, direction in ((ssim, True), (spearman, True), (normalised_l2, False), (topk_intersection, True)):
+        assert fn.info.higher_is_better is direction
+
+
+def test_spearman_matches_scipy_with_ties():
+    a = torch.randint(0, 5, (3, 40)).float()  # many ties, like grouped maps
+    b = torch.rand(3, 40)
+    ours = spearman(a, b)
+    for i in range(3):
+        assert abs(ours[i].item() - spearmanr(a[i].numpy(), b[i].numpy()).statistic) < 1e-10
+
+
+def test_grey_maps_and_topk():
+    maps = torch.zeros(1, 3, 10, 10)
+    maps[0, :, 0, 0] = 100.0  # an outlier is clipped at the 99th percentile
+    maps[0, 0, 5, 5] = -1.0
+    grey = grey_maps(maps)
+    assert grey.max() == 1 and grey.min() == 0 and grey.shape == (1, 10, 10)
+    a = torch.arange(100.).view(1, 100)
+    assert topk_intersection(a, a.flip(1)).item() == 0.0
+
+
+def test_running_moments_match_numpy():
+    stream = [torch.randn(2, 5, 5) for _ in range(7)]
+    moments = RunningMoments()
+    for maps in stream:
+        moments.update(maps)
+    stacked = torch.stack(stream).double().numpy()
+    assert np.allclose(moments.mean.numpy(), stacked.mean(0))
+    assert np.allclose(moments.variance.numpy(), stacked.var(0))
+    assert np.allclose(moments.total_variance().numpy(), stacked.var(0).reshape(2, -1).sum(1))
+
+
+def test_mean_ci_and_mege_reco():
+    mean, low, high = mean_ci([1.0, 2.0, 3.0, float("nan")])
+    assert mean == 2.0 and low < 2.0 < high
+    assert mege([0.0, 0.0]) == 1.0 and mege([1.0]) == 0.5
+    assert reco([0.1, 0.2], [0.8, 0.9]) == 1.0  # perfectly separated
+    assert reco([0.5, 0.5], [0.5, 0.5]) == 0.0
+
+
+class Counting(torch.nn.Module):
+    """p(class 0) rises with the mean of the first channel: deleting bright pixels lowers it."""
+
+    def forward(self, x):
+        score = x[:, 0].mean(dim=(1, 2)) * 20
+        return torch.stack([score, torch.zeros_like(score)], 1)
+
+
+def test_deletion_insertion_prefer_the_true_map():
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 8, 8)
+    target = torch.zeros(6, dtype=torch.long)
+    true_map = images[:, :1].clone()  # the model's evidence
+    _, good = deletion_insertion(Counting(), images, true_map, target, steps=8)
+    _, bad = deletion_insertion(Counting(), images, -true_map.abs() + 2, target, steps=8)  # reversed ranking
+    assert (good < bad).all()
+    _, good_ins = deletion_insertion(Counting(), images, true_map, target, steps=8, mode="insertion")
+    _, bad_ins = deletion_insertion(Counting(), images, -true_map.abs() + 2, target, steps=8, mode="insertion")
+    assert (good_ins > bad_ins).all()
+    curves, _ = deletion_insertion(Counting(), images, true_map, target, steps=8, normalise=True)
+    assert torch.allclose(curves[:, 0], torch.ones(6)) and torch.allclose(curves[:, -1], torch.zeros(6), atol=1e-6)
+    with pytest.raises(ValueError, match="substrate"):
+        deletion_insertion(Counting(), images, true_map, target, substrate="noise")
+
+
+def test_randomised_copy_changes_weights_only_in_copy():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten()).eval()
+    before = model[0].weight.clone()
+    clone = randomised_copy(model, seed=1)
+    assert torch.equal(model[0].weight, before) and not torch.equal(clone[0].weight, before)
