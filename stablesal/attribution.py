@@ -248,16 +248,7 @@ class GradientIntegration(GradientAttribution):
         ``return_convergence_delta``: also return Σ attributions − (f(x) − f(x')) per image
         (path samplers only), like Captum's IG.
         """
-        model = check_eval_model(self.forward_func, "forward_func")
         inputs = check_images(inputs, "inputs")
-        batch = inputs.shape[0]
-        target = check_targets(target, batch, None).to(inputs.device)
-        if internal_batch_size is not None and (not isinstance(internal_batch_size, int) or internal_batch_size < 1):
-            raise ValueError(f"internal_batch_size must be a positive integer, got {internal_batch_size!r}")
-        device = inputs.device
-        if isinstance(model, torch.nn.Module) and model_device(model) != device:
-            raise ValueError(f"inputs are on {device} but the model is on {model_device(model)}; move one of them")
-
         if segments is not None:
             segments = check_segments(segments, inputs)
         elif self.grouping == "segments":
@@ -265,7 +256,55 @@ class GradientIntegration(GradientAttribution):
         elif self.grouping is not None or getattr(self.sampler, "unit", None) == "segment":
             segmenter = self.grouping or make_segmenter("fastslic")
             segments = segmenter(inputs.detach())
-        partition = Partition(segments) if self.grouping is not None else None
+        grouped = {"map": segments if self.grouping is not None else None}
+        results, per_image_baseline, forward, target = self._integrate(
+            inputs, target, baselines, additional_forward_args, seed, grouped, segments, internal_batch_size)
+        result = results["map"]
+        if not return_convergence_delta:
+            return result
+        if not isinstance(self.sampler, StraightLinePath):
+            raise ValueError("return_convergence_delta is defined for path methods (Integrated Gradients) only")
+        batch = inputs.shape[0]
+        with torch.no_grad():
+            args = _expand_args(additional_forward_args, torch.arange(batch), batch)
+            end = _select_score(forward(inputs.detach(), args), target, self.score)
+            start = _select_score(forward(per_image_baseline, args), target, self.score)
+        return result, result.flatten(1).sum(1) - (end - start)
+
+    def attribute_groupings(self, inputs: torch.Tensor, target=None, groupings: dict | None = None, baselines=None,
+                            additional_forward_args: Any = None, seed: int | torch.Generator = 0,
+                            internal_batch_size: int | None = None) -> dict[str, torch.Tensor]:
+        """The method under several groupings from one set of model passes.
+
+        ``groupings`` maps a name to a partition ``[B, H, W]`` or to None (pixel map). The samples
+        and gradients are shared, so this costs the passes of one call plus one projection per
+        grouping; each output equals ``attribute(..., segments=that partition)`` of a method built
+        with ``grouping="segments"`` (or ``grouping=None`` for None).
+        """
+        inputs = check_images(inputs, "inputs")
+        groupings = {name: None if seg is None else check_segments(seg, inputs, f"groupings[{name!r}]")
+                     for name, seg in (groupings or {"pixel": None}).items()}
+        sampler_segments = None
+        if getattr(self.sampler, "unit", None) == "segment":
+            sampler_segments = next((seg for seg in groupings.values() if seg is not None), None)
+            if sampler_segments is None:
+                sampler_segments = make_segmenter("fastslic")(inputs.detach())
+        results, _, _, _ = self._integrate(inputs, target, baselines, additional_forward_args, seed, groupings,
+                                           sampler_segments, internal_batch_size)
+        return results
+
+    def _integrate(self, inputs, target, baselines, additional_forward_args, seed, groupings: dict,
+                   sampler_segments, internal_batch_size):
+        """Run the sampler and the model passes once; aggregate under every grouping of ``groupings``."""
+        model = check_eval_model(self.forward_func, "forward_func")
+        batch = inputs.shape[0]
+        target = check_targets(target, batch, None).to(inputs.device)
+        if internal_batch_size is not None and (not isinstance(internal_batch_size, int) or internal_batch_size < 1):
+            raise ValueError(f"internal_batch_size must be a positive integer, got {internal_batch_size!r}")
+        device = inputs.device
+        if isinstance(model, torch.nn.Module) and model_device(model) != device:
+            raise ValueError(f"inputs are on {device} but the model is on {model_device(model)}; move one of them")
+        partitions = {name: None if seg is None else Partition(seg) for name, seg in groupings.items()}
 
         if isinstance(self.sampler, BaselineDistribution):
             if baselines is None:
@@ -286,16 +325,9 @@ class GradientIntegration(GradientAttribution):
         weights = self.sampler.weights(device)
         seeds = image_seeds(inputs, seed) if self.sampler.random else [0] * batch
         chunk = internal_batch_size or self._chunk_size(inputs.shape[1:], device, forward)
-
-        total = torch.zeros_like(inputs)
-        weight_sum = torch.zeros(batch, device=device, dtype=inputs.dtype)
-        if self.aggregate == "var":
-            count = torch.zeros(batch, device=device, dtype=inputs.dtype)
-            mean = torch.zeros_like(inputs)
-            m2 = torch.zeros_like(inputs)
+        aggregates = {name: _Aggregate(inputs, self.aggregate) for name in partitions}
 
         def run(rows, x_hat, delta, row_weight):
-            nonlocal total, weight_sum
             x_hat = x_hat.detach().requires_grad_(True)
             with torch.enable_grad():
                 output = forward(x_hat, _expand_args(additional_forward_args, rows, batch))
@@ -305,24 +337,20 @@ class GradientIntegration(GradientAttribution):
                 score = _select_score(output, target[rows], self.score)
                 grad, = torch.autograd.grad(score.sum(), x_hat)
             if self.linear == "grad_x_delta":
-                values = grad * delta
+                linear = grad * delta
             elif self.linear == "grad_x_sample":
-                values = grad * x_hat.detach()
+                linear = grad * x_hat.detach()
             else:
-                values = grad
-            if partition is not None:
-                values = partition.select(rows).project(values, self.reduce)
-            if self.nonlinearity == "abs":
-                values = values.abs()
-            elif self.nonlinearity == "square":
-                values = values.square()
-            elif self.nonlinearity == "topk":
-                values = _topk_binary(values, self.topk)
-            if self.aggregate == "mean":
-                total.index_add_(0, rows, values * row_weight.view(-1, 1, 1, 1))
-                weight_sum.index_add_(0, rows, row_weight)
-            else:
-                _welford_merge(rows, values, count, mean, m2)
+                linear = grad
+            for name, partition in partitions.items():
+                values = linear if partition is None else partition.select(rows).project(linear, self.reduce)
+                if self.nonlinearity == "abs":
+                    values = values.abs()
+                elif self.nonlinearity == "square":
+                    values = values.square()
+                elif self.nonlinearity == "topk":
+                    values = _topk_binary(values, self.topk)
+                aggregates[name].add(rows, values, row_weight)
 
         pending: list[tuple] = []
         pending_rows = 0
@@ -349,7 +377,7 @@ class GradientIntegration(GradientAttribution):
                     generator.manual_seed(seeds[image])
                 x = inputs[image].detach()
                 base = reference if reference is not None else per_image_baseline[image]
-                image_segments = None if segments is None else segments[image]
+                image_segments = None if sampler_segments is None else sampler_segments[image]
                 for start in range(0, n_samples, self.sampler.block):
                     stop = min(n_samples, start + self.sampler.block)
                     x_hat, delta = self.sampler.draw(x, start, stop, generator, baseline=base, segments=image_segments)
@@ -361,25 +389,40 @@ class GradientIntegration(GradientAttribution):
                     flush(final=False)
             flush(final=True)
 
-        if self.aggregate == "mean" and self.sampler.normalise_weights:
-            result = total / weight_sum.clamp(min=torch.finfo(inputs.dtype).tiny).view(-1, 1, 1, 1)
-        elif self.aggregate == "mean":
-            result = total
-        else:
-            result = m2 / count.clamp(min=1).view(-1, 1, 1, 1)
-        if not return_convergence_delta:
-            return result
-        if not isinstance(self.sampler, StraightLinePath):
-            raise ValueError("return_convergence_delta is defined for path methods (Integrated Gradients) only")
-        with torch.no_grad():
-            end = _select_score(forward(inputs.detach(), _expand_args(additional_forward_args, torch.arange(batch), batch)),
-                                target, self.score)
-            start = _select_score(forward(per_image_baseline, _expand_args(additional_forward_args,
-                                                                          torch.arange(batch), batch)), target, self.score)
-        return result, result.flatten(1).sum(1) - (end - start)
+        results = {name: agg.result(self.sampler.normalise_weights) for name, agg in aggregates.items()}
+        return results, per_image_baseline, forward, target
 
     def has_convergence_delta(self) -> bool:
         return isinstance(self.sampler, StraightLinePath)
+
+
+class _Aggregate:
+    """Running weighted mean, or per-image Welford variance, of per-sample maps."""
+
+    def __init__(self, inputs: torch.Tensor, kind: str):
+        self.kind = kind
+        batch = inputs.shape[0]
+        if kind == "mean":
+            self.total = torch.zeros_like(inputs)
+            self.weight_sum = torch.zeros(batch, device=inputs.device, dtype=inputs.dtype)
+        else:
+            self.count = torch.zeros(batch, device=inputs.device, dtype=inputs.dtype)
+            self.mean = torch.zeros_like(inputs)
+            self.m2 = torch.zeros_like(inputs)
+
+    def add(self, rows: torch.Tensor, values: torch.Tensor, row_weight: torch.Tensor) -> None:
+        if self.kind == "mean":
+            self.total.index_add_(0, rows, values * row_weight.view(-1, 1, 1, 1))
+            self.weight_sum.index_add_(0, rows, row_weight)
+        else:
+            _welford_merge(rows, values, self.count, self.mean, self.m2)
+
+    def result(self, normalise: bool) -> torch.Tensor:
+        if self.kind == "var":
+            return self.m2 / self.count.clamp(min=1).view(-1, 1, 1, 1)
+        if normalise:
+            return self.total / self.weight_sum.clamp(min=torch.finfo(self.total.dtype).tiny).view(-1, 1, 1, 1)
+        return self.total
 
 
 def _welford_merge(rows, values, count, mean, m2) -> None:

@@ -77,6 +77,8 @@ def cmd_report(args) -> int:
     overrides = {"report": {"name": args.name}} if args.name else {}
     if args.out:
         overrides.setdefault("report", {})["out_dir"] = args.out
+    if args.runs:
+        overrides.setdefault("report", {})["runs_dir"] = args.runs
     config = load_config(args.config, overrides)
     if args.quick:
         config = apply_quick(config)
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", default=None, help="TOML configuration (see experiments/default.toml)")
     report.add_argument("--name", default=None, help="report name (folder under reports/)")
     report.add_argument("--out", default=None, help="parent folder of the report (default reports/)")
+    report.add_argument("--runs", default=None, help="folder for checkpoints and cached study units (default runs/)")
     report.add_argument("--quick", action="store_true", help="a small, fast version of the study")
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=cmd_report)

@@ -22,7 +22,7 @@ else:  # pragma: no cover
 class DataSection:
     dataset: str = "shapes"          # shapes | lfw | cifar10 | folder
     root: str = ""                   # local path for cifar10 / folder
-    n_train: int = 10_000            # shapes only
+    n_train: int = 20_000            # shapes only (K disjoint splits of 5 000 with K = 4)
     n_test: int = 2_000              # shapes only
     size: int = 32                   # shapes / folder: image side in pixels
     seed: int = 0
@@ -33,11 +33,11 @@ class ModelsSection:
     k: int = 4                       # number of retrained models
     vary: str = "both"               # seed | split | both
     arch: str = "small_cnn"          # small_cnn | resnet20
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 4e-3
     base_seed: int = 0
-    control_k: int = 0               # extra models trained on the same data with other seeds (the control)
+    control_k: int = 4               # control models: model 0's data, other seeds (data vs optimiser randomness)
     device: str = "cpu"
 
 

@@ -1,4 +1,4 @@
-"""A self-contained HTML page: figures embedded as base64 PNG, no script, no network."""
+"""A self-contained HTML page: figures embedded as base64 PNG, no network, one tiny self-check script."""
 
 from __future__ import annotations
 
@@ -69,5 +69,10 @@ def render_page(title: str, lead: str, sections: list[Section]) -> str:
             parts.append(table_html(rows, caption))
         for path, caption in section.figures:
             parts.append(image_html(path, caption))
+    # A self-check for headless browsers: every image decoded and nothing wider than the page.
+    parts.append("<script>window.addEventListener('load',function(){var bad=[].filter.call(document.images,"
+                 "function(i){return !(i.complete&&i.naturalWidth>0)}).length;var over=document.documentElement"
+                 ".scrollWidth>window.innerWidth+1;document.body.setAttribute('data-check','images-broken='+bad+"
+                 "';overflow='+over)});</script>")
     parts.append("</body></html>")
     return "\n".join(parts)

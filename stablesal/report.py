@@ -28,12 +28,12 @@ from .figures import (
 from .html import Section, render_page
 from .metrics import grey_maps
 from .seeds import TrainConfig, summary_rows, train_one, train_seeds
-from .stability import StudySettings, _explain, compute_partitions, run_study, summarise, variance_reduction_rows
+from .stability import StudySettings, compute_partitions, explain_groupings, run_study, summarise, variance_reduction_rows
 from .storage import atomic_write_json, atomic_write_text
 
 QUICK_OVERRIDES = {
-    "data": {"n_train": 2000, "n_test": 400},
-    "models": {"k": 4, "epochs": 4, "vary": "seed", "control_k": 0},
+    "data": {"n_train": 3000, "n_test": 300},
+    "models": {"k": 3, "epochs": 6, "vary": "seed", "control_k": 0},
     "gradient": {"n_images": 12, "n_samples": 8, "n_steps": 8,
                  "methods": ["saliency", "integrated_gradients", "smoothgrad", "suppression"],
                  "groupings": ["pixel", "fastslic", "grid"]},
@@ -316,13 +316,16 @@ def sanity_reading(summary: list[dict]) -> str:
 def example_panels(models, images, labels, masks, settings: StudySettings, figures_dir: Path) -> list:
     """Per method (pixel and the first super-pixel grouping): one image's maps across models."""
     partitions = compute_partitions(images[:1], settings.groupings, settings.n_segments)
+    shown = {"pixel": None}
+    superpixel = [g for g in settings.groupings if g not in ("pixel", "grid")][:1]
+    shown.update({g: partitions[g] for g in superpixel})
     figures = []
     for method in settings.methods:
-        for grouping in ["pixel"] + [g for g in settings.groupings if g not in ("pixel", "grid")][:1]:
-            segments = partitions.get(grouping)
-            maps = [grey_maps(_explain(method, grouping, model, k, images[:1], labels[:1], segments, settings))[0]
-                    for k, model in enumerate(models)]
-            path = plot_model_maps(images[0], None if masks is None else masks[0], [m.cpu() for m in maps],
+        per_model = [explain_groupings(method, model, k, images[:1], labels[:1], shown, settings)
+                     for k, model in enumerate(models)]
+        for grouping in shown:
+            maps = [grey_maps(maps[grouping])[0].cpu() for maps in per_model]
+            path = plot_model_maps(images[0], None if masks is None else masks[0], maps,
                                    figures_dir / f"maps_{method}_{grouping}", title=f"{method} / {grouping}")
             figures.append((path, f"{method}, {grouping}: each model's map of the same image, mean and std."))
     return figures

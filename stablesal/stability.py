@@ -2,7 +2,7 @@
 method × grouping, and measure how much the maps depend on training randomness (Gong et al.,
 BMVC 2024; Ye & Farnia, AISTATS 2025; methods.md §3).
 
-Work is split into units (one model set × method × grouping); each unit's result is written
+Work is split into units (one model set × method, all groupings from the same model passes); each unit's result is written
 atomically to ``<cache_dir>/<unit-hash>.json`` and reused on a re-run, so an interrupted study
 resumes where it stopped. Memory per unit is K grey maps of the explained images plus running
 moments; no unit holds the maps of other units.
@@ -64,16 +64,17 @@ def compute_partitions(images: torch.Tensor, groupings: Sequence[str], n_segment
     return partitions
 
 
-def _explain(method_name, grouping, model, model_index, images, targets, segments, settings: StudySettings):
+def explain_groupings(method_name: str, model, model_index: int, images, targets, partitions: dict,
+                      settings: StudySettings) -> dict[str, torch.Tensor]:
+    """Maps of one model under every grouping (``partitions``: name → segments or None), from
+    one set of model passes."""
     if method_name == "random":
         maps = random_maps(images, model_index, settings.seed)
-        return maps if segments is None else Partition(segments).project(maps)
-    method = make_method(method_name, model, grouping=None if grouping == "pixel" else "segments",
-                         n_samples=settings.n_samples, n_steps=settings.n_steps, noise_level=settings.noise_level)
-    kwargs = {}
-    if method_name == "gradient_shap":
-        kwargs["baselines"] = _shap_references(images, settings.seed)
-    return method.attribute(images, target=targets, seed=settings.seed, segments=segments, **kwargs)
+        return {name: maps if seg is None else Partition(seg).project(maps) for name, seg in partitions.items()}
+    method = make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,
+                         n_steps=settings.n_steps, noise_level=settings.noise_level)
+    kwargs = {"baselines": _shap_references(images, settings.seed)} if method_name == "gradient_shap" else {}
+    return method.attribute_groupings(images, target=targets, groupings=partitions, seed=settings.seed, **kwargs)
 
 
 def _shap_references(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -86,80 +87,92 @@ def _shap_references(images: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor, masks, method_name: str,
-             grouping: str, partitions: dict, settings: StudySettings, model_set: str) -> dict:
-    """One method × grouping on every model: pairwise similarity rows, variance and fidelity."""
+             partitions: dict, settings: StudySettings, model_set: str) -> list[dict]:
+    """One method on every model under every grouping: pairwise similarity rows, variance across
+    models, the projection check, fidelity, localisation and sanity. One result per grouping."""
     began = time.perf_counter()
-    segments = partitions.get(grouping)
-    greys, raw_first = [], None
-    moments = RunningMoments()
+    groupings = {name: (None if name == "pixel" else partitions[name]) for name in settings.groupings}
+    greys = {name: [] for name in groupings}
+    moments = {name: RunningMoments() for name in groupings}
     projected = {name: RunningMoments() for name in partitions}  # theory: P applied to the pixel maps
+    first_maps: dict[str, torch.Tensor] = {}
     explain_seconds = 0.0
     for index, model in enumerate(models):
         start = time.perf_counter()
-        maps = _explain(method_name, grouping, model, index, images, targets, segments, settings)
+        maps = explain_groupings(method_name, model, index, images, targets, groupings, settings)
         explain_seconds += time.perf_counter() - start
-        greys.append(grey_maps(maps))
-        unit = unit_maps(maps)
-        moments.update(unit)
-        if grouping == "pixel":
+        for name, grouped in maps.items():
+            greys[name].append(grey_maps(grouped))
+            moments[name].update(unit_maps(grouped))
+        if "pixel" in maps:
+            unit = unit_maps(maps["pixel"])
             for name, part in partitions.items():
                 projected[name].update(Partition(part).project(unit.unsqueeze(1))[:, 0])
         if index == 0:
-            raw_first = maps
-    rows = []
-    for i, j in itertools.combinations(range(len(models)), 2):
-        scores = pairwise_similarity(greys[i], greys[j], PAIR_METRICS)
-        for image in range(images.shape[0]):
-            rows.append({"model_set": model_set, "method": method_name, "grouping": grouping, "image": image,
-                         "model_a": i, "model_b": j, **{k: float(v[image]) for k, v in scores.items()}})
-    result = {
-        "model_set": model_set, "method": method_name, "grouping": grouping, "rows": rows,
-        "total_variance": moments.total_variance().tolist(),
-        "noise_to_signal": moments.noise_to_signal().tolist(),
-        "mean_map_norm2": moments.mean.flatten(1).square().sum(1).tolist(),
-        "explain_seconds_per_model": explain_seconds / len(models),
-        "n_images": int(images.shape[0]),
-    }
-    if segments is not None:
-        result["mean_segments"] = float((segments.flatten(1).max(1).values + 1).float().mean())
-    if grouping == "pixel":
-        pixels = images.shape[2] * images.shape[3]
-        result["projection"] = {}
-        for name, running in projected.items():
-            count = float((partitions[name].flatten(1).max(1).values + 1).float().mean())
-            mean_map = moments.mean
-            projected_mean = Partition(partitions[name]).project(mean_map.unsqueeze(1).float())[:, 0].double()
-            bias = mean_map - projected_mean
-            nsr_pixel = moments.total_variance() / mean_map.flatten(1).square().sum(1).clamp(min=1e-30)
-            nsr_grouped = running.total_variance() / projected_mean.flatten(1).square().sum(1).clamp(min=1e-30)
-            result["projection"][name] = {
-                "nsr_reduction": (nsr_pixel / nsr_grouped.clamp(min=1e-30)).tolist(),
-                "mean_segment_size": pixels / count,
-                "variance_reduction": (moments.total_variance() / running.total_variance().clamp(min=1e-30)).tolist(),
-                "bias_fraction": (bias.flatten(1).square().sum(1) / mean_map.flatten(1).square().sum(1)).tolist(),
-            }
-    # fidelity and localisation on the first model
-    model = models[0]
-    _, deletion = deletion_insertion(model, images, raw_first, targets, steps=settings.deletion_steps,
-                                     mode="deletion", substrate="mean")
-    _, insertion = deletion_insertion(model, images, raw_first, targets, steps=settings.deletion_steps,
-                                      mode="insertion", substrate="blur")
-    result["deletion_auc"] = deletion.tolist()
-    result["insertion_auc"] = insertion.tolist()
-    if masks is not None:
-        grey = greys[0]
-        inside = masks.to(grey.device).float()
-        result["relevance_mass"] = ((grey * inside).flatten(1).sum(1) / grey.flatten(1).sum(1).clamp(min=1e-30)).tolist()
-        result["mask_fraction"] = inside.flatten(1).mean(1).tolist()
-        peak = grey.flatten(1).argmax(1)
-        result["pointing_game"] = inside.flatten(1).gather(1, peak.view(-1, 1))[:, 0].tolist()
+            first_maps = maps
+    sanity_greys = {}
     if settings.sanity and method_name != "random":
-        randomised = randomised_copy(model, seed=settings.seed + 99)
-        random_grey = grey_maps(_explain(method_name, grouping, randomised, 0, images, targets, segments, settings))
-        result["sanity_spearman"] = spearman(greys[0], random_grey).tolist()
-        result["sanity_ssim"] = ssim(greys[0], random_grey).tolist()
-    result["seconds"] = time.perf_counter() - began
-    return result
+        randomised = randomised_copy(models[0], seed=settings.seed + 99)
+        sanity_maps = explain_groupings(method_name, randomised, 0, images, targets, groupings, settings)
+        sanity_greys = {name: grey_maps(m) for name, m in sanity_maps.items()}
+
+    results = []
+    for name in groupings:
+        rows = []
+        for i, j in itertools.combinations(range(len(models)), 2):
+            scores = pairwise_similarity(greys[name][i], greys[name][j], PAIR_METRICS)
+            for image in range(images.shape[0]):
+                rows.append({"model_set": model_set, "method": method_name, "grouping": name, "image": image,
+                             "model_a": i, "model_b": j, **{k: float(v[image]) for k, v in scores.items()}})
+        result = {
+            "model_set": model_set, "method": method_name, "grouping": name, "rows": rows,
+            "total_variance": moments[name].total_variance().tolist(),
+            "noise_to_signal": moments[name].noise_to_signal().tolist(),
+            "explain_seconds_per_model": explain_seconds / len(models),  # all groupings together
+            "n_images": int(images.shape[0]),
+        }
+        if groupings[name] is not None:
+            result["mean_segments"] = float((groupings[name].flatten(1).max(1).values + 1).float().mean())
+        if name == "pixel":
+            result["projection"] = _projection_check(moments["pixel"], projected, partitions, images)
+        model, maps = models[0], first_maps[name]
+        _, deletion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
+                                         mode="deletion", substrate="mean")
+        _, insertion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
+                                          mode="insertion", substrate="blur")
+        result["deletion_auc"], result["insertion_auc"] = deletion.tolist(), insertion.tolist()
+        if masks is not None:
+            grey, inside = greys[name][0], masks.to(images.device).float()
+            result["relevance_mass"] = ((grey * inside).flatten(1).sum(1)
+                                        / grey.flatten(1).sum(1).clamp(min=1e-30)).tolist()
+            result["pointing_game"] = inside.flatten(1).gather(1, grey.flatten(1).argmax(1, keepdim=True))[:, 0].tolist()
+        if name in sanity_greys:
+            result["sanity_spearman"] = spearman(greys[name][0], sanity_greys[name]).tolist()
+            result["sanity_ssim"] = ssim(greys[name][0], sanity_greys[name]).tolist()
+        results.append(result)
+    for result in results:
+        result["seconds"] = (time.perf_counter() - began) / len(results)
+    return results
+
+
+def _projection_check(pixel: RunningMoments, projected: dict, partitions: dict, images) -> dict:
+    """tr(Σ)/tr(PΣ), the bias of P on the mean map, and the noise-to-signal gain, per partition."""
+    pixels = images.shape[2] * images.shape[3]
+    out = {}
+    mean_map = pixel.mean
+    for name, running in projected.items():
+        count = float((partitions[name].flatten(1).max(1).values + 1).float().mean())
+        projected_mean = Partition(partitions[name]).project(mean_map.unsqueeze(1).float())[:, 0].double()
+        nsr_pixel = pixel.total_variance() / mean_map.flatten(1).square().sum(1).clamp(min=1e-30)
+        nsr_grouped = running.total_variance() / projected_mean.flatten(1).square().sum(1).clamp(min=1e-30)
+        out[name] = {
+            "mean_segment_size": pixels / count,
+            "variance_reduction": (pixel.total_variance() / running.total_variance().clamp(min=1e-30)).tolist(),
+            "bias_fraction": ((mean_map - projected_mean).flatten(1).square().sum(1)
+                              / mean_map.flatten(1).square().sum(1).clamp(min=1e-30)).tolist(),
+            "nsr_reduction": (nsr_pixel / nsr_grouped.clamp(min=1e-30)).tolist(),
+        }
+    return out
 
 
 def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Tensor, targets: torch.Tensor,
@@ -174,25 +187,24 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
 
     partitions = compute_partitions(images, settings.groupings, settings.n_segments)
     methods = list(settings.methods) + (["random"] if "random" not in settings.methods else [])
-    units = [(s, m, g) for s in model_sets for m in methods for g in settings.groupings]
+    units = [(s, m) for s in model_sets for m in methods]
     results = []
     bar = tqdm(units, desc="stability", disable=not progress)
-    for model_set, method, grouping in bar:
-        bar.set_postfix_str(f"{model_set}/{method}/{grouping}")
-        key = config_hash({"settings": asdict(settings), "unit": [model_set, method, grouping],
+    for model_set, method in bar:
+        bar.set_postfix_str(f"{model_set}/{method}")
+        key = config_hash({"settings": asdict(settings), "unit": [model_set, method],
                            "identity": identity or {}, "n_images": int(images.shape[0])})
-        path = Path(cache_dir) / f"{model_set}-{method}-{grouping}-{key}.json" if cache_dir else None
+        path = Path(cache_dir) / f"{model_set}-{method}-{key}.json" if cache_dir else None
         if path is not None and path.exists():
             try:
-                results.append(json.loads(path.read_text()))
+                results.extend(json.loads(path.read_text()))
                 continue
             except json.JSONDecodeError:
                 pass  # written atomically, so this means a damaged disk: recompute
-        result = run_unit(model_sets[model_set], images, targets, masks, method, grouping, partitions, settings,
-                          model_set)
+        unit = run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set)
         if path is not None:
-            atomic_write_json(path, result)
-        results.append(result)
+            atomic_write_json(path, unit)
+        results.extend(unit)
     return results
 
 

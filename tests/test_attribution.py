@@ -282,3 +282,20 @@ def test_bad_inputs_are_named(images):
         Saliency(model, grouping="segments").attribute(images, target=0, segments=torch.zeros(5, 8, 8, dtype=torch.long))
     with pytest.raises(ValueError, match="expected \\(5, 8, 8\\)"):
         Saliency(model, grouping="segments").attribute(images, target=0, segments=torch.zeros(5, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", ["saliency", "integrated_gradients", "vargrad", "sparsified_smoothgrad", "suppression"])
+def test_one_pass_many_groupings_equals_separate_calls(name, images):
+    model = tiny_cnn()
+    grid4, grid16 = Grid(n_segments=4)(images), Grid(n_segments=16)(images)
+    options = {"n_samples": 5} if name not in ("saliency", "integrated_gradients") else {}
+    shared = make_method(name, model, grouping="segments", internal_batch_size=6, **options)
+    together = shared.attribute_groupings(images, target=1, groupings={"pixel": None, "g4": grid4, "g16": grid16})
+    assert shared.forward_calls == len(images) * shared.sampler.n_samples // 6 + (
+        (len(images) * shared.sampler.n_samples) % 6 > 0)
+    pixel = make_method(name, model, internal_batch_size=6, **options).attribute(images, target=1)
+    assert torch.allclose(together["pixel"], pixel, atol=1e-6)
+    for key, segments in (("g4", grid4), ("g16", grid16)):
+        alone = make_method(name, model, grouping="segments", internal_batch_size=6, **options).attribute(
+            images, target=1, segments=segments)
+        assert torch.allclose(together[key], alone, atol=1e-6)

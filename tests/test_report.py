@@ -1,0 +1,68 @@
+"""The quick report end to end, and its page in a real headless browser."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from stablesal.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    code = main(["report", "--quick", "-q", "--out", str(root / "reports"), "--runs", str(root / "runs")])
+    assert code == 0
+    return root / "reports" / "quick"
+
+
+def test_quick_report_writes_everything(quick_report):
+    for name in ("index.html", "results.json", "models.csv", "stability_summary.csv", "stability_pairs.csv",
+                 "variance_reduction.csv"):
+        assert (quick_report / name).stat().st_size > 0, name
+    results = json.loads((quick_report / "results.json").read_text())
+    assert {"config", "environment", "models", "stability_summary", "variance_reduction"} <= set(results)
+    assert len(results["models"]) == 3
+    for figure in ("stability_main", "variance_reduction", "stability_fidelity", "timing", "dataset_examples"):
+        assert (quick_report / "figures" / f"{figure}.png").exists() and (quick_report / "figures" / f"{figure}.pdf").exists()
+    page = (quick_report / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained
+    for title in ("Setup", "Headline", "Cross-seed stability", "Variance reduction", "Sanity"):
+        assert title in page
+
+
+def test_report_rerun_reuses_work(quick_report, tmp_path):
+    runs = quick_report.parent.parent / "runs" / "quick"
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()}
+    code = main(["report", "--quick", "-q", "--out", str(quick_report.parent), "--runs", str(runs.parent)])
+    assert code == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # models and study units reused
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (make installs it where apt-get works)")
+def test_page_renders_in_chromium(quick_report, tmp_path):
+    url = (quick_report / "index.html").resolve().as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([_chromium(), *FLAGS, *profile, "--window-size=1280,900", "--virtual-time-budget=5000",
+                          "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    check = re.search(r'data-check="([^"]*)"', dom)
+    assert check is not None, "the page's load handler did not run"
+    assert check.group(1) == "images-broken=0;overflow=false"
+    shot = tmp_path / "page.png"
+    subprocess.run([_chromium(), *FLAGS, *profile, "--window-size=1280,2400", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 20_000
+    pdf = tmp_path / "page.pdf"
+    subprocess.run([_chromium(), *FLAGS, *profile, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", url],
+                   capture_output=True, timeout=120)
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 50_000
