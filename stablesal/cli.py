@@ -70,6 +70,89 @@ def cmd_train_seeds(args) -> int:
     return 0
 
 
+def _explain_model(args, dataset):
+    """The model to explain: a checkpoint, or one trained (and cached) with the defaults."""
+    from .seeds import TrainConfig, load_checkpoint, train_seeds
+
+    if args.checkpoint:
+        return load_checkpoint(args.checkpoint, dataset=dataset)
+    return train_seeds(dataset, k=1, vary="seed", config=TrainConfig(), out_dir=Path(args.runs) / "explain-model",
+                       device=args.device, progress=not args.quiet)[0]
+
+
+def cmd_explain(args) -> int:
+    import torch
+
+    from .attribution import make_method
+    from .figures import plot_explanations
+    from .metrics import grey_maps
+    from .segmentation import make_segmenter
+    from .storage import save_torch
+
+    dataset = _load_data(args)
+    run = _explain_model(args, dataset)
+    model = run.model.to(args.device)
+    count = min(args.images, len(dataset.test_labels))
+    images, labels = dataset.test_images[:count].to(args.device), dataset.test_labels[:count].to(args.device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    groupings = {}
+    for name in args.grouping:
+        groupings[name] = None if name == "pixel" else make_segmenter(name, n_segments=args.n_segments)(images)
+    out = Path(args.out)
+    saved = {}
+    for method_name in args.method:
+        options = {}
+        if method_name.startswith("suppression"):
+            options = {"mode": args.suppression_mode, "unit": args.suppression_unit}
+            method_name = "suppression"
+        method = make_method(method_name, model, grouping="segments", n_samples=args.n_samples, n_steps=args.n_steps,
+                             noise_level=args.noise_level, **options)
+        extra = {}
+        if method_name == "gradient_shap":
+            extra["baselines"] = dataset.train_images[:16].to(args.device)
+        maps = method.attribute_groupings(images, target=labels, groupings=groupings, seed=args.seed, **extra)
+        greys = {f"{method_name} / {g}": grey_maps(m).cpu() for g, m in maps.items()}
+        path = plot_explanations(images.cpu(), masks, greys, out / f"explain_{method_name}",
+                                 dataset.class_names, labels.cpu())
+        saved.update({f"{method_name}/{g}": m.cpu() for g, m in maps.items()})
+        print(f"{method_name}: {str(method)} -> {path}")
+    save_torch(out / "maps.pt", {"maps": saved, "labels": labels.cpu(), "model": run.meta.get("config_hash")})
+    print(f"maps saved to {out / 'maps.pt'} (test accuracy of the model: {run.meta.get('test_accuracy', float('nan')):.3f})")
+    return 0
+
+
+def cmd_stability(args) -> int:
+    from .config import load_config
+    from .figures import plot_stability_bars, plot_stability_fidelity, plot_variance_reduction
+    from .report import _load_data as load_configured_data
+    from .report import gradient_study, train_model_sets
+    from .storage import atomic_write_json
+
+    overrides = {"models": {"k": args.models, "vary": args.vary, "control_k": args.control_k},
+                 "report": {"name": args.name, "runs_dir": args.runs}}
+    if args.methods:
+        overrides["gradient"] = {"methods": args.methods}
+    if args.groupings:
+        overrides.setdefault("gradient", {})["groupings"] = args.groupings
+    if args.n_images:
+        overrides.setdefault("gradient", {})["n_images"] = args.n_images
+    config = load_config(args.config, overrides)
+    dataset = load_configured_data(config)
+    runs_dir, out = Path(args.runs) / args.name, Path(args.out)
+    runs, control = train_model_sets(config, dataset, runs_dir, progress=not args.quiet)
+    study = gradient_study(config, dataset, runs, control, runs_dir, out, progress=not args.quiet)
+    atomic_write_json(out / "stability.json", {"config": config.to_dict(), "summary": study["summary"],
+                                               "variance_reduction": study["reduction"]})
+    for name in study["model_sets"]:
+        plot_stability_bars(study["summary"], out / f"stability_{name}", model_set=name)
+    plot_variance_reduction(study["reduction"], out / "variance_reduction")
+    plot_stability_fidelity(study["summary"], out / "stability_fidelity")
+    columns = ("model_set", "method", "grouping", "ssim", "spearman", "topk_intersection", "deletion_auc")
+    print(format_table([{k: r[k] for k in columns} for r in study["summary"]]))
+    print(f"tables, JSON and figures in {out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .config import load_config
     from .report import apply_quick, run_report
@@ -98,6 +181,42 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs/seeds", help="checkpoint folder (re-runs resume here)")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train_seeds)
+
+    explain = commands.add_parser("explain", help="maps of test images for any method, sampler and grouping")
+    _add_data_arguments(explain)
+    explain.add_argument("--checkpoint", default=None, help="a model checkpoint from train-seeds (default: train one)")
+    explain.add_argument("--method", nargs="+", default=["saliency", "smoothgrad", "suppression"],
+                         help="saliency, gradient, input_x_gradient, integrated_gradients, smoothgrad, smoothgrad_sq, "
+                              "vargrad, sparsified_smoothgrad, gradient_shap, suppression")
+    explain.add_argument("--grouping", nargs="+", default=["pixel", "fastslic"],
+                         help="pixel, fastslic, slic, felzenszwalb, quickshift, watershed, grid")
+    explain.add_argument("--n-segments", type=int, default=64)
+    explain.add_argument("--n-samples", type=int, default=32)
+    explain.add_argument("--n-steps", type=int, default=32)
+    explain.add_argument("--noise-level", type=float, default=0.15, help="SmoothGrad σ as a fraction of the input range")
+    explain.add_argument("--suppression-mode", default="bernoulli", choices=["bernoulli", "fixed", "continuous", "global"])
+    explain.add_argument("--suppression-unit", default="pixel", choices=["pixel", "patch", "segment"])
+    explain.add_argument("--images", type=int, default=6)
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--device", default="cpu")
+    explain.add_argument("--runs", default="runs")
+    explain.add_argument("--out", default="figures/explain")
+    explain.add_argument("-q", "--quiet", action="store_true")
+    explain.set_defaults(func=cmd_explain)
+
+    stability = commands.add_parser("stability", help="train K models and measure cross-seed saliency stability")
+    stability.add_argument("--config", default=None, help="TOML configuration (data, models, gradient sections)")
+    stability.add_argument("-k", "--models", type=int, default=4)
+    stability.add_argument("--vary", default="both", choices=["seed", "split", "both"])
+    stability.add_argument("--control-k", type=int, default=4, help="control models: model 0's data, other seeds")
+    stability.add_argument("--methods", nargs="+", default=None)
+    stability.add_argument("--groupings", nargs="+", default=None)
+    stability.add_argument("--n-images", type=int, default=None)
+    stability.add_argument("--name", default="stability")
+    stability.add_argument("--runs", default="runs", help="checkpoints and cached units (re-runs resume)")
+    stability.add_argument("--out", default="reports/stability")
+    stability.add_argument("-q", "--quiet", action="store_true")
+    stability.set_defaults(func=cmd_stability)
 
     report = commands.add_parser("report", help="run the whole study and write the stability report")
     report.add_argument("--config", default=None, help="TOML configuration (see experiments/default.toml)")

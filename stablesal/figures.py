@@ -164,3 +164,41 @@ def plot_timing(summary: list[dict], path_stem, model_set: str = "main") -> Path
     axis.invert_yaxis()
     axis.set_xlabel("seconds per model (all study images)")
     return save_figure(fig, path_stem)
+
+
+def plot_explanations(images, masks, maps: dict, path_stem, class_names=None, labels=None) -> Path:
+    """Rows = images; columns = image, ground-truth mask (when known), then one grey map per entry
+    of ``maps`` (label → ``[B, H, W]``)."""
+    count = len(images)
+    columns = 1 + (masks is not None) + len(maps)
+    fig, axes = plt.subplots(count, columns, figsize=(1.3 * columns, 1.35 * count + 0.3), squeeze=False)
+    for row in range(count):
+        panels = [("image", _rgb(images[row]), None)]
+        if masks is not None:
+            panels.append(("object mask", np.asarray(masks[row], np.float32), "gray"))
+        panels += [(label, np.asarray(grey[row], np.float32), "magma") for label, grey in maps.items()]
+        for column, (label, data, cmap) in enumerate(panels):
+            axis = axes[row, column]
+            axis.imshow(data, cmap=cmap, vmin=0 if cmap else None)
+            axis.set_axis_off()
+            if row == 0:
+                axis.set_title(label, fontsize=6)
+        if class_names is not None and labels is not None:
+            axes[row, 0].text(-2, 16, class_names[int(labels[row])], fontsize=6, rotation=90, va="center", ha="right")
+    return save_figure(fig, path_stem)
+
+
+def plot_sampling_confidence(rows: list[dict], path_stem) -> Path:
+    """Probability of the explained class and predictive entropy on noisy vs suppressed samples."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 2.6))
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        part = [r for r in rows if r["sampler"] == name]
+        strengths = [r["strength"] for r in part]
+        left.plot(strengths, [r["probability"] for r in part], marker="o", label=name)
+        right.plot(strengths, [r["entropy"] for r in part], marker="o", label=name)
+    left.set_xlabel("strength (σ / input range, or 1 − keep rate)")
+    left.set_ylabel("p(explained class)")
+    right.set_xlabel("strength")
+    right.set_ylabel("predictive entropy (nats)")
+    left.legend(fontsize=7, frameon=False)
+    return save_figure(fig, path_stem)

@@ -79,6 +79,47 @@ def _environment() -> dict:
     }
 
 
+def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True):
+    """The K main models and the control models (model 0's data, seeds varying), trained or loaded."""
+    models = config.models
+    train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
+    runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
+                       base_seed=models.base_seed, device=models.device, progress=progress)
+    control_runs = []
+    # the control separates data from optimiser randomness: it only varies seeds
+    split = None if models.vary == "seed" else 0
+    for i in range(models.control_k):
+        run = {"index": i, "seed": models.base_seed + i, "split": split, "splits": 1 if split is None else models.k}
+        control_runs.append(train_one(dataset, run, train_config, runs_dir / "models", models.device,
+                                      progress=progress))
+    return runs, control_runs
+
+
+def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs, runs_dir: Path, out: Path,
+                   progress: bool = True) -> dict:
+    """Run (or resume) the cross-seed study of the gradient methods and write its CSV tables."""
+    gradient, device = config.gradient, config.models.device
+    settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
+                             n_segments=gradient.n_segments, n_samples=gradient.n_samples, n_steps=gradient.n_steps,
+                             noise_level=gradient.noise_level, seed=gradient.seed)
+    count = min(gradient.n_images, len(dataset.test_labels))
+    images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    model_sets = {"main": [r.model for r in runs]}
+    if control_runs:
+        model_sets["control"] = [r.model for r in control_runs]
+    identity = {"main": [r.meta["config_hash"] for r in runs],
+                "control": [r.meta["config_hash"] for r in control_runs], "data": config.data.__dict__}
+    results = run_study(model_sets, images, labels, masks, settings, cache_dir=runs_dir / "stability",
+                        progress=progress, identity=identity)
+    summary, reduction = summarise(results), variance_reduction_rows(results)
+    write_csv(out / "stability_pairs.csv", [row for result in results for row in result["rows"]])
+    write_csv(out / "stability_summary.csv", summary)
+    write_csv(out / "variance_reduction.csv", reduction)
+    return {"summary": summary, "reduction": reduction, "results": results, "settings": settings,
+            "model_sets": model_sets, "images": images, "labels": labels, "masks": masks}
+
+
 def run_report(config: StudyConfig, progress: bool = True) -> Path:
     """Run every stage that the configuration asks for and write the report folder; returns it."""
     began = time.perf_counter()
@@ -93,19 +134,7 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
 
     start = time.perf_counter()
     models = config.models
-    train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
-    runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
-                       base_seed=models.base_seed, device=models.device, progress=progress)
-    timings["training"] = time.perf_counter() - start
-    control_runs = []
-    if models.control_k > 0:
-        # the control: the data of model 0, seeds varying - separates data from optimiser randomness
-        split = None if models.vary == "seed" else 0
-        for i in range(models.control_k):
-            run = {"index": i, "seed": models.base_seed + i, "split": split,
-                   "splits": 1 if split is None else models.k}
-            control_runs.append(train_one(dataset, run, train_config, runs_dir / "models", models.device,
-                                          progress=progress))
+    runs, control_runs = train_model_sets(config, dataset, runs_dir, progress)
     timings["training"] = time.perf_counter() - start
     model_rows = [dict(row, set="main") for row in summary_rows(runs)]
     model_rows += [dict(row, set="control") for row in summary_rows(control_runs)]
@@ -129,28 +158,12 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
         tables=[(model_rows, "Retrained models: seed, data split, training-set size, accuracy and training time (s).")],
     ))
 
-    gradient = config.gradient
-    settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
-                             n_segments=gradient.n_segments, n_samples=gradient.n_samples, n_steps=gradient.n_steps,
-                             noise_level=gradient.noise_level, seed=gradient.seed)
-    count = min(gradient.n_images, len(dataset.test_labels))
-    images, labels = dataset.test_images[:count].to(models.device), dataset.test_labels[:count].to(models.device)
-    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
-    model_sets = {"main": [r.model for r in runs]}
-    if control_runs:
-        model_sets["control"] = [r.model for r in control_runs]
-    identity = {"main": [r.meta["config_hash"] for r in runs],
-                "control": [r.meta["config_hash"] for r in control_runs], "data": config.data.__dict__}
     start = time.perf_counter()
-    results = run_study(model_sets, images, labels, masks, settings, cache_dir=runs_dir / "stability",
-                        progress=progress, identity=identity)
+    study = gradient_study(config, dataset, runs, control_runs, runs_dir, out, progress)
     timings["stability"] = time.perf_counter() - start
-    summary = summarise(results)
-    reduction = variance_reduction_rows(results)
-    pair_rows = [row for result in results for row in result["rows"]]
-    write_csv(out / "stability_pairs.csv", pair_rows)
-    write_csv(out / "stability_summary.csv", summary)
-    write_csv(out / "variance_reduction.csv", reduction)
+    summary, reduction, settings = study["summary"], study["reduction"], study["settings"]
+    model_sets, images, labels, masks = study["model_sets"], study["images"], study["labels"], study["masks"]
+    count = images.shape[0]
 
     sections.append(headline_section(summary))
     bars = [(plot_stability_bars(summary, figures_dir / f"stability_{name}", model_set=name),
@@ -163,8 +176,16 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
                   "Left: measured tr(Σ)/tr(PΣ) across models for unit-norm maps, against mean segment size, with the "
                   "independent-pixel line. Right: the price, bias ||μ − Pμ||²/||μ||², against the noise-to-signal gain.")],
         tables=[(_rounded(reduction), "")]))
+    from .diagnostics import confidence_by_strength
+    from .figures import plot_sampling_confidence
+
+    confidence = confidence_by_strength(model_sets["main"][0], images, labels, seed=settings.seed)
+    write_csv(out / "sampling_confidence.csv", confidence)
     sections.append(Section(
-        "Noise vs suppression sampling", sampling_reading(summary),
+        "Noise vs suppression sampling", sampling_reading(summary) + " " + confidence_reading(confidence),
+        figures=[(plot_sampling_confidence(confidence, figures_dir / "sampling_confidence"),
+                  "Model 0 on the samples each sampler makes: probability of the explained class and predictive "
+                  "entropy, Gaussian noise (σ as a fraction of the input range) vs suppression (fixed keep rate).")],
         tables=[(_rounded([{k: r[k] for k in ("model_set", "method", "grouping", "ssim", "spearman", "deletion_auc",
                                                "relevance_mass") if k in r}
                            for r in summary if r["method"] in ("smoothgrad", "suppression", "vargrad")]), "")]))
@@ -189,7 +210,7 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
     results = {
         "config": config.to_dict(), "environment": _environment(), "dataset": dataset.describe(),
         "models": model_rows, "timings_s": timings, "stability_summary": summary,
-        "variance_reduction": reduction, "study_settings": settings.__dict__,
+        "variance_reduction": reduction, "study_settings": settings.__dict__, "sampling_confidence": confidence,
     }
     atomic_write_json(out / "results.json", results)
     write_csv(out / "models.csv", model_rows)
@@ -288,6 +309,23 @@ def sampling_reading(summary: list[dict]) -> str:
                          f"{suppression['spearman']:.2f} vs {noise['spearman']:.2f} for Gaussian noise (SmoothGrad), "
                          f"deletion AUC {suppression['deletion_auc']:.3f} vs {noise['deletion_auc']:.3f}")
     return ("; ".join(parts) + ".") if parts else "SmoothGrad and suppression were not both in this study."
+
+
+def confidence_reading(rows: list[dict]) -> str:
+    """Compare the samplers at the strengths actually used (σ = 0.15 vs the mean erased share 0.5)."""
+    def at(name, level):
+        return min((r for r in rows if r["sampler"] == name), key=lambda r: abs(r["strength"] - level))
+
+    noise, erased = at("gaussian noise", 0.15), at("suppression", 0.5)
+    clean = at("gaussian noise", 0.0)
+    return (f"On clean images the model gives the explained class p = {clean['probability']:.2f}. SmoothGrad's "
+            f"samples (σ ≈ 0.15) keep p = {noise['probability']:.2f} (entropy {noise['entropy']:.2f} nats); "
+            f"suppressed samples with half the pixels erased keep p = {erased['probability']:.2f} "
+            f"(entropy {erased['entropy']:.2f}). "
+            + ("Suppressed samples are the more confident here, as the SUPPRESS paper argues."
+               if erased["probability"] > noise["probability"] else
+               "Here suppressed samples are less confident than noisy ones: the paper's mechanism does not hold for "
+               "this model and data at these strengths."))
 
 
 def fidelity_reading(summary: list[dict]) -> str:

@@ -23,3 +23,10 @@ def test_unknown_keys_and_types(tmp_path):
         load_config(bad)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_config(tmp_path / "none.toml")
+
+
+def test_experiment_files_parse():
+    from pathlib import Path
+
+    for path in Path("experiments").glob("*.toml"):
+        load_config(path)
