@@ -369,7 +369,18 @@ class GradientIntegration(GradientAttribution):
                                                  None if delta is None else delta[take:], row_weight[take:])]
                 pending_rows = rest
 
-        with frozen_parameters(model):
+        def batch_blocks():
+            """Deterministic samplers: one draw for all images per block of samples."""
+            block = max(1, min(n_samples, chunk // batch))
+            for start in range(0, n_samples, block):
+                stop = min(n_samples, start + block)
+                x_hat, delta = self.sampler.draw_batch(inputs.detach(), start, stop, per_image_baseline)
+                rows = torch.arange(batch, device=device).repeat_interleave(stop - start)
+                yield (rows, x_hat.reshape(-1, *inputs.shape[1:]), delta.reshape(-1, *inputs.shape[1:]),
+                       weights[start:stop].to(inputs.dtype).repeat(batch))
+
+        def image_blocks():
+            """Every image from its own generator, in fixed blocks of samples."""
             for image in range(batch):
                 generator = None
                 if self.sampler.random:
@@ -384,9 +395,14 @@ class GradientIntegration(GradientAttribution):
                     if self.linear == "grad_x_delta" and delta is None:
                         delta = (x - (base if base is not None and base.dim() == 3 else 0)).expand_as(x_hat)
                     rows = torch.full((stop - start,), image, dtype=torch.long, device=device)
-                    pending.append((rows, x_hat, delta, weights[start:stop].to(inputs.dtype)))
-                    pending_rows += stop - start
-                    flush(final=False)
+                    yield rows, x_hat, delta, weights[start:stop].to(inputs.dtype)
+
+        vectorised = hasattr(self.sampler, "draw_batch") and not self.sampler.random and sampler_segments is None
+        with frozen_parameters(model):
+            for piece in (batch_blocks() if vectorised else image_blocks()):
+                pending.append(piece)
+                pending_rows += len(piece[0])
+                flush(final=False)
             flush(final=True)
 
         results = {name: agg.result(self.sampler.normalise_weights) for name, agg in aggregates.items()}

@@ -95,10 +95,14 @@ def cmd_explain(args) -> int:
     count = min(args.images, len(dataset.test_labels))
     images, labels = dataset.test_images[:count].to(args.device), dataset.test_labels[:count].to(args.device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    from .segmentation import plot_boundaries
+
     groupings = {}
+    out = Path(args.out)
     for name in args.grouping:
         groupings[name] = None if name == "pixel" else make_segmenter(name, n_segments=args.n_segments)(images)
-    out = Path(args.out)
+        if groupings[name] is not None:
+            plot_boundaries(images.cpu(), groupings[name].cpu(), out / f"segments_{name}")
     saved = {}
     for method_name in args.method:
         options = {}
@@ -166,6 +170,14 @@ def cmd_report(args) -> int:
     if args.quick:
         config = apply_quick(config)
     out = run_report(config, progress=not args.quiet)
+    if not args.quiet:
+        import json
+
+        from .report import terminal_summary
+
+        results = json.loads((out / "results.json").read_text())
+        print(terminal_summary(results["stability_summary"]))
+        print(f"time: {results['timings_s']['total']:.0f} s")
     print(f"report written to {out / 'index.html'}")
     return 0
 

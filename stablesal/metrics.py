@@ -272,3 +272,56 @@ def randomised_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     for parameter in clone.parameters():
         parameter.requires_grad_(False)
     return clone.eval()
+
+
+# --------------------------------------------------------------------------------------
+# µFidelity (Bhatt, Weller & Moura, IJCAI 2020)
+# --------------------------------------------------------------------------------------
+
+def random_cell_subsets(height: int, width: int, n_subsets: int = 200, grid: int = 9, fraction: float = 0.2,
+                        seed: int = 0) -> torch.Tensor:
+    """Boolean pixel masks ``[n_subsets, H, W]``: each removes a random ``fraction`` of the cells of
+    a ``grid × grid`` partition of the image (seeded)."""
+    generator = torch.Generator().manual_seed(seed)
+    cells = grid * grid
+    take = max(1, int(round(fraction * cells)))
+    chosen = torch.zeros(n_subsets, cells, dtype=torch.bool)
+    for row in range(n_subsets):
+        chosen[row, torch.randperm(cells, generator=generator)[:take]] = True
+    rows = torch.minimum(torch.arange(height) * grid // height, torch.tensor(grid - 1))
+    cols = torch.minimum(torch.arange(width) * grid // width, torch.tensor(grid - 1))
+    cell_of_pixel = rows[:, None] * grid + cols[None, :]
+    return chosen[:, cell_of_pixel]
+
+
+@torch.inference_mode()
+def output_drops(model, images: torch.Tensor, target: torch.Tensor, subsets: torch.Tensor,
+                 substrate: str | float = "mean", batch_size: int = 512) -> torch.Tensor:
+    """p_y(x) − p_y(x with subset removed) for every image and subset ``[B, S]``. They do not
+    depend on the explanation, so one call serves every method and grouping."""
+    fill = images.mean(dim=(2, 3), keepdim=True) if substrate == "mean" else torch.full_like(images[:, :, :1, :1],
+                                                                                            float(substrate))
+    subsets = subsets.to(images.device)
+    full = torch.softmax(model(images), 1).gather(1, target.view(-1, 1))[:, 0]
+    drops = torch.empty(images.shape[0], subsets.shape[0], device=images.device)
+    for index in range(images.shape[0]):
+        for start in range(0, subsets.shape[0], batch_size):
+            masks = subsets[start:start + batch_size].unsqueeze(1)
+            perturbed = torch.where(masks, fill[index], images[index].unsqueeze(0))
+            probs = torch.softmax(model(perturbed), 1)[:, target[index]]
+            drops[index, start:start + len(masks)] = full[index] - probs
+    return drops
+
+
+def mu_fidelity(maps: torch.Tensor, subsets: torch.Tensor, drops: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation, per image, between the attribution removed by each subset (sum of the
+    channel-summed map over it) and the output drop it causes ``[B]`` (higher is better)."""
+    summed = (maps.sum(1) if maps.dim() == 4 else maps).flatten(1).double()
+    removed = summed @ subsets.flatten(1).to(summed.device).double().T  # [B, S]
+    drops = drops.double()
+    a = removed - removed.mean(1, keepdim=True)
+    b = drops - drops.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-30)
+
+
+mu_fidelity.info = MetricInfo("mu_fidelity", True, -1.0, 1.0, "correlation of removed attribution with output drop")

@@ -120,6 +120,16 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
             "model_sets": model_sets, "images": images, "labels": labels, "masks": masks}
 
 
+def terminal_summary(summary: list[dict], top: int = 8) -> str:
+    """The headline in a few lines for the terminal."""
+    from .cli import format_table
+
+    rows = sorted((r for r in summary if r["model_set"] == "main"), key=lambda r: -r["ssim"])[:top]
+    return format_table([{"method": r["method"], "grouping": r["grouping"], "ssim": r["ssim"],
+                          "spearman": r["spearman"], "deletion_auc": r["deletion_auc"],
+                          "mu_fidelity": r["mu_fidelity"]} for r in rows])
+
+
 def run_report(config: StudyConfig, progress: bool = True) -> Path:
     """Run every stage that the configuration asks for and write the report folder; returns it."""
     began = time.perf_counter()
@@ -248,7 +258,9 @@ def headline_section(summary: list[dict]) -> Section:
         "stability rank": rank, "method": r["method"], "grouping": r["grouping"],
         "SSIM": f"{r['ssim']:.3f} [{r['ssim_ci_low']:.3f}, {r['ssim_ci_high']:.3f}]",
         "Spearman": round(r["spearman"], 3), "top-10% ∩": round(r["topk_intersection"], 3),
+        "MeGe": round(r["mege"], 3), "ReCo": round(r["reco"], 3),
         "deletion AUC ↓": round(r["deletion_auc"], 3), "fidelity rank": by_deletion[id(r)],
+        "µFidelity": round(r["mu_fidelity"], 3),
         "relevance mass": round(r.get("relevance_mass", float("nan")), 3),
     } for rank, r in enumerate(by_ssim, 1)]
     best, random_rows = by_ssim[0], [r for r in rows if r["method"] == "random"]
@@ -265,7 +277,9 @@ def headline_section(summary: list[dict]) -> Section:
             reading += (f" Note that grouped random maps reach SSIM {r['ssim']:.3f} ({r['grouping']}): SSIM rewards "
                         "smoothness, so compare grouped methods with the grouped random control, and prefer Spearman.")
     return Section("Headline: every method ranked", reading, tables=[(table, "Main models. SSIM with 95 % CI over "
-                   "images × model pairs; fidelity rank by deletion AUC of model 0 (mean-colour substrate).")])
+                   "images × model pairs; MeGe/ReCo (Fel et al.) on the test images with distance sqrt(1 − |ρ|); "
+                   "fidelity rank by deletion AUC of model 0 (mean-colour substrate); µFidelity (Bhatt et al.) "
+                   "with 20 % of a 9×9 grid removed.")])
 
 
 def stability_reading(summary: list[dict]) -> str:

@@ -65,6 +65,11 @@ class Identity(Sampler):
     def draw(self, x, start, stop, generator, baseline=None, segments=None):
         return x.unsqueeze(0).expand(stop - start, *x.shape), x.unsqueeze(0).expand(stop - start, *x.shape)
 
+    def draw_batch(self, inputs, start, stop, baselines):
+        """All images at once (deterministic samplers only): ``[B, k, C, H, W]`` samples and deltas."""
+        expanded = inputs.unsqueeze(1).expand(-1, stop - start, *inputs.shape[1:])
+        return expanded, expanded
+
 
 class StraightLinePath(Sampler):
     """x̂ = x' + α (x − x') on a quadrature grid (Integrated Gradients, Sundararajan et al., 2017).
@@ -97,6 +102,11 @@ class StraightLinePath(Sampler):
         alphas = self._alphas[start:stop].to(x.device, x.dtype).view(-1, 1, 1, 1)
         delta = x - base
         return base + alphas * delta, delta.unsqueeze(0).expand(stop - start, *x.shape)
+
+    def draw_batch(self, inputs, start, stop, baselines):
+        alphas = self._alphas[start:stop].to(inputs.device, inputs.dtype).view(1, -1, 1, 1, 1)
+        delta = (inputs - baselines).unsqueeze(1)
+        return baselines.unsqueeze(1) + alphas * delta, delta.expand(-1, stop - start, *inputs.shape[1:])
 
 
 class GaussianNoise(Sampler):

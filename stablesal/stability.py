@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,8 +23,8 @@ import torch
 from .attribution import RANDOM_METHODS, make_method
 from .grouping import Partition
 from .metrics import (
-    RunningMoments, deletion_insertion, grey_maps, mean_ci, pairwise_similarity, randomised_copy, spearman, ssim,
-    unit_maps,
+    RunningMoments, deletion_insertion, grey_maps, mean_ci, mege, mu_fidelity, output_drops, pairwise_similarity,
+    random_cell_subsets, randomised_copy, reco, spearman, ssim, unit_maps,
 )
 from .segmentation import make_segmenter, matched_grid
 from .storage import atomic_write_json, config_hash
@@ -45,6 +46,7 @@ class StudySettings:
     # objects intact, so both curves use the image's mean colour by default.
     deletion_substrate: str = "mean"
     insertion_substrate: str = "mean"
+    mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
     sanity: bool = True
 
 
@@ -98,6 +100,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     groupings = {name: (None if name == "pixel" else partitions[name]) for name in settings.groupings}
     greys = {name: [] for name in groupings}
     moments = {name: RunningMoments() for name in groupings}
+    with torch.inference_mode():
+        correct = [model(images).argmax(1).eq(targets).cpu() for model in models]  # for MeGe / ReCo
     projected = {name: RunningMoments() for name in partitions}  # theory: P applied to the pixel maps
     first_maps: dict[str, torch.Tensor] = {}
     explain_seconds = 0.0
@@ -120,6 +124,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         sanity_maps = explain_groupings(method_name, randomised, 0, images, targets, groupings, settings)
         sanity_greys = {name: grey_maps(m) for name, m in sanity_maps.items()}
 
+    subsets = random_cell_subsets(images.shape[2], images.shape[3], settings.mu_fidelity_subsets, seed=settings.seed)
+    drops = output_drops(models[0], images, targets, subsets)
     results = []
     for name in groupings:
         rows = []
@@ -127,7 +133,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             scores = pairwise_similarity(greys[name][i], greys[name][j], PAIR_METRICS)
             for image in range(images.shape[0]):
                 rows.append({"model_set": model_set, "method": method_name, "grouping": name, "image": image,
-                             "model_a": i, "model_b": j, **{k: float(v[image]) for k, v in scores.items()}})
+                             "model_a": i, "model_b": j, **{k: float(v[image]) for k, v in scores.items()},
+                             "a_correct": bool(correct[i][image]), "b_correct": bool(correct[j][image])})
         result = {
             "model_set": model_set, "method": method_name, "grouping": name, "rows": rows,
             "total_variance": moments[name].total_variance().tolist(),
@@ -145,6 +152,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         _, insertion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
                                           mode="insertion", substrate=settings.insertion_substrate)
         result["deletion_auc"], result["insertion_auc"] = deletion.tolist(), insertion.tolist()
+        result["mu_fidelity"] = mu_fidelity(maps, subsets, drops).tolist()
         if masks is not None:
             grey, inside = greys[name][0], masks.to(images.device).float()
             result["relevance_mass"] = ((grey * inside).flatten(1).sum(1)
@@ -220,8 +228,14 @@ def summarise(results: list[dict]) -> list[dict]:
         for metric in PAIR_METRICS:
             mean, low, high = mean_ci([r[metric] for r in result["rows"]])
             row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
-        for metric in ("noise_to_signal", "deletion_auc", "insertion_auc", "relevance_mass", "pointing_game",
-                       "sanity_spearman", "sanity_ssim"):
+        # MeGe / ReCo (Fel et al., WACV 2022) on held-out test images, distance sqrt(1 − |ρ|)
+        same = [math.sqrt(max(0.0, 1 - abs(r["spearman"]))) for r in result["rows"]
+                if r["a_correct"] and r["b_correct"] and math.isfinite(r["spearman"])]
+        different = [math.sqrt(max(0.0, 1 - abs(r["spearman"]))) for r in result["rows"]
+                     if r["a_correct"] != r["b_correct"] and math.isfinite(r["spearman"])]
+        row["mege"], row["reco"] = mege(same), reco(same, different)
+        for metric in ("noise_to_signal", "deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass",
+                       "pointing_game", "sanity_spearman", "sanity_ssim"):
             if metric in result:
                 mean, low, high = mean_ci(result[metric])
                 row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high

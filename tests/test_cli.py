@@ -24,7 +24,7 @@ def test_explain_cli(tmp_path, capsys):
                  str(checkpoint), "--method", "saliency", "suppression", "--grouping", "pixel", "grid",
                  "--n-samples", "3", "--images", "2", "--out", str(tmp_path / "fig"), "-q"])
     assert code == 0
-    for name in ("explain_saliency.png", "explain_suppression.pdf", "maps.pt", "maps.pt.sha256"):
+    for name in ("explain_saliency.png", "explain_suppression.pdf", "maps.pt", "maps.pt.sha256", "segments_grid.png"):
         assert (tmp_path / "fig" / name).exists()
 
 

@@ -102,3 +102,28 @@ def test_confidence_diagnostic_endpoints():
     erased = next(r for r in rows if r["sampler"] == "suppression" and r["strength"] == 1.0)
     black = torch.softmax(model(torch.zeros(1, 3, 8, 8)), 1)[0, :3].mean().item()
     assert abs(erased["probability"] - black) < 1e-5  # everything erased: the black image
+
+
+def test_mu_fidelity_of_the_true_attribution_is_one():
+    from stablesal.metrics import mu_fidelity, output_drops, random_cell_subsets
+
+    class Additive(torch.nn.Module):
+        """logit_0 = Σ w ⊙ x, logit_1 = 0; with small weights p_0 is close to linear in the logit."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(1, 3, 9, 9) * 1e-3)
+
+        def forward(self, x):
+            score = (self.w * x).flatten(1).sum(1)
+            return torch.stack([score, torch.zeros_like(score)], 1)
+
+    torch.manual_seed(0)
+    model, images = Additive().eval(), torch.rand(2, 3, 9, 9)
+    subsets = random_cell_subsets(9, 9, 50, grid=9, seed=1)
+    assert subsets.shape == (50, 9, 9) and torch.allclose(subsets.float().mean((1, 2)), torch.full((50,), 16 / 81))
+    target = torch.zeros(2, dtype=torch.long)
+    drops = output_drops(model, images, target, subsets, substrate=0.0)
+    exact = model.w.detach() * images  # the true per-pixel contribution when removing to zero
+    assert (mu_fidelity(exact, subsets, drops) > 0.999).all()
+    assert mu_fidelity(torch.rand(2, 3, 9, 9), subsets, drops).abs().mean() < 0.5
