@@ -73,11 +73,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="benchmarks/results/gradient.json")
+    parser.add_argument("--arch", default="small_cnn", help="small_cnn or resnet20")
+    parser.add_argument("--segmenters", default="fastslic,slic",
+                        help="segmenters to time; the first also makes the partition for the grouped timings")
     args = parser.parse_args()
     device = torch.device(args.device)
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
     torch.manual_seed(0)
-    model = build_model("small_cnn", 3, 10, [0.5] * 3, [0.25] * 3).eval().to(device)
+    model = build_model(args.arch, 3, 10, [0.5] * 3, [0.25] * 3).eval().to(device)
     images = torch.rand(args.images, 3, args.size, args.size, device=device)
     target = torch.randint(0, 10, (args.images,), device=device)
     n, b = args.samples, args.images
@@ -114,7 +117,9 @@ def main() -> int:
     del plain
     chunks = (32, 64, 128, 256, 512)
     rows_out = []
-    segments = FastSLIC(64)(images)
+    makers = {"fastslic": FastSLIC, "slic": SkimageSLIC}
+    chosen = [makers[name] for name in args.segmenters.split(",")]
+    segments = chosen[0](64)(images)
     for name, (rows, builder, nonlinearity, captum_call) in cases.items():
         floor_by_chunk = {c: best_time(lambda c=c: floor_passes(model, builder, rows, c, nonlinearity), 1)
                           for c in chunks}
@@ -147,11 +152,31 @@ def main() -> int:
               f"= {ours / floor:4.2f}x floor  captum {captum:7.3f}s = {captum / ours:4.2f}x stablesal  "
               f"grouped {grouped:7.3f}s (+{100 * (grouped / ours - 1):4.1f}%)", flush=True)
 
+    # grouping's own cost, free of timing noise between whole runs: project n·b per-sample maps
+    from stablesal.grouping import Partition
+
+    partition = Partition(segments)
+    rows_index = torch.arange(b, device=device).repeat_interleave(n)
+    grads = torch.randn(b * n, *images.shape[1:], device=device)
+
+    def project_all():
+        for start in range(0, b * n, 256):
+            partition.select(rows_index[start:start + 256]).project(grads[start:start + 256])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    projection = best_time(project_all, args.repeats)
+    for row in rows_out:
+        row["projection_s"] = projection if row["passes"] == b * n else projection / n
+        row["projection_pct_of_stablesal"] = 100 * row["projection_s"] / row["stablesal_s"]
+    print(f"projection of {b * n} per-sample maps: {projection:.4f}s = "
+          f"{100 * projection / rows_out[1]['stablesal_s']:.1f}% of IG's time", flush=True)
+
     seg_rows = []
     for size in (32, 224):
         pictures = torch.rand(8, 3, size, size)
         smooth = torch.nn.functional.avg_pool2d(pictures, 5, 1, 2)  # some structure for the segmenters
-        for segmenter in (FastSLIC(64 if size == 32 else 250), SkimageSLIC(64 if size == 32 else 250)):
+        for segmenter in (maker(64 if size == 32 else 250) for maker in chosen):
             def fresh(s=segmenter):
                 s._cache.clear()  # time the segmentation, not the cache
                 return s(smooth)
@@ -160,7 +185,7 @@ def main() -> int:
             seg_rows.append({"segmenter": str(segmenter), "size": size, "ms_per_image": 1000 * seconds})
             print(f"{str(segmenter):45s} {size:3d}px  {1000 * seconds:7.2f} ms/image", flush=True)
 
-    result = {"device": str(device), "machine": platform.machine(), "threads": torch.get_num_threads(),
+    result = {"device": str(device), "arch": args.arch, "machine": platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "images": b, "samples": n, "size": args.size,
               "methods": rows_out, "segmenters": seg_rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

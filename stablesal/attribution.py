@@ -326,14 +326,16 @@ class GradientIntegration(GradientAttribution):
         seeds = image_seeds(inputs, seed) if self.sampler.random else [0] * batch
         chunk = internal_batch_size or self._chunk_size(inputs.shape[1:], device, forward)
         aggregates = {name: _Aggregate(inputs, self.aggregate) for name in partitions}
+        checked_classes: list[int] = []
 
         def run(rows, x_hat, delta, row_weight):
             x_hat = x_hat.detach().requires_grad_(True)
             with torch.enable_grad():
                 output = forward(x_hat, _expand_args(additional_forward_args, rows, batch))
                 self.forward_calls += 1
-                if self.forward_calls == 1 or output.shape[1] <= int(target.max()):
+                if not checked_classes:  # once per call: a per-chunk check would sync the GPU every pass
                     check_targets(target.cpu(), batch, output.shape[1])
+                    checked_classes.append(output.shape[1])
                 score = _select_score(output, target[rows], self.score)
                 grad, = torch.autograd.grad(score.sum(), x_hat)
             if self.linear == "grad_x_delta":

@@ -326,20 +326,22 @@ def sampling_reading(summary: list[dict]) -> str:
 
 
 def confidence_reading(rows: list[dict]) -> str:
-    """Compare the samplers at the strengths actually used (σ = 0.15 vs the mean erased share 0.5)."""
-    def at(name, level):
-        return min((r for r in rows if r["sampler"] == name), key=lambda r: abs(r["strength"] - level))
-
-    noise, erased = at("gaussian noise", 0.15), at("suppression", 0.5)
-    clean = at("gaussian noise", 0.0)
-    return (f"On clean images the model gives the explained class p = {clean['probability']:.2f}. SmoothGrad's "
-            f"samples (σ ≈ 0.15) keep p = {noise['probability']:.2f} (entropy {noise['entropy']:.2f} nats); "
-            f"suppressed samples with half the pixels erased keep p = {erased['probability']:.2f} "
-            f"(entropy {erased['entropy']:.2f}). "
-            + ("Suppressed samples are the more confident here, as the SUPPRESS paper argues."
-               if erased["probability"] > noise["probability"] else
-               "Here suppressed samples are less confident than noisy ones: the paper's mechanism does not hold for "
-               "this model and data at these strengths."))
+    """Compare the samplers at matched strengths (σ as a fraction of the range = share erased)."""
+    noise = {r["strength"]: r for r in rows if r["sampler"] == "gaussian noise"}
+    erased = {r["strength"]: r for r in rows if r["sampler"] == "suppression"}
+    levels = sorted(level for level in noise if level > 0 and level in erased)
+    if not levels:
+        return ""
+    higher = [level for level in levels if erased[level]["probability"] > noise[level]["probability"]]
+    clean = noise.get(0.0, noise[levels[0]])["probability"]
+    examples = ", ".join(f"{erased[level]['probability']:.2f} vs {noise[level]['probability']:.2f} at {level:.0%}"
+                         for level in levels[1:4])
+    verdict = ("as the SUPPRESS paper argues, suppressed samples stay closer to what the model recognises"
+               if len(higher) > len(levels) / 2 else
+               "unlike the SUPPRESS paper's argument, suppressed samples are not the more recognisable here")
+    return (f"At matched strengths the model is more confident on suppressed than on noisy samples at "
+            f"{len(higher)} of {len(levels)} levels (p of the explained class, suppressed vs noisy: {examples}; "
+            f"clean images {clean:.2f}): {verdict}.")
 
 
 def fidelity_reading(summary: list[dict]) -> str:
