@@ -106,9 +106,8 @@ def cmd_explain(args) -> int:
     saved = {}
     for method_name in args.method:
         options = {}
-        if method_name.startswith("suppression"):
+        if method_name == "suppression":  # the named variants (suppression_patch, ...) keep their own settings
             options = {"mode": args.suppression_mode, "unit": args.suppression_unit}
-            method_name = "suppression"
         method = make_method(method_name, model, grouping="segments", n_samples=args.n_samples, n_steps=args.n_steps,
                              noise_level=args.noise_level, **options)
         extra = {}
