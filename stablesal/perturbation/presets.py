@@ -1,0 +1,78 @@
+"""The classical perturbation methods as pipeline presets with their published defaults
+(methods.md §4). Each returns a :class:`~stablesal.perturbation.pipeline.Perturbation`; any
+keyword of ``Perturbation`` overrides the preset.
+
+Segment counts are given for any image size; super-pixel segmenters keep the scaled defaults of
+:mod:`stablesal.segmentation`.
+"""
+
+from __future__ import annotations
+
+from .pipeline import Perturbation
+from .samplers import ProbabilitySampler
+
+
+def _build(model, defaults: dict, overrides: dict) -> Perturbation:
+    return Perturbation(model, **{**defaults, **overrides})
+
+
+def RISE(model, n_masks: int = 4000, grid: int = 7, p: float = 0.5, **overrides) -> Perturbation:
+    """RISE (Petsiuk, Das & Saenko, BMVC 2018): 7×7 binary grids kept with p = 0.5, upsampled
+    bilinearly and randomly shifted, 4000 masks, masked pixels set to the ImageNet mean (0 after
+    normalisation, as in the authors' code); saliency Σ_n Y_n M_n / (N p)."""
+    return _build(model, {"segmenter": "grid-bilinear", "n_segments": grid * grid, "smoothing": "shift",
+                          "sampler": "random", "sampler_options": {"p": p}, "n_samples": n_masks,
+                          "replacement": "imagenet", "calculator": "rise", "map": "pixel"}, overrides)
+
+
+def LIME(model, n_samples: int = 1000, segmenter: str = "quickshift", **overrides) -> Perturbation:
+    """LIME for images (Ribeiro, Singh & Guestrin, KDD 2016) as the ``lime`` package runs it:
+    quick-shift super-pixels, 1000 samples whose number of removed features is uniform, removed
+    super-pixels filled with their mean colour, ridge regression (α = 1) weighted by an exponential
+    kernel (width 0.25) on the cosine distance; one score per super-pixel."""
+    return _build(model, {"segmenter": segmenter, "sampler": ProbabilitySampler(0.0, 1.0), "n_samples": n_samples,
+                          "replacement": "segment-mean", "calculator": "lime-ridge", "map": "segment"}, overrides)
+
+
+def KernelSHAP(model, n_samples: int | None = None, n_segments: int = 50, **overrides) -> Perturbation:
+    """KernelSHAP (Lundberg & Lee, NeurIPS 2017) on SLIC super-pixels: coalitions enumerated by
+    size and then sampled, Shapley-kernel weighted least squares, removed super-pixels set to the
+    image mean. ``n_samples`` defaults to the shap package's 2M + 2048."""
+    count = n_samples if n_samples is not None else 2 * n_segments + 2048
+    return _build(model, {"segmenter": "slic", "n_segments": n_segments, "sampler": "shap", "n_samples": count,
+                          "replacement": "image-mean", "calculator": "kernel-shap", "map": "segment"}, overrides)
+
+
+def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overrides) -> Perturbation:
+    """Occlusion (Zeiler & Fergus, ECCV 2014), sliding square patches: the drop in the target's
+    probability when each patch is filled, averaged over the patches covering each pixel (the
+    same map as Captum's ``Occlusion`` with ``strides=stride``)."""
+    return _build(model, {"segmenter": "patches", "segmenter_options": {"size": size, "stride": stride},
+                          "sampler": "single", "replacement": fill, "calculator": "pda", "map": "pixel"}, overrides)
+
+
+def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int = 1000, **overrides) -> Perturbation:
+    """Prediction difference analysis (Zintgraf et al., ICLR 2017): y(x) minus the mean output with
+    a feature removed; removed pixels are drawn from a blurred copy of the image (a stand-in for
+    the paper's conditional sampling). ``multi_segment`` removes random sets of segments and
+    averages over the samples in which each is removed."""
+    sampler = {"sampler": "random", "n_samples": n_samples} if multi_segment else {"sampler": "single"}
+    return _build(model, {"segmenter": "slic", "n_segments": n_segments, **sampler, "replacement": "blur",
+                          "calculator": "pda", "map": "pixel", "smoothing": "none"}, overrides)
+
+
+def CIU(model, n_segments: int = 49, inverse: bool = False, **overrides) -> Perturbation:
+    """Contextual importance and utility (Främling, 2020) from single-feature (or inverse) samples
+    on SLIC super-pixels, removed pixels set to the image mean."""
+    return _build(model, {"segmenter": "slic", "n_segments": n_segments,
+                          "sampler": "inverse-single" if inverse else "single", "replacement": "image-mean",
+                          "calculator": "ciu", "map": "segment"}, overrides)
+
+
+PRESETS = {"rise": RISE, "lime": LIME, "kernel_shap": KernelSHAP, "occlusion": Occlusion, "pda": PDA, "ciu": CIU}
+
+
+def make_preset(name: str, model, **overrides) -> Perturbation:
+    if name not in PRESETS:
+        raise ValueError(f"unknown perturbation preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name](model, **overrides)
