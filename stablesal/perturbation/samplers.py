@@ -120,11 +120,11 @@ class ShapSampler(PerturbationSampler):
             total = sum(math.comb(m, k) for k in pair)
             if total <= budget and not remaining_sizes:
                 for k in pair:
-                    for subset in _subsets(m, k):
-                        row = torch.zeros(m, dtype=torch.bool)
-                        row[list(subset)] = True
-                        rows.append(row)
-                        weights.append(float(shapley_kernel(torch.tensor([k]), m)[0]))
+                    chosen = torch.tensor(list(_subsets(m, k)), dtype=torch.long).view(math.comb(m, k), k)
+                    block = torch.zeros(chosen.shape[0], m, dtype=torch.bool)
+                    block.scatter_(1, chosen, True)
+                    rows.extend(block)
+                    weights.extend([float(shapley_kernel(torch.tensor([k]), m)[0])] * block.shape[0])
                 budget -= total
             else:
                 remaining_sizes.extend(pair)
@@ -133,11 +133,10 @@ class ShapSampler(PerturbationSampler):
             mass = torch.stack([shapley_kernel(torch.tensor([k]), m)[0] * math.comb(m, k) for k in remaining_sizes])
             picks = sizes[torch.multinomial(mass.float(), budget, replacement=True, generator=generator)]
             share = float(mass.sum()) / budget
-            for k in picks.tolist():
-                row = torch.zeros(m, dtype=torch.bool)
-                row[torch.randperm(m, generator=generator)[:k]] = True
-                rows.append(row)
-                weights.append(share)
+            # a uniformly random subset of size k: the k features with the smallest random keys
+            ranks = torch.rand(budget, m, generator=generator).argsort(1).argsort(1)
+            rows.extend(ranks < picks.unsqueeze(1))
+            weights.extend([share] * budget)
         if not rows:
             raise ValueError("the SHAP sampler needs at least one sample")
         return torch.stack(rows), torch.tensor(weights, dtype=torch.float64)
