@@ -57,6 +57,29 @@ class GradientSection:
 
 
 @dataclass
+class PerturbationSection:
+    methods: list = field(default_factory=lambda: ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
+    n_images: int = 16               # test images explained by every model (perturbation methods are costlier)
+    n_samples: int = 500             # RISE masks and LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
+    seed: int = 0
+
+
+@dataclass
+class FactorsSection:
+    segmentations: list = field(default_factory=lambda: ["grid-bilinear", "grid/gaussian", "slic/gaussian"])
+    samplers: list = field(default_factory=lambda: ["random", "shap", "single", "inverse-single"])
+    sample_sizes: list = field(default_factory=lambda: ["M", 200, 1000])  # "M" = one sample per segment
+    calculators: list = field(default_factory=lambda: ["rise", "lime-ols", "kernel-shap", "pda", "ciu"])
+    maps: list = field(default_factory=lambda: ["segment", "pixel"])
+    n_segments: int = 49
+    replacement: str = "0"           # a number, image-mean, blur, ...
+    n_images: int = 12
+    srg_steps: int = 10
+    seed: int = 0
+    enabled: bool = True
+
+
+@dataclass
 class ReportSection:
     name: str = "default"
     out_dir: str = "reports"
@@ -69,6 +92,8 @@ class StudyConfig:
     data: DataSection = field(default_factory=DataSection)
     models: ModelsSection = field(default_factory=ModelsSection)
     gradient: GradientSection = field(default_factory=GradientSection)
+    perturbation: PerturbationSection = field(default_factory=PerturbationSection)
+    factors: FactorsSection = field(default_factory=FactorsSection)
     report: ReportSection = field(default_factory=ReportSection)
 
     def to_dict(self) -> dict:

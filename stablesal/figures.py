@@ -202,3 +202,36 @@ def plot_sampling_confidence(rows: list[dict], path_stem) -> Path:
     right.set_ylabel("predictive entropy (nats)")
     left.legend(fontsize=7, frameon=False)
     return save_figure(fig, path_stem)
+
+
+def plot_factor_effects(effects: list[dict], path_stem, metrics=("srg", "deletion_auc", "insertion_auc")) -> Path:
+    """Perturbation factor study: η² of each factor's main effect, one bar group per factor."""
+    factors = [e["factor"] for e in effects]
+    fig, axis = plt.subplots(figsize=(5.2, 2.4))
+    width = 0.8 / len(metrics)
+    for index, metric in enumerate(metrics):
+        axis.bar(np.arange(len(factors)) + (index - (len(metrics) - 1) / 2) * width,
+                 [e[f"eta2_{metric}"] for e in effects], width, label=metric.replace("_", " "))
+    axis.set_xticks(np.arange(len(factors)), [f.replace("_", " ") for f in factors])
+    axis.set_ylabel("η² (share of variance)")
+    axis.legend(frameon=False, fontsize=7)
+    return save_figure(fig, path_stem)
+
+
+def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg") -> Path:
+    """Perturbation factor study: every configuration's score, grouped by the level of each factor
+    (points) with the level mean (bar)."""
+    from .factor_study import FACTORS
+
+    fig, axes = plt.subplots(1, len(FACTORS), figsize=(2.0 * len(FACTORS), 2.6), sharey=True)
+    for axis, factor in zip(axes, FACTORS):
+        levels = sorted({c[factor] for c in configurations}, key=lambda v: (len(str(v)), str(v)))
+        for position, level in enumerate(levels):
+            values = [c[metric] for c in configurations if c[factor] == level]
+            axis.bar(position, np.mean(values), color="#c6dbef", width=0.7)
+            jitter = np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else [0.0]
+            axis.scatter(position + np.asarray(jitter), values, s=5, color="#08519c")
+        axis.set_xticks(range(len(levels)), [str(level) for level in levels], rotation=60, ha="right", fontsize=7)
+        axis.set_title(factor.replace("_", " "), fontsize=8)
+    axes[0].set_ylabel(metric.upper() if metric == "srg" else metric)
+    return save_figure(fig, path_stem)

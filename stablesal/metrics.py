@@ -325,3 +325,55 @@ def mu_fidelity(maps: torch.Tensor, subsets: torch.Tensor, drops: torch.Tensor) 
 
 
 mu_fidelity.info = MetricInfo("mu_fidelity", True, -1.0, 1.0, "correlation of removed attribution with output drop")
+
+
+# --------------------------------------------------------------------------------------
+# LIF / MIF / SRG (SEG-SMOOTH, methods.md §4)
+# --------------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def removal_curves(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int = 10,
+                   most_relevant_first: bool = True, fill: str | float = "mean", batch_size: int = 512) -> torch.Tensor:
+    """Target probability ``[B, steps]`` as pixels are deleted cumulatively, at the fractions
+    ``linspace(0, 1, steps)`` of the pixels, most (MIF) or least (LIF) relevant first by the
+    channel-summed map (ties broken by position). ``fill``: ``"mean"`` (each image's mean colour,
+    as SEG-SMOOTH specify) or a constant (their released code effectively used 0.5)."""
+    batch, channels, height, width = images.shape
+    scores = maps.sum(1) if maps.dim() == 4 else maps
+    order = scores.flatten(1).argsort(dim=1, descending=most_relevant_first, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    if fill == "mean":
+        substrate = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    elif isinstance(fill, (int, float)):
+        substrate = torch.full_like(images, float(fill))
+    else:
+        raise ValueError(f"fill must be 'mean' or a number, got {fill!r}")
+    counts = [int(round(f * height * width)) for f in torch.linspace(0, 1, steps).tolist()]
+    stacked = torch.stack([torch.where((rank < count).view(batch, 1, height, width), substrate, images)
+                           for count in counts], 1).flatten(0, 1)
+    targets = target.repeat_interleave(steps)
+    out = []
+    for start in range(0, stacked.shape[0], batch_size):
+        logits = model(stacked[start:start + batch_size])
+        out.append(torch.softmax(logits.float(), 1).gather(1, targets[start:start + batch_size].view(-1, 1))[:, 0])
+    return torch.cat(out).view(batch, steps)
+
+
+def _normalise_curve(curves: torch.Tensor) -> torch.Tensor:
+    first, last = curves[:, :1], curves[:, -1:]
+    return (curves - last) / (first - last).abs().clamp(min=1e-6) * torch.sign(first - last)
+
+
+def srg(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int = 10,
+        fill: str | float = "mean", normalise: bool = False) -> dict[str, torch.Tensor]:
+    """LIF, MIF and SRG = LIF − MIF per image (higher SRG is better; SEG-SMOOTH). Each score is the
+    mean target probability over the ``steps`` deletion points; ``normalise`` rescales each curve
+    to (y_t − y_T)/(y_0 − y_T) first (their normalised variant)."""
+    lif = removal_curves(model, images, maps, target, steps, most_relevant_first=False, fill=fill)
+    mif = removal_curves(model, images, maps, target, steps, most_relevant_first=True, fill=fill)
+    if normalise:
+        lif, mif = _normalise_curve(lif), _normalise_curve(mif)
+    return {"lif": lif.mean(1), "mif": mif.mean(1), "srg": lif.mean(1) - mif.mean(1)}
+
+
+srg.info = MetricInfo("srg", True, -1.0, 1.0, "least- minus most-relevant-first deletion score (SEG-SMOOTH)")

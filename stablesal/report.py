@@ -37,6 +37,9 @@ QUICK_OVERRIDES = {
     "gradient": {"n_images": 12, "n_samples": 8, "n_steps": 8,
                  "methods": ["saliency", "integrated_gradients", "smoothgrad", "suppression"],
                  "groupings": ["pixel", "fastslic", "grid"]},
+    "perturbation": {"n_images": 6, "n_samples": 100, "methods": ["rise", "lime", "occlusion", "ciu"]},
+    "factors": {"n_images": 4, "sample_sizes": ["M", 100], "segmentations": ["grid-bilinear", "slic/gaussian"],
+                "samplers": ["random", "shap", "single"]},
 }
 
 
@@ -120,6 +123,47 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
             "model_sets": model_sets, "images": images, "labels": labels, "masks": masks}
 
 
+def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: Path, out: Path,
+                       progress: bool = True) -> dict:
+    """The perturbation presets on the same K main models: the same stability, fidelity, localisation
+    and sanity metrics as the gradient methods (pixel maps), on ``[perturbation] n_images`` images."""
+    section, device = config.perturbation, config.models.device
+    if not section.methods:
+        return {"summary": [], "results": []}
+    settings = StudySettings(methods=list(section.methods), groupings=["pixel"], seed=section.seed,
+                             perturbation_samples=section.n_samples)
+    count = min(section.n_images, len(dataset.test_labels))
+    images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    identity = {"main": [r.meta["config_hash"] for r in runs], "data": config.data.__dict__}
+    results = run_study({"main": [r.model for r in runs]}, images, labels, masks, settings,
+                        cache_dir=runs_dir / "stability", progress=progress, identity=identity, include_random=False)
+    summary = summarise(results)
+    write_csv(out / "perturbation_stability_pairs.csv", [row for result in results for row in result["rows"]])
+    write_csv(out / "perturbation_summary.csv", summary)
+    return {"summary": summary, "results": results, "settings": settings, "images": images, "labels": labels,
+            "masks": masks}
+
+
+def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Path, out: Path, identity: str,
+                 progress: bool = True) -> dict:
+    """The SEG-SMOOTH factor study on one model: per-configuration scores, η² per factor, CSV tables."""
+    from .factor_study import effect_sizes, run_factor_study, settings_from_config, summarise_configurations
+
+    settings = settings_from_config(config.factors)
+    device = config.models.device
+    count = min(settings.n_images, len(dataset.test_labels))
+    # the last test images, so that the factor study does not reuse the stability study's images
+    images, labels = dataset.test_images[-count:].to(device), dataset.test_labels[-count:].to(device)
+    rows = run_factor_study(model, images, labels, settings, cache_dir=runs_dir / "factors", progress=progress,
+                            identity={"model": identity, "data": config.data.__dict__})
+    configurations = summarise_configurations(rows)
+    effects = effect_sizes(configurations)
+    write_csv(out / "factor_configurations.csv", configurations)
+    write_csv(out / "factor_effects.csv", effects)
+    return {"rows": rows, "configurations": configurations, "effects": effects, "settings": settings}
+
+
 def terminal_summary(summary: list[dict], top: int = 8) -> str:
     """The headline in a few lines for the terminal."""
     from .cli import format_table
@@ -175,6 +219,17 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
     model_sets, images, labels, masks = study["model_sets"], study["images"], study["labels"], study["masks"]
     count = images.shape[0]
 
+    start = time.perf_counter()
+    perturbation = perturbation_study(config, dataset, runs, runs_dir, out, progress)
+    timings["perturbation"] = time.perf_counter() - start
+    summary = summary + perturbation["summary"]
+    write_csv(out / "stability_summary.csv", summary)
+    factors = None
+    if config.factors.enabled:
+        start = time.perf_counter()
+        factors = factor_stage(config, runs[0].model, dataset, runs_dir, out, runs[0].meta["config_hash"], progress)
+        timings["factor_study"] = time.perf_counter() - start
+
     sections.append(headline_section(summary))
     bars = [(plot_stability_bars(summary, figures_dir / f"stability_{name}", model_set=name),
              f"{name} models: similarity of the maps of every pair of models, per method and grouping.")
@@ -208,7 +263,15 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
         for r in summary if r["model_set"] == "main" and "sanity_spearman" in r]),
         "Similarity between maps of the trained model 0 and of the same architecture with random weights "
         "(lower = the map depends on what was learned); 'ssim' is the cross-seed SSIM for comparison.")]))
+    if perturbation["summary"]:
+        sections.append(perturbation_section(perturbation["summary"], summary, perturbation["settings"],
+                                             perturbation["images"].shape[0]))
+    if factors is not None:
+        sections.append(factor_section(factors, figures_dir))
     panels = example_panels(model_sets["main"], images, labels, masks, settings, figures_dir)
+    if perturbation["summary"]:
+        panels += example_panels(model_sets["main"], perturbation["images"], perturbation["labels"],
+                                 perturbation["masks"], perturbation["settings"], figures_dir)
     sections.append(Section("Example maps across models", "Each row shows one test image explained by every "
                             "main model, with the per-pixel mean and standard deviation across models.",
                             figures=panels))
@@ -221,6 +284,10 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
         "config": config.to_dict(), "environment": _environment(), "dataset": dataset.describe(),
         "models": model_rows, "timings_s": timings, "stability_summary": summary,
         "variance_reduction": reduction, "study_settings": settings.__dict__, "sampling_confidence": confidence,
+        "perturbation_settings": perturbation["settings"].__dict__ if perturbation["summary"] else None,
+        "factor_study": None if factors is None else {
+            "settings": factors["settings"].__dict__, "configurations": factors["configurations"],
+            "effects": factors["effects"]},
     }
     atomic_write_json(out / "results.json", results)
     write_csv(out / "models.csv", model_rows)
@@ -237,6 +304,53 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
         for figure in figures_dir.glob("*.p*"):
             shutil.copy2(figure, target / figure.name)
     return out
+
+
+def perturbation_section(rows: list[dict], summary: list[dict], settings: StudySettings, count: int) -> Section:
+    """Perturbation presets next to the gradient methods: cross-seed stability and fidelity."""
+    main = [r for r in summary if r["model_set"] == "main" and r["grouping"] == "pixel"]
+    table = _rounded([{k: r.get(k) for k in ("family", "method", "n_images", "ssim", "spearman", "topk_intersection",
+                                               "deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass",
+                                               "sanity_spearman", "explain_seconds_per_model")}
+                      for r in sorted(main, key=lambda r: -r["spearman"])])
+    best = max(rows, key=lambda r: r["spearman"])
+    gradients = [r for r in main if r["family"] == "gradient"]
+    best_gradient = max(gradients, key=lambda r: r["spearman"]) if gradients else None
+    random_row = next((r for r in main if r["method"] == "random"), None)
+    reading = (f"On {count} test images and the same {len(settings.methods)} presets on every retrained model, the "
+               f"most stable perturbation method is {best['method']} (cross-seed Spearman {best['spearman']:.2f}, "
+               f"SSIM {best['ssim']:.2f})")
+    if best_gradient is not None:
+        reading += (f"; the most stable gradient method at pixel level is {best_gradient['method']} "
+                    f"(Spearman {best_gradient['spearman']:.2f})")
+    if random_row is not None:
+        reading += f"; random maps score {random_row['spearman']:.2f}"
+    fastest = min(rows, key=lambda r: r["explain_seconds_per_model"])
+    slowest = max(rows, key=lambda r: r["explain_seconds_per_model"])
+    reading += (f". Perturbation maps cost {fastest['explain_seconds_per_model']:.1f} s ({fastest['method']}) to "
+                f"{slowest['explain_seconds_per_model']:.1f} s ({slowest['method']}) per model; RISE, LIME and "
+                f"KernelSHAP ran with {settings.perturbation_samples} samples here.")
+    return Section("Perturbation methods across seeds", reading, tables=[(table, "Pixel maps on the main models, "
+                   "all methods ranked by cross-seed Spearman; perturbation rows use the first n_images test images.")])
+
+
+def factor_section(factors: dict, figures_dir: Path) -> Section:
+    from .factor_study import factor_reading
+    from .figures import plot_factor_effects, plot_factor_levels
+
+    configurations, effects, settings = factors["configurations"], factors["effects"], factors["settings"]
+    top = sorted(configurations, key=lambda c: -c["srg"])[:8]
+    return Section(
+        "Perturbation factor study (SEG-SMOOTH)", factor_reading(effects, configurations),
+        figures=[(plot_factor_effects(effects, figures_dir / "factor_effects"),
+                  "Share of the variance of each score across configurations explained by each factor's main effect."),
+                 (plot_factor_levels(configurations, figures_dir / "factor_levels"),
+                  f"SRG (LIF − MIF, {settings.srg_steps} deletion steps, image-mean fill) of every configuration, "
+                  f"by level of each factor; bars are level means. {settings.n_images} images, model 0.")],
+        tables=[(_rounded([{k: e[k] for k in e} for e in effects]), "η² per factor (main effects)."),
+                (_rounded([{k: c[k] for k in ("segmentation", "sampler", "n_samples", "calculator", "map", "srg",
+                                              "deletion_auc", "insertion_auc")} for c in top]),
+                 "The eight configurations with the highest SRG.")])
 
 
 def _rounded(rows: list[dict], digits: int = 3) -> list[dict]:

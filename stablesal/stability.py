@@ -22,6 +22,7 @@ import torch
 
 from .attribution import RANDOM_METHODS, make_method
 from .grouping import Partition
+from .perturbation import PRESETS, make_preset
 from .metrics import (
     RunningMoments, deletion_insertion, grey_maps, mean_ci, mege, mu_fidelity, output_drops, pairwise_similarity,
     random_cell_subsets, randomised_copy, reco, spearman, ssim, unit_maps,
@@ -48,6 +49,7 @@ class StudySettings:
     insertion_substrate: str = "mean"
     mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
     sanity: bool = True
+    perturbation_samples: int = 500  # RISE masks / LIME and KernelSHAP samples of perturbation presets
 
 
 def random_maps(images: torch.Tensor, model_index: int, seed: int) -> torch.Tensor:
@@ -74,8 +76,13 @@ def explain_groupings(method_name: str, model, model_index: int, images, targets
                       settings: StudySettings) -> dict[str, torch.Tensor]:
     """Maps of one model under every grouping (``partitions``: name → segments or None), from
     one set of model passes."""
-    if method_name == "random":
-        maps = random_maps(images, model_index, settings.seed)
+    if method_name == "random" or method_name in PRESETS:
+        if method_name == "random":
+            maps = random_maps(images, model_index, settings.seed)
+        else:  # perturbation presets: the pixel map, projected for groupings
+            options = {"n_masks": settings.perturbation_samples} if method_name == "rise" else (
+                {"n_samples": settings.perturbation_samples} if method_name in ("lime", "kernel_shap") else {})
+            maps = make_preset(method_name, model, **options).attribute(images, target=targets, seed=settings.seed)
         return {name: maps if seg is None else Partition(seg).project(maps) for name, seg in partitions.items()}
     method = make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,
                          n_steps=settings.n_steps, noise_level=settings.noise_level)
@@ -189,7 +196,7 @@ def _projection_check(pixel: RunningMoments, projected: dict, partitions: dict, 
 
 def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Tensor, targets: torch.Tensor,
               masks, settings: StudySettings, cache_dir: Path | str | None = None, progress: bool = True,
-              identity: dict | None = None) -> list[dict]:
+              identity: dict | None = None, include_random: bool = True) -> list[dict]:
     """Every unit of the study; finished units found in ``cache_dir`` are loaded, not recomputed.
 
     ``identity`` (e.g. the model checkpoints' hashes and the data configuration) is part of the
@@ -198,7 +205,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     from tqdm.auto import tqdm
 
     partitions = compute_partitions(images, settings.groupings, settings.n_segments)
-    methods = list(settings.methods) + (["random"] if "random" not in settings.methods else [])
+    methods = list(settings.methods) + (["random"] if include_random and "random" not in settings.methods else [])
     units = [(s, m) for s in model_sets for m in methods]
     results = []
     bar = tqdm(units, desc="stability", disable=not progress)
@@ -224,7 +231,10 @@ def summarise(results: list[dict]) -> list[dict]:
     """One row per model set × method × grouping: means and 95 % CIs over images and model pairs."""
     summary = []
     for result in results:
-        row = {"model_set": result["model_set"], "method": result["method"], "grouping": result["grouping"]}
+        row = {"model_set": result["model_set"], "method": result["method"], "grouping": result["grouping"],
+               "family": ("perturbation" if result["method"] in PRESETS else
+                          "control" if result["method"] == "random" else "gradient"),
+               "n_images": result.get("n_images")}
         for metric in PAIR_METRICS:
             mean, low, high = mean_ci([r[metric] for r in result["rows"]])
             row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
