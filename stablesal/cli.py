@@ -1,4 +1,5 @@
-"""The ``stablesal`` command line: ``train-seeds``, ``explain``, ``stability`` and ``report``."""
+"""The ``stablesal`` command line: ``train-seeds``, ``explain``, ``perturb``, ``stability``,
+``factor-study`` and ``report``."""
 
 from __future__ import annotations
 
@@ -124,6 +125,83 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_perturb(args) -> int:
+    from .figures import plot_explanations
+    from .metrics import grey_maps
+    from .perturbation import Perturbation, make_preset
+    from .storage import save_torch
+
+    dataset = _load_data(args)
+    run = _explain_model(args, dataset)
+    model = run.model.to(args.device)
+    count = min(args.images, len(dataset.test_labels))
+    images, labels = dataset.test_images[:count].to(args.device), dataset.test_labels[:count].to(args.device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    custom = {k: v for k, v in (("segmenter", args.segmenter), ("smoothing", args.smoothing),
+                                ("sampler", args.sampler), ("calculator", args.calculator), ("map", args.map),
+                                ("n_samples", args.n_samples), ("n_segments", args.n_segments)) if v is not None}
+    if args.replacement is not None:
+        try:
+            custom["replacement"] = float(args.replacement)
+        except ValueError:
+            custom["replacement"] = args.replacement
+    pipelines = {}
+    if args.preset:
+        for name in args.preset:
+            options = dict(custom)
+            if name == "rise" and "n_samples" in options:
+                options["n_masks"] = options.pop("n_samples")
+            pipelines[name] = make_preset(name, model, **options)
+    else:
+        pipelines["custom"] = Perturbation(model, **custom)
+    out = Path(args.out)
+    saved = {}
+    from tqdm.auto import tqdm
+
+    for name, pipeline in tqdm(pipelines.items(), desc="perturb", disable=args.quiet):
+        maps = pipeline.attribute(images, target=labels, seed=args.seed)
+        saved[name] = {"pipeline": str(pipeline), "maps": maps.cpu()}
+        path = plot_explanations(images.cpu(), masks, {f"{name}": grey_maps(maps).cpu()}, out / f"perturb_{name}",
+                                 dataset.class_names, labels.cpu())
+        print(f"{name}: {pipeline} -> {path}")
+    save_torch(out / "perturbation_maps.pt", {"maps": saved, "labels": labels.cpu(),
+                                              "model": run.meta.get("config_hash")})
+    print(f"maps saved to {out / 'perturbation_maps.pt'}")
+    return 0
+
+
+def cmd_factor_study(args) -> int:
+    from .config import load_config
+    from .factor_study import factor_reading
+    from .figures import plot_factor_effects, plot_factor_levels
+    from .report import _load_data as load_configured_data
+    from .report import factor_stage
+    from .seeds import TrainConfig, train_seeds
+    from .storage import atomic_write_json
+
+    overrides = {}
+    if args.n_images:
+        overrides["factors"] = {"n_images": args.n_images}
+    config = load_config(args.config, overrides)
+    name = args.name or config.report.name
+    dataset = load_configured_data(config)
+    runs_dir, out = Path(args.runs) / name, Path(args.out) / name
+    models = config.models
+    train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
+    run = train_seeds(dataset, k=1, vary="seed", config=train_config, out_dir=runs_dir / "models",
+                      base_seed=models.base_seed, device=models.device, progress=not args.quiet)[0]
+    study = factor_stage(config, run.model.to(models.device), dataset, runs_dir, out, run.meta["config_hash"],
+                         progress=not args.quiet)
+    plot_factor_effects(study["effects"], out / "factor_effects")
+    plot_factor_levels(study["configurations"], out / "factor_levels")
+    atomic_write_json(out / "factor_study.json", {"config": config.to_dict(), "effects": study["effects"],
+                                                  "configurations": study["configurations"]})
+    print(format_table(study["effects"]))
+    print(factor_reading(study["effects"], study["configurations"]))
+    print(f"tables, JSON and figures in {out}")
+    return 0
+
+
 def cmd_stability(args) -> int:
     from .config import load_config
     from .figures import plot_stability_bars, plot_stability_fidelity, plot_variance_reduction
@@ -214,6 +292,40 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", default="figures/explain")
     explain.add_argument("-q", "--quiet", action="store_true")
     explain.set_defaults(func=cmd_explain)
+
+    perturb = commands.add_parser("perturb", help="perturbation maps (RISE, LIME, KernelSHAP, occlusion, PDA, CIU "
+                                                   "or a custom pipeline) of test images")
+    _add_data_arguments(perturb)
+    perturb.add_argument("--checkpoint", default=None, help="a model checkpoint from train-seeds (default: train one)")
+    perturb.add_argument("--preset", nargs="+", default=None,
+                         help="rise, lime, kernel_shap, occlusion, pda, ciu (default: a custom pipeline from the "
+                              "stage options below)")
+    perturb.add_argument("--segmenter", default=None, help="grid, grid-bilinear, patches, fastslic, slic, quickshift, ...")
+    perturb.add_argument("--smoothing", default=None, help="none, gaussian, shift")
+    perturb.add_argument("--sampler", default=None, help="random, random-p, single, inverse-single, shap, unique-random")
+    perturb.add_argument("--replacement", default=None,
+                         help="a number, imagenet, image-mean, image-median, blur, noise, segment-mean")
+    perturb.add_argument("--calculator", default=None, help="rise, lime-ols, lime-ridge, kernel-shap, pda, ciu")
+    perturb.add_argument("--map", default=None, choices=["pixel", "segment"])
+    perturb.add_argument("--n-samples", type=int, default=None)
+    perturb.add_argument("--n-segments", type=int, default=None)
+    perturb.add_argument("--images", type=int, default=6)
+    perturb.add_argument("--seed", type=int, default=0)
+    perturb.add_argument("--device", default="cpu")
+    perturb.add_argument("--runs", default="runs")
+    perturb.add_argument("--out", default="figures/perturb")
+    perturb.add_argument("-q", "--quiet", action="store_true")
+    perturb.set_defaults(func=cmd_perturb)
+
+    factors = commands.add_parser("factor-study", help="the SEG-SMOOTH perturbation factor study scored by SRG")
+    factors.add_argument("--config", default=None, help="TOML configuration ([data], [models], [factors]; see "
+                                                        "experiments/factor_study.toml)")
+    factors.add_argument("--n-images", type=int, default=None)
+    factors.add_argument("--name", default=None)
+    factors.add_argument("--runs", default="runs")
+    factors.add_argument("--out", default="reports")
+    factors.add_argument("-q", "--quiet", action="store_true")
+    factors.set_defaults(func=cmd_factor_study)
 
     stability = commands.add_parser("stability", help="train K models and measure cross-seed saliency stability")
     stability.add_argument("--config", default=None, help="TOML configuration (data, models, gradient sections)")
