@@ -59,8 +59,8 @@ class GradientSection:
 @dataclass
 class PerturbationSection:
     methods: list = field(default_factory=lambda: ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
-    n_images: int = 16               # test images explained by every model (perturbation methods are costlier)
-    n_samples: int = 500             # RISE masks and LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
+    n_images: int = 12               # test images explained by every model (perturbation methods are costlier)
+    n_samples: int = 300             # RISE masks and LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
     seed: int = 0
 
 
@@ -80,6 +80,19 @@ class FactorsSection:
 
 
 @dataclass
+class InpaintingSection:
+    enabled: bool = True
+    conditional: bool = True         # class-conditional learned inpainter (needed by INPAINT-METRIC)
+    steps: int = 1500                # training steps of the learned inpainter (batch 32)
+    width: int = 16
+    n_images: int = 12               # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
+    lime_samples: int = 300
+    mp_iterations: int = 150         # Meaningful Perturbation iterations (paper: 300)
+    robustness: bool = True          # similarity of maps across hyperparameter settings
+    seed: int = 0
+
+
+@dataclass
 class ReportSection:
     name: str = "default"
     out_dir: str = "reports"
@@ -94,6 +107,7 @@ class StudyConfig:
     gradient: GradientSection = field(default_factory=GradientSection)
     perturbation: PerturbationSection = field(default_factory=PerturbationSection)
     factors: FactorsSection = field(default_factory=FactorsSection)
+    inpainting: InpaintingSection = field(default_factory=InpaintingSection)
     report: ReportSection = field(default_factory=ReportSection)
 
     def to_dict(self) -> dict:

@@ -235,3 +235,55 @@ def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg
         axis.set_title(factor.replace("_", " "), fontsize=8)
     axes[0].set_ylabel(metric.upper() if metric == "srg" else metric)
     return save_figure(fig, path_stem)
+
+
+def plot_inpainting_quality(rows: list[dict], path_stem) -> Path:
+    """Inpainters side by side: PSNR of held-out holes, and how often the prediction survives when
+    the background is filled."""
+    names = [r["inpainter"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.4))
+    axes[0].barh(names, [r["psnr_db"] for r in rows], color="#6baed6")
+    axes[0].set_xlabel("PSNR in holes (dB) ↑")
+    axes[1].barh(names, [r["keep_prediction"] for r in rows], color="#74c476")
+    axes[1].set_xlabel("prediction kept, background filled ↑")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_yticklabels([])
+    return save_figure(fig, path_stem)
+
+
+def plot_removal_maps(images, masks, maps: dict, path_stem) -> Path:
+    """Rows: images; columns: the image (with its object outline) and each method's map."""
+    names = list(maps)
+    count = images.shape[0]
+    fig, axes = plt.subplots(count, len(names) + 1, figsize=(1.05 * (len(names) + 1), 1.1 * count), squeeze=False)
+    for row in range(count):
+        axes[row, 0].imshow(_rgb(images[row]))
+        if masks is not None:
+            axes[row, 0].contour(np.asarray(masks[row], dtype=float), levels=[0.5], colors="yellow", linewidths=0.6)
+        for column, name in enumerate(names, 1):
+            grey = np.asarray(maps[name][row].float().abs().sum(0))
+            axes[row, column].imshow(grey, cmap="magma")
+            if row == 0:
+                axes[row, column].set_title(name, fontsize=7)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    return save_figure(fig, path_stem)
+
+
+def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean", "deletion_auc_inpaint",
+                                                               "relevance_mass", "iou")) -> Path:
+    """Classical fill vs inpainting for SP, LIME and MP on each metric (random map as a dashed line)."""
+    by_name = {r["method"]: r for r in rows}
+    pairs = [p for p in ("SP", "LIME", "MP") if p in by_name and f"{p}-G" in by_name]
+    metrics = [m for m in metrics if all(m in by_name[p] for p in pairs)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.1 * len(metrics), 2.3), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        x = np.arange(len(pairs))
+        axis.bar(x - 0.2, [by_name[p][metric] for p in pairs], 0.4, label="classical fill", color="#bdbdbd")
+        axis.bar(x + 0.2, [by_name[f"{p}-G"][metric] for p in pairs], 0.4, label="inpainting", color="#3182bd")
+        if "random" in by_name and metric in by_name["random"]:
+            axis.axhline(by_name["random"][metric], color="k", linestyle="--", linewidth=0.8)
+        axis.set_xticks(x, pairs)
+        axis.set_title(metric.replace("_", " "), fontsize=8)
+    axes[0, 0].legend(frameon=False, fontsize=7)
+    return save_figure(fig, path_stem)

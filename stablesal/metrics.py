@@ -207,8 +207,11 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
     steps : number of equal fractions (curve has ``steps + 1`` points from 0 to 1).
     mode : ``"deletion"`` (start from the image, replace top pixels with the substrate; lower AUC
         is better) or ``"insertion"`` (start from the substrate, insert top pixels; higher is better).
-    substrate : a number (constant fill), ``"mean"`` (each image's mean colour) or ``"blur"``
-        (Gaussian blur, σ = 5 px at 224 px scaled to the image side: Petsiuk's insertion substrate).
+    substrate : a number (constant fill), ``"mean"`` (each image's mean colour), ``"blur"``
+        (Gaussian blur, σ = 5 px at 224 px scaled to the image side: Petsiuk's insertion substrate), or
+        an inpainter ``(images, holes) → images`` (:mod:`stablesal.inpainting`): deletion then fills
+        the removed pixels from the kept ones at every step (GEN-REMOVE); insertion starts from the
+        mean colour and inpaints the not-yet-inserted pixels.
     normalise : rescale each curve to (p_t − p_T)/(p_0 − p_T) before the area.
 
     Returns
@@ -224,6 +227,8 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
     scores = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
     order = scores.flatten(1).argsort(dim=1, descending=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    if callable(substrate):  # an inpainter: fill exactly the removed pixels of each step from the rest
+        return _inpainted_curves(model, images, rank, target, steps, mode, substrate, batch_size, normalise)
     if isinstance(substrate, str):
         if substrate == "mean":
             fill = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
@@ -254,6 +259,30 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
         curves = (curves - last) / (first - last).abs().clamp(min=1e-6) * torch.sign(first - last)
     auc = torch.trapezoid(curves, dx=1.0 / steps, dim=1)
     return curves, auc
+
+
+def _inpainted_curves(model, images, rank, target, steps, mode, inpainter, batch_size, normalise):
+    batch, channels, height, width = images.shape
+    counts = [int(round(f * height * width)) for f in torch.linspace(0, 1, steps + 1).tolist()]
+    mean = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    curves = torch.empty(batch, steps + 1, device=images.device)
+    for step, count in enumerate(counts):
+        shown = rank >= count if mode == "deletion" else rank < count
+        holes = (~shown).view(batch, 1, height, width)
+        if bool(holes.all()):
+            filled = mean
+        elif not bool(holes.any()):
+            filled = images
+        else:
+            filled = inpainter(images, holes)
+        probabilities = []
+        for start in range(0, batch, batch_size):
+            logits = model(filled[start:start + batch_size])
+            probabilities.append(torch.softmax(logits, 1).gather(1, target[start:start + batch_size].view(-1, 1))[:, 0])
+        curves[:, step] = torch.cat(probabilities)
+    if normalise:
+        curves = _normalise_curve(curves)
+    return curves, torch.trapezoid(curves, dx=1.0 / steps, dim=1)
 
 
 deletion_insertion.info = MetricInfo("deletion_auc", False, 0.0, 1.0, "area under the deletion curve (insertion: higher is better)")
@@ -377,3 +406,156 @@ def srg(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, s
 
 
 srg.info = MetricInfo("srg", True, -1.0, 1.0, "least- minus most-relevant-first deletion score (SEG-SMOOTH)")
+
+
+# --------------------------------------------------------------------------------------
+# Localisation, the Dabkowski–Gal saliency metric, agreement between metrics
+# --------------------------------------------------------------------------------------
+
+def _scores(maps: torch.Tensor) -> torch.Tensor:
+    return (maps.sum(1) if maps.dim() == 4 else maps).flatten(1)
+
+
+def iou_top(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
+    """IoU ``[B]`` between each object mask and the map thresholded at its top-|mask| pixels (the
+    threshold that makes both regions the same size; higher is better)."""
+    scores = _scores(maps)
+    truth = object_masks.flatten(1).bool().to(scores.device)
+    sizes = truth.sum(1).clamp(min=1)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    predicted = rank < sizes.unsqueeze(1)
+    return (predicted & truth).sum(1).float() / (predicted | truth).sum(1).float().clamp(min=1)
+
+
+iou_top.info = MetricInfo("iou", True, 0.0, 1.0, "IoU of the top-|mask| pixels with the object mask")
+
+
+def pointing_game(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
+    """1 where the map's maximum falls inside the object mask (Zhang et al., ECCV 2016)."""
+    return object_masks.flatten(1).float().to(maps.device).gather(1, _scores(maps).argmax(1, keepdim=True))[:, 0]
+
+
+pointing_game.info = MetricInfo("pointing_game", True, 0.0, 1.0, "map maximum inside the object")
+
+
+def relevance_mass(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
+    """Share of the positive attribution inside the object mask (Arras et al., 2022)."""
+    scores = _scores(maps).clamp(min=0)
+    inside = object_masks.flatten(1).float().to(scores.device)
+    return (scores * inside).sum(1) / scores.sum(1).clamp(min=1e-30)
+
+
+relevance_mass.info = MetricInfo("relevance_mass", True, 0.0, 1.0, "positive attribution inside the object")
+
+
+@torch.inference_mode()
+def saliency_metric(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
+                    fraction: float = 0.2) -> torch.Tensor:
+    """Dabkowski & Gal (NeurIPS 2017): log(max(a, 0.05)) − log(p) where a is the area fraction of the
+    tight box around the top ``fraction`` of pixels and p the target's probability on the image
+    cropped to that box and resized back to full size. Lower is better."""
+    batch, _, height, width = images.shape
+    scores = _scores(maps).view(batch, height, width)
+    threshold = scores.flatten(1).quantile(1 - fraction, dim=1).view(-1, 1, 1)
+    crops, areas = [], []
+    for index in range(batch):
+        ys, xs = torch.nonzero(scores[index] >= threshold[index], as_tuple=True)
+        top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        areas.append((bottom - top) * (right - left) / (height * width))
+        crop = images[index:index + 1, :, top:bottom, left:right]
+        crops.append(torch.nn.functional.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False))
+    probability = torch.softmax(model(torch.cat(crops)), 1).gather(1, target.view(-1, 1))[:, 0]
+    area = torch.tensor(areas, device=images.device)
+    return torch.log(area.clamp(min=0.05)) - torch.log(probability.clamp(min=1e-12))
+
+
+saliency_metric.info = MetricInfo("saliency_metric", False, None, None, "Dabkowski–Gal: small box, confident crop")
+
+
+def kendall_tau_matrix(scores: dict[str, dict[str, float]], higher_is_better: dict[str, bool]) -> list[dict]:
+    """Kendall τ between the rankings of the same methods by every pair of metrics.
+
+    ``scores``: metric → {method: score}; rankings put the best method first by each metric's
+    direction. Rows ``{metric_a, metric_b, tau, p_value, n_methods}``.
+    """
+    from scipy.stats import kendalltau
+
+    names = list(scores)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            methods = sorted(set(scores[a]) & set(scores[b]))
+            if len(methods) < 3:
+                continue
+            sign_a = 1 if higher_is_better[a] else -1
+            sign_b = 1 if higher_is_better[b] else -1
+            result = kendalltau([sign_a * scores[a][m] for m in methods], [sign_b * scores[b][m] for m in methods])
+            rows.append({"metric_a": a, "metric_b": b, "tau": float(result.statistic), "p_value": float(result.pvalue),
+                         "n_methods": len(methods)})
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# INPAINT-METRIC (reconstruction from methods.md §5)
+# --------------------------------------------------------------------------------------
+
+def _top_region(maps: torch.Tensor, fraction: float, factor: int) -> torch.Tensor:
+    """Boolean ``[B, 1, H, W]``: the top ``fraction`` of pixels of the map smoothed by ``factor``×
+    down- and up-sampling (area then bilinear)."""
+    scores = _scores(maps).view(maps.shape[0], 1, *maps.shape[-2:]).float()
+    height, width = scores.shape[-2:]
+    small = torch.nn.functional.adaptive_avg_pool2d(scores, (max(1, height // factor), max(1, width // factor)))
+    smooth = torch.nn.functional.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
+    smooth = smooth + 1e-9 * scores  # break the plateaus of the upsampled map by the raw map
+    count = max(1, int(round(fraction * height * width)))
+    order = smooth.flatten(1).argsort(dim=1, descending=True, stable=True)
+    region = torch.zeros_like(smooth.flatten(1), dtype=torch.bool)
+    region.scatter_(1, order[:, :count], True)
+    return region.view_as(smooth)
+
+
+@torch.no_grad()
+def inpaint_metric(model, explain, images: torch.Tensor, target: torch.Tensor, inpainter,
+                   fractions=tuple(i / 10 for i in range(1, 11)), smoothing_factor: int | None = None,
+                   class_conditional: bool = True) -> dict[str, torch.Tensor]:
+    """The INPAINT-METRIC curve of an explanation method (lower area is better).
+
+    For each fraction s, the top-s region of the smoothed map of the explained class c is inpainted
+    toward the runner-up class c₂ (a class-conditional inpainter receives c₂; class-agnostic:
+    no label), and the image is re-classified. A success (the prediction leaves c) counts with
+    weight ω_s = |T_s(new map of the new class) ∩ (T_s(old map of c) ∪ T_s(old map of c₂))| /
+    |T_s(new map)|: the new decision must rest on the region the explanation pointed to. The
+    curve is 1 − success·ω; its area over s is the score.
+
+    Reconstruction: the released code uses Stable Diffusion with a text prompt and 3 samples; here
+    the learned class-conditional inpainter (deterministic, one sample) stands in for it, and the
+    exact success weighting is this function's reading of the paper.
+
+    ``explain(images, target) → maps``; ``smoothing_factor`` defaults to side/14 (16 at 224 px).
+    """
+    batch, _, height, width = images.shape
+    factor = smoothing_factor or max(1, round(height / 14))
+    with torch.inference_mode():
+        logits = model(images)
+    runner_up = logits.topk(2, dim=1).indices[:, 1]
+    old_c = explain(images, target)
+    old_2 = explain(images, runner_up)
+    curve = torch.empty(batch, len(fractions), device=images.device)
+    for step, fraction in enumerate(fractions):
+        region = _top_region(old_c, fraction, factor)
+        labels = runner_up if class_conditional else None
+        edited = inpainter(images, region, labels) if class_conditional else inpainter(images, region)
+        with torch.inference_mode():
+            new_class = model(edited).argmax(1)
+        success = new_class.ne(target)
+        new_map = explain(edited, new_class)
+        new_region = _top_region(new_map, fraction, factor)
+        old_union = region | _top_region(old_2, fraction, factor)
+        overlap = (new_region & old_union).flatten(1).sum(1).float() / new_region.flatten(1).sum(1).clamp(min=1)
+        curve[:, step] = 1 - success.float() * overlap
+    area = torch.trapezoid(curve, torch.tensor(fractions, device=images.device), dim=1) / (fractions[-1] - fractions[0])
+    return {"curve": curve, "area": area}
+
+
+inpaint_metric.info = MetricInfo("inpaint_metric", False, 0.0, 1.0, "area of 1 − weighted success of inpainting")

@@ -40,6 +40,7 @@ QUICK_OVERRIDES = {
     "perturbation": {"n_images": 6, "n_samples": 100, "methods": ["rise", "lime", "occlusion", "ciu"]},
     "factors": {"n_images": 4, "sample_sizes": ["M", 100], "segmentations": ["grid-bilinear", "slic/gaussian"],
                 "samplers": ["random", "shap", "single"]},
+    "inpainting": {"steps": 150, "width": 8, "n_images": 4, "lime_samples": 60, "mp_iterations": 20},
 }
 
 
@@ -164,6 +165,36 @@ def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Pa
     return {"rows": rows, "configurations": configurations, "effects": effects, "settings": settings}
 
 
+def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Path, out: Path,
+                     progress: bool = True) -> dict:
+    """Train (or load) the learned inpainter on the training images, then compare removal by
+    inpainting with constant fills (quality, GEN-REMOVE methods, metrics, robustness)."""
+    from .inpainting import InpainterConfig, train_inpainter
+    from .removal_study import RemovalSettings, run_removal_study
+
+    section, device = config.inpainting, config.models.device
+    inpainter_config = InpainterConfig(width=section.width, conditional=section.conditional, steps=section.steps,
+                                       seed=section.seed)
+    began = time.perf_counter()
+    inpainter = train_inpainter(dataset.train_images, dataset.train_labels, dataset.num_classes, inpainter_config,
+                                path=runs_dir / "inpainter.pt", device=device, progress=progress)
+    train_seconds = inpainter.meta.get("seconds", time.perf_counter() - began)
+    settings = RemovalSettings(n_images=section.n_images, lime_samples=section.lime_samples,
+                               mp_iterations=section.mp_iterations, robustness=section.robustness, seed=section.seed)
+    # test images after those of the stability study
+    start = min(config.gradient.n_images, max(0, len(dataset.test_labels) - section.n_images))
+    stop = start + max(section.n_images, 32)
+    images, labels = dataset.test_images[start:stop].to(device), dataset.test_labels[start:stop].to(device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[start:stop]
+    study = run_removal_study(model, inpainter, images, labels, masks, settings, progress=progress)
+    write_csv(out / "inpainting_quality.csv", study["quality"])
+    write_csv(out / "removal_metrics.csv", study["rows"])
+    write_csv(out / "metric_agreement.csv", study["agreement"])
+    write_csv(out / "removal_robustness.csv", study["robustness"])
+    study.update(train_seconds=train_seconds, inpainter=str(inpainter), settings=settings)
+    return study
+
+
 def terminal_summary(summary: list[dict], top: int = 8) -> str:
     """The headline in a few lines for the terminal."""
     from .cli import format_table
@@ -230,6 +261,12 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
         factors = factor_stage(config, runs[0].model, dataset, runs_dir, out, runs[0].meta["config_hash"], progress)
         timings["factor_study"] = time.perf_counter() - start
 
+    removal = None
+    if config.inpainting.enabled:
+        start = time.perf_counter()
+        removal = inpainting_stage(config, runs[0].model, dataset, runs_dir, out, progress)
+        timings["inpainting"] = time.perf_counter() - start
+
     sections.append(headline_section(summary))
     bars = [(plot_stability_bars(summary, figures_dir / f"stability_{name}", model_set=name),
              f"{name} models: similarity of the maps of every pair of models, per method and grouping.")
@@ -268,6 +305,8 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
                                              perturbation["images"].shape[0]))
     if factors is not None:
         sections.append(factor_section(factors, figures_dir))
+    if removal is not None:
+        sections.append(inpainting_section(removal, figures_dir))
     panels = example_panels(model_sets["main"], images, labels, masks, settings, figures_dir)
     if perturbation["summary"]:
         panels += example_panels(model_sets["main"], perturbation["images"], perturbation["labels"],
@@ -285,6 +324,10 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
         "models": model_rows, "timings_s": timings, "stability_summary": summary,
         "variance_reduction": reduction, "study_settings": settings.__dict__, "sampling_confidence": confidence,
         "perturbation_settings": perturbation["settings"].__dict__ if perturbation["summary"] else None,
+        "inpainting": None if removal is None else {
+            "quality": removal["quality"], "methods": removal["rows"], "metric_agreement": removal["agreement"],
+            "robustness": removal["robustness"], "inpainter_train_seconds": removal["train_seconds"],
+            "settings": removal["settings"].__dict__},
         "factor_study": None if factors is None else {
             "settings": factors["settings"].__dict__, "configurations": factors["configurations"],
             "effects": factors["effects"]},
@@ -351,6 +394,64 @@ def factor_section(factors: dict, figures_dir: Path) -> Section:
                 (_rounded([{k: c[k] for k in ("segmentation", "sampler", "n_samples", "calculator", "map", "srg",
                                               "deletion_auc", "insertion_auc")} for c in top]),
                  "The eight configurations with the highest SRG.")])
+
+
+def inpainting_section(removal: dict, figures_dir: Path) -> Section:
+    from .figures import plot_inpainting_quality, plot_removal_maps, plot_removal_pairs
+
+    quality, rows, agreement, robustness = (removal["quality"], removal["rows"], removal["agreement"],
+                                            removal["robustness"])
+    learned = next(q for q in quality if q["inpainter"] == removal["inpainter"])
+    classical = [q for q in quality if q["inpainter"] != removal["inpainter"]]
+    best_classical = max(classical, key=lambda q: q["keep_prediction"])
+    by_name = {r["method"]: r for r in rows}
+    parts = [f"The learned inpainter ({removal['inpainter']}, trained in {removal['train_seconds']:.0f} s) keeps the "
+             f"classifier's prediction in {learned['keep_prediction']:.0%} of images when the background is removed, "
+             f"against {best_classical['keep_prediction']:.0%} for the best weight-free fill "
+             f"({best_classical['inpainter']}); PSNR in held-out holes {learned['psnr_db']:.1f} dB vs "
+             f"{max(q['psnr_db'] for q in classical):.1f} dB"]
+    for pair in ("SP", "LIME", "MP"):
+        a, b = by_name.get(pair), by_name.get(f"{pair}-G")
+        if a and b:
+            text = (f"{pair} → {pair}-G: deletion AUC with inpainted substrate {a['deletion_auc_inpaint']:.3f} → "
+                    f"{b['deletion_auc_inpaint']:.3f} (lower is better)")
+            if "relevance_mass" in a:
+                text += f", relevance mass {a['relevance_mass']:.2f} → {b['relevance_mass']:.2f}"
+            parts.append(text)
+    if robustness:
+        robust = {r["method"]: r for r in robustness}
+        gains = [f"{p}: Spearman {robust[p]['spearman']:.2f} → {robust[p + '-G']['spearman']:.2f}"
+                 for p in ("SP", "LIME", "MP") if p in robust and p + "-G" in robust]
+        parts.append("Similarity of maps across hyperparameter settings (random floor "
+                     f"{robustness[0]['random_spearman']:.2f}): " + "; ".join(gains))
+    random_row = by_name.get("random")
+    if random_row:
+        from .removal_study import HIGHER_IS_BETTER
+
+        last = [m for m in HIGHER_IS_BETTER if m in random_row and
+                sorted(rows, key=lambda r: r.get(m, float("nan")), reverse=HIGHER_IS_BETTER[m])[-1]["method"] == "random"]
+        parts.append(f"The random map ranks last by {len(last)} of "
+                     f"{sum(1 for m in HIGHER_IS_BETTER if m in random_row)} metrics ({', '.join(last) or 'none'})")
+    if agreement:
+        taus = [a["tau"] for a in agreement]
+        parts.append(f"Kendall τ between the metrics' rankings ranges from {min(taus):+.2f} to {max(taus):+.2f} "
+                     f"(median {float(np.median(taus)):+.2f})")
+    reading = ". ".join(parts) + "."
+    maps_figure = plot_removal_maps(removal["images"], removal["masks"], removal["maps"], figures_dir / "removal_maps")
+    return Section(
+        "Inpainting vs constant fill", reading,
+        figures=[(plot_inpainting_quality(quality, figures_dir / "inpainting_quality"),
+                  "Held-out test images: PSNR inside random holes (25-50 % of the image) and the share of images whose "
+                  "prediction is unchanged when everything outside the (dilated) object mask is filled."),
+                 (plot_removal_pairs(rows, figures_dir / "inpainting_vs_fill"),
+                  "Classical fill (grey) vs inpainting (blue) for sliding patch, LIME and Meaningful Perturbation; "
+                  "dashed: random map."),
+                 (maps_figure, "Maps of each method on four test images (object outline in yellow).")],
+        tables=[(_rounded(quality), "Inpainters: quality, keep-prediction rate and cost (ms per image)."),
+                (_rounded(rows), "Every method under the evaluation suite (model 0). inpaint_metric: INPAINT-METRIC "
+                 "area (class-conditional, lower is better), inpaint_metric_agnostic: its class-agnostic variant."),
+                (_rounded(robustness), "Mean pairwise similarity of maps across hyperparameter settings."),
+                (_rounded(agreement), "Kendall τ between the rankings of the methods by each pair of metrics.")])
 
 
 def _rounded(rows: list[dict], digits: int = 3) -> list[dict]:

@@ -119,23 +119,34 @@ class SlidingPatches(FeatureSegmenter):
     SP method of GEN-REMOVE). Positions follow Captum's ``Occlusion``: ``ceil((H − size) /
     stride) + 1`` per side, the last ones clipped at the border."""
 
-    def __init__(self, size: int = 8, stride: int = 4):
-        if size < 1 or stride < 1:
+    def __init__(self, size: int | None = 8, stride: int | None = 4, scale_from: tuple[int, int] | None = None):
+        """``size`` / ``stride`` None: ``scale_from`` = (size, stride) at 224 px, scaled to the image side."""
+        if (size is None or stride is None) and scale_from is None:
+            raise ValueError("give size and stride, or scale_from=(size, stride) at 224 px")
+        if (size is not None and size < 1) or (stride is not None and stride < 1):
             raise ValueError(f"size and stride must be positive, got size={size}, stride={stride}")
-        self.size, self.stride = int(size), int(stride)
+        self.size, self.stride, self.scale_from = size, stride, scale_from
 
     def __str__(self) -> str:
+        if self.size is None or self.stride is None:
+            return f"patches(size={self.scale_from[0]}/224,stride={self.scale_from[1]}/224)"
         return f"patches(size={self.size},stride={self.stride})"
+
+    def resolve(self, side: int) -> tuple[int, int]:
+        size = self.size or max(2, round(self.scale_from[0] * side / 224))
+        stride = self.stride or max(1, round(self.scale_from[1] * side / 224))
+        return size, stride
 
     def __call__(self, image):
         height, width = image.shape[-2:]
-        if self.size > min(height, width):
-            raise ValueError(f"patch size {self.size} exceeds the image side {min(height, width)}")
-        rows = [i * self.stride for i in range(math.ceil((height - self.size) / self.stride) + 1)]
-        cols = [j * self.stride for j in range(math.ceil((width - self.size) / self.stride) + 1)]
+        size, stride = self.resolve(min(height, width))
+        if size > min(height, width):
+            raise ValueError(f"patch size {size} exceeds the image side {min(height, width)}")
+        rows = [i * stride for i in range(math.ceil((height - size) / stride) + 1)]
+        cols = [j * stride for j in range(math.ceil((width - size) / stride) + 1)]
         weights = torch.zeros(len(rows) * len(cols), height, width, dtype=image.dtype, device=image.device)
         for index, (top, left) in enumerate((r, c) for r in rows for c in cols):
-            weights[index, top:top + self.size, left:left + self.size] = 1
+            weights[index, top:top + size, left:left + size] = 1
         if len(weights) < 2:
             raise ValueError(f"{self} gives a single window on a {height}x{width} image")
         return Features(weights, weights.argmax(0), overlapping=True)

@@ -1,0 +1,150 @@
+"""Inpainters keep known pixels and fill holes plausibly; the evaluation metrics behave on analytic cases."""
+
+import pytest
+import torch
+from torch import nn
+
+from stablesal.inpainting import (
+    BiharmonicInpainter, CallableInpainter, ConstantFill, InpainterConfig, NoisyLinearImputation, OpenCVInpainter,
+    random_holes, train_inpainter,
+)
+from stablesal.meaningful import MeaningfulPerturbation
+from stablesal.metrics import (
+    deletion_insertion, inpaint_metric, iou_top, kendall_tau_matrix, pointing_game, relevance_mass, saliency_metric,
+)
+from stablesal.perturbation import Inpaint, Perturbation
+
+
+def smooth_images(count=3, side=16, seed=0):
+    """Images that are smooth ramps: a good inpainter should recover them almost exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    a = torch.rand(count, 3, 1, 1, generator=generator)
+    b = torch.rand(count, 3, 1, 1, generator=generator)
+    return (0.2 + 0.3 * a * ys + 0.3 * b * xs).float()
+
+
+@pytest.mark.parametrize("inpainter", [OpenCVInpainter("telea"), OpenCVInpainter("ns"), BiharmonicInpainter(),
+                                       NoisyLinearImputation(noise=0.0)], ids=lambda i: i.name)
+def test_classical_inpainters_keep_known_pixels_and_fill_smooth_images(inpainter):
+    images = smooth_images()
+    holes = torch.zeros(3, 1, 16, 16, dtype=torch.bool)
+    holes[:, :, 1:6, 9:14] = True  # off-centre, where the mean colour is wrong
+    filled = inpainter(images, holes)
+    assert filled.shape == images.shape
+    assert torch.equal(filled[~holes.expand_as(images)], images[~holes.expand_as(images)])
+    error = (filled - images).abs()[holes.expand_as(images)].mean()
+    mean_fill_error = (images.mean((2, 3), keepdim=True).expand_as(images) - images).abs()[holes.expand_as(images)].mean()
+    assert error < 0.5 * mean_fill_error  # far better than the mean colour on a smooth image
+
+
+def test_noisy_linear_imputation_is_exact_on_a_linear_ramp():
+    images = smooth_images(1)
+    holes = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    holes[:, :, 4:12, 4:12] = True
+    filled = NoisyLinearImputation(noise=0.0)(images.double(), holes)
+    assert torch.allclose(filled, images.double(), atol=1e-6)  # a linear function is its neighbours' mean
+
+
+def test_bad_holes_are_refused():
+    with pytest.raises(ValueError, match="holes has shape"):
+        ConstantFill("mean")(torch.rand(2, 3, 8, 8), torch.zeros(2, 1, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="expected a tensor"):
+        CallableInpainter(lambda x, h: x[:1])(torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8, dtype=torch.bool))
+
+
+def test_random_holes_are_seeded_and_cover_the_requested_share():
+    a = random_holes(64, 16, 16, torch.Generator().manual_seed(1), coverage=(0.3, 0.3))
+    b = random_holes(64, 16, 16, torch.Generator().manual_seed(1), coverage=(0.3, 0.3))
+    assert torch.equal(a, b)
+    assert 0.15 < a.float().mean() < 0.45
+
+
+def test_learned_inpainter_trains_checkpoints_and_beats_mean_fill(tmp_path):
+    images = torch.cat([smooth_images(64, seed=s) for s in range(4)])
+    labels = torch.arange(images.shape[0]) % 3
+    config = InpainterConfig(width=8, steps=100, batch_size=16)
+    inpainter = train_inpainter(images, labels, 3, config, path=tmp_path / "inpainter.pt", progress=False)
+    holes = torch.zeros(8, 1, 16, 16, dtype=torch.bool)
+    holes[:, :, :8, 8:] = True  # a corner, where the mean colour is wrong
+    test = smooth_images(8, seed=99)
+    filled = inpainter(test, holes, labels[:8])
+    learned_error = (filled - test).abs().mean()
+    mean_error = (ConstantFill("mean")(test, holes) - test).abs().mean()
+    assert learned_error < mean_error
+    again = train_inpainter(images, labels, 3, config, path=tmp_path / "inpainter.pt", progress=False)
+    assert torch.equal(again(test, holes, labels[:8]), filled)  # loaded, not retrained
+    (tmp_path / "inpainter.pt").write_bytes(b"truncated")
+    retrained = train_inpainter(images, labels, 3, config, path=tmp_path / "inpainter.pt", progress=False)
+    assert torch.allclose(retrained(test, holes, labels[:8]), filled)  # corrupt file redone, same seed
+
+
+def test_inpainting_plugs_into_the_perturbation_pipeline():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3)).eval()
+    images = smooth_images(2)
+    maps = Perturbation(model, segmenter="grid", n_segments=4, sampler="single", calculator="pda",
+                        replacement=Inpaint(OpenCVInpainter("telea"))).attribute(images, target=[0, 1])
+    assert maps.shape == images.shape and torch.isfinite(maps).all()
+
+
+class Quadrant(nn.Module):
+    def forward(self, x):
+        score = 10 * (x[:, :, :8, :8].mean((1, 2, 3)) - x[:, :, 8:, 8:].mean((1, 2, 3)))
+        return torch.stack([score, -score, 0 * score], 1)
+
+
+def test_deletion_with_an_inpainter_substrate_and_localisation_metrics():
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2
+    images[:, :, :8, :8] += 0.7
+    truth = torch.zeros(2, 16, 16)
+    truth[:, :8, :8] = 1
+    good = truth.unsqueeze(1) + 1e-3 * torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    target = torch.zeros(2, dtype=torch.long)
+    _, auc_good = deletion_insertion(Quadrant(), images, good, target, steps=8, substrate=ConstantFill("mean"))
+    _, auc_bad = deletion_insertion(Quadrant(), images, -good, target, steps=8, substrate=ConstantFill("mean"))
+    assert (auc_good < auc_bad).all()
+    assert torch.allclose(iou_top(good, truth), torch.ones(2))
+    assert torch.allclose(pointing_game(good, truth), torch.ones(2))
+    assert (relevance_mass(good, truth) > 0.99).all()
+    better = saliency_metric(Quadrant(), images, good, target)
+    worse = saliency_metric(Quadrant(), images, torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(3)),
+                            target)
+    assert (better < worse).all()
+
+
+def test_kendall_tau_between_metric_rankings():
+    scores = {"a": {"m1": 1.0, "m2": 2.0, "m3": 3.0}, "b": {"m1": 3.0, "m2": 2.0, "m3": 1.0}}
+    rows = kendall_tau_matrix(scores, {"a": True, "b": False})
+    assert rows[0]["tau"] == pytest.approx(1.0)  # b is lower-is-better: the same ranking
+
+
+def test_inpaint_metric_prefers_the_true_region_to_a_random_map():
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2
+    images[:, :, :8, :8] += 0.7
+    target = torch.zeros(2, dtype=torch.long)
+
+    def true_map(x, t):
+        out = torch.zeros(x.shape[0], 1, 16, 16)
+        out[:, :, :8, :8] = 1
+        return out + 1e-3 * torch.rand(out.shape, generator=torch.Generator().manual_seed(1))
+
+    def random_map(x, t):
+        return torch.rand(x.shape[0], 1, 16, 16, generator=torch.Generator().manual_seed(5))
+
+    fill = ConstantFill("zero")
+    good = inpaint_metric(Quadrant(), true_map, images, target, fill, class_conditional=False)["area"]
+    bad = inpaint_metric(Quadrant(), random_map, images, target, fill, class_conditional=False)["area"]
+    assert (good <= bad).all() and (good < bad).any()
+
+
+def test_meaningful_perturbation_finds_the_evidence_and_mp_g_runs():
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2
+    images[:, :, :8, :8] += 0.7
+    saliency = MeaningfulPerturbation(Quadrant(), iterations=60, mask_side=4).attribute(images, target=0)
+    inside, outside = saliency[:, 0, :8, :8].mean(), saliency[:, 0, 8:, 8:].mean()
+    assert inside > outside
+    seeded = MeaningfulPerturbation(Quadrant(), iterations=60, mask_side=4).attribute(images, target=0)
+    assert torch.equal(saliency, seeded)
+    mp_g = MeaningfulPerturbation(Quadrant(), inpainter=OpenCVInpainter("telea"), iterations=10,
+                                  mask_side=4).attribute(images, target=0)
+    assert mp_g.shape == images.shape and torch.isfinite(mp_g).all()
