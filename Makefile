@@ -33,6 +33,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[bench]"
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean-venv:

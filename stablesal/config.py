@@ -33,11 +33,11 @@ class ModelsSection:
     k: int = 4                       # number of retrained models
     vary: str = "both"               # seed | split | both
     arch: str = "small_cnn"          # small_cnn | resnet20
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 4e-3
     base_seed: int = 0
-    control_k: int = 4               # control models: model 0's data, other seeds (data vs optimiser randomness)
+    control_k: int = 3               # control models: model 0's data, other seeds (data vs optimiser randomness)
     device: str = "cpu"
 
 
@@ -73,7 +73,7 @@ class FactorsSection:
     maps: list = field(default_factory=lambda: ["segment", "pixel"])
     n_segments: int = 49
     replacement: str = "0"           # a number, image-mean, blur, ...
-    n_images: int = 12
+    n_images: int = 8
     srg_steps: int = 10
     seed: int = 0
     enabled: bool = True
@@ -83,11 +83,11 @@ class FactorsSection:
 class InpaintingSection:
     enabled: bool = True
     conditional: bool = True         # class-conditional learned inpainter (needed by INPAINT-METRIC)
-    steps: int = 1500                # training steps of the learned inpainter (batch 32)
+    steps: int = 1000                # training steps of the learned inpainter (batch 32)
     width: int = 16
-    n_images: int = 12               # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
-    lime_samples: int = 300
-    mp_iterations: int = 150         # Meaningful Perturbation iterations (paper: 300)
+    n_images: int = 8                # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
+    lime_samples: int = 200
+    mp_iterations: int = 100         # Meaningful Perturbation iterations (paper: 300)
     robustness: bool = True          # similarity of maps across hyperparameter settings
     seed: int = 0
 

@@ -163,7 +163,7 @@ def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tens
 
     robustness = []
     if settings.robustness:
-        few_images, few_labels = x[:min(8, count)], y[:min(8, count)]
+        few_images, few_labels = x[:min(4, count)], y[:min(4, count)]
         random_floor = _pairwise([grey_maps(torch.rand(few_images.shape, generator=torch.Generator().manual_seed(i)))
                                   for i in range(3)])
         for label, variants in tqdm(_variants(model, inpainter, settings).items(), desc="robustness",

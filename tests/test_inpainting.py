@@ -101,7 +101,7 @@ def test_deletion_with_an_inpainter_substrate_and_localisation_metrics():
     good = truth.unsqueeze(1) + 1e-3 * torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     target = torch.zeros(2, dtype=torch.long)
     _, auc_good = deletion_insertion(Quadrant(), images, good, target, steps=8, substrate=ConstantFill("mean"))
-    _, auc_bad = deletion_insertion(Quadrant(), images, -good, target, steps=8, substrate=ConstantFill("mean"))
+    _, auc_bad = deletion_insertion(Quadrant(), images, 2 - good, target, steps=8, substrate=ConstantFill("mean"))
     assert (auc_good < auc_bad).all()
     assert torch.allclose(iou_top(good, truth), torch.ones(2))
     assert torch.allclose(pointing_game(good, truth), torch.ones(2))
@@ -140,11 +140,11 @@ def test_inpaint_metric_prefers_the_true_region_to_a_random_map():
 def test_meaningful_perturbation_finds_the_evidence_and_mp_g_runs():
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2
     images[:, :, :8, :8] += 0.7
-    saliency = MeaningfulPerturbation(Quadrant(), iterations=60, mask_side=4).attribute(images, target=0)
+    saliency = MeaningfulPerturbation(Quadrant().eval(), iterations=60, mask_side=4).attribute(images, target=0)
     inside, outside = saliency[:, 0, :8, :8].mean(), saliency[:, 0, 8:, 8:].mean()
     assert inside > outside
-    seeded = MeaningfulPerturbation(Quadrant(), iterations=60, mask_side=4).attribute(images, target=0)
+    seeded = MeaningfulPerturbation(Quadrant().eval(), iterations=60, mask_side=4).attribute(images, target=0)
     assert torch.equal(saliency, seeded)
-    mp_g = MeaningfulPerturbation(Quadrant(), inpainter=OpenCVInpainter("telea"), iterations=10,
+    mp_g = MeaningfulPerturbation(Quadrant().eval(), inpainter=OpenCVInpainter("telea"), iterations=10,
                                   mask_side=4).attribute(images, target=0)
     assert mp_g.shape == images.shape and torch.isfinite(mp_g).all()
