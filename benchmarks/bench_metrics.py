@@ -1,7 +1,7 @@
 """Deletion curve: stablesal vs Quantus' PixelFlipping vs a plain batched torch loop.
 
-Same model, images, maps and steps: every step removes the next 1/steps of the pixels (all
-channels) in order of decreasing attribution and sets them to 0 (Quantus' "black" baseline).
+Same model (a small CNN on one-channel images), images, maps and steps: every step removes the
+next 1/steps of the pixels in order of decreasing attribution and sets them to 0 (Quantus' "black" baseline).
 The script checks that the curves agree, then times the three. Quantus (pip package
 ``quantus``) is a benchmark-only dependency (``pip install -e .[bench]``).
 
@@ -63,17 +63,19 @@ def main() -> int:
     torch.set_num_threads(2)
     import quantus
 
-    model = build_model("small_cnn", 3, 10, [0.5] * 3, [0.25] * 3).eval()
+    # one channel: Quantus flattens attributions broadcast over channels, so with C = 1 a step of
+    # Quantus removes exactly the pixels of a step of stablesal
+    model = build_model("small_cnn", 1, 10, [0.5], [0.25]).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(args.images, 3, args.size, args.size, generator=generator)
+    images = torch.rand(args.images, 1, args.size, args.size, generator=generator)
     maps = torch.rand(args.images, 1, args.size, args.size, generator=generator)  # distinct values: no ties
     with torch.inference_mode():
         target = model(images).argmax(1)
 
     curves, _ = deletion_insertion(model, images, maps, target, steps=args.steps, substrate=0.0)
-    metric = quantus.PixelFlipping(features_in_step=3 * args.size * args.size // args.steps, perturb_baseline="black",
+    metric = quantus.PixelFlipping(features_in_step=args.size * args.size // args.steps, perturb_baseline="black",
                                    normalise=False, abs=False, disable_warnings=True, display_progressbar=False)
 
     def run_quantus():

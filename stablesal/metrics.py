@@ -195,7 +195,7 @@ def reco(same_distances, different_distances) -> float:
 
 @torch.inference_mode()
 def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int = 16,
-                       mode: str = "deletion", substrate: str | float = 0.0, batch_size: int = 512,
+                       mode: str = "deletion", substrate: str | float = 0.0, batch_size: int = 256,
                        normalise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability curves as pixels are removed (deletion) or revealed (insertion) in order of
     decreasing attribution, and their areas.
@@ -240,20 +240,14 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
         fill = torch.full_like(images, float(substrate))
     counts = [int(round(f * height * width)) for f in torch.linspace(0, 1, steps + 1).tolist()]
     curves = torch.empty(batch, steps + 1, device=images.device)
-    stacked = []
-    for count in counts:
+    # one model call per step and chunk of images: no [B·(T+1), C, H, W] stack in memory
+    for step, count in enumerate(counts):
         removed = (rank < count).view(batch, 1, height, width)
-        if mode == "deletion":
-            stacked.append(torch.where(removed, fill, images))
-        else:
-            stacked.append(torch.where(removed, images, fill))
-    everything = torch.stack(stacked, 1).flatten(0, 1)  # [B·(T+1), C, H, W]
-    targets = target.repeat_interleave(steps + 1)
-    probabilities = []
-    for start in range(0, everything.shape[0], batch_size):
-        logits = model(everything[start:start + batch_size])
-        probabilities.append(torch.softmax(logits, 1).gather(1, targets[start:start + batch_size].view(-1, 1))[:, 0])
-    curves = torch.cat(probabilities).view(batch, steps + 1)
+        current = torch.where(removed, fill, images) if mode == "deletion" else torch.where(removed, images, fill)
+        for start in range(0, batch, batch_size):
+            logits = model(current[start:start + batch_size])
+            curves[start:start + batch_size, step] = torch.softmax(logits, 1).gather(
+                1, target[start:start + batch_size].view(-1, 1))[:, 0]
     if normalise:
         first, last = curves[:, :1], curves[:, -1:]
         curves = (curves - last) / (first - last).abs().clamp(min=1e-6) * torch.sign(first - last)
