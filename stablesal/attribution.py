@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from captum.attr import GradientAttribution
 
-from .checks import check_eval_model, check_images, check_targets, model_device
+from .checks import check_eval_model, check_images, check_targets, forward_checked, model_device
 from .grouping import REDUCTIONS, Partition
 from .sampling import (
     BaselineDistribution, GaussianNoise, Identity, Sampler, StraightLinePath, Suppression,
@@ -321,6 +321,9 @@ class GradientIntegration(GradientAttribution):
             per_image_baseline = resolve_baseline(inputs, baselines)
 
         forward = (lambda x, args=(): model(x, *args))
+        if additional_forward_args is None:  # one image through the model: a clear error before any sampling
+            with torch.no_grad():
+                forward_checked(model, inputs[:1])
         n_samples = self.sampler.n_samples
         weights = self.sampler.weights(device)
         seeds = image_seeds(inputs, seed) if self.sampler.random else [0] * batch

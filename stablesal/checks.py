@@ -14,6 +14,8 @@ def check_images(images: torch.Tensor, name: str = "inputs", channels: int | Non
         raise ValueError(f"{name} must have shape [B, C, H, W], got shape {tuple(images.shape)}")
     if images.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(images.shape)})")
+    if min(images.shape[1:]) == 0:
+        raise ValueError(f"{name} has an empty channel or spatial dimension (shape {tuple(images.shape)})")
     if not images.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor (pixel values in [0, 1]), got dtype {images.dtype}")
     if channels is not None and images.shape[1] != channels:
@@ -66,3 +68,17 @@ def model_device(model) -> torch.device:
         for tensor in model.buffers():
             return tensor.device
     return torch.device("cpu")
+
+
+def forward_checked(model, inputs: torch.Tensor, name: str = "inputs") -> torch.Tensor:
+    """The model's logits ``[B, classes]`` on ``inputs``; a model that cannot run on them (wrong
+    channels, too small an image) or returns something else gets an error naming the input shape."""
+    try:
+        logits = model(inputs)
+    except RuntimeError as error:
+        raise ValueError(f"the model cannot run on {name} of shape {tuple(inputs.shape)} (check channels and image "
+                         f"size): {str(error).splitlines()[0]}") from error
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != inputs.shape[0]:
+        raise ValueError(f"the model must return logits [B, classes] for {name} of shape {tuple(inputs.shape)}, got "
+                         f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+    return logits

@@ -53,12 +53,32 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
+def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=1,
+                        help="units of work in parallel: local processes, or Dask workers with --dask")
+    parser.add_argument("--dask", action="store_true", help="run the units on a Dask LocalCluster of --workers")
+    parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://HOST:PORT)")
+
+
+def _executor(args):
+    from .executor import make_executor
+
+    if args.workers == 1 and not args.dask and not args.scheduler:
+        return None
+    return make_executor(workers=args.workers, scheduler=args.scheduler, dask=args.dask)
+
+
 def _train(args, dataset, out_dir: Path):
     from .seeds import TrainConfig, train_seeds
 
     config = TrainConfig(model=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    return train_seeds(dataset, k=args.models, vary=args.vary, config=config, out_dir=out_dir,
-                       base_seed=args.base_seed, device=args.device, progress=not args.quiet)
+    executor = _executor(args)
+    try:
+        return train_seeds(dataset, k=args.models, vary=args.vary, config=config, out_dir=out_dir,
+                           base_seed=args.base_seed, device=args.device, progress=not args.quiet, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def cmd_train_seeds(args) -> int:
@@ -220,8 +240,14 @@ def cmd_stability(args) -> int:
     config = load_config(args.config, overrides)
     dataset = load_configured_data(config)
     runs_dir, out = Path(args.runs) / args.name, Path(args.out)
-    runs, control = train_model_sets(config, dataset, runs_dir, progress=not args.quiet)
-    study = gradient_study(config, dataset, runs, control, runs_dir, out, progress=not args.quiet)
+    executor = _executor(args)
+    try:
+        runs, control = train_model_sets(config, dataset, runs_dir, progress=not args.quiet, executor=executor)
+        study = gradient_study(config, dataset, runs, control, runs_dir, out, progress=not args.quiet,
+                               executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     atomic_write_json(out / "stability.json", {"config": config.to_dict(), "summary": study["summary"],
                                                "variance_reduction": study["reduction"]})
     for name in study["model_sets"]:
@@ -246,7 +272,12 @@ def cmd_report(args) -> int:
     config = load_config(args.config, overrides)
     if args.quick:
         config = apply_quick(config)
-    out = run_report(config, progress=not args.quiet)
+    executor = _executor(args)
+    try:
+        out = run_report(config, progress=not args.quiet, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     if not args.quiet:
         import json
 
@@ -268,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train)
     _add_training_arguments(train)
     train.add_argument("--out", default="runs/seeds", help="checkpoint folder (re-runs resume here)")
+    _add_executor_arguments(train)
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train_seeds)
 
@@ -338,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     stability.add_argument("--name", default="stability")
     stability.add_argument("--runs", default="runs", help="checkpoints and cached units (re-runs resume)")
     stability.add_argument("--out", default="reports/stability")
+    _add_executor_arguments(stability)
     stability.add_argument("-q", "--quiet", action="store_true")
     stability.set_defaults(func=cmd_stability)
 
@@ -347,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="parent folder of the report (default reports/)")
     report.add_argument("--runs", default=None, help="folder for checkpoints and cached study units (default runs/)")
     report.add_argument("--quick", action="store_true", help="a small, fast version of the study")
+    _add_executor_arguments(report)
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=cmd_report)
     return parser
@@ -355,9 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .storage import CorruptFileError
+
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError) as error:
+    except (FileNotFoundError, ValueError, TypeError, CorruptFileError) as error:
         # Bad input is the user's to fix: one clear line, not a traceback from deep inside.
         print(f"stablesal {args.command}: error: {error}", file=sys.stderr)
         return 2

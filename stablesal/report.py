@@ -9,6 +9,7 @@ depends on, so a re-run reuses finished work and an interrupted run resumes.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import platform
 import shutil
@@ -83,24 +84,32 @@ def _environment() -> dict:
     }
 
 
-def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True):
+def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
+                     executor=None):
     """The K main models and the control models (model 0's data, seeds varying), trained or loaded."""
     models = config.models
     train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
     runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
-                       base_seed=models.base_seed, device=models.device, progress=progress)
-    control_runs = []
+                       base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
+    control_plan = []
     # the control separates data from optimiser randomness: it only varies seeds
     split = None if models.vary == "seed" else 0
     for i in range(models.control_k):
         run = {"index": i, "seed": models.base_seed + i, "split": split, "splits": 1 if split is None else models.k}
-        control_runs.append(train_one(dataset, run, train_config, runs_dir / "models", models.device,
-                                      progress=progress))
+        control_plan.append(run)
+    if executor is None:
+        control_runs = [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
+                        for run in control_plan]
+    else:
+        from .seeds import _train_unit
+
+        unit = functools.partial(_train_unit, dataset, train_config, runs_dir / "models", models.device, None)
+        control_runs = executor.map(unit, control_plan, desc="control seeds", progress=progress)
     return runs, control_runs
 
 
 def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs, runs_dir: Path, out: Path,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, executor=None) -> dict:
     """Run (or resume) the cross-seed study of the gradient methods and write its CSV tables."""
     gradient, device = config.gradient, config.models.device
     settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
@@ -115,7 +124,7 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
     identity = {"main": [r.meta["config_hash"] for r in runs],
                 "control": [r.meta["config_hash"] for r in control_runs], "data": config.data.__dict__}
     results = run_study(model_sets, images, labels, masks, settings, cache_dir=runs_dir / "stability",
-                        progress=progress, identity=identity)
+                        progress=progress, identity=identity, executor=executor)
     summary, reduction = summarise(results), variance_reduction_rows(results)
     write_csv(out / "stability_pairs.csv", [row for result in results for row in result["rows"]])
     write_csv(out / "stability_summary.csv", summary)
@@ -125,7 +134,7 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
 
 
 def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: Path, out: Path,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, executor=None) -> dict:
     """The perturbation presets on the same K main models: the same stability, fidelity, localisation
     and sanity metrics as the gradient methods (pixel maps), on ``[perturbation] n_images`` images."""
     section, device = config.perturbation, config.models.device
@@ -138,7 +147,8 @@ def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, runs_di
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
     identity = {"main": [r.meta["config_hash"] for r in runs], "data": config.data.__dict__}
     results = run_study({"main": [r.model for r in runs]}, images, labels, masks, settings,
-                        cache_dir=runs_dir / "stability", progress=progress, identity=identity, include_random=False)
+                        cache_dir=runs_dir / "stability", progress=progress, identity=identity, include_random=False,
+                        executor=executor)
     summary = summarise(results)
     write_csv(out / "perturbation_stability_pairs.csv", [row for result in results for row in result["rows"]])
     write_csv(out / "perturbation_summary.csv", summary)
@@ -205,7 +215,7 @@ def terminal_summary(summary: list[dict], top: int = 8) -> str:
                           "mu_fidelity": r["mu_fidelity"]} for r in rows])
 
 
-def run_report(config: StudyConfig, progress: bool = True) -> Path:
+def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Path:
     """Run every stage that the configuration asks for and write the report folder; returns it."""
     began = time.perf_counter()
     out = Path(config.report.out_dir) / config.report.name
@@ -219,7 +229,7 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
 
     start = time.perf_counter()
     models = config.models
-    runs, control_runs = train_model_sets(config, dataset, runs_dir, progress)
+    runs, control_runs = train_model_sets(config, dataset, runs_dir, progress, executor)
     timings["training"] = time.perf_counter() - start
     model_rows = [dict(row, set="main") for row in summary_rows(runs)]
     model_rows += [dict(row, set="control") for row in summary_rows(control_runs)]
@@ -244,14 +254,14 @@ def run_report(config: StudyConfig, progress: bool = True) -> Path:
     ))
 
     start = time.perf_counter()
-    study = gradient_study(config, dataset, runs, control_runs, runs_dir, out, progress)
+    study = gradient_study(config, dataset, runs, control_runs, runs_dir, out, progress, executor)
     timings["stability"] = time.perf_counter() - start
     summary, reduction, settings = study["summary"], study["reduction"], study["settings"]
     model_sets, images, labels, masks = study["model_sets"], study["images"], study["labels"], study["masks"]
     count = images.shape[0]
 
     start = time.perf_counter()
-    perturbation = perturbation_study(config, dataset, runs, runs_dir, out, progress)
+    perturbation = perturbation_study(config, dataset, runs, runs_dir, out, progress, executor)
     timings["perturbation"] = time.perf_counter() - start
     summary = summary + perturbation["summary"]
     write_csv(out / "stability_summary.csv", summary)

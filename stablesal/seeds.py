@@ -15,6 +15,8 @@ re-run skips finished seeds, resumes an interrupted one, and retrains a corrupt 
 
 from __future__ import annotations
 
+import functools
+
 import platform
 import time
 import warnings
@@ -272,6 +274,7 @@ def train_seeds(
     device: str | torch.device = "cpu",
     model_factory: Callable[[], nn.Module] | None = None,
     progress: bool = True,
+    executor=None,
 ) -> list[SeedRun]:
     """Train K models that differ only in ``vary`` (see the module docstring).
 
@@ -285,6 +288,8 @@ def train_seeds(
     base_seed : model i gets seed ``base_seed + i`` when seeds vary.
     model_factory : a zero-argument callable returning a fresh ``nn.Module`` (taking [0, 1]
         images) instead of a registered architecture.
+    executor : a :class:`stablesal.executor.Executor` (process pool or Dask cluster) that trains
+        the seeds in parallel, one unit per seed; None trains them here, one after another.
 
     Returns
     -------
@@ -292,9 +297,18 @@ def train_seeds(
     """
     config = config or TrainConfig()
     plan = seed_plan(k, vary, base_seed, len(dataset.train_labels))
-    return [
-        train_one(dataset, run, config, out_dir, device, model_factory, progress) for run in plan
-    ]
+    if executor is None:
+        return [train_one(dataset, run, config, out_dir, device, model_factory, progress) for run in plan]
+    unit = functools.partial(_train_unit, dataset, config, out_dir, str(device), model_factory)
+    runs = executor.map(unit, plan, desc="seeds", progress=progress)
+    for run in runs:
+        run.model.to(device)
+    return runs
+
+
+def _train_unit(dataset, config, out_dir, device, model_factory, run) -> SeedRun:
+    """One seed's training as a unit of work for an executor (module level, so it pickles)."""
+    return train_one(dataset, run, config, out_dir, device, model_factory, progress=False)
 
 
 def load_checkpoint(path: Path | str, model: nn.Module | None = None, dataset: ImageDataset | None = None) -> SeedRun:

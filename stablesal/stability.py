@@ -10,6 +10,7 @@ moments; no unit holds the maps of other units.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -196,35 +197,53 @@ def _projection_check(pixel: RunningMoments, projected: dict, partitions: dict, 
 
 def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Tensor, targets: torch.Tensor,
               masks, settings: StudySettings, cache_dir: Path | str | None = None, progress: bool = True,
-              identity: dict | None = None, include_random: bool = True) -> list[dict]:
+              identity: dict | None = None, include_random: bool = True, executor=None) -> list[dict]:
     """Every unit of the study; finished units found in ``cache_dir`` are loaded, not recomputed.
 
     ``identity`` (e.g. the model checkpoints' hashes and the data configuration) is part of the
     unit key, so changing the models or data recomputes.
     """
-    from tqdm.auto import tqdm
-
     partitions = compute_partitions(images, settings.groupings, settings.n_segments)
     methods = list(settings.methods) + (["random"] if include_random and "random" not in settings.methods else [])
     units = [(s, m) for s in model_sets for m in methods]
-    results = []
-    bar = tqdm(units, desc="stability", disable=not progress)
-    for model_set, method in bar:
-        bar.set_postfix_str(f"{model_set}/{method}")
+    results: dict[int, list] = {}
+    pending = []
+    for index, (model_set, method) in enumerate(units):
         key = config_hash({"settings": asdict(settings), "unit": [model_set, method],
                            "identity": identity or {}, "n_images": int(images.shape[0])})
         path = Path(cache_dir) / f"{model_set}-{method}-{key}.json" if cache_dir else None
         if path is not None and path.exists():
             try:
-                results.extend(json.loads(path.read_text()))
+                results[index] = json.loads(path.read_text())
                 continue
             except json.JSONDecodeError:
                 pass  # written atomically, so this means a damaged disk: recompute
-        unit = run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set)
+        pending.append((index, model_set, method, path))
+
+    def finished(position, unit):
+        index, _, _, path = pending[position]
         if path is not None:
-            atomic_write_json(path, unit)
-        results.extend(unit)
-    return results
+            atomic_write_json(path, unit)  # as soon as it exists: an interrupted study keeps it
+        results[index] = unit
+
+    work = functools.partial(_study_unit, model_sets, images, targets, masks, partitions, settings)
+    if executor is None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(pending, desc="stability", disable=not progress)
+        for position, (_, model_set, method, _) in enumerate(bar):
+            bar.set_postfix_str(f"{model_set}/{method}")
+            finished(position, work((model_set, method)))
+    else:
+        executor.map(work, [(model_set, method) for _, model_set, method, _ in pending], on_result=finished,
+                     desc="stability", progress=progress)
+    return [row for index in range(len(units)) for row in results[index]]
+
+
+def _study_unit(model_sets, images, targets, masks, partitions, settings, unit) -> list[dict]:
+    """One model set × method (module level, so it pickles for process and Dask executors)."""
+    model_set, method = unit
+    return run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set)
 
 
 def summarise(results: list[dict]) -> list[dict]:

@@ -20,7 +20,7 @@ import torch
 from captum.attr import PerturbationAttribution
 
 from ..attribution import image_seeds
-from ..checks import check_eval_model, check_images, check_targets, model_device
+from ..checks import check_eval_model, check_images, check_targets, forward_checked, model_device
 from .calculators import Calculator, Observations, RiseScore, make_calculator
 from .features import Features, FeatureSegmenter, RandomShift, Smoothing, make_feature_segmenter, make_smoothing
 from .replacement import Replacement, make_replacement
@@ -164,7 +164,7 @@ class Perturbation(PerturbationAttribution):
         device = model_device(self.forward_func)
         inputs = inputs.to(device)
         with torch.inference_mode():
-            logits = self.forward_func(inputs)
+            logits = forward_checked(self.forward_func, inputs)
         target = check_targets(target, inputs.shape[0], logits.shape[1]).to(device)
         chunk = self.chunk_size if self.chunk_size != "auto" else measure_forward_chunk(
             self.forward_func, inputs.shape[1:], device, inputs.dtype)

@@ -1,0 +1,150 @@
+"""Bad input anywhere in the public API and the CLI gets a clear error that names the argument:
+wrong shapes and dtypes, NaN/inf, empty batches, targets out of range, models in training mode or
+without parameters, one-segment partitions, bad configuration files, missing paths. Nothing
+crashes from deep inside torch, nothing leaves a partial file."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from stablesal.attribution import make_method
+from stablesal.cli import main
+from stablesal.config import load_config
+from stablesal.grouping import Partition
+from stablesal.inpainting import ConstantFill
+from stablesal.metrics import deletion_insertion, srg
+from stablesal.perturbation import Perturbation
+from stablesal.segmentation import check_segments
+
+ERRORS = (ValueError, TypeError)
+
+
+def tiny_model():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 5)).eval()
+    return model
+
+
+EXPLAINERS = {
+    "saliency": lambda m: make_method("saliency", m),
+    "smoothgrad": lambda m: make_method("smoothgrad", m, n_samples=2),
+    "rise": lambda m: Perturbation(m, segmenter="grid", n_segments=4, n_samples=4),
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.lists(st.integers(0, 6), min_size=0, max_size=6), method=st.sampled_from(sorted(EXPLAINERS)))
+def test_any_wrong_shape_is_named(shape, method):
+    explainer = EXPLAINERS[method](tiny_model())
+    if len(shape) == 4 and shape[0] > 0 and shape[1] == 3 and shape[2] >= 4 and shape[3] >= 4:
+        return  # a valid batch
+    with pytest.raises(ERRORS, match="inputs|images|channels|empty|shape|single feature|single segment"):
+        explainer.attribute(torch.rand(tuple(shape)), target=0)
+
+
+@pytest.mark.parametrize("method", sorted(EXPLAINERS))
+@pytest.mark.parametrize("case", ["int dtype", "nan", "inf", "empty", "target high", "target negative",
+                                  "target float", "target count", "train mode"])
+def test_bad_values_are_named(method, case):
+    model = tiny_model()
+    images, target = torch.rand(2, 3, 8, 8), [0, 1]
+    expected = "inputs"
+    if case == "int dtype":
+        images = (images * 255).to(torch.uint8)
+    elif case == "nan":
+        images[0, 0, 0, 0] = float("nan")
+    elif case == "inf":
+        images[1, 2, 3, 3] = float("inf")
+    elif case == "empty":
+        images = images[:0]
+    elif case == "target high":
+        target, expected = [0, 5], "target"
+    elif case == "target negative":
+        target, expected = [-1, 0], "target"
+    elif case == "target float":
+        target, expected = torch.tensor([0.0, 1.0]), "target"
+    elif case == "target count":
+        target, expected = [0, 1, 2], "target"
+    elif case == "train mode":
+        model.train()
+        expected = "training mode"
+    with pytest.raises(ERRORS, match=expected):
+        EXPLAINERS[method](model).attribute(images, target=target)
+
+
+def test_models_without_parameters_work():
+    """A parameter-free model (a fixed function) is valid input, not an error from model_device."""
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, 3)).eval()
+    model[2].weight.requires_grad_(False)
+    fixed = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()  # 3 'classes' = channel means
+    images = torch.rand(2, 3, 8, 8)
+    assert make_method("saliency", fixed).attribute(images, target=[0, 2]).shape == images.shape
+    assert Perturbation(fixed, segmenter="grid", n_segments=4, n_samples=8).attribute(images, target=1).shape == \
+        images.shape
+    assert make_method("integrated_gradients", model, n_steps=2).attribute(images, target=0).shape == images.shape
+
+
+def test_one_segment_partitions_and_wrong_segment_shapes_are_refused():
+    images = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="single segment"):
+        check_segments(torch.zeros(2, 8, 8, dtype=torch.long), images)
+    with pytest.raises(ValueError, match="segments has shape"):
+        check_segments(torch.zeros(2, 4, 4, dtype=torch.long), images)
+    with pytest.raises(TypeError, match="integer"):
+        check_segments(torch.zeros(2, 8, 8), images)
+    with pytest.raises(ERRORS):
+        Partition(torch.zeros(2, 8, 8))
+
+
+def test_metrics_name_bad_arguments():
+    model, images = tiny_model(), torch.rand(2, 3, 8, 8)
+    maps, target = torch.rand(2, 1, 8, 8), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="mode"):
+        deletion_insertion(model, images, maps, target, mode="sideways")
+    with pytest.raises(ValueError, match="substrate"):
+        deletion_insertion(model, images, maps, target, substrate="purple")
+    with pytest.raises(ValueError, match="fill"):
+        srg(model, images, maps, target, fill="purple")
+    with pytest.raises(ValueError, match="holes has shape"):
+        ConstantFill()(images, torch.zeros(2, 1, 4, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[data]\nn_trian = 5\n", "unknown key 'n_trian'"),
+    ("[dta]\n", "unknown configuration section"),
+    ("[models]\nk = 'four'\n", "k must be of type int"),
+    ("[models]\nk = true\n", "k must be of type int"),
+    ("[gradient]\nmethods = 'saliency'\n", "methods must be of type list"),
+    ("[factors]\nenabled = 1\n", "enabled must be of type bool"),
+    ("[models\nk = 4\n", "not valid TOML"),
+])
+def test_bad_configuration_files_are_named(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ERRORS, match=message):
+        load_config(path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "--config", "/nonexistent/config.toml"], "does not exist"),
+    (["factor-study", "--config", "/nonexistent/config.toml"], "does not exist"),
+    (["train-seeds", "--dataset", "folder", "--data-root", "/nonexistent/images"], "does not exist"),
+    (["explain", "--checkpoint", "/nonexistent/model.pt"], "does not exist"),
+])
+def test_cli_bad_paths_give_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    code = main([*argv, "--out", str(out), "-q"]) if argv[0] != "report" else main([*argv, "--out", str(out), "-q"])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0]
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_corrupt_checkpoint_is_refused_by_name(tmp_path, capsys):
+    bad = tmp_path / "model-00-abc.pt"
+    bad.write_bytes(b"not a checkpoint")
+    code = main(["explain", "--checkpoint", str(bad), "--out", str(tmp_path / "out"), "-q"])
+    assert code == 2
+    assert "model-00-abc.pt" in capsys.readouterr().err
