@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from captum.attr import GradientAttribution
 
-from .checks import check_eval_model, check_images, check_targets, forward_checked, model_device
+from .checks import check_eval_model, check_images, check_targets, model_device
 from .grouping import REDUCTIONS, Partition
 from .sampling import (
     BaselineDistribution, GaussianNoise, Identity, Sampler, StraightLinePath, Suppression,
@@ -321,20 +321,27 @@ class GradientIntegration(GradientAttribution):
             per_image_baseline = resolve_baseline(inputs, baselines)
 
         forward = (lambda x, args=(): model(x, *args))
-        if additional_forward_args is None:  # one image through the model: a clear error before any sampling
-            with torch.no_grad():
-                forward_checked(model, inputs[:1])
         n_samples = self.sampler.n_samples
         weights = self.sampler.weights(device)
         seeds = image_seeds(inputs, seed) if self.sampler.random else [0] * batch
-        chunk = internal_batch_size or self._chunk_size(inputs.shape[1:], device, forward)
+        try:
+            chunk = internal_batch_size or self._chunk_size(inputs.shape[1:], device, forward)
+        except RuntimeError as error:  # the model cannot take inputs of this shape: say so, not torch
+            raise ValueError(f"the model cannot run on inputs of shape {tuple(inputs.shape)} (check channels and "
+                             f"image size): {str(error).splitlines()[0]}") from error
         aggregates = {name: _Aggregate(inputs, self.aggregate) for name in partitions}
         checked_classes: list[int] = []
 
         def run(rows, x_hat, delta, row_weight):
             x_hat = x_hat.detach().requires_grad_(True)
             with torch.enable_grad():
-                output = forward(x_hat, _expand_args(additional_forward_args, rows, batch))
+                try:
+                    output = forward(x_hat, _expand_args(additional_forward_args, rows, batch))
+                except RuntimeError as error:
+                    if checked_classes:
+                        raise
+                    raise ValueError(f"the model cannot run on inputs of shape {tuple(inputs.shape)} (check channels "
+                                     f"and image size): {str(error).splitlines()[0]}") from error
                 self.forward_calls += 1
                 if not checked_classes:  # once per call: a per-chunk check would sync the GPU every pass
                     check_targets(target.cpu(), batch, output.shape[1])
