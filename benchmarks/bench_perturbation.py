@@ -30,19 +30,28 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from stablesal.data import load_dataset  # noqa: E402
 from stablesal.models import build_model  # noqa: E402
 from stablesal.perturbation import make_preset  # noqa: E402
 from stablesal.perturbation.pipeline import measure_forward_chunk  # noqa: E402
 
 
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def interleaved(fns: dict, repeats: int) -> dict:
+    """Best time of each callable, measured in alternation (GPU work is waited for)."""
     for fn in fns.values():
         fn()
     best = {name: float("inf") for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            _sync()
             began = time.perf_counter()
             fn()
+            _sync()
             best[name] = min(best[name], time.perf_counter() - began)
     return best
 
@@ -51,16 +60,18 @@ def interleaved(fns: dict, repeats: int) -> dict:
 def floor_rise(model, images, target, n, grid, chunk, generator):
     side = images.shape[-1]
     cell = math.ceil(side / grid)
-    fill = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    device = images.device
+    fill = torch.tensor([0.485, 0.456, 0.406], device=device).view(3, 1, 1)
     for index, image in enumerate(images):
-        total = torch.zeros(side, side)
+        total = torch.zeros(side, side, device=device)
         for start in range(0, n + 2, chunk):
             rows = min(chunk, n + 2 - start)
-            cells = (torch.rand(rows, 1, grid, grid, generator=generator) < 0.5).float()
+            cells = (torch.rand(rows, 1, grid, grid, generator=generator, device=device) < 0.5).float()
             up = F.interpolate(cells, size=((grid + 1) * cell,) * 2, mode="bilinear", align_corners=False)[:, 0]
-            dy, dx = torch.randint(0, cell, (2, rows), generator=generator)
-            masks = up[torch.arange(rows)[:, None, None], (dy[:, None] + torch.arange(side))[:, :, None],
-                       (dx[:, None] + torch.arange(side))[:, None, :]]
+            dy, dx = torch.randint(0, cell, (2, rows), generator=generator, device=device)
+            span = torch.arange(side, device=device)
+            masks = up[torch.arange(rows, device=device)[:, None, None], (dy[:, None] + span)[:, :, None],
+                       (dx[:, None] + span)[:, None, :]]
             y = torch.softmax(model(torch.addcmul(fill, masks.unsqueeze(1), image - fill)), 1)[:, target[index]]
             total += (y @ masks.flatten(1)).view(side, side)
 
@@ -72,7 +83,7 @@ def floor_segments(model, images, target, n, segments, chunk, generator):
         fill = image.mean((1, 2), keepdim=True)
         for start in range(0, n + 2, chunk):
             rows = min(chunk, n + 2 - start)
-            z = (torch.rand(rows, one_hot.shape[0], generator=generator) < 0.5).float()
+            z = (torch.rand(rows, one_hot.shape[0], generator=generator, device=image.device) < 0.5).float()
             masks = (z @ one_hot).view(rows, 1, *image.shape[1:])
             torch.softmax(model(torch.addcmul(fill, masks, image - fill)), 1)[:, target[index]]
 
@@ -129,7 +140,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--presets", default="rise,lime,kernel_shap,occlusion,pda,ciu")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(2)
     size = args.size
     count = args.images or (8 if size <= 64 else 1)
@@ -137,10 +151,13 @@ def main() -> int:
     model = build_model("small_cnn", 3, 10, [0.5] * 3, [0.25] * 3).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    images = torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0))
-    target = torch.arange(count) % 10
-    chunk = measure_forward_chunk(model, (3, size, size), torch.device("cpu"))
-    results = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    results_device = str(device)
+    # images of the built-in dataset (super-pixel counts on noise images would be unrealistic)
+    data = load_dataset("shapes", n_train=10, n_test=count, size=size, seed=0, cache_dir=False)
+    images, target = data.test_images[:count].to(device), data.test_labels[:count].to(device)
+    model = model.to(device)
+    chunk = measure_forward_chunk(model, (3, size, size), device)
+    results = {"device": results_device, "machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "size": size, "images": count, "n_samples": n, "chunk": chunk, "presets": {}}
     print(f"{count} images {size}x{size}, N = {n}, chunk {chunk}, small_cnn, {torch.get_num_threads()} threads")
     print(f"{'preset':<12} {'forwards':>9} {'stablesal s':>12} {'floor s':>9} {'ratio':>6} {'captum s':>9} {'captum/ours':>11}")
@@ -152,14 +169,14 @@ def main() -> int:
         segments = torch.stack([preset._features(image).labels for image in images])
         features = preset._features(images[0]).count
         samples = preset.sampler.count(preset.n_samples, features)
-        generator = torch.Generator().manual_seed(1)
+        generator = torch.Generator(device=device).manual_seed(1)
         fns = {"stablesal": lambda: preset.attribute(images, target=target, seed=0)}
         if name == "rise":
             fns["floor"] = lambda: floor_rise(model, images, target, samples, 7, chunk, generator)
         else:
             fns["floor"] = lambda: floor_segments(model, images, target, samples, segments, chunk, generator)
         peer = captum_runner(name, model, images, target, samples, chunk, preset) if name in (
-            "lime", "kernel_shap", "occlusion") else None
+            "lime", "kernel_shap", "occlusion") and device.type == "cpu" else None
         if peer is not None:
             fns["captum"] = peer
         best = interleaved(fns, args.repeats)
@@ -173,10 +190,12 @@ def main() -> int:
             f"{'-':>9} {'-':>11}")
         print(f"{name:<12} {row['forwards']:9d} {row['stablesal_s']:12.3f} {row['floor_s']:9.3f} "
               f"{row['ratio_to_floor']:5.2f}x {captum_text}")
-    small, large = peak_memory(size, n), peak_memory(size, 8 * n)
-    results["peak_rss_mib"] = {str(n): small, str(8 * n): large}
-    print(f"RISE peak RSS: {small:.0f} MiB with {n} masks, {large:.0f} MiB with {8 * n} masks")
-    out = Path(args.out or f"benchmarks/results/perturbation_{size}.json")
+    if not args.no_memory:
+        small, large = peak_memory(size, n), peak_memory(size, 8 * n)
+        results["peak_rss_mib"] = {str(n): small, str(8 * n): large}
+        print(f"RISE peak RSS: {small:.0f} MiB with {n} masks, {large:.0f} MiB with {8 * n} masks")
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    out = Path(args.out or f"benchmarks/results/perturbation_{size}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     return 0

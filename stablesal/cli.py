@@ -210,8 +210,13 @@ def cmd_factor_study(args) -> int:
     train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
     run = train_seeds(dataset, k=1, vary="seed", config=train_config, out_dir=runs_dir / "models",
                       base_seed=models.base_seed, device=models.device, progress=not args.quiet)[0]
-    study = factor_stage(config, run.model.to(models.device), dataset, runs_dir, out, run.meta["config_hash"],
-                         progress=not args.quiet)
+    executor = _executor(args)
+    try:
+        study = factor_stage(config, run.model.to(models.device), dataset, runs_dir, out, run.meta["config_hash"],
+                             progress=not args.quiet, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     plot_factor_effects(study["effects"], out / "factor_effects")
     plot_factor_levels(study["configurations"], out / "factor_levels")
     atomic_write_json(out / "factor_study.json", {"config": config.to_dict(), "effects": study["effects"],
@@ -357,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     factors.add_argument("--runs", default="runs")
     factors.add_argument("--out", default="reports")
     factors.add_argument("-q", "--quiet", action="store_true")
+    _add_executor_arguments(factors)
     factors.set_defaults(func=cmd_factor_study)
 
     stability = commands.add_parser("stability", help="train K models and measure cross-seed saliency stability")

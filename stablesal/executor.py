@@ -24,13 +24,13 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _run_with_threads(fn: Callable, threads: int, item):
+def _run_with_threads(fn: Callable, threads: int, item, *shared):
     import torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return fn(item)
+        return fn(*shared, item)
     finally:
         torch.set_num_threads(previous)
 
@@ -47,7 +47,9 @@ class Executor:
         self.threads = threads or max(1, _cores() // workers)
 
     def map(self, fn: Callable, items: Sequence, on_result: Callable | None = None, desc: str = "units",
-            progress: bool = True) -> list:
+            progress: bool = True, shared: tuple = ()) -> list:
+        """``[fn(*shared, item) for item in items]``; ``shared`` (e.g. a dataset) is sent to each
+        worker once, not with every unit."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -68,12 +70,12 @@ class SerialExecutor(Executor):
 
     name = "serial"
 
-    def map(self, fn, items, on_result=None, desc="units", progress=True):
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
         from tqdm.auto import tqdm
 
         results = []
         for index, item in enumerate(tqdm(items, desc=desc, disable=not progress)):
-            result = _run_with_threads(fn, self.threads, item)
+            result = _run_with_threads(fn, self.threads, item, *shared)
             if on_result is not None:
                 on_result(index, result)
             results.append(result)
@@ -92,12 +94,12 @@ class ProcessExecutor(Executor):
 
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def map(self, fn, items, on_result=None, desc="units", progress=True):
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
         from concurrent.futures import as_completed
 
         from tqdm.auto import tqdm
 
-        futures = {self._pool.submit(_run_with_threads, fn, self.threads, item): index
+        futures = {self._pool.submit(_run_with_threads, fn, self.threads, item, *shared): index
                    for index, item in enumerate(items)}
         results = [None] * len(futures)
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
@@ -135,11 +137,14 @@ class DaskExecutor(Executor):
                                          dashboard_address=None, silence_logs=40)
             self.client = Client(self._cluster)
 
-    def map(self, fn, items, on_result=None, desc="units", progress=True):
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
         from distributed import as_completed
         from tqdm.auto import tqdm
 
-        futures = [self.client.submit(_run_with_threads, fn, self.threads, item, pure=False) for item in items]
+        # large shared inputs (the dataset, the models) go to every worker once
+        scattered = [self.client.scatter(value, broadcast=True) for value in shared]
+        futures = [self.client.submit(_run_with_threads, fn, self.threads, item, *scattered, pure=False)
+                   for item in items]
         index_of = {future.key: index for index, future in enumerate(futures)}
         results = [None] * len(futures)
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):

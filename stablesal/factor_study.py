@@ -13,6 +13,7 @@ needs them, so the η² do not sum to one).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -100,28 +101,49 @@ def run_unit(model, images, targets, segmentation: str, sampler: str, size, sett
 
 
 def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir=None, progress: bool = True,
-                     identity: dict | None = None) -> list[dict]:
-    """Every unit of the grid (cached units are loaded): rows of per-image scores."""
-    from tqdm.auto import tqdm
-
-    rows = []
-    bar = tqdm(units(settings), desc="factor study", disable=not progress)
-    for segmentation, sampler, size in bar:
-        bar.set_postfix_str(f"{segmentation} {sampler} N={size}")
+                     identity: dict | None = None, executor=None) -> list[dict]:
+    """Every unit of the grid (cached units are loaded): rows of per-image scores. With an
+    ``executor`` (process pool or Dask) the missing units run in parallel; each is written
+    atomically as soon as it arrives."""
+    all_units = units(settings)
+    results: dict[int, list] = {}
+    pending = []
+    for index, (segmentation, sampler, size) in enumerate(all_units):
         key = config_hash({"settings": asdict(settings), "unit": [segmentation, sampler, str(size)],
                            "identity": identity or {}, "n_images": int(images.shape[0])})
         path = Path(cache_dir) / f"{key}.json" if cache_dir else None
         if path is not None and path.exists():
             try:
-                rows.extend(json.loads(path.read_text()))
+                results[index] = json.loads(path.read_text())
                 continue
             except json.JSONDecodeError:
                 pass
-        unit = run_unit(model, images, targets, segmentation, sampler, size, settings)
+        pending.append((index, path))
+
+    def finished(position, rows):
+        index, path = pending[position]
         if path is not None:
-            atomic_write_json(path, unit)
-        rows.extend(unit)
-    return rows
+            atomic_write_json(path, rows)
+        results[index] = rows
+
+    work = functools.partial(_factor_unit, settings=settings)
+    shared = (model, images, targets)
+    items = [all_units[index] for index, _ in pending]
+    if executor is None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(items, desc="factor study", disable=not progress)
+        for position, unit in enumerate(bar):
+            bar.set_postfix_str(f"{unit[0]} {unit[1]} N={unit[2]}")
+            finished(position, work(*shared, unit))
+    else:
+        executor.map(work, items, on_result=finished, desc="factor study", progress=progress, shared=shared)
+    return [row for index in range(len(all_units)) for row in results[index]]
+
+
+def _factor_unit(model, images, targets, unit, *, settings) -> list[dict]:
+    segmentation, sampler, size = unit
+    return run_unit(model, images, targets, segmentation, sampler, size, settings)
 
 
 def summarise_configurations(rows: list[dict]) -> list[dict]:

@@ -32,18 +32,20 @@ class MeaningfulPerturbation:
     """``attribute(images, target, seed)`` → saliency ``[B, C, H, W]`` (1 − m, same in each channel).
 
     Parameters follow methods.md §5, scaled from 224-pixel images: ``mask_side`` 28 at 224 (one
-    eighth of the side, at least 4), jitter 4 px and blur σ 10 px scaled likewise. ``inpainter``
+    eighth of the side, at least 4), jitter 4 px and blur σ 10 px scaled likewise, and λ₁ (1e-4
+    for a 28×28 mask) scaled by (28 / mask_side)² so that it weighs the same image area. ``inpainter``
     None gives MP (blur filler); an inpainter gives MP-G.
     """
 
-    def __init__(self, model, inpainter=None, iterations: int = 300, lr: float = 0.1, l1: float = 1e-4,
+    def __init__(self, model, inpainter=None, iterations: int = 300, lr: float = 0.1, l1: float | None = None,
                  tv: float = 1e-2, tv_beta: float = 3.0, mask_side: int | None = None, jitter: int | None = None,
                  blur_sigma: float | None = None):
         self.model = check_eval_model(model)
         if iterations < 1:
             raise ValueError(f"iterations must be positive, got {iterations}")
         self.inpainter, self.iterations, self.lr = inpainter, int(iterations), float(lr)
-        self.l1, self.tv, self.tv_beta = float(l1), float(tv), float(tv_beta)
+        self.l1 = None if l1 is None else float(l1)
+        self.tv, self.tv_beta = float(tv), float(tv_beta)
         self.mask_side, self.jitter, self.blur_sigma = mask_side, jitter, blur_sigma
 
     def __str__(self) -> str:
@@ -60,6 +62,9 @@ class MeaningfulPerturbation:
         side = self.mask_side or max(4, round(height * 28 / 224))
         jitter = self.jitter if self.jitter is not None else max(1, round(4 * height / 224))
         sigma = self.blur_sigma or max(1.0, 10 * height / 224)
+        # λ₁ = 1e-4 weighs the L1 sum over a 28×28 mask; a smaller mask has fewer elements, so the
+        # same weight per unit of image area is 1e-4 · (28 / side)²
+        l1 = self.l1 if self.l1 is not None else 1e-4 * (28 / side) ** 2
         blurred = gaussian_blur(images, sigma)
         generator = torch.Generator().manual_seed(seed)
         logit = torch.full((batch, 1, side, side), 2.0, device=device, requires_grad=True)  # m starts near 1
@@ -88,7 +93,7 @@ class MeaningfulPerturbation:
                                              torch.roll(blurred, shifts=(dy, dx), dims=(2, 3)))
                     composite = shifted * straight + filler * (1 - straight)
                 probability = torch.softmax(self.model(composite), 1).gather(1, target.view(-1, 1))[:, 0]
-                loss = (self.l1 * (1 - small).abs().flatten(1).sum(1) + self.tv * total_variation(small, self.tv_beta)
+                loss = (l1 * (1 - small).abs().flatten(1).sum(1) + self.tv * total_variation(small, self.tv_beta)
                         + probability).sum()
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

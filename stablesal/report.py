@@ -103,8 +103,9 @@ def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path,
     else:
         from .seeds import _train_unit
 
-        unit = functools.partial(_train_unit, dataset, train_config, runs_dir / "models", models.device, None)
-        control_runs = executor.map(unit, control_plan, desc="control seeds", progress=progress)
+        unit = functools.partial(_train_unit, config=train_config, out_dir=runs_dir / "models",
+                                 device=models.device, model_factory=None)
+        control_runs = executor.map(unit, control_plan, desc="control seeds", progress=progress, shared=(dataset,))
     return runs, control_runs
 
 
@@ -157,7 +158,7 @@ def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, runs_di
 
 
 def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Path, out: Path, identity: str,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, executor=None) -> dict:
     """The SEG-SMOOTH factor study on one model: per-configuration scores, η² per factor, CSV tables."""
     from .factor_study import effect_sizes, run_factor_study, settings_from_config, summarise_configurations
 
@@ -167,7 +168,7 @@ def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Pa
     # the last test images, so that the factor study does not reuse the stability study's images
     images, labels = dataset.test_images[-count:].to(device), dataset.test_labels[-count:].to(device)
     rows = run_factor_study(model, images, labels, settings, cache_dir=runs_dir / "factors", progress=progress,
-                            identity={"model": identity, "data": config.data.__dict__})
+                            identity={"model": identity, "data": config.data.__dict__}, executor=executor)
     configurations = summarise_configurations(rows)
     effects = effect_sizes(configurations)
     write_csv(out / "factor_configurations.csv", configurations)
@@ -268,7 +269,8 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     factors = None
     if config.factors.enabled:
         start = time.perf_counter()
-        factors = factor_stage(config, runs[0].model, dataset, runs_dir, out, runs[0].meta["config_hash"], progress)
+        factors = factor_stage(config, runs[0].model, dataset, runs_dir, out, runs[0].meta["config_hash"], progress,
+                               executor)
         timings["factor_study"] = time.perf_counter() - start
 
     removal = None

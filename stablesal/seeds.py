@@ -299,14 +299,15 @@ def train_seeds(
     plan = seed_plan(k, vary, base_seed, len(dataset.train_labels))
     if executor is None:
         return [train_one(dataset, run, config, out_dir, device, model_factory, progress) for run in plan]
-    unit = functools.partial(_train_unit, dataset, config, out_dir, str(device), model_factory)
-    runs = executor.map(unit, plan, desc="seeds", progress=progress)
+    unit = functools.partial(_train_unit, config=config, out_dir=out_dir, device=str(device),
+                             model_factory=model_factory)
+    runs = executor.map(unit, plan, desc="seeds", progress=progress, shared=(dataset,))
     for run in runs:
         run.model.to(device)
     return runs
 
 
-def _train_unit(dataset, config, out_dir, device, model_factory, run) -> SeedRun:
+def _train_unit(dataset, run, *, config, out_dir, device, model_factory) -> SeedRun:
     """One seed's training as a unit of work for an executor (module level, so it pickles)."""
     return train_one(dataset, run, config, out_dir, device, model_factory, progress=False)
 

@@ -226,21 +226,22 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
             atomic_write_json(path, unit)  # as soon as it exists: an interrupted study keeps it
         results[index] = unit
 
-    work = functools.partial(_study_unit, model_sets, images, targets, masks, partitions, settings)
+    work = functools.partial(_study_unit, settings=settings)
+    shared = (model_sets, images, targets, masks, partitions)
     if executor is None:
         from tqdm.auto import tqdm
 
         bar = tqdm(pending, desc="stability", disable=not progress)
         for position, (_, model_set, method, _) in enumerate(bar):
             bar.set_postfix_str(f"{model_set}/{method}")
-            finished(position, work((model_set, method)))
+            finished(position, work(*shared, (model_set, method)))
     else:
         executor.map(work, [(model_set, method) for _, model_set, method, _ in pending], on_result=finished,
-                     desc="stability", progress=progress)
+                     desc="stability", progress=progress, shared=shared)
     return [row for index in range(len(units)) for row in results[index]]
 
 
-def _study_unit(model_sets, images, targets, masks, partitions, settings, unit) -> list[dict]:
+def _study_unit(model_sets, images, targets, masks, partitions, unit, *, settings) -> list[dict]:
     """One model set × method (module level, so it pickles for process and Dask executors)."""
     model_set, method = unit
     return run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set)

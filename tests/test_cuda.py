@@ -74,3 +74,38 @@ def test_chunking_bounds_memory(setup):
         make_method("integrated_gradients", model, n_steps=steps, internal_batch_size=256).attribute(images, target=target)
         peaks.append(torch.cuda.max_memory_allocated())
     assert peaks[1] < 1.5 * peaks[0]  # 8× the passes, not 8× the memory
+
+
+@pytest.mark.parametrize("preset", ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
+def test_perturbation_presets_match_cpu(setup, preset):
+    """Perturbation pipelines run on the model's device and give the CPU's maps (super-pixel
+    presets use scikit-image SLIC / quickshift on the CPU, as the gradient tests do)."""
+    from stablesal.perturbation import make_preset
+
+    model, images, target = setup
+    options = {"n_masks": 200} if preset == "rise" else ({"n_samples": 200} if preset in ("lime", "kernel_shap") else {})
+    cpu = make_preset(preset, model, chunk_size=64, **options).attribute(images, target=target, seed=3)
+    gpu_model = copy.deepcopy(model).cuda()
+    gpu = make_preset(preset, gpu_model, chunk_size=64, **options).attribute(images.cuda(), target=target, seed=3)
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4, rtol=1e-3)
+
+
+def test_inpainting_and_meaningful_perturbation_on_cuda(setup):
+    from stablesal.inpainting import InpainterConfig, train_inpainter
+    from stablesal.meaningful import MeaningfulPerturbation
+    from stablesal.metrics import srg
+
+    model, images, target = setup
+    gpu_model = copy.deepcopy(model).cuda()
+    inpainter = train_inpainter(images, target, 10, InpainterConfig(width=8, steps=20, batch_size=4), device="cuda",
+                                progress=False)
+    holes = torch.zeros(6, 1, 32, 32, dtype=torch.bool, device="cuda")
+    holes[:, :, 8:20, 8:20] = True
+    filled = inpainter(images.cuda(), holes, target.cuda())
+    assert filled.device.type == "cuda" and torch.equal(filled[~holes.expand_as(filled)],
+                                                        images.cuda()[~holes.expand_as(filled)])
+    maps = MeaningfulPerturbation(gpu_model, inpainter=inpainter, iterations=5).attribute(images.cuda(), target=target)
+    assert maps.device.type == "cuda" and torch.isfinite(maps).all()
+    scores = srg(gpu_model, images.cuda(), maps, target.cuda())
+    assert torch.isfinite(scores["srg"]).all()

@@ -81,6 +81,21 @@ def test_dask_study_matches_local(tiny_shapes, tiny_config, tmp_path, dask_execu
     assert len(list((tmp_path / "b").glob("*.json"))) == 3  # two methods and the random control
 
 
+def test_dask_factor_study_matches_local(tiny_shapes, tiny_config, tmp_path, dask_executor):
+    from stablesal.factor_study import FactorSettings, run_factor_study
+
+    model = train_seeds(tiny_shapes, k=1, vary="seed", config=tiny_config, out_dir=tmp_path / "m", progress=False)[0].model
+    settings = FactorSettings(segmentations=["grid-bilinear", "grid/gaussian"], samplers=["random", "single"],
+                              sample_sizes=["M", 12], calculators=["rise", "pda", "ciu"], n_segments=9, n_images=3)
+    images, labels = tiny_shapes.test_images[:3], tiny_shapes.test_labels[:3]
+    with SerialExecutor(threads=1) as serial:
+        local = run_factor_study(model, images, labels, settings, cache_dir=tmp_path / "a", progress=False,
+                                 executor=serial)
+    remote = run_factor_study(model, images, labels, settings, cache_dir=tmp_path / "b", progress=False,
+                              executor=dask_executor)
+    assert _without_timings(local) == _without_timings(remote)
+
+
 TINY_CONFIG = """
 [data]
 n_train = 400

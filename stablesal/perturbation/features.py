@@ -40,6 +40,7 @@ class Features:
     canvas: torch.Tensor | None = None
     cell: int = 0
     shift: int = 0
+    hard: bool = False   # weights are the one-hot masks of labels (masks are then a gather, not a product)
 
     @property
     def count(self) -> int:
@@ -82,7 +83,7 @@ class Segments(FeatureSegmenter):
 
     def __call__(self, image):
         labels = self.segmenter(image.unsqueeze(0))[0]
-        return Features(one_hot(labels).to(image.dtype), labels)
+        return Features(one_hot(labels).to(image.dtype), labels, hard=True)
 
 
 class BilinearGrid(FeatureSegmenter):

@@ -72,6 +72,8 @@ def keep_masks(features: Features, z: torch.Tensor, offsets: torch.Tensor | None
     if features.overlapping:
         covered = (1 - z) @ features.weights.flatten(1)
         return (covered <= 0).to(z.dtype).view(-1, height, width)
+    if features.hard:  # one segment per pixel: each pixel takes its segment's z (O(n·H·W), not O(n·S·H·W))
+        return z[:, features.labels.flatten()].view(-1, height, width)
     if offsets is None:
         return (z @ features.weights.flatten(1)).view(-1, height, width)
     canvas = features.canvas
