@@ -276,7 +276,7 @@ def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean"
     by_name = {r["method"]: r for r in rows}
     pairs = [p for p in ("SP", "LIME", "MP") if p in by_name and f"{p}-G" in by_name]
     metrics = [m for m in metrics if all(m in by_name[p] for p in pairs)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.1 * len(metrics), 2.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 2.5), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
         x = np.arange(len(pairs))
         axis.bar(x - 0.2, [by_name[p][metric] for p in pairs], 0.4, label="classical fill", color="#bdbdbd")
@@ -284,6 +284,9 @@ def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean"
         if "random" in by_name and metric in by_name["random"]:
             axis.axhline(by_name["random"][metric], color="k", linestyle="--", linewidth=0.8)
         axis.set_xticks(x, pairs)
-        axis.set_title(metric.replace("_", " "), fontsize=8)
-    axes[0, 0].legend(frameon=False, fontsize=7)
+        axis.set_title(metric.replace("_", " ") + (" ↓" if "deletion" in metric else " ↑"), fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles + [plt.Line2D([], [], color="k", linestyle="--", linewidth=0.8)], labels + ["random map"],
+               loc="upper center", ncol=3, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 1.08))
+    fig.tight_layout()
     return save_figure(fig, path_stem)
