@@ -52,7 +52,7 @@ class GradientSection:
     n_samples: int = 32              # samples of the random methods (SmoothGrad, suppression, ...)
     n_steps: int = 32                # IG quadrature points
     noise_level: float = 0.15        # SmoothGrad σ as a fraction of the input range
-    n_images: int = 64               # test images explained per model
+    n_images: int = 48               # test images explained per model
     seed: int = 0
 
 
@@ -73,7 +73,7 @@ class FactorsSection:
     maps: list = field(default_factory=lambda: ["segment", "pixel"])
     n_segments: int = 49
     replacement: str = "0"           # a number, image-mean, blur, ...
-    n_images: int = 8
+    n_images: int = 6
     srg_steps: int = 10
     seed: int = 0
     enabled: bool = True
@@ -83,7 +83,7 @@ class FactorsSection:
 class InpaintingSection:
     enabled: bool = True
     conditional: bool = True         # class-conditional learned inpainter (needed by INPAINT-METRIC)
-    steps: int = 1000                # training steps of the learned inpainter (batch 32)
+    steps: int = 800                 # training steps of the learned inpainter (batch 32)
     width: int = 16
     n_images: int = 8                # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
     lime_samples: int = 200
