@@ -9,7 +9,8 @@
    rankings the metrics give.
 3. Robustness to hyperparameters: SSIM / Spearman between maps of the same method under different
    settings (patch size, number of segments, seed, blur radius), against random maps.
-4. INPAINT-METRIC (class-conditional) and its class-agnostic variant for the cheap methods.
+4. INPAINT-METRIC (class-conditional) and its class-agnostic variant for the methods cheap enough
+   to re-explain every edited image (saliency, IG, occlusion, random).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .metrics import (
 )
 from .perturbation.features import SlidingPatches
 from .perturbation.pipeline import Perturbation
-from .perturbation.presets import GenLIME, SlidingPatch
+from .perturbation.presets import GenLIME, Occlusion, SlidingPatch
 from .perturbation.replacement import Inpaint
 
 HIGHER_IS_BETTER = {"deletion_auc_mean": False, "deletion_auc_inpaint": False, "insertion_auc": True, "srg": True,
@@ -47,6 +48,7 @@ class RemovalSettings:
     robustness: bool = True
     seed: int = 0
     gradient_methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients"])
+    image_side: int = 32             # sets the occlusion patch (side/4, stride side/8)
 
 
 def _methods(model, inpainter, settings: RemovalSettings) -> dict:
@@ -64,8 +66,14 @@ def _methods(model, inpainter, settings: RemovalSettings) -> dict:
     for name in settings.gradient_methods:
         method = make_method(name, model, n_steps=16, n_samples=16)
         methods[name] = lambda x, t, s, m=method: m.attribute(x, target=t, seed=s)
+    occlusion = Occlusion(model, size=max(2, x_side(settings) // 4), stride=max(1, x_side(settings) // 8))
+    methods["occlusion"] = lambda x, t, s: occlusion.attribute(x, t, seed=s)
     methods["random"] = lambda x, t, s: _random_maps(x, s)
     return methods
+
+
+def x_side(settings: RemovalSettings) -> int:
+    return settings.image_side
 
 
 def _random_maps(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -115,6 +123,7 @@ def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tens
     object_masks = None if masks is None else masks[:count]
     subsets = random_cell_subsets(x.shape[2], x.shape[3], 128, seed=settings.seed)
     drops = output_drops(model, x, y, subsets)
+    settings.image_side = int(x.shape[-1])
     methods = _methods(model, inpainter, settings)
     rows, maps_by_method = [], {}
     for name, explain in tqdm(methods.items(), desc="removal methods", disable=not progress):
@@ -138,7 +147,7 @@ def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tens
         rows.append(row)
 
     # INPAINT-METRIC on the methods cheap enough to re-explain every edited image
-    cheap = [m for m in ("saliency", "integrated_gradients", "SP", "random") if m in methods]
+    cheap = [m for m in ("saliency", "integrated_gradients", "occlusion", "random") if m in methods]
     few = min(settings.inpaint_metric_images, count)
     conditional = getattr(getattr(inpainter, "net", None), "num_classes", 0) > 0
     for row in rows:

@@ -34,14 +34,15 @@ from .storage import atomic_write_json, atomic_write_text
 
 QUICK_OVERRIDES = {
     "data": {"n_train": 3000, "n_test": 300},
-    "models": {"k": 3, "epochs": 6, "vary": "seed", "control_k": 0},
+    "models": {"k": 3, "epochs": 4, "vary": "seed", "control_k": 0},
     "gradient": {"n_images": 12, "n_samples": 8, "n_steps": 8,
                  "methods": ["saliency", "integrated_gradients", "smoothgrad", "suppression"],
                  "groupings": ["pixel", "fastslic", "grid"]},
     "perturbation": {"n_images": 6, "n_samples": 100, "methods": ["rise", "lime", "occlusion", "ciu"]},
     "factors": {"n_images": 4, "sample_sizes": ["M", 100], "segmentations": ["grid-bilinear", "slic/gaussian"],
                 "samplers": ["random", "shap", "single"]},
-    "inpainting": {"steps": 150, "width": 8, "n_images": 4, "lime_samples": 60, "mp_iterations": 20},
+    "inpainting": {"steps": 150, "width": 8, "n_images": 4, "lime_samples": 60, "mp_iterations": 20,
+                   "robustness": False},
 }
 
 
@@ -59,7 +60,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    fields = list(dict.fromkeys(key for row in rows for key in row))  # union, in order of first appearance
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
