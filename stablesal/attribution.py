@@ -84,8 +84,10 @@ def _architecture_key(model, shape, device, score) -> tuple:
     return signature, tuple(shape), str(device), score
 
 
-def measure_chunk_size(forward, sample_shape, device, max_elements: int = 1 << 22, candidates=None) -> int:
-    """Rows per forward/backward pass with the best measured throughput.
+def measure_chunk_size(forward, sample_shape, device, max_elements: int = 1 << 22, candidates=None,
+                       backward: bool = True, dtype=torch.float32) -> int:
+    """Rows per forward/backward pass (forward only with ``backward=False``, under inference
+    mode) with the best measured throughput.
 
     Candidates double from 16 while a chunk's input stays under ``max_elements`` values
     (16 MiB of float32), and the search stops once throughput falls 15 % below the best.
@@ -97,14 +99,17 @@ def measure_chunk_size(forward, sample_shape, device, max_elements: int = 1 << 2
     candidates = candidates or [c for c in (16, 32, 64, 128, 256, 512, 1024) if c <= cap] or [cap]
     best, best_rate = candidates[0], 0.0
     for rows in candidates:
-        x = torch.rand((rows, *sample_shape), device=device, requires_grad=True)
+        x = torch.rand((rows, *sample_shape), device=device, dtype=dtype, requires_grad=backward)
         timings = []
         for _ in range(2):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             began = time.perf_counter()
-            out = forward(x)
-            torch.autograd.grad(out[:, 0].sum(), x)
+            if backward:
+                torch.autograd.grad(forward(x)[:, 0].sum(), x)
+            else:
+                with torch.inference_mode():
+                    forward(x)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             timings.append(time.perf_counter() - began)

@@ -101,6 +101,16 @@ def _explain_model(args, dataset):
                        device=args.device, progress=not args.quiet)[0]
 
 
+def _explain_inputs(args):
+    """Data, the model to explain (a checkpoint or a trained default) and the first test images."""
+    dataset = _load_data(args)
+    run = _explain_model(args, dataset)
+    count = min(args.images, len(dataset.test_labels))
+    images, labels = dataset.test_images[:count].to(args.device), dataset.test_labels[:count].to(args.device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    return dataset, run, run.model.to(args.device), images, labels, masks
+
+
 def cmd_explain(args) -> int:
     import torch
 
@@ -110,12 +120,7 @@ def cmd_explain(args) -> int:
     from .segmentation import make_segmenter
     from .storage import save_torch
 
-    dataset = _load_data(args)
-    run = _explain_model(args, dataset)
-    model = run.model.to(args.device)
-    count = min(args.images, len(dataset.test_labels))
-    images, labels = dataset.test_images[:count].to(args.device), dataset.test_labels[:count].to(args.device)
-    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    dataset, run, model, images, labels, masks = _explain_inputs(args)
     from .segmentation import plot_boundaries
 
     groupings = {}
@@ -151,12 +156,7 @@ def cmd_perturb(args) -> int:
     from .perturbation import Perturbation, make_preset
     from .storage import save_torch
 
-    dataset = _load_data(args)
-    run = _explain_model(args, dataset)
-    model = run.model.to(args.device)
-    count = min(args.images, len(dataset.test_labels))
-    images, labels = dataset.test_images[:count].to(args.device), dataset.test_labels[:count].to(args.device)
-    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    dataset, run, model, images, labels, masks = _explain_inputs(args)
     custom = {k: v for k, v in (("segmenter", args.segmenter), ("smoothing", args.smoothing),
                                 ("sampler", args.sampler), ("calculator", args.calculator), ("map", args.map),
                                 ("n_samples", args.n_samples), ("n_segments", args.n_segments)) if v is not None}

@@ -14,12 +14,10 @@ number of calculators and both map types (:meth:`Perturbation.attribute_all`).
 
 from __future__ import annotations
 
-import time
-
 import torch
 from captum.attr import PerturbationAttribution
 
-from ..attribution import image_seeds
+from ..attribution import image_seeds, measure_chunk_size
 from ..checks import check_eval_model, check_images, check_targets, forward_checked, model_device
 from .calculators import Calculator, Observations, RiseScore, make_calculator
 from .features import Features, FeatureSegmenter, RandomShift, Smoothing, make_feature_segmenter, make_smoothing
@@ -31,39 +29,20 @@ OUTPUTS = ("probability", "logit")
 _CHUNK_CACHE: dict[tuple, int] = {}
 
 
-def measure_forward_chunk(forward, sample_shape, device, dtype=torch.float32, max_elements: int = 1 << 23) -> int:
-    """Rows per forward pass with the best measured throughput (inference mode); candidates double
-    from 32 while a chunk stays under ``max_elements`` values, stopping once throughput falls 15 %
-    below the best. Cached per model architecture, input shape and device."""
+def measure_forward_chunk(forward, sample_shape, device, dtype=torch.float32) -> int:
+    """Rows per forward pass with the best measured throughput (inference mode; the search of
+    :func:`stablesal.attribution.measure_chunk_size` from 32 rows), cached per model
+    architecture, input shape, device and dtype."""
     key = (tuple(type(m).__name__ for m in forward.modules()) if isinstance(forward, torch.nn.Module) else id(forward),
            tuple(sample_shape), str(device), dtype)
-    if key in _CHUNK_CACHE:
-        return _CHUNK_CACHE[key]
-    numel = 1
-    for size in sample_shape:
-        numel *= size
-    cap = max(1, max_elements // numel)
-    candidates = [c for c in (32, 64, 128, 256, 512, 1024) if c <= cap] or [cap]
-    best, best_rate = candidates[0], 0.0
-    with torch.inference_mode():
-        for rows in candidates:
-            x = torch.rand((rows, *sample_shape), device=device, dtype=dtype)
-            timings = []
-            for _ in range(2):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                began = time.perf_counter()
-                forward(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                timings.append(time.perf_counter() - began)
-            rate = rows / min(timings)
-            if rate > best_rate:
-                best, best_rate = rows, rate
-            elif rate < 0.85 * best_rate:
-                break
-    _CHUNK_CACHE[key] = best
-    return best
+    if key not in _CHUNK_CACHE:
+        numel = 1
+        for size in sample_shape:
+            numel *= size
+        candidates = [c for c in (32, 64, 128, 256, 512, 1024) if c * numel <= 1 << 23] or [max(1, (1 << 23) // numel)]
+        _CHUNK_CACHE[key] = measure_chunk_size(forward, sample_shape, device, candidates=candidates, backward=False,
+                                               dtype=dtype)
+    return _CHUNK_CACHE[key]
 
 
 def keep_masks(features: Features, z: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
