@@ -14,7 +14,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_gradient import best_time  # noqa: E402  (benchmarks/ is on the path when run as a script)
 from stablesal.metrics import deletion_insertion  # noqa: E402
 from stablesal.models import build_model  # noqa: E402
 
@@ -40,16 +40,6 @@ def plain_loop(model, images, maps, target, steps):
         current.scatter_(2, idx.unsqueeze(1).expand(-1, images.shape[1], -1), 0.0)
         curves.append(torch.softmax(model(current.view_as(images)), 1).gather(1, target.view(-1, 1))[:, 0])
     return torch.stack(curves, 1)
-
-
-def best_of(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def main() -> int:
@@ -93,10 +83,10 @@ def main() -> int:
         print("curves disagree", file=sys.stderr)
         return 1
     timings = {
-        "stablesal": best_of(lambda: deletion_insertion(model, images, maps, target, steps=args.steps, substrate=0.0),
+        "stablesal": best_time(lambda: deletion_insertion(model, images, maps, target, steps=args.steps, substrate=0.0),
                              args.repeats),
-        "plain_torch_loop": best_of(lambda: plain_loop(model, images, maps, target, args.steps), args.repeats),
-        "quantus": best_of(run_quantus, args.repeats),
+        "plain_torch_loop": best_time(lambda: plain_loop(model, images, maps, target, args.steps), args.repeats),
+        "quantus": best_time(run_quantus, args.repeats),
     }
     result = {"machine": platform.machine(), "threads": torch.get_num_threads(), "images": args.images,
               "size": args.size, "steps": args.steps, "max_abs_difference_quantus": difference_quantus,
