@@ -14,7 +14,6 @@ needs them, so the η² do not sum to one).
 from __future__ import annotations
 
 import functools
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 from .metrics import deletion_insertion, mean_ci, srg
 from .perturbation import Perturbation
-from .storage import atomic_write_json, config_hash
+from .storage import config_hash, load_json_checked, save_json_checked
 
 FACTORS = ("segmentation", "sampler", "n_samples", "calculator", "map")
 
@@ -112,18 +111,16 @@ def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir
         key = config_hash({"settings": asdict(settings), "unit": [segmentation, sampler, str(size)],
                            "identity": identity or {}, "n_images": int(images.shape[0])})
         path = Path(cache_dir) / f"{key}.json" if cache_dir else None
-        if path is not None and path.exists():
-            try:
-                results[index] = json.loads(path.read_text())
-                continue
-            except json.JSONDecodeError:
-                pass
+        cached = load_json_checked(path) if path is not None else None
+        if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
+            results[index] = cached
+            continue
         pending.append((index, path))
 
     def finished(position, rows):
         index, path = pending[position]
         if path is not None:
-            atomic_write_json(path, rows)
+            save_json_checked(path, rows)
         results[index] = rows
 
     work = functools.partial(_factor_unit, settings=settings)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ from .metrics import (
     random_cell_subsets, randomised_copy, reco, spearman, ssim, unit_maps,
 )
 from .segmentation import make_segmenter, matched_grid
-from .storage import atomic_write_json, config_hash
+from .storage import config_hash, load_json_checked, save_json_checked
 
 PAIR_METRICS = ("ssim", "spearman", "normalised_l2", "topk_intersection")
 
@@ -212,18 +211,16 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
         key = config_hash({"settings": asdict(settings), "unit": [model_set, method],
                            "identity": identity or {}, "n_images": int(images.shape[0])})
         path = Path(cache_dir) / f"{model_set}-{method}-{key}.json" if cache_dir else None
-        if path is not None and path.exists():
-            try:
-                results[index] = json.loads(path.read_text())
-                continue
-            except json.JSONDecodeError:
-                pass  # written atomically, so this means a damaged disk: recompute
+        cached = load_json_checked(path) if path is not None else None
+        if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
+            results[index] = cached
+            continue
         pending.append((index, model_set, method, path))
 
     def finished(position, unit):
         index, _, _, path = pending[position]
         if path is not None:
-            atomic_write_json(path, unit)  # as soon as it exists: an interrupted study keeps it
+            save_json_checked(path, unit)  # as soon as it exists: an interrupted study keeps it
         results[index] = unit
 
     work = functools.partial(_study_unit, settings=settings)

@@ -116,3 +116,17 @@ def is_complete(path: Path | str) -> bool:
     except (FileNotFoundError, CorruptFileError):
         return False
     return True
+
+
+def save_json_checked(path: Path | str, obj: Any) -> None:
+    """JSON written atomically with a SHA-256 sidecar (cached units of work)."""
+    save_checked(path, json.dumps(obj).encode())
+
+
+def load_json_checked(path: Path | str) -> Any | None:
+    """A cached unit written by :func:`save_json_checked`, or None when it is missing, unfinished
+    (no sidecar) or corrupt (checksum or JSON mismatch): the caller then recomputes it."""
+    try:
+        return json.loads(load_checked(path))
+    except (FileNotFoundError, CorruptFileError, json.JSONDecodeError, UnicodeDecodeError):
+        return None

@@ -144,3 +144,16 @@ def test_kill_9_mid_run_resumes_without_recomputing(tmp_path):
     resumed = json.loads((tmp_path / "killed-out" / "stability.json").read_text())
     whole["config"]["report"] = resumed["config"]["report"] = None  # the runs folders differ by name
     assert _without_timings(whole) == _without_timings(resumed)
+
+
+def test_corrupt_cached_unit_is_detected_and_redone(tiny_shapes, tiny_config, tmp_path):
+    runs = train_seeds(tiny_shapes, k=2, vary="seed", config=tiny_config, out_dir=tmp_path / "models", progress=False)
+    images, labels = tiny_shapes.test_images[:3], tiny_shapes.test_labels[:3]
+    settings = StudySettings(methods=["saliency"], groupings=["pixel"], mu_fidelity_subsets=8, sanity=False)
+    model_sets = {"main": [r.model for r in runs]}
+    first = run_study(model_sets, images, labels, None, settings, cache_dir=tmp_path / "cache", progress=False)
+    unit = next(p for p in (tmp_path / "cache").glob("*saliency*.json"))
+    unit.write_text("[]")  # valid JSON, wrong content: only the checksum can tell
+    again = run_study(model_sets, images, labels, None, settings, cache_dir=tmp_path / "cache", progress=False)
+    assert _without_timings(again) == _without_timings(first)
+    assert json.loads(unit.read_text()) != []  # recomputed and rewritten
