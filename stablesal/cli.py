@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -60,25 +61,25 @@ def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://HOST:PORT)")
 
 
+@contextlib.contextmanager
 def _executor(args):
+    """The executor the flags ask for (None: run units here), closed when the command ends."""
     from .executor import make_executor
 
     if args.workers == 1 and not args.dask and not args.scheduler:
-        return None
-    return make_executor(workers=args.workers, scheduler=args.scheduler, dask=args.dask)
+        yield None
+        return
+    with make_executor(workers=args.workers, scheduler=args.scheduler, dask=args.dask) as executor:
+        yield executor
 
 
 def _train(args, dataset, out_dir: Path):
     from .seeds import TrainConfig, train_seeds
 
     config = TrainConfig(model=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    executor = _executor(args)
-    try:
+    with _executor(args) as executor:
         return train_seeds(dataset, k=args.models, vary=args.vary, config=config, out_dir=out_dir,
                            base_seed=args.base_seed, device=args.device, progress=not args.quiet, executor=executor)
-    finally:
-        if executor is not None:
-            executor.close()
 
 
 def cmd_train_seeds(args) -> int:
@@ -210,13 +211,9 @@ def cmd_factor_study(args) -> int:
     train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
     run = train_seeds(dataset, k=1, vary="seed", config=train_config, out_dir=runs_dir / "models",
                       base_seed=models.base_seed, device=models.device, progress=not args.quiet)[0]
-    executor = _executor(args)
-    try:
+    with _executor(args) as executor:
         study = factor_stage(config, run.model.to(models.device), dataset, runs_dir, out, run.meta["config_hash"],
                              progress=not args.quiet, executor=executor)
-    finally:
-        if executor is not None:
-            executor.close()
     plot_factor_effects(study["effects"], out / "factor_effects")
     plot_factor_levels(study["configurations"], out / "factor_levels")
     atomic_write_json(out / "factor_study.json", {"config": config.to_dict(), "effects": study["effects"],
@@ -245,14 +242,10 @@ def cmd_stability(args) -> int:
     config = load_config(args.config, overrides)
     dataset = load_configured_data(config)
     runs_dir, out = Path(args.runs) / args.name, Path(args.out)
-    executor = _executor(args)
-    try:
+    with _executor(args) as executor:
         runs, control = train_model_sets(config, dataset, runs_dir, progress=not args.quiet, executor=executor)
         study = gradient_study(config, dataset, runs, control, runs_dir, out, progress=not args.quiet,
                                executor=executor)
-    finally:
-        if executor is not None:
-            executor.close()
     atomic_write_json(out / "stability.json", {"config": config.to_dict(), "summary": study["summary"],
                                                "variance_reduction": study["reduction"]})
     for name in study["model_sets"]:
@@ -277,12 +270,8 @@ def cmd_report(args) -> int:
     config = load_config(args.config, overrides)
     if args.quick:
         config = apply_quick(config)
-    executor = _executor(args)
-    try:
+    with _executor(args) as executor:
         out = run_report(config, progress=not args.quiet, executor=executor)
-    finally:
-        if executor is not None:
-            executor.close()
     if not args.quiet:
         import json
 

@@ -13,6 +13,7 @@ numbers wherever it runs.
 
 from __future__ import annotations
 
+import abc
 import os
 from typing import Callable, Sequence
 
@@ -35,7 +36,7 @@ def _run_with_threads(fn: Callable, threads: int, item, *shared):
         torch.set_num_threads(previous)
 
 
-class Executor:
+class Executor(abc.ABC):
     """Base class. ``workers``: parallel units; ``threads``: torch threads per unit."""
 
     name = "executor"
@@ -46,11 +47,11 @@ class Executor:
         self.workers = workers
         self.threads = threads or max(1, _cores() // workers)
 
+    @abc.abstractmethod
     def map(self, fn: Callable, items: Sequence, on_result: Callable | None = None, desc: str = "units",
             progress: bool = True, shared: tuple = ()) -> list:
         """``[fn(*shared, item) for item in items]``; ``shared`` (e.g. a dataset) is sent to each
         worker once, not with every unit."""
-        raise NotImplementedError
 
     def close(self) -> None:
         pass

@@ -15,6 +15,7 @@ meaningful perturbation (MP-G).
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +44,7 @@ def check_holes(images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
     return holes.bool()
 
 
-class Inpainter:
+class Inpainter(abc.ABC):
     """Base class: subclasses fill ``holes`` of ``images``; the result keeps the known pixels."""
 
     name = "inpainter"
@@ -53,8 +54,9 @@ class Inpainter:
         filled = self.fill(images, holes, labels)
         return torch.where(holes, filled.to(images.dtype), images)
 
+    @abc.abstractmethod
     def fill(self, images, holes, labels):
-        raise NotImplementedError
+        """The filled images ``[n, C, H, W]`` (only the values inside ``holes`` are used)."""
 
     def __str__(self) -> str:
         return self.name

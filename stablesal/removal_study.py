@@ -48,10 +48,9 @@ class RemovalSettings:
     robustness: bool = True
     seed: int = 0
     gradient_methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients"])
-    image_side: int = 32             # sets the occlusion patch (side/4, stride side/8)
 
 
-def _methods(model, inpainter, settings: RemovalSettings) -> dict:
+def _methods(model, inpainter, settings: RemovalSettings, side: int) -> dict:
     """Name → explain(images, target, seed) for the methods compared."""
     sp, sp_g = SlidingPatch(model), SlidingPatch(model, inpainter=inpainter)
     lime, lime_g = (GenLIME(model, n_samples=settings.lime_samples),
@@ -66,14 +65,10 @@ def _methods(model, inpainter, settings: RemovalSettings) -> dict:
     for name in settings.gradient_methods:
         method = make_method(name, model, n_steps=16, n_samples=16)
         methods[name] = lambda x, t, s, m=method: m.attribute(x, target=t, seed=s)
-    occlusion = Occlusion(model, size=max(2, x_side(settings) // 4), stride=max(1, x_side(settings) // 8))
+    occlusion = Occlusion(model, size=max(2, side // 4), stride=max(1, side // 8))
     methods["occlusion"] = lambda x, t, s: occlusion.attribute(x, t, seed=s)
     methods["random"] = lambda x, t, s: _random_maps(x, s)
     return methods
-
-
-def x_side(settings: RemovalSettings) -> int:
-    return settings.image_side
 
 
 def _random_maps(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -123,8 +118,7 @@ def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tens
     object_masks = None if masks is None else masks[:count]
     subsets = random_cell_subsets(x.shape[2], x.shape[3], 128, seed=settings.seed)
     drops = output_drops(model, x, y, subsets)
-    settings.image_side = int(x.shape[-1])
-    methods = _methods(model, inpainter, settings)
+    methods = _methods(model, inpainter, settings, side=int(x.shape[-1]))
     rows, maps_by_method = [], {}
     for name, explain in tqdm(methods.items(), desc="removal methods", disable=not progress):
         began = time.perf_counter()

@@ -7,6 +7,7 @@ scores ``[S]`` (float64). Formulas follow methods.md §4 (SEG-SMOOTH).
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ class Observations:
     inverse: bool = False      # single-feature samples that keep (not remove) one feature
 
 
-class Calculator:
+class Calculator(abc.ABC):
     name = "calculator"
     needs_single_feature = False
 
@@ -34,8 +35,9 @@ class Calculator:
             raise ValueError(f"the {self.name} calculator needs single-feature samples "
                              f"(sampler 'single' or 'inverse-single'), got sampler {sampler}")
 
+    @abc.abstractmethod
     def __call__(self, obs: Observations) -> torch.Tensor:
-        raise NotImplementedError
+        """Scores ``[S]`` (float64), one per feature."""
 
     def __str__(self) -> str:
         return self.name

@@ -17,6 +17,7 @@ cropped by the pipeline.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, replace
 
@@ -57,13 +58,14 @@ def one_hot(labels: torch.Tensor) -> torch.Tensor:
 # Segmenters of the pipeline: each turns one image [C, H, W] into Features
 # --------------------------------------------------------------------------------------
 
-class FeatureSegmenter:
+class FeatureSegmenter(abc.ABC):
     """A segmenter stage; ``str()`` is its canonical id."""
 
     name = "features"
 
+    @abc.abstractmethod
     def __call__(self, image: torch.Tensor) -> Features:
-        raise NotImplementedError
+        """The features of one image ``[C, H, W]``."""
 
     def __str__(self) -> str:
         return self.name

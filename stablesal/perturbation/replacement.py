@@ -9,6 +9,7 @@ own mask. Pixel values are in [0, 1] (models normalise inside).
 
 from __future__ import annotations
 
+import abc
 from typing import Callable, Sequence
 
 import torch
@@ -18,13 +19,13 @@ from ..attribution import gaussian_blur
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = 0 after ImageNet normalisation: RISE's effective fill
 
 
-class Replacement:
+class Replacement(abc.ABC):
     name = "replacement"
     per_sample = False
 
+    @abc.abstractmethod
     def reference(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The replacement image ``[C, H, W]`` for ``image``."""
-        raise NotImplementedError
 
     def draw(self, n_samples: int, generator: torch.Generator):
         """Per-sample random choices (drawn once per image, before chunking), or None."""

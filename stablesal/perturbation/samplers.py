@@ -7,6 +7,7 @@ pixel masks it implies are built chunk by chunk by the pipeline.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -27,7 +28,7 @@ def shapley_kernel(sizes: torch.Tensor, count: int) -> torch.Tensor:
     return weights
 
 
-class PerturbationSampler:
+class PerturbationSampler(abc.ABC):
     """Base class. ``fixed_count`` samplers (single-feature) ignore the requested N."""
 
     name = "sampler"
@@ -37,9 +38,9 @@ class PerturbationSampler:
     def count(self, n_samples: int, n_features: int) -> int:
         return n_features if self.fixed_count else n_samples
 
+    @abc.abstractmethod
     def draw(self, n_samples: int, n_features: int, generator: torch.Generator):
         """``(Z [N, S] bool, weights [N] float64 or None)``."""
-        raise NotImplementedError
 
     def __str__(self) -> str:
         return self.name
