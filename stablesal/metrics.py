@@ -195,7 +195,7 @@ def reco(same_distances, different_distances) -> float:
 
 @torch.inference_mode()
 def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int = 16,
-                       mode: str = "deletion", substrate: str | float = 0.0, batch_size: int = 256,
+                       mode: str = "deletion", substrate: str | float = 0.0, batch_size: int | str = "auto",
                        normalise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability curves as pixels are removed (deletion) or revealed (insertion) in order of
     decreasing attribution, and their areas.
@@ -212,6 +212,8 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
         an inpainter ``(images, holes) → images`` (:mod:`stablesal.inpainting`): deletion then fills
         the removed pixels from the kept ones at every step (GEN-REMOVE); insertion starts from the
         mean colour and inpaints the not-yet-inserted pixels.
+    batch_size : rows (image × step pairs) per model call, or ``"auto"``: the measured fastest
+        chunk for this model and image shape (cached per process).
     normalise : rescale each curve to (p_t − p_T)/(p_0 − p_T) before the area.
 
     Returns
@@ -227,8 +229,9 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
     scores = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
     order = scores.flatten(1).argsort(dim=1, descending=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    rows = _rows_per_call(model, images, batch_size)
     if callable(substrate):  # an inpainter: fill exactly the removed pixels of each step from the rest
-        return _inpainted_curves(model, images, rank, target, steps, mode, substrate, batch_size, normalise)
+        return _inpainted_curves(model, images, rank, target, steps, mode, substrate, rows, normalise)
     if isinstance(substrate, str):
         if substrate == "mean":
             fill = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
@@ -238,21 +241,42 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
             raise ValueError(f"substrate must be a number, 'mean' or 'blur', got {substrate!r}")
     else:
         fill = torch.full_like(images, float(substrate))
-    counts = [int(round(f * height * width)) for f in torch.linspace(0, 1, steps + 1).tolist()]
+    counts = torch.tensor([int(round(f * height * width)) for f in torch.linspace(0, 1, steps + 1).tolist()],
+                          device=images.device)
     curves = torch.empty(batch, steps + 1, device=images.device)
-    # one model call per step and chunk of images: no [B·(T+1), C, H, W] stack in memory
-    for step, count in enumerate(counts):
-        removed = (rank < count).view(batch, 1, height, width)
-        current = torch.where(removed, fill, images) if mode == "deletion" else torch.where(removed, images, fill)
-        for start in range(0, batch, batch_size):
-            logits = model(current[start:start + batch_size])
-            curves[start:start + batch_size, step] = torch.softmax(logits, 1).gather(
-                1, target[start:start + batch_size].view(-1, 1))[:, 0]
+    # Each model call takes up to `rows` (image, step) pairs: several steps of a block of images
+    # when the batch is small, so a cheap model is not dominated by per-call overhead, and never a
+    # [B·(T+1), C, H, W] stack in memory.
+    images_per_call = min(batch, rows)
+    steps_per_call = max(1, rows // images_per_call)
+    for first in range(0, batch, images_per_call):
+        block = slice(first, first + images_per_call)
+        block_images, block_fill, block_rank = images[block, None], fill[block, None], rank[block, None, :]
+        block_target = target[block].view(-1, 1, 1)
+        for step in range(0, steps + 1, steps_per_call):
+            top = (block_rank < counts[step:step + steps_per_call].view(1, -1, 1)).view(
+                *block_rank.shape[:1], -1, 1, height, width)  # [b, s, 1, H, W]: the top `count` pixels
+            current = torch.where(top, block_fill, block_images) if mode == "deletion" else torch.where(
+                top, block_images, block_fill)
+            logits = model(current.flatten(0, 1)).view(current.shape[0], current.shape[1], -1)
+            curves[block, step:step + steps_per_call] = torch.softmax(logits, 2).gather(
+                2, block_target.expand(-1, current.shape[1], 1))[..., 0]
     if normalise:
-        first, last = curves[:, :1], curves[:, -1:]
-        curves = (curves - last) / (first - last).abs().clamp(min=1e-6) * torch.sign(first - last)
+        curves = _normalise_curve(curves)
     auc = torch.trapezoid(curves, dx=1.0 / steps, dim=1)
     return curves, auc
+
+
+def _rows_per_call(model, images: torch.Tensor, batch_size: int | str) -> int:
+    """Rows per model call: ``batch_size``, or with ``"auto"`` the measured best of
+    :func:`stablesal.attribution.measure_forward_chunk`."""
+    if batch_size == "auto":
+        from .attribution import measure_forward_chunk
+
+        return measure_forward_chunk(model, images.shape[1:], images.device, images.dtype)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
+    return batch_size
 
 
 def _inpainted_curves(model, images, rank, target, steps, mode, inpainter, batch_size, normalise):

@@ -82,6 +82,26 @@ def test_deletion_insertion_prefer_the_true_map():
         deletion_insertion(Counting(), images, true_map, target, substrate="noise")
 
 
+def test_deletion_curve_matches_a_step_by_step_loop_for_any_chunking():
+    """Grouping (image, step) pairs into model calls changes nothing: every chunking gives the
+    curve of the obvious loop that zeroes the next pixels and calls the model once per step."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 3)).eval()
+    images, maps = torch.rand(5, 2, 6, 6), torch.rand(5, 1, 6, 6)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    order = maps.flatten(1).argsort(1, descending=True)
+    expected = []
+    for count in [round(f * 36) for f in torch.linspace(0, 1, 5).tolist()]:
+        removed = torch.zeros(5, 36, dtype=torch.bool).scatter_(1, order[:, :count], True).view(5, 1, 6, 6)
+        expected.append(torch.softmax(model(torch.where(removed, 0.0, images)), 1).gather(1, target.view(-1, 1))[:, 0])
+    expected = torch.stack(expected, 1)
+    for batch_size in (1, 3, 7, 25, 1000, "auto"):
+        curves, _ = deletion_insertion(model, images, maps, target, steps=4, batch_size=batch_size)
+        assert torch.allclose(curves, expected, atol=1e-6), batch_size
+    with pytest.raises(ValueError, match="batch_size"):
+        deletion_insertion(model, images, maps, target, batch_size=0)
+
+
 def test_randomised_copy_changes_weights_only_in_copy():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten()).eval()
     before = model[0].weight.clone()

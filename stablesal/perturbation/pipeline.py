@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from captum.attr import PerturbationAttribution
 
-from ..attribution import image_seeds, measure_chunk_size
+from ..attribution import image_seeds, measure_forward_chunk
 from ..checks import check_eval_model, check_images, check_targets, forward_checked, model_device
 from .calculators import Calculator, Observations, RiseScore, make_calculator
 from .features import Features, FeatureSegmenter, RandomShift, Smoothing, make_feature_segmenter, make_smoothing
@@ -26,25 +26,6 @@ from .samplers import PerturbationSampler, make_sampler
 
 MAPS = ("pixel", "segment")
 OUTPUTS = ("probability", "logit")
-_CHUNK_CACHE: dict[tuple, int] = {}
-
-
-def measure_forward_chunk(forward, sample_shape, device, dtype=torch.float32) -> int:
-    """Rows per forward pass with the best measured throughput (inference mode; the search of
-    :func:`stablesal.attribution.measure_chunk_size` from 32 rows), cached per model
-    architecture, input shape, device and dtype."""
-    key = (tuple(type(m).__name__ for m in forward.modules()) if isinstance(forward, torch.nn.Module) else id(forward),
-           tuple(sample_shape), str(device), dtype)
-    if key not in _CHUNK_CACHE:
-        numel = 1
-        for size in sample_shape:
-            numel *= size
-        candidates = [c for c in (32, 64, 128, 256, 512, 1024) if c * numel <= 1 << 23] or [max(1, (1 << 23) // numel)]
-        _CHUNK_CACHE[key] = measure_chunk_size(forward, sample_shape, device, candidates=candidates, backward=False,
-                                               dtype=dtype)
-    return _CHUNK_CACHE[key]
-
-
 def keep_masks(features: Features, z: torch.Tensor, offsets: torch.Tensor | None) -> torch.Tensor:
     """Keep masks ``[n, H, W]`` for rows ``z`` ``[n, S]`` (float) of one image's features."""
     height, width = features.weights.shape[-2:]
