@@ -239,15 +239,20 @@ def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg
 
 def plot_inpainting_quality(rows: list[dict], path_stem) -> Path:
     """Inpainters side by side: PSNR of held-out holes, and how often the prediction survives when
-    the background is filled."""
+    the background is filled (exactly the background, and with a one-pixel ring of it kept)."""
     names = [r["inpainter"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.4))
-    axes[0].barh(names, [r["psnr_db"] for r in rows], color="#6baed6")
-    axes[0].set_xlabel("PSNR in holes (dB) ↑")
-    axes[1].barh(names, [r["keep_prediction"] for r in rows], color="#74c476")
-    axes[1].set_xlabel("prediction kept, background filled ↑")
-    axes[1].set_xlim(0, 1)
-    axes[1].set_yticklabels([])
+    panels = [("psnr_db", "PSNR in holes (dB) ↑", "#6baed6"),
+              ("keep_prediction", "prediction kept,\nbackground filled ↑", "#74c476")]
+    if all("keep_prediction_ring" in r for r in rows):
+        panels.append(("keep_prediction_ring", "prediction kept, 1-px\nring of background known ↑", "#a1d99b"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 1.2, 2.4))
+    for index, (axis, (key, label, colour)) in enumerate(zip(axes, panels)):
+        axis.barh(names, [r[key] for r in rows], color=colour)
+        axis.set_xlabel(label, fontsize=8)
+        if key != "psnr_db":
+            axis.set_xlim(0, 1)
+        if index:
+            axis.set_yticklabels([])
     return save_figure(fig, path_stem)
 
 

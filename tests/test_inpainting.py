@@ -6,7 +6,7 @@ from torch import nn
 
 from stablesal.inpainting import (
     BiharmonicInpainter, CallableInpainter, ConstantFill, InpainterConfig, NoisyLinearImputation, OpenCVInpainter,
-    random_holes, train_inpainter,
+    boundary_fill, classical_inpainters, inpainting_quality, random_holes, train_inpainter,
 )
 from stablesal.meaningful import MeaningfulPerturbation
 from stablesal.metrics import (
@@ -60,6 +60,49 @@ def test_random_holes_are_seeded_and_cover_the_requested_share():
     assert 0.15 < a.float().mean() < 0.45
 
 
+def test_background_holes_keep_one_grown_region_and_unknown_kinds_are_refused():
+    holes = random_holes(32, 16, 16, torch.Generator().manual_seed(2), coverage=(0.8, 0.8), kinds=("background",))
+    assert 0.6 < holes.float().mean() < 0.9
+    kept = ~holes
+    assert kept.flatten(1).any(1).all()  # something is always kept
+    with pytest.raises(ValueError, match="kinds"):
+        random_holes(4, 16, 16, torch.Generator(), kinds=("donut",))
+
+
+def test_boundary_fill_depends_only_on_the_ring_around_the_hole():
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    keep = torch.ones(2, 1, 16, 16)
+    keep[:, :, 4:12, 4:12] = 0
+    ring = torch.nn.functional.max_pool2d(1 - keep, 3, stride=1, padding=1) * keep
+    other = torch.where((ring > 0) | (keep == 0), images, torch.rand_like(images))  # change pixels off the ring
+    hole = (keep == 0).expand_as(images)
+    assert torch.allclose(boundary_fill(images, keep)[hole], boundary_fill(other, keep)[hole])
+    assert torch.equal(boundary_fill(images, keep)[keep.expand_as(images) > 0], images[keep.expand_as(images) > 0])
+    flat = torch.where(ring > 0, torch.full_like(images, 0.3), images)  # a constant ring: a constant fill
+    assert torch.allclose(boundary_fill(flat, keep)[:, :, 4:12, 4:12], torch.full((2, 3, 8, 8), 0.3), atol=1e-5)
+
+
+class LooksAtTheCentre(nn.Module):
+    """Classifies by the mean colour of the central square, where the test objects are."""
+
+    def forward(self, x):
+        return x[:, :, 5:11, 5:11].mean((2, 3)) * 10
+
+
+def test_inpainting_quality_on_a_model_that_ignores_the_background():
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(6, 16, 16, dtype=torch.bool)
+    masks[:, 5:11, 5:11] = True
+    labels = LooksAtTheCentre()(images).argmax(1)
+    inpainters = {**classical_inpainters(), "identity": CallableInpainter(lambda x, h: x)}
+    rows = {r["inpainter"]: r for r in inpainting_quality(inpainters, LooksAtTheCentre(), images, labels, masks)}
+    for row in rows.values():  # whatever fills the background, the prediction stays
+        assert row["keep_prediction"] == row["keep_prediction_ring"] == row["keep_prediction_correct"] == 1.0
+        assert row["n_images"] == 6
+    assert rows["identity"]["psnr_db"] > 90 and rows["identity"]["ssim"] > 0.999
+    assert rows["mean-colour"]["psnr_db"] < rows["identity"]["psnr_db"]
+
+
 def test_learned_inpainter_trains_checkpoints_and_beats_mean_fill(tmp_path):
     images = torch.cat([smooth_images(64, seed=s) for s in range(4)])
     labels = torch.arange(images.shape[0]) % 3
@@ -74,6 +117,12 @@ def test_learned_inpainter_trains_checkpoints_and_beats_mean_fill(tmp_path):
     assert learned_error < mean_error
     again = train_inpainter(images, labels, 3, config, path=tmp_path / "inpainter.pt", progress=False)
     assert torch.equal(again(test, holes, labels[:8]), filled)  # loaded, not retrained
+    masks = torch.zeros(images.shape[0], 16, 16, dtype=torch.bool)
+    masks[:, 4:10, 4:10] = True
+    with_masks = train_inpainter(images, labels, 3, config, path=tmp_path / "masked.pt", progress=False, masks=masks)
+    assert not torch.equal(with_masks(test, holes, labels[:8]), filled)  # object holes change the training
+    with pytest.raises(ValueError, match="masks"):
+        train_inpainter(images, labels, 3, config, progress=False, masks=masks[:, :8])
     (tmp_path / "inpainter.pt").write_bytes(b"truncated")
     retrained = train_inpainter(images, labels, 3, config, path=tmp_path / "inpainter.pt", progress=False)
     assert torch.allclose(retrained(test, holes, labels[:8]), filled)  # corrupt file redone, same seed
