@@ -284,36 +284,45 @@ def random_holes(count: int, height: int, width: int, generator: torch.Generator
         raise ValueError(f"kinds must be a non-empty subset of {HOLE_KINDS}, got {kinds!r}")
     kind = torch.tensor([HOLE_KINDS.index(kinds[i % len(kinds)]) for i in range(count)])
     target = coverage[0] + (coverage[1] - coverage[0]) * torch.rand(count, generator=generator)
-    # blob: smooth noise, thresholded at the quantile that gives the target coverage
-    noise = gaussian_blur(torch.rand(count, 1, height, width, generator=generator), sigma=max(1.0, height / 10))
-    thresholds = torch.stack([torch.quantile(noise[i].flatten(), 1 - float(target[i])) for i in range(count)])
-    blob = noise > thresholds.view(-1, 1, 1, 1)
-    # rectangles with the target area and a random aspect ratio
-    ys = torch.arange(height).view(1, -1, 1)
-    xs = torch.arange(width).view(1, 1, -1)
+    # Every kind's random numbers are drawn, in a fixed order, so the holes of one kind do not
+    # depend on which other kinds were asked for; the shapes are only built for the kinds in use.
+    noise = torch.rand(count, 1, height, width, generator=generator)
     aspect = torch.exp((torch.rand(count, generator=generator) - 0.5) * 1.2)
-    rect_h = (torch.sqrt(target * height * width * aspect)).clamp(1, height).round().long()
-    rect_w = (target * height * width / rect_h).clamp(1, width).round().long()
-    top = (torch.rand(count, generator=generator) * (height - rect_h + 1).float()).long()
-    left = (torch.rand(count, generator=generator) * (width - rect_w + 1).float()).long()
-    rect = ((ys >= top.view(-1, 1, 1)) & (ys < (top + rect_h).view(-1, 1, 1))
-            & (xs >= left.view(-1, 1, 1)) & (xs < (left + rect_w).view(-1, 1, 1))).unsqueeze(1)
-    # segment-shaped: Voronoi cells of random seed points, each removed with the target probability
+    top_draw = torch.rand(count, generator=generator)
+    left_draw = torch.rand(count, generator=generator)
     cells = 24
     seeds = torch.rand(count, cells, 2, generator=generator) * torch.tensor([height, width])
-    grid = torch.stack(torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij"), -1).float()
-    nearest = torch.cdist(grid.view(1, -1, 2).expand(count, -1, -1), seeds).argmin(2)  # [count, H·W]
     removed = torch.rand(count, cells, generator=generator) < target.unsqueeze(1)
-    segment = removed.gather(1, nearest).view(count, 1, height, width)
-    # background: keep the single largest-noise region (a compact blob around the noise maximum)
-    # grown by one pixel, remove the rest
-    coarse_noise = gaussian_blur(torch.rand(count, 1, height, width, generator=generator), sigma=max(1.0, height / 6))
-    keep_thresholds = torch.stack([torch.quantile(coarse_noise[i].flatten(), float(target[i]))
-                                   for i in range(count)])
-    kept = F.max_pool2d((coarse_noise > keep_thresholds.view(-1, 1, 1, 1)).float(), 3, stride=1, padding=1) > 0
-    background = ~kept
-    choice = kind.view(-1, 1, 1, 1)
-    return torch.where(choice == 0, blob, torch.where(choice == 1, rect, torch.where(choice == 2, segment, background)))
+    coarse_noise = torch.rand(count, 1, height, width, generator=generator)
+    holes = torch.zeros(count, 1, height, width, dtype=torch.bool)
+    for index, name in enumerate(HOLE_KINDS):
+        chosen = kind == index
+        if not chosen.any():
+            continue
+        share = target[chosen]
+        if name == "blob":  # smooth noise, thresholded at the quantile that gives the target coverage
+            smooth = gaussian_blur(noise[chosen], sigma=max(1.0, height / 10))
+            thresholds = torch.stack([torch.quantile(m.flatten(), 1 - float(t)) for m, t in zip(smooth, share)])
+            holes[chosen] = smooth > thresholds.view(-1, 1, 1, 1)
+        elif name == "rectangle":  # the target area with a random aspect ratio
+            ys = torch.arange(height).view(1, -1, 1)
+            xs = torch.arange(width).view(1, 1, -1)
+            rect_h = (torch.sqrt(share * height * width * aspect[chosen])).clamp(1, height).round().long()
+            rect_w = (share * height * width / rect_h).clamp(1, width).round().long()
+            top = (top_draw[chosen] * (height - rect_h + 1).float()).long()
+            left = (left_draw[chosen] * (width - rect_w + 1).float()).long()
+            holes[chosen] = ((ys >= top.view(-1, 1, 1)) & (ys < (top + rect_h).view(-1, 1, 1))
+                             & (xs >= left.view(-1, 1, 1)) & (xs < (left + rect_w).view(-1, 1, 1))).unsqueeze(1)
+        elif name == "segments":  # Voronoi cells of random seed points, each removed with the target probability
+            grid = torch.stack(torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij"), -1).float()
+            nearest = torch.cdist(grid.view(1, -1, 2).expand(int(chosen.sum()), -1, -1), seeds[chosen]).argmin(2)
+            holes[chosen] = removed[chosen].gather(1, nearest).view(-1, 1, height, width)
+        else:  # background: keep the highest region of coarse noise grown by one pixel, remove the rest
+            smooth = gaussian_blur(coarse_noise[chosen], sigma=max(1.0, height / 6))
+            thresholds = torch.stack([torch.quantile(m.flatten(), float(t)) for m, t in zip(smooth, share)])
+            kept = F.max_pool2d((smooth > thresholds.view(-1, 1, 1, 1)).float(), 3, stride=1, padding=1) > 0
+            holes[chosen] = ~kept
+    return holes
 
 
 def training_holes(count: int, height: int, width: int, generator: torch.Generator,
