@@ -16,13 +16,12 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
 from .metrics import deletion_insertion, mean_ci, srg
 from .perturbation import Perturbation
-from .storage import config_hash, load_json_checked, save_json_checked
+from .storage import cached_unit, save_json_checked
 
 FACTORS = ("segmentation", "sampler", "n_samples", "calculator", "map")
 
@@ -108,10 +107,9 @@ def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir
     results: dict[int, list] = {}
     pending = []
     for index, (segmentation, sampler, size) in enumerate(all_units):
-        key = config_hash({"settings": asdict(settings), "unit": [segmentation, sampler, str(size)],
-                           "identity": identity or {}, "n_images": int(images.shape[0])})
-        path = Path(cache_dir) / f"{key}.json" if cache_dir else None
-        cached = load_json_checked(path) if path is not None else None
+        path, cached = cached_unit(cache_dir, "", {"settings": asdict(settings),
+                                                   "unit": [segmentation, sampler, str(size)],
+                                                   "identity": identity or {}, "n_images": int(images.shape[0])})
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached
             continue

@@ -28,7 +28,7 @@ from .metrics import (
     random_cell_subsets, randomised_copy, reco, spearman, ssim, unit_maps,
 )
 from .segmentation import make_segmenter, matched_grid
-from .storage import config_hash, load_json_checked, save_json_checked
+from .storage import cached_unit, save_json_checked
 
 PAIR_METRICS = ("ssim", "spearman", "normalised_l2", "topk_intersection")
 
@@ -208,10 +208,9 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     results: dict[int, list] = {}
     pending = []
     for index, (model_set, method) in enumerate(units):
-        key = config_hash({"settings": asdict(settings), "unit": [model_set, method],
-                           "identity": identity or {}, "n_images": int(images.shape[0])})
-        path = Path(cache_dir) / f"{model_set}-{method}-{key}.json" if cache_dir else None
-        cached = load_json_checked(path) if path is not None else None
+        path, cached = cached_unit(cache_dir, f"{model_set}-{method}-", {
+            "settings": asdict(settings), "unit": [model_set, method], "identity": identity or {},
+            "n_images": int(images.shape[0])})
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached
             continue

@@ -130,3 +130,13 @@ def load_json_checked(path: Path | str) -> Any | None:
         return json.loads(load_checked(path))
     except (FileNotFoundError, CorruptFileError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def cached_unit(cache_dir: Path | str | None, prefix: str, description: dict) -> tuple[Path | None, Any | None]:
+    """The cache file of one unit of work described by ``description`` (hashed into the name after
+    ``prefix``) and its saved result: ``(None, None)`` without a cache folder, ``(path, None)`` when
+    the unit is missing, unfinished or corrupt and must be computed."""
+    if not cache_dir:
+        return None, None
+    path = Path(cache_dir) / f"{prefix}{config_hash(description)}.json"
+    return path, load_json_checked(path)
