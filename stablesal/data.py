@@ -184,20 +184,7 @@ def render_shapes(
         return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3)).astype(np.float32)
 
     for i in range(n):
-        texture = textures[rng.integers(len(textures))]
-        top = rng.integers(0, texture.shape[0] - size + 1)
-        left = rng.integers(0, texture.shape[1] - size + 1)
-        background = texture[top:top + size, left:left + size]
-        if rng.random() < 0.5:
-            background = background[:, ::-1]
-        background = background * rng.uniform(0.7, 1.15, size=3).astype(np.float32)  # colour cast
-        image = np.clip(background, 0, 1)
-
-        if rng.random() < clutter:
-            alpha = coverage("circle", *rng.uniform(-0.8, 0.8, 2), rng.uniform(0.12, 0.22), 0.0)
-            blob = rng.uniform(0, 1, 3).astype(np.float32)
-            image = image * (1 - alpha[..., None]) + blob * alpha[..., None]
-
+        image = _background(rng, textures, size, clutter, coverage)
         radius = rng.uniform(0.38, 0.6)
         cx, cy = rng.uniform(-(1 - radius * 0.8), 1 - radius * 0.8, 2)
         angle = rng.uniform(-np.pi / 4, np.pi / 4)
@@ -210,6 +197,47 @@ def render_shapes(
         images[i] = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
         masks[i] = alpha >= 0.5
     return images, labels.astype(np.int64), masks
+
+
+def _background(rng: np.random.Generator, textures, size: int, clutter: float, coverage) -> np.ndarray:
+    """One background ``[size, size, 3]``: a texture crop, mirrored at random, with a colour cast,
+    and with probability ``clutter`` a distractor disc (``coverage`` renders it anti-aliased)."""
+    texture = textures[rng.integers(len(textures))]
+    top = rng.integers(0, texture.shape[0] - size + 1)
+    left = rng.integers(0, texture.shape[1] - size + 1)
+    background = texture[top:top + size, left:left + size]
+    if rng.random() < 0.5:
+        background = background[:, ::-1]
+    background = background * rng.uniform(0.7, 1.15, size=3).astype(np.float32)  # colour cast
+    image = np.clip(background, 0, 1)
+    if rng.random() < clutter:
+        alpha = coverage("circle", *rng.uniform(-0.8, 0.8, 2), rng.uniform(0.12, 0.22), 0.0)
+        blob = rng.uniform(0, 1, 3).astype(np.float32)
+        image = image * (1 - alpha[..., None]) + blob * alpha[..., None]
+    return image
+
+
+def render_backgrounds(n: int, size: int = 32, seed: int = 0, clutter: float = 0.5,
+                       supersample: int = 4) -> np.ndarray:
+    """``n`` backgrounds of the shapes dataset without their object: uint8 ``[n, 3, size, size]``
+    drawn exactly as :func:`render_shapes` draws the background (texture, colour cast,
+    distractor, pixel noise). A control for fills: an in-distribution background unrelated to
+    the image it replaces."""
+    rng = np.random.default_rng(seed)
+    textures = _texture_pyramid(size)
+    fine = size * supersample
+    axis = (np.arange(fine) + 0.5) / fine * 2 - 1
+    gx, gy = np.meshgrid(axis, -axis)
+
+    def coverage(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+        inside = _inside(shape, (gx - cx) / radius, (gy - cy) / radius)
+        return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3)).astype(np.float32)
+
+    out = np.empty((n, 3, size, size), np.uint8)
+    for i in range(n):
+        image = _background(rng, textures, size, clutter, coverage) + rng.normal(0, 0.015, (size, size, 3))
+        out[i] = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+    return out
 
 
 def default_cache_dir() -> Path:

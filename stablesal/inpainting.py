@@ -165,20 +165,54 @@ class NoisyLinearImputation(Inpainter):
 
 
 class ConstantFill(Inpainter):
-    """The classical fills behind the same interface: the image mean colour or a blur (σ px)."""
+    """The classical fills behind the same interface: the image's mean colour, a blur (σ px), black,
+    or a fixed ``colour`` ``[C]`` (e.g. the training set's mean pixel, the grey that occlusion and
+    LIME's ``hide_color`` use after normalisation).
 
-    def __init__(self, kind: str = "mean", sigma: float = 5.0):
-        if kind not in ("mean", "blur", "zero"):
-            raise ValueError(f"kind must be 'mean', 'blur' or 'zero', got {kind!r}")
+    ``mean`` and ``blur`` are computed from the whole image, removed pixels included, so they carry
+    information about what was removed (the mean colour of the background, the blurred object);
+    ``zero`` and ``colour`` carry none."""
+
+    def __init__(self, kind: str = "mean", sigma: float = 5.0, colour: torch.Tensor | None = None,
+                 name: str | None = None):
+        if kind not in ("mean", "blur", "zero", "colour"):
+            raise ValueError(f"kind must be 'mean', 'blur', 'zero' or 'colour', got {kind!r}")
+        if (kind == "colour") != (colour is not None):
+            raise ValueError("colour (a [C] tensor) is needed for kind='colour' and only for it")
         self.kind, self.sigma = kind, float(sigma)
-        self.name = {"mean": "mean-colour", "blur": f"blur(sigma={sigma:g})", "zero": "black"}[kind]
+        self.colour = None if colour is None else torch.as_tensor(colour, dtype=torch.float32).flatten()
+        default = {"mean": "mean-colour", "blur": f"blur(sigma={sigma:g})", "zero": "black", "colour": "colour"}[kind]
+        self.name = name or default
 
     def fill(self, images, holes, labels):
         if self.kind == "mean":
             return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
         if self.kind == "zero":
             return torch.zeros_like(images)
+        if self.kind == "colour":
+            if self.colour.numel() != images.shape[1]:
+                raise ValueError(f"colour has {self.colour.numel()} channels, images have {images.shape[1]}")
+            return self.colour.to(images).view(1, -1, 1, 1).expand_as(images)
         return gaussian_blur(images, self.sigma)
+
+
+class SampledBackground(Inpainter):
+    """Fill the holes of image ``i`` with ``backgrounds[i % len(backgrounds)]`` ``[M, C, H, W]``: fresh
+    draws from the data's own background distribution (for the generated dataset,
+    :func:`stablesal.data.render_backgrounds`). A control, not an inpainter: it shows how often
+    the prediction survives a background that is in-distribution by construction but unrelated
+    to the image, the ceiling of what an in-distribution fill can be expected to keep."""
+
+    def __init__(self, backgrounds: torch.Tensor, name: str = "fresh-background"):
+        check_images(backgrounds, "backgrounds")
+        self.backgrounds, self.name = backgrounds, name
+
+    def fill(self, images, holes, labels):
+        if tuple(self.backgrounds.shape[1:]) != tuple(images.shape[1:]):
+            raise ValueError(f"backgrounds have shape {tuple(self.backgrounds.shape[1:])} per image, "
+                             f"images {tuple(images.shape[1:])}")
+        index = torch.arange(images.shape[0]) % self.backgrounds.shape[0]
+        return self.backgrounds[index].to(images)
 
 
 class CallableInpainter(Inpainter):
@@ -222,10 +256,17 @@ def boundary_fill(images: torch.Tensor, keep: torch.Tensor, sigmas=(1.0, 2.0, 4.
 
 
 class InpaintingNet(nn.Module):
-    """Encoder (two stride-2 stages) → dilated residual middle (dilations 2, 4, 8) → decoder with skip
-    connections, predicting a correction to the coarse :func:`boundary_fill` (so training starts
-    from a sensible fill). Input: the image with holes zeroed, the coarse fill, the hole mask and, when conditional, a learned
-    class embedding broadcast over the image (index ``num_classes`` = unconditional)."""
+    """Encoder (two stride-2 stages) → global context → dilated residual middle (dilations 2, 4, 8) →
+    decoder with skip connections and bilinear upsampling, predicting a correction to the coarse
+    :func:`boundary_fill` (so training starts from a sensible fill). Input: the image with holes
+    zeroed, the coarse fill, the hole mask and, when conditional, a learned class embedding
+    broadcast over the image (index ``num_classes`` = unconditional).
+
+    The global context is the mean of the encoder features over the known pixels, the mean known
+    colour and the known share, mapped by a small MLP and added everywhere: when the hole is the
+    whole background, the only known pixels are the object's, and the fill of a far corner must
+    depend on them (a dilated stack alone reaches them poorly). Bilinear rather than nearest
+    upsampling avoids a 4-pixel checkerboard in large fills."""
 
     def __init__(self, channels: int = 3, width: int = 16, num_classes: int = 0, embedding: int = 8):
         super().__init__()
@@ -239,6 +280,7 @@ class InpaintingNet(nn.Module):
         self.enc3 = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), act())
         self.middle = nn.ModuleList([nn.Sequential(nn.Conv2d(4 * width, 4 * width, 3, padding=d, dilation=d), act())
                                      for d in (2, 4, 8)])
+        self.context = nn.Sequential(nn.Linear(4 * width + 2 * channels, 4 * width), act(), nn.Linear(4 * width, 4 * width))
         self.dec2 = nn.Sequential(nn.Conv2d(4 * width + 2 * width, 2 * width, 3, padding=1), act())
         self.dec1 = nn.Sequential(nn.Conv2d(2 * width + width, width, 3, padding=1), act(),
                                   nn.Conv2d(width, channels, 1))
@@ -254,15 +296,20 @@ class InpaintingNet(nn.Module):
         e1 = self.enc1(torch.cat(parts, 1))
         e2 = self.enc2(e1)
         h = self.enc3(e2)
+        known = F.adaptive_avg_pool2d(keep, h.shape[2:])
+        features = (h * known).sum((2, 3)) / known.sum((2, 3)).clamp(min=1e-3)
+        colour = (images * keep).sum((2, 3)) / keep.sum((2, 3)).clamp(min=1)
+        share = keep.mean((2, 3)).expand(-1, images.shape[1])
+        h = h + self.context(torch.cat([features, colour, share], 1))[:, :, None, None]
         for block in self.middle:
             h = h + block(h)
-        h = F.interpolate(h, size=e2.shape[2:], mode="nearest")
+        h = F.interpolate(h, size=e2.shape[2:], mode="bilinear", align_corners=False)
         h = self.dec2(torch.cat([h, e2], 1))
-        h = F.interpolate(h, size=e1.shape[2:], mode="nearest")
+        h = F.interpolate(h, size=e1.shape[2:], mode="bilinear", align_corners=False)
         return (coarse + self.dec1(torch.cat([h, e1], 1))).clamp(0, 1)
 
 
-INPAINTER_VERSION = 2  # bump when the network or its training changes: old checkpoints are then retrained
+INPAINTER_VERSION = 3  # bump when the network or its training changes: old checkpoints are then retrained
 HOLE_KINDS = ("blob", "rectangle", "segments", "background")
 
 
@@ -363,7 +410,8 @@ class InpainterConfig:
     steps: int = 1500
     batch_size: int = 32
     lr: float = 2e-3
-    label_dropout: float = 0.2     # share of batches trained without the label (the unconditional mode)
+    label_dropout: float = 0.5     # share of batches trained without the label: as many as with it, since
+                                   # every caller but INPAINT-METRIC fills unconditionally
     background_share: float = 0.25  # share of training holes of the "background" kind (60-95 % of the image)
     object_share: float = 0.5      # share of holes from the object masks, when the data has them: half
                                    # remove the object (dilated by one pixel), half everything but the object
@@ -470,6 +518,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor, region: torch.Tensor) -> torch.Tensor
     return 10 * torch.log10(1 / squared.clamp(min=1e-10))
 
 
+def wilson_half_width(successes: int, trials: int, z: float = 1.959963984540054) -> float:
+    """Half-width of the 95 % (``z``: the normal 97.5 % quantile) Wilson score interval (Wilson, 1927)
+    of a rate ``successes / trials``."""
+    if trials == 0:
+        return float("nan")
+    rate = successes / trials
+    return z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+
+
 @torch.inference_mode()
 def inpainting_quality(inpainters: dict, model, images: torch.Tensor, labels: torch.Tensor,
                        object_masks: torch.Tensor | None, seed: int = 0) -> list[dict]:
@@ -483,8 +540,10 @@ def inpainting_quality(inpainters: dict, model, images: torch.Tensor, labels: to
     - ``keep_prediction_ring``: the same with a one-pixel ring of true background kept around the
       object, which hands boundary-propagating fills (Telea, ROAD, biharmonic) the background
       colour;
-    - ``keep_prediction_correct``: ``keep_prediction`` on the images the model classifies
-      correctly (wrong predictions on cluttered images are fragile under any change);
+    - ``keep_prediction_correct`` and ``keep_prediction_wrong``: ``keep_prediction`` on the images
+      the model classifies correctly and on the others (a wrong prediction often rests on the
+      background itself, so it survives only fills that know the background);
+    - ``keep_prediction_ci95``: half-width of the 95 % Wilson interval of ``keep_prediction``;
     - ``ms_per_image``: the fill's time.
 
     Higher is better for all but time. Note that ``mean-colour`` and ``blur`` are computed from the
@@ -515,14 +574,19 @@ def inpainting_quality(inpainters: dict, model, images: torch.Tensor, labels: to
             kept = model(inpainter(images, background)).argmax(1).eq(predicted)
             row[key] = float(kept.float().mean())
             if key == "keep_prediction":
-                row["keep_prediction_correct"] = float(kept[correct].float().mean()) if correct.any() else float("nan")
+                row["keep_prediction_ci95"] = wilson_half_width(int(kept.sum()), kept.numel())
+                for subset, chosen in (("correct", correct), ("wrong", ~correct)):
+                    row[f"keep_prediction_{subset}"] = float(kept[chosen].float().mean()) if chosen.any() else float("nan")
         row["n_images"] = int(images.shape[0])
         rows.append(row)
     return rows
 
 
-def classical_inpainters() -> dict:
-    """The weight-free inpainters and the classical fills, by name."""
-    return {"mean-colour": ConstantFill("mean"), "blur": ConstantFill("blur", sigma=2.0),
-            "opencv-telea": OpenCVInpainter("telea"), "opencv-ns": OpenCVInpainter("ns"),
-            "biharmonic": BiharmonicInpainter(), "road-linear": NoisyLinearImputation()}
+def classical_inpainters(dataset_mean: torch.Tensor | None = None) -> dict:
+    """The weight-free inpainters and the classical fills, by name; with ``dataset_mean`` ``[C]``
+    (the training set's mean pixel) also the constant fill of that colour, ``dataset-mean``."""
+    fills = {"mean-colour": ConstantFill("mean"), "blur": ConstantFill("blur", sigma=2.0)}
+    if dataset_mean is not None:
+        fills["dataset-mean"] = ConstantFill("colour", colour=dataset_mean, name="dataset-mean")
+    return fills | {"opencv-telea": OpenCVInpainter("telea"), "opencv-ns": OpenCVInpainter("ns"),
+                    "biharmonic": BiharmonicInpainter(), "road-linear": NoisyLinearImputation()}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .attribution import make_method
-from .inpainting import classical_inpainters, inpainting_quality
+from .inpainting import SampledBackground, classical_inpainters, inpainting_quality
 from .meaningful import MeaningfulPerturbation
 from .metrics import (
     deletion_insertion, grey_maps, inpaint_metric, iou_top, kendall_tau_matrix, mean_ci, mu_fidelity, output_drops,
@@ -108,10 +108,17 @@ def _variants(model, inpainter, settings: RemovalSettings) -> dict:
 
 
 def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tensor, masks,
-                      settings: RemovalSettings, progress: bool = True) -> dict:
+                      settings: RemovalSettings, progress: bool = True, dataset_mean: torch.Tensor | None = None,
+                      backgrounds: torch.Tensor | None = None) -> dict:
+    """SP/LIME/MP against SP-G/LIME-G/MP-G and the metrics on ``images`` ``[N, C, H, W]``, after the
+    inpainting quality of every fill: the classical ones (with ``dataset_mean`` ``[C]`` also the
+    training set's mean pixel), ``inpainter``, and with ``backgrounds`` ``[M, C, H, W]`` the
+    :class:`SampledBackground` control."""
     from tqdm.auto import tqdm
 
-    inpainters = {**classical_inpainters(), str(inpainter): inpainter}
+    inpainters = {**classical_inpainters(dataset_mean), str(inpainter): inpainter}
+    if backgrounds is not None:
+        inpainters["fresh-background"] = SampledBackground(backgrounds.to(images.device))
     quality = inpainting_quality(inpainters, model, images, labels, masks, seed=settings.seed)
     count = min(settings.n_images, images.shape[0])
     x, y = images[:count], labels[:count]

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from stablesal.data import (
-    SHAPE_CLASSES, cifar10_dataset, image_folder_dataset, lfw_dataset, load_dataset, render_shapes, shapes_dataset,
+    SHAPE_CLASSES, cifar10_dataset, image_folder_dataset, lfw_dataset, load_dataset, render_backgrounds, render_shapes,
+    shapes_dataset,
 )
 from stablesal.storage import load_checked
 
@@ -32,6 +33,17 @@ def test_shapes_content(tiny_shapes):
     # train and test come from independent streams
     assert not torch.equal(ds.train_images[:60], ds.test_images)
     assert len(ds.mean) == 3 and all(s > 0 for s in ds.std)
+
+
+def test_backgrounds_are_seeded_and_look_like_the_shapes_backgrounds():
+    a, b = render_backgrounds(64, size=16, seed=3), render_backgrounds(64, size=16, seed=3)
+    assert a.shape == (64, 3, 16, 16) and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert not np.array_equal(a, render_backgrounds(64, size=16, seed=4))
+    images, _, masks = render_shapes(64, size=16, seed=3)
+    outside = np.stack([images[i][:, ~masks[i]].mean(1) for i in range(64)]).mean(0)
+    assert np.abs(a.reshape(64, 3, -1).mean((0, 2)) - outside).max() < 20  # same colour statistics (0-255)
+    # a background has no object: its colour varies far less than that of an image with one
+    assert a.reshape(64, 3, -1).std(2).mean() < images.reshape(64, 3, -1).std(2).mean()
 
 
 def test_mask_marks_the_object():

@@ -6,7 +6,8 @@ from torch import nn
 
 from stablesal.inpainting import (
     BiharmonicInpainter, CallableInpainter, ConstantFill, InpainterConfig, NoisyLinearImputation, OpenCVInpainter,
-    boundary_fill, classical_inpainters, inpainting_quality, random_holes, train_inpainter,
+    SampledBackground, boundary_fill, classical_inpainters, inpainting_quality, random_holes, train_inpainter,
+    wilson_half_width,
 )
 from stablesal.meaningful import MeaningfulPerturbation
 from stablesal.metrics import (
@@ -98,6 +99,7 @@ def test_inpainting_quality_on_a_model_that_ignores_the_background():
     rows = {r["inpainter"]: r for r in inpainting_quality(inpainters, LooksAtTheCentre(), images, labels, masks)}
     for row in rows.values():  # whatever fills the background, the prediction stays
         assert row["keep_prediction"] == row["keep_prediction_ring"] == row["keep_prediction_correct"] == 1.0
+        assert row["keep_prediction_ci95"] == pytest.approx(wilson_half_width(6, 6))
         assert row["n_images"] == 6
     assert rows["identity"]["psnr_db"] > 90 and rows["identity"]["ssim"] > 0.999
     assert rows["mean-colour"]["psnr_db"] < rows["identity"]["psnr_db"]
@@ -197,3 +199,32 @@ def test_meaningful_perturbation_finds_the_evidence_and_mp_g_runs():
     mp_g = MeaningfulPerturbation(Quadrant().eval(), inpainter=OpenCVInpainter("telea"), iterations=10,
                                   mask_side=4).attribute(images, target=0)
     assert mp_g.shape == images.shape and torch.isfinite(mp_g).all()
+
+
+def test_constant_colour_fill_and_fresh_backgrounds_fill_only_the_holes():
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    holes = torch.zeros(3, 1, 8, 8, dtype=torch.bool)
+    holes[:, :, 2:6, 2:6] = True
+    grey = ConstantFill("colour", colour=torch.tensor([0.1, 0.2, 0.3]), name="dataset-mean")
+    filled = grey(images, holes)
+    assert torch.equal(filled[:, :, 3, 3], torch.tensor([0.1, 0.2, 0.3]).expand(3, 3))
+    assert torch.equal(filled[:, :, 0], images[:, :, 0])
+    assert "dataset-mean" in classical_inpainters(torch.tensor([0.1, 0.2, 0.3]))
+    backgrounds = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    swapped = SampledBackground(backgrounds)(images, holes)
+    assert torch.equal(swapped[2, :, 2:6, 2:6], backgrounds[0, :, 2:6, 2:6])  # image i gets background i mod M
+    assert torch.equal(swapped[:, :, 0], images[:, :, 0])
+    with pytest.raises(ValueError, match="colour"):
+        ConstantFill("colour")
+    with pytest.raises(ValueError, match="channels"):
+        ConstantFill("colour", colour=torch.tensor([0.5]))(images, holes)
+    with pytest.raises(ValueError, match="backgrounds have shape"):
+        SampledBackground(torch.rand(2, 3, 4, 4))(images, holes)
+
+
+@pytest.mark.parametrize("successes,trials", [(0, 10), (3, 10), (50, 100), (1020, 1024)])
+def test_wilson_interval_matches_scipy(successes, trials):
+    from scipy.stats import binomtest
+
+    interval = binomtest(successes, trials).proportion_ci(method="wilson")
+    assert wilson_half_width(successes, trials) == pytest.approx((interval.high - interval.low) / 2, rel=1e-9)
