@@ -33,7 +33,7 @@ from .grouping import REDUCTIONS, Partition
 from .sampling import (
     BaselineDistribution, GaussianNoise, Identity, Sampler, StraightLinePath, Suppression,
 )
-from .segmentation import Segmenter, check_segments, make_segmenter
+from .segmentation import check_segments, make_segmenter
 
 SCORES = ("logit", "log_softmax", "probability")
 LINEAR_FACTORS = ("grad", "grad_x_delta", "grad_x_sample")

@@ -113,8 +113,6 @@ def _explain_inputs(args):
 
 
 def cmd_explain(args) -> int:
-    import torch
-
     from .attribution import make_method
     from .figures import plot_explanations
     from .metrics import grey_maps
@@ -273,8 +271,6 @@ def cmd_report(args) -> int:
     with _executor(args) as executor:
         out = run_report(config, progress=not args.quiet, executor=executor)
     if not args.quiet:
-        import json
-
         from .report import terminal_summary
 
         results = json.loads((out / "results.json").read_text())

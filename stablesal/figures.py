@@ -239,7 +239,8 @@ def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg
 
 def plot_inpainting_quality(rows: list[dict], path_stem) -> Path:
     """Inpainters side by side: PSNR of held-out holes, and how often the prediction survives when
-    the background is filled (exactly the background, and with a one-pixel ring of it kept)."""
+    the background is filled (exactly the background, with its 95 % interval when the rows have
+    ``keep_prediction_ci95``, and with a one-pixel ring of it kept)."""
     names = [r["inpainter"] for r in rows]
     panels = [("psnr_db", "PSNR in holes (dB) ↑", "#6baed6"),
               ("keep_prediction", "prediction kept,\nbackground filled ↑", "#74c476")]
@@ -247,7 +248,10 @@ def plot_inpainting_quality(rows: list[dict], path_stem) -> Path:
         panels.append(("keep_prediction_ring", "prediction kept, 1-px\nring of background known ↑", "#a1d99b"))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 1.2, 2.4))
     for index, (axis, (key, label, colour)) in enumerate(zip(axes, panels)):
-        axis.barh(names, [r[key] for r in rows], color=colour)
+        error = None
+        if key == "keep_prediction" and all("keep_prediction_ci95" in r for r in rows):
+            error = [r["keep_prediction_ci95"] for r in rows]
+        axis.barh(names, [r[key] for r in rows], color=colour, xerr=error, error_kw={"linewidth": 0.8})
         axis.set_xlabel(label, fontsize=8)
         if key != "psnr_db":
             axis.set_xlim(0, 1)

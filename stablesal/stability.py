@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from .attribution import RANDOM_METHODS, make_method
+from .attribution import make_method
 from .grouping import Partition
 from .perturbation import PRESETS, make_preset
 from .metrics import (

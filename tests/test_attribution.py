@@ -6,7 +6,7 @@ from torch import nn
 
 import captum.attr as ca
 from stablesal.attribution import (
-    METHODS, GradientIntegration, GradientShap, IntegratedGradients, Saliency, SmoothGrad, SparsifiedSmoothGrad,
+    METHODS, GradientShap, IntegratedGradients, Saliency, SmoothGrad, SparsifiedSmoothGrad,
     SuppressionGrad, VarGrad, make_method,
 )
 from stablesal.grouping import Partition, group_attributions

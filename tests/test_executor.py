@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from stablesal.executor import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
-from stablesal.seeds import TrainConfig, train_seeds
+from stablesal.seeds import train_seeds
 from stablesal.stability import StudySettings, run_study
 
 

@@ -33,6 +33,26 @@ def test_quick_report_writes_everything(quick_report):
         assert title in page
 
 
+def test_report_tables_print_every_section_of_a_real_report(quick_report, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+    import report_tables
+
+    assert report_tables.main([str(quick_report / "results.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "not in this report" not in printed
+    results = json.loads((quick_report / "results.json").read_text())
+    for section in report_tables.SECTIONS:
+        assert f"### {section}" in printed
+    quality = results["inpainting"]["quality"]
+    assert {"mean-colour", "dataset-mean", "fresh-background"} <= {q["inpainter"] for q in quality}
+    for row in quality:  # every fill is a row, with its keep rate and interval
+        assert f"| {row['inpainter']} |" in printed
+        assert f"{row['keep_prediction']:.2f} ± {row['keep_prediction_ci95']:.2f}" in printed
+
+
 def test_report_rerun_reuses_work(quick_report, tmp_path):
     runs = quick_report.parent.parent / "runs" / "quick"
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()}

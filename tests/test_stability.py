@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from stablesal.stability import StudySettings, compute_partitions, run_study, summarise, variance_reduction_rows
 

@@ -21,7 +21,7 @@ from ..attribution import image_seeds, measure_forward_chunk
 from ..checks import check_eval_model, check_images, check_targets, forward_checked, model_device
 from .calculators import Calculator, Observations, RiseScore, make_calculator
 from .features import Features, FeatureSegmenter, RandomShift, Smoothing, make_feature_segmenter, make_smoothing
-from .replacement import Replacement, make_replacement
+from .replacement import make_replacement
 from .samplers import PerturbationSampler, make_sampler
 
 MAPS = ("pixel", "segment")

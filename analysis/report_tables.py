@@ -1,0 +1,139 @@
+"""Print the Markdown tables of one stability report (the ones the README's "What the default
+report measured" section shows), straight from its ``results.json``:
+
+    python analysis/report_tables.py reports/default/results.json
+
+Sections: models, gradient stability per method and grouping, variance reduction, perturbation
+presets, the factor study's effects, inpainting quality and the removal methods under the
+evaluation suite. Numbers only: the reading stays in the README and the report page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def number(value, digits: int = 3) -> str:
+    """A table cell: fixed digits, a true minus sign, "–" for a missing value."""
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return "–"
+    return f"{value:.{digits}f}".replace("-", "−")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def models(results: dict) -> str:
+    parts = []
+    for name in ("main", "control"):
+        accuracy = [m["test_acc"] for m in results["models"] if m["set"] == name]
+        seconds = sum(m["seconds"] for m in results["models"] if m["set"] == name)
+        if accuracy:
+            parts.append(f"{name}: {len(accuracy)} models, test accuracy {100 * min(accuracy):.1f}–"
+                         f"{100 * max(accuracy):.1f} %, {seconds:.0f} s of training")
+    return "; ".join(parts)
+
+
+def gradient_stability(results: dict, groupings=("pixel", "fastslic")) -> str:
+    rows = [r for r in results["stability_summary"]
+            if r["model_set"] == "main" and r["family"] != "perturbation" and r["grouping"] in groupings]
+    return table(
+        ["method", "grouping", "SSIM [95 % CI]", "Spearman", "MeGe", "deletion AUC ↓", "µFidelity", "relevance mass",
+         "sanity ρ ↓"],
+        [[r["method"], r["grouping"], f"{number(r['ssim'])} [{number(r['ssim_ci_low'])}, {number(r['ssim_ci_high'])}]",
+          number(r["spearman"]), number(r["mege"]), number(r["deletion_auc"]), number(r["mu_fidelity"]),
+          number(r["relevance_mass"]), number(r.get("sanity_spearman"), 2) if r["method"] != "random" else "–"]
+         for r in rows])
+
+
+def control_vs_main(results: dict, grouping: str = "pixel") -> str:
+    rows = {(r["model_set"], r["method"]): r for r in results["stability_summary"] if r["grouping"] == grouping}
+    methods = [m for (s, m) in rows if s == "control"]
+    return table(["method", "SSIM, disjoint splits + seeds", "SSIM, same data, seeds only"],
+                 [[m, number(rows[("main", m)]["ssim"]), number(rows[("control", m)]["ssim"])]
+                  for m in methods if ("main", m) in rows])
+
+
+def variance_reduction(results: dict) -> str:
+    rows = [r for r in results["variance_reduction"] if r["model_set"] == "main"]
+    return table(["method", "partition", "tr(Σ)/tr(PΣ) [95 % CI]", "d/m", "bias fraction"],
+                 [[r["method"], r["partition"],
+                   f"{number(r['projection_variance_reduction'], 2)} [{number(r['vr_ci_low'], 2)}, "
+                   f"{number(r['vr_ci_high'], 2)}]", number(r["mean_segment_size"], 1), number(r["bias_fraction"])]
+                  for r in rows])
+
+
+def perturbation_presets(results: dict) -> str:
+    rows = [r for r in results["stability_summary"] if r["model_set"] == "main" and r["family"] == "perturbation"]
+    rows.sort(key=lambda r: -r["ssim"])
+    return table(["preset", "SSIM", "Spearman", "deletion AUC ↓", "µFidelity", "relevance mass", "sanity ρ ↓",
+                  "s per model"],
+                 [[r["method"], number(r["ssim"]), number(r["spearman"]), number(r["deletion_auc"]),
+                   number(r["mu_fidelity"]), number(r["relevance_mass"]), number(r.get("sanity_spearman"), 2),
+                   number(r.get("explain_seconds_per_model"), 2)] for r in rows])
+
+
+def factor_effects(results: dict) -> str:
+    effects = results["factor_study"]["effects"]
+    return table(["factor", "levels", "η² SRG", "η² deletion AUC", "η² insertion AUC"],
+                 [[e["factor"], str(e["levels"]), number(e["eta2_srg"]), number(e["eta2_deletion_auc"]),
+                   number(e["eta2_insertion_auc"])] for e in effects])
+
+
+def inpainting_quality(results: dict) -> str:
+    return table(["fill", "PSNR in holes (dB)", "SSIM", "kept ± 95 %", "kept, correct", "kept, wrong",
+                  "kept, ring known", "ms / image"],
+                 [[q["inpainter"], number(q["psnr_db"], 1), number(q["ssim"]),
+                   f"{number(q['keep_prediction'], 2)} ± {number(q.get('keep_prediction_ci95'), 2)}",
+                   number(q.get("keep_prediction_correct"), 2), number(q.get("keep_prediction_wrong"), 2),
+                   number(q.get("keep_prediction_ring"), 2), number(q["ms_per_image"], 2)]
+                  for q in results["inpainting"]["quality"]])
+
+
+REMOVAL_METRICS = [("deletion_auc_mean", "del. AUC mean ↓"), ("deletion_auc_inpaint", "del. AUC inpaint ↓"),
+                   ("insertion_auc", "insertion ↑"), ("srg", "SRG ↑"), ("relevance_mass", "rel. mass ↑"),
+                   ("iou", "IoU ↑"), ("pointing_game", "pointing ↑"), ("saliency_metric", "Dabkowski–Gal ↓"),
+                   ("mu_fidelity", "µFidelity ↑"), ("inpaint_metric", "INPAINT-METRIC ↓")]
+
+
+def removal_methods(results: dict) -> str:
+    return table(["method"] + [label for _, label in REMOVAL_METRICS],
+                 [[r["method"]] + [number(r.get(key)) for key, _ in REMOVAL_METRICS]
+                  for r in results["inpainting"]["methods"]])
+
+
+def robustness(results: dict) -> str:
+    return table(["method", "settings", "SSIM", "Spearman", "random SSIM", "random Spearman"],
+                 [[r["method"], str(r["settings"]), number(r["ssim"]), number(r["spearman"]), number(r["random_ssim"]),
+                   number(r["random_spearman"])] for r in results["inpainting"]["robustness"]])
+
+
+SECTIONS = {"models": models, "gradient stability": gradient_stability, "control vs main": control_vs_main,
+            "variance reduction": variance_reduction, "perturbation presets": perturbation_presets,
+            "factor study": factor_effects, "inpainting quality": inpainting_quality,
+            "removal methods": removal_methods, "robustness across hyperparameters": robustness}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", help="a report's results.json")
+    parser.add_argument("--section", choices=list(SECTIONS), action="append",
+                        help="print only these sections (repeatable)")
+    args = parser.parse_args(argv)
+    results = json.loads(Path(args.results).read_text())
+    for name in args.section or SECTIONS:
+        try:
+            body = SECTIONS[name](results)
+        except KeyError as missing:  # a report without that stage (e.g. inpainting disabled)
+            body = f"(not in this report: {missing})"
+        print(f"### {name}\n\n{body}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
