@@ -280,6 +280,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _add_image_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The arguments of the commands that explain a few test images with one model."""
+    parser.add_argument("--images", type=int, default=6, help="number of test images to explain")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--runs", default="runs", help="checkpoint folder")
+    parser.add_argument("--out", default=out, help="folder for the maps and figures")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stablesal", description=__doc__)
     parser.add_argument("--version", action="version", version=f"stablesal {__version__}")
@@ -307,12 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--noise-level", type=float, default=0.15, help="SmoothGrad σ as a fraction of the input range")
     explain.add_argument("--suppression-mode", default="bernoulli", choices=["bernoulli", "fixed", "continuous", "global"])
     explain.add_argument("--suppression-unit", default="pixel", choices=["pixel", "patch", "segment"])
-    explain.add_argument("--images", type=int, default=6)
-    explain.add_argument("--seed", type=int, default=0)
-    explain.add_argument("--device", default="cpu")
-    explain.add_argument("--runs", default="runs")
-    explain.add_argument("--out", default="figures/explain")
-    explain.add_argument("-q", "--quiet", action="store_true")
+    _add_image_job_arguments(explain, out="figures/explain")
     explain.set_defaults(func=cmd_explain)
 
     perturb = commands.add_parser("perturb", help="perturbation maps (RISE, LIME, KernelSHAP, occlusion, PDA, CIU "
@@ -331,12 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     perturb.add_argument("--map", default=None, choices=["pixel", "segment"])
     perturb.add_argument("--n-samples", type=int, default=None)
     perturb.add_argument("--n-segments", type=int, default=None)
-    perturb.add_argument("--images", type=int, default=6)
-    perturb.add_argument("--seed", type=int, default=0)
-    perturb.add_argument("--device", default="cpu")
-    perturb.add_argument("--runs", default="runs")
-    perturb.add_argument("--out", default="figures/perturb")
-    perturb.add_argument("-q", "--quiet", action="store_true")
+    _add_image_job_arguments(perturb, out="figures/perturb")
     perturb.set_defaults(func=cmd_perturb)
 
     factors = commands.add_parser("factor-study", help="the SEG-SMOOTH perturbation factor study scored by SRG")
