@@ -10,7 +10,12 @@ meaningful perturbation (MP-G).
 * :class:`LearnedInpainter`: a small convolutional network that stablesal trains on the user's
   own training images with random free-form, rectangular and segment-shaped holes, optionally
   conditioned on a class label (what INPAINT-METRIC gets from a text prompt);
-* :class:`CallableInpainter`: any user function, e.g. a local diffusion inpainting pipeline.
+* :class:`CallableInpainter`: any user function, e.g. a local diffusion inpainting pipeline;
+* the classical constant fills (:class:`ConstantFill`: image mean, blur, black, a fixed colour)
+  and a control, :class:`SampledBackground` (fresh in-distribution backgrounds).
+
+:func:`inpainting_quality` compares them all: PSNR/SSIM in held-out holes and how often the
+classifier's prediction survives when the background is filled.
 """
 
 from __future__ import annotations
