@@ -86,13 +86,23 @@ def factor_effects(results: dict) -> str:
 
 
 def inpainting_quality(results: dict) -> str:
-    return table(["fill", "PSNR in holes (dB)", "SSIM", "kept ± 95 %", "kept, correct", "kept, wrong",
-                  "kept, ring known", "ms / image"],
+    quality = results["inpainting"]["quality"]
+    several = all("keep_prediction_models_mean" in q for q in quality)
+
+    def over_models(q: dict) -> list[str]:
+        if not several:
+            return []
+        return [f"{number(q['keep_prediction_models_mean'], 2)} ({number(q['keep_prediction_models_min'], 2)}–"
+                f"{number(q['keep_prediction_models_max'], 2)})"]
+
+    return table(["fill", "PSNR in holes (dB)", "SSIM", "kept ± 95 %", "kept, correct", "kept, wrong"]
+                 + ([f"kept, mean of {quality[0]['n_models']} models (range)"] if several else [])
+                 + ["kept, ring known", "ms / image"],
                  [[q["inpainter"], number(q["psnr_db"], 1), number(q["ssim"]),
                    f"{number(q['keep_prediction'], 2)} ± {number(q.get('keep_prediction_ci95'), 2)}",
-                   number(q.get("keep_prediction_correct"), 2), number(q.get("keep_prediction_wrong"), 2),
-                   number(q.get("keep_prediction_ring"), 2), number(q["ms_per_image"], 2)]
-                  for q in results["inpainting"]["quality"]])
+                   number(q.get("keep_prediction_correct"), 2), number(q.get("keep_prediction_wrong"), 2)]
+                  + over_models(q) + [number(q.get("keep_prediction_ring"), 2), number(q["ms_per_image"], 2)]
+                  for q in quality])
 
 
 REMOVAL_METRICS = [("deletion_auc_mean", "del. AUC mean ↓"), ("deletion_auc_inpaint", "del. AUC inpaint ↓"),

@@ -533,7 +533,7 @@ def wilson_half_width(successes: int, trials: int, z: float = 1.959963984540054)
 
 @torch.inference_mode()
 def inpainting_quality(inpainters: dict, model, images: torch.Tensor, labels: torch.Tensor,
-                       object_masks: torch.Tensor | None, seed: int = 0) -> list[dict]:
+                       object_masks: torch.Tensor | None, seed: int = 0, other_models=()) -> list[dict]:
     """For each inpainter (learned ones unconditional, so that no fill is told the class):
 
     - ``psnr_db``, ``ssim``: reconstruction of held-out images with random holes (25-50 % of the
@@ -548,6 +548,9 @@ def inpainting_quality(inpainters: dict, model, images: torch.Tensor, labels: to
       the model classifies correctly and on the others (a wrong prediction often rests on the
       background itself, so it survives only fills that know the background);
     - ``keep_prediction_ci95``: half-width of the 95 % Wilson interval of ``keep_prediction``;
+    - with ``other_models`` (e.g. the other retrained seeds): ``keep_prediction_models_mean``,
+      ``_min`` and ``_max`` of ``keep_prediction`` over ``model`` and them, and ``n_models``; each
+      fill is computed once and classified by every model;
     - ``ms_per_image``: the fill's time.
 
     Higher is better for all but time. Note that ``mean-colour`` and ``blur`` are computed from the
@@ -567,6 +570,7 @@ def inpainting_quality(inpainters: dict, model, images: torch.Tensor, labels: to
     holes = holes.to(images.device)
     predicted = model(images).argmax(1)
     correct = predicted.eq(labels.to(predicted.device))
+    others = [(other, other(images).argmax(1)) for other in other_models]
     rows = []
     for name, inpainter in inpainters.items():
         began = time.perf_counter()
@@ -575,12 +579,18 @@ def inpainting_quality(inpainters: dict, model, images: torch.Tensor, labels: to
                "psnr_db": float(psnr(filled, images, holes.float()).mean()),
                "ssim": float(ssim_metric(filled.mean(1), images.mean(1)).mean())}
         for key, background in backgrounds.items():
-            kept = model(inpainter(images, background)).argmax(1).eq(predicted)
+            background_filled = inpainter(images, background)
+            kept = model(background_filled).argmax(1).eq(predicted)
             row[key] = float(kept.float().mean())
             if key == "keep_prediction":
                 row["keep_prediction_ci95"] = wilson_half_width(int(kept.sum()), kept.numel())
                 for subset, chosen in (("correct", correct), ("wrong", ~correct)):
                     row[f"keep_prediction_{subset}"] = float(kept[chosen].float().mean()) if chosen.any() else float("nan")
+                if others:
+                    rates = [row[key]] + [float(other(background_filled).argmax(1).eq(own).float().mean())
+                                          for other, own in others]
+                    row.update(keep_prediction_models_mean=float(np.mean(rates)), keep_prediction_models_min=min(rates),
+                               keep_prediction_models_max=max(rates), n_models=len(rates))
         row["n_images"] = int(images.shape[0])
         rows.append(row)
     return rows

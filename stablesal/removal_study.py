@@ -109,17 +109,19 @@ def _variants(model, inpainter, settings: RemovalSettings) -> dict:
 
 def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tensor, masks,
                       settings: RemovalSettings, progress: bool = True, dataset_mean: torch.Tensor | None = None,
-                      backgrounds: torch.Tensor | None = None) -> dict:
+                      backgrounds: torch.Tensor | None = None, other_models=()) -> dict:
     """SP/LIME/MP against SP-G/LIME-G/MP-G and the metrics on ``images`` ``[N, C, H, W]``, after the
     inpainting quality of every fill: the classical ones (with ``dataset_mean`` ``[C]`` also the
     training set's mean pixel), ``inpainter``, and with ``backgrounds`` ``[M, C, H, W]`` the
-    :class:`SampledBackground` control."""
+    :class:`SampledBackground` control; ``other_models`` (the other retrained seeds) also judge
+    the keep-prediction rate."""
     from tqdm.auto import tqdm
 
     inpainters = {**classical_inpainters(dataset_mean), str(inpainter): inpainter}
     if backgrounds is not None:
         inpainters["fresh-background"] = SampledBackground(backgrounds.to(images.device))
-    quality = inpainting_quality(inpainters, model, images, labels, masks, seed=settings.seed)
+    quality = inpainting_quality(inpainters, model, images, labels, masks, seed=settings.seed,
+                                 other_models=other_models)
     count = min(settings.n_images, images.shape[0])
     x, y = images[:count], labels[:count]
     object_masks = None if masks is None else masks[:count]

@@ -179,7 +179,7 @@ def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Pa
 
 
 def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Path, out: Path,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, other_models=()) -> dict:
     """Train (or load) the learned inpainter on the training images, then compare removal by
     inpainting with constant fills (quality, GEN-REMOVE methods, metrics, robustness)."""
     from .inpainting import InpainterConfig, train_inpainter
@@ -207,7 +207,8 @@ def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir
         backgrounds = torch.from_numpy(render_backgrounds(images.shape[0], config.data.size,
                                                           seed=10_000 + config.data.seed)).float().div_(255)
     study = run_removal_study(model, inpainter, images, labels, masks, settings, progress=progress,
-                              dataset_mean=dataset.train_images.mean((0, 2, 3)), backgrounds=backgrounds)
+                              dataset_mean=dataset.train_images.mean((0, 2, 3)), backgrounds=backgrounds,
+                              other_models=[other.to(device) for other in other_models])
     write_csv(out / "inpainting_quality.csv", study["quality"])
     write_csv(out / "removal_metrics.csv", study["rows"])
     write_csv(out / "metric_agreement.csv", study["agreement"])
@@ -286,7 +287,8 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     removal = None
     if config.inpainting.enabled:
         start = time.perf_counter()
-        removal = inpainting_stage(config, runs[0].model, dataset, runs_dir, out, progress)
+        removal = inpainting_stage(config, runs[0].model, dataset, runs_dir, out, progress,
+                                   other_models=[run.model for run in runs[1:]])
         timings["inpainting"] = time.perf_counter() - start
 
     sections.append(headline_section(summary))
@@ -447,6 +449,14 @@ def _fill_comparison(learned: dict, quality: list[dict], train_seconds: float) -
             f"{rate(q)} ({q['inpainter']}, {q.get('keep_prediction_correct', float('nan')):.2f} correct)"
             for q in constants)
         text += " (mean-colour and blur are computed from the whole image, removed pixels included)"
+    if "keep_prediction_models_mean" in learned:
+        rivals = sorted((q for q in quality if q is not learned and "keep_prediction_models_mean" in q),
+                        key=lambda q: -q["keep_prediction_models_mean"])[:3]
+        text += (f". Judged by all {learned['n_models']} retrained models, the learned fill keeps "
+                 f"{learned['keep_prediction_models_mean']:.2f} on average "
+                 f"({learned['keep_prediction_models_min']:.2f}–{learned['keep_prediction_models_max']:.2f}); the "
+                 "best other fills keep " + ", ".join(f"{q['keep_prediction_models_mean']:.2f} ({q['inpainter']})"
+                                                       for q in rivals))
     if "fresh-background" in rows:
         control = rows["fresh-background"]
         text += (f". A fresh background drawn from the data's own generator, in-distribution by construction, "

@@ -105,6 +105,30 @@ def test_inpainting_quality_on_a_model_that_ignores_the_background():
     assert rows["mean-colour"]["psnr_db"] < rows["identity"]["psnr_db"]
 
 
+class LooksAtTheCorner(nn.Module):
+    """Classifies by the mean colour of the top-left corner, which the background fills replace."""
+
+    def forward(self, x):
+        return x[:, :, :4, :4].mean((2, 3)) * 10
+
+
+def test_keep_rate_over_several_models_is_the_mean_of_each_models_rate():
+    images = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(8, 16, 16, dtype=torch.bool)
+    masks[:, 5:11, 5:11] = True
+    labels = torch.zeros(8, dtype=torch.long)
+    fills = {"mean-colour": ConstantFill("mean"), "black": ConstantFill("zero")}
+    joint = inpainting_quality(fills, LooksAtTheCentre(), images, labels, masks, other_models=[LooksAtTheCorner()])
+    centre = inpainting_quality(fills, LooksAtTheCentre(), images, labels, masks)
+    corner = inpainting_quality(fills, LooksAtTheCorner(), images, labels, masks)
+    for both, a, b in zip(joint, centre, corner):
+        assert both["n_models"] == 2
+        assert both["keep_prediction"] == a["keep_prediction"]  # the first model's own numbers are unchanged
+        assert both["keep_prediction_models_mean"] == pytest.approx((a["keep_prediction"] + b["keep_prediction"]) / 2)
+        assert both["keep_prediction_models_min"] == min(a["keep_prediction"], b["keep_prediction"])
+    assert joint[0]["keep_prediction_models_min"] < 1.0  # the corner model does see the fill
+
+
 def test_learned_inpainter_trains_checkpoints_and_beats_mean_fill(tmp_path):
     images = torch.cat([smooth_images(64, seed=s) for s in range(4)])
     labels = torch.arange(images.shape[0]) % 3
