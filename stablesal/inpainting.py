@@ -270,7 +270,8 @@ class InpaintingNet(nn.Module):
     colour and the known share, mapped by a small MLP and added everywhere: when the hole is the
     whole background, the only known pixels are the object's, and the fill of a far corner must
     depend on them (a dilated stack alone reaches them poorly). Bilinear rather than nearest
-    upsampling avoids a 4-pixel checkerboard in large fills."""
+    upsampling weakens the 4-pixel blocks that nearest upsampling leaves in large fills (a faint
+    grid and a one-pixel frame of the object's colour at the image border remain)."""
 
     def __init__(self, channels: int = 3, width: int = 16, num_classes: int = 0, embedding: int = 8):
         super().__init__()
