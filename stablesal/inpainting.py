@@ -270,8 +270,8 @@ class InpaintingNet(nn.Module):
     colour and the known share, mapped by a small MLP and added everywhere: when the hole is the
     whole background, the only known pixels are the object's, and the fill of a far corner must
     depend on them (a dilated stack alone reaches them poorly). Bilinear rather than nearest
-    upsampling weakens the 4-pixel blocks that nearest upsampling leaves in large fills (a faint
-    grid and a one-pixel frame of the object's colour at the image border remain)."""
+    upsampling and replicate rather than zero padding remove the 4-pixel grid and the one-pixel
+    frame of the object's colour along the image border that large fills otherwise show."""
 
     def __init__(self, channels: int = 3, width: int = 16, num_classes: int = 0, embedding: int = 8):
         super().__init__()
@@ -289,6 +289,9 @@ class InpaintingNet(nn.Module):
         self.dec2 = nn.Sequential(nn.Conv2d(4 * width + 2 * width, 2 * width, 3, padding=1), act())
         self.dec1 = nn.Sequential(nn.Conv2d(2 * width + width, width, 3, padding=1), act(),
                                   nn.Conv2d(width, channels, 1))
+        for layer in self.modules():  # zero padding paints a frame of the object's colour along the border
+            if isinstance(layer, nn.Conv2d) and layer.padding != (0, 0):
+                layer.padding_mode = "replicate"
 
     def forward(self, images, holes, labels=None):
         keep = (~holes).to(images.dtype)
@@ -314,7 +317,7 @@ class InpaintingNet(nn.Module):
         return (coarse + self.dec1(torch.cat([h, e1], 1))).clamp(0, 1)
 
 
-INPAINTER_VERSION = 3  # bump when the network or its training changes: old checkpoints are then retrained
+INPAINTER_VERSION = 4  # bump when the network or its training changes: old checkpoints are then retrained
 HOLE_KINDS = ("blob", "rectangle", "segments", "background")
 
 
