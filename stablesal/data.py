@@ -170,18 +170,10 @@ def render_shapes(
     """
     rng = np.random.default_rng(seed)
     textures = _texture_pyramid(size)
-    fine = size * supersample
-    axis = (np.arange(fine) + 0.5) / fine * 2 - 1
-    gx, gy = np.meshgrid(axis, -axis)  # y up, so shapes are not mirrored
+    gx, coverage = _shape_renderer(size, supersample)
     images = np.empty((n, 3, size, size), np.uint8)
     labels = rng.integers(0, len(SHAPE_CLASSES), size=n)
     masks = np.empty((n, size, size), bool)
-
-    def coverage(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
-        cos, sin = np.cos(angle), np.sin(angle)
-        dx, dy = (gx - cx) / radius, (gy - cy) / radius
-        inside = _inside(shape, cos * dx + sin * dy, -sin * dx + cos * dy)
-        return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3)).astype(np.float32)
 
     for i in range(n):
         image = _background(rng, textures, size, clutter, coverage)
@@ -197,6 +189,23 @@ def render_shapes(
         images[i] = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
         masks[i] = alpha >= 0.5
     return images, labels.astype(np.int64), masks
+
+
+def _shape_renderer(size: int, supersample: int):
+    """The supersampled x grid ``[size·s, size·s]`` (in [-1, 1], y up so shapes are not mirrored)
+    and ``coverage(shape, cx, cy, radius, angle)``: the anti-aliased share of each of the
+    ``size × size`` pixels that the rotated shape covers (float32)."""
+    fine = size * supersample
+    axis = (np.arange(fine) + 0.5) / fine * 2 - 1
+    gx, gy = np.meshgrid(axis, -axis)
+
+    def coverage(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+        cos, sin = np.cos(angle), np.sin(angle)
+        dx, dy = (gx - cx) / radius, (gy - cy) / radius
+        inside = _inside(shape, cos * dx + sin * dy, -sin * dx + cos * dy)
+        return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3)).astype(np.float32)
+
+    return gx, coverage
 
 
 def _background(rng: np.random.Generator, textures, size: int, clutter: float, coverage) -> np.ndarray:
@@ -225,14 +234,7 @@ def render_backgrounds(n: int, size: int = 32, seed: int = 0, clutter: float = 0
     the image it replaces."""
     rng = np.random.default_rng(seed)
     textures = _texture_pyramid(size)
-    fine = size * supersample
-    axis = (np.arange(fine) + 0.5) / fine * 2 - 1
-    gx, gy = np.meshgrid(axis, -axis)
-
-    def coverage(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
-        inside = _inside(shape, (gx - cx) / radius, (gy - cy) / radius)
-        return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3)).astype(np.float32)
-
+    _, coverage = _shape_renderer(size, supersample)
     out = np.empty((n, 3, size, size), np.uint8)
     for i in range(n):
         image = _background(rng, textures, size, clutter, coverage) + rng.normal(0, 0.015, (size, size, 3))
