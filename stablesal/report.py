@@ -207,7 +207,7 @@ def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir
         backgrounds = torch.from_numpy(render_backgrounds(images.shape[0], config.data.size,
                                                           seed=10_000 + config.data.seed)).float().div_(255)
     study = run_removal_study(model, inpainter, images, labels, masks, settings, progress=progress,
-                              dataset_mean=dataset.train_images.mean((0, 2, 3)), backgrounds=backgrounds,
+                              dataset_mean=torch.tensor(dataset.mean), backgrounds=backgrounds,
                               other_models=[other.to(device) for other in other_models])
     write_csv(out / "inpainting_quality.csv", study["quality"])
     write_csv(out / "removal_metrics.csv", study["rows"])
@@ -428,9 +428,9 @@ def _fill_comparison(learned: dict, quality: list[dict], train_seconds: float) -
     only the kept pixels, like it), the constant fills and the fresh-background control."""
     rows = {q["inpainter"]: q for q in quality}
 
-    def rate(row: dict, key: str = "keep_prediction") -> str:
-        ci = f" ± {row['keep_prediction_ci95']:.2f}" if key == "keep_prediction" and "keep_prediction_ci95" in row else ""
-        return f"{row[key]:.2f}{ci}"
+    def rate(row: dict) -> str:
+        ci = f" ± {row['keep_prediction_ci95']:.2f}" if "keep_prediction_ci95" in row else ""
+        return f"{row['keep_prediction']:.2f}{ci}"
 
     text = (f"The learned inpainter ({learned['inpainter']}, trained in {train_seconds:.0f} s, filling without the "
             f"class) keeps the classifier's prediction in {rate(learned)} of {learned.get('n_images', '')} test "
