@@ -3,8 +3,9 @@ report measured" section shows), straight from its ``results.json``:
 
     python analysis/report_tables.py reports/default/results.json
 
-Sections: models, gradient stability per method and grouping, variance reduction, perturbation
-presets, the factor study's effects, inpainting quality and the removal methods under the
+Sections: models, gradient stability per method and grouping (above the untrained null, with the
+test–retest ceiling), the variance decomposition, main vs control vs untrained models, super-pixels
+vs the matched grid, variance reduction against its predictions, perturbation presets, the factor study's effects, inpainting quality and the removal methods under the
 evaluation suite. Numbers only: the reading stays in the README and the report page.
 """
 
@@ -39,42 +40,76 @@ def models(results: dict) -> str:
     return "; ".join(parts)
 
 
-def gradient_stability(results: dict, groupings=("pixel", "fastslic")) -> str:
-    rows = [r for r in results["stability_summary"]
-            if r["model_set"] == "main" and r["family"] != "perturbation" and r["grouping"] in groupings]
+def ci(row: dict, key: str, digits: int = 3) -> str:
+    """``value [low, high]``, the 95 % interval the report computed; "–" when missing."""
+    value = row.get(key)
+    if value is None or value != value:
+        return "–"
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if low is None or high is None or low != low or high != high:
+        return number(value, digits)
+    return f"{number(value, digits)} [{number(low, digits)}, {number(high, digits)}]"
+
+
+def _main_rows(results: dict, family_filter) -> list[dict]:
+    rows = [r for r in results["stability_summary"] if r["model_set"] == "main" and family_filter(r["family"])]
+    return sorted(rows, key=lambda r: -(r.get("spearman_above_untrained", r["spearman"])))
+
+
+def gradient_stability(results: dict) -> str:
+    rows = _main_rows(results, lambda family: family != "perturbation")
     return table(
-        ["method", "grouping", "SSIM [95 % CI]", "Spearman", "MeGe", "deletion AUC ↓", "µFidelity", "relevance mass",
-         "sanity ρ ↓"],
-        [[r["method"], r["grouping"], f"{number(r['ssim'])} [{number(r['ssim_ci_low'])}, {number(r['ssim_ci_high'])}]",
-          number(r["spearman"]), number(r["mege"]), number(r["deletion_auc"]), number(r["mu_fidelity"]),
-          number(r["relevance_mass"]), number(r.get("sanity_spearman"), 2) if r["method"] != "random" else "–"]
-         for r in rows])
+        ["method", "grouping", "Spearman above untrained", "Spearman", "untrained", "retest", "corrected", "SSIM",
+         "deletion AUC ↓", "µFidelity", "sanity ρ ↓"],
+        [[r["method"], r["grouping"], ci(r, "spearman_above_untrained", 2), ci(r, "spearman", 2),
+          ci(r, "spearman_untrained", 2), ci(r, "spearman_retest", 2), ci(r, "spearman_corrected", 2), ci(r, "ssim", 2),
+          number(r.get("deletion_auc")), number(r.get("mu_fidelity"), 2),
+          number(r.get("sanity_spearman"), 2) if r["method"] != "random" else "–"] for r in rows])
+
+
+def variance_decomposition(results: dict) -> str:
+    rows = [r for r in results["stability_summary"] if r["model_set"] == "main" and "share_explainer" in r]
+    components = [c for c in ("explainer", "seed", "split", "models") if any(f"share_{c}" in r for r in rows)]
+    return table(["method", "grouping"] + [f"{c} share" for c in components] + ["total variance"],
+                 [[r["method"], r["grouping"]] + [ci(r, f"share_{c}", 2) for c in components]
+                  + [number(r.get("variance_total"))] for r in rows])
 
 
 def control_vs_main(results: dict, grouping: str = "pixel") -> str:
     rows = {(r["model_set"], r["method"]): r for r in results["stability_summary"] if r["grouping"] == grouping}
     methods = [m for (s, m) in rows if s == "control"]
-    return table(["method", "SSIM, disjoint splits + seeds", "SSIM, same data, seeds only"],
-                 [[m, number(rows[("main", m)]["ssim"]), number(rows[("control", m)]["ssim"])]
-                  for m in methods if ("main", m) in rows])
+    return table(["method", "Spearman, disjoint splits + seeds", "Spearman, same split, seeds only",
+                  "Spearman, untrained"],
+                 [[m, ci(rows[("main", m)], "spearman", 2), ci(rows[("control", m)], "spearman", 2),
+                   ci(rows.get(("untrained", m), {}), "spearman", 2)] for m in methods if ("main", m) in rows])
+
+
+def matched_grid(results: dict) -> str:
+    rows = results["grid_contrasts"]
+    return table(["method", "super-pixels", "segment px (grid)", "Δ Spearman", "Δ SSIM", "Δ top-10 %", "Δ deletion AUC",
+                  "Δ relevance mass", "Δ bias"],
+                 [[r["method"], r["grouping"], f"{number(r['segment_size'], 1)} ({number(r['reference_segment_size'], 1)})",
+                   ci(r, "spearman_difference"), ci(r, "ssim_difference"), ci(r, "topk_intersection_difference"),
+                   ci(r, "deletion_auc_difference"), ci(r, "relevance_mass_difference"), ci(r, "bias_difference")]
+                  for r in rows])
 
 
 def variance_reduction(results: dict) -> str:
-    rows = [r for r in results["variance_reduction"] if r["model_set"] == "main"]
-    return table(["method", "partition", "tr(Σ)/tr(PΣ) [95 % CI]", "d/m", "bias fraction"],
-                 [[r["method"], r["partition"],
-                   f"{number(r['projection_variance_reduction'], 2)} [{number(r['vr_ci_low'], 2)}, "
-                   f"{number(r['vr_ci_high'], 2)}]", number(r["mean_segment_size"], 1), number(r["bias_fraction"])]
+    rows = results["variance_reduction"]
+    return table(["method", "partition", "d/m", "tr(Σ)/tr(PΣ) measured", "predicted (correlation)",
+                  "measured / predicted", "bias", "NSR gain (grouped method)"],
+                 [[r["method"], r["partition"], number(r["mean_segment_size"], 1), ci(r, "measured", 2),
+                   ci(r, "predicted", 2), ci(r, "measured_over_predicted", 2), ci(r, "bias"), ci(r, "nsr_gain", 2)]
                   for r in rows])
 
 
 def perturbation_presets(results: dict) -> str:
-    rows = [r for r in results["stability_summary"] if r["model_set"] == "main" and r["family"] == "perturbation"]
-    rows.sort(key=lambda r: -r["ssim"])
-    return table(["preset", "SSIM", "Spearman", "deletion AUC ↓", "µFidelity", "relevance mass", "sanity ρ ↓",
-                  "s per model"],
-                 [[r["method"], number(r["ssim"]), number(r["spearman"]), number(r["deletion_auc"]),
-                   number(r["mu_fidelity"]), number(r["relevance_mass"]), number(r.get("sanity_spearman"), 2),
+    rows = _main_rows(results, lambda family: family == "perturbation")
+    return table(["preset", "Spearman above untrained", "Spearman", "untrained", "retest", "corrected",
+                  "deletion AUC ↓", "µFidelity", "sanity ρ ↓", "s per model"],
+                 [[r["method"], ci(r, "spearman_above_untrained", 2), ci(r, "spearman", 2),
+                   ci(r, "spearman_untrained", 2), ci(r, "spearman_retest", 2), ci(r, "spearman_corrected", 2),
+                   number(r["deletion_auc"]), number(r["mu_fidelity"], 2), number(r.get("sanity_spearman"), 2),
                    number(r.get("explain_seconds_per_model"), 2)] for r in rows])
 
 
@@ -123,8 +158,10 @@ def robustness(results: dict) -> str:
                    number(r["random_spearman"])] for r in results["inpainting"]["robustness"]])
 
 
-SECTIONS = {"models": models, "gradient stability": gradient_stability, "control vs main": control_vs_main,
-            "variance reduction": variance_reduction, "perturbation presets": perturbation_presets,
+SECTIONS = {"models": models, "gradient stability": gradient_stability,
+            "variance decomposition": variance_decomposition, "control vs main": control_vs_main,
+            "matched grid": matched_grid, "variance reduction": variance_reduction,
+            "perturbation presets": perturbation_presets,
             "factor study": factor_effects, "inpainting quality": inpainting_quality,
             "removal methods": removal_methods, "robustness across hyperparameters": robustness}
 

@@ -33,18 +33,13 @@ from .grouping import REDUCTIONS, Partition
 from .sampling import (
     BaselineDistribution, GaussianNoise, Identity, Sampler, StraightLinePath, Suppression,
 )
+from .seeding import mix as _mix
 from .segmentation import check_segments, make_segmenter
 
 SCORES = ("logit", "log_softmax", "probability")
 LINEAR_FACTORS = ("grad", "grad_x_delta", "grad_x_sample")
 NONLINEARITIES = ("none", "abs", "square", "topk")
 AGGREGATES = ("mean", "var")
-
-
-def _mix(*values: int) -> int:
-    from .seeds import _mix as mix
-
-    return mix(*values)
 
 
 def image_seeds(images: torch.Tensor, seed: int | torch.Generator) -> list[int]:

@@ -229,10 +229,11 @@ def cmd_stability(args) -> int:
     from .report import gradient_study, train_model_sets
     from .storage import atomic_write_json
 
-    overrides = {"models": {"k": args.models, "vary": args.vary, "control_k": args.control_k},
-                 "report": {"name": args.name, "runs_dir": args.runs}}
+    overrides = {"models": {"k": args.models, "vary": args.vary, "control_k": args.control_k,
+                            "untrained_k": args.untrained_k},
+                 "gradient": {"draws": args.draws}, "report": {"name": args.name, "runs_dir": args.runs}}
     if args.methods:
-        overrides["gradient"] = {"methods": args.methods}
+        overrides["gradient"]["methods"] = args.methods
     if args.groupings:
         overrides.setdefault("gradient", {})["groupings"] = args.groupings
     if args.n_images:
@@ -245,13 +246,16 @@ def cmd_stability(args) -> int:
         study = gradient_study(config, dataset, runs, control, runs_dir, out, progress=not args.quiet,
                                executor=executor)
     atomic_write_json(out / "stability.json", {"config": config.to_dict(), "summary": study["summary"],
-                                               "variance_reduction": study["reduction"]})
+                                               "variance_reduction": study["reduction"],
+                                               "grid_contrasts": study["contrasts"]})
     for name in study["model_sets"]:
         plot_stability_bars(study["summary"], out / f"stability_{name}", model_set=name)
     plot_variance_reduction(study["reduction"], out / "variance_reduction")
     plot_stability_fidelity(study["summary"], out / "stability_fidelity")
-    columns = ("model_set", "method", "grouping", "ssim", "spearman", "topk_intersection", "deletion_auc")
-    print(format_table([{k: r[k] for k in columns} for r in study["summary"]]))
+    columns = ("method", "grouping", "spearman", "spearman_untrained", "spearman_above_untrained", "spearman_retest",
+               "ssim", "deletion_auc")
+    print(format_table([{k: r.get(k, float("nan")) for k in columns} for r in study["summary"]
+                        if r["model_set"] == "main"]))
     print(f"tables, JSON and figures in {out}")
     return 0
 
@@ -354,7 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     stability.add_argument("--config", default=None, help="TOML configuration (data, models, gradient sections)")
     stability.add_argument("-k", "--models", type=int, default=4)
     stability.add_argument("--vary", default="both", choices=["seed", "split", "both"])
-    stability.add_argument("--control-k", type=int, default=4, help="control models: model 0's data, other seeds")
+    stability.add_argument("--control-k", type=int, default=3,
+                           help="control models: model 0's split, other seeds (0, or >= 3)")
+    stability.add_argument("--untrained-k", type=int, default=4,
+                           help="untrained networks of the same architecture, the null (0, or >= 3)")
+    stability.add_argument("--draws", default="independent", choices=["independent", "common"],
+                           help="explainer draws: independent per model (default) or shared (labelled)")
     stability.add_argument("--methods", nargs="+", default=None)
     stability.add_argument("--groupings", nargs="+", default=None)
     stability.add_argument("--n-images", type=int, default=None)

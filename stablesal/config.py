@@ -37,8 +37,16 @@ class ModelsSection:
     batch_size: int = 128
     lr: float = 4e-3
     base_seed: int = 0
-    control_k: int = 3               # control models: model 0's data, other seeds (data vs optimiser randomness)
+    control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
+    untrained_k: int = 4             # untrained networks of the same architecture: the null (0, or >= 3)
     device: str = "cpu"
+
+    def validate(self) -> None:
+        for key in ("control_k", "untrained_k"):
+            value = getattr(self, key)
+            if value != 0 and value < 3:
+                raise ValueError(f"[models] {key} must be 0 (off) or at least 3 (a design interval needs 3 "
+                                 f"models to delete one from), got {value}")
 
 
 @dataclass
@@ -54,6 +62,7 @@ class GradientSection:
     noise_level: float = 0.15        # SmoothGrad σ as a fraction of the input range
     n_images: int = 48               # test images explained per model
     seed: int = 0
+    draws: str = "independent"       # independent | common (every model gets the same explainer draws; labelled)
 
 
 @dataclass
@@ -62,6 +71,7 @@ class PerturbationSection:
     n_images: int = 12               # test images explained by every model (perturbation methods are costlier)
     n_samples: int = 300             # RISE masks and LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
     seed: int = 0
+    draws: str = "independent"       # independent | common
 
 
 @dataclass
@@ -99,6 +109,7 @@ class ReportSection:
     out_dir: str = "reports"
     runs_dir: str = "runs"
     copy_figures_to: str = "figures"  # the default report also refreshes the repository's figures/
+    copy_results_to: str = "experiments/results"  # ... and keeps a copy of its results.json there (<name>.json)
 
 
 @dataclass
@@ -140,6 +151,11 @@ def config_from_dict(raw: dict) -> StudyConfig:
             if key not in fields:
                 raise ValueError(f"unknown key {key!r} in [{section}]; expected one of {sorted(fields)}")
             setattr(target, key, _coerce(section, key, value, fields[key].type))
+    config.models.validate()
+    for section in ("gradient", "perturbation"):
+        draws = getattr(config, section).draws
+        if draws not in ("independent", "common"):
+            raise ValueError(f"[{section}] draws must be 'independent' or 'common', got {draws!r}")
     return config
 
 

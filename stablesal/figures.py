@@ -56,81 +56,118 @@ def _short(name: str) -> str:
             "smoothgrad_sq": "SmoothGrad²", "random": "random"}.get(name, name)
 
 
-def plot_stability_bars(summary: list[dict], path_stem, metrics=("ssim", "spearman"), model_set: str = "main") -> Path:
-    """Cross-seed similarity per method, one bar per grouping, with 95 % CIs (layout of the
-    SUPERPIXEL paper's pixel vs super-pixel figure)."""
+def plot_stability_bars(summary: list[dict], path_stem, metrics=("spearman", "ssim"), model_set: str = "main") -> Path:
+    """Cross-seed similarity per method, one bar per grouping, with 95 % design intervals (layout
+    of the SUPERPIXEL paper's pixel vs super-pixel figure); black ticks: the untrained-network
+    null (same architecture, never trained) of the same method and grouping."""
     rows = [r for r in summary if r["model_set"] == model_set]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     groupings = list(dict.fromkeys(r["grouping"] for r in rows))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 2.8), squeeze=False)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6.0, 0.9 * len(methods) + 2), 2.6 * len(metrics)),
+                             squeeze=False)
     width = 0.8 / len(groupings)
     colours = plt.cm.tab10.colors
-    for axis, metric in zip(axes[0], metrics):
+    for axis, metric in zip(axes[:, 0], metrics):
         for g, grouping in enumerate(groupings):
-            values, errors = [], [[], []]
+            values, errors, nulls = [], [[], []], []
             for method in methods:
                 row = next((r for r in rows if r["method"] == method and r["grouping"] == grouping), None)
                 mean = row[metric] if row else np.nan
                 values.append(mean)
                 errors[0].append(mean - row[f"{metric}_ci_low"] if row else 0)
                 errors[1].append(row[f"{metric}_ci_high"] - mean if row else 0)
+                nulls.append(row.get(f"{metric}_untrained", np.nan) if row else np.nan)
             positions = np.arange(len(methods)) + (g - (len(groupings) - 1) / 2) * width
-            axis.bar(positions, values, width, yerr=errors, capsize=2, label=grouping, color=colours[g % 10])
-        axis.set_xticks(np.arange(len(methods)), [_short(m) for m in methods], rotation=30, ha="right")
+            axis.bar(positions, values, width, yerr=np.nan_to_num(errors), capsize=2, label=grouping,
+                     color=colours[g % 10])
+            axis.scatter(positions, nulls, marker="_", color="black", s=60, zorder=3,
+                         label="untrained null" if g == 0 else None)
+        last = axis is axes[-1, 0]
+        axis.set_xticks(np.arange(len(methods)), [_short(m) for m in methods] if last else [], rotation=30,
+                        ha="right")
         axis.set_ylabel(f"{metric} between models")
         axis.axhline(0, color="black", linewidth=0.5)
-    axes[0, 0].legend(fontsize=7, frameon=False)
-    fig.suptitle(f"Cross-seed stability ({model_set} models), mean and 95 % CI over images × model pairs", fontsize=9)
+    axes[0, 0].legend(fontsize=7, frameon=False, ncol=min(6, len(groupings) + 1), loc="lower center",
+                      bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(f"Cross-seed similarity ({model_set} models), 95 % intervals over images and models", fontsize=9)
     return save_figure(fig, path_stem)
 
 
-def plot_variance_reduction(rows: list[dict], path_stem, model_set: str = "main") -> Path:
-    """Variance reduction of the projection vs mean segment size, with the independent-noise line
-    y = d/m, and the bias (share of the mean map the projection removes)."""
-    rows = [r for r in rows if r["model_set"] == model_set]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.0))
+def plot_variance_reduction(rows: list[dict], path_stem) -> Path:
+    """Left: measured variance reduction tr(Σ)/tr(PΣ) (filled) and the reduction predicted from the
+    maps' spatial correlation (hollow) against mean segment size, with the independent-pixel line
+    d/m. Right: the price, bias ||μ − Pμ||²/||μ||², against the noise-to-signal gain of the
+    grouped method as computed (below 1: grouping made it worse)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
     partitions = list(dict.fromkeys(r["partition"] for r in rows))
     markers = "osD^v<>"
     for p, partition in enumerate(partitions):
         part = [r for r in rows if r["partition"] == partition]
-        left.scatter([r["mean_segment_size"] for r in part], [r["projection_variance_reduction"] for r in part],
-                     marker=markers[p % 7], label=partition, s=22)
+        colour = plt.cm.tab10.colors[p % 10]
+        sizes = [r["mean_segment_size"] for r in part]
+        left.scatter(sizes, [r["measured"] for r in part], marker=markers[p % 7], color=colour, label=partition, s=22)
+        left.scatter(sizes, [r["predicted"] for r in part], marker=markers[p % 7], facecolors="none",
+                     edgecolors=colour, s=22)
         for r in part:
-            left.annotate(_short(r["method"]), (r["mean_segment_size"], r["projection_variance_reduction"]),
-                          fontsize=6, xytext=(3, 2), textcoords="offset points")
-        right.scatter([r["bias_fraction"] for r in part], [r["nsr_reduction"] for r in part],
-                      marker=markers[p % 7], label=partition, s=22)
-        for r in part:
-            right.annotate(_short(r["method"]), (r["bias_fraction"], r["nsr_reduction"]), fontsize=6,
-                           xytext=(3, 2), textcoords="offset points")
-    sizes = [r["mean_segment_size"] for r in rows] or [1]
+            left.annotate(_short(r["method"]), (r["mean_segment_size"], r["measured"]), fontsize=6, xytext=(3, 2),
+                          textcoords="offset points")
+        if any("nsr_gain" in r for r in part):
+            right.scatter([r["bias"] for r in part], [r.get("nsr_gain", np.nan) for r in part],
+                          marker=markers[p % 7], color=colour, label=partition, s=22)
+            for r in part:
+                right.annotate(_short(r["method"]), (r["bias"], r.get("nsr_gain", np.nan)), fontsize=6,
+                               xytext=(3, 2), textcoords="offset points")
+    sizes = [r["mean_segment_size"] for r in rows if np.isfinite(r["mean_segment_size"])] or [1]
     line = np.linspace(1, max(sizes) * 1.1, 10)
     left.plot(line, line, "k--", linewidth=0.8, label="d/m (independent pixels)")
     left.axhline(1, color="grey", linewidth=0.5)
     left.set_xlabel("mean segment size d/m (pixels)")
-    left.set_ylabel("tr(Σ) / tr(PΣ)")
-    left.legend(fontsize=7, frameon=False)
+    left.set_ylabel("tr(Σ) / tr(PΣ)  (hollow: predicted)")
+    left.legend(fontsize=6, frameon=False)
     right.axhline(1, color="grey", linewidth=0.5)
     right.set_xlabel("bias ||μ − Pμ||² / ||μ||²")
-    right.set_ylabel("noise-to-signal gain")
-    fig.suptitle("Grouping never increases variance; what it costs is bias", fontsize=9)
+    right.set_ylabel("noise-to-signal gain of the grouped method")
+    fig.suptitle("Variance reduction: measured, predicted from correlation, and its price", fontsize=9)
+    return save_figure(fig, path_stem)
+
+
+def plot_variance_decomposition(summary: list[dict], path_stem) -> Path:
+    """Share of the across-model map variance due to the explainer's own draws, the optimiser
+    seed and the data split, per method × grouping (main models), with 95 % intervals."""
+    rows = [r for r in summary if r["model_set"] == "main" and "share_explainer" in r]
+    components = [c for c in ("explainer", "seed", "split", "models") if any(f"share_{c}" in r for r in rows)]
+    colours = {"explainer": "#999999", "seed": "#4a78c2", "split": "#e07b39", "models": "#6a9f58"}
+    fig, axis = plt.subplots(figsize=(6.4, 0.22 * len(rows) + 1.0))
+    labels = [f"{_short(r['method'])} / {r['grouping']}" for r in rows]
+    left = np.zeros(len(rows))
+    for component in components:
+        values = np.array([max(0.0, r.get(f"share_{component}", 0.0)) if np.isfinite(r.get(f"share_{component}",
+                           np.nan)) else 0.0 for r in rows])
+        axis.barh(range(len(rows)), values, left=left, color=colours[component], label=component)
+        left += values
+    axis.set_yticks(range(len(rows)), labels, fontsize=6)
+    axis.invert_yaxis()
+    axis.set_xlabel("share of the across-model variance (negative estimates drawn as 0)")
+    axis.legend(fontsize=7, frameon=False, ncol=len(components), loc="lower right")
     return save_figure(fig, path_stem)
 
 
 def plot_stability_fidelity(summary: list[dict], path_stem, model_set: str = "main") -> Path:
-    """Cross-seed SSIM against deletion AUC (lower = more faithful) per method × grouping."""
-    rows = [r for r in summary if r["model_set"] == model_set]
-    fig, axis = plt.subplots(figsize=(4.6, 3.4))
+    """Cross-seed Spearman above the untrained-network null against deletion AUC (lower = more
+    faithful), per method × grouping."""
+    rows = [r for r in summary if r["model_set"] == model_set and "spearman_above_untrained" in r]
+    fig, axis = plt.subplots(figsize=(4.8, 3.4))
     groupings = list(dict.fromkeys(r["grouping"] for r in rows))
     for g, grouping in enumerate(groupings):
         part = [r for r in rows if r["grouping"] == grouping]
-        axis.scatter([r["deletion_auc"] for r in part], [r["ssim"] for r in part], label=grouping, s=24,
-                     color=plt.cm.tab10.colors[g % 10])
+        axis.scatter([r["deletion_auc"] for r in part], [r["spearman_above_untrained"] for r in part], label=grouping,
+                     s=24, color=plt.cm.tab10.colors[g % 10])
         for r in part:
-            axis.annotate(_short(r["method"]), (r["deletion_auc"], r["ssim"]), fontsize=6, xytext=(3, 2),
-                          textcoords="offset points")
-    axis.set_xlabel("deletion AUC (lower = more faithful)")
-    axis.set_ylabel("cross-seed SSIM (higher = stabler)")
+            axis.annotate(_short(r["method"]), (r["deletion_auc"], r["spearman_above_untrained"]), fontsize=6,
+                          xytext=(3, 2), textcoords="offset points")
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_xlabel("deletion AUC of model 0 (lower = more faithful)")
+    axis.set_ylabel("cross-seed Spearman above untrained null")
     axis.legend(fontsize=7, frameon=False)
     return save_figure(fig, path_stem)
 

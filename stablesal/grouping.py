@@ -106,3 +106,47 @@ class Grouped:
             segments = self.segmenter(inputs.detach())
         segments = check_segments(segments, inputs)
         return group_attributions(self.method.attribute(inputs, **kwargs), segments, self.reduce)
+
+
+# --------------------------------------------------------------------------------------
+# A falsifiable prediction of how much a projection reduces variance
+# --------------------------------------------------------------------------------------
+
+def _autocorrelation(maps: torch.Tensor) -> torch.Tensor:
+    """Linear (not circular) autocorrelation Σ_p x(p) x(p + δ) of ``maps`` ``[..., H, W]`` for
+    every lag δ, as ``[..., 2H, 2W]`` arrays in FFT order (zero padding makes it linear)."""
+    height, width = maps.shape[-2:]
+    spectrum = torch.fft.rfft2(maps.double(), s=(2 * height, 2 * width))
+    return torch.fft.irfft2(spectrum.abs().square(), s=(2 * height, 2 * width))
+
+
+def lag_weights(segments: torch.Tensor) -> torch.Tensor:
+    """W(δ) = Σ_s A_s(δ) / n_s for each image of ``segments`` ``[B, H, W]``: A_s(δ) counts the
+    pixel pairs (p, p + δ) inside segment s of n_s pixels. ``[B, 2H, 2W]`` in FFT lag order.
+
+    For any map x, ‖P x‖² = Σ_s (1/n_s) Σ_{p,q∈s} x_p x_q; replacing x_p x_q by the image-wide
+    average lagged product at lag q − p gives Σ_δ C(δ) W(δ) (see
+    :func:`stationary_projection_energy`)."""
+    out = []
+    for labels in segments.long():
+        one_hot = torch.nn.functional.one_hot(labels, int(labels.max()) + 1).permute(2, 0, 1).double()
+        sizes = one_hot.flatten(1).sum(1).clamp(min=1)
+        out.append((_autocorrelation(one_hot) / sizes.view(-1, 1, 1)).sum(0))
+    return torch.stack(out)
+
+
+def stationary_projection_energy(maps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The energy ‖P x‖² that the projection onto segments would keep of ``maps`` ``[B, H, W]``
+    *if* their lagged products were stationary: Σ_δ [C(δ)/N(δ)] · W(δ), with C the map's
+    autocorrelation, N(δ) the number of pixel pairs at lag δ and W from :func:`lag_weights`.
+
+    Applied to the difference of two models' maps, it predicts the variance that grouping keeps
+    from the spatial correlation of the differences alone (a white difference gives
+    ‖x‖²·m/d, the independent-pixel factor; a constant one keeps everything). The prediction is
+    exact when the correlation is the same everywhere in the image and fails, measurably, when
+    it is not (for instance, variance concentrated on object edges that super-pixels follow)."""
+    height, width = maps.shape[-2:]
+    pairs = _autocorrelation(torch.ones(height, width, dtype=torch.float64, device=maps.device)).round()
+    lagged = _autocorrelation(maps) / pairs.clamp(min=1)
+    lagged = torch.where(pairs > 0.5, lagged, torch.zeros_like(lagged))
+    return (lagged * weights.to(lagged)).flatten(-2).sum(-1)

@@ -35,25 +35,42 @@ def _with_info(info: MetricInfo):
 # --------------------------------------------------------------------------------------
 
 def grey_maps(maps: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor:
-    """|a| summed over channels, clipped at the per-image ``clip_percentile`` and scaled to [0, 1]:
-    ``[B, C, H, W]`` → ``[B, H, W]`` (the preparation used for SSIM in the SUPERPIXEL protocol)."""
+    """PAIR's grayscale visualisation (the one the SUPERPIXEL protocol cites): |a| summed over
+    channels, then ``(g − min) / (p − min)`` clipped to [0, 1], with ``p`` the per-image
+    ``clip_percentile`` of g: ``[B, C, H, W]`` → ``[B, H, W]``. Subtracting the minimum matters:
+    without it a map with an offset (every grouped map, whose smallest segment is rarely 0) sits
+    high in [0, 1] and looks alike to SSIM. A constant map becomes all zeros."""
     grey = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
     flat = grey.flatten(1).double()
-    top = torch.quantile(flat, clip_percentile / 100.0, dim=1).clamp(min=1e-30).view(-1, 1, 1)
-    return (grey.double() / top).clamp(max=1.0).float()
+    low = flat.min(dim=1).values.view(-1, 1, 1)
+    top = torch.quantile(flat, clip_percentile / 100.0, dim=1).view(-1, 1, 1)
+    span = (top - low).clamp(min=1e-30)
+    return ((grey.double() - low) / span).clamp(0.0, 1.0).float()
+
+
+SSIM_SIGMA = 1.5
 
 
 @_with_info(MetricInfo("ssim", True, -1.0, 1.0, "structural similarity of the grey maps"))
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """SSIM per image of grey maps ``[B, H, W]`` in [0, 1] (Gaussian weights σ = 1.5, population
-    covariance, data range 1, as scikit-image with the settings of Ye & Farnia)."""
+def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = SSIM_SIGMA, crop: bool = False) -> torch.Tensor:
+    """SSIM per image of grey maps ``[B, H, W]`` in [0, 1]: Gaussian weights (σ = 1.5 px,
+    truncated at 3.5 σ, an 11-px window), population covariance, data range 1, as scikit-image
+    computes it with the settings of Ye & Farnia.
+
+    scikit-image averages the SSIM map only over pixels at least 5 px (the window radius) from
+    the border: on a 32-px map that is 22 × 22 pixels, 47 % of the map. By default stablesal
+    averages the whole SSIM map, whose local statistics are computed with reflected borders
+    (scikit-image's own filter mode), so every pixel counts; ``crop=True`` gives scikit-image's
+    cropped mean. Both are tested against scikit-image."""
     from skimage.metrics import structural_similarity
 
     a_np, b_np = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
-    return torch.tensor([
-        structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
-        for x, y in zip(a_np, b_np)
-    ])
+    values = []
+    for x, y in zip(a_np, b_np):
+        mean, full = structural_similarity(x, y, gaussian_weights=True, sigma=sigma, use_sample_covariance=False,
+                                           data_range=1.0, full=True)
+        values.append(mean if crop else float(full.mean(dtype=np.float64)))
+    return torch.tensor(values, dtype=torch.float64)
 
 
 @_with_info(MetricInfo("spearman", True, -1.0, 1.0, "Spearman rank correlation of the flattened maps (average ranks for ties)"))

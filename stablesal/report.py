@@ -24,17 +24,23 @@ from .config import StudyConfig
 from .data import ImageDataset, load_dataset
 from .figures import (
     plot_dataset_examples, plot_model_maps, plot_stability_bars, plot_stability_fidelity, plot_timing,
-    plot_variance_reduction,
 )
 from .html import Section, render_page
 from .metrics import grey_maps
 from .seeds import TrainConfig, summary_rows, train_one, train_seeds
-from .stability import StudySettings, compute_partitions, explain_groupings, run_study, summarise, variance_reduction_rows
+from .models import build_model
+from .seeding import derive
+from .seeds import train_unit
+from . import stability_sections as sections_
+from .stability import (
+    StudySettings, compute_partitions, explain_groupings, explainer_seed, grid_contrast_rows, pixel_contrast_rows,
+    run_study, summarise, variance_reduction_rows,
+)
 from .storage import atomic_write_json, atomic_write_text
 
 QUICK_OVERRIDES = {
     "data": {"n_train": 3000, "n_test": 300},
-    "models": {"k": 3, "epochs": 4, "vary": "seed", "control_k": 0},
+    "models": {"k": 3, "epochs": 4, "vary": "seed", "control_k": 0, "untrained_k": 3},
     "gradient": {"n_images": 12, "n_samples": 8, "n_steps": 8,
                  "methods": ["saliency", "integrated_gradients", "smoothgrad", "suppression"],
                  "groupings": ["pixel", "fastslic", "grid"]},
@@ -88,27 +94,59 @@ def _environment() -> dict:
 
 def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
                      executor=None):
-    """The K main models and the control models (model 0's data, seeds varying), trained or loaded."""
+    """The K main models and the control models, trained or loaded.
+
+    The control set is the seed-only arm of the variance decomposition: ``control_k`` models on
+    main model 0's data (its split, or all the data when the main models vary only in seed) with
+    seeds ``base_seed + k + i``, none of them a main model, so the two sets share no model."""
     models = config.models
     train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
     runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
                        base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
-    control_plan = []
-    # the control separates data from optimiser randomness: it only varies seeds
     split = None if models.vary == "seed" else 0
-    for i in range(models.control_k):
-        run = {"index": i, "seed": models.base_seed + i, "split": split, "splits": 1 if split is None else models.k}
-        control_plan.append(run)
+    control_plan = [{"index": models.k + i, "seed": models.base_seed + models.k + i, "split": split,
+                     "splits": 1 if split is None else models.k} for i in range(models.control_k)]
     if executor is None:
         control_runs = [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
                         for run in control_plan]
     else:
-        from .seeds import _train_unit
-
-        unit = functools.partial(_train_unit, config=train_config, out_dir=runs_dir / "models",
+        unit = functools.partial(train_unit, config=train_config, out_dir=runs_dir / "models",
                                  device=models.device, model_factory=None)
         control_runs = executor.map(unit, control_plan, desc="control seeds", progress=progress, shared=(dataset,))
     return runs, control_runs
+
+
+def untrained_models(config: StudyConfig, dataset: ImageDataset) -> tuple[list, dict]:
+    """The untrained-network null: ``untrained_k`` networks of the main architecture, each with its
+    own initialisation seed ``derive(base_seed, "untrained", i)``, never trained; eval mode,
+    frozen parameters. Returns the models and their identity (for the study cache)."""
+    models = config.models
+    seeds = [derive(models.base_seed, "untrained", i) for i in range(models.untrained_k)]
+    built = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = build_model(models.arch, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std)
+        model.eval().to(models.device)
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        built.append(model)
+    return built, {"arch": models.arch, "seeds": seeds}
+
+
+def model_sets_for_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs) -> tuple[dict, dict, dict]:
+    """``(model_sets, varies, identity)`` for :func:`stablesal.stability.run_study`: main, control
+    (seed only) and untrained sets, with what differs inside each and the cache identity."""
+    model_sets = {"main": [r.model for r in runs]}
+    varies = {"main": config.models.vary}
+    identity = {"main": [r.meta["config_hash"] for r in runs], "data": config.data.__dict__}
+    if control_runs:
+        model_sets["control"] = [r.model for r in control_runs]
+        varies["control"] = "seed"
+        identity["control"] = [r.meta["config_hash"] for r in control_runs]
+    if config.models.untrained_k:
+        model_sets["untrained"], identity["untrained"] = untrained_models(config, dataset)
+        varies["untrained"] = "init"
+    return model_sets, varies, identity
 
 
 def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs, runs_dir: Path, out: Path,
@@ -117,41 +155,41 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
     gradient, device = config.gradient, config.models.device
     settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
                              n_segments=gradient.n_segments, n_samples=gradient.n_samples, n_steps=gradient.n_steps,
-                             noise_level=gradient.noise_level, seed=gradient.seed)
+                             noise_level=gradient.noise_level, seed=gradient.seed, draws=gradient.draws)
     count = min(gradient.n_images, len(dataset.test_labels))
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
-    model_sets = {"main": [r.model for r in runs]}
-    if control_runs:
-        model_sets["control"] = [r.model for r in control_runs]
-    identity = {"main": [r.meta["config_hash"] for r in runs],
-                "control": [r.meta["config_hash"] for r in control_runs], "data": config.data.__dict__}
+    model_sets, varies, identity = model_sets_for_study(config, dataset, runs, control_runs)
     results = run_study(model_sets, images, labels, masks, settings, cache_dir=runs_dir / "stability",
-                        progress=progress, identity=identity, executor=executor)
-    summary, reduction = summarise(results), variance_reduction_rows(results)
+                        progress=progress, identity=identity, executor=executor, varies=varies)
+    summary, reduction, contrasts = summarise(results), variance_reduction_rows(results), grid_contrast_rows(results)
     write_csv(out / "stability_pairs.csv", [row for result in results for row in result["rows"]])
+    write_csv(out / "stability_retest.csv", [dict(row, method=result["method"], grouping=result["grouping"])
+                                             for result in results for row in result["retest_rows"]])
     write_csv(out / "stability_summary.csv", summary)
     write_csv(out / "variance_reduction.csv", reduction)
-    return {"summary": summary, "reduction": reduction, "results": results, "settings": settings,
-            "model_sets": model_sets, "images": images, "labels": labels, "masks": masks}
+    write_csv(out / "grid_contrasts.csv", contrasts)
+    return {"summary": summary, "reduction": reduction, "contrasts": contrasts, "results": results,
+            "settings": settings, "model_sets": model_sets, "images": images, "labels": labels, "masks": masks}
 
 
-def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: Path, out: Path,
+def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs, runs_dir: Path, out: Path,
                        progress: bool = True, executor=None) -> dict:
-    """The perturbation presets on the same K main models: the same stability, fidelity, localisation
-    and sanity metrics as the gradient methods (pixel maps), on ``[perturbation] n_images`` images."""
+    """The perturbation presets on the same model sets as the gradient methods: the same
+    stability, null, decomposition, fidelity, localisation and sanity statistics (pixel maps),
+    on ``[perturbation] n_images`` images."""
     section, device = config.perturbation, config.models.device
     if not section.methods:
         return {"summary": [], "results": []}
     settings = StudySettings(methods=list(section.methods), groupings=["pixel"], seed=section.seed,
-                             perturbation_samples=section.n_samples)
+                             perturbation_samples=section.n_samples, draws=section.draws)
     count = min(section.n_images, len(dataset.test_labels))
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
-    identity = {"main": [r.meta["config_hash"] for r in runs], "data": config.data.__dict__}
-    results = run_study({"main": [r.model for r in runs]}, images, labels, masks, settings,
-                        cache_dir=runs_dir / "stability", progress=progress, identity=identity, include_random=False,
-                        executor=executor)
+    model_sets, varies, identity = model_sets_for_study(config, dataset, runs, control_runs)
+    results = run_study(model_sets, images, labels, masks, settings, cache_dir=runs_dir / "stability",
+                        progress=progress, identity=identity, include_random=False, executor=executor,
+                        varies=varies)
     summary = summarise(results)
     write_csv(out / "perturbation_stability_pairs.csv", [row for result in results for row in result["rows"]])
     write_csv(out / "perturbation_summary.csv", summary)
@@ -256,8 +294,10 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
             f"{dataset.name}: {len(dataset.train_labels)} training and {len(dataset.test_labels)} test images of "
             f"shape {tuple(dataset.image_shape)}, {dataset.num_classes} classes. {len(runs)} {models.arch} models "
             f"differ in {models.vary!r} (seed = weight initialisation, data order and augmentation; split = disjoint "
-            f"training data)" + (f"; {len(control_runs)} control models share model 0's data and differ in seed only"
-                                 if control_runs else "") +
+            f"training data)" + (f"; {len(control_runs)} control models are trained on model 0's data with other "
+                                 f"seeds (none of them a main model)" if control_runs else "") +
+            (f"; {models.untrained_k} untrained networks of the same architecture, each with its own "
+             "initialisation, are the null" if models.untrained_k else "") +
             f". Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} "
             f"(mean {sum(accuracies) / len(accuracies):.1%}); training took {timings['training']:.0f} s in total."
         ),
@@ -273,7 +313,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     count = images.shape[0]
 
     start = time.perf_counter()
-    perturbation = perturbation_study(config, dataset, runs, runs_dir, out, progress, executor)
+    perturbation = perturbation_study(config, dataset, runs, control_runs, runs_dir, out, progress, executor)
     timings["perturbation"] = time.perf_counter() - start
     summary = summary + perturbation["summary"]
     write_csv(out / "stability_summary.csv", summary)
@@ -291,42 +331,44 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
                                    other_models=[run.model for run in runs[1:]])
         timings["inpainting"] = time.perf_counter() - start
 
-    sections.append(headline_section(summary))
-    bars = [(plot_stability_bars(summary, figures_dir / f"stability_{name}", model_set=name),
-             f"{name} models: similarity of the maps of every pair of models, per method and grouping.")
-            for name in model_sets]
-    sections.append(Section("Cross-seed stability: pixel vs grouped", stability_reading(summary), figures=bars))
-    sections.append(Section(
-        "Variance reduction vs segment size", reduction_reading(reduction),
-        figures=[(plot_variance_reduction(reduction, figures_dir / "variance_reduction"),
-                  "Left: measured tr(Σ)/tr(PΣ) across models for unit-norm maps, against mean segment size, with the "
-                  "independent-pixel line. Right: the price, bias ||μ − Pμ||²/||μ||², against the noise-to-signal gain.")],
-        tables=[(_rounded(reduction), "")]))
+    gradient_summary = study["summary"]
+    contrasts = pixel_contrast_rows(study["results"])
+    sections.append(sections_.headline_section(gradient_summary))
+    sections.append(sections_.retest_section(summary))
+    sections.append(sections_.decomposition_section(summary, figures_dir))
+    bars = [(plot_stability_bars(gradient_summary, figures_dir / f"stability_{name}", model_set=name),
+             f"{name} models: similarity of the maps of every pair of models, per method and grouping, 95 % design "
+             "intervals; black ticks: the untrained-network null.") for name in ("main", "control")
+            if name in model_sets]
+    sections.append(sections_.grouping_section(contrasts, gradient_summary, bars))
+    sections.append(sections_.grid_section(study["contrasts"]))
+    sections.append(sections_.reduction_section(reduction, figures_dir))
     from .diagnostics import confidence_by_strength
     from .figures import plot_sampling_confidence
 
     confidence = confidence_by_strength(model_sets["main"][0], images, labels, seed=settings.seed)
     write_csv(out / "sampling_confidence.csv", confidence)
     sections.append(Section(
-        "Noise vs suppression sampling", sampling_reading(summary) + " " + confidence_reading(confidence),
+        "Noise vs suppression sampling", sections_.sampling_reading(gradient_summary) + " "
+        + confidence_reading(confidence),
         figures=[(plot_sampling_confidence(confidence, figures_dir / "sampling_confidence"),
                   "Model 0 on the samples each sampler makes: probability of the explained class and predictive "
-                  "entropy, Gaussian noise (σ as a fraction of the input range) vs suppression (fixed keep rate).")],
-        tables=[(_rounded([{k: r[k] for k in ("model_set", "method", "grouping", "ssim", "spearman", "deletion_auc",
-                                               "relevance_mass") if k in r}
-                           for r in summary if r["method"] in ("smoothgrad", "suppression", "vargrad")]), "")]))
+                  "entropy, Gaussian noise (σ as a fraction of the input range) vs suppression (fixed keep rate).")]))
     sections.append(Section(
-        "Stability vs fidelity", fidelity_reading(summary),
-        figures=[(plot_stability_fidelity(summary, figures_dir / "stability_fidelity"),
-                  "Each point is a method × grouping on the main models: cross-seed SSIM against deletion AUC of model 0.")]))
-    sections.append(Section("Sanity: model randomisation", sanity_reading(summary), tables=[(_rounded([
-        {k: r[k] for k in ("method", "grouping", "sanity_spearman", "sanity_ssim", "ssim") if k in r}
-        for r in summary if r["model_set"] == "main" and "sanity_spearman" in r]),
+        "Stability vs fidelity", sections_.fidelity_reading(gradient_summary),
+        figures=[(plot_stability_fidelity(gradient_summary, figures_dir / "stability_fidelity"),
+                  "Each point is a method × grouping on the main models: cross-seed Spearman above the untrained "
+                  "null against deletion AUC of model 0.")]))
+    sections.append(Section("Sanity: model randomisation", sections_.sanity_reading(summary), tables=[([
+        {"method": r["method"], "grouping": r["grouping"], "sanity Spearman ↓": sections_.fmt(r, "sanity_spearman"),
+         "sanity SSIM ↓": sections_.fmt(r, "sanity_ssim"), "cross-seed Spearman": sections_.fmt(r, "spearman")}
+        for r in summary if r["model_set"] == "main" and "sanity_spearman" in r],
         "Similarity between maps of the trained model 0 and of the same architecture with random weights "
-        "(lower = the map depends on what was learned); 'ssim' is the cross-seed SSIM for comparison.")]))
+        "(lower = the map depends on what was learned), intervals over images.")]))
     if perturbation["summary"]:
-        sections.append(perturbation_section(perturbation["summary"], summary, perturbation["settings"],
-                                             perturbation["images"].shape[0]))
+        sections.append(sections_.perturbation_section(perturbation["summary"], summary,
+                                                       perturbation["settings"].perturbation_samples,
+                                                       perturbation["images"].shape[0]))
     if factors is not None:
         sections.append(factor_section(factors, figures_dir))
     if removal is not None:
@@ -346,7 +388,8 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     results = {
         "config": config.to_dict(), "environment": _environment(), "dataset": dataset.describe(),
         "models": model_rows, "timings_s": timings, "stability_summary": summary,
-        "variance_reduction": reduction, "study_settings": settings.__dict__, "sampling_confidence": confidence,
+        "variance_reduction": reduction, "grid_contrasts": study["contrasts"], "grouping_contrasts": contrasts,
+        "study_settings": settings.__dict__, "sampling_confidence": confidence,
         "perturbation_settings": perturbation["settings"].__dict__ if perturbation["summary"] else None,
         "inpainting": None if removal is None else {
             "quality": removal["quality"], "methods": removal["rows"], "metric_agreement": removal["agreement"],
@@ -370,35 +413,11 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
         target.mkdir(parents=True, exist_ok=True)
         for figure in figures_dir.glob("*.p*"):
             shutil.copy2(figure, target / figure.name)
+    if config.report.name == "default" and config.report.copy_results_to:
+        target = Path(config.report.copy_results_to)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out / "results.json", target / f"{config.report.name}.json")
     return out
-
-
-def perturbation_section(rows: list[dict], summary: list[dict], settings: StudySettings, count: int) -> Section:
-    """Perturbation presets next to the gradient methods: cross-seed stability and fidelity."""
-    main = [r for r in summary if r["model_set"] == "main" and r["grouping"] == "pixel"]
-    table = _rounded([{k: r.get(k) for k in ("family", "method", "n_images", "ssim", "spearman", "topk_intersection",
-                                               "deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass",
-                                               "sanity_spearman", "explain_seconds_per_model")}
-                      for r in sorted(main, key=lambda r: -r["spearman"])])
-    best = max(rows, key=lambda r: r["spearman"])
-    gradients = [r for r in main if r["family"] == "gradient"]
-    best_gradient = max(gradients, key=lambda r: r["spearman"]) if gradients else None
-    random_row = next((r for r in main if r["method"] == "random"), None)
-    reading = (f"On {count} test images and the same {len(settings.methods)} presets on every retrained model, the "
-               f"most stable perturbation method is {best['method']} (cross-seed Spearman {best['spearman']:.2f}, "
-               f"SSIM {best['ssim']:.2f})")
-    if best_gradient is not None:
-        reading += (f"; the most stable gradient method at pixel level is {best_gradient['method']} "
-                    f"(Spearman {best_gradient['spearman']:.2f})")
-    if random_row is not None:
-        reading += f"; random maps score {random_row['spearman']:.2f}"
-    fastest = min(rows, key=lambda r: r["explain_seconds_per_model"])
-    slowest = max(rows, key=lambda r: r["explain_seconds_per_model"])
-    reading += (f". Perturbation maps cost {fastest['explain_seconds_per_model']:.1f} s ({fastest['method']}) to "
-                f"{slowest['explain_seconds_per_model']:.1f} s ({slowest['method']}) per model; RISE, LIME and "
-                f"KernelSHAP ran with {settings.perturbation_samples} samples here.")
-    return Section("Perturbation methods across seeds", reading, tables=[(table, "Pixel maps on the main models, "
-                   "all methods ranked by cross-seed Spearman; perturbation rows use the first n_images test images.")])
 
 
 def factor_section(factors: dict, figures_dir: Path) -> Section:
@@ -539,82 +558,6 @@ def _get(summary, method, grouping, model_set="main"):
                  and r["model_set"] == model_set), None)
 
 
-def headline_section(summary: list[dict]) -> Section:
-    """Every method × grouping ranked by cross-seed stability and by fidelity, random control included."""
-    rows = [r for r in summary if r["model_set"] == "main"]
-    by_ssim = sorted(rows, key=lambda r: -r["ssim"])
-    by_deletion = {id(r): rank for rank, r in enumerate(sorted(rows, key=lambda r: r["deletion_auc"]), 1)}
-    table = [{
-        "stability rank": rank, "method": r["method"], "grouping": r["grouping"],
-        "SSIM": f"{r['ssim']:.3f} [{r['ssim_ci_low']:.3f}, {r['ssim_ci_high']:.3f}]",
-        "Spearman": round(r["spearman"], 3), "top-10% ∩": round(r["topk_intersection"], 3),
-        "MeGe": round(r["mege"], 3), "ReCo": round(r["reco"], 3),
-        "deletion AUC ↓": round(r["deletion_auc"], 3), "fidelity rank": by_deletion[id(r)],
-        "µFidelity": round(r["mu_fidelity"], 3),
-        "relevance mass": round(r.get("relevance_mass", float("nan")), 3),
-    } for rank, r in enumerate(by_ssim, 1)]
-    best, random_rows = by_ssim[0], [r for r in rows if r["method"] == "random"]
-    random_rank = min(by_deletion[id(r)] for r in random_rows) if random_rows else None
-    reading = (f"The most stable map across retrained models is {best['method']} with {best['grouping']} grouping "
-               f"(SSIM {best['ssim']:.3f}). ")
-    if random_rank is not None:
-        reading += (f"The random-map control's best fidelity rank is {random_rank} of {len(rows)}: "
-                    + ("deletion AUC tells real maps from noise here." if random_rank > len(rows) * 0.6 else
-                       "deletion AUC barely separates real maps from random ones here; read fidelity with care."))
-        grouped_random = [r for r in random_rows if r["grouping"] != "pixel"]
-        if grouped_random:
-            r = max(grouped_random, key=lambda r: r["ssim"])
-            reading += (f" Note that grouped random maps reach SSIM {r['ssim']:.3f} ({r['grouping']}): SSIM rewards "
-                        "smoothness, so compare grouped methods with the grouped random control, and prefer Spearman.")
-    return Section("Headline: every method ranked", reading, tables=[(table, "Main models. SSIM with 95 % CI over "
-                   "images × model pairs; MeGe/ReCo (Fel et al.) on the test images with distance sqrt(1 − |ρ|); "
-                   "fidelity rank by deletion AUC of model 0 (mean-colour substrate); µFidelity (Bhatt et al.) "
-                   "with 20 % of a 9×9 grid removed.")])
-
-
-def stability_reading(summary: list[dict]) -> str:
-    sentences = []
-    for model_set in dict.fromkeys(r["model_set"] for r in summary):
-        for method in dict.fromkeys(r["method"] for r in summary if r["method"] != "random"):
-            pixel = _get(summary, method, "pixel", model_set)
-            others = [r for r in summary if r["method"] == method and r["model_set"] == model_set
-                      and r["grouping"] != "pixel"]
-            if pixel is None or not others:
-                continue
-            best = max(others, key=lambda r: r["spearman"])
-            sentences.append(f"{method} ({model_set}): Spearman {pixel['spearman']:.2f} → {best['spearman']:.2f} "
-                             f"with {best['grouping']}, SSIM {pixel['ssim']:.2f} → {best['ssim']:.2f}")
-    gains = [(_get(summary, r["method"], "pixel", r["model_set"]), r) for r in summary
-             if r["grouping"] != "pixel" and r["method"] != "random"]
-    improved = sum(1 for p, g in gains if p and g["spearman"] > p["spearman"])
-    return (f"Grouping raised the cross-seed Spearman correlation in {improved} of {len(gains)} method × grouping "
-            f"cases. " + "; ".join(sentences) + ".")
-
-
-def reduction_reading(rows: list[dict]) -> str:
-    if not rows:
-        return "No pixel-level method ran, so no projection could be measured."
-    below = sum(1 for r in rows if r["projection_variance_reduction"] >= 1 - 1e-9)
-    real = [r for r in rows if r["method"] != "random"]
-    ratio = np.mean([r["projection_variance_reduction"] / r["mean_segment_size"] for r in real]) if real else float("nan")
-    return (f"The projection reduced total variance across models in {below} of {len(rows)} cases (the theory says "
-            f"all: tr(PΣ) ≤ tr(Σ)). Real methods reach on average {ratio:.0%} of the independent-pixel factor d/m, "
-            f"because neighbouring pixels' gradients vary together across seeds; random maps sit on the line. The "
-            f"bias column is the share of the mean map that is not constant on segments: where it is large, grouping "
-            f"buys stability by discarding signal.")
-
-
-def sampling_reading(summary: list[dict]) -> str:
-    parts = []
-    for model_set in dict.fromkeys(r["model_set"] for r in summary):
-        noise, suppression = _get(summary, "smoothgrad", "pixel", model_set), _get(summary, "suppression", "pixel", model_set)
-        if noise and suppression:
-            parts.append(f"{model_set} models: suppression sampling gives cross-seed Spearman "
-                         f"{suppression['spearman']:.2f} vs {noise['spearman']:.2f} for Gaussian noise (SmoothGrad), "
-                         f"deletion AUC {suppression['deletion_auc']:.3f} vs {noise['deletion_auc']:.3f}")
-    return ("; ".join(parts) + ".") if parts else "SmoothGrad and suppression were not both in this study."
-
-
 def confidence_reading(rows: list[dict]) -> str:
     """Compare the samplers at matched strengths (σ as a fraction of the range = share erased)."""
     noise = {r["strength"]: r for r in rows if r["sampler"] == "gaussian noise"}
@@ -634,29 +577,6 @@ def confidence_reading(rows: list[dict]) -> str:
             f"clean images {clean:.2f}): {verdict}.")
 
 
-def fidelity_reading(summary: list[dict]) -> str:
-    rows = [r for r in summary if r["model_set"] == "main" and r["method"] != "random"]
-    if len(rows) < 3:
-        return "Too few methods for a trade-off."
-    from scipy.stats import spearmanr
-
-    rho = spearmanr([r["ssim"] for r in rows], [r["deletion_auc"] for r in rows]).statistic
-    return (f"Across {len(rows)} method × grouping combinations the rank correlation between cross-seed SSIM and "
-            f"deletion AUC is {rho:+.2f} ({'stabler maps tend to be less faithful' if rho > 0.2 else 'stabler maps are not less faithful' if rho < -0.2 else 'no clear trade-off'}; "
-            f"lower AUC = more faithful).")
-
-
-def sanity_reading(summary: list[dict]) -> str:
-    rows = [r for r in summary if r["model_set"] == "main" and "sanity_spearman" in r]
-    if not rows:
-        return "The sanity check did not run."
-    worst = max(rows, key=lambda r: r["sanity_spearman"])
-    return (f"A method passes when its map of a randomly initialised network is unlike the trained one. The highest "
-            f"similarity to the randomised model is {worst['method']} / {worst['grouping']} (Spearman "
-            f"{worst['sanity_spearman']:.2f}): a map that changes little when the weights are destroyed reflects the "
-            f"image (edges, or the segmentation) more than the model.")
-
-
 def example_panels(models, images, labels, masks, settings: StudySettings, figures_dir: Path) -> list:
     """Per method (pixel and the first super-pixel grouping): one image's maps across models."""
     partitions = compute_partitions(images[:1], settings.groupings, settings.n_segments)
@@ -665,7 +585,8 @@ def example_panels(models, images, labels, masks, settings: StudySettings, figur
     shown.update({g: partitions[g] for g in superpixel})
     figures = []
     for method in settings.methods:
-        per_model = [explain_groupings(method, model, k, images[:1], labels[:1], shown, settings)
+        per_model = [explain_groupings(method, model, explainer_seed(settings, "main", k), images[:1], labels[:1], shown,
+                                       settings)
                      for k, model in enumerate(models)]
         for grouping in shown:
             maps = [grey_maps(maps[grouping])[0].cpu() for maps in per_model]

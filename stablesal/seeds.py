@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .data import ImageDataset
 from .models import build_model
+from .seeding import mix as _mix
 from .storage import CorruptFileError, config_hash, load_torch, save_torch
 
 VARY_CHOICES = ("seed", "split", "both")
@@ -67,16 +68,6 @@ class SeedRun:
     @property
     def test_accuracy(self) -> float:
         return self.meta["test_accuracy"]
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed from several integers (splitmix64-style), so (seed, epoch) pairs never collide."""
-    state = 0x9E3779B97F4A7C15
-    for value in values:
-        state = (state ^ (int(value) + 0x9E3779B97F4A7C15 + (state << 6) + (state >> 2))) & ((1 << 64) - 1)
-        state = (state * 0xBF58476D1CE4E5B9) & ((1 << 64) - 1)
-        state ^= state >> 31
-    return state & ((1 << 63) - 1)
 
 
 def split_indices(n: int, k: int, seed: int = 0) -> list[torch.Tensor]:
@@ -299,7 +290,7 @@ def train_seeds(
     plan = seed_plan(k, vary, base_seed, len(dataset.train_labels))
     if executor is None:
         return [train_one(dataset, run, config, out_dir, device, model_factory, progress) for run in plan]
-    unit = functools.partial(_train_unit, config=config, out_dir=out_dir, device=str(device),
+    unit = functools.partial(train_unit, config=config, out_dir=out_dir, device=str(device),
                              model_factory=model_factory)
     runs = executor.map(unit, plan, desc="seeds", progress=progress, shared=(dataset,))
     for run in runs:
@@ -307,7 +298,7 @@ def train_seeds(
     return runs
 
 
-def _train_unit(dataset, run, *, config, out_dir, device, model_factory) -> SeedRun:
+def train_unit(dataset, run, *, config, out_dir, device, model_factory) -> SeedRun:
     """One seed's training as a unit of work for an executor (module level, so it pickles)."""
     return train_one(dataset, run, config, out_dir, device, model_factory, progress=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import math
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -226,10 +227,28 @@ def make_segmenter(name: str, n_segments: int = 64, **options) -> Segmenter:
     return cls(n_segments=n_segments, **options)
 
 
-def matched_grid(segments: torch.Tensor) -> Grid:
-    """The square-grid control with the same mean number of segments as ``segments`` ``[B, H, W]``."""
-    counts = segments.flatten(1).max(1).values + 1
-    return Grid(n_segments=int(round(counts.float().mean().item())))
+def matched_grid(segments: torch.Tensor, tolerance: float = 0.1) -> Grid:
+    """The grid control for ``segments`` ``[B, H, W]``: the grid whose cell area H·W/(rows·cols)
+    is closest to the super-pixels' mean segment size (the mean over images of H·W / count),
+    preferring the squarest cells among the grids within ``tolerance`` (relative) of it.
+
+    Matching the size, not a nominal count, is what makes "super-pixel vs grid" a comparison of
+    shape alone: both discard the same amount of resolution."""
+    height, width = segments.shape[-2:]
+    target = float((height * width / count_segments(segments).double()).mean())
+    candidates = []
+    for rows in range(1, height + 1):
+        for cols in range(1, width + 1):
+            if rows * cols < 2:
+                continue
+            error = abs(height * width / (rows * cols) - target) / target
+            squareness = abs(math.log((height / rows) / (width / cols)))
+            candidates.append((error > tolerance, squareness if error <= tolerance else error, error, rows, cols))
+    _, _, error, rows, cols = min(candidates)
+    if error > tolerance:
+        warnings.warn(f"no grid matches the mean segment size {target:.1f} px within {tolerance:.0%} "
+                      f"(closest: {rows}×{cols}, {error:.0%} off)")
+    return Grid(rows=rows, cols=cols)
 
 
 def count_segments(segments: torch.Tensor) -> torch.Tensor:

@@ -1,36 +1,58 @@
 """The cross-seed stability study: explain the same test images with K retrained models, for every
 method × grouping, and measure how much the maps depend on training randomness (Gong et al.,
-BMVC 2024; Ye & Farnia, AISTATS 2025; methods.md §3).
+BMVC 2024; Ye & Farnia, AISTATS 2025; docs/methods.md, "Cross-seed stability").
 
-Work is split into units (one model set × method, all groupings from the same model passes); each unit's result is written
-atomically to ``<cache_dir>/<unit-hash>.json`` and reused on a re-run, so an interrupted study
-resumes where it stopped. Memory per unit is K grey maps of the explained images plus running
-moments; no unit holds the maps of other units.
+Model sets play roles. ``main`` (the K retrained models) gets everything: pairwise similarity,
+a test–retest repeat of every random explainer on every model, fidelity, localisation and the
+sanity check. Every other set (``control``: the same data split, other seeds; ``untrained``:
+the same architecture with fresh initialisations, never trained) gets the pairwise quantities
+only, which is all the variance decomposition and the untrained-network null need.
+
+Random explainers draw independently per model: model k of set s is explained with the seed
+``derive(seed, "explainer", s, k, repeat)`` (and each image then derives its own generator
+from it, so maps still do not depend on batch or chunk). ``draws="common"`` gives every model
+the same draws; it is labelled in every result row and is never the default of a stability
+number, because shared draws show up in every map and make unrelated models look alike.
+
+Work is split into units (one model set × method, all groupings from the same model passes);
+each unit's result is written atomically to ``<cache_dir>/<unit-hash>.json`` and reused on a
+re-run, so an interrupted study resumes where it stopped. A unit holds the K maps of its images
+(grey and unit-norm) and nothing of other units. Every statistic is computed afterwards from
+per-pair and per-image rows, with intervals from :mod:`stablesal.intervals`.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from .attribution import make_method
-from .grouping import Partition
-from .perturbation import PRESETS, make_preset
+from .attribution import image_seeds, make_method
+from .grouping import Partition, lag_weights, stationary_projection_energy
+from .intervals import Weights, design_interval, image_mean, model_mean, pair_mean, rows_to_model_array, \
+    rows_to_pair_array
 from .metrics import (
-    RunningMoments, deletion_insertion, grey_maps, mean_ci, mege, mu_fidelity, output_drops, pairwise_similarity,
-    random_cell_subsets, randomised_copy, reco, spearman, ssim, unit_maps,
+    deletion_insertion, grey_maps, mu_fidelity, output_drops, pairwise_similarity, random_cell_subsets,
+    randomised_copy, spearman, ssim, unit_maps,
 )
-from .segmentation import make_segmenter, matched_grid
+from .perturbation import PRESETS, make_preset
+from .seeding import derive
+from .segmentation import count_segments, make_segmenter, matched_grid
 from .storage import cached_unit, save_json_checked
 
 PAIR_METRICS = ("ssim", "spearman", "normalised_l2", "topk_intersection")
+SIMILARITY_METRICS = ("ssim", "spearman", "topk_intersection")  # higher = more alike; normalised_l2 is a distance
+DRAWS = ("independent", "common")
+MAIN = "main"
+# What differs between the models of a set, for the variance decomposition.
+VARIES = ("seed", "split", "both", "init")
+SUPERPIXEL_FREE = ("pixel", "grid")
 
 
 @dataclass
@@ -50,158 +72,229 @@ class StudySettings:
     mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
     sanity: bool = True
     perturbation_samples: int = 500  # RISE masks / LIME and KernelSHAP samples of perturbation presets
+    draws: str = "independent"       # independent | common (explainer draws shared by every model; labelled)
+    retest: bool = True              # a second run of every random explainer on every main model
+
+    def __post_init__(self) -> None:
+        if self.draws not in DRAWS:
+            raise ValueError(f"StudySettings.draws must be one of {DRAWS}, got {self.draws!r}")
 
 
-def random_maps(images: torch.Tensor, model_index: int, seed: int) -> torch.Tensor:
-    """The random-map control: i.i.d. uniform maps, different for every model."""
-    generator = torch.Generator().manual_seed(seed * 1009 + model_index)
-    return torch.rand(images.shape, generator=generator).to(images.device)
+def explainer_seed(settings: StudySettings, model_set: str, index: int | str, repeat: int = 0) -> int:
+    """The seed of the explainer's draws for model ``index`` of ``model_set`` (run ``repeat``).
+    Independent draws: one stream per model and repeat. Common draws: one stream per repeat,
+    shared by every model of every set."""
+    if settings.draws == "common":
+        return derive(settings.seed, "explainer", repeat)
+    return derive(settings.seed, "explainer", model_set, index, repeat)
+
+
+def method_is_random(method_name: str, model) -> bool:
+    """Whether the method's maps depend on its seed (a test–retest repeat is then informative)."""
+    if method_name == "random":
+        return True
+    if method_name in PRESETS:
+        return make_preset(method_name, model).random
+    return make_method(method_name, model).sampler.random
+
+
+def random_maps(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """The i.i.d. random-map null: uniform maps, one generator per image derived from ``seed``."""
+    return torch.stack([torch.rand(image.shape, generator=torch.Generator().manual_seed(s))
+                        for image, s in zip(images.cpu(), image_seeds(images, seed))]).to(images.device)
 
 
 def compute_partitions(images: torch.Tensor, groupings: Sequence[str], n_segments: int) -> dict[str, torch.Tensor]:
-    """Segments for every grouping; ``grid`` is matched to the mean count of the first super-pixel
-    grouping (the control that separates 'follows the object' from 'is coarser')."""
+    """Segments for every grouping except ``pixel``. ``grid`` becomes one grid per super-pixel
+    grouping, matched to its mean segment size (``grid@fastslic``, ...): the control that
+    separates 'follows the object' from 'is coarser'. Without super-pixels it is a plain grid of
+    about ``n_segments`` cells."""
     partitions: dict[str, torch.Tensor] = {}
-    for name in groupings:
-        if name not in ("pixel", "grid"):
-            partitions[name] = make_segmenter(name, n_segments=n_segments)(images)
-    if "grid" in groupings:
-        reference = next(iter(partitions.values()), None)
-        grid = matched_grid(reference) if reference is not None else make_segmenter("grid", n_segments=n_segments)
-        partitions["grid"] = grid(images)
+    superpixels = [name for name in groupings if name not in SUPERPIXEL_FREE]
+    for name in superpixels:
+        partitions[name] = make_segmenter(name, n_segments=n_segments)(images)
+        if "grid" in groupings:
+            partitions[f"grid@{name}"] = matched_grid(partitions[name])(images)
+    if "grid" in groupings and not superpixels:
+        partitions["grid"] = make_segmenter("grid", n_segments=n_segments)(images)
     return partitions
 
 
-def explain_groupings(method_name: str, model, model_index: int, images, targets, partitions: dict,
+def study_groupings(groupings: Sequence[str], partitions: dict) -> list[str]:
+    """The grouping names a study reports: ``pixel`` (when asked) then every partition."""
+    return (["pixel"] if "pixel" in groupings else []) + list(partitions)
+
+
+def explain_groupings(method_name: str, model, seed: int, images, targets, partitions: dict,
                       settings: StudySettings) -> dict[str, torch.Tensor]:
     """Maps of one model under every grouping (``partitions``: name → segments or None), from
-    one set of model passes."""
+    one set of model passes, drawing from ``seed``. Gradient methods group inside each sample;
+    perturbation presets and the random map are projected afterwards."""
     if method_name == "random" or method_name in PRESETS:
         if method_name == "random":
-            maps = random_maps(images, model_index, settings.seed)
-        else:  # perturbation presets: the pixel map, projected for groupings
+            maps = random_maps(images, seed)
+        else:
             options = {"n_masks": settings.perturbation_samples} if method_name == "rise" else (
                 {"n_samples": settings.perturbation_samples} if method_name in ("lime", "kernel_shap") else {})
-            maps = make_preset(method_name, model, **options).attribute(images, target=targets, seed=settings.seed)
+            maps = make_preset(method_name, model, **options).attribute(images, target=targets, seed=seed)
         return {name: maps if seg is None else Partition(seg).project(maps) for name, seg in partitions.items()}
     method = make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,
                          n_steps=settings.n_steps, noise_level=settings.noise_level)
-    kwargs = {"baselines": _shap_references(images, settings.seed)} if method_name == "gradient_shap" else {}
-    return method.attribute_groupings(images, target=targets, groupings=partitions, seed=settings.seed, **kwargs)
+    kwargs = {"baselines": shap_references(images, seed)} if method_name == "gradient_shap" else {}
+    return method.attribute_groupings(images, target=targets, groupings=partitions, seed=seed, **kwargs)
 
 
-def _shap_references(images: torch.Tensor, seed: int) -> torch.Tensor:
+def shap_references(images: torch.Tensor, seed: int) -> torch.Tensor:
     """References for GradientSHAP: the explained images' own pixels shuffled across positions
-    (keeps the colour distribution, removes the object) plus a black image."""
-    generator = torch.Generator().manual_seed(seed)
+    (keeps the colour distribution, removes the object) plus a black image; the shuffle is part
+    of the explainer's draws."""
+    generator = torch.Generator().manual_seed(derive(seed, "gradient_shap-references"))
     flat = images.flatten(2)
     shuffled = flat[:, :, torch.randperm(flat.shape[2], generator=generator)].view_as(images)
     return torch.cat([shuffled[:8], torch.zeros_like(images[:1])])
 
 
+def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.double() - b.double()).flatten(1).square().sum(1)
+
+
 def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor, masks, method_name: str,
              partitions: dict, settings: StudySettings, model_set: str) -> list[dict]:
-    """One method on every model under every grouping: pairwise similarity rows, variance across
-    models, the projection check, fidelity, localisation and sanity. One result per grouping."""
+    """One method on every model of one set under every grouping; one result per grouping.
+
+    Every set: per (image, model pair) rows of the pairwise metrics on grey maps and of the
+    squared distance between unit-norm signed maps. ``main`` also: the projection of the pixel
+    maps onto every partition (measured and predicted, for the variance-reduction check), a
+    test–retest repeat of random explainers, fidelity, localisation and sanity."""
     began = time.perf_counter()
-    groupings = {name: (None if name == "pixel" else partitions[name]) for name in settings.groupings}
-    greys = {name: [] for name in groupings}
-    moments = {name: RunningMoments() for name in groupings}
+    main = model_set == MAIN
+    groupings = {name: (None if name == "pixel" else partitions[name])
+                 for name in study_groupings(settings.groupings, partitions)}
+    random = method_is_random(method_name, models[0])
+    retest = main and random and settings.retest
     with torch.inference_mode():
-        correct = [model(images).argmax(1).eq(targets).cpu() for model in models]  # for MeGe / ReCo
-    projected = {name: RunningMoments() for name in partitions}  # theory: P applied to the pixel maps
+        correct = [model(images).argmax(1).eq(targets).cpu() for model in models]
+    greys = {name: [] for name in groupings}
+    units = {name: [] for name in groupings}
+    projected = {name: [] for name in partitions}  # P applied to the pixel unit maps, per model
+    retest_rows = {name: [] for name in groupings}
+    lags = {name: lag_weights(seg.cpu()) for name, seg in partitions.items()} if main and "pixel" in groupings else {}
     first_maps: dict[str, torch.Tensor] = {}
     explain_seconds = 0.0
     for index, model in enumerate(models):
         start = time.perf_counter()
-        maps = explain_groupings(method_name, model, index, images, targets, groupings, settings)
+        maps = explain_groupings(method_name, model, explainer_seed(settings, model_set, index), images, targets,
+                                 groupings, settings)
         explain_seconds += time.perf_counter() - start
         for name, grouped in maps.items():
-            greys[name].append(grey_maps(grouped))
-            moments[name].update(unit_maps(grouped))
-        if "pixel" in maps:
-            unit = unit_maps(maps["pixel"])
-            for name, part in partitions.items():
-                projected[name].update(Partition(part).project(unit.unsqueeze(1))[:, 0])
+            greys[name].append(grey_maps(grouped).cpu())
+            units[name].append(unit_maps(grouped).double().cpu())
+        if lags:
+            for name, segments in partitions.items():
+                projected[name].append(Partition(segments.cpu()).project(units["pixel"][-1].unsqueeze(1))[:, 0])
+        if retest:
+            again = explain_groupings(method_name, model, explainer_seed(settings, model_set, index, repeat=1),
+                                      images, targets, groupings, settings)
+            for name, grouped in again.items():
+                scores = pairwise_similarity(greys[name][-1], grey_maps(grouped).cpu(), PAIR_METRICS)
+                distance = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
+                retest_rows[name] += [{"image": i, "model": index, "sq_distance": float(distance[i]),
+                                       **{k: float(v[i]) for k, v in scores.items()}}
+                                      for i in range(images.shape[0])]
         if index == 0:
             first_maps = maps
     sanity_greys = {}
-    if settings.sanity and method_name != "random":
-        randomised = randomised_copy(models[0], seed=settings.seed + 99)
-        sanity_maps = explain_groupings(method_name, randomised, 0, images, targets, groupings, settings)
-        sanity_greys = {name: grey_maps(m) for name, m in sanity_maps.items()}
+    if main and settings.sanity and method_name != "random":
+        randomised = randomised_copy(models[0], seed=derive(settings.seed, "sanity", "weights"))
+        sanity_maps = explain_groupings(method_name, randomised, explainer_seed(settings, model_set, "sanity"),
+                                        images, targets, groupings, settings)
+        sanity_greys = {name: grey_maps(m).cpu() for name, m in sanity_maps.items()}
 
-    subsets = random_cell_subsets(images.shape[2], images.shape[3], settings.mu_fidelity_subsets, seed=settings.seed)
-    drops = output_drops(models[0], images, targets, subsets)
     results = []
     for name in groupings:
         rows = []
-        for i, j in itertools.combinations(range(len(models)), 2):
-            scores = pairwise_similarity(greys[name][i], greys[name][j], PAIR_METRICS)
+        for a, b in itertools.combinations(range(len(models)), 2):
+            scores = pairwise_similarity(greys[name][a], greys[name][b], PAIR_METRICS)
+            extra = {"sq_distance": _squared_distances(units[name][a], units[name][b])}
+            if name == "pixel" and lags:
+                difference = units["pixel"][a] - units["pixel"][b]
+                for partition in partitions:
+                    extra[f"projected@{partition}"] = _squared_distances(projected[partition][a],
+                                                                         projected[partition][b])
+                    extra[f"predicted@{partition}"] = stationary_projection_energy(difference, lags[partition])
+                    residual_a = units["pixel"][a] - projected[partition][a]
+                    residual_b = units["pixel"][b] - projected[partition][b]
+                    extra[f"residual_cross@{partition}"] = (residual_a * residual_b).flatten(1).sum(1)
             for image in range(images.shape[0]):
                 rows.append({"model_set": model_set, "method": method_name, "grouping": name, "image": image,
-                             "model_a": i, "model_b": j, **{k: float(v[image]) for k, v in scores.items()},
-                             "a_correct": bool(correct[i][image]), "b_correct": bool(correct[j][image])})
+                             "model_a": a, "model_b": b, "draws": settings.draws,
+                             **{k: float(v[image]) for k, v in scores.items()},
+                             **{k: float(v[image]) for k, v in extra.items()},
+                             "a_correct": bool(correct[a][image]), "b_correct": bool(correct[b][image])})
         result = {
             "model_set": model_set, "method": method_name, "grouping": name, "rows": rows,
-            "total_variance": moments[name].total_variance().tolist(),
-            "noise_to_signal": moments[name].noise_to_signal().tolist(),
+            "retest_rows": retest_rows[name], "random": random, "draws": settings.draws,
+            "n_models": len(models), "n_images": int(images.shape[0]),
             "explain_seconds_per_model": explain_seconds / len(models),  # all groupings together
-            "n_images": int(images.shape[0]),
         }
         if groupings[name] is not None:
-            result["mean_segments"] = float((groupings[name].flatten(1).max(1).values + 1).float().mean())
-        if name == "pixel":
-            result["projection"] = _projection_check(moments["pixel"], projected, partitions, images)
-        model, maps = models[0], first_maps[name]
-        _, deletion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
-                                         mode="deletion", substrate=settings.deletion_substrate)
-        _, insertion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
-                                          mode="insertion", substrate=settings.insertion_substrate)
-        result["deletion_auc"], result["insertion_auc"] = deletion.tolist(), insertion.tolist()
-        result["mu_fidelity"] = mu_fidelity(maps, subsets, drops).tolist()
-        if masks is not None:
-            grey, inside = greys[name][0], masks.to(images.device).float()
-            result["relevance_mass"] = ((grey * inside).flatten(1).sum(1)
-                                        / grey.flatten(1).sum(1).clamp(min=1e-30)).tolist()
-            result["pointing_game"] = inside.flatten(1).gather(1, grey.flatten(1).argmax(1, keepdim=True))[:, 0].tolist()
-        if name in sanity_greys:
-            result["sanity_spearman"] = spearman(greys[name][0], sanity_greys[name]).tolist()
-            result["sanity_ssim"] = ssim(greys[name][0], sanity_greys[name]).tolist()
+            segments = groupings[name]
+            sizes = images.shape[2] * images.shape[3] / count_segments(segments).double()
+            result["mean_segments"] = float(count_segments(segments).double().mean())
+            result["mean_segment_size"] = float(sizes.mean())
+        if main:
+            result.update(_image_metrics(models[0], images, targets, masks, first_maps[name], greys[name][0],
+                                         settings))
+            if name in sanity_greys:
+                result["sanity_spearman"] = spearman(greys[name][0], sanity_greys[name]).tolist()
+                result["sanity_ssim"] = ssim(greys[name][0], sanity_greys[name]).tolist()
         results.append(result)
     for result in results:
         result["seconds"] = (time.perf_counter() - began) / len(results)
     return results
 
 
-def _projection_check(pixel: RunningMoments, projected: dict, partitions: dict, images) -> dict:
-    """tr(Σ)/tr(PΣ), the bias of P on the mean map, and the noise-to-signal gain, per partition."""
-    pixels = images.shape[2] * images.shape[3]
+def _image_metrics(model, images, targets, masks, maps, grey, settings: StudySettings) -> dict:
+    """Fidelity and localisation of model 0's maps, per image."""
     out = {}
-    mean_map = pixel.mean
-    for name, running in projected.items():
-        count = float((partitions[name].flatten(1).max(1).values + 1).float().mean())
-        projected_mean = Partition(partitions[name]).project(mean_map.unsqueeze(1).float())[:, 0].double()
-        nsr_pixel = pixel.total_variance() / mean_map.flatten(1).square().sum(1).clamp(min=1e-30)
-        nsr_grouped = running.total_variance() / projected_mean.flatten(1).square().sum(1).clamp(min=1e-30)
-        out[name] = {
-            "mean_segment_size": pixels / count,
-            "variance_reduction": (pixel.total_variance() / running.total_variance().clamp(min=1e-30)).tolist(),
-            "bias_fraction": ((mean_map - projected_mean).flatten(1).square().sum(1)
-                              / mean_map.flatten(1).square().sum(1).clamp(min=1e-30)).tolist(),
-            "nsr_reduction": (nsr_pixel / nsr_grouped.clamp(min=1e-30)).tolist(),
-        }
+    _, deletion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
+                                     mode="deletion", substrate=settings.deletion_substrate)
+    _, insertion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
+                                      mode="insertion", substrate=settings.insertion_substrate)
+    out["deletion_auc"], out["insertion_auc"] = deletion.tolist(), insertion.tolist()
+    subsets = random_cell_subsets(images.shape[2], images.shape[3], settings.mu_fidelity_subsets,
+                                  seed=derive(settings.seed, "mu_fidelity"))
+    out["mu_fidelity"] = mu_fidelity(maps, subsets, output_drops(model, images, targets, subsets)).tolist()
+    if masks is not None:
+        inside = masks.cpu().float()
+        out["relevance_mass"] = ((grey * inside).flatten(1).sum(1) / grey.flatten(1).sum(1).clamp(min=1e-30)).tolist()
+        # ties at the maximum: the share of the tied pixels that fall inside the object
+        top = grey.flatten(1) >= grey.flatten(1).max(1, keepdim=True).values
+        out["pointing_game"] = ((top & inside.flatten(1).bool()).sum(1).double() / top.sum(1).double()).tolist()
     return out
 
 
 def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Tensor, targets: torch.Tensor,
               masks, settings: StudySettings, cache_dir: Path | str | None = None, progress: bool = True,
-              identity: dict | None = None, include_random: bool = True, executor=None) -> list[dict]:
+              identity: dict | None = None, include_random: bool = True, executor=None,
+              varies: dict[str, str] | None = None) -> list[dict]:
     """Every unit of the study; finished units found in ``cache_dir`` are loaded, not recomputed.
 
-    ``identity`` (e.g. the model checkpoints' hashes and the data configuration) is part of the
-    unit key, so changing the models or data recomputes.
+    ``model_sets`` must contain ``"main"``; other sets (``control``, ``untrained``) get pairwise
+    quantities only. ``varies`` says what differs between the models of each set (``seed``,
+    ``split``, ``both``, ``init``); it is recorded in the results for the variance
+    decomposition. ``identity`` (e.g. the model checkpoints' hashes and the data
+    configuration) is part of the unit key, so changing the models or data recomputes.
     """
+    if MAIN not in model_sets:
+        raise ValueError(f"model_sets must contain a {MAIN!r} set, got {sorted(model_sets)}")
+    for name, models in model_sets.items():
+        if len(models) < 2:
+            raise ValueError(f"model set {name!r} has {len(models)} model(s); a stability study needs at least 2")
+    varies = dict(varies or {})
+    for name, value in varies.items():
+        if value not in VARIES:
+            raise ValueError(f"varies[{name!r}] must be one of {VARIES}, got {value!r}")
     partitions = compute_partitions(images, settings.groupings, settings.n_segments)
     methods = list(settings.methods) + (["random"] if include_random and "random" not in settings.methods else [])
     units = [(s, m) for s in model_sets for m in methods]
@@ -210,7 +303,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     for index, (model_set, method) in enumerate(units):
         path, cached = cached_unit(cache_dir, f"{model_set}-{method}-", {
             "settings": asdict(settings), "unit": [model_set, method], "identity": identity or {},
-            "n_images": int(images.shape[0])})
+            "n_images": int(images.shape[0]), "version": 2})
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached
             continue
@@ -234,7 +327,10 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     else:
         executor.map(work, [(model_set, method) for _, model_set, method, _ in pending], on_result=finished,
                      desc="stability", progress=progress, shared=shared)
-    return [row for index in range(len(units)) for row in results[index]]
+    out = [row for index in range(len(units)) for row in results[index]]
+    for result in out:
+        result["varies"] = varies.get(result["model_set"])
+    return out
 
 
 def _study_unit(model_sets, images, targets, masks, partitions, unit, *, settings) -> list[dict]:
@@ -243,58 +339,293 @@ def _study_unit(model_sets, images, targets, masks, partitions, unit, *, setting
     return run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set)
 
 
-def summarise(results: list[dict]) -> list[dict]:
-    """One row per model set × method × grouping: means and 95 % CIs over images and model pairs."""
-    summary = []
+# --------------------------------------------------------------------------------------
+# Statistics of a finished study (every interval from the two-way design jackknife)
+# --------------------------------------------------------------------------------------
+
+class UnitArrays:
+    """The rows of one method × grouping, across model sets, as arrays for weighted statistics:
+    ``pair(set, key)`` → ``[n, K, K]``, ``retest(key)`` → ``[n, K_main]``, ``image(key)`` → ``[n]``."""
+
+    def __init__(self, by_set: dict[str, dict]):
+        self.by_set = by_set
+        main = by_set[MAIN]
+        self.n_images = main["n_images"]
+        self.counts = {name: result["n_models"] for name, result in by_set.items()}
+        self._cache: dict = {}
+
+    def pair(self, model_set: str, key: str) -> np.ndarray:
+        if (model_set, key) not in self._cache:
+            result = self.by_set[model_set]
+            self._cache[(model_set, key)] = rows_to_pair_array(result["rows"], key, self.n_images,
+                                                               result["n_models"])
+        return self._cache[(model_set, key)]
+
+    def retest(self, key: str) -> np.ndarray:
+        if ("retest", key) not in self._cache:
+            self._cache[("retest", key)] = rows_to_model_array(self.by_set[MAIN]["retest_rows"], key, self.n_images,
+                                                               self.counts[MAIN])
+        return self._cache[("retest", key)]
+
+    def image(self, key: str) -> np.ndarray:
+        return np.asarray(self.by_set[MAIN][key], dtype=float)
+
+    def has_retest(self) -> bool:
+        return bool(self.by_set[MAIN].get("retest_rows"))
+
+    def interval(self, statistic, sets=(MAIN,), conditional: bool = False):
+        return design_interval(statistic, self.n_images, {s: self.counts[s] for s in sets if s in self.counts},
+                               conditional=conditional)
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN where the denominator is 0 or not finite."""
+    if not np.isfinite(denominator) or denominator == 0:
+        return float("nan")
+    return numerator / denominator
+
+
+def _ceiling(units: UnitArrays, metric: str, weights: Weights) -> float:
+    """The test–retest value of ``metric``: a second run on the same model with another seed.
+    Deterministic explainers reproduce themselves exactly (1 for similarities, 0 for the distance)."""
+    if not units.by_set[MAIN]["random"]:
+        return 0.0 if metric == "normalised_l2" else 1.0
+    return model_mean(units.retest(metric), weights, MAIN)
+
+
+def variance_components(units: UnitArrays, weights: Weights) -> dict[str, float]:
+    """Method-of-moments variance components of the unit-norm maps (summed over pixels, averaged
+    over images) from the nested design: explainer draws within a model, seeds within a split,
+    splits (Searle, Casella & McCulloch 1992, ch. 3). ``V(set)`` is the mean over model pairs of
+    ‖u_a − u_b‖²/2, the unbiased across-model variance; the explainer component is the same from
+    the test–retest pairs. Components can come out negative (estimation noise); they are
+    reported as estimated."""
+    main_varies = units.by_set[MAIN].get("varies")
+    explainer = (model_mean(units.retest("sq_distance"), weights, MAIN) / 2
+                 if units.has_retest() else 0.0)
+    v_main = pair_mean(units.pair(MAIN, "sq_distance"), weights, MAIN) / 2
+    control = units.by_set.get("control")
+    v_control = (pair_mean(units.pair("control", "sq_distance"), weights, "control") / 2
+                 if control is not None and control.get("varies") == "seed" else None)
+    out = {"explainer": explainer, "total": v_main}
+    if main_varies == "seed":
+        out["seed"] = v_main - explainer
+    elif main_varies == "both" and v_control is not None:
+        out["seed"], out["split"] = v_control - explainer, v_main - v_control
+    elif main_varies == "split":
+        out["split"] = v_main - explainer
+        if v_control is not None:
+            out["seed"] = v_control - explainer
+            out["total"] = explainer + out["split"] + out["seed"]
+    else:  # what the models differ in is unknown or confounded: one 'models' component
+        out["models"] = v_main - explainer
+    return out
+
+
+def _group_results(results: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
+    grouped: dict[tuple[str, str], dict[str, dict]] = {}
     for result in results:
-        row = {"model_set": result["model_set"], "method": result["method"], "grouping": result["grouping"],
-               "family": ("perturbation" if result["method"] in PRESETS else
-                          "control" if result["method"] == "random" else "gradient"),
-               "n_images": result.get("n_images")}
-        for metric in PAIR_METRICS:
-            mean, low, high = mean_ci([r[metric] for r in result["rows"]])
-            row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
-        # MeGe / ReCo (Fel et al., WACV 2022) on held-out test images, distance sqrt(1 − |ρ|)
-        same = [math.sqrt(max(0.0, 1 - abs(r["spearman"]))) for r in result["rows"]
-                if r["a_correct"] and r["b_correct"] and math.isfinite(r["spearman"])]
-        different = [math.sqrt(max(0.0, 1 - abs(r["spearman"]))) for r in result["rows"]
-                     if r["a_correct"] != r["b_correct"] and math.isfinite(r["spearman"])]
-        row["mege"], row["reco"] = mege(same), reco(same, different)
-        for metric in ("noise_to_signal", "deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass",
-                       "pointing_game", "sanity_spearman", "sanity_ssim"):
-            if metric in result:
-                mean, low, high = mean_ci(result[metric])
-                row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
-        row["explain_seconds_per_model"] = result["explain_seconds_per_model"]
-        summary.append(row)
+        grouped.setdefault((result["method"], result["grouping"]), {})[result["model_set"]] = result
+    return grouped
+
+
+def family(method: str) -> str:
+    return "perturbation" if method in PRESETS else "control" if method == "random" else "gradient"
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """One row per model set × method × grouping. Every set: the mean pairwise metrics with
+    design intervals. ``main`` rows add the test–retest ceiling, the similarity relative to it
+    (Spearman's correction for attenuation), the untrained-network null and the difference above
+    it, the variance decomposition, and model 0's fidelity, localisation and sanity."""
+    summary = []
+    for (method, grouping), by_set in _group_results(results).items():
+        if MAIN not in by_set:
+            continue
+        units = UnitArrays(by_set)
+        for model_set, result in by_set.items():
+            row = {"model_set": model_set, "method": method, "grouping": grouping, "family": family(method),
+                   "draws": result.get("draws", "independent"), "n_images": result["n_images"],
+                   "n_models": result["n_models"], "random": result.get("random")}
+            if "mean_segment_size" in result:
+                row["mean_segment_size"] = result["mean_segment_size"]
+            for metric in PAIR_METRICS + ("sq_distance",):
+                row.update(units.interval(lambda w, m=metric, s=model_set: pair_mean(units.pair(s, m), w, s),
+                                          (model_set,)).as_dict(metric))
+            if model_set == MAIN:
+                row.update(_main_statistics(units))
+            row["explain_seconds_per_model"] = result["explain_seconds_per_model"]
+            summary.append(row)
     return summary
 
 
-def variance_reduction_rows(results: list[dict]) -> list[dict]:
-    """Variance-reduction check: for each pixel method and partition, the measured reduction factor
-    tr(Σ)/tr(PΣ) across models (of unit-norm maps) against the mean segment size d/m (the factor
-    for independent pixel noise), the bias ||μ − Pμ||²/||μ||², and the scale-free gain in
-    noise-to-signal ratio (tr Σ/||μ||²)/(tr PΣ/||Pμ||²); plus the noise-to-signal gain of the
-    grouped method itself (grouping inside samples) when it ran."""
-    by_key = {(r["model_set"], r["method"], r["grouping"]): r for r in results}
-    rows = []
-    for (model_set, method, grouping), result in by_key.items():
-        if grouping != "pixel" or "projection" not in result:
+def _main_statistics(units: UnitArrays) -> dict:
+    row = {}
+    main = units.by_set[MAIN]
+    row["retest_exact"] = not main["random"]
+    for metric in PAIR_METRICS:
+        row.update(units.interval(lambda w, m=metric: _ceiling(units, m, w)).as_dict(f"{metric}_retest"))
+    for metric in SIMILARITY_METRICS:
+        # Spearman's (1904) correction for attenuation with equal reliabilities: r_ab / √(r_aa r_bb)
+        # = r_ab / r_retest, the between-model similarity as a share of what the explainer's own
+        # sampling noise lets two runs of one model reach. Undefined (NaN) when the ceiling itself
+        # cannot be told from 0: nothing is reproducible enough to correct for.
+        if not row[f"{metric}_retest_ci_low"] > 0:
+            row.update({f"{metric}_corrected": float("nan"), f"{metric}_corrected_ci_low": float("nan"),
+                        f"{metric}_corrected_ci_high": float("nan")})
             continue
-        for partition, values in result["projection"].items():
-            grouped = by_key.get((model_set, method, partition))
-            method_vr = float("nan")
-            if grouped is not None:
-                # the grouped method itself (grouping inside samples): ratio of noise-to-signal ratios
-                ratios = [a / max(b, 1e-30) for a, b in zip(result["noise_to_signal"], grouped["noise_to_signal"])]
-                method_vr = mean_ci(ratios)[0]
-            vr, vr_low, vr_high = mean_ci(values["variance_reduction"])
-            rows.append({
-                "model_set": model_set, "method": method, "partition": partition,
-                "mean_segment_size": values["mean_segment_size"], "projection_variance_reduction": vr,
-                "vr_ci_low": vr_low, "vr_ci_high": vr_high,
-                "bias_fraction": mean_ci(values["bias_fraction"])[0],
-                "nsr_reduction": mean_ci(values["nsr_reduction"])[0],
-                "grouped_method_nsr_reduction": method_vr,
-            })
+        row.update(units.interval(
+            lambda w, m=metric: ratio(pair_mean(units.pair(MAIN, m), w, MAIN), _ceiling(units, m, w))
+        ).as_dict(f"{metric}_corrected"))
+    if "untrained" in units.by_set:
+        for metric in PAIR_METRICS:
+            row.update(units.interval(lambda w, m=metric: pair_mean(units.pair("untrained", m), w, "untrained"),
+                                      ("untrained",)).as_dict(f"{metric}_untrained"))
+            row.update(units.interval(
+                lambda w, m=metric: pair_mean(units.pair(MAIN, m), w, MAIN)
+                - pair_mean(units.pair("untrained", m), w, "untrained"),
+                (MAIN, "untrained")).as_dict(f"{metric}_above_untrained"))
+    sets = tuple(s for s in (MAIN, "control") if s in units.by_set)
+    components = variance_components(units, Weights.ones(units.n_images, units.counts))
+    for component in components:
+        if component == "total":
+            continue
+        row.update(units.interval(
+            lambda w, c=component: ratio(variance_components(units, w)[c], variance_components(units, w)["total"]),
+            sets).as_dict(f"share_{component}"))
+    row.update(units.interval(lambda w: variance_components(units, w)["total"], sets).as_dict("variance_total"))
+    same, different = _mege_distances(main)
+    from .metrics import mege, reco
+
+    row["mege"], row["reco"] = mege(same), reco(same, different)
+    for metric in ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game",
+                   "sanity_spearman", "sanity_ssim"):
+        if metric in main:
+            values = units.image(metric)
+            # model 0's maps only: an interval over images, conditional on model 0
+            row.update(units.interval(lambda w, v=values: image_mean(v, w), (), conditional=True).as_dict(metric))
+    return row
+
+
+def _mege_distances(main: dict) -> tuple[list, list]:
+    """MeGe / ReCo (Fel et al., WACV 2022) distances √(1 − |ρ|) on the held-out test images:
+    pairs where both models are right (S=) and where exactly one is (S≠)."""
+    import math
+
+    same = [math.sqrt(max(0.0, 1 - abs(r["spearman"]))) for r in main["rows"]
+            if r["a_correct"] and r["b_correct"] and np.isfinite(r["spearman"])]
+    different = [math.sqrt(max(0.0, 1 - abs(r["spearman"]))) for r in main["rows"]
+                 if r["a_correct"] != r["b_correct"] and np.isfinite(r["spearman"])]
+    return same, different
+
+
+def grouping_contrast(grouped: dict, method: str, grouping: str, reference: str) -> dict | None:
+    """``grouping`` − ``reference`` for one method on the main models: every pairwise metric
+    (design interval: same models, same images), model 0's fidelity and localisation (interval
+    over images) and, when both are partitions of the pixel maps, the bias of the projection."""
+    first, second = grouped.get((method, grouping), {}).get(MAIN), grouped.get((method, reference), {}).get(MAIN)
+    if first is None or second is None:
+        return None
+    a, b = UnitArrays({MAIN: first}), UnitArrays({MAIN: second})
+    row = {"method": method, "grouping": grouping, "reference": reference,
+           "segment_size": first.get("mean_segment_size", 1.0), "reference_segment_size":
+           second.get("mean_segment_size", 1.0)}
+    for metric in PAIR_METRICS:
+        row.update(a.interval(lambda w, m=metric: pair_mean(a.pair(MAIN, m), w, MAIN)
+                              - pair_mean(b.pair(MAIN, m), w, MAIN)).as_dict(f"{metric}_difference"))
+    for metric in ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game"):
+        if metric in first and metric in second:
+            difference = a.image(metric) - b.image(metric)
+            row.update(a.interval(lambda w, v=difference: image_mean(v, w), (), conditional=True)
+                       .as_dict(f"{metric}_difference"))
+    pixel = grouped.get((method, "pixel"), {}).get(MAIN)
+    if pixel is not None and pixel["rows"] and all(f"residual_cross@{g}" in pixel["rows"][0]
+                                                   for g in (grouping, reference)):
+        units = UnitArrays({MAIN: pixel})
+        row.update(units.interval(lambda w: _bias(units, grouping, w) - _bias(units, reference, w))
+                   .as_dict("bias_difference"))
+    return row
+
+
+def grid_contrast_rows(results: list[dict]) -> list[dict]:
+    """Every super-pixel grouping against its size-matched grid (``grid@<name>``), every method."""
+    grouped = _group_results(results)
+    rows = []
+    for method, grouping in grouped:
+        if grouping.startswith("grid@"):
+            row = grouping_contrast(grouped, method, grouping.split("@", 1)[1], grouping)
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def pixel_contrast_rows(results: list[dict]) -> list[dict]:
+    """Every grouping against the pixel map of the same method (grouped − pixel)."""
+    grouped = _group_results(results)
+    rows = []
+    for method, grouping in grouped:
+        if grouping != "pixel":
+            row = grouping_contrast(grouped, method, grouping, "pixel")
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def _bias(units: UnitArrays, partition: str, weights: Weights) -> float:
+    """‖μ − Pμ‖²/‖μ‖² of the mean unit map μ across models, each norm estimated without the
+    noise bias of a K-model mean: ⟨x_a, x_b⟩ averaged over model pairs a ≠ b."""
+    cross = 1 - units.pair(MAIN, "sq_distance") / 2  # ⟨u_a, u_b⟩ of unit-norm maps
+    return ratio(pair_mean(units.pair(MAIN, f"residual_cross@{partition}"), weights, MAIN),
+                 pair_mean(cross, weights, MAIN))
+
+
+def _noise_to_signal(units: UnitArrays, key: str, weights: Weights) -> float:
+    """tr(Σ)/‖μ‖² of unit-norm maps, both unbiased: v/(1 − v) with v the mean ‖u_a − u_b‖²/2."""
+    v = pair_mean(units.pair(MAIN, key), weights, MAIN) / 2
+    return ratio(v, 1 - v)
+
+
+def variance_reduction_rows(results: list[dict]) -> list[dict]:
+    """The variance-reduction check for every method × partition, as predictions that can fail.
+
+    * ``measured``: tr(Σ)/tr(PΣ) of the pixel maps across models (unit norm), from model pairs;
+    * ``independent``: d/m, the mean segment size, what independent pixels would give;
+    * ``predicted``: what the spatial correlation of the maps' differences predicts if it were
+      the same everywhere in the image (:func:`stablesal.grouping.stationary_projection_energy`);
+    * ``bias``: ‖μ − Pμ‖²/‖μ‖², the share of the mean map grouping discards;
+    * ``nsr_gain``: the noise-to-signal ratio tr(Σ)/‖μ‖² of the pixel method over that of the
+      grouped method *as computed* (grouping inside each sample for gradient methods): below 1,
+      grouping made the map noisier relative to its signal.
+    """
+    grouped = _group_results(results)
+    rows = []
+    for (method, grouping), by_set in grouped.items():
+        main = by_set.get(MAIN)
+        if grouping != "pixel" or main is None or not main["rows"]:
+            continue
+        units = UnitArrays({MAIN: main})
+        for key in main["rows"][0]:
+            if not key.startswith("projected@"):
+                continue
+            partition = key.split("@", 1)[1]
+            segment = grouped.get((method, partition), {}).get(MAIN, {})
+            size = segment.get("mean_segment_size", float("nan"))
+            row = {"method": method, "partition": partition, "mean_segment_size": size}
+            row.update(units.interval(lambda w, p=partition: ratio(
+                pair_mean(units.pair(MAIN, "sq_distance"), w, MAIN),
+                pair_mean(units.pair(MAIN, f"projected@{p}"), w, MAIN))).as_dict("measured"))
+            row.update(units.interval(lambda w, p=partition: ratio(
+                pair_mean(units.pair(MAIN, "sq_distance"), w, MAIN),
+                pair_mean(units.pair(MAIN, f"predicted@{p}"), w, MAIN))).as_dict("predicted"))
+            row.update(units.interval(lambda w, p=partition: ratio(
+                pair_mean(units.pair(MAIN, f"predicted@{p}"), w, MAIN),
+                pair_mean(units.pair(MAIN, f"projected@{p}"), w, MAIN))).as_dict("measured_over_predicted"))
+            row.update(units.interval(lambda w, p=partition: _bias(units, p, w)).as_dict("bias"))
+            if segment:
+                both = UnitArrays({MAIN: main})
+                grouped_units = UnitArrays({MAIN: segment})
+                row.update(both.interval(lambda w: ratio(
+                    _noise_to_signal(both, "sq_distance", w),
+                    _noise_to_signal(grouped_units, "sq_distance", w))).as_dict("nsr_gain"))
+            rows.append(row)
     return rows

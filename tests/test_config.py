@@ -30,3 +30,13 @@ def test_experiment_files_parse():
 
     for path in Path("experiments").glob("*.toml"):
         load_config(path)
+
+
+def test_design_sizes_and_draws_are_checked():
+    with pytest.raises(ValueError, match="control_k must be 0 .off. or at least 3"):
+        config_from_dict({"models": {"control_k": 2}})
+    with pytest.raises(ValueError, match="untrained_k must be 0"):
+        config_from_dict({"models": {"untrained_k": 1}})
+    with pytest.raises(ValueError, match=r"\[gradient\] draws must be"):
+        config_from_dict({"gradient": {"draws": "shared"}})
+    assert config_from_dict({"perturbation": {"draws": "common"}}).perturbation.draws == "common"

@@ -116,7 +116,7 @@ n_images = 8
 
 def _stability(tmp_path: Path, name: str) -> list[str]:
     return [sys.executable, "-m", "stablesal.cli", "stability", "--config", str(tmp_path / "tiny.toml"), "-k", "2",
-            "--control-k", "2", "--runs", str(tmp_path / name), "--out", str(tmp_path / f"{name}-out"), "-q"]
+            "--control-k", "3", "--untrained-k", "3", "--runs", str(tmp_path / name), "--out", str(tmp_path / f"{name}-out"), "-q"]
 
 
 def test_kill_9_mid_run_resumes_without_recomputing(tmp_path):

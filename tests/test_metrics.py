@@ -147,3 +147,37 @@ def test_mu_fidelity_of_the_true_attribution_is_one():
     exact = model.w.detach() * images  # the true per-pixel contribution when removing to zero
     assert (mu_fidelity(exact, subsets, drops) > 0.999).all()
     assert mu_fidelity(torch.rand(2, 3, 9, 9), subsets, drops).abs().mean() < 0.5
+
+
+def test_grey_maps_subtract_the_minimum_and_clip_at_the_percentile():
+    """PAIR's grayscale: (|a| − min) / (p99 − min), clipped to [0, 1], checked against NumPy."""
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.rand(3, 2, 12, 12, generator=generator) + 5.0  # an offset every pixel shares
+    grey = grey_maps(maps).double().numpy()
+    magnitude = maps.abs().sum(1).double().numpy().reshape(3, -1)
+    low, top = magnitude.min(1, keepdims=True), np.percentile(magnitude, 99, axis=1, keepdims=True)
+    expected = np.clip((magnitude - low) / (top - low), 0, 1).reshape(3, 12, 12)
+    assert np.allclose(grey, expected, atol=1e-6)
+    # the offset is gone: a map and the same map plus a constant have the same grey map
+    shifted = grey_maps(maps[:, :1] + 100.0)
+    assert torch.allclose(shifted, grey_maps(maps[:, :1]), atol=1e-4)
+    assert grey_maps(torch.full((1, 1, 4, 4), 3.0)).abs().max() == 0  # a constant map is all zeros
+
+
+def test_ssim_uses_the_whole_map_and_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    generator = np.random.default_rng(0)
+    a = generator.random((2, 32, 32))
+    b = np.clip(a + 0.3 * generator.random((2, 32, 32)), 0, 1)
+    ours, cropped = ssim(torch.from_numpy(a), torch.from_numpy(b)), ssim(torch.from_numpy(a), torch.from_numpy(b),
+                                                                        crop=True)
+    for i in range(2):
+        value, full = structural_similarity(a[i], b[i], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                            data_range=1.0, full=True)
+        assert cropped[i].item() == pytest.approx(value, abs=1e-12)  # scikit-image's mean over the 22×22 interior
+        assert ours[i].item() == pytest.approx(full.mean(), abs=1e-12)  # every pixel of the SSIM map
+        assert abs(ours[i].item() - value) > 1e-4  # the border matters on a 32-px map
+        other = structural_similarity(a[i], b[i], gaussian_weights=True, sigma=3.0, use_sample_covariance=False,
+                                      data_range=1.0, full=True)[1].mean()
+        assert abs(ours[i].item() - other) > 1e-3  # a wrong window would be caught

@@ -87,3 +87,17 @@ def test_custom_model_factory(tiny_shapes, tiny_config):
 def test_config_validation():
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+def test_derive_names_independent_streams():
+    from stablesal.seeding import derive, mix
+
+    assert derive(7) == 7
+    seeds = {derive(0, "explainer", s, k) for s in ("main", "control") for k in range(50)}
+    assert len(seeds) == 100 and all(0 <= s < 2 ** 63 for s in seeds)
+    assert derive(0, "explainer", "main", 1) == derive(0, "explainer", "main", 1)
+    assert derive(0, 1, 2) == mix(0, 1, 2) != mix(0, 2, 1)
+    with pytest.raises(TypeError, match="keys must be int or str"):
+        derive(0, 1.5)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        derive("0", 1)

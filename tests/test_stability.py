@@ -1,8 +1,15 @@
 import json
+import math
 
+import numpy as np
 import pytest
+import torch
 
-from stablesal.stability import StudySettings, compute_partitions, run_study, summarise, variance_reduction_rows
+from stablesal.intervals import Weights, design_interval, pair_mean, rows_to_pair_array
+from stablesal.stability import (
+    StudySettings, compute_partitions, explainer_seed, grid_contrast_rows, run_study, summarise,
+    variance_components, variance_reduction_rows, UnitArrays,
+)
 
 
 @pytest.fixture(scope="module")
@@ -14,12 +21,36 @@ def three_models(tiny_shapes):
     return [r.model for r in runs]
 
 
+def untrained(tiny_shapes, seeds):
+    from stablesal.models import build_model
+
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = build_model("small_cnn", 3, tiny_shapes.num_classes, tiny_shapes.mean, tiny_shapes.std, width=4)
+        models.append(model.eval().requires_grad_(False))
+    return models
+
+
+class ConstantOutput(torch.nn.Module):
+    """A classifier whose logits never depend on the input."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.linspace(-1, 1, classes), requires_grad=False)
+        self.eval()
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1)
+
+
 def test_study_units_cache_and_resume(tiny_shapes, three_models, tmp_path):
     images, labels, masks = tiny_shapes.test_images[:6], tiny_shapes.test_labels[:6], tiny_shapes.test_masks[:6]
     settings = StudySettings(methods=["saliency", "smoothgrad"], groupings=["pixel", "fastslic", "grid"],
                              n_samples=3, n_steps=3, n_segments=16)
     first = run_study({"main": three_models}, images, labels, masks, settings, cache_dir=tmp_path, progress=False)
-    assert len(first) == 3 * 3  # (2 methods + random control) × 3 groupings
+    assert len(first) == 3 * 3  # (2 methods + random control) × (pixel, fastslic, grid@fastslic)
+    assert {r["grouping"] for r in first} == {"pixel", "fastslic", "grid@fastslic"}
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == 3
     # an interrupted run: one unit missing; the re-run recomputes only that one, identically
@@ -30,28 +61,165 @@ def test_study_units_cache_and_resume(tiny_shapes, three_models, tmp_path):
     strip = lambda results: [{k: v for k, v in r.items() if k not in ("seconds", "explain_seconds_per_model")}  # noqa
                              for r in results]
     assert json.dumps(strip(first), sort_keys=True) == json.dumps(strip(again), sort_keys=True)
-    # one row per image × model pair
-    pixel = next(r for r in first if r["method"] == "saliency" and r["grouping"] == "pixel")
-    assert len(pixel["rows"]) == 6 * 3
+    # one row per image × model pair, and a retest row per image × model for the random method only
+    pixel = {r["method"]: r for r in first if r["grouping"] == "pixel"}
+    assert len(pixel["saliency"]["rows"]) == 6 * 3
+    assert pixel["saliency"]["retest_rows"] == [] and len(pixel["smoothgrad"]["retest_rows"]) == 6 * 3
 
 
-def test_projection_never_increases_variance(tiny_shapes, three_models):
+def test_explainer_seeds_are_independent_per_model_and_repeat():
+    independent, common = StudySettings(), StudySettings(draws="common")
+    seeds = {explainer_seed(independent, s, k, r) for s in ("main", "control") for k in range(4) for r in (0, 1)}
+    assert len(seeds) == 16
+    assert explainer_seed(common, "main", 0) == explainer_seed(common, "untrained", 3)
+    assert explainer_seed(common, "main", 0, 1) != explainer_seed(common, "main", 0, 0)
+    with pytest.raises(ValueError, match="draws must be one of"):
+        StudySettings(draws="shared")
+
+
+def _mean_spearman(sets, images, labels, preset, draws):
+    settings = StudySettings(methods=[preset], groupings=["pixel"], perturbation_samples=120, sanity=False,
+                             retest=False, draws=draws)
+    results = run_study(sets, images, labels, None, settings, progress=False, include_random=False)
+    for result in results:
+        assert all(row["draws"] == draws for row in result["rows"])
+    assert all(row["draws"] == draws for row in summarise(results))
+    # a map of exact zeros (LIME's ridge on a constant output) has no ranking: no similarity either
+    return {r["model_set"]: float(np.nan_to_num([row["spearman"] for row in r["rows"]]).mean()) for r in results}
+
+
+@pytest.mark.parametrize("preset", ["rise", "lime", "kernel_shap"])
+def test_null_pairs_under_independent_and_common_draws(tiny_shapes, preset):
+    """A constant-output pair: with independent draws the maps share nothing, so their rank
+    similarity is near zero; with common draws RISE's shared masks alone make them identical.
+    An untrained pair: near zero for RISE and KernelSHAP under independent draws, and clearly
+    higher under common ones. LIME's untrained agreement is the same under both (it is not made by
+    the draws but by architecture and input: removing a large segment moves any network's output
+    more), which is what the untrained-network null of the report measures."""
+    images, labels = tiny_shapes.test_images[:16], tiny_shapes.test_labels[:16]
+    sets = {"main": [ConstantOutput(), ConstantOutput()], "untrained": untrained(tiny_shapes, [11, 12])}
+    independent = _mean_spearman(sets, images, labels, preset, "independent")
+    common = _mean_spearman(sets, images, labels, preset, "common")
+    assert abs(independent["main"]) < 0.1, independent
+    if preset == "rise":  # the constant model's RISE map is the density of its masks
+        assert common["main"] > 0.99
+    if preset in ("rise", "kernel_shap"):
+        assert abs(independent["untrained"]) < 0.2 and common["untrained"] > independent["untrained"] + 0.15, \
+            (independent, common)
+    else:
+        assert abs(common["untrained"] - independent["untrained"]) < 0.1 and independent["untrained"] > 0.2
+
+
+def test_retest_ceiling_and_corrected_similarity(tiny_shapes, three_models):
     images, labels = tiny_shapes.test_images[:6], tiny_shapes.test_labels[:6]
-    settings = StudySettings(methods=["saliency", "integrated_gradients"], groupings=["pixel", "grid", "slic"],
-                             n_steps=3, n_segments=16, sanity=False)
+    settings = StudySettings(methods=["saliency", "smoothgrad"], groupings=["pixel"], n_samples=3, sanity=False)
+    results = run_study({"main": three_models}, images, labels, None, settings, progress=False, include_random=False)
+    summary = {r["method"]: r for r in summarise(results)}
+    assert summary["saliency"]["retest_exact"] and summary["saliency"]["spearman_retest"] == 1.0
+    assert summary["saliency"]["spearman_corrected"] == pytest.approx(summary["saliency"]["spearman"])
+    smooth = next(r for r in results if r["method"] == "smoothgrad")
+    retest = np.array([[row["spearman"] for row in smooth["retest_rows"] if row["model"] == k] for k in range(3)])
+    between = np.array([row["spearman"] for row in smooth["rows"]])
+    row = summary["smoothgrad"]
+    assert not row["retest_exact"] and row["spearman_retest"] == pytest.approx(retest.mean())
+    assert row["spearman_retest"] < 1.0  # 3 noisy samples: two runs differ
+    assert row["spearman_corrected"] == pytest.approx(between.mean() / retest.mean())
+    # the summary's interval is the design interval over images and models, computed directly
+    direct = design_interval(lambda w: pair_mean(rows_to_pair_array(smooth["rows"], "spearman", 6, 3), w, "main"),
+                             6, {"main": 3})
+    assert (row["spearman_ci_low"], row["spearman_ci_high"]) == pytest.approx((direct.low, direct.high))
+
+
+def _rows(maps, model_set):
+    """Pair rows of squared distances between the models' maps ``[K, n, d]``."""
+    rows = []
+    for a in range(maps.shape[0]):
+        for b in range(a + 1, maps.shape[0]):
+            distance = np.square(maps[a] - maps[b]).sum(1)
+            rows += [{"image": i, "model_a": a, "model_b": b, "sq_distance": float(distance[i])}
+                     for i in range(maps.shape[1])]
+    return rows
+
+
+def test_variance_components_recover_known_shares():
+    """Maps = split effect + seed effect + explainer noise with known variances: the nested
+    method-of-moments estimates recover each share (and a wrong formula, e.g. forgetting to
+    subtract the explainer part from the seed part, would not)."""
+    generator = np.random.default_rng(0)
+    n_images, pixels, k = 40, 200, 5
+    sd = {"split": 1.0, "seed": 0.7, "explainer": 0.5}
+    split = sd["split"] * generator.normal(size=(k, n_images, pixels))
+    seed = sd["seed"] * generator.normal(size=(k, n_images, pixels))
+    main = split + seed
+    control = np.repeat(split[:1], k, 0) + sd["seed"] * generator.normal(size=(k, n_images, pixels))
+    first = main + sd["explainer"] * generator.normal(size=main.shape)
+    second = main + sd["explainer"] * generator.normal(size=main.shape)
+    control = control + sd["explainer"] * generator.normal(size=control.shape)
+    retest = [{"image": i, "model": a, "sq_distance": float(np.square(first[a, i] - second[a, i]).sum())}
+              for a in range(k) for i in range(n_images)]
+    by_set = {"main": {"rows": _rows(first, "main"), "retest_rows": retest, "n_images": n_images, "n_models": k,
+                       "varies": "both", "random": True},
+              "control": {"rows": _rows(control, "control"), "retest_rows": [], "n_images": n_images,
+                          "n_models": k, "varies": "seed", "random": True}}
+    units = UnitArrays(by_set)
+    components = variance_components(units, Weights.ones(n_images, units.counts))
+    total = sum(v * v for v in sd.values())
+    for name, value in sd.items():
+        assert components[name] / pixels == pytest.approx(value ** 2, rel=0.1), name
+        assert components[name] / components["total"] == pytest.approx(value ** 2 / total, abs=0.03)
+
+
+def test_grid_control_matches_superpixel_size(tiny_shapes):
+    images = tiny_shapes.test_images[:6]
+    partitions = compute_partitions(images, ["pixel", "fastslic", "felzenszwalb", "grid"], 16)
+    assert set(partitions) == {"fastslic", "grid@fastslic", "felzenszwalb", "grid@felzenszwalb"}
+    pixels = images.shape[2] * images.shape[3]
+    for name in ("fastslic", "felzenszwalb"):
+        counts = (partitions[name].flatten(1).max(1).values + 1).double()
+        superpixel_size = (pixels / counts).mean().item()
+        grid_size = pixels / (partitions[f"grid@{name}"].max().item() + 1)
+        assert abs(grid_size - superpixel_size) <= 0.1 * superpixel_size, name
+
+
+def test_variance_reduction_of_random_maps_is_the_segment_size(tiny_shapes, three_models):
+    """I.i.d. random maps: measured and predicted reductions are d/m (within their intervals)."""
+    images, labels = tiny_shapes.test_images[:12], tiny_shapes.test_labels[:12]
+    settings = StudySettings(methods=["saliency"], groupings=["pixel", "grid"], n_segments=16, sanity=False)
     results = run_study({"main": three_models}, images, labels, None, settings, progress=False)
-    rows = variance_reduction_rows(results)
-    assert rows and all(r["projection_variance_reduction"] >= 1 - 1e-9 for r in rows)
-    random_rows = [r for r in rows if r["method"] == "random"]
-    # i.i.d. random maps: the reduction factor is the mean segment size (within sampling noise)
-    for r in random_rows:
-        assert 0.5 * r["mean_segment_size"] < r["projection_variance_reduction"] < 2 * r["mean_segment_size"]
-    summary = summarise(results)
-    assert {"ssim", "ssim_ci_low", "spearman", "deletion_auc"} <= set(summary[0])
+    rows = {r["method"]: r for r in variance_reduction_rows(results)}
+    random = rows["random"]
+    assert random["mean_segment_size"] == 16.0
+    assert random["measured_ci_low"] < 16.0 < random["measured_ci_high"]
+    assert random["predicted_ci_low"] < 16.0 < random["predicted_ci_high"]
+    assert random["measured"] == pytest.approx(16.0, rel=0.15)
+    # the real method's pixels vary together: its projection cannot reach d/m
+    assert rows["saliency"]["measured"] < 16.0
+    # 'grid' without super-pixels is a plain grid: no matched-grid contrast exists
+    assert grid_contrast_rows(results) == []
 
 
-def test_grid_control_matches_superpixel_count(tiny_shapes):
-    partitions = compute_partitions(tiny_shapes.test_images[:4], ["pixel", "fastslic", "grid"], 16)
-    superpixels = (partitions["fastslic"].flatten(1).max(1).values + 1).float().mean()
-    cells = partitions["grid"].max() + 1
-    assert abs(cells - superpixels) <= 0.35 * superpixels
+def test_untrained_null_and_difference(tiny_shapes, three_models):
+    images, labels = tiny_shapes.test_images[:6], tiny_shapes.test_labels[:6]
+    settings = StudySettings(methods=["saliency"], groupings=["pixel"], sanity=False)
+    sets = {"main": three_models, "untrained": untrained(tiny_shapes, [1, 2, 3])}
+    results = run_study(sets, images, labels, None, settings, progress=False, include_random=False,
+                        varies={"main": "seed", "untrained": "init"})
+    row = next(r for r in summarise(results) if r["model_set"] == "main")
+    null = next(r for r in results if r["model_set"] == "untrained")
+    assert row["spearman_untrained"] == pytest.approx(np.mean([r["spearman"] for r in null["rows"]]))
+    assert row["spearman_above_untrained"] == pytest.approx(row["spearman"] - row["spearman_untrained"])
+    assert row["spearman_above_untrained_ci_low"] < row["spearman_above_untrained"] < \
+        row["spearman_above_untrained_ci_high"]
+    # deterministic saliency: everything between models is 'seed' (main varies seed), explainer 0
+    assert row["share_explainer"] == 0.0 and row["share_seed"] == pytest.approx(1.0)
+
+
+def test_run_study_rejects_bad_designs(tiny_shapes, three_models):
+    images, labels = tiny_shapes.test_images[:2], tiny_shapes.test_labels[:2]
+    settings = StudySettings(methods=["saliency"], groupings=["pixel"])
+    with pytest.raises(ValueError, match="must contain a 'main' set"):
+        run_study({"control": three_models}, images, labels, None, settings, progress=False)
+    with pytest.raises(ValueError, match="needs at least 2"):
+        run_study({"main": three_models[:1]}, images, labels, None, settings, progress=False)
+    with pytest.raises(ValueError, match="varies"):
+        run_study({"main": three_models}, images, labels, None, settings, progress=False, varies={"main": "seeds"})

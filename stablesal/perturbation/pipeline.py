@@ -102,6 +102,13 @@ class Perturbation(PerturbationAttribution):
         self.calculator.check(self.sampler)
         self.n_samples, self.map, self.output, self.chunk_size = n_samples, map, output, chunk_size
 
+    @property
+    def random(self) -> bool:
+        """True when the map depends on the seed: sampled coalitions, random mask shifts or a
+        randomly drawn fill (a single-feature sampler with a fixed fill is deterministic)."""
+        return (not self.sampler.fixed_count or isinstance(self.smoothing, RandomShift)
+                or self.replacement.random)
+
     def __str__(self) -> str:
         count = "n=S" if self.sampler.fixed_count else f"n={self.n_samples}"
         return "|".join([str(self.segmenter), str(self.smoothing), str(self.sampler), count,

@@ -22,6 +22,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = 0 after ImageNet normalisation: RISE'
 class Replacement(abc.ABC):
     name = "replacement"
     per_sample = False
+    random = False  # True when the fill is drawn from the seed's generator
 
     @abc.abstractmethod
     def reference(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -98,6 +99,7 @@ class Noise(Replacement):
     """Uniform noise in [0, 1], one draw per explained image (seeded)."""
 
     name = "noise"
+    random = True
 
     def reference(self, image, labels, generator):
         return torch.rand(image.shape, generator=generator, dtype=image.dtype).to(image.device)
@@ -121,6 +123,7 @@ class OtherImages(Replacement):
     """Every sample is filled from an image drawn at random from ``bank`` ``[K, C, H, W]``."""
 
     per_sample = True
+    random = True
 
     def __init__(self, bank: torch.Tensor):
         if not isinstance(bank, torch.Tensor) or bank.dim() != 4 or bank.shape[0] < 1:
