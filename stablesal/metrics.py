@@ -34,18 +34,26 @@ def _with_info(info: MetricInfo):
 # Map preparation and pairwise similarity (Gong et al., BMVC 2024; Ye & Farnia, AISTATS 2025)
 # --------------------------------------------------------------------------------------
 
+MIN_SPREAD = 1e-20  # a map whose max − min is below this counts as constant; real attributions are far larger
+
+
 def grey_maps(maps: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor:
     """PAIR's grayscale visualisation (the one the SUPERPIXEL protocol cites): |a| summed over
     channels, then ``(g − min) / (p − min)`` clipped to [0, 1], with ``p`` the per-image
     ``clip_percentile`` of g: ``[B, C, H, W]`` → ``[B, H, W]``. Subtracting the minimum matters:
     without it a map with an offset (every grouped map, whose smallest segment is rarely 0) sits
-    high in [0, 1] and looks alike to SSIM. A constant map becomes all zeros."""
+    high in [0, 1] and looks alike to SSIM. A constant map (max − min at most ``MIN_SPREAD``)
+    becomes all zeros; in a map with fewer than 1 % non-minimal pixels those pixels become 1."""
     grey = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
     flat = grey.flatten(1).double()
     low = flat.min(dim=1).values.view(-1, 1, 1)
     top = torch.quantile(flat, clip_percentile / 100.0, dim=1).view(-1, 1, 1)
-    span = (top - low).clamp(min=1e-30)
-    return ((grey.double() - low) / span).clamp(0.0, 1.0).float()
+    span = top - low
+    # a map whose spread is rounding residue (LIME's ridge on a constant output leaves ~1e-30) is
+    # constant: all zeros, not noise stretched to [0, 1]
+    flat_map = (flat.max(dim=1).values.view(-1, 1, 1) - low) <= MIN_SPREAD
+    out = ((grey.double() - low) / span.clamp(min=MIN_SPREAD)).clamp(0.0, 1.0)
+    return torch.where(flat_map, torch.zeros_like(out), out).float()
 
 
 SSIM_SIGMA = 1.5

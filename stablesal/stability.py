@@ -47,7 +47,10 @@ from .segmentation import count_segments, make_segmenter, matched_grid
 from .storage import cached_unit, save_json_checked
 
 PAIR_METRICS = ("ssim", "spearman", "normalised_l2", "topk_intersection")
-SIMILARITY_METRICS = ("ssim", "spearman", "topk_intersection")  # higher = more alike; normalised_l2 is a distance
+# Spearman's correction for attenuation needs a similarity whose chance level is 0: a rank
+# correlation. SSIM and the top-k overlap sit above 0 for unrelated maps (top-k: 0.1), so a ratio to
+# their retest value would call unrelated maps "as similar as the explainer allows".
+CORRECTED_METRICS = ("spearman",)
 DRAWS = ("independent", "common")
 MAIN = "main"
 # What differs between the models of a set, for the variance decomposition.
@@ -85,7 +88,9 @@ def explainer_seed(settings: StudySettings, model_set: str, index: int | str, re
     Independent draws: one stream per model and repeat. Common draws: one stream per repeat,
     shared by every model of every set."""
     if settings.draws == "common":
-        return derive(settings.seed, "explainer", repeat)
+        # the sanity copy is another model: it keeps draws of its own even when models share theirs
+        return derive(settings.seed, "explainer", "sanity", repeat) if index == "sanity" else derive(
+            settings.seed, "explainer", repeat)
     return derive(settings.seed, "explainer", model_set, index, repeat)
 
 
@@ -303,7 +308,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     for index, (model_set, method) in enumerate(units):
         path, cached = cached_unit(cache_dir, f"{model_set}-{method}-", {
             "settings": asdict(settings), "unit": [model_set, method], "identity": identity or {},
-            "n_images": int(images.shape[0]), "version": 2})
+            "n_images": int(images.shape[0]), "code": code_version()})
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached
             continue
@@ -331,6 +336,23 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     for result in out:
         result["varies"] = varies.get(result["model_set"])
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """A hash of the source of every module that computes a unit's rows (explainers, metrics,
+    grouping, segmentation, perturbation, this study): a cached unit computed by other code is
+    recomputed, never silently reused."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    files = sorted([root / f"{name}.py" for name in ("stability", "metrics", "grouping", "segmentation", "attribution",
+                                                     "sampling", "seeding", "checks")]
+                   + list((root / "perturbation").glob("*.py")))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _study_unit(model_sets, images, targets, masks, partitions, unit, *, settings) -> list[dict]:
@@ -401,8 +423,12 @@ def variance_components(units: UnitArrays, weights: Weights) -> dict[str, float]
     the test–retest pairs. Components can come out negative (estimation noise); they are
     reported as estimated."""
     main_varies = units.by_set[MAIN].get("varies")
-    explainer = (model_mean(units.retest("sq_distance"), weights, MAIN) / 2
-                 if units.has_retest() else 0.0)
+    if units.has_retest():
+        explainer = model_mean(units.retest("sq_distance"), weights, MAIN) / 2
+    elif units.by_set[MAIN]["random"]:
+        explainer = float("nan")  # a random explainer without a retest: its own noise is not measured
+    else:
+        explainer = 0.0
     v_main = pair_mean(units.pair(MAIN, "sq_distance"), weights, MAIN) / 2
     control = units.by_set.get("control")
     v_control = (pair_mean(units.pair("control", "sq_distance"), weights, "control") / 2
@@ -463,9 +489,10 @@ def _main_statistics(units: UnitArrays) -> dict:
     row = {}
     main = units.by_set[MAIN]
     row["retest_exact"] = not main["random"]
+    row["n_control"], row["n_untrained"] = units.counts.get("control", 0), units.counts.get("untrained", 0)
     for metric in PAIR_METRICS:
         row.update(units.interval(lambda w, m=metric: _ceiling(units, m, w)).as_dict(f"{metric}_retest"))
-    for metric in SIMILARITY_METRICS:
+    for metric in CORRECTED_METRICS:
         # Spearman's (1904) correction for attenuation with equal reliabilities: r_ab / √(r_aa r_bb)
         # = r_ab / r_retest, the between-model similarity as a share of what the explainer's own
         # sampling noise lets two runs of one model reach. Undefined (NaN) when the ceiling itself
@@ -485,6 +512,12 @@ def _main_statistics(units: UnitArrays) -> dict:
                 lambda w, m=metric: pair_mean(units.pair(MAIN, m), w, MAIN)
                 - pair_mean(units.pair("untrained", m), w, "untrained"),
                 (MAIN, "untrained")).as_dict(f"{metric}_above_untrained"))
+    if "control" in units.by_set:
+        # main (splits and seeds differ) minus control (seeds only): what disjoint data adds
+        row.update(units.interval(
+            lambda w: pair_mean(units.pair(MAIN, "spearman"), w, MAIN)
+            - pair_mean(units.pair("control", "spearman"), w, "control"),
+            (MAIN, "control")).as_dict("spearman_main_minus_control"))
     sets = tuple(s for s in (MAIN, "control") if s in units.by_set)
     components = variance_components(units, Weights.ones(units.n_images, units.counts))
     for component in components:
@@ -542,8 +575,9 @@ def grouping_contrast(grouped: dict, method: str, grouping: str, reference: str)
     if pixel is not None and pixel["rows"] and all(f"residual_cross@{g}" in pixel["rows"][0]
                                                    for g in (grouping, reference)):
         units = UnitArrays({MAIN: pixel})
-        row.update(units.interval(lambda w: _bias(units, grouping, w) - _bias(units, reference, w))
-                   .as_dict("bias_difference"))
+        resolved = signal_resolved(units)
+        row.update(units.interval(lambda w: _bias(units, grouping, w) - _bias(units, reference, w) if resolved
+                                  else float("nan")).as_dict("bias_difference"))
     return row
 
 
@@ -577,6 +611,14 @@ def _bias(units: UnitArrays, partition: str, weights: Weights) -> float:
     cross = 1 - units.pair(MAIN, "sq_distance") / 2  # ⟨u_a, u_b⟩ of unit-norm maps
     return ratio(pair_mean(units.pair(MAIN, f"residual_cross@{partition}"), weights, MAIN),
                  pair_mean(cross, weights, MAIN))
+
+
+def signal_resolved(units: UnitArrays) -> bool:
+    """Whether ‖μ‖², estimated as the mean ⟨u_a, u_b⟩ over model pairs, is above 0 with 95 %
+    confidence. Bias and noise-to-signal ratios divide by it: when its interval reaches 0 they
+    have no bound and are reported as NaN."""
+    cross = 1 - units.pair(MAIN, "sq_distance") / 2
+    return bool(units.interval(lambda w: pair_mean(cross, w, MAIN)).low > 0)
 
 
 def _noise_to_signal(units: UnitArrays, key: str, weights: Weights) -> float:
@@ -620,12 +662,16 @@ def variance_reduction_rows(results: list[dict]) -> list[dict]:
             row.update(units.interval(lambda w, p=partition: ratio(
                 pair_mean(units.pair(MAIN, f"predicted@{p}"), w, MAIN),
                 pair_mean(units.pair(MAIN, f"projected@{p}"), w, MAIN))).as_dict("measured_over_predicted"))
-            row.update(units.interval(lambda w, p=partition: _bias(units, p, w)).as_dict("bias"))
+            resolved = signal_resolved(units)
+            row["signal_resolved"] = resolved
+            row.update(units.interval(lambda w, p=partition: _bias(units, p, w) if resolved else float("nan"))
+                       .as_dict("bias"))
             if segment:
-                both = UnitArrays({MAIN: main})
                 grouped_units = UnitArrays({MAIN: segment})
-                row.update(both.interval(lambda w: ratio(
-                    _noise_to_signal(both, "sq_distance", w),
-                    _noise_to_signal(grouped_units, "sq_distance", w))).as_dict("nsr_gain"))
+                both_resolved = resolved and signal_resolved(grouped_units)
+                row.update(units.interval(lambda w: ratio(
+                    _noise_to_signal(units, "sq_distance", w),
+                    _noise_to_signal(grouped_units, "sq_distance", w)) if both_resolved else float("nan")
+                ).as_dict("nsr_gain"))
             rows.append(row)
     return rows

@@ -83,11 +83,13 @@ def headline_section(summary: list[dict]) -> Section:
                     f"first is {_label(best)}: {fmt(best, key)} above the null (raw {fmt(best, 'spearman')}, "
                     f"untrained {fmt(best, 'spearman_untrained')}). ")
         if len(ranked) > 1:
-            second = ranked[1]
-            separated = best[f"{key}_ci_low"] > second[f"{key}_ci_high"]
-            reading += (f"Its interval {'lies above' if separated else 'overlaps'} that of the second, "
-                        f"{_label(second)} ({fmt(second, key)}), so the first place is "
-                        f"{'resolved' if separated else 'not resolved'}. ")
+            tied = [r for r in ranked[1:] if not best[f"{key}_ci_low"] > r[f"{key}_ci_high"]]
+            if tied:
+                reading += (f"The first place is not resolved: {len(tied)} other combinations have intervals that "
+                            f"overlap its own (" + ", ".join(f"{_label(r)} {r[key]:.2f}" for r in tied[:6])
+                            + (", ..." if len(tied) > 6 else "") + "). ")
+            else:
+                reading += "Its interval lies above every other combination's. "
         reading += (f"{len(above)} of {len(ranked)} method × grouping combinations are more stable than the null "
                     f"(interval above 0), {len(below)} less stable, and {len(ranked) - len(above) - len(below)} "
                     "cannot be told from it. ")
@@ -104,7 +106,8 @@ def headline_section(summary: list[dict]) -> Section:
                     "grouped random maps share their segments, so "
                     + ", ".join(f"{g}: {fmt(r, 'spearman')}" for g, r in random_rows.items() if g != "pixel") + ".")
     caption = ("Main models. Spearman and SSIM between the grey maps of every pair of retrained models, with 95 % "
-               "intervals over images and models; 'untrained null': the same between untrained networks; "
+               "design intervals over images and models (unconditional: they treat the retrained models as a sample, "
+               "so they describe models retrained anew, not only these); 'untrained null': the same between untrained networks; "
                "'retest ceiling': two runs of the explainer on the same model with different seeds (1 for "
                "deterministic methods); 'corrected': Spearman / ceiling (correction for attenuation); deletion AUC "
                "and µFidelity of model 0 (interval over images).")
@@ -118,21 +121,24 @@ def retest_section(summary: list[dict]) -> Section:
         return Section("Test–retest ceiling", "No random explainer ran, so every map is reproducible exactly.")
     table = [{"method": r["method"], "grouping": r["grouping"], "retest Spearman": fmt(r, "spearman_retest"),
               "between models": fmt(r, "spearman"), "corrected": fmt(r, "spearman_corrected"),
-              "retest SSIM": fmt(r, "ssim_retest"), "SSIM corrected": fmt(r, "ssim_corrected")} for r in rows]
+              "retest SSIM": fmt(r, "ssim_retest"), "between models, SSIM": fmt(r, "ssim")} for r in rows]
     low = min(rows, key=lambda r: r["spearman_retest"])
     high = max(rows, key=lambda r: r["spearman_retest"])
-    at_ceiling = [r for r in rows if side(r, "spearman_corrected", 1.0) != "below"]
+    corrected = [r for r in rows if math.isfinite(r.get("spearman_corrected", float("nan")))]
+    at_ceiling = [r for r in corrected if side(r, "spearman_corrected", 1.0) != "below"]
     raw_order = sorted(rows, key=lambda r: -r["spearman"])
     corrected_order = sorted(rows, key=lambda r: -(r["spearman_corrected"] if math.isfinite(r["spearman_corrected"])
                                                    else -math.inf))
     from scipy.stats import spearmanr
 
-    agreement = spearmanr([raw_order.index(r) for r in rows], [corrected_order.index(r) for r in rows]).statistic
+    agreement = spearmanr([raw_order.index(r) for r in rows], [corrected_order.index(r) for r in rows]).statistic \
+        if len(rows) > 2 else float("nan")
     reading = (f"Two runs of the same random explainer on the same model, with different seeds, agree with Spearman "
                f"from {fmt(low, 'spearman_retest')} ({_label(low)}) to {fmt(high, 'spearman_retest')} "
                f"({_label(high)}): that is the most any two models could agree with this sampling budget. Relative to "
                f"that ceiling (Spearman's correction for attenuation) the between-model similarity ranges "
-               f"from {min(r['spearman_corrected'] for r in rows):.2f} to {max(r['spearman_corrected'] for r in rows):.2f}. ")
+               + (f"from {min(r['spearman_corrected'] for r in corrected):.2f} to "
+                  f"{max(r['spearman_corrected'] for r in corrected):.2f}. " if corrected else "undefined. "))
     if at_ceiling:
         reading += ("For " + ", ".join(_label(r) for r in at_ceiling) + " the corrected value cannot be told from 1: "
                     "their maps differ across models no more than across two runs on one model, so their "
@@ -177,6 +183,16 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
                        and r["share_seed_ci_low"] > r["share_split_ci_high"]]
         reading += (f"The data split outweighs the optimiser seed (intervals separated) in {len(split_larger)} "
                     f"combinations and the seed outweighs the split in {len(seed_larger)}. ")
+    contrasts = [r for r in rows if r["method"] != "random" and "spearman_main_minus_control" in r]
+    if contrasts:
+        lower = [r for r in contrasts if side(r, "spearman_main_minus_control") == "below"]
+        higher = [r for r in contrasts if side(r, "spearman_main_minus_control") == "above"]
+        widest = max(r["spearman_main_minus_control_ci_high"] - r["spearman_main_minus_control_ci_low"]
+                     for r in contrasts)
+        reading += (f"Directly: models on disjoint splits agree less (Spearman, main minus control, interval below 0) "
+                    f"in {len(lower)} of {len(contrasts)} combinations and more in {len(higher)}; with "
+                    f"{rows[0].get('n_control', 'few')} control models the intervals are wide (up to {widest:.2f}), so "
+                    "a split effect smaller than that is not ruled out. ")
     random_rows = [r for r in rows if r["method"] == "random"]
     if random_rows:
         r = random_rows[0]
@@ -192,6 +208,8 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
 
 def grid_section(contrasts: list[dict]) -> Section:
     """Super-pixels against the grid matched to their mean segment size."""
+    random_contrasts = [c for c in contrasts if c["method"] == "random"]
+    contrasts = [c for c in contrasts if c["method"] != "random"]
     if not contrasts:
         return Section("Super-pixels vs the matched grid", "No super-pixel grouping with a matched grid ran.")
     metrics = [("spearman", "Spearman", +1), ("ssim", "SSIM", +1), ("topk_intersection", "top-10 % overlap", +1),
@@ -214,6 +232,13 @@ def grid_section(contrasts: list[dict]) -> Section:
                "same models and images; a difference counts only when its 95 % interval excludes 0. "
                + "; ".join(parts) + ". Bias is the share of the mean pixel map that the projection discards "
                "(lower keeps more).")
+    if random_contrasts:
+        reading += (" The i.i.d. random map, for comparison: Δ Spearman " + ", ".join(
+            f"{fmt(c, 'spearman_difference', 3)} ({c['grouping']})" for c in random_contrasts) + ".")
+    table += [{"method": c["method"], "super-pixels": c["grouping"],
+               "segment px": f"{c['segment_size']:.1f} vs {c['reference_segment_size']:.1f}",
+               **{f"Δ {label}": fmt(c, f"{metric}_difference", 3) for metric, label, _ in metrics}}
+              for c in random_contrasts]
     return Section("Super-pixels vs the size-matched grid", reading,
                    tables=[(table, "Super-pixel minus matched grid, every method, 95 % intervals (design intervals "
                             "for the pairwise metrics and the bias; over images for model 0's fidelity and "
@@ -222,7 +247,7 @@ def grid_section(contrasts: list[dict]) -> Section:
 
 def grouping_section(contrasts: list[dict], summary: list[dict], figures: list) -> Section:
     """Grouped against pixel maps of the same method."""
-    rows = [c for c in contrasts if not c["grouping"].startswith("grid@") and c["method"] != "random"]
+    rows = [c for c in contrasts if c["method"] != "random"]
     up = [c for c in rows if side(c, "spearman_difference") == "above"]
     down = [c for c in rows if side(c, "spearman_difference") == "below"]
     reading = (f"Grouping changed the cross-seed Spearman correlation against the pixel map of the same method: up "
@@ -265,8 +290,10 @@ def reduction_section(rows: list[dict], figures_dir: Path) -> Section:
                "(interval below d/m): neighbouring pixels vary together. The reduction predicted from the spatial "
                "correlation of the maps' differences, assuming it is the same everywhere in the image, matches the "
                f"measured one (ratio interval covers 1) in {len(predicted_ok)} cases; the measured reduction is larger "
-               f"than predicted in {len(above_prediction)} and smaller in {len(below_prediction)}, i.e. the variance is "
-               "not spread evenly, and segments cut it more (or less) than its average correlation says. ")
+               f"than predicted in {len(above_prediction)} and smaller in {len(below_prediction)}"
+               + (": there the variance is not spread evenly over the image, and the segments (grids included) "
+                  "average away more of it than its image-wide correlation predicts. " if above_prediction
+                  and not below_prediction else ". "))
     if random_rows:
         reading += ("For i.i.d. random maps measured and predicted reductions are "
                     + ", ".join(f"{fmt(r, 'measured', 1)} and {fmt(r, 'predicted', 1)} at d/m = "
@@ -275,8 +302,10 @@ def reduction_section(rows: list[dict], figures_dir: Path) -> Section:
         reading += ("The grouped method as computed (grouping inside each sample) has a worse noise-to-signal ratio "
                     "than its pixel version for " + ", ".join(f"{r['method']} / {r['partition']} "
                                                               f"({fmt(r, 'nsr_gain')})" for r in worse) + "; ")
-    reading += (f"it is better for {len(better)} and not separated for "
-                f"{len([r for r in real if 'nsr_gain' in r]) - len(better) - len(worse)}.")
+    defined = [r for r in real if math.isfinite(r.get("nsr_gain", float("nan")))]
+    reading += (f"it is better for {len(better)} and not separated for {len(defined) - len(better) - len(worse)}"
+                + (f"; for {len(real) - len(defined)} the models share too little signal (‖μ‖² not above 0) for the "
+                   "ratio to be bounded" if len(defined) < len(real) else "") + ".")
     table = [{"method": r["method"], "partition": r["partition"], "d/m": round(r["mean_segment_size"], 1),
               "measured": fmt(r, "measured", 2), "predicted": fmt(r, "predicted", 2),
               "measured / predicted": fmt(r, "measured_over_predicted", 2), "bias": fmt(r, "bias", 3),
@@ -304,7 +333,10 @@ def sampling_reading(summary: list[dict]) -> str:
 
 
 def fidelity_reading(summary: list[dict]) -> str:
-    rows = [r for r in _main(summary) if r["method"] != "random" and "spearman_above_untrained" in r]
+    """Stability above the null against fidelity, one point per method (pixel maps): the
+    groupings of one method are not independent evidence."""
+    rows = [r for r in _main(summary) if r["method"] != "random" and r["grouping"] == "pixel"
+            and "spearman_above_untrained" in r]
     if len(rows) < 4:
         return "Too few methods for a trade-off."
     from scipy.stats import spearmanr
@@ -312,10 +344,10 @@ def fidelity_reading(summary: list[dict]) -> str:
     test = spearmanr([r["spearman_above_untrained"] for r in rows], [r["deletion_auc"] for r in rows])
     verdict = ("stabler maps tend to be less faithful" if test.statistic > 0 and test.pvalue < 0.05 else
                "stabler maps tend to be more faithful" if test.statistic < 0 and test.pvalue < 0.05 else
-               "no trade-off can be claimed")
-    return (f"Across {len(rows)} method × grouping combinations the rank correlation between stability above the "
-            f"untrained null and deletion AUC of model 0 is {test.statistic:+.2f} (p = {test.pvalue:.2f}, treating "
-            f"combinations as independent, which they are not quite): {verdict}; lower AUC = more faithful.")
+               "no relation can be claimed at this number of methods")
+    return (f"Across {len(rows)} methods (pixel maps, one point each), the rank correlation between cross-seed "
+            f"Spearman above the untrained null and model 0's deletion AUC is {test.statistic:+.2f} "
+            f"(p = {test.pvalue:.2f}): {verdict}; lower AUC = more faithful.")
 
 
 def sanity_reading(summary: list[dict]) -> str:
@@ -346,11 +378,15 @@ def perturbation_section(rows: list[dict], summary: list[dict], samples: int, co
     if not presets:
         return Section("Perturbation methods across seeds", "No perturbation preset ran.")
     best = max(presets, key=lambda r: r.get(key, r["spearman"]))
+    tied = [r for r in presets if r is not best and not best[f"{key}_ci_low"] > r[f"{key}_ci_high"]]
     reading = (draws_note(rows) + f" On {count} test images with {samples} samples for RISE, LIME and KernelSHAP, the "
                f"preset furthest above its untrained null is {best['method']} ({fmt(best, key)}; raw "
                f"{fmt(best, 'spearman')}, untrained {fmt(best, 'spearman_untrained')}, retest "
-               f"{fmt(best, 'spearman_retest')}). ")
-    noisy = [r for r in presets if r.get("random") and side(r, "spearman_corrected", 1.0) != "below"]
+               f"{fmt(best, 'spearman_retest')})"
+               + (", not separated from " + ", ".join(f"{r['method']} ({fmt(r, key)})" for r in tied) if tied else "")
+               + ". ")
+    noisy = [r for r in presets if r.get("random") and math.isfinite(r.get("spearman_corrected", float("nan")))
+             and side(r, "spearman_corrected", 1.0) != "below"]
     if noisy:
         reading += ("Within their own sampling noise (corrected similarity not below 1): "
                     + ", ".join(r["method"] for r in noisy) + ". ")

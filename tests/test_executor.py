@@ -157,3 +157,16 @@ def test_corrupt_cached_unit_is_detected_and_redone(tiny_shapes, tiny_config, tm
     again = run_study(model_sets, images, labels, None, settings, cache_dir=tmp_path / "cache", progress=False)
     assert _without_timings(again) == _without_timings(first)
     assert json.loads(unit.read_text()) != []  # recomputed and rewritten
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import stat
+
+    from stablesal.storage import atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "shared.txt", "readable by the group and others")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o644

@@ -104,3 +104,66 @@ def test_pigeonhole_bootstrap_is_too_narrow_with_four_models():
                                       seed=study)
         covered += interval.low <= truth <= interval.high
     assert covered / 100 < 0.9
+
+
+def test_two_factor_jackknife_by_hand():
+    """V, its parts and Satterthwaite's ν for a pairwise mean, recomputed with explicit deletions."""
+    from scipy import stats
+
+    generator = np.random.default_rng(5)
+    n, k = 6, 4
+    values = generator.normal(size=(n, k, k))
+    a, b = np.triu_indices(k, 1)
+
+    def mean(images, models):
+        keep = [p for p in range(len(a)) if a[p] in models and b[p] in models]
+        return values[np.ix_(images, a[keep], b[keep])].diagonal(axis1=1, axis2=2).mean()
+
+    full = mean(list(range(n)), list(range(k)))
+    by_image = np.array([mean([i for i in range(n) if i != j], list(range(k))) for j in range(n)])
+    by_model = np.array([mean(list(range(n)), [m for m in range(k) if m != j]) for j in range(k)])
+    v_images = (n - 1) / n * np.square(by_image - by_image.mean()).sum()
+    v_models = (k - 1) / k * np.square(by_model - by_model.mean()).sum()
+    df = (v_images + v_models) ** 2 / (v_images ** 2 / (n - 1) + v_models ** 2 / (k - 1))
+    interval = design_interval(lambda w: pair_mean(values, w, "main"), n, {"main": k})
+    assert interval.estimate == pytest.approx(full)
+    assert interval.se == pytest.approx(math.sqrt(v_images + v_models))
+    assert interval.df == pytest.approx(df)
+    half = stats.t.ppf(0.975, df) * math.sqrt(v_images + v_models)
+    assert (interval.low, interval.high) == pytest.approx((full - half, full + half))
+    conditional = design_interval(lambda w: pair_mean(values, w, "main"), n, {"main": k}, conditional=True)
+    assert conditional.se == pytest.approx(math.sqrt(v_images)) and conditional.df == pytest.approx(n - 1)
+
+
+def test_design_interval_covers_when_images_dominate():
+    """The same check with little model variation and much image variation: an interval that left
+    out the image factor would fail here (the main coverage test is dominated by models)."""
+    def study(generator):
+        strength = np.exp(generator.normal(0.0, 1.2, 48))
+        noise = np.exp(generator.normal(0.0, 0.05, 4))
+        signal = generator.normal(size=(48, 256))
+        maps = strength[:, None, None] * signal[:, None, :] + noise[None, :, None] * generator.normal(size=(48, 4, 256))
+        similarity = np.full((48, 4, 4), np.nan)
+        for a in range(4):
+            for b in range(a + 1, 4):
+                similarity[:, a, b] = spearman(torch.from_numpy(maps[:, a]), torch.from_numpy(maps[:, b])).numpy()
+        return similarity
+
+    generator = np.random.default_rng(12345)
+    s2 = np.exp(generator.normal(0.0, 1.2, 2_000_000)) ** 2
+    ta2, tb2 = np.exp(generator.normal(0.0, 0.05, (2, 2_000_000))) ** 2
+    rho = s2 / np.sqrt((s2 + ta2) * (s2 + tb2))
+    truth = float(np.mean(6 / (math.pi * 257) * (np.arcsin(rho) + 254 * np.arcsin(rho / 2))))
+    generator = np.random.default_rng(2)
+    covered = models_only = 0
+    for _ in range(200):
+        similarity = study(generator)
+        interval = design_interval(lambda w: pair_mean(similarity, w, "main"), 48, {"main": 4})
+        covered += interval.low <= truth <= interval.high
+        # the model factor alone (images held fixed): far too narrow here
+        weights = Weights.ones(48, {"main": 4})
+        replicates = [pair_mean(similarity, weights.without_model("main", m), "main") for m in range(4)]
+        half = 3.18 * math.sqrt(0.75 * np.square(np.array(replicates) - np.mean(replicates)).sum())
+        models_only += abs(pair_mean(similarity, weights, "main") - truth) <= half
+    assert 0.92 <= covered / 200 <= 0.98, covered / 200
+    assert models_only / 200 < 0.8, models_only / 200

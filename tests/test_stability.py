@@ -194,6 +194,8 @@ def test_variance_reduction_of_random_maps_is_the_segment_size(tiny_shapes, thre
     assert random["measured"] == pytest.approx(16.0, rel=0.15)
     # the real method's pixels vary together: its projection cannot reach d/m
     assert rows["saliency"]["measured"] < 16.0
+    for row in rows.values():
+        assert row["measured_over_predicted"] == pytest.approx(row["measured"] / row["predicted"])
     # 'grid' without super-pixels is a plain grid: no matched-grid contrast exists
     assert grid_contrast_rows(results) == []
 
@@ -223,3 +225,119 @@ def test_run_study_rejects_bad_designs(tiny_shapes, three_models):
         run_study({"main": three_models[:1]}, images, labels, None, settings, progress=False)
     with pytest.raises(ValueError, match="varies"):
         run_study({"main": three_models}, images, labels, None, settings, progress=False, varies={"main": "seeds"})
+
+
+def _unit(maps):
+    return maps / np.linalg.norm(maps, axis=-1, keepdims=True)
+
+
+def _result(maps, varies, random=True, retest=None, partition=None, model_set="main"):
+    """A study result built from unit maps ``[K, n, d]`` (as run_unit's rows would hold them)."""
+    k, n, _ = maps.shape
+    rows = []
+    for a in range(k):
+        for b in range(a + 1, k):
+            for i in range(n):
+                row = {"image": i, "model_a": a, "model_b": b,
+                       "sq_distance": float(np.square(maps[a, i] - maps[b, i]).sum())}
+                if partition is not None:
+                    projected = partition @ maps[:, i].T  # [d, K]
+                    residual = maps[:, i].T - projected
+                    row["residual_cross@g"] = float(residual[:, a] @ residual[:, b])
+                    row["projected@g"] = float(np.square(projected[:, a] - projected[:, b]).sum())
+                    row["predicted@g"] = 0.5 * row["projected@g"]
+                rows.append(row)
+    retest_rows = [] if retest is None else [
+        {"image": i, "model": a, "sq_distance": float(np.square(maps[a, i] - retest[a, i]).sum())}
+        for a in range(k) for i in range(n)]
+    return {"model_set": model_set, "method": "m", "grouping": "pixel", "rows": rows, "retest_rows": retest_rows,
+            "n_images": n, "n_models": k, "varies": varies, "random": random, "draws": "independent",
+            "explain_seconds_per_model": 0.0}
+
+
+def test_bias_and_noise_to_signal_match_their_definitions():
+    """From pair rows alone: tr(Σ)/‖μ‖² equals the unbiased tr(Σ̂)/(‖ū‖² − tr(Σ̂)/K) computed with
+    NumPy, and the bias equals Σ_{a≠b}⟨(I−P)u_a,(I−P)u_b⟩ / Σ_{a≠b}⟨u_a,u_b⟩."""
+    from stablesal.stability import _bias, _noise_to_signal
+
+    generator = np.random.default_rng(3)
+    k, n, d = 5, 7, 16
+    maps = _unit(generator.normal(size=(1, n, d)) + 0.8 * generator.normal(size=(k, n, d)))
+    blocks = np.kron(np.eye(4), np.full((4, 4), 0.25))  # P: the mean over 4 blocks of 4 pixels
+    units = UnitArrays({"main": _result(maps, "seed", partition=blocks)})
+    weights = Weights.ones(n, units.counts)
+    mean = maps.mean(0)
+    trace = maps.var(0, ddof=1).sum(1)  # tr(Σ̂) per image
+    expected_nsr = trace.mean() / (np.square(mean).sum(1) - trace / k).mean()
+    assert _noise_to_signal(units, "sq_distance", weights) == pytest.approx(expected_nsr)
+    a, b = np.triu_indices(k, 1)
+    residual = maps - np.einsum("pq,kiq->kip", blocks, maps)
+    expected_bias = (np.einsum("pid,pid->pi", residual[a], residual[b]).mean()
+                     / np.einsum("pid,pid->pi", maps[a], maps[b]).mean())
+    assert _bias(units, "g", weights) == pytest.approx(expected_bias)
+
+
+def test_variance_components_in_every_design():
+    """Seed-only main models with explainer noise; split-only main models with a control set;
+    and an unknown design, which gets one 'models' component."""
+    generator = np.random.default_rng(4)
+    k, n, d = 6, 40, 150
+    seed_sd, explainer_sd, split_sd = 0.8, 0.6, 1.0
+
+    def noise(sd, count=k):
+        return sd * generator.normal(size=(count, n, d))
+
+    seeds = noise(seed_sd)
+    first, second = seeds + noise(explainer_sd), seeds + noise(explainer_sd)
+    units = UnitArrays({"main": _result(first, "seed", retest=second)})
+    parts = variance_components(units, Weights.ones(n, units.counts))
+    assert parts["seed"] / d == pytest.approx(seed_sd ** 2, rel=0.1)
+    assert parts["explainer"] / d == pytest.approx(explainer_sd ** 2, rel=0.1)
+    assert parts["total"] == pytest.approx(parts["seed"] + parts["explainer"])
+
+    one_seed = noise(seed_sd, 1)  # split-only main models share one seed effect
+    splits, control_seeds = noise(split_sd), noise(seed_sd)
+    main = splits + one_seed + noise(explainer_sd)
+    rerun = splits + one_seed + noise(explainer_sd)
+    control = splits[:1] + control_seeds + noise(explainer_sd)
+    units = UnitArrays({"main": _result(main, "split", retest=rerun),
+                        "control": _result(control, "seed", model_set="control")})
+    parts = variance_components(units, Weights.ones(n, units.counts))
+    assert parts["split"] / d == pytest.approx(split_sd ** 2, rel=0.15)
+    assert parts["seed"] / d == pytest.approx(seed_sd ** 2, rel=0.15)
+    assert parts["total"] == pytest.approx(parts["explainer"] + parts["split"] + parts["seed"])
+
+    units = UnitArrays({"main": _result(main, None, retest=rerun)})
+    parts = variance_components(units, Weights.ones(n, units.counts))
+    assert set(parts) == {"explainer", "models", "total"}
+    # a random explainer without a retest: its share is unknown, not 0
+    units = UnitArrays({"main": _result(main, "seed")})
+    assert math.isnan(variance_components(units, Weights.ones(n, units.counts))["explainer"])
+
+
+def test_summary_intervals_read_the_right_model_sets():
+    """The seed share's interval deletes main *and* control models; the untrained difference's
+    deletes main and untrained models."""
+    generator = np.random.default_rng(6)
+    k, n, d = 4, 12, 30
+    signal = generator.normal(size=(1, n, d))
+    sets = {"main": _result(_unit(signal + generator.normal(size=(k, n, d))), "both",
+                            retest=_unit(signal + generator.normal(size=(k, n, d)))),
+            "control": _result(_unit(signal + generator.normal(size=(3, n, d))), "seed", model_set="control")}
+    for result in sets.values():
+        for row in result["rows"]:
+            row.update(ssim=0.5, spearman=float(generator.random()), normalised_l2=1.0, topk_intersection=0.2,
+                       a_correct=True, b_correct=True)
+        for row in result["retest_rows"]:
+            row.update(ssim=0.6, spearman=0.7, normalised_l2=0.5, topk_intersection=0.3)
+    row = next(r for r in summarise([sets["main"], sets["control"]]) if r["model_set"] == "main")
+    units = UnitArrays(sets)
+    both = design_interval(lambda w: variance_components(units, w)["seed"] / variance_components(units, w)["total"],
+                           n, {"main": k, "control": 3})
+    assert (row["share_seed_ci_low"], row["share_seed_ci_high"]) == pytest.approx((both.low, both.high))
+    difference = design_interval(lambda w: pair_mean(units.pair("main", "spearman"), w, "main")
+                                 - pair_mean(units.pair("control", "spearman"), w, "control"),
+                                 n, {"main": k, "control": 3})
+    assert row["spearman_main_minus_control_ci_low"] == pytest.approx(difference.low)
+    # the correction for attenuation is Spearman's only (SSIM and top-k have chance levels above 0)
+    assert "spearman_corrected" in row and "ssim_corrected" not in row and "topk_intersection_corrected" not in row
