@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 REPORT_ARGS ?=
 
-.PHONY: report test quick-report bench clean-venv
+.PHONY: report test quick-report bench clean-venv mutation
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,11 @@ bench: $(VENV)/.installed
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Mutation testing of the formula modules (see [tool.mutmut] in pyproject.toml); not part of `make test`.
+# One thread per test process: mutmut forks, and a forked OpenMP pool can hang.
+mutation: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[mutation]"
+	rm -rf mutants
+	STABLESAL_TEST_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 > /dev/null || true
+	$(PY) analysis/mutation_report.py

@@ -5,7 +5,7 @@ CIFAR-10, or two architectures), draw the comparison figure and print Markdown t
         [--out figures/comparison] [--paper]
 
 ``--paper`` adds the SUPERPIXEL paper's CIFAR-10 numbers (SSIM %, pixel → super-pixel, from the
-authors' review-stage material; methods.md §2) as one more "report" to set ours beside.
+authors' review-stage material) as one more "report" to set ours beside.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ library calls written directly on NumPy arrays in the same process.
 
 Neither Captum nor Quantus has inpainters, so the floor is the only comparison. The script checks
 that wrapper and floor give the same images, then prints ms per image and the ratio to the floor,
-at 32 px (the built-in dataset) and 224 px (methods.md §5 quotes 2–65 ms for OpenCV and
-17–1250 ms for biharmonic there).
+at 32 px (the built-in dataset) and 224 px.
 
     python benchmarks/bench_inpainting.py [--sizes 32 224] [--images 64 4]
 """

@@ -1,4 +1,4 @@
-"""The perturbation factor study (SEG-SMOOTH, methods.md §4): segmentation/smoothing × sampler ×
+"""The perturbation factor study (SEG-SMOOTH, docs/methods.md §4): segmentation/smoothing × sampler ×
 sample size × attribution calculation × per-segment/per-pixel map, each configuration scored by
 SRG (LIF − MIF) and by deletion/insertion AUC, and the factors ranked by effect size.
 

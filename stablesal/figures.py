@@ -21,7 +21,8 @@ def save_figure(fig, path_stem: Path | str) -> Path:
     for suffix in (".png", ".pdf"):
         final = stem.with_suffix(suffix)
         tmp = final.with_name(f".{final.name}.tmp{suffix}")
-        fig.savefig(tmp, bbox_inches="tight", dpi=150)
+        # no creation date in the PDF: a re-run that draws the same figure writes the same bytes
+        fig.savefig(tmp, bbox_inches="tight", dpi=150, metadata={"CreationDate": None} if suffix == ".pdf" else None)
         os.replace(tmp, final)
     plt.close(fig)
     return stem.with_suffix(".png")

@@ -1,6 +1,6 @@
 """Super-pixel grouping of attributions (Gong, Zhang, Dou & Farnia, *A Super-pixel-based Approach
 to the Stable Interpretation of Neural Networks*, BMVC 2024; the formula is a reconstruction,
-see methods.md §2).
+see docs/methods.md §2).
 
 Each segment G_j gets one shared value. With ``reduce="mean"`` (default) every pixel receives
 its segment's mean: the orthogonal projection P onto maps that are constant on segments, so

@@ -1,4 +1,4 @@
-"""Removal by inpainting (GEN-REMOVE, methods.md §5): one interface ``(images, holes) → images``.
+"""Removal by inpainting (GEN-REMOVE, docs/methods.md §5): one interface ``(images, holes) → images``.
 
 ``images`` ``[n, C, H, W]`` in [0, 1], ``holes`` ``[n, 1, H, W]`` bool (True = remove and fill);
 pixels outside the holes are returned unchanged. Used by the perturbation pipeline

@@ -1,4 +1,4 @@
-"""Confidence intervals that respect the design of a cross-seed study (docs/methods.md, "Intervals").
+"""Confidence intervals that respect the design of a cross-seed study (docs/methods.md §3, "Intervals").
 
 In a stability study every model pair shares its models with other pairs and every image is in
 every pair, so the rows ``(image, model a, model b)`` are far from independent. A statistic of

@@ -1,5 +1,5 @@
 """Meaningful Perturbation (Fong & Vedaldi, ICCV 2017) and its inpainting version MP-G
-(GEN-REMOVE, methods.md §5).
+(GEN-REMOVE, docs/methods.md §5).
 
 A low-resolution keep mask m (upsampled bilinearly) is optimised with Adam to minimise
 
@@ -31,7 +31,7 @@ def total_variation(masks: torch.Tensor, beta: float = 3.0) -> torch.Tensor:
 class MeaningfulPerturbation:
     """``attribute(images, target, seed)`` → saliency ``[B, C, H, W]`` (1 − m, same in each channel).
 
-    Parameters follow methods.md §5, scaled from 224-pixel images: ``mask_side`` 28 at 224 (one
+    Parameters follow docs/methods.md §5, scaled from 224-pixel images: ``mask_side`` 28 at 224 (one
     eighth of the side, at least 4), jitter 4 px and blur σ 10 px scaled likewise, and λ₁ (1e-4
     for a 28×28 mask) scaled by (28 / mask_side)² so that it weighs the same image area. ``inpainter``
     None gives MP (blur filler); an inpainter gives MP-G.

@@ -385,12 +385,26 @@ def output_drops(model, images: torch.Tensor, target: torch.Tensor, subsets: tor
     return drops
 
 
-def mu_fidelity(maps: torch.Tensor, subsets: torch.Tensor, drops: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation, per image, between the attribution removed by each subset (sum of the
-    channel-summed map over it) and the output drop it causes ``[B]`` (higher is better)."""
+MU_FIDELITY_CORRELATIONS = ("pearson", "spearman")
+
+
+def mu_fidelity(maps: torch.Tensor, subsets: torch.Tensor, drops: torch.Tensor,
+                correlation: str = "pearson") -> torch.Tensor:
+    """µFidelity (Bhatt, Weller & Moura, IJCAI 2020; docs/methods.md §5) per image ``[B]``:
+    the correlation, over random subsets S, between the attribution removed (the channel-summed
+    map summed over S) and the output drop f(x) − f(x with S replaced) it causes (``drops`` from
+    :func:`output_drops`). Pearson's correlation, as in the paper and Quantus's
+    ``FaithfulnessCorrelation``; ``correlation="spearman"`` ranks both first. Higher is better."""
+    if correlation not in MU_FIDELITY_CORRELATIONS:
+        raise ValueError(f"correlation must be one of {MU_FIDELITY_CORRELATIONS}, got {correlation!r}")
     summed = (maps.sum(1) if maps.dim() == 4 else maps).flatten(1).double()
     removed = summed @ subsets.flatten(1).to(summed.device).double().T  # [B, S]
     drops = drops.double()
+    if correlation == "spearman":
+        from scipy.stats import rankdata
+
+        removed = torch.from_numpy(rankdata(removed.cpu().numpy(), axis=1)).to(summed.device)
+        drops = torch.from_numpy(rankdata(drops.cpu().numpy(), axis=1)).to(summed.device)
     a = removed - removed.mean(1, keepdim=True)
     b = drops - drops.mean(1, keepdim=True)
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-30)
@@ -400,7 +414,7 @@ mu_fidelity.info = MetricInfo("mu_fidelity", True, -1.0, 1.0, "correlation of re
 
 
 # --------------------------------------------------------------------------------------
-# LIF / MIF / SRG (SEG-SMOOTH, methods.md §4)
+# LIF / MIF / SRG (SEG-SMOOTH, docs/methods.md §4)
 # --------------------------------------------------------------------------------------
 
 @torch.inference_mode()
@@ -475,15 +489,23 @@ iou_top.info = MetricInfo("iou", True, 0.0, 1.0, "IoU of the top-|mask| pixels w
 
 
 def pointing_game(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
-    """1 where the map's maximum falls inside the object mask (Zhang et al., ECCV 2016)."""
-    return object_masks.flatten(1).float().to(maps.device).gather(1, _scores(maps).argmax(1, keepdim=True))[:, 0]
+    """Whether the maximum of the channel-summed map falls inside the object mask (Zhang et al.,
+    ECCV 2016) ``[B]``. When several pixels share the maximum, the share of them that lies inside
+    (a constant map scores the object's area): no tied pixel is preferred by its position."""
+    scores = _scores(maps)
+    inside = object_masks.flatten(1).bool().to(scores.device)
+    top = scores >= scores.max(1, keepdim=True).values
+    return (top & inside).sum(1).float() / top.sum(1).float()
 
 
 pointing_game.info = MetricInfo("pointing_game", True, 0.0, 1.0, "map maximum inside the object")
 
 
 def relevance_mass(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
-    """Share of the positive attribution inside the object mask (Arras et al., 2022)."""
+    """Share of the positive part of the channel-summed map that lies inside the object mask
+    (relevance mass accuracy, Arras, Osman & Samek, *Information Fusion* 2022) ``[B]``. For maps that
+    are magnitudes (Saliency, VarGrad) the positive part is the whole map; for signed maps (IG,
+    SmoothGrad, LIME) negative evidence does not count. The one definition every table uses."""
     scores = _scores(maps).clamp(min=0)
     inside = object_masks.flatten(1).float().to(scores.device)
     return (scores * inside).sum(1) / scores.sum(1).clamp(min=1e-30)
@@ -540,7 +562,7 @@ def kendall_tau_matrix(scores: dict[str, dict[str, float]], higher_is_better: di
 
 
 # --------------------------------------------------------------------------------------
-# INPAINT-METRIC (reconstruction from methods.md §5)
+# INPAINT-METRIC (reconstruction from docs/methods.md §5)
 # --------------------------------------------------------------------------------------
 
 def _top_region(maps: torch.Tensor, fraction: float, factor: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Inpainting vs constant fill (GEN-REMOVE and INPAINT-METRIC, methods.md §5) on one model.
+"""Inpainting vs constant fill (GEN-REMOVE and INPAINT-METRIC, docs/methods.md §5) on one model.
 
 1. Inpainting quality of every inpainter: PSNR / SSIM on held-out images with random holes, and
    the keep-prediction rate when the background is removed and filled.

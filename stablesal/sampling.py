@@ -1,4 +1,4 @@
-"""Samplers q(x̂ | x) for gradient integration, z = Σ_k w_k A(∇f(x̂_k), x̂_k, x) (methods.md §1).
+"""Samplers q(x̂ | x) for gradient integration, z = Σ_k w_k A(∇f(x̂_k), x̂_k, x) (docs/methods.md §1).
 
 A sampler draws the samples of one image in blocks of :attr:`Sampler.block` samples from that
 image's own ``torch.Generator``; the block size is fixed, so the samples - and therefore the
@@ -147,7 +147,7 @@ class Suppression(Sampler):
     """Samples made by erasing parts of the image, adding no information (Luo, McDermott &
     O'Riordan, *Sampling Matters in Explanations*, arXiv 2506.19442).
 
-    **Reconstruction** (methods.md §1; the paper's exact operator is not available): per sample
+    **Reconstruction** (docs/methods.md §1; the paper's exact operator is not available): per sample
     draw a keep-rate π ~ U(0, 1), then a keep mask m ~ Bernoulli(π) per unit (pixel, square
     patch, or segment), shared across channels; x̂ = m ⊙ x + (1 − m) ⊙ fill in pixel space
     (fill 0 = black). Averaging over π ~ U(0, 1) makes the samples those of Owen's multilinear

@@ -3,7 +3,7 @@
 A segmenter maps images ``[B, C, H, W]`` in ``[0, 1]`` to integer labels ``[B, H, W]`` with
 consecutive ids ``0..m_b-1`` per image. Segments are computed on the un-normalised image.
 Default parameters follow the scikit-image gallery for 224-pixel images, scaled to the
-image's area (methods.md §2); on 32×32 images they give about 30-100 segments.
+image's area (docs/methods.md §2); on 32×32 images they give about 30-100 segments.
 """
 
 from __future__ import annotations

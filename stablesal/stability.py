@@ -1,6 +1,6 @@
 """The cross-seed stability study: explain the same test images with K retrained models, for every
 method × grouping, and measure how much the maps depend on training randomness (Gong et al.,
-BMVC 2024; Ye & Farnia, AISTATS 2025; docs/methods.md, "Cross-seed stability").
+BMVC 2024; Ye & Farnia, AISTATS 2025; docs/methods.md §3).
 
 Model sets play roles. ``main`` (the K retrained models) gets everything: pairwise similarity,
 a test–retest repeat of every random explainer on every model, fidelity, localisation and the
@@ -38,8 +38,8 @@ from .grouping import Partition, lag_weights, stationary_projection_energy
 from .intervals import Weights, design_interval, image_mean, model_mean, pair_mean, rows_to_model_array, \
     rows_to_pair_array
 from .metrics import (
-    deletion_insertion, grey_maps, mu_fidelity, output_drops, pairwise_similarity, random_cell_subsets,
-    randomised_copy, spearman, ssim, unit_maps,
+    deletion_insertion, grey_maps, mu_fidelity, output_drops, pairwise_similarity, pointing_game, random_cell_subsets,
+    randomised_copy, relevance_mass, spearman, ssim, unit_maps,
 )
 from .perturbation import PRESETS, make_preset
 from .seeding import derive
@@ -248,8 +248,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             result["mean_segments"] = float(count_segments(segments).double().mean())
             result["mean_segment_size"] = float(sizes.mean())
         if main:
-            result.update(_image_metrics(models[0], images, targets, masks, first_maps[name], greys[name][0],
-                                         settings))
+            result.update(_image_metrics(models[0], images, targets, masks, first_maps[name], settings))
             if name in sanity_greys:
                 result["sanity_spearman"] = spearman(greys[name][0], sanity_greys[name]).tolist()
                 result["sanity_ssim"] = ssim(greys[name][0], sanity_greys[name]).tolist()
@@ -259,7 +258,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     return results
 
 
-def _image_metrics(model, images, targets, masks, maps, grey, settings: StudySettings) -> dict:
+def _image_metrics(model, images, targets, masks, maps, settings: StudySettings) -> dict:
     """Fidelity and localisation of model 0's maps, per image."""
     out = {}
     _, deletion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
@@ -271,11 +270,8 @@ def _image_metrics(model, images, targets, masks, maps, grey, settings: StudySet
                                   seed=derive(settings.seed, "mu_fidelity"))
     out["mu_fidelity"] = mu_fidelity(maps, subsets, output_drops(model, images, targets, subsets)).tolist()
     if masks is not None:
-        inside = masks.cpu().float()
-        out["relevance_mass"] = ((grey * inside).flatten(1).sum(1) / grey.flatten(1).sum(1).clamp(min=1e-30)).tolist()
-        # ties at the maximum: the share of the tied pixels that fall inside the object
-        top = grey.flatten(1) >= grey.flatten(1).max(1, keepdim=True).values
-        out["pointing_game"] = ((top & inside.flatten(1).bool()).sum(1).double() / top.sum(1).double()).tolist()
+        out["relevance_mass"] = relevance_mass(maps, masks).tolist()
+        out["pointing_game"] = pointing_game(maps, masks).tolist()
     return out
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 os.environ.setdefault("STABLESAL_CACHE", tempfile.mkdtemp(prefix="stablesal-test-cache-"))
-torch.set_num_threads(2)
+# mutation testing forks test processes: one thread each (a forked OpenMP pool can hang)
+torch.set_num_threads(int(os.environ.get("STABLESAL_TEST_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

@@ -47,3 +47,26 @@ def test_prediction_fails_when_variance_is_not_stationary():
     weights = lag_weights(segments).expand(50, -1, -1)
     exact, predicted = _energy(maps, segments.expand(50, -1, -1)), stationary_projection_energy(maps, weights)
     assert (exact / predicted).min() > 1.5  # 1.87 here: the block sits where the image-wide average says little
+
+
+def test_projection_with_tiny_segments_rectangles_and_channels():
+    """Single-pixel segments, a non-square image and several channels: the projection is each
+    segment's mean per channel, computed here with explicit loops."""
+    generator = torch.Generator().manual_seed(5)
+    segments = torch.randint(0, 7, (2, 5, 9), generator=generator)
+    segments[:, 0, 0] = 7  # a segment of one pixel
+    maps = torch.randn(2, 3, 5, 9, generator=generator, dtype=torch.float64)
+    projected = Partition(segments).project(maps)
+    expected = torch.empty_like(maps)
+    for b in range(2):
+        for s in segments[b].unique():
+            inside = segments[b] == s
+            expected[b][:, inside] = maps[b][:, inside].mean(1, keepdim=True)
+    assert torch.allclose(projected, expected)
+    flat = Partition(segments).project(maps[:, 0])  # [B, H, W] maps too
+    assert torch.allclose(flat, expected[:, 0])
+    # lag weights on the same ragged partition: W(0) is the number of segments
+    assert torch.allclose(lag_weights(segments)[:, 0, 0], torch.tensor([8.0, 8.0], dtype=torch.float64))
+    white = torch.randn(2, 5, 9, generator=generator, dtype=torch.float64)
+    energy = stationary_projection_energy(white, lag_weights(segments))
+    assert energy.shape == (2,) and torch.isfinite(energy).all()

@@ -167,3 +167,49 @@ def test_design_interval_covers_when_images_dominate():
         models_only += abs(pair_mean(similarity, weights, "main") - truth) <= half
     assert 0.92 <= covered / 200 <= 0.98, covered / 200
     assert models_only / 200 < 0.8, models_only / 200
+
+
+def test_design_interval_edge_cases():
+    from scipy import stats
+
+    # one image and one pair: the weighted mean is the value itself
+    single = np.full((1, 2, 2), np.nan)
+    single[0, 0, 1] = 0.25
+    assert pair_mean(single, Weights.ones(1, {"main": 2}), "main") == 0.25
+    # two images, no model sets: the t interval with 1 degree of freedom
+    values = np.array([0.2, 0.6])
+    interval = design_interval(lambda w: image_mean(values, w), 2, {}, confidence=0.9)
+    low, high = stats.t.interval(0.9, 1, loc=0.4, scale=stats.sem(values))
+    assert (interval.low, interval.high) == pytest.approx((low, high)) and interval.confidence == 0.9
+    # no spread at all: a zero-width interval with n − 1 degrees of freedom
+    flat = design_interval(lambda w: image_mean(np.ones(5), w), 5, {})
+    assert (flat.low, flat.high, flat.se, flat.df) == (1.0, 1.0, 0.0, 4.0)
+    # two models: deleting one leaves no pair, so the interval is not estimable
+    pairs = np.random.default_rng(0).random((4, 2, 2))
+    assert math.isnan(design_interval(lambda w: pair_mean(pairs, w, "main"), 4, {"main": 2}).low)
+    for confidence in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="confidence must be in"):
+            design_interval(lambda w: 0.0, 4, {}, confidence=confidence)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        design_interval(lambda w: 0.0, 1, {})
+
+
+def test_bootstrap_interval_of_a_mean_is_close_to_the_t_interval():
+    """With images only, the percentile bootstrap of a mean approaches the normal interval:
+    its standard error is s·√((n − 1)/n)/√n and its ends the 2.5 % and 97.5 % quantiles."""
+    values = np.random.default_rng(4).normal(size=60)
+    interval = bootstrap_interval(lambda w: image_mean(values, w), 60, {}, n_boot=4000, seed=1)
+    se = values.std(ddof=0) / math.sqrt(60)
+    assert interval.se == pytest.approx(se, rel=0.06)
+    assert interval.low == pytest.approx(values.mean() - 1.96 * se, abs=0.25 * se)
+    assert interval.high == pytest.approx(values.mean() + 1.96 * se, abs=0.25 * se)
+    assert interval.estimate == pytest.approx(values.mean()) and interval.method == "bootstrap"
+    again = bootstrap_interval(lambda w: image_mean(values, w), 60, {}, n_boot=4000, seed=1)
+    assert (again.low, again.high, again.se) == (interval.low, interval.high, interval.se)  # seeded
+    # with a model set the models are resampled too: a pure model effect widens the interval
+    effects = np.random.default_rng(5).normal(size=4)
+    pairs = np.broadcast_to(effects[None, :, None] + effects[None, None, :], (10, 4, 4)).copy()
+    spread = bootstrap_interval(lambda w: pair_mean(pairs, w, "main"), 10, {"main": 4}, n_boot=500, seed=2)
+    assert spread.high - spread.low > 0.1
+    nothing = bootstrap_interval(lambda w: float("nan"), 10, {}, n_boot=20)
+    assert math.isnan(nothing.low) and math.isnan(nothing.high)

@@ -1,4 +1,4 @@
-"""Properties of the perturbation pipeline (methods.md §4) on small analytic models."""
+"""Properties of the perturbation pipeline (docs/methods.md §4) on small analytic models."""
 
 import itertools
 import math
@@ -47,11 +47,17 @@ class Interactions(nn.Module):
         return torch.stack([logit, -logit], 1)
 
 
-def test_rise_pixel_map_equals_rise_formula():
+def test_rise_pixel_map_equals_rise_formula_with_the_clamped_options():
+    """The non-default options: PyTorch's edge-clamping upsampling and division by N·mean(Z)
+    (the published variant is tested in test_formulas.py)."""
+    from stablesal.perturbation.calculators import RiseScore
+    from stablesal.perturbation.features import BilinearGrid
+
     model, side = small_model(), 16
     x = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(1))
     n, grid, p = 300, 4, 0.5
-    ours = RISE(model, n_masks=n, grid=grid, p=p, chunk_size=64).attribute(x, target=[1, 2], seed=7)
+    ours = RISE(model, n_masks=n, grid=grid, p=p, chunk_size=64, segmenter=BilinearGrid(grid, edge="clamp"),
+                calculator=RiseScore(normalise="mean")).attribute(x, target=[1, 2], seed=7)
     cell = math.ceil(side / grid)
     for index, seed in enumerate(image_seeds(x, 7)):
         # RISE's own construction, written out: binary grids → bilinear upsampling → random crop

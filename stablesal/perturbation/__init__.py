@@ -1,4 +1,4 @@
-"""Perturbation explanations as one composable pipeline (SEG-SMOOTH, methods.md §4).
+"""Perturbation explanations as one composable pipeline (SEG-SMOOTH, docs/methods.md §4).
 
 Stages, one module each: :mod:`.features` (segmenter, mask smoothing) → :mod:`.samplers` →
 :mod:`.replacement` → :mod:`.pipeline` (batched model outputs, maps) with :mod:`.calculators`;

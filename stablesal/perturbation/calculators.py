@@ -2,7 +2,7 @@
 
 Every calculator takes an :class:`Observations` record (``Z`` ``[N, S]`` with 1 = kept, outputs
 ``Y`` ``[N]``, the unperturbed output ``y_full`` and the all-removed output ``y_empty``) and returns
-scores ``[S]`` (float64). Formulas follow methods.md §4 (SEG-SMOOTH).
+scores ``[S]`` (float64). Formulas follow docs/methods.md §4 (SEG-SMOOTH).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class Observations:
     weights: torch.Tensor | None = None   # [N] sampler weights (KernelSHAP), or None
     single_feature: bool = False
     inverse: bool = False      # single-feature samples that keep (not remove) one feature
+    keep_probability: float | None = None  # the sampler's keep probability p, when fixed by design
 
 
 class Calculator(abc.ABC):
@@ -43,16 +44,37 @@ class Calculator(abc.ABC):
         return self.name
 
 
+RISE_NORMALISERS = ("p", "mean")
+
+
 class RiseScore(Calculator):
-    """RISE (Petsiuk et al., BMVC 2018): ``a_s = Σ_n z_ns Y_n / (N p)`` with ``p`` the mean keep rate.
-    Dividing by N p rather than each feature's own count makes the per-pixel map
-    ``Σ_s a_s w_s(x) = Σ_n Y_n m_n(x) / (N p)``: RISE's own saliency formula."""
+    """RISE (Petsiuk, Das & Saenko, BMVC 2018; docs/methods.md §4): ``a_s = Σ_n z_ns Y_n / (N p)``.
+
+    ``normalise="p"`` (default, the published formula and the authors' code) divides by N times
+    the sampler's keep probability p; a sampler without a fixed p falls back to the observed keep
+    rate. ``normalise="mean"`` always divides by N times the observed mean of Z (stablesal's
+    earlier choice; it differs from the published map by the factor p / mean(Z), a few per cent
+    for a few hundred masks). Dividing by a constant rather than each feature's own count makes
+    the per-pixel map ``Σ_s a_s w_s(x) = Σ_n Y_n m_n(x) / (N p)``: RISE's saliency formula."""
 
     name = "rise"
 
+    def __init__(self, normalise: str = "p"):
+        if normalise not in RISE_NORMALISERS:
+            raise ValueError(f"normalise must be one of {RISE_NORMALISERS}, got {normalise!r}")
+        self.normalise = normalise
+
+    def __str__(self):
+        return "rise" if self.normalise == "p" else f"rise(normalise={self.normalise})"
+
+    def scale(self, obs) -> float:
+        """N p (or N mean(Z)): what the sum Σ_n Y_n z_n is divided by."""
+        if self.normalise == "p" and obs.keep_probability is not None:
+            return obs.z.shape[0] * obs.keep_probability
+        return obs.z.shape[0] * float(obs.z.mean().clamp(min=1e-12))
+
     def __call__(self, obs):
-        keep_rate = obs.z.mean().clamp(min=1e-12)
-        return obs.z.T @ obs.y / (obs.z.shape[0] * keep_rate)
+        return obs.z.T @ obs.y / self.scale(obs)
 
 
 def _with_reference(obs: Observations):

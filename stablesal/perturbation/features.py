@@ -5,7 +5,7 @@ A feature set of one image is a stack of weight maps ``w`` ``[S, H, W]`` plus ha
 A perturbation mask keeps feature ``s`` with weight ``z_s``:
 
 * partitions (hard segments, their Gaussian-smoothed versions, RISE's bilinear grid) satisfy
-  Σ_s w_s = 1 at every pixel, so the mask is ``m = Σ_s z_s w_s`` (SEG-SMOOTH, methods.md §4,
+  Σ_s w_s = 1 at every pixel, so the mask is ``m = Σ_s z_s w_s`` (SEG-SMOOTH, docs/methods.md §4,
   ``m_n = Σ_s z_ns w_s / Σ_s w_s``);
 * overlapping windows (sliding patches, as in Captum's ``Occlusion``) are binary, and a pixel is
   removed when any removed window covers it: ``m = 1[(1 − z)ᵀ w = 0]``.
@@ -18,9 +18,11 @@ cropped by the pipeline.
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -88,29 +90,51 @@ class Segments(FeatureSegmenter):
         return Features(one_hot(labels).to(image.dtype), labels, hard=True)
 
 
+EDGES = ("reflect", "clamp")
+
+
+@functools.lru_cache(maxsize=16)
+def _reflected_tents(rows: int, cols: int, size: tuple[int, int]) -> np.ndarray:
+    """Each cell's indicator upsampled as RISE's code does it: ``[rows·cols, *size]``."""
+    from skimage.transform import resize
+
+    grids = np.eye(rows * cols).reshape(rows * cols, rows, cols)
+    return np.stack([resize(g, size, order=1, mode="reflect", anti_aliasing=False) for g in grids])
+
+
 class BilinearGrid(FeatureSegmenter):
     """RISE's masks: a ``rows × cols`` grid whose cells are upsampled bilinearly to tents.
 
     The canvas has ``(rows + 1) × cell`` pixels per side (``cell = ceil(H / rows)``), exactly as in
     RISE; without a random shift the centred crop is used. Bilinear interpolation weights sum to
-    one, so the tents form a partition of unity.
+    one, so the tents form a partition of unity. ``edge="reflect"`` (default) upsamples as the RISE
+    authors' code does (scikit-image ``resize``, order 1, reflected borders); ``"clamp"`` uses
+    PyTorch's bilinear interpolation, which repeats the edge cells (maps differ by up to a few per
+    cent near the border).
     """
 
-    def __init__(self, rows: int = 7, cols: int | None = None):
+    def __init__(self, rows: int = 7, cols: int | None = None, edge: str = "reflect"):
         self.rows, self.cols = int(rows), int(cols or rows)
         if self.rows * self.cols < 2:
             raise ValueError(f"a grid needs at least 2 cells, got {self.rows}x{self.cols}")
+        if edge not in EDGES:
+            raise ValueError(f"edge must be one of {EDGES}, got {edge!r}")
+        self.edge = edge
 
     def __str__(self) -> str:
-        return f"grid-bilinear({self.rows}x{self.cols})"
+        return f"grid-bilinear({self.rows}x{self.cols})" + ("" if self.edge == "reflect" else f",edge={self.edge}")
+
+    def _canvas(self, size: tuple[int, int], dtype, device) -> torch.Tensor:
+        count = self.rows * self.cols
+        cells = torch.eye(count, dtype=dtype, device=device).view(count, 1, self.rows, self.cols)
+        if self.edge == "clamp":
+            return F.interpolate(cells, size=size, mode="bilinear", align_corners=False)[:, 0]
+        return torch.from_numpy(_reflected_tents(self.rows, self.cols, tuple(size))).to(device, dtype)
 
     def __call__(self, image):
         height, width = image.shape[-2:]
         cell_h, cell_w = math.ceil(height / self.rows), math.ceil(width / self.cols)
-        count = self.rows * self.cols
-        cells = torch.eye(count, dtype=image.dtype, device=image.device).view(count, 1, self.rows, self.cols)
-        canvas = F.interpolate(cells, size=((self.rows + 1) * cell_h, (self.cols + 1) * cell_w), mode="bilinear",
-                               align_corners=False)[:, 0]
+        canvas = self._canvas(((self.rows + 1) * cell_h, (self.cols + 1) * cell_w), image.dtype, image.device)
         top, left = cell_h // 2, cell_w // 2
         weights = canvas[:, top:top + height, left:left + width]
         labels = weights.argmax(0)

@@ -1,4 +1,4 @@
-"""The perturbation pipeline (SEG-SMOOTH, methods.md §4): segmenter → mask smoothing → sampler →
+"""The perturbation pipeline (SEG-SMOOTH, docs/methods.md §4): segmenter → mask smoothing → sampler →
 replacement → batched model outputs → attribution calculation → per-segment or per-pixel map.
 
 :class:`Perturbation` follows Captum's conventions (``attribute(inputs, target=...)`` returns a
@@ -74,7 +74,7 @@ class Perturbation(PerturbationAttribution):
     calculator : ``"rise"``, ``"lime-ols"``, ``"lime-ridge"``, ``"kernel-shap"``, ``"pda"``, ``"ciu"``.
     n_samples : N (single-feature samplers use one sample per feature instead).
     map : ``"pixel"`` (segment scores spread by the smoothed masks) or ``"segment"`` (hard masks).
-    output : ``"probability"`` (softmax of the target, the default of methods.md) or ``"logit"``.
+    output : ``"probability"`` (softmax of the target, the default of docs/methods.md §4) or ``"logit"``.
     chunk_size : samples per model call; ``"auto"`` measures the fastest.
     """
 
@@ -151,7 +151,7 @@ class Perturbation(PerturbationAttribution):
                     if kind == "segment":
                         values = scores[features.labels]
                     elif isinstance(calculator, RiseScore):
-                        values = (rise_sum / (obs.z.shape[0] * obs.z.mean().clamp(min=1e-12))).to(inputs.dtype)
+                        values = (rise_sum / calculator.scale(obs)).to(inputs.dtype)
                     else:
                         weights = mean_weights(features, offsets) if weights is None else weights
                         values = torch.einsum("s,shw->hw", scores, weights)
@@ -207,5 +207,6 @@ class Perturbation(PerturbationAttribution):
         obs = Observations(z=z.double(), y=outputs[:n_samples].cpu(), y_full=float(outputs[n_samples]),
                            y_empty=float(outputs[n_samples + 1]), weights=weights,
                            single_feature=self.sampler.single_feature,
-                           inverse=self.sampler.name == "inverse-single")
+                           inverse=self.sampler.name == "inverse-single",
+                           keep_probability=self.sampler.keep_probability)
         return features, obs, rise_sum, offsets

@@ -1,5 +1,5 @@
 """The classical perturbation methods as pipeline presets with their published defaults
-(methods.md §4). Each returns a :class:`~stablesal.perturbation.pipeline.Perturbation`; any
+(docs/methods.md §4). Each returns a :class:`~stablesal.perturbation.pipeline.Perturbation`; any
 keyword of ``Perturbation`` overrides the preset.
 
 Segment counts are given for any image size; super-pixel segmenters keep the scaled defaults of

@@ -1,7 +1,7 @@
 """Stage 5 of a perturbation pipeline: what replaces the removed part of the image.
 
 The perturbed sample is the alpha blend ``repl + m ⊙ (x − repl)`` of the image ``x`` ``[C, H, W]``
-and a replacement ``repl`` under the keep mask ``m`` ``[n, 1, H, W]`` (methods.md §4, step 5).
+and a replacement ``repl`` under the keep mask ``m`` ``[n, 1, H, W]`` (docs/methods.md §4, step 5).
 Most replacements are one image per explained image (:meth:`Replacement.reference`); those that
 depend on the sample (other images, inpainting) set ``per_sample`` and fill each sample from its
 own mask. Pixel values are in [0, 1] (models normalise inside).

@@ -34,6 +34,7 @@ class PerturbationSampler(abc.ABC):
     name = "sampler"
     single_feature = False  # True when every sample differs from a reference in exactly one feature
     fixed_count = False
+    keep_probability: float | None = None  # the expected share of features kept, when it is fixed by design
 
     def count(self, n_samples: int, n_features: int) -> int:
         return n_features if self.fixed_count else n_samples
@@ -52,7 +53,7 @@ class RandomSampler(PerturbationSampler):
     def __init__(self, p: float = 0.5):
         if not 0 < p < 1:
             raise ValueError(f"p must be in (0, 1), got {p}")
-        self.p = float(p)
+        self.p = self.keep_probability = float(p)
 
     def __str__(self):
         return f"random(p={self.p:g})"
@@ -69,6 +70,7 @@ class ProbabilitySampler(PerturbationSampler):
         if not 0 <= low < high <= 1:
             raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
         self.low, self.high = float(low), float(high)
+        self.keep_probability = (self.low + self.high) / 2
 
     def __str__(self):
         return f"random-p(U{self.low:g}..{self.high:g})"
@@ -156,7 +158,7 @@ class UniqueRandom(PerturbationSampler):
     def __init__(self, p: float = 0.5):
         if not 0 < p < 1:
             raise ValueError(f"p must be in (0, 1), got {p}")
-        self.p = float(p)
+        self.p = self.keep_probability = float(p)
 
     def __str__(self):
         return f"unique-random(p={self.p:g})"

@@ -1,0 +1,222 @@
+"""Known-answer tests: each formula against an independent computation (SciPy, scikit-learn,
+autograd written out, or a value derived by hand), so that a wrong constant or operator fails."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stablesal.attribution import SmoothGrad, SparsifiedSmoothGrad, image_seeds
+from stablesal.metrics import deletion_insertion, mege, mu_fidelity, output_drops, pointing_game, reco
+from stablesal.sampling import GaussianNoise, Suppression
+
+
+def nonlinear_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+
+
+@pytest.fixture
+def images():
+    return torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+
+
+def test_smoothgrad_noise_has_the_stated_sigma():
+    """σ = noise_level × input range, measured on the drawn noise (a σ ×10 mistake fails)."""
+    x = torch.zeros(3, 16, 16)
+    drawn, _ = GaussianNoise(n_samples=400, noise_level=0.15).draw(x, 0, 400, torch.Generator().manual_seed(0))
+    assert drawn.std().item() == pytest.approx(0.15, rel=0.02)
+    wider, _ = GaussianNoise(400, 0.15, input_range=(-1.0, 1.0)).draw(x, 0, 400, torch.Generator().manual_seed(0))
+    assert wider.std().item() == pytest.approx(0.30, rel=0.02)
+
+
+def test_smoothgrad_on_a_nonlinear_model_is_the_mean_gradient_of_its_own_draws(images):
+    """SmoothGrad = mean over samples of ∇f(x + σε), recomputed with plain autograd on the same
+    draws (each image's generator from its seed, noise in blocks of 16 samples)."""
+    model, sigma, count = nonlinear_model(), 0.15, 20
+    target = torch.tensor([0, 1, 2])
+    ours = SmoothGrad(model, n_samples=count, noise_level=sigma).attribute(images, target=target, seed=5)
+    for index, seed in enumerate(image_seeds(images, 5)):
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.cat([torch.randn((min(16, count - start), 3, 8, 8), generator=generator)
+                           for start in range(0, count, 16)])
+        samples = (images[index] + sigma * noise).requires_grad_(True)
+        model(samples)[:, target[index]].sum().backward()
+        assert torch.allclose(ours[index], samples.grad.mean(0), atol=1e-6)
+
+
+def test_suppression_keep_rate_is_uniform():
+    """Bernoulli suppression draws a keep rate π ~ U(0, 1) per sample: the kept share of 4096
+    pixels follows U(0, 1) (Kolmogorov–Smirnov), and a fixed-rate sampler does not."""
+    from scipy import stats
+
+    x = torch.ones(1, 64, 64)
+    drawn, _ = Suppression(n_samples=600).draw(x, 0, 600, torch.Generator().manual_seed(1))
+    kept = drawn.flatten(1).mean(1).numpy()
+    assert stats.kstest(kept, "uniform").pvalue > 0.01
+    fixed, _ = Suppression(n_samples=600, mode="fixed", keep_rate=0.5).draw(x, 0, 600, torch.Generator().manual_seed(1))
+    assert stats.kstest(fixed.flatten(1).mean(1).numpy(), "uniform").pvalue < 1e-6
+    assert set(np.unique(drawn.numpy())) <= {0.0, 1.0}  # erased to the black fill, never blended
+
+
+def test_sparsified_smoothgrad_keeps_the_top_k_of_each_sample():
+    """A linear model with zero noise: every sample's gradient is W, so the map is the indicator
+    of the 10 % largest |W| (ranked over all channels and pixels)."""
+    weights = torch.randn(2, 3 * 10 * 10, generator=torch.Generator().manual_seed(3))
+    model = nn.Linear(300, 2)
+    model.weight.data, model.bias.data = weights, torch.zeros(2)
+    wrapped = nn.Sequential(nn.Flatten(), model).eval()
+    x = torch.rand(1, 3, 10, 10)
+    ours = SparsifiedSmoothGrad(wrapped, n_samples=3, noise_level=0.0, topk=0.1).attribute(x, target=1, seed=0)
+    expected = torch.zeros(300)
+    expected[weights[1].abs().topk(30).indices] = 1.0
+    assert torch.equal(ours.flatten(), expected)
+
+
+def test_mu_fidelity_by_hand_on_a_nonlinear_model(images):
+    """µFidelity (Bhatt et al., IJCAI 2020) = Pearson correlation, over subsets S, between Σ_{i∈S} a_i
+    and f(x) − f(x with S set to the image mean), with f the target's softmax probability."""
+    from scipy.stats import pearsonr
+
+    model = nonlinear_model(1)
+    target = torch.tensor([2, 0, 1])
+    generator = torch.Generator().manual_seed(4)
+    subsets = torch.rand(20, 8, 8, generator=generator) < 0.3
+    maps = torch.randn(3, 3, 8, 8, generator=generator)
+    drops = output_drops(model, images, target, subsets)
+    ours = mu_fidelity(maps, subsets, drops)
+    with torch.no_grad():
+        for index in range(3):
+            image = images[index]
+            full = torch.softmax(model(image[None]), 1)[0, target[index]]
+            fill = image.mean(dim=(1, 2), keepdim=True)
+            removed = [float(maps[index].sum(0)[s].sum()) for s in subsets]
+            drop = [float(full - torch.softmax(model(torch.where(s, fill, image)[None]), 1)[0, target[index]])
+                    for s in subsets]
+            assert ours[index].item() == pytest.approx(pearsonr(removed, drop).statistic, abs=1e-5)
+
+
+def test_mege_and_reco_on_known_distance_sets():
+    same, different = [0.1, 0.2, 0.6], [0.5, 0.7, 0.8]
+    assert mege(same) == pytest.approx(1 / 1.3)
+    # γ = 0.2: TPR 2/3, TNR 1; γ = 0.6: TPR 1, TNR 2/3; nothing better
+    assert reco(same, different) == pytest.approx(2 / 3)
+    assert reco([0.9], [0.1]) == 0.0  # inverted sets: no threshold separates them
+
+
+def test_pointing_game_counts_ties():
+    """A map whose maximum is shared by pixels in and out of the object scores the share of the
+    tied pixels inside; the first tied pixel is not special."""
+    maps = torch.zeros(2, 1, 4, 4)
+    maps[0, 0, 0, 0] = maps[0, 0, 3, 3] = 1.0     # two maxima, one inside
+    maps[1, 0, 3, 3] = 1.0                          # one maximum, outside
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[:, 0, 0] = True
+    assert pointing_game(maps, masks).tolist() == [0.5, 0.0]
+
+
+def test_deletion_curve_in_closed_form():
+    """A two-class model with p_1 = sigmoid(α · mean(x)); deleting k of N pixels of an all-ones
+    image to 0 gives p_k = sigmoid(α (1 − k/N)), and the AUC is the trapezoid rule on it."""
+    class MeanModel(nn.Module):
+        def forward(self, x):
+            logit = 4.0 * x.mean(dim=(1, 2, 3))
+            return torch.stack([torch.zeros_like(logit), logit], 1)
+
+    images = torch.ones(1, 1, 4, 4)
+    maps = torch.arange(16.0).view(1, 1, 4, 4)
+    curves, auc = deletion_insertion(MeanModel().eval(), images, maps, torch.tensor([1]), steps=4,
+                                     mode="deletion", substrate=0.0, batch_size=3)
+    expected = torch.sigmoid(4.0 * (1 - torch.tensor([0, 4, 8, 12, 16]) / 16))
+    assert torch.allclose(curves[0], expected, atol=1e-6)
+    assert auc.item() == pytest.approx(float(np.trapezoid(expected.numpy(), dx=0.25)), abs=1e-6)
+    curves, _ = deletion_insertion(MeanModel().eval(), images, maps, torch.tensor([1]), steps=4,
+                                   mode="insertion", substrate=0.0, batch_size=3)
+    assert torch.allclose(curves[0], expected.flip(0), atol=1e-6)
+
+
+def test_lime_ridge_and_kernel_match_scikit_learn():
+    """LIME's calculator: ridge (α = 1) on [Z; 1] weighted by sqrt(exp(−d²/0.25²)), d the cosine
+    distance to the all-kept sample, against scikit-learn's Ridge with the same weights."""
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    from sklearn.metrics.pairwise import cosine_distances
+
+    from stablesal.perturbation.calculators import LimeKernelRidge, Observations
+
+    generator = torch.Generator().manual_seed(7)
+    z = (torch.rand(60, 8, generator=generator) < 0.6).double()
+    z[z.sum(1) == 0, 0] = 1.0
+    y = (z @ torch.linspace(-1, 1, 8, dtype=torch.float64)).tanh() + 0.05 * torch.randn(60, generator=generator,
+                                                                                     dtype=torch.float64)
+    obs = Observations(z=z, y=y, y_full=0.7, y_empty=0.0)
+    ours = LimeKernelRidge()(obs).numpy()
+    design = np.vstack([z.numpy(), np.ones((1, 8))])
+    target = np.concatenate([y.numpy(), [0.7]])
+    distance = cosine_distances(design, np.ones((1, 8))).ravel()
+    kernel = np.sqrt(np.exp(-distance ** 2 / 0.25 ** 2))
+    reference = sklearn.Ridge(alpha=1.0).fit(design, target, sample_weight=kernel).coef_
+    assert np.allclose(ours, reference, atol=1e-8)
+
+
+def test_kendall_and_spearman_against_scipy():
+    from scipy.stats import kendalltau, spearmanr
+
+    from stablesal.metrics import kendall_tau_matrix, spearman
+
+    a, b = torch.rand(2, 50, generator=torch.Generator().manual_seed(8))
+    assert spearman(a[None], b[None]).item() == pytest.approx(spearmanr(a, b).statistic)
+    scores = {"x": {"m1": 0.1, "m2": 0.4, "m3": 0.9, "m4": 0.5}, "y": {"m1": 0.2, "m2": 0.3, "m3": 0.8, "m4": 0.6}}
+    row = kendall_tau_matrix(scores, {"x": True, "y": True})[0]
+    expected = kendalltau([0.1, 0.4, 0.9, 0.5], [0.2, 0.3, 0.8, 0.6]).statistic
+    assert row["tau"] == pytest.approx(expected) and math.isfinite(row["p_value"])
+
+
+def test_rise_is_the_published_formula():
+    """RISE transcribed from the paper and its authors' code: each sample's 7×7 binary grid
+    upsampled with scikit-image (order 1, reflected borders) to (7 + 1)·cell pixels, cropped at
+    the sample's shift, the image kept where the mask is; saliency = Σ_n Y_n M_n / (N p)."""
+    from skimage.transform import resize
+
+    from stablesal.perturbation import RISE
+
+    model = nonlinear_model(3)
+    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(9))
+    explainer = RISE(model, n_masks=40, grid=4, p=0.5, replacement=0.0, chunk_size=16)
+    ours = explainer.attribute(image[None], target=1, seed=3)[0, 0].double()
+    seed = image_seeds(image[None], 3)[0]
+    _, obs, _, offsets = explainer.observe(image, 1, torch.Generator().manual_seed(seed), 16)
+    cell = math.ceil(8 / 4)
+    saliency = torch.zeros(8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        for z, (top, left) in zip(obs.z, offsets.tolist()):
+            grid = z.view(4, 4).numpy()
+            up = resize(grid, (5 * cell, 5 * cell), order=1, mode="reflect", anti_aliasing=False)
+            mask = torch.from_numpy(up[top:top + 8, left:left + 8])
+            score = torch.softmax(model((image * mask.float())[None]), 1)[0, 1].double()
+            saliency += score * mask
+    saliency /= 40 * 0.5
+    assert torch.allclose(ours, saliency, atol=1e-5)
+    # the earlier normalisation by the observed keep rate stays available, and differs
+    from stablesal.perturbation.calculators import RiseScore
+
+    observed = RISE(model, n_masks=40, grid=4, p=0.5, replacement=0.0, chunk_size=16,
+                    calculator=RiseScore(normalise="mean")).attribute(image[None], target=1, seed=3)[0, 0].double()
+    assert torch.allclose(observed * obs.z.mean(), saliency * 0.5, atol=1e-5)
+    assert not torch.allclose(observed, saliency, atol=1e-4)
+
+
+def test_mu_fidelity_spearman_option_ranks_first():
+    from scipy.stats import spearmanr
+
+    generator = torch.Generator().manual_seed(11)
+    subsets = torch.rand(30, 6, 6, generator=generator) < 0.4
+    maps = torch.randn(2, 1, 6, 6, generator=generator)
+    drops = torch.randn(2, 30, generator=generator)
+    ours = mu_fidelity(maps, subsets, drops, correlation="spearman")
+    removed = (maps[:, 0].flatten(1) @ subsets.flatten(1).float().T).numpy()
+    for i in range(2):
+        assert ours[i].item() == pytest.approx(spearmanr(removed[i], drops[i].numpy()).statistic)
+    with pytest.raises(ValueError, match="correlation must be one of"):
+        mu_fidelity(maps, subsets, drops, correlation="kendall")
