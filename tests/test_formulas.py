@@ -220,3 +220,81 @@ def test_mu_fidelity_spearman_option_ranks_first():
         assert ours[i].item() == pytest.approx(spearmanr(removed[i], drops[i].numpy()).statistic)
     with pytest.raises(ValueError, match="correlation must be one of"):
         mu_fidelity(maps, subsets, drops, correlation="kendall")
+
+
+def test_relevance_mass_by_hand():
+    """Share of the positive part inside the mask, per image, with negative evidence ignored and a
+    total below 1 (so no clamp or product can pass for the ratio)."""
+    from stablesal.metrics import relevance_mass
+
+    maps = torch.tensor([[[0.2, -0.5], [0.1, 0.0]], [[0.0, 0.3], [0.3, 0.0]]]).unsqueeze(1)
+    masks = torch.tensor([[[True, False], [False, False]], [[False, True], [False, False]]])
+    assert relevance_mass(maps, masks).tolist() == pytest.approx([0.2 / 0.3, 0.5])
+    two_channels = torch.cat([maps, maps], 1)  # channels are summed first: the ratio is unchanged
+    assert relevance_mass(two_channels, masks).tolist() == pytest.approx([0.2 / 0.3, 0.5])
+
+
+def test_kendall_tau_matrix_orients_every_metric_and_uses_shared_methods():
+    from scipy.stats import kendalltau
+
+    from stablesal.metrics import kendall_tau_matrix
+
+    scores = {"faithful": {"a": 0.9, "b": 0.5, "c": 0.1, "d": 0.4},
+              "error": {"a": 0.1, "b": 0.6, "c": 0.9},          # lower is better; d missing
+              "other": {"a": 0.2, "b": 0.3, "c": 0.25, "d": 0.8}}
+    rows = {(r["metric_a"], r["metric_b"]): r for r in kendall_tau_matrix(
+        scores, {"faithful": True, "error": False, "other": True})}
+    assert set(rows) == {("faithful", "error"), ("faithful", "other"), ("error", "other")}
+    # faithful and error rank a, b, c the same way once error's direction is flipped
+    assert rows[("faithful", "error")]["tau"] == pytest.approx(1.0)
+    assert rows[("faithful", "error")]["n_methods"] == 3
+    assert rows[("error", "other")]["tau"] == pytest.approx(kendalltau([-0.1, -0.6, -0.9], [0.2, 0.3, 0.25]).statistic)
+    expected = kendalltau([0.9, 0.5, 0.1, 0.4], [0.2, 0.3, 0.25, 0.8]).statistic
+    assert rows[("faithful", "other")]["tau"] == pytest.approx(expected) and rows[("faithful", "other")]["n_methods"] == 4
+    assert kendall_tau_matrix({"x": {"a": 1, "b": 2}, "y": {"a": 1, "b": 2}}, {"x": True, "y": True}) == []
+
+
+def test_mean_ci_small_samples():
+    from scipy import stats
+
+    from stablesal.metrics import mean_ci
+
+    assert mean_ci([2.0]) == (2.0, 2.0, 2.0)
+    assert all(math.isnan(v) for v in mean_ci([float("nan")]))
+    low, high = stats.t.interval(0.95, 1, loc=2.0, scale=stats.sem([1.0, 3.0]))
+    assert mean_ci([1.0, 3.0]) == pytest.approx((2.0, low, high))
+
+
+def test_three_dimensional_maps_are_read_as_one_channel():
+    """Maps [B, H, W] and [B, 1, H, W] give the same grey map and µFidelity."""
+    from stablesal.metrics import grey_maps
+
+    generator = torch.Generator().manual_seed(12)
+    maps = torch.randn(2, 5, 7, generator=generator)
+    assert torch.allclose(grey_maps(maps), grey_maps(maps.unsqueeze(1)))
+    subsets = torch.rand(15, 5, 7, generator=generator) < 0.3
+    drops = torch.randn(2, 15, generator=generator)
+    assert torch.allclose(mu_fidelity(maps, subsets, drops), mu_fidelity(maps.unsqueeze(1), subsets, drops))
+
+
+def test_kernel_shap_without_sampler_weights_uses_the_shapley_kernel():
+    from stablesal.perturbation.calculators import KernelShap, LimeOLS, Observations
+    from stablesal.perturbation.samplers import shapley_kernel
+
+    generator = torch.Generator().manual_seed(13)
+    z = (torch.rand(40, 6, generator=generator) < 0.5).double()
+    y = torch.randn(40, generator=generator, dtype=torch.float64)
+    plain = KernelShap()(Observations(z=z, y=y, y_full=1.0, y_empty=0.0))
+    weighted = KernelShap()(Observations(z=z, y=y, y_full=1.0, y_empty=0.0, weights=shapley_kernel(z.sum(1), 6)))
+    assert torch.allclose(plain, weighted)
+    uniform = KernelShap()(Observations(z=z, y=y, y_full=1.0, y_empty=0.0, weights=torch.ones(40, dtype=torch.float64)))
+    assert not torch.allclose(plain, uniform)
+    # OLS with more features than samples: the minimum-norm least-squares solution (as NumPy's)
+    few = (torch.rand(4, 9, generator=generator) < 0.5).double()
+    target = torch.randn(4, generator=generator, dtype=torch.float64)
+    ours = LimeOLS()(Observations(z=few, y=target, y_full=0.3, y_empty=0.0)).numpy()
+    design = np.vstack([few.numpy(), np.ones((1, 9))])
+    values = np.concatenate([target.numpy(), [0.3]])
+    centred = design - design.mean(0)
+    reference = np.linalg.lstsq(centred, values - values.mean(), rcond=None)[0]
+    assert np.allclose(ours, reference, atol=1e-8)
