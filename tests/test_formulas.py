@@ -298,3 +298,58 @@ def test_kernel_shap_without_sampler_weights_uses_the_shapley_kernel():
     centred = design - design.mean(0)
     reference = np.linalg.lstsq(centred, values - values.mean(), rcond=None)[0]
     assert np.allclose(ours, reference, atol=1e-8)
+
+
+def test_ciu_by_hand():
+    """CIU from single-feature samples: CI = |y_sample − y_ref| / range, CU = (y_present − min) /
+    (max − min) (0.5 when nothing changes); the score is CI × CU. Rows come in a shuffled order:
+    the changed feature is read from each row."""
+    from stablesal.perturbation.calculators import ContextualImportance, Observations
+
+    order = torch.tensor([2, 0, 1])
+    removed = torch.ones(3, 3, dtype=torch.float64)
+    removed[torch.arange(3), order] = 0.0            # row r removes feature order[r]
+    y = torch.tensor([0.5, 0.2, 0.9], dtype=torch.float64)  # outputs of those rows
+    scores = ContextualImportance()(Observations(z=removed, y=y, y_full=0.9, y_empty=0.1))
+    # feature 2 removed → 0.5: CI 0.4, present = full 0.9 is the max → CU 1
+    # feature 0 removed → 0.2: CI 0.7, CU 1; feature 1 removed → 0.9 (no change): CI 0, CU 0.5
+    assert scores.tolist() == pytest.approx([0.7, 0.0, 0.4])
+    halved = ContextualImportance(output_range=2.0)(Observations(z=removed, y=y, y_full=0.9, y_empty=0.1))
+    assert halved.tolist() == pytest.approx([0.35, 0.0, 0.2])
+    kept = 1 - removed                                 # inverse samples: row r keeps only order[r]
+    inverse = ContextualImportance()(Observations(z=kept, y=torch.tensor([0.3, 0.1, 0.6], dtype=torch.float64),
+                                                  y_full=0.9, y_empty=0.2, inverse=True))
+    # reference = empty 0.2; feature 2 kept → 0.3: CI 0.1, present 0.3 is the max → CU 1
+    # feature 0 kept → 0.1: CI 0.1, present 0.1 is the min → CU 0; feature 1 kept → 0.6: CI 0.4, CU 1
+    assert inverse.tolist() == pytest.approx([0.0, 0.4, 0.1])
+    with pytest.raises(ValueError, match="one single-feature sample per feature"):
+        ContextualImportance()(Observations(z=removed[:2], y=y[:2], y_full=0.9, y_empty=0.1))
+
+
+def test_suppression_modes_by_distribution():
+    """Global: one scale per sample shared by every pixel; continuous: per-pixel uniform values;
+    fixed: the stated keep rate."""
+    x = torch.ones(1, 32, 32)
+    generator = torch.Generator().manual_seed(14)
+    scaled, _ = Suppression(n_samples=200, mode="global").draw(x, 0, 200, generator)
+    per_sample = scaled.flatten(1)
+    assert torch.allclose(per_sample, per_sample[:, :1].expand_as(per_sample))
+    assert 0.4 < per_sample[:, 0].mean() < 0.6 and per_sample.min() >= 0 and per_sample.max() <= 1
+    continuous, _ = Suppression(n_samples=50, mode="continuous").draw(x, 0, 50, generator)
+    assert continuous.flatten(1).std(1).min() > 0.2  # varies inside each sample, not binary
+    assert ((continuous > 0) & (continuous < 1)).float().mean() > 0.99
+    fixed, _ = Suppression(n_samples=200, mode="fixed", keep_rate=0.25).draw(x, 0, 200, generator)
+    assert fixed.mean().item() == pytest.approx(0.25, abs=0.01)
+
+
+def test_design_interval_not_estimable_keeps_its_fields():
+    from stablesal.intervals import Weights, design_interval, pair_mean
+
+    pairs = np.random.default_rng(0).random((4, 2, 2))
+    interval = design_interval(lambda w: pair_mean(pairs, w, "main"), 4, {"main": 2}, confidence=0.8)
+    assert interval.estimate == pytest.approx(pair_mean(pairs, Weights.ones(4, {"main": 2}), "main"))
+    assert all(math.isnan(v) for v in (interval.low, interval.high, interval.se, interval.df))
+    assert interval.confidence == 0.8
+    # an undefined estimate gets no interval even when every deletion is defined
+    undefined = design_interval(lambda w: float("nan") if w.images.all() else 1.0, 4, {})
+    assert math.isnan(undefined.se) and math.isnan(undefined.low)
