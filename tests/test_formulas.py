@@ -353,3 +353,79 @@ def test_design_interval_not_estimable_keeps_its_fields():
     # an undefined estimate gets no interval even when every deletion is defined
     undefined = design_interval(lambda w: float("nan") if w.images.all() else 1.0, 4, {})
     assert math.isnan(undefined.se) and math.isnan(undefined.low)
+
+
+def test_random_cell_subsets_remove_whole_cells():
+    from stablesal.metrics import random_cell_subsets
+
+    subsets = random_cell_subsets(18, 18, n_subsets=30, grid=9, fraction=0.2, seed=3)
+    assert subsets.shape == (30, 18, 18)
+    blocks = subsets.view(30, 9, 2, 9, 2)
+    assert torch.equal(blocks, blocks[:, :, :1, :, :1].expand_as(blocks))  # constant on each 2×2 cell
+    assert (blocks[:, :, 0, :, 0].flatten(1).sum(1) == 16).all()          # round(0.2 · 81) cells each
+    assert random_cell_subsets(18, 18, fraction=0.001, seed=3).view(200, -1).sum(1).unique().tolist() == [4]
+    assert torch.equal(random_cell_subsets(9, 9), random_cell_subsets(9, 9, n_subsets=200, grid=9, seed=0))
+
+
+def test_shapley_kernel_values():
+    """(M − 1) / (C(M, k) k (M − k)) in float64; the empty and full coalitions get the large weight."""
+    from stablesal.perturbation.samplers import LARGE_WEIGHT, shapley_kernel
+
+    weights = shapley_kernel(torch.tensor([0, 1, 2, 3, 4]), 4)
+    assert weights[1].item() == pytest.approx(3 / (4 * 1 * 3), rel=1e-12)
+    assert weights[2].item() == pytest.approx(3 / (6 * 2 * 2), rel=1e-12)
+    assert weights[3].item() == pytest.approx(3 / (4 * 3 * 1), rel=1e-12)
+    assert weights[0].item() == weights[4].item() == LARGE_WEIGHT
+    assert shapley_kernel(torch.tensor([7]), 30).item() == pytest.approx(29 / (math.comb(30, 7) * 7 * 23), rel=1e-12)
+
+
+def test_probability_sampler_bounds_and_keep_probability():
+    from stablesal.perturbation.samplers import ProbabilitySampler
+
+    default = ProbabilitySampler()
+    assert (default.low, default.high, default.keep_probability) == (0.0, 1.0, 0.5)
+    assert ProbabilitySampler(0.2, 0.6).keep_probability == pytest.approx(0.4)
+    for low, high in ((0.5, 0.5), (0.2, 1.5), (-0.1, 0.5)):
+        with pytest.raises(ValueError, match="need 0 <= low < high <= 1"):
+            ProbabilitySampler(low, high)
+    z, _ = ProbabilitySampler(0.2, 0.6).draw(4000, 50, torch.Generator().manual_seed(0))
+    assert z.float().mean().item() == pytest.approx(0.4, abs=0.01)
+
+
+def test_straight_line_path_with_a_baseline():
+    """IG's samples x' + α(x − x') on Captum's Gauss–Legendre nodes (50 by default), and the factor
+    x − x'."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    from stablesal.sampling import StraightLinePath
+
+    path = StraightLinePath()
+    _, alphas = approximation_parameters("gausslegendre")
+    assert path.n_samples == 50 and path.method == "gausslegendre"
+    assert torch.allclose(path._alphas, torch.tensor(alphas(50), dtype=torch.float64))
+    x, baseline = torch.rand(2, 3, 3), torch.rand(2, 3, 3)
+    samples, delta = path.draw(x, 4, 7, None, baseline=baseline)
+    expected = baseline + path._alphas[4:7].view(-1, 1, 1, 1).float() * (x - baseline)
+    assert torch.allclose(samples, expected) and torch.allclose(delta, (x - baseline).expand(3, -1, -1, -1))
+    batch, batch_delta = path.draw_batch(x[None], 4, 7, baseline[None])
+    assert torch.allclose(batch[0], expected) and torch.allclose(batch_delta[0], delta)
+    zero, _ = path.draw(x, 0, 2, None)
+    assert torch.allclose(zero, path._alphas[:2].view(-1, 1, 1, 1).float() * x)
+
+
+def test_baseline_distribution_draws_count_and_validation():
+    from stablesal.sampling import BaselineDistribution
+
+    references = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])
+    sampler = BaselineDistribution(n_samples=8)
+    samples, delta = sampler.draw(torch.full((1, 4, 4), 0.5), 5, 9, torch.Generator().manual_seed(1),
+                                  baseline=references)
+    assert samples.shape[0] == delta.shape[0] == 4
+    # each sample lies on the segment from its reference to x
+    chosen = torch.where(delta.flatten(1)[:, :1] > 0, 0.0, 1.0)  # delta = x − x' is +0.5 or −0.5
+    assert torch.allclose(delta.abs(), torch.full_like(delta, 0.5))
+    alpha = (samples.flatten(1)[:, 0] - chosen[:, 0]) / delta.flatten(1)[:, 0]
+    assert ((alpha >= 0) & (alpha <= 1)).all()
+    for bad in (None, torch.zeros(1, 4, 4)):
+        with pytest.raises(ValueError, match="needs baselines"):
+            sampler.draw(torch.zeros(1, 4, 4), 0, 2, torch.Generator(), baseline=bad)
