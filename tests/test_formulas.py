@@ -429,3 +429,49 @@ def test_baseline_distribution_draws_count_and_validation():
     for bad in (None, torch.zeros(1, 4, 4)):
         with pytest.raises(ValueError, match="needs baselines"):
             sampler.draw(torch.zeros(1, 4, 4), 0, 2, torch.Generator(), baseline=bad)
+
+
+def test_suppression_units_fill_and_counts():
+    """Patch units are constant on square patches, segment units on segments, samples count
+    stop − start, and erased pixels take the fill value."""
+    x = torch.rand(2, 10, 10, generator=torch.Generator().manual_seed(15))
+    patches, _ = Suppression(n_samples=20, unit="patch", patch_size=4, fill=0.3).draw(
+        x, 5, 9, torch.Generator().manual_seed(2))
+    assert patches.shape == (4, 2, 10, 10)
+    kept = torch.isclose(patches, x.expand_as(patches))
+    assert (kept | torch.isclose(patches, torch.tensor(0.3))).all()
+    grid = kept[:, 0, :8, :8].reshape(4, 2, 4, 2, 4)
+    assert torch.equal(grid, grid[:, :, :1, :, :1].expand_as(grid))        # 4 × 4 patches
+    segments = torch.arange(10).repeat(10, 1) // 5                          # two vertical halves
+    sampler = Suppression(n_samples=8, unit="segment")
+    first, _ = sampler.draw(x, 0, 8, torch.Generator().manual_seed(3), segments=segments)
+    again, _ = sampler.draw(x, 0, 8, torch.Generator().manual_seed(3), segments=segments)
+    assert torch.equal(first, again)  # drawn from the given generator
+    halves = (first[:, 0] != 0).view(8, 10, 2, 5)
+    assert torch.equal(halves, halves[:, :, :, :1].expand_as(halves))
+
+
+def test_uniform_weights_and_unique_random_limits():
+    from stablesal.perturbation.samplers import UniqueRandom
+
+    assert torch.allclose(GaussianNoise(n_samples=8).weights(), torch.full((8,), 1 / 8))
+    rows, _ = UniqueRandom(0.5).draw(14, 4, torch.Generator().manual_seed(4))  # every proper, non-empty subset
+    assert len({tuple(r.tolist()) for r in rows}) == 14 and rows.sum(1).min() > 0 and rows.sum(1).max() < 4
+    with pytest.raises(ValueError, match="cannot draw 15 distinct samples"):
+        UniqueRandom(0.5).draw(15, 4, torch.Generator())
+    assert UniqueRandom(0.3).keep_probability == 0.3
+    for p in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="p must be in"):
+            UniqueRandom(p)
+
+
+def test_randomised_copy_reinitialises_every_learnable_layer():
+    from stablesal.metrics import randomised_copy
+
+    model = nonlinear_model(4)
+    copy = randomised_copy(model)
+    assert torch.equal(copy[0].weight, randomised_copy(model, seed=0)[0].weight)  # seed 0 by default
+    assert not torch.equal(copy[0].weight, randomised_copy(model, seed=1)[0].weight)
+    for original, new in zip(model.parameters(), copy.parameters()):
+        assert not torch.equal(original, new) and not new.requires_grad
+    assert not copy.training and model[0].weight.requires_grad is not None
