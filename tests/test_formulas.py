@@ -475,3 +475,50 @@ def test_randomised_copy_reinitialises_every_learnable_layer():
     for original, new in zip(model.parameters(), copy.parameters()):
         assert not torch.equal(original, new) and not new.requires_grad
     assert not copy.training and model[0].weight.requires_grad is not None
+
+
+def test_shap_sampler_enumerates_then_samples_by_kernel_mass():
+    """KernelSHAP's sampler on 6 features: the sizes 0, 6, 1, 5 are enumerated (14 rows with
+    their exact kernel weights); the rest of the budget draws sizes 2, 3, 4 in proportion to their
+    total kernel weight C(6, k)·w_k, each random row carrying an equal share of that weight."""
+    from stablesal.perturbation.samplers import ShapSampler, shapley_kernel
+
+    rows, weights = ShapSampler().draw(14 + 29, 6, torch.Generator().manual_seed(5))  # sizes 2 and 4 need 30
+    assert rows.shape == (43, 6) and weights.dtype == torch.float64
+    sizes = rows.sum(1)
+    assert sorted(sizes[:14].tolist()) == [0, 1, 1, 1, 1, 1, 1, 5, 5, 5, 5, 5, 5, 6]
+    assert len({tuple(r.tolist()) for r in rows[:14]}) == 14
+    mass = {k: float(shapley_kernel(torch.tensor([k]), 6)[0]) * math.comb(6, k) for k in (2, 3, 4)}
+    total = sum(mass.values())
+    assert weights[14:].sum().item() == pytest.approx(total, rel=1e-9)
+    assert torch.allclose(weights[1:14][sizes[1:14] == 1],
+                          torch.full((6,), float(shapley_kernel(torch.tensor([1]), 6)[0]), dtype=torch.float64))
+    drawn = torch.cat([ShapSampler().draw(43, 6, torch.Generator().manual_seed(seed))[0][14:].sum(1)
+                       for seed in range(100)])
+    for k in (2, 3, 4):
+        assert (drawn == k).float().mean().item() == pytest.approx(mass[k] / total, abs=0.03)
+    # a budget that leaves exactly one random row still draws it
+    one, _ = ShapSampler().draw(15, 6, torch.Generator().manual_seed(6))
+    assert one.shape[0] == 15 and one[14].sum().item() in (2, 3, 4)
+
+
+def test_kendall_skips_pairs_with_too_few_shared_methods():
+    from stablesal.metrics import kendall_tau_matrix
+
+    scores = {"sparse": {"a": 1.0, "b": 2.0}, "x": {"a": 0.1, "b": 0.2, "c": 0.3}, "y": {"a": 0.3, "b": 0.2, "c": 0.1}}
+    rows = kendall_tau_matrix(scores, {"sparse": True, "x": True, "y": True})
+    assert [(r["metric_a"], r["metric_b"]) for r in rows] == [("x", "y")] and rows[0]["tau"] == pytest.approx(-1.0)
+
+
+def test_gradient_shap_noise_and_its_message():
+    from stablesal.sampling import BaselineDistribution
+
+    references = torch.zeros(1, 1, 4, 4)
+    x = torch.ones(1, 4, 4)
+    clean, _ = BaselineDistribution(n_samples=4).draw(x, 0, 4, torch.Generator().manual_seed(0), baseline=references)
+    assert torch.allclose(clean, clean.flatten(1)[:, :1].view(4, 1, 1, 1).expand_as(clean))  # on the path: α·x
+    noisy, _ = BaselineDistribution(n_samples=4, noise_level=0.5).draw(x, 0, 4, torch.Generator().manual_seed(0),
+                                                                     baseline=references)
+    assert (noisy - clean).std().item() == pytest.approx(0.5, rel=0.35)
+    with pytest.raises(ValueError, match="GradientSHAP needs baselines"):
+        BaselineDistribution().draw(x, 0, 1, torch.Generator(), baseline=None)
