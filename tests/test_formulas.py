@@ -322,7 +322,7 @@ def test_ciu_by_hand():
     # reference = empty 0.2; feature 2 kept → 0.3: CI 0.1, present 0.3 is the max → CU 1
     # feature 0 kept → 0.1: CI 0.1, present 0.1 is the min → CU 0; feature 1 kept → 0.6: CI 0.4, CU 1
     assert inverse.tolist() == pytest.approx([0.0, 0.4, 0.1])
-    with pytest.raises(ValueError, match="one single-feature sample per feature"):
+    with pytest.raises(ValueError, match="CIU needs exactly one single-feature sample per feature"):
         ContextualImportance()(Observations(z=removed[:2], y=y[:2], y_full=0.9, y_empty=0.1))
 
 
@@ -522,3 +522,17 @@ def test_gradient_shap_noise_and_its_message():
     assert (noisy - clean).std().item() == pytest.approx(0.5, rel=0.35)
     with pytest.raises(ValueError, match="GradientSHAP needs baselines"):
         BaselineDistribution().draw(x, 0, 1, torch.Generator(), baseline=None)
+
+
+def test_unique_random_is_seeded_and_suppression_checks_its_arguments():
+    from stablesal.perturbation.samplers import UniqueRandom
+
+    first, _ = UniqueRandom(0.4).draw(30, 8, torch.Generator().manual_seed(7))
+    again, _ = UniqueRandom(0.4).draw(30, 8, torch.Generator().manual_seed(7))
+    assert torch.equal(first, again)
+    default = Suppression()
+    assert (default.n_samples, default.mode, default.unit, default.patch_size, default.keep_rate, default.fill) == (
+        50, "bernoulli", "pixel", 4, 0.5, 0.0)
+    for bad in ({"keep_rate": 1.5}, {"keep_rate": -0.1}, {"mode": "erase"}, {"unit": "row"}):
+        with pytest.raises(ValueError):
+            Suppression(**bad)
