@@ -14,6 +14,8 @@ Grouping is a scatter-add and a gather on the attributions' device, batched over
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 REDUCTIONS = ("mean", "sum")
@@ -120,6 +122,13 @@ def _autocorrelation(maps: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(spectrum.abs().square(), s=(2 * height, 2 * width))
 
 
+@functools.lru_cache(maxsize=8)
+def _pair_counts(height: int, width: int) -> torch.Tensor:
+    """N(δ): the number of pixel pairs at each lag δ of an H × W image (the same for every map of
+    that size, so computed once per size)."""
+    return _autocorrelation(torch.ones(height, width, dtype=torch.float64)).round()
+
+
 def lag_weights(segments: torch.Tensor) -> torch.Tensor:
     """W(δ) = Σ_s A_s(δ) / n_s for each image of ``segments`` ``[B, H, W]``: A_s(δ) counts the
     pixel pairs (p, p + δ) inside segment s of n_s pixels. ``[B, 2H, 2W]`` in FFT lag order.
@@ -146,7 +155,7 @@ def stationary_projection_energy(maps: torch.Tensor, weights: torch.Tensor) -> t
     exact when the correlation is the same everywhere in the image and fails, measurably, when
     it is not (for instance, variance concentrated on object edges that super-pixels follow)."""
     height, width = maps.shape[-2:]
-    pairs = _autocorrelation(torch.ones(height, width, dtype=torch.float64, device=maps.device)).round()
+    pairs = _pair_counts(height, width).to(maps.device)
     lagged = _autocorrelation(maps) / pairs.clamp(min=1)
     lagged = torch.where(pairs > 0.5, lagged, torch.zeros_like(lagged))
     return (lagged * weights.to(lagged)).flatten(-2).sum(-1)

@@ -444,6 +444,12 @@ def variance_components(units: UnitArrays, weights: Weights) -> dict[str, float]
     return out
 
 
+def _share(units: UnitArrays, component: str, weights: Weights) -> float:
+    """One variance component as a share of the total, from one evaluation of the components."""
+    components = variance_components(units, weights)
+    return ratio(components[component], components["total"])
+
+
 def _group_results(results: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
     grouped: dict[tuple[str, str], dict[str, dict]] = {}
     for result in results:
@@ -519,9 +525,7 @@ def _main_statistics(units: UnitArrays) -> dict:
     for component in components:
         if component == "total":
             continue
-        row.update(units.interval(
-            lambda w, c=component: ratio(variance_components(units, w)[c], variance_components(units, w)["total"]),
-            sets).as_dict(f"share_{component}"))
+        row.update(units.interval(lambda w, c=component: _share(units, c, w), sets).as_dict(f"share_{component}"))
     row.update(units.interval(lambda w: variance_components(units, w)["total"], sets).as_dict("variance_total"))
     same, different = _mege_distances(main)
     from .metrics import mege, reco
@@ -642,6 +646,7 @@ def variance_reduction_rows(results: list[dict]) -> list[dict]:
         if grouping != "pixel" or main is None or not main["rows"]:
             continue
         units = UnitArrays({MAIN: main})
+        resolved = signal_resolved(units)  # one per method: it reads the pixel maps only
         for key in main["rows"][0]:
             if not key.startswith("projected@"):
                 continue
@@ -658,7 +663,6 @@ def variance_reduction_rows(results: list[dict]) -> list[dict]:
             row.update(units.interval(lambda w, p=partition: ratio(
                 pair_mean(units.pair(MAIN, f"predicted@{p}"), w, MAIN),
                 pair_mean(units.pair(MAIN, f"projected@{p}"), w, MAIN))).as_dict("measured_over_predicted"))
-            resolved = signal_resolved(units)
             row["signal_resolved"] = resolved
             row.update(units.interval(lambda w, p=partition: _bias(units, p, w) if resolved else float("nan"))
                        .as_dict("bias"))

@@ -215,9 +215,12 @@ def grid_section(contrasts: list[dict]) -> Section:
     metrics = [("spearman", "Spearman", +1), ("ssim", "SSIM", +1), ("topk_intersection", "top-10 % overlap", +1),
                ("deletion_auc", "deletion AUC", -1), ("relevance_mass", "relevance mass", +1),
                ("bias", "bias", -1)]
-    table = [{"method": c["method"], "super-pixels": c["grouping"],
-              "segment px": f"{c['segment_size']:.1f} vs {c['reference_segment_size']:.1f}",
-              **{f"Δ {label}": fmt(c, f"{metric}_difference", 3) for metric, label, _ in metrics}} for c in contrasts]
+    def table_row(c: dict) -> dict:
+        return {"method": c["method"], "super-pixels": c["grouping"],
+                "segment px": f"{c['segment_size']:.1f} vs {c['reference_segment_size']:.1f}",
+                **{f"Δ {label}": fmt(c, f"{metric}_difference", 3) for metric, label, _ in metrics}}
+
+    table = [table_row(c) for c in contrasts]
     parts = []
     for metric, label, direction in metrics:
         key = f"{metric}_difference"
@@ -235,10 +238,7 @@ def grid_section(contrasts: list[dict]) -> Section:
     if random_contrasts:
         reading += (" The i.i.d. random map, for comparison: Δ Spearman " + ", ".join(
             f"{fmt(c, 'spearman_difference', 3)} ({c['grouping']})" for c in random_contrasts) + ".")
-    table += [{"method": c["method"], "super-pixels": c["grouping"],
-               "segment px": f"{c['segment_size']:.1f} vs {c['reference_segment_size']:.1f}",
-               **{f"Δ {label}": fmt(c, f"{metric}_difference", 3) for metric, label, _ in metrics}}
-              for c in random_contrasts]
+    table += [table_row(c) for c in random_contrasts]
     return Section("Super-pixels vs the size-matched grid", reading,
                    tables=[(table, "Super-pixel minus matched grid, every method, 95 % intervals (design intervals "
                             "for the pairwise metrics and the bias; over images for model 0's fidelity and "

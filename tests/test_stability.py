@@ -130,7 +130,7 @@ def test_retest_ceiling_and_corrected_similarity(tiny_shapes, three_models):
     assert (row["spearman_ci_low"], row["spearman_ci_high"]) == pytest.approx((direct.low, direct.high))
 
 
-def _rows(maps, model_set):
+def _rows(maps):
     """Pair rows of squared distances between the models' maps ``[K, n, d]``."""
     rows = []
     for a in range(maps.shape[0]):
@@ -157,9 +157,9 @@ def test_variance_components_recover_known_shares():
     control = control + sd["explainer"] * generator.normal(size=control.shape)
     retest = [{"image": i, "model": a, "sq_distance": float(np.square(first[a, i] - second[a, i]).sum())}
               for a in range(k) for i in range(n_images)]
-    by_set = {"main": {"rows": _rows(first, "main"), "retest_rows": retest, "n_images": n_images, "n_models": k,
+    by_set = {"main": {"rows": _rows(first), "retest_rows": retest, "n_images": n_images, "n_models": k,
                        "varies": "both", "random": True},
-              "control": {"rows": _rows(control, "control"), "retest_rows": [], "n_images": n_images,
+              "control": {"rows": _rows(control), "retest_rows": [], "n_images": n_images,
                           "n_models": k, "varies": "seed", "random": True}}
     units = UnitArrays(by_set)
     components = variance_components(units, Weights.ones(n_images, units.counts))
