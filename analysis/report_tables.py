@@ -114,10 +114,10 @@ def perturbation_presets(results: dict) -> str:
 
 
 def factor_effects(results: dict) -> str:
-    effects = results["factor_study"]["effects"]
-    return table(["factor", "levels", "η² SRG", "η² deletion AUC", "η² insertion AUC"],
-                 [[e["factor"], str(e["levels"]), number(e["eta2_srg"]), number(e["eta2_deletion_auc"]),
-                   number(e["eta2_insertion_auc"])] for e in effects])
+    designs = results["factor_study"]["analysis"]["designs"]
+    return table(["design", "factor", "levels", "η² SRG", "η² deletion AUC", "η² insertion AUC"],
+                 [[name, e["factor"], str(e["levels"]), ci(e, "eta2_srg", 2), ci(e, "eta2_deletion_auc", 2),
+                   ci(e, "eta2_insertion_auc", 2)] for name, design in designs.items() for e in design["effects"]])
 
 
 def inpainting_quality(results: dict) -> str:

@@ -44,8 +44,9 @@ def _load_data(args):
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--models", type=int, default=4, help="number of retrained models K")
-    parser.add_argument("--vary", default="both", choices=["seed", "split", "both"],
-                        help="what differs between models: seed, disjoint data split, or both")
+    parser.add_argument("--vary", default="both", choices=["seed", "split", "both", "leave-fold-out"],
+                        help="what differs between models: seed, disjoint data split, both, or leave-fold-out "
+                             "(model i trains on every fold but fold i: the MeGe protocol)")
     parser.add_argument("--arch", default="small_cnn", help="small_cnn or resnet20")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -191,7 +192,7 @@ def cmd_perturb(args) -> int:
 
 def cmd_factor_study(args) -> int:
     from .config import load_config
-    from .factor_study import factor_reading
+    from .factor_effects import factor_reading
     from .figures import plot_factor_effects, plot_factor_levels
     from .report import _load_data as load_configured_data
     from .report import factor_stage
@@ -212,12 +213,16 @@ def cmd_factor_study(args) -> int:
     with _executor(args) as executor:
         study = factor_stage(config, run.model.to(models.device), dataset, runs_dir, out, run.meta["config_hash"],
                              progress=not args.quiet, executor=executor)
-    plot_factor_effects(study["effects"], out / "factor_effects")
+    designs = study["analysis"]["designs"]
+    plot_factor_effects((designs.get("main") or next(iter(designs.values())))["effects"], out / "factor_effects")
     plot_factor_levels(study["configurations"], out / "factor_levels")
-    atomic_write_json(out / "factor_study.json", {"config": config.to_dict(), "effects": study["effects"],
-                                                  "configurations": study["configurations"]})
-    print(format_table(study["effects"]))
-    print(factor_reading(study["effects"], study["configurations"]))
+    atomic_write_json(out / "factor_study.json", {"config": config.to_dict(), "analysis": study["analysis"],
+                                                  "configurations": study["configurations"], "rows": study["rows"]})
+    for name, design in designs.items():
+        print(f"{name} design:")
+        print(format_table([{k: v for k, v in e.items() if "srg" in k or k in ("factor", "levels")}
+                            for e in design["effects"]]))
+    print(factor_reading(study["analysis"], study["configurations"]))
     print(f"tables, JSON and figures in {out}")
     return 0
 

@@ -75,6 +75,22 @@ class PerturbationSection:
 
 
 @dataclass
+class FoldsSection:
+    """MeGe/ReCo by Fel et al.'s fold protocol (stablesal.fold_study), on the [gradient] methods."""
+    enabled: bool = True
+    k: int = 4                       # folds = models; model i trains on every fold but fold i
+    pool: int = 6_000                # training images cut into the folds (the first `pool` of the training set)
+    per_fold: int = 8                # training images per fold explained by every fold model
+
+    def validate(self) -> None:
+        if self.k < 3:
+            raise ValueError(f"[folds] k must be at least 3 (a design interval deletes one model), got {self.k}")
+        if self.per_fold < 1 or self.pool < self.k * self.per_fold:
+            raise ValueError(f"[folds] per_fold must be at least 1 and pool at least k * per_fold, got "
+                             f"per_fold={self.per_fold}, pool={self.pool}, k={self.k}")
+
+
+@dataclass
 class FactorsSection:
     segmentations: list = field(default_factory=lambda: ["grid-bilinear", "grid/gaussian", "slic/gaussian"])
     samplers: list = field(default_factory=lambda: ["random", "shap", "single", "inverse-single"])
@@ -118,6 +134,7 @@ class StudyConfig:
     models: ModelsSection = field(default_factory=ModelsSection)
     gradient: GradientSection = field(default_factory=GradientSection)
     perturbation: PerturbationSection = field(default_factory=PerturbationSection)
+    folds: FoldsSection = field(default_factory=FoldsSection)
     factors: FactorsSection = field(default_factory=FactorsSection)
     inpainting: InpaintingSection = field(default_factory=InpaintingSection)
     report: ReportSection = field(default_factory=ReportSection)
@@ -152,6 +169,10 @@ def config_from_dict(raw: dict) -> StudyConfig:
                 raise ValueError(f"unknown key {key!r} in [{section}]; expected one of {sorted(fields)}")
             setattr(target, key, _coerce(section, key, value, fields[key].type))
     config.models.validate()
+    config.folds.validate()
+    if config.models.vary not in ("seed", "split", "both"):
+        raise ValueError(f"[models] vary must be 'seed', 'split' or 'both', got {config.models.vary!r} "
+                         "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
     for section in ("gradient", "perturbation"):
         draws = getattr(config, section).draws
         if draws not in ("independent", "common"):

@@ -6,24 +6,25 @@ Work units are one segmentation × sampler × sample size (one set of model pass
 calculator and both map types are computed from it. Each unit's scores are cached atomically
 under ``cache_dir`` keyed by a hash of its configuration, so an interrupted study resumes.
 
-Effect size: for each factor, η² = Σ_levels n_l (ȳ_l − ȳ)² / Σ (y − ȳ)² over the configurations'
-mean scores (main effects; the design is unbalanced because single-feature samplers fix N and CIU
-needs them, so the η² do not sum to one).
+Effect sizes, on balanced sub-designs with bootstrap intervals over images, are in
+:mod:`stablesal.factor_effects`.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .metrics import deletion_insertion, mean_ci, srg
+from .factor_effects import FACTORS, SINGLE_FEATURE_SAMPLERS
+from .metrics import deletion_insertion, mean_ci, spearman, srg
 from .perturbation import Perturbation
 from .storage import cached_unit, save_json_checked
 
-FACTORS = ("segmentation", "sampler", "n_samples", "calculator", "map")
+IDENTICAL_ORDER = 0.999  # Spearman ρ above which two maps order the pixels the same way
 
 
 @dataclass
@@ -66,7 +67,7 @@ def units(settings: FactorSettings) -> list[tuple[str, str, object]]:
     out = []
     for segmentation in settings.segmentations:
         for sampler in settings.samplers:
-            sizes = ["M"] if sampler in ("single", "inverse-single") else settings.sample_sizes
+            sizes = ["M"] if sampler in SINGLE_FEATURE_SAMPLERS else settings.sample_sizes
             for size in sizes:
                 out.append((segmentation, sampler, size))
     return out
@@ -76,12 +77,13 @@ def run_unit(model, images, targets, segmentation: str, sampler: str, size, sett
     """One segmentation × sampler × N: maps for every calculator × map type, scored per image."""
     segmenter, smoothing = parse_segmentation(segmentation)
     n_samples = settings.n_segments if size == "M" else int(size)
-    calculators = [c for c in settings.calculators if c != "ciu" or sampler in ("single", "inverse-single")]
+    calculators = [c for c in settings.calculators if c != "ciu" or sampler in SINGLE_FEATURE_SAMPLERS]
     pipeline = Perturbation(model, segmenter=segmenter, smoothing=smoothing, sampler=sampler, n_samples=n_samples,
                             n_segments=settings.n_segments, replacement=settings.replacement, calculator=calculators[0])
     began = time.perf_counter()
     maps = pipeline.attribute_all(images, targets, seed=settings.seed, calculators=calculators, maps=settings.maps)
     seconds = time.perf_counter() - began
+    agreement = _rank_agreement(maps)
     rows = []
     for (calculator, kind), attributions in maps.items():
         scores = srg(model, images, attributions, targets, steps=settings.srg_steps, fill=settings.srg_fill)
@@ -93,9 +95,29 @@ def run_unit(model, images, targets, segmentation: str, sampler: str, size, sett
             "segmentation": segmentation, "sampler": sampler, "n_samples": str(size), "calculator": calculator,
             "map": kind, "pipeline": "|".join(str(pipeline).split("|")[:5] + [calculator, kind]), "srg": scores["srg"].tolist(), "lif": scores["lif"].tolist(), "mif": scores["mif"].tolist(),
             "deletion_auc": deletion.tolist(), "insertion_auc": insertion.tolist(),
-            "explain_seconds": seconds / len(images),
+            "explain_seconds": seconds / len(images), **agreement.get((calculator, kind), {}),
         })
     return rows
+
+
+def _rank_agreement(maps: dict) -> dict:
+    """Per image, how alike each calculator's map orders the pixels compared with the other
+    calculators' maps of the same samples and map type: ``rank_agreement`` (mean Spearman ρ of the
+    channel-summed maps) and ``rank_identical`` (share of the others with ρ ≥ IDENTICAL_ORDER)."""
+    out = {}
+    for kind in {k for _, k in maps}:
+        names = [c for c, k in maps if k == kind]
+        if len(names) < 2:
+            continue
+        rho = {}
+        for first, second in itertools.combinations(names, 2):
+            value = spearman(maps[(first, kind)].sum(1), maps[(second, kind)].sum(1)).double()
+            rho[(first, second)] = rho[(second, first)] = value
+        for name in names:
+            others = torch.stack([rho[(name, other)] for other in names if other != name])
+            out[(name, kind)] = {"rank_agreement": others.mean(0).tolist(),
+                                 "rank_identical": (others >= IDENTICAL_ORDER).double().mean(0).tolist()}
+    return out
 
 
 def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir=None, progress: bool = True,
@@ -152,65 +174,3 @@ def summarise_configurations(rows: list[dict]) -> list[dict]:
         summary["explain_seconds"] = row["explain_seconds"]
         out.append(summary)
     return out
-
-
-def effect_sizes(configurations: list[dict], metrics=("srg", "deletion_auc", "insertion_auc")) -> list[dict]:
-    """η² of each factor's main effect on each metric's configuration means, largest first (by SRG)."""
-    out = []
-    for factor in FACTORS:
-        row = {"factor": factor, "levels": len({c[factor] for c in configurations})}
-        for metric in metrics:
-            values = torch.tensor([c[metric] for c in configurations], dtype=torch.float64)
-            grand = values.mean()
-            total = (values - grand).square().sum().clamp(min=1e-30)
-            between = 0.0
-            for level in {c[factor] for c in configurations}:
-                group = torch.tensor([c[metric] for c in configurations if c[factor] == level], dtype=torch.float64)
-                between += len(group) * float((group.mean() - grand) ** 2)
-            row[f"eta2_{metric}"] = between / float(total)
-        out.append(row)
-    return sorted(out, key=lambda r: -r["eta2_srg"])
-
-
-def level_means(configurations: list[dict], metric: str = "srg") -> dict[str, dict[str, float]]:
-    """Mean score per level of each factor."""
-    out = {}
-    for factor in FACTORS:
-        levels = {}
-        for level in sorted({c[factor] for c in configurations}, key=str):
-            values = [c[metric] for c in configurations if c[factor] == level]
-            levels[level] = sum(values) / len(values)
-        out[factor] = levels
-    return out
-
-
-def factor_reading(effects: list[dict], configurations: list[dict]) -> str:
-    """A plain-language reading of the study, from the numbers."""
-    if not effects:
-        return "The factor study did not run."
-    ranked = ", ".join(f"{e['factor']} (η² = {e['eta2_srg']:.2f})" for e in effects)
-    means = level_means(configurations)
-    best = max(configurations, key=lambda c: c["srg"])
-    worst = min(configurations, key=lambda c: c["srg"])
-    calc = means["calculator"]
-    calc_spread = max(calc.values()) - min(calc.values())
-    maps = means.get("map", {})
-    map_text = ""
-    if {"pixel", "segment"} <= set(maps):
-        map_text = (f" Per-pixel maps score {maps['pixel']:.3f} SRG on average against {maps['segment']:.3f} "
-                    f"per segment.")
-    eta = {e["factor"]: e["eta2_srg"] for e in effects}
-    claims = []
-    for factor, label in (("segmentation", "segmentation"), ("map", "per-pixel vs per-segment attribution")):
-        if factor in eta and "calculator" in eta:
-            relation = "more" if eta[factor] > eta["calculator"] else "less"
-            claims.append(f"{label} explains {relation} than the attribution calculation "
-                          f"({eta[factor]:.2f} vs {eta['calculator']:.2f})")
-    verdict = ("Against SEG-SMOOTH's finding that segmentation and per-pixel attribution matter more than the "
-               "attribution calculation: " + "; ".join(claims) + ".") if claims else ""
-    return (f"Factors ranked by the share of SRG variance their main effect explains: {ranked}. The attribution "
-            f"calculation moves mean SRG by {calc_spread:.3f} between its best and worst level.{map_text} "
-            f"{verdict} Best configuration: {best['segmentation']}, {best['sampler']}, "
-            f"N={best['n_samples']}, {best['calculator']}, {best['map']} (SRG {best['srg']:.3f}); worst: "
-            f"{worst['segmentation']}, {worst['sampler']}, N={worst['n_samples']}, {worst['calculator']}, "
-            f"{worst['map']} (SRG {worst['srg']:.3f}).")

@@ -243,26 +243,32 @@ def plot_sampling_confidence(rows: list[dict], path_stem) -> Path:
 
 
 def plot_factor_effects(effects: list[dict], path_stem, metrics=("srg", "deletion_auc", "insertion_auc")) -> Path:
-    """Perturbation factor study: η² of each factor's main effect, one bar group per factor."""
+    """Perturbation factor study: η² of each factor's main effect (and the interactions' share), one
+    bar group per factor, with the interval when the rows carry ``eta2_<metric>_ci_low/high``."""
     factors = [e["factor"] for e in effects]
-    fig, axis = plt.subplots(figsize=(5.2, 2.4))
+    fig, axis = plt.subplots(figsize=(5.6, 2.4))
     width = 0.8 / len(metrics)
     for index, metric in enumerate(metrics):
-        axis.bar(np.arange(len(factors)) + (index - (len(metrics) - 1) / 2) * width,
-                 [e[f"eta2_{metric}"] for e in effects], width, label=metric.replace("_", " "))
+        values = np.asarray([e[f"eta2_{metric}"] for e in effects])
+        error = None
+        if all(f"eta2_{metric}_ci_low" in e for e in effects):
+            low = np.asarray([e[f"eta2_{metric}_ci_low"] for e in effects])
+            high = np.asarray([e[f"eta2_{metric}_ci_high"] for e in effects])
+            error = np.vstack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+        axis.bar(np.arange(len(factors)) + (index - (len(metrics) - 1) / 2) * width, values, width,
+                 yerr=error, error_kw={"linewidth": 0.7}, label=metric.replace("_", " "))
     axis.set_xticks(np.arange(len(factors)), [f.replace("_", " ") for f in factors])
     axis.set_ylabel("η² (share of variance)")
     axis.legend(frameon=False, fontsize=7)
     return save_figure(fig, path_stem)
 
 
-def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg") -> Path:
+def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg",
+                       factors=("segmentation", "sampler", "n_samples", "calculator", "map")) -> Path:
     """Perturbation factor study: every configuration's score, grouped by the level of each factor
     (points) with the level mean (bar)."""
-    from .factor_study import FACTORS
-
-    fig, axes = plt.subplots(1, len(FACTORS), figsize=(2.0 * len(FACTORS), 2.6), sharey=True)
-    for axis, factor in zip(axes, FACTORS):
+    fig, axes = plt.subplots(1, len(factors), figsize=(2.0 * len(factors), 2.6), sharey=True)
+    for axis, factor in zip(axes, factors):
         levels = sorted({c[factor] for c in configurations}, key=lambda v: (len(str(v)), str(v)))
         for position, level in enumerate(levels):
             values = [c[metric] for c in configurations if c[factor] == level]

@@ -32,10 +32,8 @@ from .models import build_model
 from .seeding import derive
 from .seeds import train_unit
 from . import stability_sections as sections_
-from .stability import (
-    StudySettings, compute_partitions, explain_groupings, explainer_seed, grid_contrast_rows, pixel_contrast_rows,
-    run_study, summarise, variance_reduction_rows,
-)
+from .stability import StudySettings, compute_partitions, explain_groupings, explainer_seed, run_study
+from .stability_statistics import grid_contrast_rows, pixel_contrast_rows, summarise, variance_reduction_rows
 from .storage import atomic_write_json, atomic_write_text
 
 QUICK_OVERRIDES = {
@@ -45,6 +43,7 @@ QUICK_OVERRIDES = {
                  "methods": ["saliency", "integrated_gradients", "smoothgrad", "suppression"],
                  "groupings": ["pixel", "fastslic", "grid"]},
     "perturbation": {"n_images": 6, "n_samples": 100, "methods": ["rise", "lime", "occlusion", "ciu"]},
+    "folds": {"k": 3, "pool": 3000, "per_fold": 4},
     "factors": {"n_images": 4, "sample_sizes": ["M", 100], "segmentations": ["grid-bilinear", "slic/gaussian"],
                 "samplers": ["random", "shap", "single"]},
     "inpainting": {"steps": 150, "width": 8, "n_images": 4, "quality_images": 32, "lime_samples": 60, "mp_iterations": 20,
@@ -173,6 +172,42 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
             "settings": settings, "model_sets": model_sets, "images": images, "labels": labels, "masks": masks}
 
 
+def fold_stage(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, out: Path, progress: bool = True,
+               executor=None) -> dict:
+    """MeGe and ReCo by Fel et al.'s protocol: ``[folds] k`` models, model i trained on every fold
+    of the first ``pool`` training images but fold i (same architecture and hyperparameters as the
+    main models, seed ``base_seed + i``), explained with the [gradient] methods and groupings on
+    ``per_fold`` training images of every fold."""
+    import dataclasses
+
+    from .fold_study import FOLD_SET, fold_rows, fold_samples
+
+    folds, models, gradient, device = config.folds, config.models, config.gradient, config.models.device
+    pool = min(folds.pool, len(dataset.train_labels))
+    subset = dataclasses.replace(dataset, train_images=dataset.train_images[:pool],
+                                 train_labels=dataset.train_labels[:pool],
+                                 train_masks=None if dataset.train_masks is None else dataset.train_masks[:pool])
+    train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
+    runs = train_seeds(subset, k=folds.k, vary="leave-fold-out", config=train_config, out_dir=runs_dir / "fold-models",
+                       base_seed=models.base_seed, device=device, progress=progress, executor=executor)
+    indices, fold_of = fold_samples(pool, folds.k, folds.per_fold, seed=derive(gradient.seed, "fold-samples"))
+    images, labels = subset.train_images[indices].to(device), subset.train_labels[indices].to(device)
+    masks = None if subset.train_masks is None else subset.train_masks[indices]
+    settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
+                             n_segments=gradient.n_segments, n_samples=gradient.n_samples, n_steps=gradient.n_steps,
+                             noise_level=gradient.noise_level, seed=gradient.seed, draws=gradient.draws, retest=False)
+    held_out = [run.meta["held_out_fold"] for run in runs]
+    results = run_study({FOLD_SET: [run.model for run in runs]}, images, labels, masks, settings,
+                        cache_dir=runs_dir / "stability", progress=progress, executor=executor,
+                        identity={FOLD_SET: [run.meta["config_hash"] for run in runs], "data": config.data.__dict__,
+                                  "samples": indices.tolist()}, varies={FOLD_SET: "both"})
+    rows = fold_rows(results, fold_of.numpy(), held_out)
+    write_csv(out / "mege_folds.csv", rows)
+    model_rows = [dict(row, set="fold", held_out_fold=run.meta["held_out_fold"])
+                  for row, run in zip(summary_rows(runs), runs)]
+    return {"rows": rows, "models": model_rows, "n_samples": int(indices.numel())}
+
+
 def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs, runs_dir: Path, out: Path,
                        progress: bool = True, executor=None) -> dict:
     """The perturbation presets on the same model sets as the gradient methods: the same
@@ -200,7 +235,8 @@ def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, control
 def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Path, out: Path, identity: str,
                  progress: bool = True, executor=None) -> dict:
     """The SEG-SMOOTH factor study on one model: per-configuration scores, η² per factor, CSV tables."""
-    from .factor_study import effect_sizes, run_factor_study, settings_from_config, summarise_configurations
+    from .factor_effects import analyse
+    from .factor_study import run_factor_study, settings_from_config, summarise_configurations
 
     settings = settings_from_config(config.factors)
     device = config.models.device
@@ -210,10 +246,13 @@ def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Pa
     rows = run_factor_study(model, images, labels, settings, cache_dir=runs_dir / "factors", progress=progress,
                             identity={"model": identity, "data": config.data.__dict__}, executor=executor)
     configurations = summarise_configurations(rows)
-    effects = effect_sizes(configurations)
+    analysis = analyse(rows, seed=settings.seed)
     write_csv(out / "factor_configurations.csv", configurations)
-    write_csv(out / "factor_effects.csv", effects)
-    return {"rows": rows, "configurations": configurations, "effects": effects, "settings": settings}
+    write_csv(out / "factor_effects.csv", [{"design": name, **effect} for name, design in analysis["designs"].items()
+                                           for effect in design["effects"]])
+    write_csv(out / "factor_orderings.csv", [{"design": name, **ordering} for name, design in
+                                             analysis["designs"].items() for ordering in design["orderings"]])
+    return {"rows": rows, "configurations": configurations, "analysis": analysis, "settings": settings}
 
 
 def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Path, out: Path,
@@ -312,6 +351,12 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     model_sets, images, labels, masks = study["model_sets"], study["images"], study["labels"], study["masks"]
     count = images.shape[0]
 
+    folds = None
+    if config.folds.enabled:
+        start = time.perf_counter()
+        folds = fold_stage(config, dataset, runs_dir, out, progress, executor)
+        timings["folds"] = time.perf_counter() - start
+
     start = time.perf_counter()
     perturbation = perturbation_study(config, dataset, runs, control_runs, runs_dir, out, progress, executor)
     timings["perturbation"] = time.perf_counter() - start
@@ -365,6 +410,8 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
         for r in summary if r["model_set"] == "main" and "sanity_spearman" in r],
         "Similarity between maps of the trained model 0 and of the same architecture with random weights "
         "(lower = the map depends on what was learned), intervals over images.")]))
+    if folds is not None:
+        sections.append(sections_.mege_section(folds["rows"], summary, folds["n_samples"], folds["models"]))
     if perturbation["summary"]:
         sections.append(sections_.perturbation_section(perturbation["summary"], summary,
                                                        perturbation["settings"].perturbation_samples,
@@ -387,9 +434,10 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     timings["total"] = time.perf_counter() - began
     results = {
         "config": config.to_dict(), "environment": _environment(), "dataset": dataset.describe(),
-        "models": model_rows, "timings_s": timings, "stability_summary": summary,
+        "models": model_rows + ([] if folds is None else folds["models"]), "timings_s": timings, "stability_summary": summary,
         "variance_reduction": reduction, "grid_contrasts": study["contrasts"], "grouping_contrasts": contrasts,
         "study_settings": settings.__dict__, "sampling_confidence": confidence,
+        "mege_folds": None if folds is None else {"rows": folds["rows"], "n_samples": folds["n_samples"]},
         "perturbation_settings": perturbation["settings"].__dict__ if perturbation["summary"] else None,
         "inpainting": None if removal is None else {
             "quality": removal["quality"], "methods": removal["rows"], "metric_agreement": removal["agreement"],
@@ -397,7 +445,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
             "settings": removal["settings"].__dict__},
         "factor_study": None if factors is None else {
             "settings": factors["settings"].__dict__, "configurations": factors["configurations"],
-            "effects": factors["effects"]},
+            "analysis": factors["analysis"]},
     }
     atomic_write_json(out / "results.json", results)
     write_csv(out / "models.csv", model_rows)
@@ -421,22 +469,34 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
 
 
 def factor_section(factors: dict, figures_dir: Path) -> Section:
-    from .factor_study import factor_reading
+    from .factor_effects import factor_reading
     from .figures import plot_factor_effects, plot_factor_levels
 
-    configurations, effects, settings = factors["configurations"], factors["effects"], factors["settings"]
+    configurations, analysis, settings = factors["configurations"], factors["analysis"], factors["settings"]
     top = sorted(configurations, key=lambda c: -c["srg"])[:8]
+    tables = []
+    for name, design in analysis["designs"].items():
+        level = round(100 * design["confidence"])
+        tables.append(([{"factor": e["factor"], "levels": e["levels"], "η² SRG": sections_.fmt(e, "eta2_srg"),
+                         "η² deletion AUC": sections_.fmt(e, "eta2_deletion_auc"),
+                         "η² insertion AUC": sections_.fmt(e, "eta2_insertion_auc")} for e in design["effects"]],
+                       f"η² per factor, {name.replace('_', '-')} design ({design['n_configurations']} configurations, "
+                       f"fully crossed), {level} % percentile-bootstrap interval over {design['n_images']} images "
+                       f"({design['n_boot']} resamples; conditional on model 0)."))
+    tables.append(([{**{k: c[k] for k in ("segmentation", "sampler", "n_samples", "calculator", "map")},
+                     "SRG": sections_.fmt(c, "srg", 3), "deletion AUC": sections_.fmt(c, "deletion_auc", 3),
+                     "insertion AUC": sections_.fmt(c, "insertion_auc", 3)} for c in top],
+                   "The eight configurations with the highest mean SRG (t interval over images)."))
+    main = analysis["designs"].get("main") or next(iter(analysis["designs"].values()))
     return Section(
-        "Perturbation factor study (SEG-SMOOTH)", factor_reading(effects, configurations),
-        figures=[(plot_factor_effects(effects, figures_dir / "factor_effects"),
-                  "Share of the variance of each score across configurations explained by each factor's main effect."),
+        "Perturbation factor study (SEG-SMOOTH)", factor_reading(analysis, configurations),
+        figures=[(plot_factor_effects(main["effects"], figures_dir / "factor_effects"),
+                  "Share of the variance of each score across the main design's configurations explained by each "
+                  "factor's main effect, with bootstrap intervals over images."),
                  (plot_factor_levels(configurations, figures_dir / "factor_levels"),
                   f"SRG (LIF − MIF, {settings.srg_steps} deletion steps, image-mean fill) of every configuration, "
                   f"by level of each factor; bars are level means. {settings.n_images} images, model 0.")],
-        tables=[(_rounded([{k: e[k] for k in e} for e in effects]), "η² per factor (main effects)."),
-                (_rounded([{k: c[k] for k in ("segmentation", "sampler", "n_samples", "calculator", "map", "srg",
-                                              "deletion_auc", "insertion_auc")} for c in top]),
-                 "The eight configurations with the highest SRG.")])
+        tables=tables)
 
 
 WEIGHT_FREE_INPAINTERS = ("opencv-telea", "opencv-ns", "biharmonic", "road-linear")

@@ -5,7 +5,9 @@
 * ``"seed"``  - same training data; weight initialisation, data order and augmentation differ;
 * ``"split"`` - K disjoint parts of the training set, same seed;
 * ``"both"``  - disjoint parts and different seeds (the protocol of Gong et al., *A Super-pixel-based
-  Approach to the Stable Interpretation of Neural Networks*, BMVC 2024).
+  Approach to the Stable Interpretation of Neural Networks*, BMVC 2024);
+* ``"leave-fold-out"`` - K folds; model i trains on every fold but fold i, with seed
+  ``base_seed + i`` (the MeGe/ReCo protocol of Fel et al., WACV 2022; docs/methods.md §3.6).
 
 Training is deterministic on the CPU: all randomness of epoch ``e`` of seed ``s`` comes from a
 generator seeded with ``(s, e)``, so a run resumed from the end of an epoch produces weights
@@ -33,7 +35,7 @@ from .models import build_model
 from .seeding import mix as _mix
 from .storage import CorruptFileError, config_hash, load_torch, save_torch
 
-VARY_CHOICES = ("seed", "split", "both")
+VARY_CHOICES = ("seed", "split", "both", "leave-fold-out")
 
 
 @dataclass
@@ -76,6 +78,19 @@ def split_indices(n: int, k: int, seed: int = 0) -> list[torch.Tensor]:
         raise ValueError(f"k must be between 1 and the number of training images ({n}), got {k}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(seed, 7)))
     return [part.sort().values for part in order.tensor_split(k)]
+
+
+def training_indices(run: dict, n_train: int) -> torch.Tensor:
+    """The training images of one entry of :func:`seed_plan`: all, its split, or all folds but the
+    one it holds out (folds and splits are the same seeded partition, :func:`split_indices`)."""
+    if run.get("held_out_fold") is not None:
+        held_out = split_indices(n_train, run["folds"], seed=0)[run["held_out_fold"]]
+        keep = torch.ones(n_train, dtype=torch.bool)
+        keep[held_out] = False
+        return keep.nonzero()[:, 0]
+    if run["split"] is not None:
+        return split_indices(n_train, run["splits"], seed=0)[run["split"]]
+    return torch.arange(n_train)
 
 
 @torch.inference_mode()
@@ -134,11 +149,17 @@ def _make_training(model, config: TrainConfig, steps_per_epoch: int):
 
 
 def seed_plan(k: int, vary: str, base_seed: int, n_train: int) -> list[dict]:
-    """What each of the K runs gets: its seed and the training indices' part (or all)."""
+    """What each of the K runs gets: its seed and the training indices' part (or all; for
+    ``leave-fold-out`` every fold but ``held_out_fold``)."""
     if vary not in VARY_CHOICES:
         raise ValueError(f"vary must be one of {VARY_CHOICES}, got {vary!r}")
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    if vary == "leave-fold-out":
+        if k < 2:
+            raise ValueError(f"k must be at least 2 for vary='leave-fold-out', got {k}")
+        return [{"index": i, "seed": base_seed + i, "split": None, "splits": 1, "held_out_fold": i, "folds": k}
+                for i in range(k)]
     plan = []
     for i in range(k):
         plan.append({
@@ -196,9 +217,7 @@ def train_one(
         except CorruptFileError as error:
             warnings.warn(f"retraining: {error}")
 
-    indices = torch.arange(len(dataset.train_labels))
-    if run["split"] is not None:
-        indices = split_indices(len(indices), run["splits"], seed=0)[run["split"]]
+    indices = training_indices(run, len(dataset.train_labels))
     images, labels = dataset.train_images[indices], dataset.train_labels[indices]
 
     model = new_model().to(device)
@@ -273,7 +292,7 @@ def train_seeds(
     ----------
     dataset : the training and test data.
     k : number of models.
-    vary : ``"seed"``, ``"split"`` or ``"both"``.
+    vary : ``"seed"``, ``"split"``, ``"both"`` or ``"leave-fold-out"``.
     config : shared hyperparameters.
     out_dir : folder for checkpoints; finished models there are loaded, not retrained.
     base_seed : model i gets seed ``base_seed + i`` when seeds vary.

@@ -399,3 +399,37 @@ def perturbation_section(rows: list[dict], summary: list[dict], samples: int, co
                 f"{slowest['explain_seconds_per_model']:.1f} s ({slowest['method']}) per model.")
     return Section("Perturbation methods across seeds", reading, tables=[(table, "Pixel maps on the main models; "
                    "perturbation rows use the first n images test images; 95 % design intervals.")])
+
+
+def mege_section(fold_rows: list[dict], summary: list[dict], n_samples: int, models: list[dict]) -> Section:
+    """MeGe and ReCo by Fel et al.'s fold protocol, beside the held-out test-image variant."""
+    test = {(r["method"], r["grouping"]): r for r in _main(summary)}
+    rows = sorted([r for r in fold_rows if r["method"] != "random"], key=lambda r: -r["mege"])
+    null = [r for r in fold_rows if r["method"] == "random"]
+    above = [r for r in rows if side(r, "mege_above_random") == "above"]
+    accuracies = [m["test_acc"] for m in models]
+    reading = (f"{len(models)} models, each trained on every fold but one of the first training images (test "
+               f"accuracy {min(accuracies):.1%}–{max(accuracies):.1%}), explain {n_samples} training images; each "
+               "pair is compared only on the images of the two folds it held out, where exactly one of the two "
+               "trained on the image. Distances are √(1 − |ρ|) on the grey maps (|ρ| counts anti-correlated maps "
+               "as alike; grey maps are magnitudes, so it rarely matters). ")
+    if rows:
+        best = rows[0]
+        reading += f"Highest MeGe: {_label(best)}, {fmt(best, 'mege')}. "
+    if null:
+        reading += ("The i.i.d. random map scores " + ", ".join(f"{fmt(r, 'mege')} ({r['grouping']})" for r in null)
+                    + f"; {len(above)} of {len(rows)} method × grouping rows lie above it (interval of the "
+                    "difference above 0)" + (": " + ", ".join(_label(r) for r in above[:8]) +
+                                             (" …" if len(above) > 8 else "") if above else "") + ". ")
+    reading += ("ReCo is a maximum over thresholds and has no interval here; with few S≠ distances (one model "
+                "right, the other wrong) it is noisy. The test-image columns are the variant on held-out test "
+                "images (no model trained on them), from the main models.")
+    table = [{"method": r["method"], "grouping": r["grouping"], "MeGe (folds)": fmt(r, "mege"),
+              "above random map": fmt(r, "mege_above_random"), "ReCo (folds)": fmt(r, "reco"),
+              "|S=|": r["n_same"], "|S≠|": r["n_different"],
+              "MeGe (test images)": fmt(test.get((r["method"], r["grouping"]), {}), "mege_test"),
+              "ReCo (test images)": fmt(test.get((r["method"], r["grouping"]), {}), "reco_test")}
+             for r in rows + null]
+    return Section("MeGe and ReCo (Fel et al. fold protocol)", reading, tables=[(
+        table, "MeGe = 1/(1 + mean S=) with its design interval (samples × fold models); ReCo = max over γ of "
+               "TPR + TNR − 1 separating S= from S≠.")])

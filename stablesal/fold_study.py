@@ -1,0 +1,114 @@
+"""MeGe and ReCo by the protocol of Fel, Vigouroux, Cadène & Serre (*How Good is your Explanation?
+Algorithmic Stability Measures to Assess the Quality of Explanations for Deep Neural Networks*,
+WACV 2022; docs/methods.md §3.6).
+
+The training pool is cut into K folds and model i trains on every fold but fold i
+(``train_seeds(vary="leave-fold-out")``). For a pair of models (i, j) only samples of fold i or
+fold j are used: exactly one model of the pair trained on each of them. On those samples the
+distance between the two models' explanations, d = √(1 − |ρ|) with ρ Spearman's rank correlation
+of the grey maps, is collected into S= when both models are right and into S≠ when exactly one
+is. MeGe = 1 / (1 + mean S=) and ReCo = max_γ TPR_γ + TNR_γ − 1 (distances ≤ γ called "same
+correctness"). The |ρ| makes a map and its negative (or an anti-correlated map) count as
+identical, as in Fel et al.; it matters for signed maps only (grey maps are magnitudes).
+
+The test-image variant (every model pair on held-out test images that no model trained on; the
+rows of the main stability study) is reported apart as ``mege_test``/``reco_test``.
+
+MeGe gets a design interval (two-way jackknife over samples and fold models,
+:mod:`stablesal.intervals`); ReCo, a maximum over thresholds, is not smooth enough for the
+jackknife and is reported without one, with the sizes of S= and S≠.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .intervals import Weights, design_interval, pair_mean, rows_to_pair_array
+from .metrics import reco
+from .seeds import split_indices
+
+FOLD_SET = "fold"
+
+
+def fold_samples(n_train: int, folds: int, per_fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_fold`` training indices drawn (without replacement, seeded) from each of the ``folds``
+    folds of :func:`stablesal.seeds.split_indices`: indices ``[folds·per_fold]`` and the fold of
+    each ``[folds·per_fold]``."""
+    if per_fold < 1:
+        raise ValueError(f"per_fold must be a positive integer, got {per_fold!r}")
+    parts = split_indices(n_train, folds, seed=0)
+    if per_fold > min(len(p) for p in parts):
+        raise ValueError(f"per_fold={per_fold} exceeds the smallest fold ({min(len(p) for p in parts)} images)")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = [part[torch.randperm(len(part), generator=generator)[:per_fold]].sort().values for part in parts]
+    fold_of = torch.cat([torch.full((per_fold,), index) for index in range(folds)])
+    return torch.cat(chosen), fold_of
+
+
+def eligible(fold_of: np.ndarray, held_out: list[int]) -> np.ndarray:
+    """``[n, K, K]``: sample n is in the fold that model a or model b held out (so exactly one of the
+    pair trained on it)."""
+    fold_of = np.asarray(fold_of)[:, None, None]
+    held = np.asarray(held_out)
+    return (fold_of == held[None, :, None]) | (fold_of == held[None, None, :])
+
+
+def fold_distance_arrays(rows: list[dict], fold_of, held_out: list[int], n_models: int) -> tuple[np.ndarray, np.ndarray]:
+    """The S= and S≠ distances as ``[n, K, K]`` arrays (NaN where a pair does not contribute)."""
+    n = len(fold_of)
+    rho = rows_to_pair_array(rows, "spearman", n, n_models)
+    a_right = rows_to_pair_array(rows, "a_correct", n, n_models)
+    b_right = rows_to_pair_array(rows, "b_correct", n, n_models)
+    distance = np.sqrt(np.clip(1 - np.abs(rho), 0, None))
+    usable = eligible(fold_of, held_out) & np.isfinite(distance)
+    both = (a_right == 1) & (b_right == 1)
+    one = (a_right + b_right) == 1
+    same = np.where(usable & both, distance, np.nan)
+    different = np.where(usable & one, distance, np.nan)
+    return same, different
+
+
+def fold_summary(result: dict, fold_of, held_out: list[int]) -> dict:
+    """MeGe (with its design interval), ReCo and the sizes of S= and S≠ for one method × grouping
+    of the fold models (``result``: a unit of :func:`stablesal.stability.run_study`)."""
+    count = result["n_models"]
+    same, different = fold_distance_arrays(result["rows"], fold_of, held_out, count)
+    same_values, different_values = same[np.isfinite(same)], different[np.isfinite(different)]
+    out = {"method": result["method"], "grouping": result["grouping"], "n_same": int(same_values.size),
+           "n_different": int(different_values.size)}
+
+    def statistic(weights: Weights) -> float:
+        mean = pair_mean(same, weights, FOLD_SET)
+        return 1.0 / (1.0 + mean) if math.isfinite(mean) else float("nan")
+
+    if same_values.size:
+        out.update(design_interval(statistic, len(fold_of), {FOLD_SET: count}).as_dict("mege"))
+    else:
+        out.update(mege=float("nan"), mege_ci_low=float("nan"), mege_ci_high=float("nan"))
+    out["reco"] = reco(same_values.tolist(), different_values.tolist()) if same_values.size and \
+        different_values.size else float("nan")
+    return out
+
+
+def fold_rows(results: list[dict], fold_of, held_out: list[int]) -> list[dict]:
+    """:func:`fold_summary` for every unit of a fold study; where the i.i.d. random map ran under
+    the same grouping, also ``mege_above_random``: the difference with the null's MeGe on the same
+    samples and models, with its design interval."""
+    rows = [fold_summary(result, fold_of, held_out) for result in results]
+    nulls = {r["grouping"]: r for r in results if r["method"] == "random"}
+    for row, result in zip(rows, results):
+        null = nulls.get(result["grouping"])
+        if null is None or result["method"] == "random":
+            continue
+        count = result["n_models"]
+        same = fold_distance_arrays(result["rows"], fold_of, held_out, count)[0]
+        same_null = fold_distance_arrays(null["rows"], fold_of, held_out, count)[0]
+
+        def difference(weights: Weights) -> float:
+            return 1 / (1 + pair_mean(same, weights, FOLD_SET)) - 1 / (1 + pair_mean(same_null, weights, FOLD_SET))
+
+        row.update(design_interval(difference, len(fold_of), {FOLD_SET: count}).as_dict("mege_above_random"))
+    return rows

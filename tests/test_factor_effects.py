@@ -1,0 +1,168 @@
+"""The factor study's statistics: η² on balanced designs against hand values and least squares,
+bootstrap intervals that resolve a planted ordering and leave a tie unresolved, the split into
+balanced designs, and readings that name only resolved orderings."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from stablesal.factor_effects import (FACTORS, analyse, bootstrap_weights, check_crossed, design_reading,
+                                      effect_sizes, eta_squared, rank_agreement, seg_smooth_verdict, split_designs)
+from stablesal.factor_study import _rank_agreement
+
+
+def test_eta_squared_of_a_2x2_design_by_hand():
+    # y = [1, 2, 3, 6]; grand mean 3, SS_total = 4 + 1 + 0 + 9 = 14.
+    # A: level means 1.5 and 4.5 -> SS_A = 2 (1.5² + 1.5²) = 9; B: means 2 and 4 -> SS_B = 2 (1 + 1) = 4.
+    out = eta_squared(np.array([1.0, 2.0, 3.0, 6.0]), {"A": np.array([0, 0, 1, 1]), "B": np.array([0, 1, 0, 1])})
+    assert out["A"] == pytest.approx(9 / 14)
+    assert out["B"] == pytest.approx(4 / 14)
+    assert out["interactions"] == pytest.approx(1 / 14)
+
+
+def test_eta_squared_equals_the_r2_of_a_one_factor_least_squares_fit():
+    """Independent computation: η² of a factor is the R² of regressing the configuration means on
+    that factor's one-hot levels (NumPy lstsq), on a 3 × 4 × 2 balanced design."""
+    rng = np.random.default_rng(3)
+    levels = [range(3), range(4), range(2)]
+    design = np.array(list(itertools.product(*levels)))
+    y = rng.normal(size=len(design)) + design[:, 0] * 0.7 - (design[:, 1] == 2) * 1.3
+    codes = {f"f{i}": design[:, i] for i in range(3)}
+    out = eta_squared(y, codes)
+    for i in range(3):
+        onehot = np.eye(design[:, i].max() + 1)[design[:, i]]
+        fitted = onehot @ np.linalg.lstsq(onehot, y, rcond=None)[0]
+        r2 = 1 - np.square(y - fitted).sum() / np.square(y - y.mean()).sum()
+        assert out[f"f{i}"] == pytest.approx(r2, rel=1e-10)
+    # replicate axes are kept: the same means twice give the same η² twice
+    stacked = eta_squared(np.stack([y, y]), codes)
+    assert stacked["f0"].shape == (2,) and stacked["f0"][1] == pytest.approx(out["f0"])
+
+
+def test_eta_squared_of_constant_scores_is_nan_not_zero():
+    out = eta_squared(np.ones(4), {"A": np.array([0, 0, 1, 1])})
+    assert np.isnan(out["A"])
+
+
+def test_bootstrap_weights_are_resampling_counts():
+    weights = bootstrap_weights(7, 500, seed=1)
+    counts = weights * 7
+    assert np.allclose(counts, np.round(counts)) and np.allclose(counts.sum(1), 7)
+    # each image is drawn once on average, and P(not drawn) = (1 - 1/n)^n
+    assert counts.mean() == pytest.approx(1.0)
+    assert (counts == 0).mean() == pytest.approx((1 - 1 / 7) ** 7, abs=0.03)
+    assert np.array_equal(weights, bootstrap_weights(7, 500, seed=1))
+    assert not np.array_equal(weights, bootstrap_weights(7, 500, seed=2))
+
+
+def _rows(effects: dict[str, list[float]], n_images: int, noise: float, seed: int = 0) -> list[dict]:
+    """A fully crossed design whose per-image SRG is Σ_factor effect[level] + image noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for combo in itertools.product(*(range(len(v)) for v in effects.values())):
+        row = dict(zip(effects, (str(level) for level in combo)))
+        for factor in FACTORS:
+            row.setdefault(factor, "only")
+        mean = sum(effects[f][level] for f, level in zip(effects, combo))
+        score = (mean + noise * rng.normal(size=n_images)).tolist()
+        row.update(srg=score, deletion_auc=score, insertion_auc=score)
+        rows.append(row)
+    return rows
+
+
+def test_intervals_resolve_a_planted_ordering_and_not_a_tie():
+    # sampler matters most; segmentation and calculator have identical effects (a tie)
+    rows = _rows({"sampler": [0.0, 1.0], "segmentation": [0.0, 0.3], "calculator": [0.3, 0.0]}, n_images=40,
+                 noise=0.5, seed=5)
+    analysis = effect_sizes(rows, metrics=("srg",), n_boot=1000, seed=0)
+    effects = {e["factor"]: e for e in analysis["effects"]}
+    assert [e["factor"] for e in analysis["effects"]][0] == "sampler"
+    assert set(effects) == {"sampler", "segmentation", "calculator", "interactions"}  # one-level factors dropped
+    for effect in effects.values():
+        assert effect["eta2_srg_ci_low"] <= effect["eta2_srg"] <= effect["eta2_srg_ci_high"]
+    # true (infinite-image) η²: 0.25 / (0.25 + 0.0225 + 0.0225) = 0.847 for the sampler
+    assert effects["sampler"]["eta2_srg_ci_low"] < 0.847 < effects["sampler"]["eta2_srg_ci_high"]
+    resolved = {(o["larger"], o["smaller"]) for o in analysis["orderings"] if o["resolved"]}
+    assert ("sampler", "segmentation") in resolved and ("sampler", "calculator") in resolved
+    tie = next(o for o in analysis["orderings"] if {o["larger"], o["smaller"]} == {"segmentation", "calculator"})
+    assert not tie["resolved"] and tie["ci_low"] < 0 < tie["ci_high"]
+
+
+def test_interval_narrows_with_more_images():
+    effects = {"sampler": [0.0, 0.4], "map": [0.0, 0.2]}
+    width = []
+    for n in (10, 160):
+        e = effect_sizes(_rows(effects, n, noise=0.5, seed=2), metrics=("srg",), n_boot=500)["effects"][0]
+        width.append(e["eta2_srg_ci_high"] - e["eta2_srg_ci_low"])
+    assert width[1] < width[0] / 2
+
+
+def test_split_designs_separates_the_single_feature_samplers_and_ciu():
+    rows = []
+    for segmentation, sampler, calculator, kind in itertools.product(["grid", "slic"], ["random", "shap", "single"],
+                                                                     ["rise", "pda", "ciu"], ["pixel", "segment"]):
+        if calculator == "ciu" and sampler != "single":
+            continue
+        for size in (["M"] if sampler == "single" else ["M", "400"]):
+            rows.append({"segmentation": segmentation, "sampler": sampler, "n_samples": size,
+                         "calculator": calculator, "map": kind, "srg": [0.0]})
+    designs = split_designs(rows)
+    assert {r["sampler"] for r in designs["main"]} == {"random", "shap"}
+    assert {r["calculator"] for r in designs["main"]} == {"rise", "pda"}
+    assert len(designs["main"]) == 2 * 2 * 2 * 2 * 2
+    assert {r["sampler"] for r in designs["single_feature"]} == {"single"}
+    assert {r["calculator"] for r in designs["single_feature"]} == {"rise", "pda", "ciu"}
+    with pytest.raises(ValueError, match="not fully crossed"):
+        check_crossed(designs["main"][1:], "main")
+    with pytest.raises(ValueError, match="repeated"):
+        check_crossed(designs["main"] + designs["main"][:1], "main")
+
+
+def test_analyse_runs_every_design():
+    rows = _rows({"sampler": [0.0, 1.0], "calculator": [0.0, 0.1]}, n_images=8, noise=0.1)
+    for row in rows:
+        row["rank_agreement"], row["rank_identical"] = [0.5] * 8, [0.0] * 8
+    out = analyse(rows, n_boot=200)
+    assert set(out["designs"]) == {"main"} and out["rank_agreement"]["spearman"] == pytest.approx(0.5)
+
+
+def test_rank_agreement_between_calculators():
+    base = torch.arange(16.0).view(1, 1, 4, 4).repeat(2, 3, 1, 1)
+    maps = {("a", "pixel"): base, ("b", "pixel"): base * 3 + 1,        # same order, other values
+            ("c", "pixel"): -base}                                    # reversed
+    out = _rank_agreement(maps)
+    assert out[("a", "pixel")]["rank_agreement"] == pytest.approx([0.0, 0.0])    # mean of 1 and -1
+    assert out[("a", "pixel")]["rank_identical"] == pytest.approx([0.5, 0.5])
+    assert out[("c", "pixel")]["rank_agreement"] == pytest.approx([-1.0, -1.0])
+    rows = [{"rank_agreement": [0.2, 0.4], "rank_identical": [0.0, 1.0]},
+            {"rank_agreement": [0.6, float("nan")], "rank_identical": [1.0, 1.0]}]
+    summary = rank_agreement(rows, n_boot=200)
+    # per image: (0.2 + 0.6) / 2 = 0.4 and 0.4 (NaN ignored) -> 0.4; identical: 0.5 and 1.0 -> 0.75
+    assert summary["spearman"] == pytest.approx(0.4) and summary["identical"] == pytest.approx(0.75)
+    assert summary["identical_ci_low"] >= 0.5 and summary["identical_ci_high"] <= 1.0
+    assert rank_agreement([{"srg": [1.0]}]) is None
+
+
+def _analysis(resolved_pairs, unresolved_pairs):
+    effects = [{"factor": f, "levels": 2, "eta2_srg": 0.1, "eta2_srg_ci_low": 0.0, "eta2_srg_ci_high": 0.2}
+               for f in ("sampler", "segmentation", "calculator", "map", "interactions")]
+    orderings = [{"metric": "srg", "larger": a, "smaller": b, "difference": 0.1, "ci_low": 0.01 if ok else -0.1,
+                  "ci_high": 0.2, "resolved": ok}
+                 for pairs, ok in ((resolved_pairs, True), (unresolved_pairs, False)) for a, b in pairs]
+    return {"effects": effects, "orderings": orderings, "n_images": 5, "n_configurations": 16, "confidence": 0.95}
+
+
+def test_reading_names_only_resolved_orderings():
+    analysis = _analysis([("sampler", "calculator")], [("segmentation", "calculator"), ("calculator", "map")])
+    text = design_reading(analysis, "Main")
+    assert "sampler > calculator" in text
+    assert "segmentation > calculator" not in text and "segmentation vs calculator" in text
+    verdict = seg_smooth_verdict(analysis)
+    assert "segmentation vs the attribution calculation is not resolved" in verdict
+    assert "the map type vs the attribution calculation is not resolved" in verdict
+    verdict = seg_smooth_verdict(_analysis([("calculator", "map"), ("segmentation", "calculator")], []))
+    assert "segmentation matters more than the attribution calculation (resolved)" in verdict
+    assert "the map type matters less than the attribution calculation (resolved)" in verdict
+    assert "No ordering" in design_reading(_analysis([], [("sampler", "map")]), "Main")

@@ -1,0 +1,123 @@
+"""MeGe and ReCo by Fel et al.'s fold protocol: the leave-fold-out plan, the samples, which pairs
+count on which samples, and MeGe / ReCo against hand-computed distance sets."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stablesal.fold_study import eligible, fold_distance_arrays, fold_rows, fold_samples, fold_summary
+from stablesal.metrics import mege, reco
+from stablesal.seeds import seed_plan, split_indices, train_seeds, training_indices
+
+
+def test_leave_fold_out_plan_holds_out_one_fold_each():
+    plan = seed_plan(4, "leave-fold-out", base_seed=10, n_train=103)
+    assert [run["held_out_fold"] for run in plan] == [0, 1, 2, 3]
+    assert [run["seed"] for run in plan] == [10, 11, 12, 13]
+    folds = split_indices(103, 4, seed=0)
+    for run in plan:
+        kept = set(training_indices(run, 103).tolist())
+        held = set(folds[run["held_out_fold"]].tolist())
+        assert kept.isdisjoint(held) and len(kept) + len(held) == 103
+    with pytest.raises(ValueError, match="at least 2"):
+        seed_plan(1, "leave-fold-out", 0, 10)
+    # the other plans are unchanged: no held-out fold, their split or everything
+    assert training_indices(seed_plan(2, "seed", 0, 10)[1], 10).tolist() == list(range(10))
+    assert torch.equal(training_indices(seed_plan(2, "split", 0, 10)[1], 10), split_indices(10, 2, seed=0)[1])
+
+
+def test_leave_fold_out_training_records_the_fold(tiny_shapes, tiny_config):
+    runs = train_seeds(tiny_shapes, k=3, vary="leave-fold-out", config=tiny_config, progress=False)
+    sizes = [len(part) for part in split_indices(len(tiny_shapes.train_labels), 3, seed=0)]
+    assert [run.meta["held_out_fold"] for run in runs] == [0, 1, 2]
+    assert [run.meta["train_size"] for run in runs] == [len(tiny_shapes.train_labels) - s for s in sizes]
+
+
+def test_fold_samples_come_from_their_folds():
+    indices, fold_of = fold_samples(100, 4, per_fold=3, seed=5)
+    folds = split_indices(100, 4, seed=0)
+    assert fold_of.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    for index, fold in zip(indices.tolist(), fold_of.tolist()):
+        assert index in folds[fold].tolist()
+    assert len(set(indices.tolist())) == 12
+    assert torch.equal(indices, fold_samples(100, 4, 3, seed=5)[0])
+    assert not torch.equal(indices, fold_samples(100, 4, 3, seed=6)[0])
+    with pytest.raises(ValueError, match="exceeds the smallest fold"):
+        fold_samples(10, 4, per_fold=3, seed=0)
+
+
+def test_eligible_pairs_are_those_holding_out_the_sample():
+    mask = eligible(np.array([0, 2]), held_out=[0, 1, 2])
+    # sample 0 (fold 0): pairs with model 0; sample 1 (fold 2): pairs with model 2
+    assert mask[0, 0, 1] and mask[0, 0, 2] and not mask[0, 1, 2]
+    assert mask[1, 0, 2] and mask[1, 1, 2] and not mask[1, 0, 1]
+
+
+def _rows(table):
+    return [{"image": i, "model_a": a, "model_b": b, "spearman": rho, "a_correct": ca, "b_correct": cb}
+            for (i, a, b), (rho, ca, cb) in table.items()]
+
+
+# three models holding out folds 0, 1, 2; one sample per fold
+TABLE = {
+    (0, 0, 1): (0.64, True, True),    # eligible (fold 0): S=, d = sqrt(0.36) = 0.6
+    (0, 0, 2): (-0.19, False, True),  # eligible: S≠, d = sqrt(0.81) = 0.9 (|ρ|)
+    (0, 1, 2): (1.0, True, True),     # sample 0 held out by neither 1 nor 2: ignored
+    (1, 0, 1): (0.91, True, True),    # eligible (fold 1): S=, d = 0.3
+    (1, 0, 2): (0.0, True, True),     # not eligible: ignored
+    (1, 1, 2): (0.36, True, False),   # eligible: S≠, d = 0.8
+    (2, 0, 1): (1.0, False, False),   # not eligible
+    (2, 0, 2): (0.75, False, False),  # eligible but both wrong: in neither set
+    (2, 1, 2): (0.96, True, True),    # eligible: S=, d = 0.2
+}
+
+
+def test_distance_sets_by_hand():
+    same, different = fold_distance_arrays(_rows(TABLE), np.array([0, 1, 2]), [0, 1, 2], 3)
+    assert sorted(same[np.isfinite(same)].round(6).tolist()) == [0.2, 0.3, 0.6]
+    assert sorted(different[np.isfinite(different)].round(6).tolist()) == [0.8, 0.9]
+
+
+def test_mege_and_reco_follow_the_fold_sets():
+    result = {"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(TABLE)}
+    row = fold_summary(result, np.array([0, 1, 2]), [0, 1, 2])
+    assert row["n_same"] == 3 and row["n_different"] == 2
+    assert row["mege"] == pytest.approx(1 / (1 + (0.6 + 0.3 + 0.2) / 3))
+    assert row["mege"] == pytest.approx(mege([0.6, 0.3, 0.2]))
+    # S= ≤ 0.6 < S≠: a threshold separates them completely
+    assert row["reco"] == pytest.approx(reco([0.6, 0.3, 0.2], [0.8, 0.9])) == pytest.approx(1.0)
+
+
+def test_mege_interval_on_a_larger_synthetic_study():
+    """4 fold models, 8 samples per fold, distances around 0.5: the interval brackets MeGe and
+    narrows when the distances vary less."""
+    rng = np.random.default_rng(0)
+    fold_of = np.repeat(np.arange(4), 8)
+    widths = []
+    for spread in (0.3, 0.05):
+        table = {(i, a, b): (float(np.clip(0.75 + spread * rng.normal(), -1, 1)), True, bool(rng.random() < 0.8))
+                 for i in range(32) for a in range(4) for b in range(a + 1, 4)}
+        row = fold_summary({"method": "m", "grouping": "pixel", "n_models": 4, "rows": _rows(table)}, fold_of,
+                           [0, 1, 2, 3])
+        assert row["mege_ci_low"] < row["mege"] < row["mege_ci_high"]
+        widths.append(row["mege_ci_high"] - row["mege_ci_low"])
+    assert widths[1] < widths[0] / 2
+
+
+def test_mege_above_the_random_map_on_the_same_samples():
+    result = {"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(TABLE)}
+    null_table = {key: (0.0, ca, cb) for key, (_, ca, cb) in TABLE.items()}  # ρ = 0: d = 1 everywhere
+    null = {"method": "random", "grouping": "pixel", "n_models": 3, "rows": _rows(null_table)}
+    rows = fold_rows([result, null], np.array([0, 1, 2]), [0, 1, 2])
+    assert rows[1]["mege"] == pytest.approx(0.5)
+    assert rows[0]["mege_above_random"] == pytest.approx(1 / (1 + 1.1 / 3) - 0.5)
+    assert "mege_above_random" not in rows[1]
+
+
+def test_no_same_distances_gives_nan():
+    table = {key: (rho, False, False) for key, (rho, _, _) in TABLE.items()}
+    row = fold_summary({"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(table)},
+                       np.array([0, 1, 2]), [0, 1, 2])
+    assert row["n_same"] == 0 and math.isnan(row["mege"]) and math.isnan(row["reco"])
