@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stablesal.config import StudyConfig  # noqa: E402
 from stablesal.inpainting import InpainterConfig, train_inpainter  # noqa: E402
-from stablesal.report import _load_data  # noqa: E402
+from stablesal.data import load_configured  # noqa: E402
 from stablesal.seeds import load_checkpoint  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     checkpoint = runs / "inpainter.pt"
     if not checkpoint.exists():
         raise SystemExit(f"no learned inpainter at {checkpoint}: run `make report` first")
-    dataset = _load_data(config)
+    dataset = load_configured(config.data)
     section = config.inpainting
     inpainter = train_inpainter(dataset.train_images, dataset.train_labels, dataset.num_classes,
                                 InpainterConfig(width=section.width, conditional=section.conditional,

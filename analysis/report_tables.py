@@ -5,7 +5,7 @@ report measured" section shows), straight from its ``results.json``:
 
 Sections: models, gradient stability per method and grouping (above the untrained null, with the
 test–retest ceiling), the variance decomposition, main vs control vs untrained models, super-pixels
-vs the matched grid, variance reduction against its predictions, perturbation presets, the factor study's effects, inpainting quality and the removal methods under the
+vs the matched grid, variance reduction against its predictions, MeGe/ReCo by the fold protocol, perturbation presets, the factor study's effects, inpainting quality and the removal methods under the
 evaluation suite. Numbers only: the reading stays in the README and the report page.
 """
 
@@ -120,6 +120,17 @@ def factor_effects(results: dict) -> str:
                    ci(e, "eta2_insertion_auc", 2)] for name, design in designs.items() for e in design["effects"]])
 
 
+def mege_folds(results: dict) -> str:
+    test = {(r["method"], r["grouping"]): r for r in results["stability_summary"] if r["model_set"] == "main"}
+    rows = sorted(results["mege_folds"]["rows"], key=lambda r: (r["method"] == "random", -r["mege"]))
+    return table(["method", "grouping", "MeGe (folds)", "above random map", "ReCo (folds)", "S= / S≠",
+                  "MeGe (test images)", "ReCo (test images)"],
+                 [[r["method"], r["grouping"], ci(r, "mege", 2), ci(r, "mege_above_random", 2), number(r["reco"], 2),
+                   f"{r['n_same']} / {r['n_different']}",
+                   number(test.get((r["method"], r["grouping"]), {}).get("mege_test"), 2),
+                   number(test.get((r["method"], r["grouping"]), {}).get("reco_test"), 2)] for r in rows])
+
+
 def inpainting_quality(results: dict) -> str:
     quality = results["inpainting"]["quality"]
     several = all("keep_prediction_models_mean" in q for q in quality)
@@ -161,7 +172,7 @@ def robustness(results: dict) -> str:
 SECTIONS = {"models": models, "gradient stability": gradient_stability,
             "variance decomposition": variance_decomposition, "control vs main": control_vs_main,
             "matched grid": matched_grid, "variance reduction": variance_reduction,
-            "perturbation presets": perturbation_presets,
+            "MeGe and ReCo (fold protocol)": mege_folds, "perturbation presets": perturbation_presets,
             "factor study": factor_effects, "inpainting quality": inpainting_quality,
             "removal methods": removal_methods, "robustness across hyperparameters": robustness}
 

@@ -10,17 +10,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-
-
-def format_table(rows: list[dict], floats: str = "{:.3f}") -> str:
-    """A plain-text table of dict rows with aligned columns."""
-    if not rows:
-        return "(no rows)"
-    columns = list(rows[0])
-    cells = [[floats.format(v) if isinstance(v, float) else str(v) for v in (row[c] for c in columns)] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    line = lambda values: "  ".join(v.rjust(w) for v, w in zip(values, widths))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+from .tables import format_table
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +111,7 @@ def cmd_explain(args) -> int:
     from .storage import save_torch
 
     dataset, run, model, images, labels, masks = _explain_inputs(args)
-    from .segmentation import plot_boundaries
+    from .figures import plot_boundaries
 
     groupings = {}
     out = Path(args.out)
@@ -194,7 +184,7 @@ def cmd_factor_study(args) -> int:
     from .config import load_config
     from .factor_effects import factor_reading
     from .figures import plot_factor_effects, plot_factor_levels
-    from .report import _load_data as load_configured_data
+    from .data import load_configured
     from .report import factor_stage
     from .seeds import TrainConfig, train_seeds
     from .storage import atomic_write_json
@@ -204,7 +194,7 @@ def cmd_factor_study(args) -> int:
         overrides["factors"] = {"n_images": args.n_images}
     config = load_config(args.config, overrides)
     name = args.name or config.report.name
-    dataset = load_configured_data(config)
+    dataset = load_configured(config.data)
     runs_dir, out = Path(args.runs) / name, Path(args.out) / name
     models = config.models
     train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
@@ -230,7 +220,7 @@ def cmd_factor_study(args) -> int:
 def cmd_stability(args) -> int:
     from .config import load_config
     from .figures import plot_stability_bars, plot_stability_fidelity, plot_variance_reduction
-    from .report import _load_data as load_configured_data
+    from .data import load_configured
     from .report import gradient_study, train_model_sets
     from .storage import atomic_write_json
 
@@ -244,7 +234,7 @@ def cmd_stability(args) -> int:
     if args.n_images:
         overrides.setdefault("gradient", {})["n_images"] = args.n_images
     config = load_config(args.config, overrides)
-    dataset = load_configured_data(config)
+    dataset = load_configured(config.data)
     runs_dir, out = Path(args.runs) / args.name, Path(args.out)
     with _executor(args) as executor:
         runs, control = train_model_sets(config, dataset, runs_dir, progress=not args.quiet, executor=executor)

@@ -449,3 +449,14 @@ def load_dataset(name: str = "shapes", root: Path | str | None = None, **options
             raise ValueError(f"dataset {name!r} needs root=<local path>; stablesal never downloads data")
         return cifar10_dataset(root) if name == "cifar10" else image_folder_dataset(root, **options)
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+
+
+def load_configured(data) -> ImageDataset:
+    """The dataset a ``[data]`` configuration section (:class:`stablesal.config.DataSection`) names."""
+    if data.dataset == "shapes":
+        return load_dataset("shapes", n_train=data.n_train, n_test=data.n_test, size=data.size, seed=data.seed)
+    if data.dataset == "lfw":
+        return load_dataset("lfw", seed=data.seed)
+    if data.dataset == "folder":
+        return load_dataset("folder", root=data.root or None, size=data.size, seed=data.seed)
+    return load_dataset(data.dataset, root=data.root or None)

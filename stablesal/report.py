@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from .config import StudyConfig
-from .data import ImageDataset, load_dataset
+from .data import ImageDataset, load_configured
 from .figures import (
     plot_dataset_examples, plot_model_maps, plot_stability_bars, plot_stability_fidelity, plot_timing,
 )
@@ -70,17 +70,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-
-
-def _load_data(config: StudyConfig) -> ImageDataset:
-    data = config.data
-    if data.dataset == "shapes":
-        return load_dataset("shapes", n_train=data.n_train, n_test=data.n_test, size=data.size, seed=data.seed)
-    if data.dataset == "lfw":
-        return load_dataset("lfw", seed=data.seed)
-    if data.dataset == "folder":
-        return load_dataset("folder", root=data.root or None, size=data.size, seed=data.seed)
-    return load_dataset(data.dataset, root=data.root or None)
 
 
 def _environment() -> dict:
@@ -296,7 +285,7 @@ def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir
 
 def terminal_summary(summary: list[dict], top: int = 8) -> str:
     """The headline in a few lines for the terminal."""
-    from .cli import format_table
+    from .tables import format_table
 
     rows = sorted((r for r in summary if r["model_set"] == "main"), key=lambda r: -r["ssim"])[:top]
     return format_table([{"method": r["method"], "grouping": r["grouping"], "ssim": r["ssim"],
@@ -313,7 +302,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    dataset = _load_data(config)
+    dataset = load_configured(config.data)
     timings["data"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -268,25 +268,3 @@ def check_segments(segments: torch.Tensor, images: torch.Tensor, name: str = "se
     if (count_segments(segments) < 2).any():
         raise ValueError(f"{name} has an image with a single segment; grouping needs at least two")
     return segments.long()
-
-
-def plot_boundaries(images: torch.Tensor, segments: torch.Tensor, path_stem, titles=None):
-    """Figure of segment boundaries drawn over each image (PNG and PDF)."""
-    from skimage.segmentation import mark_boundaries
-
-    from .figures import plt, save_figure
-
-    count = images.shape[0]
-    fig, axes = plt.subplots(1, count, figsize=(1.6 * count, 1.8), squeeze=False)
-    for index in range(count):
-        image = images[index].detach().cpu().float().clamp(0, 1).numpy().transpose(1, 2, 0)
-        if image.shape[2] == 1:
-            image = np.repeat(image, 3, axis=2)
-        labels = segments[index].cpu().numpy()
-        zoom = max(1, 128 // image.shape[0])  # draw boundaries on an enlarged copy so they stay thin
-        image = image.repeat(zoom, 0).repeat(zoom, 1)
-        labels = labels.repeat(zoom, 0).repeat(zoom, 1)
-        axes[0, index].imshow(mark_boundaries(image, labels, color=(1, 1, 0), mode="inner"))
-        axes[0, index].set_title(titles[index] if titles else f"{int(segments[index].max()) + 1} segments", fontsize=7)
-        axes[0, index].set_axis_off()
-    return save_figure(fig, path_stem)

@@ -24,12 +24,24 @@ def test_quick_report_writes_everything(quick_report):
         assert (quick_report / name).stat().st_size > 0, name
     results = json.loads((quick_report / "results.json").read_text())
     assert {"config", "environment", "models", "stability_summary", "variance_reduction"} <= set(results)
-    assert len(results["models"]) == 3
+    assert [m["set"] for m in results["models"]].count("main") == 3
+    assert sorted(m["held_out_fold"] for m in results["models"] if m["set"] == "fold") == [0, 1, 2]
+    fold_rows = results["mege_folds"]["rows"]
+    assert {(r["method"], r["grouping"]) for r in fold_rows} == {
+        (r["method"], r["grouping"]) for r in results["stability_summary"] if r["model_set"] == "main"
+        and r["family"] != "perturbation"}
+    assert all(0 < r["mege"] <= 1 for r in fold_rows if r["n_same"])
+    designs = results["factor_study"]["analysis"]["designs"]
+    assert set(designs) == {"main", "single_feature"}
+    for design in designs.values():
+        eta = [e["eta2_srg"] for e in design["effects"]]
+        assert sum(eta) == pytest.approx(1.0)   # main effects + interactions on a balanced design
     for figure in ("stability_main", "variance_reduction", "stability_fidelity", "timing", "dataset_examples"):
         assert (quick_report / "figures" / f"{figure}.png").exists() and (quick_report / "figures" / f"{figure}.pdf").exists()
     page = (quick_report / "index.html").read_text()
     assert "http://" not in page and "https://" not in page  # self-contained
-    for title in ("Setup", "Headline", "Cross-seed stability", "Variance reduction", "Sanity"):
+    for title in ("Setup", "Headline", "Cross-seed stability", "Variance reduction", "Sanity", "MeGe and ReCo",
+                  "Single-feature samplers"):
         assert title in page
 
 
