@@ -127,6 +127,9 @@ def test_metrics_name_bad_arguments():
     ("[gradient]\nmethods = 'saliency'\n", "methods must be of type list"),
     ("[factors]\nenabled = 1\n", "enabled must be of type bool"),
     ("[models\nk = 4\n", "not valid TOML"),
+    ("[models]\nvary = 'leave-fold-out'\n", "leave-fold-out models of the MeGe protocol are the \\[folds\\]"),
+    ("[folds]\nk = 2\n", "\\[folds\\] k must be at least 3"),
+    ("[folds]\npool = 20\nper_fold = 8\n", "pool at least k \\* per_fold"),
 ])
 def test_bad_configuration_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
