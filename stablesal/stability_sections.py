@@ -421,6 +421,8 @@ def mege_section(fold_rows: list[dict], summary: list[dict], n_samples: int, mod
                     + f"; {len(above)} of {len(rows)} method × grouping rows lie above it (interval of the "
                     "difference above 0)" + (": " + ", ".join(_label(r) for r in above[:8]) +
                                              (" …" if len(above) > 8 else "") if above else "") + ". ")
+    reading += ("MeGe here has the random map as its only null; how much of a method's similarity untrained "
+                "networks of the same architecture also show is the headline's question, not MeGe's. ")
     reading += ("ReCo is a maximum over thresholds and has no interval here; with few S≠ distances (one model "
                 "right, the other wrong) it is noisy. The test-image columns are the variant on held-out test "
                 "images (no model trained on them), from the main models.")
