@@ -166,3 +166,20 @@ def test_reading_names_only_resolved_orderings():
     assert "segmentation matters more than the attribution calculation (resolved)" in verdict
     assert "the map type matters less than the attribution calculation (resolved)" in verdict
     assert "No ordering" in design_reading(_analysis([], [("sampler", "map")]), "Main")
+
+
+def test_intervals_are_reproducible_and_follow_the_seed():
+    rows = _rows({"sampler": [0.0, 1.0], "map": [0.0, 0.3]}, n_images=12, noise=0.5, seed=1)
+    first = effect_sizes(rows, metrics=("srg",), n_boot=300, seed=4)["effects"][0]
+    again = effect_sizes(rows, metrics=("srg",), n_boot=300, seed=4)["effects"][0]
+    other = effect_sizes(rows, metrics=("srg",), n_boot=300, seed=5)["effects"][0]
+    assert first == again
+    assert first["eta2_srg"] == other["eta2_srg"] and first["eta2_srg_ci_low"] != other["eta2_srg_ci_low"]
+
+
+def test_incomplete_design_names_a_missing_configuration():
+    rows = _rows({"sampler": [0.0, 1.0], "map": [0.0, 0.3]}, n_images=2, noise=0.1)
+    missing = rows.pop(0)
+    with pytest.raises(ValueError, match=r"1 of 4 configurations missing, e\.g\. \{'sampler': '0', 'map': '0'\}"):
+        check_crossed(rows, "main")
+    assert missing["sampler"] == "0" and missing["map"] == "0"
