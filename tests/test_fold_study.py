@@ -121,3 +121,38 @@ def test_no_same_distances_gives_nan():
     row = fold_summary({"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(table)},
                        np.array([0, 1, 2]), [0, 1, 2])
     assert row["n_same"] == 0 and math.isnan(row["mege"]) and math.isnan(row["reco"])
+
+
+def test_fold_samples_boundaries():
+    parts = split_indices(40, 4, seed=0)
+    smallest = min(len(p) for p in parts)
+    assert fold_samples(40, 4, per_fold=1, seed=0)[0].numel() == 4
+    assert fold_samples(40, 4, per_fold=smallest, seed=0)[0].numel() == 4 * smallest
+    with pytest.raises(ValueError, match="per_fold must be a positive integer"):
+        fold_samples(40, 4, per_fold=0, seed=0)
+
+
+def test_summary_names_its_row_and_leaves_empty_sets_blank():
+    row = fold_summary({"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(TABLE)},
+                       np.array([0, 1, 2]), [0, 1, 2])
+    assert row["method"] == "m" and row["grouping"] == "pixel"
+    nobody = {key: (rho, False, False) for key, (rho, _, _) in TABLE.items()}
+    row = fold_summary({"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(nobody)},
+                       np.array([0, 1, 2]), [0, 1, 2])
+    assert math.isnan(row["mege_ci_low"]) and math.isnan(row["mege_ci_high"])
+    everybody = {key: (rho, True, True) for key, (rho, _, _) in TABLE.items()}   # S≠ empty, S= not
+    row = fold_summary({"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(everybody)},
+                       np.array([0, 1, 2]), [0, 1, 2])
+    assert row["n_different"] == 0 and row["n_same"] > 0 and math.isnan(row["reco"])
+
+
+def test_every_method_is_compared_with_the_null_on_its_same_set():
+    """The null listed first, two methods after it; the null's S= and S≠ distances differ, so
+    reading the wrong set of the null changes the difference."""
+    null_table = {key: (0.0 if (ca and cb) else 0.99, ca, cb) for key, (_, ca, cb) in TABLE.items()}
+    null = {"method": "random", "grouping": "pixel", "n_models": 3, "rows": _rows(null_table)}
+    methods = [{"method": name, "grouping": "pixel", "n_models": 3, "rows": _rows(TABLE)} for name in ("a", "b")]
+    rows = fold_rows([null] + methods, np.array([0, 1, 2]), [0, 1, 2])
+    for row in rows[1:]:
+        # the null's S= distances are all √(1 − 0) = 1: its MeGe is 0.5
+        assert row["mege_above_random"] == pytest.approx(1 / (1 + 1.1 / 3) - 0.5)
