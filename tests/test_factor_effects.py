@@ -183,3 +183,57 @@ def test_incomplete_design_names_a_missing_configuration():
     with pytest.raises(ValueError, match=r"1 of 4 configurations missing, e\.g\. \{'sampler': '0', 'map': '0'\}"):
         check_crossed(rows, "main")
     assert missing["sampler"] == "0" and missing["map"] == "0"
+
+
+def _r2(y, codes):
+    onehot = np.eye(codes.max() + 1)[codes]
+    fitted = onehot @ np.linalg.lstsq(onehot, y, rcond=None)[0]
+    return 1 - np.square(y - fitted).sum() / np.square(y - y.mean()).sum()
+
+
+def test_intervals_and_orderings_against_an_independent_bootstrap():
+    """Replay the documented procedure by hand: draw images with replacement with the same
+    generator, recompute every configuration mean, η² as a least-squares R², and take NumPy's
+    2.5 % and 97.5 % quantiles (also at 90 %); orderings from the same replicates."""
+    rows = _rows({"sampler": [0.0, 0.5], "map": [0.0, 0.4, 0.1]}, n_images=9, noise=0.6, seed=7)
+    codes = {f: np.array([int(r[f]) for r in rows]) for f in ("sampler", "map")}
+    scores = np.array([r["srg"] for r in rows])
+    draws = np.random.default_rng(3).integers(0, 9, size=(200, 9))
+    replicate = {f: np.array([_r2(scores[:, d].mean(1), codes[f]) for d in draws]) for f in codes}
+    for confidence in (0.95, 0.9):
+        out = effect_sizes(rows, metrics=("srg",), n_boot=200, confidence=confidence, seed=3)
+        assert out["n_images"] == 9 and out["n_configurations"] == 6 and out["n_boot"] == 200
+        assert out["confidence"] == confidence
+        effects = {e["factor"]: e for e in out["effects"]}
+        assert effects["interactions"]["levels"] == 6 and effects["map"]["levels"] == 3
+        alpha = (1 - confidence) / 2
+        for factor in codes:
+            low, high = np.quantile(replicate[factor], [alpha, 1 - alpha])
+            assert effects[factor]["eta2_srg"] == pytest.approx(_r2(scores.mean(1), codes[factor]))
+            assert effects[factor]["eta2_srg_ci_low"] == pytest.approx(low)
+            assert effects[factor]["eta2_srg_ci_high"] == pytest.approx(high)
+        (ordering,) = out["orderings"]
+        difference = replicate["sampler"] - replicate["map"]
+        point = effects["sampler"]["eta2_srg"] - effects["map"]["eta2_srg"]
+        low, high = np.quantile(difference if point >= 0 else -difference, [alpha, 1 - alpha])
+        assert ordering["metric"] == "srg" and ordering["difference"] == pytest.approx(abs(point))
+        assert (ordering["larger"], ordering["smaller"]) == (("sampler", "map") if point >= 0 else ("map", "sampler"))
+        assert ordering["ci_low"] == pytest.approx(low) and ordering["ci_high"] == pytest.approx(high)
+        assert ordering["resolved"] == bool(low > 0)
+    with pytest.raises(ValueError, match="confidence"):
+        effect_sizes(rows, confidence=1.0)
+    with pytest.raises(ValueError, match="confidence"):
+        effect_sizes(rows, confidence=0.0)
+
+
+def test_rank_agreement_interval_against_numpy():
+    rows = [{"rank_agreement": [0.1, 0.5, 0.9, 0.3], "rank_identical": [0.0, 0.5, 1.0, 0.0]},
+            {"rank_agreement": [0.3, 0.7, 0.7, 0.1], "rank_identical": [0.0, 1.0, 1.0, 0.0]}]
+    per_image = np.array([0.2, 0.6, 0.8, 0.2])
+    draws = np.random.default_rng(2).integers(0, 4, size=(300, 4))
+    for confidence in (0.95, 0.8):
+        out = rank_agreement(rows, confidence=confidence, n_boot=300, seed=2)
+        alpha = (1 - confidence) / 2
+        low, high = np.quantile(per_image[draws].mean(1), [alpha, 1 - alpha])
+        assert out["n_images"] == 4 and out["spearman"] == pytest.approx(0.45)
+        assert out["spearman_ci_low"] == pytest.approx(low) and out["spearman_ci_high"] == pytest.approx(high)
