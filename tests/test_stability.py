@@ -341,3 +341,12 @@ def test_summary_intervals_read_the_right_model_sets():
     assert row["spearman_main_minus_control_ci_low"] == pytest.approx(difference.low)
     # the correction for attenuation is Spearman's only (SSIM and top-k have chance levels above 0)
     assert "spearman_corrected" in row and "ssim_corrected" not in row and "topk_intersection_corrected" not in row
+
+
+def test_family_of_every_method():
+    from stablesal.perturbation import PRESETS
+    from stablesal.stability_statistics import family
+
+    assert all(family(name) == "perturbation" for name in PRESETS)
+    assert family("random") == "control"
+    assert [family(name) for name in ("saliency", "integrated_gradients", "suppression")] == ["gradient"] * 3
