@@ -350,3 +350,35 @@ def test_family_of_every_method():
     assert all(family(name) == "perturbation" for name in PRESETS)
     assert family("random") == "control"
     assert [family(name) for name in ("saliency", "integrated_gradients", "suppression")] == ["gradient"] * 3
+
+
+def _with_metrics(result, spearman=0.4):
+    for row in result["rows"]:
+        row.update(ssim=0.5, spearman=spearman, normalised_l2=1.0, topk_intersection=0.2, a_correct=True,
+                   b_correct=False)
+    return result
+
+
+def test_signal_resolved_only_when_models_share_a_signal():
+    from stablesal.stability_statistics import signal_resolved
+
+    generator = np.random.default_rng(8)
+    k, n, d = 4, 10, 400
+    shared = _unit(generator.normal(size=(1, n, d)) + 0.5 * generator.normal(size=(k, n, d)))
+    unrelated = _unit(generator.normal(size=(k, n, d)))   # ⟨u_a, u_b⟩ ≈ 0, ‖u_a − u_b‖² ≈ 2
+    assert signal_resolved(UnitArrays({"main": _result(shared, "seed")}))
+    assert not signal_resolved(UnitArrays({"main": _result(unrelated, "seed")}))
+
+
+def test_summary_rows_name_their_unit_and_a_deterministic_ceiling():
+    generator = np.random.default_rng(9)
+    result = _with_metrics(_result(_unit(generator.normal(size=(3, 5, 20))), "seed", random=False))
+    result["method"] = "rise"
+    del result["draws"]   # results written before draws were recorded read as independent
+    (row,) = summarise([result])
+    assert (row["model_set"], row["method"], row["grouping"], row["family"]) == ("main", "rise", "pixel",
+                                                                                  "perturbation")
+    assert row["draws"] == "independent" and row["n_images"] == 5 and row["n_models"] == 3
+    assert row["random"] is False
+    # a deterministic explainer reproduces itself: similarity ceiling 1, distance ceiling 0
+    assert row["spearman_retest"] == 1.0 and row["normalised_l2_retest"] == 0.0
