@@ -382,3 +382,40 @@ def test_summary_rows_name_their_unit_and_a_deterministic_ceiling():
     assert row["random"] is False
     # a deterministic explainer reproduces itself: similarity ceiling 1, distance ceiling 0
     assert row["spearman_retest"] == 1.0 and row["normalised_l2_retest"] == 0.0
+
+
+def _renamed(result, old, new):
+    for row in result["rows"]:
+        for kind in ("projected", "predicted", "residual_cross"):
+            row[f"{kind}@{new}"] = row.pop(f"{kind}@{old}")
+    return result
+
+
+def test_variance_reduction_rows_by_definition():
+    """One pixel result with a partition named like a matched grid (``grid@x``: the name holds an
+    '@') and its grouped result; every column against the definitions, and blanks without a
+    shared signal."""
+    from stablesal.stability_statistics import _bias, _noise_to_signal, ratio
+
+    generator = np.random.default_rng(10)
+    k, n, d = 4, 8, 16
+    blocks = np.kron(np.eye(4), np.full((4, 4), 0.25))
+    for shared, expect_resolved in ((1.0, True), (0.0, False)):
+        maps = _unit(shared * generator.normal(size=(1, n, d)) + 0.4 * generator.normal(size=(k, n, d)))
+        pixel = _renamed(_result(maps, "seed", partition=blocks), "g", "grid@x")
+        grouped = _result(_unit(np.einsum("pq,kiq->kip", blocks, maps)), "seed")
+        grouped.update(grouping="grid@x", mean_segment_size=4.0)
+        (row,) = variance_reduction_rows([pixel, grouped])
+        assert (row["method"], row["partition"], row["mean_segment_size"]) == ("m", "grid@x", 4.0)
+        assert row["signal_resolved"] is expect_resolved
+        units, grouped_units = UnitArrays({"main": pixel}), UnitArrays({"main": grouped})
+        ones = Weights.ones(n, {"main": k})
+        measured = ratio(pair_mean(units.pair("main", "sq_distance"), ones, "main"),
+                         pair_mean(units.pair("main", "projected@grid@x"), ones, "main"))
+        assert row["measured"] == pytest.approx(measured)
+        if expect_resolved:
+            assert row["bias"] == pytest.approx(_bias(units, "grid@x", ones))
+            assert row["nsr_gain"] == pytest.approx(_noise_to_signal(units, "sq_distance", ones)
+                                                    / _noise_to_signal(grouped_units, "sq_distance", ones))
+        else:
+            assert np.isnan(row["bias"]) and np.isnan(row["nsr_gain"])
