@@ -185,8 +185,8 @@ def cmd_factor_study(args) -> int:
     from .factor_effects import factor_reading
     from .figures import plot_factor_effects, plot_factor_levels
     from .data import load_configured
-    from .report import factor_stage
-    from .seeds import TrainConfig, train_seeds
+    from .report import factor_stage, train_config_from
+    from .seeds import train_seeds
     from .storage import atomic_write_json
 
     overrides = {}
@@ -197,8 +197,7 @@ def cmd_factor_study(args) -> int:
     dataset = load_configured(config.data)
     runs_dir, out = Path(args.runs) / name, Path(args.out) / name
     models = config.models
-    train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
-    run = train_seeds(dataset, k=1, vary="seed", config=train_config, out_dir=runs_dir / "models",
+    run = train_seeds(dataset, k=1, vary="seed", config=train_config_from(models), out_dir=runs_dir / "models",
                       base_seed=models.base_seed, device=models.device, progress=not args.quiet)[0]
     with _executor(args) as executor:
         study = factor_stage(config, run.model.to(models.device), dataset, runs_dir, out, run.meta["config_hash"],

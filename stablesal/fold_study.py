@@ -74,18 +74,23 @@ def fold_distance_arrays(rows: list[dict], fold_of, held_out: list[int], n_model
 def fold_summary(result: dict, fold_of, held_out: list[int]) -> dict:
     """MeGe (with its design interval), ReCo and the sizes of S= and S≠ for one method × grouping
     of the fold models (``result``: a unit of :func:`stablesal.stability.run_study`)."""
-    count = result["n_models"]
-    same, different = fold_distance_arrays(result["rows"], fold_of, held_out, count)
+    same, different = fold_distance_arrays(result["rows"], fold_of, held_out, result["n_models"])
+    return _summary(result, same, different)
+
+
+def _mege_of(same: np.ndarray, weights: Weights) -> float:
+    """1 / (1 + weighted mean of the S= distances ``[n, K, K]``)."""
+    mean = pair_mean(same, weights, FOLD_SET)
+    return 1.0 / (1.0 + mean) if math.isfinite(mean) else float("nan")
+
+
+def _summary(result: dict, same: np.ndarray, different: np.ndarray) -> dict:
+    count, n = result["n_models"], same.shape[0]
     same_values, different_values = same[np.isfinite(same)], different[np.isfinite(different)]
     out = {"method": result["method"], "grouping": result["grouping"], "n_same": int(same_values.size),
            "n_different": int(different_values.size)}
-
-    def statistic(weights: Weights) -> float:
-        mean = pair_mean(same, weights, FOLD_SET)
-        return 1.0 / (1.0 + mean) if math.isfinite(mean) else float("nan")
-
     if same_values.size:
-        out.update(design_interval(statistic, len(fold_of), {FOLD_SET: count}).as_dict("mege"))
+        out.update(design_interval(lambda w: _mege_of(same, w), n, {FOLD_SET: count}).as_dict("mege"))
     else:
         out.update(mege=float("nan"), mege_ci_low=float("nan"), mege_ci_high=float("nan"))
     out["reco"] = reco(same_values.tolist(), different_values.tolist()) if same_values.size and \
@@ -97,18 +102,17 @@ def fold_rows(results: list[dict], fold_of, held_out: list[int]) -> list[dict]:
     """:func:`fold_summary` for every unit of a fold study; where the i.i.d. random map ran under
     the same grouping, also ``mege_above_random``: the difference with the null's MeGe on the same
     samples and models, with its design interval."""
-    rows = [fold_summary(result, fold_of, held_out) for result in results]
-    nulls = {r["grouping"]: r for r in results if r["method"] == "random"}
-    for row, result in zip(rows, results):
-        null = nulls.get(result["grouping"])
-        if null is None or result["method"] == "random":
+    arrays = [fold_distance_arrays(r["rows"], fold_of, held_out, r["n_models"]) for r in results]
+    rows = [_summary(result, *pair) for result, pair in zip(results, arrays)]
+    nulls = {r["grouping"]: same for r, (same, _) in zip(results, arrays) if r["method"] == "random"}
+    for row, result, (same, _) in zip(rows, results, arrays):
+        same_null = nulls.get(result["grouping"])
+        if same_null is None or result["method"] == "random":
             continue
-        count = result["n_models"]
-        same = fold_distance_arrays(result["rows"], fold_of, held_out, count)[0]
-        same_null = fold_distance_arrays(null["rows"], fold_of, held_out, count)[0]
 
-        def difference(weights: Weights) -> float:
-            return 1 / (1 + pair_mean(same, weights, FOLD_SET)) - 1 / (1 + pair_mean(same_null, weights, FOLD_SET))
+        def difference(weights: Weights, same=same, same_null=same_null) -> float:
+            return _mege_of(same, weights) - _mege_of(same_null, weights)
 
-        row.update(design_interval(difference, len(fold_of), {FOLD_SET: count}).as_dict("mege_above_random"))
+        row.update(design_interval(difference, len(fold_of), {FOLD_SET: result["n_models"]})
+                   .as_dict("mege_above_random"))
     return rows

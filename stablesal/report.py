@@ -80,6 +80,19 @@ def _environment() -> dict:
     }
 
 
+def train_config_from(models) -> TrainConfig:
+    """The shared hyperparameters of a ``[models]`` section."""
+    return TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
+
+
+def gradient_settings(gradient, **overrides) -> StudySettings:
+    """:class:`StudySettings` of a ``[gradient]`` section (``overrides`` replace fields)."""
+    return StudySettings(**{**dict(methods=list(gradient.methods), groupings=list(gradient.groupings),
+                                   n_segments=gradient.n_segments, n_samples=gradient.n_samples,
+                                   n_steps=gradient.n_steps, noise_level=gradient.noise_level, seed=gradient.seed,
+                                   draws=gradient.draws), **overrides})
+
+
 def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
                      executor=None):
     """The K main models and the control models, trained or loaded.
@@ -88,7 +101,7 @@ def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path,
     main model 0's data (its split, or all the data when the main models vary only in seed) with
     seeds ``base_seed + k + i``, none of them a main model, so the two sets share no model."""
     models = config.models
-    train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
+    train_config = train_config_from(models)
     runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
                        base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
     split = None if models.vary == "seed" else 0
@@ -141,9 +154,7 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
                    progress: bool = True, executor=None) -> dict:
     """Run (or resume) the cross-seed study of the gradient methods and write its CSV tables."""
     gradient, device = config.gradient, config.models.device
-    settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
-                             n_segments=gradient.n_segments, n_samples=gradient.n_samples, n_steps=gradient.n_steps,
-                             noise_level=gradient.noise_level, seed=gradient.seed, draws=gradient.draws)
+    settings = gradient_settings(gradient)
     count = min(gradient.n_images, len(dataset.test_labels))
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
@@ -176,15 +187,13 @@ def fold_stage(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, out: 
     subset = dataclasses.replace(dataset, train_images=dataset.train_images[:pool],
                                  train_labels=dataset.train_labels[:pool],
                                  train_masks=None if dataset.train_masks is None else dataset.train_masks[:pool])
-    train_config = TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
+    train_config = train_config_from(models)
     runs = train_seeds(subset, k=folds.k, vary="leave-fold-out", config=train_config, out_dir=runs_dir / "fold-models",
                        base_seed=models.base_seed, device=device, progress=progress, executor=executor)
     indices, fold_of = fold_samples(pool, folds.k, folds.per_fold, seed=derive(gradient.seed, "fold-samples"))
     images, labels = subset.train_images[indices].to(device), subset.train_labels[indices].to(device)
     masks = None if subset.train_masks is None else subset.train_masks[indices]
-    settings = StudySettings(methods=list(gradient.methods), groupings=list(gradient.groupings),
-                             n_segments=gradient.n_segments, n_samples=gradient.n_samples, n_steps=gradient.n_steps,
-                             noise_level=gradient.noise_level, seed=gradient.seed, draws=gradient.draws, retest=False)
+    settings = gradient_settings(gradient, retest=False)  # pairs only: no test–retest on fold models
     held_out = [run.meta["held_out_fold"] for run in runs]
     results = run_study({FOLD_SET: [run.model for run in runs]}, images, labels, masks, settings,
                         cache_dir=runs_dir / "stability", progress=progress, executor=executor,
