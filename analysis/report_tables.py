@@ -123,9 +123,10 @@ def factor_effects(results: dict) -> str:
 def mege_folds(results: dict) -> str:
     test = {(r["method"], r["grouping"]): r for r in results["stability_summary"] if r["model_set"] == "main"}
     rows = sorted(results["mege_folds"]["rows"], key=lambda r: (r["method"] == "random", -r["mege"]))
-    return table(["method", "grouping", "MeGe (folds)", "above random map", "ReCo (folds)", "S= / S≠",
-                  "MeGe (test images)", "ReCo (test images)"],
-                 [[r["method"], r["grouping"], ci(r, "mege", 2), ci(r, "mege_above_random", 2), number(r["reco"], 2),
+    return table(["method", "grouping", "MeGe (folds)", "above random map", "ceiling (retest)", "below ceiling",
+                  "ReCo (folds)", "S= / S≠", "MeGe (test images)", "ReCo (test images)"],
+                 [[r["method"], r["grouping"], ci(r, "mege", 2), ci(r, "mege_above_random", 2),
+                   ci(r, "mege_retest", 2), ci(r, "mege_below_retest", 2), number(r["reco"], 2),
                    f"{r['n_same']} / {r['n_different']}",
                    number(test.get((r["method"], r["grouping"]), {}).get("mege_test"), 2),
                    number(test.get((r["method"], r["grouping"]), {}).get("reco_test"), 2)] for r in rows])

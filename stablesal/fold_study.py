@@ -17,6 +17,13 @@ rows of the main stability study) is reported apart as ``mege_test``/``reco_test
 MeGe gets a design interval (two-way jackknife over samples and fold models,
 :mod:`stablesal.intervals`); ReCo, a maximum over thresholds, is not smooth enough for the
 jackknife and is reported without one, with the sizes of S= and S≠.
+
+Beside MeGe stand its ceiling and its null. The ceiling (``mege_retest``) is MeGe computed on
+the test–retest distances: each fold model's map against a second run of the same explainer
+with another seed, on the samples that model gets right; 1 exactly for deterministic explainers.
+A random explainer cannot score above it, so ``mege_below_retest`` (ceiling − MeGe, with its
+interval) is the part of the instability that retraining adds to the explainer's own noise. The
+null is the i.i.d. random map on the same samples and models (``mege_above_random``).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import math
 import numpy as np
 import torch
 
-from .intervals import Weights, design_interval, pair_mean, rows_to_pair_array
+from .intervals import Weights, design_interval, model_mean, pair_mean, rows_to_model_array, rows_to_pair_array
 from .metrics import reco
 from .seeds import split_indices
 
@@ -71,9 +78,22 @@ def fold_distance_arrays(rows: list[dict], fold_of, held_out: list[int], n_model
     return same, different
 
 
+def retest_distances(result: dict, n_samples: int) -> np.ndarray | None:
+    """``[n, K]``: √(1 − |ρ|) between each fold model's map and its second run with another
+    explainer seed, on the samples the model gets right (NaN elsewhere); ``None`` when the unit has
+    no test–retest rows."""
+    if not result.get("retest_rows"):
+        return None
+    count = result["n_models"]
+    rho = rows_to_model_array(result["retest_rows"], "spearman", n_samples, count)
+    right = rows_to_model_array(result["retest_rows"], "correct", n_samples, count) == 1
+    return np.where(right, np.sqrt(np.clip(1 - np.abs(rho), 0, None)), np.nan)
+
+
 def fold_summary(result: dict, fold_of, held_out: list[int]) -> dict:
-    """MeGe (with its design interval), ReCo and the sizes of S= and S≠ for one method × grouping
-    of the fold models (``result``: a unit of :func:`stablesal.stability.run_study`)."""
+    """MeGe (with its design interval), its test–retest ceiling, ReCo and the sizes of S= and S≠
+    for one method × grouping of the fold models (``result``: a unit of
+    :func:`stablesal.stability.run_study`)."""
     same, different = fold_distance_arrays(result["rows"], fold_of, held_out, result["n_models"])
     return _summary(result, same, different)
 
@@ -84,6 +104,16 @@ def _mege_of(same: np.ndarray, weights: Weights) -> float:
     return 1.0 / (1.0 + mean) if math.isfinite(mean) else float("nan")
 
 
+def _retest_mege_of(retest: np.ndarray, weights: Weights) -> float:
+    """1 / (1 + weighted mean of the test–retest distances ``[n, K]``)."""
+    mean = model_mean(retest, weights, FOLD_SET)
+    return 1.0 / (1.0 + mean) if math.isfinite(mean) else float("nan")
+
+
+def _nan_interval(prefix: str) -> dict:
+    return {prefix: float("nan"), f"{prefix}_ci_low": float("nan"), f"{prefix}_ci_high": float("nan")}
+
+
 def _summary(result: dict, same: np.ndarray, different: np.ndarray) -> dict:
     count, n = result["n_models"], same.shape[0]
     same_values, different_values = same[np.isfinite(same)], different[np.isfinite(different)]
@@ -92,10 +122,31 @@ def _summary(result: dict, same: np.ndarray, different: np.ndarray) -> dict:
     if same_values.size:
         out.update(design_interval(lambda w: _mege_of(same, w), n, {FOLD_SET: count}).as_dict("mege"))
     else:
-        out.update(mege=float("nan"), mege_ci_low=float("nan"), mege_ci_high=float("nan"))
+        out.update(_nan_interval("mege"))
+    out.update(_ceiling(result, same, n, count))
     out["reco"] = reco(same_values.tolist(), different_values.tolist()) if same_values.size and \
         different_values.size else float("nan")
     return out
+
+
+def _ceiling(result: dict, same: np.ndarray, n: int, count: int) -> dict:
+    """``mege_retest`` and ``mege_below_retest`` (ceiling − MeGe), with design intervals; 1 and
+    1 − MeGe without intervals for a deterministic explainer; NaN for a random explainer without
+    test–retest rows."""
+    if not result.get("random", True):
+        mege_value = _mege_of(same, Weights.ones(n, {FOLD_SET: count}))
+        return {"mege_retest": 1.0, "mege_retest_ci_low": 1.0, "mege_retest_ci_high": 1.0,
+                "mege_below_retest": 1.0 - mege_value, "mege_below_retest_ci_low": float("nan"),
+                "mege_below_retest_ci_high": float("nan")}
+    retest = retest_distances(result, n)
+    if retest is None or not np.isfinite(retest).any():
+        return {**_nan_interval("mege_retest"), **_nan_interval("mege_below_retest")}
+
+    def gap(weights: Weights) -> float:
+        return _retest_mege_of(retest, weights) - _mege_of(same, weights)
+
+    return {**design_interval(lambda w: _retest_mege_of(retest, w), n, {FOLD_SET: count}).as_dict("mege_retest"),
+            **design_interval(gap, n, {FOLD_SET: count}).as_dict("mege_below_retest")}
 
 
 def fold_rows(results: list[dict], fold_of, held_out: list[int]) -> list[dict]:

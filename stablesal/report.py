@@ -193,7 +193,8 @@ def fold_stage(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, out: 
     indices, fold_of = fold_samples(pool, folds.k, folds.per_fold, seed=derive(gradient.seed, "fold-samples"))
     images, labels = subset.train_images[indices].to(device), subset.train_labels[indices].to(device)
     masks = None if subset.train_masks is None else subset.train_masks[indices]
-    settings = gradient_settings(gradient, retest=False)  # pairs only: no test–retest on fold models
+    # the fold models get the test–retest repeat: the ceiling of MeGe is the explainer's own noise
+    settings = gradient_settings(gradient, retest_sets=(FOLD_SET,))
     held_out = [run.meta["held_out_fold"] for run in runs]
     results = run_study({FOLD_SET: [run.model for run in runs]}, images, labels, masks, settings,
                         cache_dir=runs_dir / "stability", progress=progress, executor=executor,

@@ -3,8 +3,8 @@ method × grouping, and measure how much the maps depend on training randomness 
 BMVC 2024; Ye & Farnia, AISTATS 2025; docs/methods.md §3).
 
 Model sets play roles. ``main`` (the K retrained models) gets everything: pairwise similarity,
-a test–retest repeat of every random explainer on every model, fidelity, localisation and the
-sanity check. Every other set (``control``: the same data split, other seeds; ``untrained``:
+a test–retest repeat of every random explainer on every model (also given to the sets named in
+``StudySettings.retest_sets``), fidelity, localisation and the sanity check. Every other set (``control``: the same data split, other seeds; ``untrained``:
 the same architecture with fresh initialisations, never trained) gets the pairwise quantities
 only, which is all the variance decomposition and the untrained-network null need.
 
@@ -69,7 +69,9 @@ class StudySettings:
     sanity: bool = True
     perturbation_samples: int = 500  # RISE masks / LIME and KernelSHAP samples of perturbation presets
     draws: str = "independent"       # independent | common (explainer draws shared by every model; labelled)
-    retest: bool = True              # a second run of every random explainer on every main model
+    # model sets whose every model gets a second run of each random explainer (the test–retest
+    # ceiling); () for none
+    retest_sets: tuple[str, ...] = (MAIN,)
 
     def __post_init__(self) -> None:
         if self.draws not in DRAWS:
@@ -162,14 +164,16 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
 
     Every set: per (image, model pair) rows of the pairwise metrics on grey maps and of the
     squared distance between unit-norm signed maps. ``main`` also: the projection of the pixel
-    maps onto every partition (measured and predicted, for the variance-reduction check), a
-    test–retest repeat of random explainers, fidelity, localisation and sanity."""
+    maps onto every partition (measured and predicted, for the variance-reduction check),
+    fidelity, localisation and sanity. Sets in ``settings.retest_sets``: a test–retest repeat of
+    random explainers (per image and model: the pairwise metrics, the squared distance and
+    whether the model is right)."""
     began = time.perf_counter()
     main = model_set == MAIN
     groupings = {name: (None if name == "pixel" else partitions[name])
                  for name in study_groupings(settings.groupings, partitions)}
     random = method_is_random(method_name, models[0])
-    retest = main and random and settings.retest
+    retest = random and model_set in settings.retest_sets
     with torch.inference_mode():
         correct = [model(images).argmax(1).eq(targets).cpu() for model in models]
     greys = {name: [] for name in groupings}
@@ -196,7 +200,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             for name, grouped in again.items():
                 scores = pairwise_similarity(greys[name][-1], grey_maps(grouped).cpu(), PAIR_METRICS)
                 distance = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
-                retest_rows[name] += [{"image": i, "model": index, "sq_distance": float(distance[i]),
+                retest_rows[name] += [{"image": i, "model": index, "correct": bool(correct[index][i]),
+                                       "sq_distance": float(distance[i]),
                                        **{k: float(v[i]) for k, v in scores.items()}}
                                       for i in range(images.shape[0])]
         if index == 0:

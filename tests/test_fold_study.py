@@ -156,3 +156,62 @@ def test_every_method_is_compared_with_the_null_on_its_same_set():
     for row in rows[1:]:
         # the null's S= distances are all √(1 − 0) = 1: its MeGe is 0.5
         assert row["mege_above_random"] == pytest.approx(1 / (1 + 1.1 / 3) - 0.5)
+
+
+def _retest_rows(table):
+    return [{"image": i, "model": k, "spearman": rho, "correct": right} for (i, k), (rho, right) in table.items()]
+
+
+# one retest value per sample × fold model; wrong answers and |ρ| as in S=
+RETEST = {
+    (0, 0): (0.96, True),    # d = 0.2
+    (0, 1): (-0.91, True),   # d = 0.3 (|ρ|)
+    (0, 2): (0.0, False),    # model wrong: ignored
+    (1, 0): (0.99, True),    # d = 0.1
+    (1, 1): (0.84, True),    # d = 0.4
+    (1, 2): (0.75, True),    # d = 0.5
+    (2, 0): (0.19, False),   # ignored
+    (2, 1): (1.0, True),     # d = 0
+    (2, 2): (0.64, True),    # d = 0.6
+}
+
+
+def test_mege_ceiling_from_the_test_retest_runs_by_hand():
+    result = {"method": "m", "grouping": "pixel", "n_models": 3, "random": True, "rows": _rows(TABLE),
+              "retest_rows": _retest_rows(RETEST)}
+    row = fold_summary(result, np.array([0, 1, 2]), [0, 1, 2])
+    ceiling = 1 / (1 + (0.2 + 0.3 + 0.1 + 0.4 + 0.5 + 0.0 + 0.6) / 7)
+    assert row["mege_retest"] == pytest.approx(ceiling)
+    assert row["mege_below_retest"] == pytest.approx(ceiling - 1 / (1 + 1.1 / 3))
+    assert row["mege_retest_ci_low"] < row["mege_retest"] < row["mege_retest_ci_high"]
+
+
+def test_mege_ceiling_of_deterministic_and_unrepeated_explainers():
+    deterministic = {"method": "m", "grouping": "pixel", "n_models": 3, "random": False, "rows": _rows(TABLE),
+                     "retest_rows": []}
+    row = fold_summary(deterministic, np.array([0, 1, 2]), [0, 1, 2])
+    assert row["mege_retest"] == row["mege_retest_ci_low"] == row["mege_retest_ci_high"] == 1.0
+    assert row["mege_below_retest"] == pytest.approx(1 - 1 / (1 + 1.1 / 3))
+    unrepeated = dict(deterministic, random=True)
+    row = fold_summary(unrepeated, np.array([0, 1, 2]), [0, 1, 2])
+    assert math.isnan(row["mege_retest"]) and math.isnan(row["mege_below_retest_ci_low"])
+    nobody_right = dict(unrepeated, retest_rows=_retest_rows({key: (rho, False) for key, (rho, _) in RETEST.items()}))
+    assert math.isnan(fold_summary(nobody_right, np.array([0, 1, 2]), [0, 1, 2])["mege_retest"])
+
+
+def test_gap_to_the_ceiling_is_resolved_when_retraining_adds_instability():
+    """4 fold models, 8 samples per fold: between-model ρ ≈ 0.5, test–retest ρ ≈ 0.95; the gap's
+    interval excludes 0. With retest ρ equal in law to the between-model ρ it does not."""
+    rng = np.random.default_rng(1)
+    fold_of = np.repeat(np.arange(4), 8)
+    table = {(i, a, b): (float(np.clip(0.5 + 0.1 * rng.normal(), -1, 1)), True, True)
+             for i in range(32) for a in range(4) for b in range(a + 1, 4)}
+    excluded = []
+    for retest_rho in (0.95, 0.5):
+        retest = {(i, k): (float(np.clip(retest_rho + 0.1 * rng.normal(), -1, 1)), True)
+                  for i in range(32) for k in range(4)}
+        result = {"method": "m", "grouping": "pixel", "n_models": 4, "random": True, "rows": _rows(table),
+                  "retest_rows": _retest_rows(retest)}
+        row = fold_summary(result, fold_of, [0, 1, 2, 3])
+        excluded.append(row["mege_below_retest_ci_low"] > 0)
+    assert excluded == [True, False]

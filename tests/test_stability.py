@@ -79,7 +79,7 @@ def test_explainer_seeds_are_independent_per_model_and_repeat():
 
 def _mean_spearman(sets, images, labels, preset, draws):
     settings = StudySettings(methods=[preset], groupings=["pixel"], perturbation_samples=120, sanity=False,
-                             retest=False, draws=draws)
+                             retest_sets=(), draws=draws)
     results = run_study(sets, images, labels, None, settings, progress=False, include_random=False)
     for result in results:
         assert all(row["draws"] == draws for row in result["rows"])
