@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import captum.attr as ca  # noqa: E402
 
-from stablesal.attribution import frozen_parameters, make_method  # noqa: E402
+from stablesal.attribution import make_method  # noqa: E402
+from stablesal.chunking import frozen_parameters  # noqa: E402
 from stablesal.models import build_model  # noqa: E402
 from stablesal.segmentation import FastSLIC, SkimageSLIC  # noqa: E402
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stablesal.data import load_dataset  # noqa: E402
 from stablesal.models import build_model  # noqa: E402
 from stablesal.perturbation import make_preset  # noqa: E402
-from stablesal.attribution import measure_forward_chunk  # noqa: E402
+from stablesal.chunking import measure_forward_chunk  # noqa: E402
 
 
 def _sync():

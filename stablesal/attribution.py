@@ -20,125 +20,25 @@ chunk size chosen by measurement, with parameter gradients frozen, so memory sta
 
 from __future__ import annotations
 
-import hashlib
-import time
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from captum.attr import GradientAttribution
 
 from .checks import check_eval_model, check_images, check_targets, model_device
+from .chunking import frozen_parameters, gradient_chunk
 from .grouping import REDUCTIONS, Partition
 from .sampling import (
     BaselineDistribution, GaussianNoise, Identity, Sampler, StraightLinePath, Suppression,
 )
-from .seeding import mix as _mix
+from .imaging import gaussian_blur
+from .seeding import image_seeds
 from .segmentation import check_segments, make_segmenter
 
 SCORES = ("logit", "log_softmax", "probability")
 LINEAR_FACTORS = ("grad", "grad_x_delta", "grad_x_sample")
 NONLINEARITIES = ("none", "abs", "square", "topk")
 AGGREGATES = ("mean", "var")
-
-
-def image_seeds(images: torch.Tensor, seed: int | torch.Generator) -> list[int]:
-    """One 63-bit seed per image from ``seed`` and the image's bytes: independent of batch and position."""
-    if isinstance(seed, torch.Generator):
-        seed = int(torch.randint(0, 2**62, (1,), generator=seed).item())
-    if not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    pixels = images.detach().to("cpu", torch.float32).contiguous().numpy()
-    return [_mix(seed, int.from_bytes(hashlib.blake2b(p.tobytes(), digest_size=8).digest(), "little")) for p in pixels]
-
-
-@contextmanager
-def frozen_parameters(model):
-    """Turn off parameter gradients for the duration (the backward pass then skips weight
-    gradients), restoring each parameter's flag afterwards."""
-    params = [p for p in model.parameters()] if isinstance(model, torch.nn.Module) else []
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
-
-
-_CHUNK_CACHE: dict[tuple, int] = {}
-
-
-def _architecture_key(model, shape, device, score) -> tuple:
-    if isinstance(model, torch.nn.Module):
-        signature = tuple((type(m).__name__) for m in model.modules()) + tuple(
-            tuple(p.shape) for p in model.parameters())
-    else:
-        signature = (id(model),)
-    return signature, tuple(shape), str(device), score
-
-
-def measure_chunk_size(forward, sample_shape, device, max_elements: int = 1 << 22, candidates=None,
-                       backward: bool = True, dtype=torch.float32) -> int:
-    """Rows per forward/backward pass (forward only with ``backward=False``, under inference
-    mode) with the best measured throughput.
-
-    Candidates double from 16 while a chunk's input stays under ``max_elements`` values
-    (16 MiB of float32), and the search stops once throughput falls 15 % below the best.
-    """
-    numel = 1
-    for size in sample_shape:
-        numel *= size
-    cap = max(1, max_elements // numel)
-    candidates = candidates or [c for c in (16, 32, 64, 128, 256, 512, 1024) if c <= cap] or [cap]
-    # One pass with the largest chunk first: CPU allocators (glibc's dynamic mmap threshold) and
-    # oneDNN warm up on it, and without this the first candidates measure cold and look slow.
-    _time_pass(forward, (candidates[-1], *sample_shape), device, dtype, backward)
-    best, best_rate = candidates[0], 0.0
-    for rows in candidates:
-        timings = [_time_pass(forward, (rows, *sample_shape), device, dtype, backward) for _ in range(2)]
-        rate = rows / min(timings)
-        if rate > best_rate:
-            best, best_rate = rows, rate
-        elif rate < 0.85 * best_rate:
-            break
-    return best
-
-
-def _time_pass(forward, shape, device, dtype, backward: bool) -> float:
-    """Seconds for one forward (and backward) pass of a random batch of ``shape``."""
-    x = torch.rand(shape, device=device, dtype=dtype, requires_grad=backward)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    began = time.perf_counter()
-    if backward:
-        torch.autograd.grad(forward(x)[:, 0].sum(), x)
-    else:
-        with torch.inference_mode():
-            forward(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - began
-
-
-_FORWARD_CHUNK_CACHE: dict[tuple, int] = {}
-
-
-def measure_forward_chunk(forward, sample_shape, device, dtype=torch.float32) -> int:
-    """Rows per forward pass with the best measured throughput (inference mode; the search of
-    :func:`stablesal.attribution.measure_chunk_size` from 32 rows), cached per model
-    architecture, input shape, device and dtype."""
-    key = (tuple(type(m).__name__ for m in forward.modules()) if isinstance(forward, torch.nn.Module) else id(forward),
-           tuple(sample_shape), str(device), dtype)
-    if key not in _FORWARD_CHUNK_CACHE:
-        numel = 1
-        for size in sample_shape:
-            numel *= size
-        candidates = [c for c in (32, 64, 128, 256, 512, 1024) if c * numel <= 1 << 23] or [max(1, (1 << 23) // numel)]
-        _FORWARD_CHUNK_CACHE[key] = measure_chunk_size(forward, sample_shape, device, candidates=candidates, backward=False,
-                                               dtype=dtype)
-    return _FORWARD_CHUNK_CACHE[key]
 
 
 def _select_score(output: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
@@ -189,19 +89,6 @@ def resolve_baseline(inputs: torch.Tensor, baselines) -> torch.Tensor | None:
         raise ValueError(
             f"baselines of shape {tuple(baselines.shape)} cannot be broadcast to the inputs' shape {tuple(inputs.shape)}"
         ) from error
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[B, C, H, W]`` images with reflect padding (σ in pixels)."""
-    radius = max(1, int(3 * sigma))
-    radius = min(radius, images.shape[-1] - 1, images.shape[-2] - 1)
-    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    padded = torch.nn.functional.pad(images, (radius, radius, radius, radius), mode="reflect")
-    out = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    return torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
 class GradientIntegration(GradientAttribution):
@@ -256,10 +143,7 @@ class GradientIntegration(GradientAttribution):
     def _chunk_size(self, sample_shape, device, forward) -> int:
         if self.internal_batch_size:
             return int(self.internal_batch_size)
-        key = _architecture_key(self.forward_func, sample_shape, device, self.score)
-        if key not in _CHUNK_CACHE:
-            _CHUNK_CACHE[key] = measure_chunk_size(forward, sample_shape, device)
-        return _CHUNK_CACHE[key]
+        return gradient_chunk(self.forward_func, forward, sample_shape, device, self.score)
 
     def attribute(self, inputs: torch.Tensor, target=None, baselines=None, additional_forward_args: Any = None,
                   seed: int | torch.Generator = 0, segments: torch.Tensor | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -42,11 +44,40 @@ def check_targets(target, batch_size: int, num_classes: int | None, name: str = 
     if target.numel() != batch_size:
         raise ValueError(f"{name} must have one class index per image ({batch_size}), got {target.numel()}")
     if (target < 0).any() or (num_classes is not None and (target >= num_classes).any()):
-        raise ValueError(
-            f"{name} out of range: got values in [{int(target.min())}, {int(target.max())}], "
-            f"expected 0 <= {name} < {num_classes}"
-        )
+        expected = f"0 <= {name} < {num_classes}" if num_classes is not None else "class indices >= 0"
+        raise ValueError(f"{name} out of range: got values in [{int(target.min())}, {int(target.max())}], "
+                         f"expected {expected}")
     return target
+
+
+def check_maps(maps: torch.Tensor, images: torch.Tensor, name: str = "maps") -> torch.Tensor:
+    """Check attribution maps against their images ``[B, C, H, W]``: ``[B, H, W]``, ``[B, 1, H, W]``
+    or ``[B, C, H, W]``, finite."""
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(maps).__name__}")
+    batch, channels, height, width = images.shape
+    allowed = [(batch, height, width), (batch, 1, height, width), (batch, channels, height, width)]
+    if tuple(maps.shape) not in allowed:
+        raise ValueError(f"{name} must have shape [B, H, W], [B, 1, H, W] or [B, C, H, W] matching the images "
+                         f"{tuple(images.shape)}, got {tuple(maps.shape)}")
+    if not torch.isfinite(maps).all():
+        raise ValueError(f"{name} contains {(~torch.isfinite(maps)).sum().item()} NaN or infinite values")
+    return maps
+
+
+def check_model_inputs(model, images: torch.Tensor, target, maps: torch.Tensor | None = None,
+                       images_name: str = "images", maps_name: str = "maps") -> torch.Tensor:
+    """The checks of a metric that runs ``model`` on ``images`` (and reads ``maps``): a model in eval
+    mode (set, with a warning, when it is not) that returns logits on them, finite images ``[B, C, H, W]``, maps of matching shape, and
+    one class index per image within the model's classes. Returns the targets as ``[B]`` longs on
+    the images' device. Costs one forward pass of one image."""
+    ensure_eval(model)
+    check_images(images, images_name)
+    if maps is not None:
+        check_maps(maps, images, maps_name)
+    with torch.inference_mode():
+        num_classes = forward_checked(model, images[:1], images_name).shape[1]
+    return check_targets(target, images.shape[0], num_classes).to(images.device)
 
 
 def check_eval_model(model: nn.Module, name: str = "model") -> nn.Module:
@@ -56,7 +87,21 @@ def check_eval_model(model: nn.Module, name: str = "model") -> nn.Module:
             return model
         raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
     if model.training:
-        raise ValueError(f"{name} is in training mode; call {name}.eval() before explaining it")
+        raise ValueError(f"{name} is in training mode; call {name}.eval() first (dropout and batch-norm would make its outputs random)")
+    return model
+
+
+def ensure_eval(model, name: str = "model"):
+    """Put a model found in training mode into eval mode, with a warning that says so (dropout and
+    batch-norm statistics would otherwise make every score random); other callables pass."""
+    if not isinstance(model, nn.Module):
+        if callable(model):
+            return model
+        raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
+    if model.training:
+        warnings.warn(f"{name} was in training mode; stablesal set it to eval mode (dropout and batch-norm would "
+                      "make its outputs random)", stacklevel=3)
+        model.eval()
     return model
 
 

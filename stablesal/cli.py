@@ -104,12 +104,19 @@ def _explain_inputs(args):
 
 
 def cmd_explain(args) -> int:
-    from .attribution import make_method
+    from .attribution import METHODS, make_method
     from .figures import plot_explanations
     from .metrics import grey_maps
     from .segmentation import make_segmenter
     from .storage import save_torch
 
+    from .config import check_name
+    from .segmentation import SEGMENTERS
+
+    for name in args.method:  # before any data is made or model trained
+        check_name("--method", name, METHODS)
+    for name in args.grouping:
+        check_name("--grouping", name, {"pixel"} | set(SEGMENTERS))
     dataset, run, model, images, labels, masks = _explain_inputs(args)
     from .figures import plot_boundaries
 
@@ -143,9 +150,19 @@ def cmd_explain(args) -> int:
 def cmd_perturb(args) -> int:
     from .figures import plot_explanations
     from .metrics import grey_maps
-    from .perturbation import Perturbation, make_preset
+    from .config import check_name
+    from .perturbation import PRESETS, Perturbation, make_preset
+    from .perturbation.calculators import CALCULATORS
+    from .perturbation.features import SMOOTHINGS
+    from .perturbation.samplers import SAMPLERS
     from .storage import save_torch
 
+    for name in args.preset or []:  # before any data is made or model trained
+        check_name("--preset", name, PRESETS)
+    for flag, name, choices in (("--smoothing", args.smoothing, SMOOTHINGS), ("--sampler", args.sampler, SAMPLERS),
+                                ("--calculator", args.calculator, CALCULATORS)):
+        if name is not None:
+            check_name(flag, name, choices)
     dataset, run, model, images, labels, masks = _explain_inputs(args)
     custom = {k: v for k, v in (("segmenter", args.segmenter), ("smoothing", args.smoothing),
                                 ("sampler", args.sampler), ("calculator", args.calculator), ("map", args.map),

@@ -1,12 +1,15 @@
 """The study configuration: TOML sections mapped onto dataclasses, with every key checked.
 
-``experiments/default.toml`` lists every key with its default. Unknown keys and values of the
-wrong type are errors that name the section and key.
+``experiments/default.toml`` lists every key with its default. Unknown keys, values of the
+wrong type and unknown names (methods, groupings, presets, segmenters, samplers, calculators,
+fills, architectures, datasets) are errors that name the section and key, with a "did you mean"
+suggestion, raised when the configuration is read: before any data is made or model trained.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -177,7 +180,61 @@ def config_from_dict(raw: dict) -> StudyConfig:
         draws = getattr(config, section).draws
         if draws not in ("independent", "common"):
             raise ValueError(f"[{section}] draws must be 'independent' or 'common', got {draws!r}")
+    check_names(config)
     return config
+
+
+def check_name(where: str, name, choices) -> None:
+    """Refuse ``name`` unless it is one of ``choices``, naming ``where`` (``"[gradient] methods"``),
+    the closest valid name and all of them."""
+    if name in choices:
+        return
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{where}: unknown name {name!r}{hint} (expected one of {sorted(map(str, choices))})")
+
+
+def check_names(config: StudyConfig) -> None:
+    """Every name in the configuration against the registry it is looked up in later."""
+    from .attribution import METHODS
+    from .data import DATASETS
+    from .models import MODEL_FACTORIES
+    from .perturbation.calculators import CALCULATORS
+    from .perturbation.features import SMOOTHINGS
+    from .perturbation.pipeline import MAPS
+    from .perturbation.presets import PRESETS
+    from .perturbation.replacement import REPLACEMENTS
+    from .perturbation.samplers import SAMPLERS
+    from .segmentation import SEGMENTERS
+
+    check_name("[data] dataset", config.data.dataset, DATASETS)
+    check_name("[models] arch", config.models.arch, MODEL_FACTORIES)
+    for name in config.gradient.methods:
+        check_name("[gradient] methods", name, set(METHODS) | set(PRESETS) | {"random"})
+    for name in config.gradient.groupings:
+        check_name("[gradient] groupings", name, {"pixel"} | set(SEGMENTERS))
+    for name in config.perturbation.methods:
+        check_name("[perturbation] methods", name, PRESETS)
+    factors = config.factors
+    for spec in factors.segmentations:
+        segmenter, _, smoothing = spec.partition("/")
+        check_name("[factors] segmentations", segmenter, {"grid-bilinear", "patches"} | set(SEGMENTERS))
+        if smoothing:
+            check_name("[factors] segmentations (smoothing after '/')", smoothing, SMOOTHINGS)
+    for name in factors.samplers:
+        check_name("[factors] samplers", name, SAMPLERS)
+    for name in factors.calculators:
+        check_name("[factors] calculators", name, CALCULATORS)
+    for name in factors.maps:
+        check_name("[factors] maps", name, MAPS)
+    for size in factors.sample_sizes:
+        if size != "M" and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+            raise ValueError(f"[factors] sample_sizes: each entry must be 'M' or a positive integer, got {size!r}")
+    replacement = factors.replacement
+    try:
+        float(replacement)
+    except ValueError:
+        check_name("[factors] replacement (a number or a fill name)", replacement, set(REPLACEMENTS) | {"imagenet"})
 
 
 def load_config(path: Path | str | None = None, overrides: dict | None = None) -> StudyConfig:

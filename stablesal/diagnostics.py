@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .attribution import image_seeds
+from .seeding import image_seeds
 from .sampling import GaussianNoise, Sampler, Suppression
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attribution import gaussian_blur
+from .imaging import gaussian_blur
 from .checks import check_eval_model, check_images, check_targets, model_device
 
 

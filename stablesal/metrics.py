@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import check_model_inputs
+
 
 @dataclass(frozen=True)
 class MetricInfo:
@@ -246,10 +248,11 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
     curves ``[B, steps + 1]`` of the target's softmax probability; AUC ``[B]`` by the trapezoid rule
     on fractions in [0, 1] (raw, or normalised when ``normalise``).
     """
-    from .attribution import gaussian_blur
+    from .imaging import gaussian_blur
 
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    target = check_model_inputs(model, images, target, maps)
     batch, channels, height, width = images.shape
     scores = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
     order = scores.flatten(1).argsort(dim=1, descending=True)
@@ -294,9 +297,9 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
 
 def _rows_per_call(model, images: torch.Tensor, batch_size: int | str) -> int:
     """Rows per model call: ``batch_size``, or with ``"auto"`` the measured best of
-    :func:`stablesal.attribution.measure_forward_chunk`."""
+    :func:`stablesal.chunking.measure_forward_chunk`."""
     if batch_size == "auto":
-        from .attribution import measure_forward_chunk
+        from .chunking import measure_forward_chunk
 
         return measure_forward_chunk(model, images.shape[1:], images.device, images.dtype)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -371,6 +374,7 @@ def output_drops(model, images: torch.Tensor, target: torch.Tensor, subsets: tor
                  substrate: str | float = "mean", batch_size: int = 512) -> torch.Tensor:
     """p_y(x) − p_y(x with subset removed) for every image and subset ``[B, S]``. They do not
     depend on the explanation, so one call serves every method and grouping."""
+    target = check_model_inputs(model, images, target)
     fill = images.mean(dim=(2, 3), keepdim=True) if substrate == "mean" else torch.full_like(images[:, :, :1, :1],
                                                                                             float(substrate))
     subsets = subsets.to(images.device)
@@ -424,6 +428,7 @@ def removal_curves(model, images: torch.Tensor, maps: torch.Tensor, target: torc
     ``linspace(0, 1, steps)`` of the pixels, most (MIF) or least (LIF) relevant first by the
     channel-summed map (ties broken by position). ``fill``: ``"mean"`` (each image's mean colour,
     as SEG-SMOOTH specify) or a constant (their released code effectively used 0.5)."""
+    target = check_model_inputs(model, images, target, maps)
     batch, channels, height, width = images.shape
     scores = maps.sum(1) if maps.dim() == 4 else maps
     order = scores.flatten(1).argsort(dim=1, descending=most_relevant_first, stable=True)
@@ -520,6 +525,7 @@ def saliency_metric(model, images: torch.Tensor, maps: torch.Tensor, target: tor
     """Dabkowski & Gal (NeurIPS 2017): log(max(a, 0.05)) − log(p) where a is the area fraction of the
     tight box around the top ``fraction`` of pixels and p the target's probability on the image
     cropped to that box and resized back to full size. Lower is better."""
+    target = check_model_inputs(model, images, target, maps)
     batch, _, height, width = images.shape
     scores = _scores(maps).view(batch, height, width)
     threshold = scores.flatten(1).quantile(1 - fraction, dim=1).view(-1, 1, 1)
@@ -599,6 +605,7 @@ def inpaint_metric(model, explain, images: torch.Tensor, target: torch.Tensor, i
 
     ``explain(images, target) → maps``; ``smoothing_factor`` defaults to side/14 (16 at 224 px).
     """
+    target = check_model_inputs(model, images, target)
     batch, _, height, width = images.shape
     factor = smoothing_factor or max(1, round(height / 14))
     with torch.inference_mode():

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .attribution import make_method
-from .inpainting import SampledBackground, classical_inpainters, inpainting_quality
+from .fill_quality import inpainting_quality
+from .inpainting import SampledBackground, classical_inpainters
 from .meaningful import MeaningfulPerturbation
 from .metrics import (
     deletion_insertion, grey_maps, inpaint_metric, iou_top, kendall_tau_matrix, mean_ci, mu_fidelity, output_drops,
@@ -32,6 +33,7 @@ from .perturbation.features import SlidingPatches
 from .perturbation.pipeline import Perturbation
 from .perturbation.presets import GenLIME, Occlusion, SlidingPatch
 from .perturbation.replacement import Inpaint
+from .seeding import derive, image_seeds
 
 HIGHER_IS_BETTER = {"deletion_auc_mean": False, "deletion_auc_inpaint": False, "insertion_auc": True, "srg": True,
                     "relevance_mass": True, "pointing_game": True, "iou": True, "saliency_metric": False,
@@ -74,8 +76,6 @@ def _methods(model, inpainter, settings: RemovalSettings, side: int) -> dict:
 def _random_maps(images: torch.Tensor, seed: int) -> torch.Tensor:
     """The random-map control, drawn per image from the image's content: an edited image gets a new
     random map (a fixed map would 'explain' every edit perfectly under INPAINT-METRIC)."""
-    from .attribution import image_seeds
-
     return torch.stack([torch.rand(image.shape, generator=torch.Generator().manual_seed(s)) for image, s in
                         zip(images.cpu(), image_seeds(images, seed))]).to(images)
 
@@ -174,8 +174,8 @@ def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tens
     robustness = []
     if settings.robustness:
         few_images, few_labels = x[:min(4, count)], y[:min(4, count)]
-        random_floor = _pairwise([grey_maps(torch.rand(few_images.shape, generator=torch.Generator().manual_seed(i)))
-                                  for i in range(3)])
+        random_floor = _pairwise([grey_maps(torch.rand(few_images.shape, generator=torch.Generator().manual_seed(
+            derive(settings.seed, "robustness-random-floor", i)))) for i in range(3)])
         for label, variants in tqdm(_variants(model, inpainter, settings).items(), desc="robustness",
                                     disable=not progress):
             greys = [grey_maps(fn(few_images, few_labels)) for fn in variants.values()]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 
+import torch
+
 _MASK64 = (1 << 64) - 1
 
 
@@ -44,3 +46,13 @@ def derive(seed: int, *keys: int | str) -> int:
     if not keys:
         return seed
     return mix(seed, *(_key_int(key) for key in keys))
+
+
+def image_seeds(images: torch.Tensor, seed: int | torch.Generator) -> list[int]:
+    """One 63-bit seed per image from ``seed`` and the image's bytes: independent of batch and position."""
+    if isinstance(seed, torch.Generator):
+        seed = int(torch.randint(0, 2**62, (1,), generator=seed).item())
+    if not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    pixels = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    return [mix(seed, int.from_bytes(hashlib.blake2b(p.tobytes(), digest_size=8).digest(), "little")) for p in pixels]

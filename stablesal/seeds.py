@@ -32,8 +32,12 @@ import torch.nn.functional as F
 
 from .data import ImageDataset
 from .models import build_model
-from .seeding import mix as _mix
+from .seeding import derive
 from .storage import CorruptFileError, config_hash, load_torch, save_torch
+
+# Keys of the training streams under a run's seed. Integers (not names) because checkpoints made
+# before derive() existed are cached under these streams; derive(seed, 7) is what they used.
+SPLIT_ORDER, GLOBAL_RNG, INITIALISATION = 7, 1, 0xC0FFEE
 
 VARY_CHOICES = ("seed", "split", "both", "leave-fold-out")
 
@@ -76,7 +80,7 @@ def split_indices(n: int, k: int, seed: int = 0) -> list[torch.Tensor]:
     """K disjoint, near-equal parts of ``range(n)`` in a seeded random order."""
     if k < 1 or k > n:
         raise ValueError(f"k must be between 1 and the number of training images ({n}), got {k}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(seed, 7)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(derive(seed, SPLIT_ORDER)))
     return [part.sort().values for part in order.tensor_split(k)]
 
 
@@ -108,8 +112,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 
 
 def _train_epoch(model, optimizer, scheduler, images, labels, config: TrainConfig, seed: int, epoch: int, device):
-    generator = torch.Generator().manual_seed(_mix(seed, epoch))
-    torch.manual_seed(_mix(seed, epoch, 1))  # any layer that draws from the global RNG
+    generator = torch.Generator().manual_seed(derive(seed, epoch))
+    torch.manual_seed(derive(seed, epoch, GLOBAL_RNG))  # any layer that draws from the global RNG
     model.train()
     order = torch.randperm(len(images), generator=generator)
     total_loss, total_correct, seen = 0.0, 0, 0
@@ -200,7 +204,7 @@ def train_one(
         partial = out_dir / f"model-{run['index']:02d}-{digest}.partial.pt"
 
     def new_model() -> nn.Module:
-        torch.manual_seed(_mix(run["seed"], 0xC0FFEE))
+        torch.manual_seed(derive(run["seed"], INITIALISATION))
         if model_factory is not None:
             return model_factory()
         return build_model(

@@ -32,14 +32,14 @@ from typing import Sequence
 
 import torch
 
-from .attribution import image_seeds, make_method
+from .attribution import make_method
 from .grouping import Partition, lag_weights, stationary_projection_energy
 from .metrics import (
     deletion_insertion, grey_maps, mu_fidelity, output_drops, pairwise_similarity, pointing_game, random_cell_subsets,
     randomised_copy, relevance_mass, spearman, ssim, unit_maps,
 )
 from .perturbation import PRESETS, make_preset
-from .seeding import derive
+from .seeding import derive, image_seeds
 from .segmentation import count_segments, make_segmenter, matched_grid
 from .storage import cached_unit, save_json_checked
 

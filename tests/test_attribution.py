@@ -114,7 +114,7 @@ def test_vargrad_matches_two_pass_variance(images):
     ours = method.attribute(images[:2], target=1, seed=5)
     # recompute the same samples directly and take the variance in two passes
     sampler = GaussianNoise(37, 0.2)
-    from stablesal.attribution import image_seeds
+    from stablesal.seeding import image_seeds
 
     seeds = image_seeds(images[:2], 5)
     for i in range(2):

@@ -14,7 +14,7 @@ from stablesal.cli import main
 from stablesal.config import load_config
 from stablesal.grouping import Partition
 from stablesal.inpainting import ConstantFill
-from stablesal.metrics import deletion_insertion, srg
+from stablesal.metrics import deletion_insertion, output_drops, random_cell_subsets, saliency_metric, srg
 from stablesal.perturbation import Perturbation
 from stablesal.segmentation import check_segments
 
@@ -119,6 +119,65 @@ def test_metrics_name_bad_arguments():
         ConstantFill()(images, torch.zeros(2, 1, 4, 4, dtype=torch.bool))
 
 
+METRICS = {
+    "deletion": lambda model, images, maps, target: deletion_insertion(model, images, maps, target, steps=2),
+    "srg": lambda model, images, maps, target: srg(model, images, maps, target, steps=2),
+    "saliency_metric": lambda model, images, maps, target: saliency_metric(model, images, maps, target),
+    "output_drops": lambda model, images, maps, target: output_drops(
+        model, images, target, random_cell_subsets(8, 8, n_subsets=2, grid=2, fraction=0.5)),
+}
+
+
+@pytest.mark.parametrize("metric", sorted(METRICS))
+@pytest.mark.parametrize("change, error, message", [
+    ({"images": torch.full((2, 3, 8, 8), float("nan"))}, ValueError, "images contains 384 NaN"),
+    ({"images": torch.rand(3, 8, 8)}, ValueError, r"images must have shape \[B, C, H, W\]"),
+    ({"target": torch.tensor([5, 1])}, ValueError, r"target out of range: got values in \[1, 5\], expected 0 <= target < 5"),
+    ({"target": torch.tensor([-1, 1])}, ValueError, "target out of range"),
+    ({"target": torch.tensor([0, 1, 2])}, ValueError, r"one class index per image \(2\)"),
+])
+def test_metrics_check_their_inputs_before_any_pass(metric, change, error, message):
+    """The model-running metrics name the argument (NaN images, a [3, H, W] image, targets outside
+    the model's classes) instead of returning NaN or failing deep inside torch."""
+    arguments = {"model": tiny_model(), "images": torch.rand(2, 3, 8, 8), "maps": torch.rand(2, 8, 8),
+                 "target": torch.tensor([0, 1])} | change
+    if metric == "output_drops" and "maps" in change:
+        pytest.skip("output_drops reads no maps")
+    with pytest.raises(error, match=message):
+        METRICS[metric](**arguments)
+
+
+@pytest.mark.parametrize("metric", sorted(METRICS))
+def test_metrics_put_a_training_model_in_eval_mode_and_say_so(metric):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Dropout(0.9), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 5)).train()
+    images, maps, target = torch.rand(2, 3, 8, 8), torch.rand(2, 8, 8), torch.tensor([0, 1])
+    with pytest.warns(UserWarning, match="model was in training mode; stablesal set it to eval mode"):
+        first = METRICS[metric](model, images, maps, target)
+    assert not model.training
+    again = METRICS[metric](model, images, maps, target)  # dropout off: the scores repeat exactly
+    first, again = (first[1], again[1]) if isinstance(first, tuple) else (first, again)
+    first, again = (first["srg"], again["srg"]) if isinstance(first, dict) else (first, again)
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize("metric", ["deletion", "srg", "saliency_metric"])
+def test_metrics_check_map_shapes(metric):
+    with pytest.raises(ValueError, match=r"maps must have shape .* matching the images \(2, 3, 8, 8\), got \(2, 5, 5\)"):
+        METRICS[metric](tiny_model(), torch.rand(2, 3, 8, 8), torch.rand(2, 5, 5), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="maps contains 1 NaN"):
+        maps = torch.rand(2, 8, 8)
+        maps[0, 0, 0] = float("nan")
+        METRICS[metric](tiny_model(), torch.rand(2, 3, 8, 8), maps, torch.tensor([0, 1]))
+
+
+def test_negative_target_without_a_known_class_count_is_named():
+    from stablesal.checks import check_targets
+
+    with pytest.raises(ValueError, match="expected class indices >= 0"):
+        check_targets(torch.tensor([-1]), 1, None)
+
+
 @pytest.mark.parametrize("text, message", [
     ("[data]\nn_trian = 5\n", "unknown key 'n_trian'"),
     ("[dta]\n", "unknown configuration section"),
@@ -130,6 +189,18 @@ def test_metrics_name_bad_arguments():
     ("[models]\nvary = 'leave-fold-out'\n", "leave-fold-out models of the MeGe protocol are the \\[folds\\]"),
     ("[folds]\nk = 2\n", "\\[folds\\] k must be at least 3"),
     ("[folds]\npool = 20\nper_fold = 8\n", "pool at least k \\* per_fold"),
+    ("[gradient]\nmethods = ['smoothgrd']\n", "\\[gradient\\] methods: unknown name 'smoothgrd'; did you mean 'smoothgrad'"),
+    ("[gradient]\ngroupings = ['pixel', 'fastslick']\n", "did you mean 'fastslic'"),
+    ("[perturbation]\nmethods = ['lime', 'kernelshap']\n", "did you mean 'kernel_shap'"),
+    ("[models]\narch = 'resnet2'\n", "\\[models\\] arch: unknown name 'resnet2'; did you mean 'resnet20'"),
+    ("[data]\ndataset = 'cifar'\n", "did you mean 'cifar10'"),
+    ("[factors]\nsegmentations = ['slic/gausian']\n", "smoothing after '/'.*did you mean 'gaussian'"),
+    ("[factors]\nsamplers = ['shapp']\n", "did you mean 'shap'"),
+    ("[factors]\ncalculators = ['lime_ols']\n", "did you mean 'lime-ols'"),
+    ("[factors]\nmaps = ['segments']\n", "did you mean 'segment'"),
+    ("[factors]\nsample_sizes = ['M', 0]\n", "'M' or a positive integer, got 0"),
+    ("[factors]\nreplacement = 'blurr'\n", "did you mean 'blur'"),
+    ("[gradient]\nmethods = ['zzz']\n", "unknown name 'zzz' \\(expected one of"),
 ])
 def test_bad_configuration_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -151,6 +222,24 @@ def test_cli_bad_paths_give_one_line_and_write_nothing(tmp_path, capsys, argv, m
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and message in error[0]
     assert not out.exists() or not any(out.rglob("*"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stability", "--methods", "saliency", "smoothgrd"], "did you mean 'smoothgrad'"),
+    (["stability", "--groupings", "fastslick"], "did you mean 'fastslic'"),
+    (["explain", "--method", "integrated_gradient"], "--method: unknown name 'integrated_gradient'"),
+    (["explain", "--grouping", "felzenswalb"], "did you mean 'felzenszwalb'"),
+    (["perturb", "--preset", "rice"], "--preset: unknown name 'rice'; did you mean 'rise'"),
+    (["perturb", "--sampler", "randm"], "did you mean 'random'"),
+])
+def test_cli_names_are_checked_before_any_training(tmp_path, capsys, argv, message):
+    """A typo in a method or grouping name ends the command at once: nothing is trained."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    code = main([*argv, "--runs", str(runs), "--out", str(out), "-q"])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0]
+    assert not runs.exists() and not out.exists()
 
 
 def test_corrupt_checkpoint_is_refused_by_name(tmp_path, capsys):

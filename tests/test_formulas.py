@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from stablesal.attribution import SmoothGrad, SparsifiedSmoothGrad, image_seeds
+from stablesal.attribution import SmoothGrad, SparsifiedSmoothGrad
+from stablesal.seeding import image_seeds
 from stablesal.metrics import deletion_insertion, mege, mu_fidelity, output_drops, pointing_game, reco
 from stablesal.sampling import GaussianNoise, Suppression
 

@@ -6,9 +6,9 @@ from torch import nn
 
 from stablesal.inpainting import (
     BiharmonicInpainter, CallableInpainter, ConstantFill, InpainterConfig, NoisyLinearImputation, OpenCVInpainter,
-    SampledBackground, boundary_fill, classical_inpainters, inpainting_quality, random_holes, train_inpainter,
-    wilson_half_width,
+    SampledBackground, boundary_fill, classical_inpainters, random_holes, train_inpainter,
 )
+from stablesal.fill_quality import inpainting_quality, wilson_half_width
 from stablesal.meaningful import MeaningfulPerturbation
 from stablesal.metrics import (
     deletion_insertion, inpaint_metric, iou_top, kendall_tau_matrix, pointing_game, relevance_mass, saliency_metric,
@@ -175,14 +175,14 @@ def test_deletion_with_an_inpainter_substrate_and_localisation_metrics():
     truth[:, :8, :8] = 1
     good = truth.unsqueeze(1) + 1e-3 * torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     target = torch.zeros(2, dtype=torch.long)
-    _, auc_good = deletion_insertion(Quadrant(), images, good, target, steps=8, substrate=ConstantFill("mean"))
-    _, auc_bad = deletion_insertion(Quadrant(), images, 2 - good, target, steps=8, substrate=ConstantFill("mean"))
+    _, auc_good = deletion_insertion(Quadrant().eval(), images, good, target, steps=8, substrate=ConstantFill("mean"))
+    _, auc_bad = deletion_insertion(Quadrant().eval(), images, 2 - good, target, steps=8, substrate=ConstantFill("mean"))
     assert (auc_good < auc_bad).all()
     assert torch.allclose(iou_top(good, truth), torch.ones(2))
     assert torch.allclose(pointing_game(good, truth), torch.ones(2))
     assert (relevance_mass(good, truth) > 0.99).all()
-    better = saliency_metric(Quadrant(), images, good, target)
-    worse = saliency_metric(Quadrant(), images, torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(3)),
+    better = saliency_metric(Quadrant().eval(), images, good, target)
+    worse = saliency_metric(Quadrant().eval(), images, torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(3)),
                             target)
     assert (better < worse).all()
 
@@ -207,8 +207,8 @@ def test_inpaint_metric_prefers_the_true_region_to_a_random_map():
         return torch.rand(x.shape[0], 1, 16, 16, generator=torch.Generator().manual_seed(5))
 
     fill = ConstantFill("zero")
-    good = inpaint_metric(Quadrant(), true_map, images, target, fill, class_conditional=False)["area"]
-    bad = inpaint_metric(Quadrant(), random_map, images, target, fill, class_conditional=False)["area"]
+    good = inpaint_metric(Quadrant().eval(), true_map, images, target, fill, class_conditional=False)["area"]
+    bad = inpaint_metric(Quadrant().eval(), random_map, images, target, fill, class_conditional=False)["area"]
     assert (good <= bad).all() and (good < bad).any()
 
 

@@ -70,16 +70,16 @@ def test_deletion_insertion_prefer_the_true_map():
     images = torch.rand(6, 3, 8, 8)
     target = torch.zeros(6, dtype=torch.long)
     true_map = images[:, :1].clone()  # the model's evidence
-    _, good = deletion_insertion(Counting(), images, true_map, target, steps=8)
-    _, bad = deletion_insertion(Counting(), images, -true_map.abs() + 2, target, steps=8)  # reversed ranking
+    _, good = deletion_insertion(Counting().eval(), images, true_map, target, steps=8)
+    _, bad = deletion_insertion(Counting().eval(), images, -true_map.abs() + 2, target, steps=8)  # reversed ranking
     assert (good < bad).all()
-    _, good_ins = deletion_insertion(Counting(), images, true_map, target, steps=8, mode="insertion")
-    _, bad_ins = deletion_insertion(Counting(), images, -true_map.abs() + 2, target, steps=8, mode="insertion")
+    _, good_ins = deletion_insertion(Counting().eval(), images, true_map, target, steps=8, mode="insertion")
+    _, bad_ins = deletion_insertion(Counting().eval(), images, -true_map.abs() + 2, target, steps=8, mode="insertion")
     assert (good_ins > bad_ins).all()
-    curves, _ = deletion_insertion(Counting(), images, true_map, target, steps=8, normalise=True)
+    curves, _ = deletion_insertion(Counting().eval(), images, true_map, target, steps=8, normalise=True)
     assert torch.allclose(curves[:, 0], torch.ones(6)) and torch.allclose(curves[:, -1], torch.zeros(6), atol=1e-6)
     with pytest.raises(ValueError, match="substrate"):
-        deletion_insertion(Counting(), images, true_map, target, substrate="noise")
+        deletion_insertion(Counting().eval(), images, true_map, target, substrate="noise")
 
 
 def test_deletion_curve_matches_a_step_by_step_loop_for_any_chunking():

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stablesal.attribution import image_seeds
+from stablesal.seeding import image_seeds
 from stablesal.perturbation import RISE, Occlusion, Perturbation, make_preset
 from stablesal.perturbation.calculators import make_calculator
 from stablesal.perturbation.features import FeatureSegmenter, Features, GaussianSmoothing, Segments

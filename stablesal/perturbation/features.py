@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..attribution import gaussian_blur
+from ..imaging import gaussian_blur
 from ..segmentation import Grid, Segmenter, make_segmenter
 
 
@@ -250,6 +250,9 @@ class RandomShift(Smoothing):
             raise ValueError("the random shift needs the 'grid-bilinear' segmenter (RISE masks); "
                              "use Gaussian smoothing for other segmentations")
         return replace(features, shift=features.cell)
+
+
+SMOOTHINGS = ("none", "gaussian", "shift")
 
 
 def make_smoothing(name: str | Smoothing | None, sigma: float | str = "auto") -> Smoothing:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from captum.attr import PerturbationAttribution
 
-from ..attribution import image_seeds, measure_forward_chunk
+from ..chunking import measure_forward_chunk
+from ..seeding import image_seeds
 from ..checks import check_eval_model, check_images, check_targets, forward_checked, model_device
 from .calculators import Calculator, Observations, RiseScore, make_calculator
 from .features import Features, FeatureSegmenter, RandomShift, Smoothing, make_feature_segmenter, make_smoothing

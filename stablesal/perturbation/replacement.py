@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..attribution import gaussian_blur
+from ..imaging import gaussian_blur
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = 0 after ImageNet normalisation: RISE's effective fill
 
