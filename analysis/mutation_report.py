@@ -1,8 +1,8 @@
 """Score a `make mutation` run: read mutmut's per-mutant exit codes (``mutants/**/*.meta``) and the
-committed list of equivalent mutants (``mutation/equivalent.md``), print the kill rate over the
+committed lists of equivalent mutants (``mutation/*.md``), print the kill rate over the
 non-equivalent mutants and every survivor nobody has explained.
 
-    python analysis/mutation_report.py [--mutants mutants] [--equivalent mutation/equivalent.md]
+    python analysis/mutation_report.py [--mutants mutants] [--equivalent mutation]
         [--target 0.9]
 
 Exit status 1 when the kill rate is below the target or a survivor is not listed as equivalent.
@@ -30,20 +30,23 @@ def load_exit_codes(mutants: Path) -> dict[str, int | None]:
 
 
 def load_equivalent(path: Path) -> dict[str, str]:
-    """``mutant key → reason`` from the lines ``- `key`: reason`` of the Markdown file."""
+    """``mutant key → reason`` from the lines ``- `key`: reason`` of the Markdown file, or of every
+    Markdown file of a folder."""
     pattern = re.compile(r"^- `([^`]+)`: (.+)$")
+    files = sorted(path.glob("*.md")) if path.is_dir() else [path] if path.exists() else []
     out = {}
-    for line in path.read_text().splitlines() if path.exists() else []:
-        match = pattern.match(line.strip())
-        if match:
-            out[match.group(1)] = match.group(2)
+    for file in files:
+        for line in file.read_text().splitlines():
+            match = pattern.match(line.strip())
+            if match:
+                out[match.group(1)] = match.group(2)
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutants", default="mutants")
-    parser.add_argument("--equivalent", default="mutation/equivalent.md")
+    parser.add_argument("--equivalent", default="mutation", help="a Markdown file or a folder of them")
     parser.add_argument("--target", type=float, default=0.9)
     args = parser.parse_args(argv)
     codes = load_exit_codes(Path(args.mutants))

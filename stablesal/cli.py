@@ -10,7 +10,12 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import GradientSection, ModelsSection
+from .settings import StudySettings, TrainConfig
 from .tables import format_table
+
+# Defaults come from the settings dataclasses (stablesal.settings), as the TOML sections' do.
+_MODELS, _GRADIENT, _TRAIN, _STUDY = ModelsSection(), GradientSection(), TrainConfig(), StudySettings()
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,16 +38,16 @@ def _load_data(args):
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-k", "--models", type=int, default=4, help="number of retrained models K")
-    parser.add_argument("--vary", default="both", choices=["seed", "split", "both", "leave-fold-out"],
+    parser.add_argument("-k", "--models", type=int, default=_MODELS.k, help="number of retrained models K")
+    parser.add_argument("--vary", default=_MODELS.vary, choices=["seed", "split", "both", "leave-fold-out"],
                         help="what differs between models: seed, disjoint data split, both, or leave-fold-out "
                              "(model i trains on every fold but fold i: the MeGe protocol)")
-    parser.add_argument("--arch", default="small_cnn", help="small_cnn or resnet20")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=4e-3)
-    parser.add_argument("--base-seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--arch", default=_TRAIN.model, help="small_cnn or resnet20")
+    parser.add_argument("--epochs", type=int, default=_TRAIN.epochs)
+    parser.add_argument("--batch-size", type=int, default=_TRAIN.batch_size)
+    parser.add_argument("--lr", type=float, default=_TRAIN.lr)
+    parser.add_argument("--base-seed", type=int, default=_MODELS.base_seed)
+    parser.add_argument("--device", default=_MODELS.device, help="cpu or cuda")
 
 
 def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -326,10 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "vargrad, sparsified_smoothgrad, gradient_shap, suppression")
     explain.add_argument("--grouping", nargs="+", default=["pixel", "fastslic"],
                          help="pixel, fastslic, slic, felzenszwalb, quickshift, watershed, grid")
-    explain.add_argument("--n-segments", type=int, default=64)
-    explain.add_argument("--n-samples", type=int, default=32)
-    explain.add_argument("--n-steps", type=int, default=32)
-    explain.add_argument("--noise-level", type=float, default=0.15, help="SmoothGrad σ as a fraction of the input range")
+    explain.add_argument("--n-segments", type=int, default=_STUDY.n_segments)
+    explain.add_argument("--n-samples", type=int, default=_STUDY.n_samples)
+    explain.add_argument("--n-steps", type=int, default=_STUDY.n_steps)
+    explain.add_argument("--noise-level", type=float, default=_STUDY.noise_level,
+                         help="SmoothGrad σ as a fraction of the input range")
     explain.add_argument("--suppression-mode", default="bernoulli", choices=["bernoulli", "fixed", "continuous", "global"])
     explain.add_argument("--suppression-unit", default="pixel", choices=["pixel", "patch", "segment"])
     _add_image_job_arguments(explain, out="figures/explain")
@@ -367,13 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     stability = commands.add_parser("stability", help="train K models and measure cross-seed saliency stability")
     stability.add_argument("--config", default=None, help="TOML configuration (data, models, gradient sections)")
-    stability.add_argument("-k", "--models", type=int, default=4)
-    stability.add_argument("--vary", default="both", choices=["seed", "split", "both"])
-    stability.add_argument("--control-k", type=int, default=3,
+    stability.add_argument("-k", "--models", type=int, default=_MODELS.k)
+    stability.add_argument("--vary", default=_MODELS.vary, choices=["seed", "split", "both"])
+    stability.add_argument("--control-k", type=int, default=_MODELS.control_k,
                            help="control models: model 0's split, other seeds (0, or >= 3)")
-    stability.add_argument("--untrained-k", type=int, default=4,
+    stability.add_argument("--untrained-k", type=int, default=_MODELS.untrained_k,
                            help="untrained networks of the same architecture, the null (0, or >= 3)")
-    stability.add_argument("--draws", default="independent", choices=["independent", "common"],
+    stability.add_argument("--draws", default=_GRADIENT.draws, choices=["independent", "common"],
                            help="explainer draws: independent per model (default) or shared (labelled)")
     stability.add_argument("--methods", nargs="+", default=None)
     stability.add_argument("--groupings", nargs="+", default=None)

@@ -15,10 +15,17 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .settings import FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+# The API's settings are the defaults of the sections (stablesal.settings: one source of defaults);
+# the keys that only the report has (k, n_images, enabled, ...) are defined here.
+_TRAIN, _STUDY, _FACTORS = TrainConfig(), StudySettings(), FactorSettings()
+_INPAINTER, _REMOVAL = InpainterConfig(), RemovalSettings()
 
 
 @dataclass
@@ -35,10 +42,10 @@ class DataSection:
 class ModelsSection:
     k: int = 4                       # number of retrained models
     vary: str = "both"               # seed | split | both
-    arch: str = "small_cnn"          # small_cnn | resnet20
-    epochs: int = 8
-    batch_size: int = 128
-    lr: float = 4e-3
+    arch: str = _TRAIN.model         # small_cnn | resnet20
+    epochs: int = _TRAIN.epochs
+    batch_size: int = _TRAIN.batch_size
+    lr: float = _TRAIN.lr
     base_seed: int = 0
     control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
     untrained_k: int = 4             # untrained networks of the same architecture: the null (0, or >= 3)
@@ -54,27 +61,24 @@ class ModelsSection:
 
 @dataclass
 class GradientSection:
-    methods: list = field(default_factory=lambda: [
-        "saliency", "integrated_gradients", "smoothgrad", "vargrad", "gradient_shap",
-        "sparsified_smoothgrad", "suppression",
-    ])
-    groupings: list = field(default_factory=lambda: ["pixel", "fastslic", "felzenszwalb", "grid"])
-    n_segments: int = 64             # super-pixel and grid target number of segments
-    n_samples: int = 32              # samples of the random methods (SmoothGrad, suppression, ...)
-    n_steps: int = 32                # IG quadrature points
-    noise_level: float = 0.15        # SmoothGrad σ as a fraction of the input range
+    methods: list = field(default_factory=lambda: list(_STUDY.methods))
+    groupings: list = field(default_factory=lambda: list(_STUDY.groupings))
+    n_segments: int = _STUDY.n_segments  # super-pixel and grid target number of segments
+    n_samples: int = _STUDY.n_samples    # samples of the random methods (SmoothGrad, suppression, ...)
+    n_steps: int = _STUDY.n_steps        # IG quadrature points
+    noise_level: float = _STUDY.noise_level  # SmoothGrad σ as a fraction of the input range
     n_images: int = 48               # test images explained per model
-    seed: int = 0
-    draws: str = "independent"       # independent | common (every model gets the same explainer draws; labelled)
+    seed: int = _STUDY.seed
+    draws: str = _STUDY.draws        # independent | common (every model gets the same explainer draws; labelled)
 
 
 @dataclass
 class PerturbationSection:
     methods: list = field(default_factory=lambda: ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
     n_images: int = 12               # test images explained by every model (perturbation methods are costlier)
-    n_samples: int = 300             # RISE masks and LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
-    seed: int = 0
-    draws: str = "independent"       # independent | common
+    n_samples: int = _STUDY.perturbation_samples  # RISE masks, LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
+    seed: int = _STUDY.seed
+    draws: str = _STUDY.draws        # independent | common
 
 
 @dataclass
@@ -95,31 +99,31 @@ class FoldsSection:
 
 @dataclass
 class FactorsSection:
-    segmentations: list = field(default_factory=lambda: ["grid-bilinear", "grid/gaussian", "slic/gaussian"])
-    samplers: list = field(default_factory=lambda: ["random", "shap", "single", "inverse-single"])
-    sample_sizes: list = field(default_factory=lambda: ["M", 200, 1000])  # "M" = one sample per segment
-    calculators: list = field(default_factory=lambda: ["rise", "lime-ols", "kernel-shap", "pda", "ciu"])
-    maps: list = field(default_factory=lambda: ["segment", "pixel"])
-    n_segments: int = 49
-    replacement: str = "0"           # a number, image-mean, blur, ...
-    n_images: int = 6
-    srg_steps: int = 10
-    seed: int = 0
+    segmentations: list = field(default_factory=lambda: list(_FACTORS.segmentations))
+    samplers: list = field(default_factory=lambda: list(_FACTORS.samplers))
+    sample_sizes: list = field(default_factory=lambda: list(_FACTORS.sample_sizes))  # "M" = one sample per segment
+    calculators: list = field(default_factory=lambda: list(_FACTORS.calculators))
+    maps: list = field(default_factory=lambda: list(_FACTORS.maps))
+    n_segments: int = _FACTORS.n_segments
+    replacement: str = str(_FACTORS.replacement)  # a number, image-mean, blur, ...
+    n_images: int = _FACTORS.n_images
+    srg_steps: int = _FACTORS.srg_steps
+    seed: int = _FACTORS.seed
     enabled: bool = True
 
 
 @dataclass
 class InpaintingSection:
     enabled: bool = True
-    conditional: bool = True         # class-conditional learned inpainter (needed by INPAINT-METRIC)
-    steps: int = 800                 # training steps of the learned inpainter (batch 32)
-    width: int = 16
-    n_images: int = 8                # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
+    conditional: bool = _INPAINTER.conditional  # class-conditional learned inpainter (needed by INPAINT-METRIC)
+    steps: int = _INPAINTER.steps    # training steps of the learned inpainter (batch 32)
+    width: int = _INPAINTER.width
+    n_images: int = _REMOVAL.n_images  # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
     quality_images: int = 1024       # test images for inpainting quality (PSNR, keep-prediction; ±0.02 at 95 %)
-    lime_samples: int = 200
-    mp_iterations: int = 100         # Meaningful Perturbation iterations (paper: 300)
-    robustness: bool = True          # similarity of maps across hyperparameter settings
-    seed: int = 0
+    lime_samples: int = _REMOVAL.lime_samples
+    mp_iterations: int = _REMOVAL.mp_iterations  # Meaningful Perturbation iterations (paper: 300)
+    robustness: bool = _REMOVAL.robustness  # similarity of maps across hyperparameter settings
+    seed: int = _REMOVAL.seed
 
 
 @dataclass

@@ -15,32 +15,17 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import torch
 
 from .factor_effects import FACTORS, SINGLE_FEATURE_SAMPLERS
 from .metrics import deletion_insertion, mean_ci, spearman, srg
 from .perturbation import Perturbation
+from .settings import FactorSettings
 from .storage import cached_unit, save_json_checked
 
 IDENTICAL_ORDER = 0.999  # Spearman ρ above which two maps order the pixels the same way
-
-
-@dataclass
-class FactorSettings:
-    segmentations: list = field(default_factory=lambda: ["grid-bilinear", "grid/gaussian", "slic/gaussian"])
-    samplers: list = field(default_factory=lambda: ["random", "shap", "single", "inverse-single"])
-    sample_sizes: list = field(default_factory=lambda: ["M", 400, 2000])   # "M" = the number of segments
-    calculators: list = field(default_factory=lambda: ["rise", "lime-ols", "kernel-shap", "pda", "ciu"])
-    maps: list = field(default_factory=lambda: ["segment", "pixel"])
-    n_segments: int = 49
-    replacement: str | float = 0.0
-    n_images: int = 32
-    srg_steps: int = 10
-    srg_fill: str | float = "mean"
-    deletion_steps: int = 10
-    seed: int = 0
 
 
 def settings_from_config(section) -> FactorSettings:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,7 @@ from torch import nn
 
 from .imaging import gaussian_blur
 from .checks import check_images
+from .settings import InpainterConfig
 from .storage import CorruptFileError, config_hash, load_torch, save_torch
 
 
@@ -408,21 +409,6 @@ def _with_object_holes(holes: torch.Tensor, masks: torch.Tensor, share: float, f
     holes = holes.clone()
     holes[:count] = torch.where(remove_object, grown, ~objects)
     return holes
-
-
-@dataclass
-class InpainterConfig:
-    width: int = 16
-    conditional: bool = True
-    steps: int = 1500
-    batch_size: int = 32
-    lr: float = 2e-3
-    label_dropout: float = 0.5     # share of batches trained without the label: as many as with it, since
-                                   # every caller but INPAINT-METRIC fills unconditionally
-    background_share: float = 0.25  # share of training holes of the "background" kind (60-95 % of the image)
-    object_share: float = 0.5      # share of holes from the object masks, when the data has them: half
-                                   # remove the object (dilated by one pixel), half everything but the object
-    seed: int = 0
 
 
 class LearnedInpainter(Inpainter):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
 
 import torch
 
@@ -34,22 +33,11 @@ from .perturbation.pipeline import Perturbation
 from .perturbation.presets import GenLIME, Occlusion, SlidingPatch
 from .perturbation.replacement import Inpaint
 from .seeding import derive, image_seeds
+from .settings import RemovalSettings
 
 HIGHER_IS_BETTER = {"deletion_auc_mean": False, "deletion_auc_inpaint": False, "insertion_auc": True, "srg": True,
                     "relevance_mass": True, "pointing_game": True, "iou": True, "saliency_metric": False,
                     "mu_fidelity": True, "inpaint_metric": False, "inpaint_metric_agnostic": False}
-
-
-@dataclass
-class RemovalSettings:
-    n_images: int = 16
-    lime_samples: int = 300
-    mp_iterations: int = 150
-    deletion_steps: int = 10
-    inpaint_metric_images: int = 8
-    robustness: bool = True
-    seed: int = 0
-    gradient_methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients"])
 
 
 def _methods(model, inpainter, settings: RemovalSettings, side: int) -> dict:

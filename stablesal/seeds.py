@@ -22,7 +22,7 @@ import functools
 import platform
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from .data import ImageDataset
 from .models import build_model
 from .seeding import derive
+from .settings import TrainConfig
 from .storage import CorruptFileError, config_hash, load_torch, save_torch
 
 # Keys of the training streams under a run's seed. Integers (not names) because checkpoints made
@@ -40,27 +41,6 @@ from .storage import CorruptFileError, config_hash, load_torch, save_torch
 SPLIT_ORDER, GLOBAL_RNG, INITIALISATION = 7, 1, 0xC0FFEE
 
 VARY_CHOICES = ("seed", "split", "both", "leave-fold-out")
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters shared by every retrained model (AdamW, warm-up then cosine decay)."""
-
-    model: str = "small_cnn"
-    model_options: dict = field(default_factory=dict)
-    epochs: int = 6
-    batch_size: int = 128
-    lr: float = 4e-3
-    weight_decay: float = 5e-4
-    flip: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        if not (self.lr > 0):
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -40,42 +40,14 @@ from .metrics import (
 )
 from .perturbation import PRESETS, make_preset
 from .seeding import derive, image_seeds
+from .settings import MAIN, StudySettings
 from .segmentation import count_segments, make_segmenter, matched_grid
 from .storage import cached_unit, save_json_checked
 
 PAIR_METRICS = ("ssim", "spearman", "normalised_l2", "topk_intersection")
-DRAWS = ("independent", "common")
-MAIN = "main"
 # What differs between the models of a set, for the variance decomposition.
 VARIES = ("seed", "split", "both", "init")
 SUPERPIXEL_FREE = ("pixel", "grid")
-
-
-@dataclass
-class StudySettings:
-    methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients", "smoothgrad", "suppression"])
-    groupings: list = field(default_factory=lambda: ["pixel", "fastslic", "grid"])
-    n_segments: int = 64
-    n_samples: int = 32
-    n_steps: int = 32
-    noise_level: float = 0.15
-    seed: int = 0
-    deletion_steps: int = 16
-    # Petsiuk's insertion blur (σ = 5 px at 224 px) scales to 0.7 px at 32 px and leaves small
-    # objects intact, so both curves use the image's mean colour by default.
-    deletion_substrate: str = "mean"
-    insertion_substrate: str = "mean"
-    mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
-    sanity: bool = True
-    perturbation_samples: int = 500  # RISE masks / LIME and KernelSHAP samples of perturbation presets
-    draws: str = "independent"       # independent | common (explainer draws shared by every model; labelled)
-    # model sets whose every model gets a second run of each random explainer (the test–retest
-    # ceiling); () for none
-    retest_sets: tuple[str, ...] = (MAIN,)
-
-    def __post_init__(self) -> None:
-        if self.draws not in DRAWS:
-            raise ValueError(f"StudySettings.draws must be one of {DRAWS}, got {self.draws!r}")
 
 
 def explainer_seed(settings: StudySettings, model_set: str, index: int | str, repeat: int = 0) -> int:

@@ -20,7 +20,8 @@ from .intervals import Weights, design_interval, image_mean, model_mean, pair_me
     rows_to_pair_array
 from .metrics import mege, reco
 from .perturbation import PRESETS
-from .stability import MAIN, PAIR_METRICS
+from .settings import MAIN
+from .stability import PAIR_METRICS
 
 # Spearman's correction for attenuation needs a similarity whose chance level is 0: a rank
 # correlation. SSIM and the top-k overlap sit above 0 for unrelated maps (top-k: 0.1), so a ratio to

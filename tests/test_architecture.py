@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "stablesal"
 
 LAYERS = [
     # 0: generic helpers, no stablesal imports above them
-    {"stablesal", "checks", "seeding", "storage", "intervals", "executor", "tables", "html", "chunking", "imaging"},
+    {"stablesal", "checks", "seeding", "storage", "intervals", "executor", "tables", "html", "chunking", "imaging",
+     "settings"},
     {"data"},
     {"models", "seeds"},
     {"segmentation", "grouping"},

@@ -1,0 +1,67 @@
+"""One source of defaults: the settings dataclasses of the Python API, the TOML sections (and
+experiments/default.toml, which lists every key) and the command line agree on every default
+they share."""
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from stablesal.cli import build_parser
+from stablesal.config import StudyConfig
+from stablesal.settings import FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = StudyConfig()
+
+# (API object, API field, config section, config key)
+SHARED = [
+    (TrainConfig(), "model", "models", "arch"), (TrainConfig(), "epochs", "models", "epochs"),
+    (TrainConfig(), "batch_size", "models", "batch_size"), (TrainConfig(), "lr", "models", "lr"),
+    *[(StudySettings(), key, "gradient", key)
+      for key in ("methods", "groupings", "n_segments", "n_samples", "n_steps", "noise_level", "seed", "draws")],
+    (StudySettings(), "perturbation_samples", "perturbation", "n_samples"),
+    (StudySettings(), "seed", "perturbation", "seed"), (StudySettings(), "draws", "perturbation", "draws"),
+    *[(FactorSettings(), key, "factors", key)
+      for key in ("segmentations", "samplers", "sample_sizes", "calculators", "maps", "n_segments", "n_images",
+                  "srg_steps", "seed")],
+    *[(InpainterConfig(), key, "inpainting", key) for key in ("conditional", "steps", "width")],
+    *[(RemovalSettings(), key, "inpainting", key)
+      for key in ("n_images", "lime_samples", "mp_iterations", "robustness", "seed")],
+]
+
+
+@pytest.mark.parametrize("api, field, section, key", SHARED, ids=[f"{s}.{k}" for _, _, s, k in SHARED])
+def test_api_and_toml_defaults_agree(api, field, section, key):
+    assert getattr(api, field) == getattr(getattr(CONFIG, section), key)
+
+
+def test_factor_replacement_agrees_as_a_number():
+    assert float(CONFIG.factors.replacement) == FactorSettings().replacement
+
+
+def test_default_toml_lists_every_key_with_its_default():
+    raw = tomllib.loads((ROOT / "experiments" / "default.toml").read_text())
+    for section in dataclasses.fields(CONFIG):
+        values = raw.get(section.name, {})
+        for field in dataclasses.fields(getattr(CONFIG, section.name)):
+            assert field.name in values, f"[{section.name}] {field.name} missing from default.toml"
+            assert values[field.name] == getattr(getattr(CONFIG, section.name), field.name), \
+                f"[{section.name}] {field.name}"
+
+
+@pytest.mark.parametrize("argv, flag, section, key", [
+    (["train-seeds"], "models", "models", "k"), (["train-seeds"], "vary", "models", "vary"),
+    (["train-seeds"], "arch", "models", "arch"), (["train-seeds"], "epochs", "models", "epochs"),
+    (["train-seeds"], "batch_size", "models", "batch_size"), (["train-seeds"], "lr", "models", "lr"),
+    (["train-seeds"], "base_seed", "models", "base_seed"), (["train-seeds"], "device", "models", "device"),
+    (["explain"], "n_segments", "gradient", "n_segments"), (["explain"], "n_samples", "gradient", "n_samples"),
+    (["explain"], "n_steps", "gradient", "n_steps"), (["explain"], "noise_level", "gradient", "noise_level"),
+    (["stability"], "models", "models", "k"), (["stability"], "vary", "models", "vary"),
+    (["stability"], "control_k", "models", "control_k"), (["stability"], "untrained_k", "models", "untrained_k"),
+    (["stability"], "draws", "gradient", "draws"),
+])
+def test_cli_defaults_agree_with_the_toml(argv, flag, section, key):
+    args = build_parser().parse_args(argv)
+    assert getattr(args, flag) == getattr(getattr(CONFIG, section), key)
