@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stablesal.data import load_dataset  # noqa: E402
 from stablesal.models import build_model  # noqa: E402
 from stablesal.perturbation import make_preset  # noqa: E402
+from stablesal.perturbation.presets import budget_options  # noqa: E402
 from stablesal.chunking import measure_forward_chunk  # noqa: E402
 
 
@@ -124,7 +125,7 @@ def peak_memory(size: int, n_masks: int) -> float:
         "torch.set_num_threads(2);"
         f"m = build_model('small_cnn', 3, 10, [0.5]*3, [0.25]*3).eval(); x = torch.rand(1, 3, {size}, {size});"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-        f"RISE(m, n_masks={n_masks}, chunk_size=64).attribute(x, target=0);"
+        f"RISE(m, n_samples={n_masks}, chunk_size=64).attribute(x, target=0);"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -162,7 +163,7 @@ def main() -> int:
     print(f"{count} images {size}x{size}, N = {n}, chunk {chunk}, small_cnn, {torch.get_num_threads()} threads")
     print(f"{'preset':<12} {'forwards':>9} {'stablesal s':>12} {'floor s':>9} {'ratio':>6} {'captum s':>9} {'captum/ours':>11}")
     for name in args.presets.split(","):
-        options = {"n_masks": n} if name == "rise" else ({"n_samples": n} if name in ("lime", "kernel_shap") else {})
+        options = budget_options(name, n)
         if name == "occlusion":
             options = {"size": max(2, size // 4), "stride": max(1, size // 8)}
         preset = make_preset(name, model, chunk_size=chunk, **options)

@@ -490,23 +490,23 @@ METHODS = {
     "suppression_global": lambda model, **o: SuppressionGrad(model, mode="global", **o),
 }
 
-RANDOM_METHODS = {"smoothgrad", "smoothgrad_sq", "vargrad", "sparsified_smoothgrad", "gradient_shap",
-                  "suppression", "suppression_continuous", "suppression_patch", "suppression_global"}
-
-
 def make_method(name: str, model, grouping=None, n_samples: int | None = None, n_steps: int | None = None,
                 noise_level: float | None = None, **options) -> GradientIntegration:
     """A method by name. ``"s-<name>"`` is the grouped variant (fast-slic unless ``grouping`` says
-    otherwise), e.g. ``make_method("s-smoothgrad", model)``. ``n_samples``/``n_steps``/``noise_level``
-    are passed to the methods that take them."""
+    otherwise), e.g. ``make_method("s-smoothgrad", model)``. The study-wide settings go to the
+    methods whose sampler reads them, as the method itself says (no hand-kept list): ``n_samples``
+    to every random sampler, ``n_steps`` to the straight-line path (IG), ``noise_level`` to
+    Gaussian noise (the SmoothGrad family)."""
     if name.startswith("s-"):
         name, grouping = name[2:], grouping or "fastslic"
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)} (prefix 's-' to group)")
-    if n_steps is not None and name == "integrated_gradients":
-        options["n_steps"] = n_steps
-    if n_samples is not None and name in RANDOM_METHODS:
-        options["n_samples"] = n_samples
-    if noise_level is not None and name in {"smoothgrad", "smoothgrad_sq", "vargrad", "sparsified_smoothgrad"}:
-        options["noise_level"] = noise_level
-    return METHODS[name](model, grouping=grouping, **options)
+    method = METHODS[name](model, grouping=grouping, **options)
+    sampler, settings = method.sampler, {}
+    if n_samples is not None and sampler.random:
+        settings["n_samples"] = n_samples
+    if n_steps is not None and isinstance(sampler, StraightLinePath):
+        settings["n_steps"] = n_steps
+    if noise_level is not None and isinstance(sampler, GaussianNoise):
+        settings["noise_level"] = noise_level
+    return METHODS[name](model, grouping=grouping, **options, **settings) if settings else method

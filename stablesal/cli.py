@@ -1,5 +1,5 @@
 """The ``stablesal`` command line: ``train-seeds``, ``explain``, ``perturb``, ``stability``,
-``factor-study`` and ``report``."""
+``factor-study``, ``report`` and ``render``."""
 
 from __future__ import annotations
 
@@ -181,8 +181,6 @@ def cmd_perturb(args) -> int:
     if args.preset:
         for name in args.preset:
             options = dict(custom)
-            if name == "rise" and "n_samples" in options:
-                options["n_masks"] = options.pop("n_samples")
             pipelines[name] = make_preset(name, model, **options)
     else:
         pipelines["custom"] = Perturbation(model, **custom)
@@ -273,6 +271,13 @@ def cmd_stability(args) -> int:
     print(format_table([{k: r.get(k, float("nan")) for k in columns} for r in study["summary"]
                         if r["model_set"] == "main"]))
     print(f"tables, JSON and figures in {out}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .report import render_report
+
+    print(f"report written to {render_report(Path(args.report_dir))}")
     return 0
 
 
@@ -400,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_arguments(report)
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=cmd_report)
+
+    render = commands.add_parser("render", help="rebuild a report's page from its results folder (no models needed)")
+    render.add_argument("report_dir", help="a report folder written by `stablesal report` (holds results.json)")
+    render.set_defaults(func=cmd_render)
     return parser
 
 

@@ -35,7 +35,7 @@ import torch
 
 from .intervals import Weights, design_interval, model_mean, pair_mean, rows_to_model_array, rows_to_pair_array
 from .metrics import reco
-from .seeds import split_indices
+from .seeds import PARTS_SEED, split_indices
 
 FOLD_SET = "fold"
 
@@ -46,7 +46,7 @@ def fold_samples(n_train: int, folds: int, per_fold: int, seed: int) -> tuple[to
     each ``[folds·per_fold]``."""
     if per_fold < 1:
         raise ValueError(f"per_fold must be a positive integer, got {per_fold!r}")
-    parts = split_indices(n_train, folds, seed=0)
+    parts = split_indices(n_train, folds, seed=PARTS_SEED)
     if per_fold > min(len(p) for p in parts):
         raise ValueError(f"per_fold={per_fold} exceeds the smallest fold ({min(len(p) for p in parts)} images)")
     generator = torch.Generator().manual_seed(seed)
@@ -99,19 +99,18 @@ def fold_summary(result: dict, fold_of, held_out: list[int]) -> dict:
 
 
 def _mege_of(same: np.ndarray, weights: Weights) -> float:
-    """1 / (1 + weighted mean of the S= distances ``[n, K, K]``)."""
-    mean = pair_mean(same, weights, FOLD_SET)
-    return 1.0 / (1.0 + mean) if math.isfinite(mean) else float("nan")
+    """1 / (1 + weighted mean of the S= distances ``[n, K, K]``); NaN when no distance has weight
+    (the mean is then NaN, and distances lie in [0, 1], so it is never infinite)."""
+    return 1.0 / (1.0 + pair_mean(same, weights, FOLD_SET))
 
 
 def _retest_mege_of(retest: np.ndarray, weights: Weights) -> float:
-    """1 / (1 + weighted mean of the test–retest distances ``[n, K]``)."""
-    mean = model_mean(retest, weights, FOLD_SET)
-    return 1.0 / (1.0 + mean) if math.isfinite(mean) else float("nan")
+    """1 / (1 + weighted mean of the test–retest distances ``[n, K]``); NaN when none has weight."""
+    return 1.0 / (1.0 + model_mean(retest, weights, FOLD_SET))
 
 
 def _nan_interval(prefix: str) -> dict:
-    return {prefix: float("nan"), f"{prefix}_ci_low": float("nan"), f"{prefix}_ci_high": float("nan")}
+    return {prefix: math.nan, f"{prefix}_ci_low": math.nan, f"{prefix}_ci_high": math.nan}
 
 
 def _summary(result: dict, same: np.ndarray, different: np.ndarray) -> dict:
@@ -124,8 +123,7 @@ def _summary(result: dict, same: np.ndarray, different: np.ndarray) -> dict:
     else:
         out.update(_nan_interval("mege"))
     out.update(_ceiling(result, same, n, count))
-    out["reco"] = reco(same_values.tolist(), different_values.tolist()) if same_values.size and \
-        different_values.size else float("nan")
+    out["reco"] = reco(same_values.tolist(), different_values.tolist())  # NaN when either set is empty
     return out
 
 
@@ -136,8 +134,8 @@ def _ceiling(result: dict, same: np.ndarray, n: int, count: int) -> dict:
     if not result.get("random", True):
         mege_value = _mege_of(same, Weights.ones(n, {FOLD_SET: count}))
         return {"mege_retest": 1.0, "mege_retest_ci_low": 1.0, "mege_retest_ci_high": 1.0,
-                "mege_below_retest": 1.0 - mege_value, "mege_below_retest_ci_low": float("nan"),
-                "mege_below_retest_ci_high": float("nan")}
+                "mege_below_retest": 1.0 - mege_value, "mege_below_retest_ci_low": math.nan,
+                "mege_below_retest_ci_high": math.nan}
     retest = retest_distances(result, n)
     if retest is None or not np.isfinite(retest).any():
         return {**_nan_interval("mege_retest"), **_nan_interval("mege_below_retest")}

@@ -17,6 +17,7 @@ th, td { padding: 4px 10px; text-align: right; border-bottom: 1px solid #eee; wh
 th { background: #f4f4f6; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
+summary { cursor: pointer; color: #4a78c2; margin: .3em 0; }
 .reading { background: #f7f9fc; border-left: 4px solid #4a78c2; padding: .6em 1em; }
 code { background: #f4f4f6; padding: 0 3px; }
 @media print { body { max-width: none; margin: 0.5cm; } h2 { page-break-after: avoid; } figure { page-break-inside: avoid; } }
@@ -33,9 +34,21 @@ class Section:
     tables: list[tuple[list[dict], str]] = field(default_factory=list)  # (rows, caption)
 
 
+SHORT_TABLE = 12  # rows shown before a long table folds the rest away
+
+
 def table_html(rows: list[dict], caption: str = "", digits: int = 3) -> str:
+    """A table; one longer than :data:`SHORT_TABLE` rows shows its first rows and folds the whole
+    table into a ``<details>`` element below them (rows keep their order: readings rank them)."""
     if not rows:
         return ""
+    if len(rows) > SHORT_TABLE:
+        return (_table(rows[:SHORT_TABLE], caption + f" First {SHORT_TABLE} of {len(rows)} rows.", digits)
+                + f"<details><summary>all {len(rows)} rows</summary>{_table(rows, caption, digits)}</details>")
+    return _table(rows, caption, digits)
+
+
+def _table(rows: list[dict], caption: str, digits: int) -> str:
     columns = list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
 
@@ -65,10 +78,11 @@ def render_page(title: str, lead: str, sections: list[Section]) -> str:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.reading:
             parts.append(f"<p class='reading'>{html.escape(section.reading)}</p>")
-        for rows, caption in section.tables:
-            parts.append(table_html(rows, caption))
+        # a figure first, then the short tables: the picture carries the section, the numbers back it
         for path, caption in section.figures:
             parts.append(image_html(path, caption))
+        for rows, caption in section.tables:
+            parts.append(table_html(rows, caption))
     # A self-check for headless browsers: every image decoded and nothing wider than the page.
     parts.append("<script>window.addEventListener('load',function(){var bad=[].filter.call(document.images,"
                  "function(i){return !(i.complete&&i.naturalWidth>0)}).length;var over=document.documentElement"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 import platform
 import shutil
 import time
@@ -281,7 +282,7 @@ def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir
         from .data import render_backgrounds
 
         backgrounds = torch.from_numpy(render_backgrounds(images.shape[0], config.data.size,
-                                                          seed=10_000 + config.data.seed)).float().div_(255)
+                                                          seed=derive(config.data.seed, "backgrounds"))).float().div_(255)
     study = run_removal_study(model, inpainter, images, labels, masks, settings, progress=progress,
                               dataset_mean=torch.tensor(dataset.mean), backgrounds=backgrounds,
                               other_models=[other.to(device) for other in other_models])
@@ -304,7 +305,9 @@ def terminal_summary(summary: list[dict], top: int = 8) -> str:
 
 
 def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Path:
-    """Run every stage that the configuration asks for and write the report folder; returns it."""
+    """Run every stage that the configuration asks for, write ``results.json``, the CSV tables and
+    the figures that need models, then render the page from the results (:func:`render_report`);
+    returns the report folder."""
     began = time.perf_counter()
     out = Path(config.report.out_dir) / config.report.name
     runs_dir = Path(config.report.runs_dir) / config.report.name
@@ -316,39 +319,16 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     timings["data"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    models = config.models
     runs, control_runs = train_model_sets(config, dataset, runs_dir, progress, executor)
     timings["training"] = time.perf_counter() - start
     model_rows = [dict(row, set="main") for row in summary_rows(runs)]
     model_rows += [dict(row, set="control") for row in summary_rows(control_runs)]
 
-    sections = []
-    example = plot_dataset_examples(dataset.test_images, dataset.test_labels, dataset.test_masks,
-                                    dataset.class_names, figures_dir / "dataset_examples")
-    accuracies = [row["test_acc"] for row in model_rows]
-    sections.append(Section(
-        title="Setup",
-        reading=(
-            f"{dataset.name}: {len(dataset.train_labels)} training and {len(dataset.test_labels)} test images of "
-            f"shape {tuple(dataset.image_shape)}, {dataset.num_classes} classes. {len(runs)} {models.arch} models "
-            f"differ in {models.vary!r} (seed = weight initialisation, data order and augmentation; split = disjoint "
-            f"training data)" + (f"; {len(control_runs)} control models are trained on model 0's data with other "
-                                 f"seeds (none of them a main model)" if control_runs else "") +
-            (f"; {models.untrained_k} untrained networks of the same architecture, each with its own "
-             "initialisation, are the null" if models.untrained_k else "") +
-            f". Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} "
-            f"(mean {sum(accuracies) / len(accuracies):.1%}); training took {timings['training']:.0f} s in total."
-        ),
-        figures=[(example, "One test image per class and its ground-truth object mask.")],
-        tables=[(model_rows, "Retrained models: seed, data split, training-set size, accuracy and training time (s).")],
-    ))
-
     start = time.perf_counter()
     study = gradient_study(config, dataset, runs, control_runs, runs_dir, out, progress, executor)
     timings["stability"] = time.perf_counter() - start
-    summary, reduction, settings = study["summary"], study["reduction"], study["settings"]
-    model_sets, images, labels, masks = study["model_sets"], study["images"], study["labels"], study["masks"]
-    count = images.shape[0]
+    settings, model_sets = study["settings"], study["model_sets"]
+    images, labels, masks = study["images"], study["labels"], study["masks"]
 
     folds = None
     if config.folds.enabled:
@@ -359,7 +339,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     start = time.perf_counter()
     perturbation = perturbation_study(config, dataset, runs, control_runs, runs_dir, out, progress, executor)
     timings["perturbation"] = time.perf_counter() - start
-    summary = summary + perturbation["summary"]
+    summary = study["summary"] + perturbation["summary"]
     write_csv(out / "stability_summary.csv", summary)
     factors = None
     if config.factors.enabled:
@@ -375,23 +355,130 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
                                    other_models=[run.model for run in runs[1:]])
         timings["inpainting"] = time.perf_counter() - start
 
-    gradient_summary = study["summary"]
-    contrasts = pixel_contrast_rows(study["results"])
+    # the figures that need data or models are drawn now; every other figure is drawn from results.json
+    from .diagnostics import confidence_by_strength
+    from .figures import plot_removal_maps
+
+    confidence = confidence_by_strength(model_sets["main"][0], images, labels, seed=settings.seed)
+    write_csv(out / "sampling_confidence.csv", confidence)
+    panels = example_panels(model_sets["main"], images, labels, masks, settings, figures_dir)
+    if perturbation["summary"]:
+        panels += example_panels(model_sets["main"], perturbation["images"], perturbation["labels"],
+                                 perturbation["masks"], perturbation["settings"], figures_dir)
+    drawn = {"dataset_examples": [_relative(plot_dataset_examples(
+        dataset.test_images, dataset.test_labels, dataset.test_masks, dataset.class_names,
+        figures_dir / "dataset_examples"), out), "One test image per class and its ground-truth object mask."],
+        "example_panels": [[_relative(path, out), caption] for path, caption in panels]}
+    if removal is not None:
+        drawn["removal_maps"] = [_relative(plot_removal_maps(removal["images"], removal["masks"], removal["maps"],
+                                                             figures_dir / "removal_maps"), out),
+                                 "Maps of each method on four test images (object outline in yellow)."]
+
+    timings["total"] = time.perf_counter() - began
+    results = {
+        "config": config.to_dict(), "environment": _environment(), "dataset": dataset.describe(),
+        "models": model_rows + ([] if folds is None else folds["models"]), "timings_s": timings,
+        "stability_summary": summary, "n_images": int(images.shape[0]),
+        "perturbation_methods": [r["method"] for r in perturbation["summary"]],
+        "perturbation_n_images": int(perturbation["images"].shape[0]) if perturbation["summary"] else 0,
+        "variance_reduction": study["reduction"], "grid_contrasts": study["contrasts"],
+        "grouping_contrasts": pixel_contrast_rows(study["results"]),
+        "study_settings": settings.__dict__, "sampling_confidence": confidence,
+        "mege_folds": None if folds is None else {"rows": folds["rows"], "n_samples": folds["n_samples"]},
+        "perturbation_settings": perturbation["settings"].__dict__ if perturbation["summary"] else None,
+        "inpainting": None if removal is None else {
+            "quality": removal["quality"], "methods": removal["rows"], "metric_agreement": removal["agreement"],
+            "robustness": removal["robustness"], "inpainter_train_seconds": removal["train_seconds"],
+            "inpainter": removal["inpainter"], "settings": removal["settings"].__dict__},
+        "factor_study": None if factors is None else {
+            "settings": factors["settings"].__dict__, "configurations": factors["configurations"],
+            "analysis": factors["analysis"]},
+        "figures": drawn,
+    }
+    atomic_write_json(out / "results.json", results)
+    write_csv(out / "models.csv", model_rows)
+    render_report(out)
+    if config.report.name == "default" and config.report.copy_figures_to:
+        target = Path(config.report.copy_figures_to)
+        target.mkdir(parents=True, exist_ok=True)
+        for figure in figures_dir.glob("*.p*"):
+            shutil.copy2(figure, target / figure.name)
+    if config.report.name == "default" and config.report.copy_results_to:
+        target = Path(config.report.copy_results_to)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out / "results.json", target / f"{config.report.name}.json")
+    return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    return Path(path).relative_to(root).as_posix()
+
+
+def render_report(out: Path | str) -> Path:
+    """Rebuild ``index.html`` of a report folder from its ``results.json`` and the figures that
+    needed models (drawn when the report ran); no model, dataset or cache is read. Returns the page."""
+    out = Path(out)
+    results_path = out / "results.json"
+    if not results_path.exists():
+        raise FileNotFoundError(f"{results_path} does not exist: render needs a report folder made by "
+                                "`stablesal report`")
+    results = json.loads(results_path.read_text())
+    environment = results["environment"]
+    page = render_page(
+        f"stablesal stability report: {results['config']['report']['name']}",
+        f"stablesal {environment['stablesal']} · torch {environment['torch']} · {environment['machine']} · "
+        f"{environment['threads']} threads · {results['timings_s']['total']:.0f} s",
+        report_sections(results, out),
+    )
+    atomic_write_text(out / "index.html", page)
+    return out / "index.html"
+
+
+def report_sections(results: dict, out: Path) -> list[Section]:
+    """Every section of the page, from a report's results (``results.json``) alone; figures drawn
+    from rows are written under ``out/figures``."""
+    figures_dir = out / "figures"
+    config, timings, drawn = results["config"], results["timings_s"], results["figures"]
+    models, dataset = config["models"], results["dataset"]
+    summary = results["stability_summary"]
+    perturbation_methods = set(results["perturbation_methods"])
+    gradient_summary = [r for r in summary if r["method"] not in perturbation_methods]
+    perturbation_summary = [r for r in summary if r["method"] in perturbation_methods]
+    main_rows = [r for r in results["models"] if r["set"] == "main"]
+    control_rows = [r for r in results["models"] if r["set"] == "control"]
+    accuracies = [row["test_acc"] for row in main_rows + control_rows]
+    sections = [Section(
+        title="Setup",
+        reading=(
+            f"{dataset['name']}: {dataset['train']} training and {dataset['test']} test images of "
+            f"shape {tuple(dataset['image_shape'])}, {len(dataset['classes'])} classes. {len(main_rows)} "
+            f"{models['arch']} models differ in {models['vary']!r} (seed = weight initialisation, data order and "
+            "augmentation; split = disjoint training data)" + (
+                f"; {len(control_rows)} control models are trained on model 0's data with other seeds (none of "
+                "them a main model)" if control_rows else "") +
+            (f"; {models['untrained_k']} untrained networks of the same architecture, each with its own "
+             "initialisation, are the null" if models["untrained_k"] else "") +
+            f". Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} "
+            f"(mean {sum(accuracies) / len(accuracies):.1%}); training took {timings['training']:.0f} s in total."
+        ),
+        figures=[(out / drawn["dataset_examples"][0], drawn["dataset_examples"][1])],
+        tables=[(main_rows + control_rows,
+                 "Retrained models: seed, data split, training-set size, accuracy and training time (s).")],
+    )]
     sections.append(sections_.headline_section(gradient_summary))
     sections.append(sections_.retest_section(summary))
     sections.append(sections_.decomposition_section(summary, figures_dir))
+    model_sets = {r["model_set"] for r in gradient_summary}
     bars = [(plot_stability_bars(gradient_summary, figures_dir / f"stability_{name}", model_set=name),
              f"{name} models: similarity of the maps of every pair of models, per method and grouping, 95 % design "
              "intervals; black ticks: the untrained-network null.") for name in ("main", "control")
             if name in model_sets]
-    sections.append(sections_.grouping_section(contrasts, gradient_summary, bars))
-    sections.append(sections_.grid_section(study["contrasts"]))
-    sections.append(sections_.reduction_section(reduction, figures_dir))
-    from .diagnostics import confidence_by_strength
+    sections.append(sections_.grouping_section(results["grouping_contrasts"], gradient_summary, bars))
+    sections.append(sections_.grid_section(results["grid_contrasts"]))
+    sections.append(sections_.reduction_section(results["variance_reduction"], figures_dir))
     from .figures import plot_sampling_confidence
 
-    confidence = confidence_by_strength(model_sets["main"][0], images, labels, seed=settings.seed)
-    write_csv(out / "sampling_confidence.csv", confidence)
+    confidence = results["sampling_confidence"]
     sections.append(Section(
         "Noise vs suppression sampling", sections_.sampling_reading(gradient_summary) + " "
         + confidence_reading(confidence),
@@ -409,62 +496,26 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
         for r in summary if r["model_set"] == "main" and "sanity_spearman" in r],
         "Similarity between maps of the trained model 0 and of the same architecture with random weights "
         "(lower = the map depends on what was learned), intervals over images.")]))
+    folds = results["mege_folds"]
     if folds is not None:
-        sections.append(sections_.mege_section(folds["rows"], summary, folds["n_samples"], folds["models"]))
-    if perturbation["summary"]:
-        sections.append(sections_.perturbation_section(perturbation["summary"], summary,
-                                                       perturbation["settings"].perturbation_samples,
-                                                       perturbation["images"].shape[0]))
-    if factors is not None:
-        sections.append(factor_section(factors, figures_dir))
-    if removal is not None:
-        sections.append(inpainting_section(removal, figures_dir))
-    panels = example_panels(model_sets["main"], images, labels, masks, settings, figures_dir)
-    if perturbation["summary"]:
-        panels += example_panels(model_sets["main"], perturbation["images"], perturbation["labels"],
-                                 perturbation["masks"], perturbation["settings"], figures_dir)
+        sections.append(sections_.mege_section(folds["rows"], summary, folds["n_samples"],
+                                               [r for r in results["models"] if r["set"] == "fold"]))
+    if perturbation_summary:
+        sections.append(sections_.perturbation_section(
+            perturbation_summary, summary, results["perturbation_settings"]["perturbation_samples"],
+            results["perturbation_n_images"]))
+    if results["factor_study"] is not None:
+        sections.append(factor_section(results["factor_study"], figures_dir))
+    if results["inpainting"] is not None:
+        sections.append(inpainting_section(results["inpainting"], figures_dir, out / drawn["removal_maps"][0]))
     sections.append(Section("Example maps across models", "Each row shows one test image explained by every "
                             "main model, with the per-pixel mean and standard deviation across models.",
-                            figures=panels))
-    sections.append(Section("Timing", f"Explaining {count} images took the times below per model on "
-                            f"{_environment()['processor']} ({torch.get_num_threads()} threads).",
+                            figures=[(out / path, caption) for path, caption in drawn["example_panels"]]))
+    environment = results["environment"]
+    sections.append(Section("Timing", f"Explaining {results['n_images']} images took the times below per model on "
+                            f"{environment['processor']} ({environment['threads']} threads).",
                             figures=[(plot_timing(summary, figures_dir / "timing"), "Seconds per model.")]))
-
-    timings["total"] = time.perf_counter() - began
-    results = {
-        "config": config.to_dict(), "environment": _environment(), "dataset": dataset.describe(),
-        "models": model_rows + ([] if folds is None else folds["models"]), "timings_s": timings, "stability_summary": summary,
-        "variance_reduction": reduction, "grid_contrasts": study["contrasts"], "grouping_contrasts": contrasts,
-        "study_settings": settings.__dict__, "sampling_confidence": confidence,
-        "mege_folds": None if folds is None else {"rows": folds["rows"], "n_samples": folds["n_samples"]},
-        "perturbation_settings": perturbation["settings"].__dict__ if perturbation["summary"] else None,
-        "inpainting": None if removal is None else {
-            "quality": removal["quality"], "methods": removal["rows"], "metric_agreement": removal["agreement"],
-            "robustness": removal["robustness"], "inpainter_train_seconds": removal["train_seconds"],
-            "settings": removal["settings"].__dict__},
-        "factor_study": None if factors is None else {
-            "settings": factors["settings"].__dict__, "configurations": factors["configurations"],
-            "analysis": factors["analysis"]},
-    }
-    atomic_write_json(out / "results.json", results)
-    write_csv(out / "models.csv", model_rows)
-    page = render_page(
-        f"stablesal stability report: {config.report.name}",
-        f"stablesal {__version__} · torch {torch.__version__} · {platform.machine()} · "
-        f"{torch.get_num_threads()} threads · {timings['total']:.0f} s",
-        sections,
-    )
-    atomic_write_text(out / "index.html", page)
-    if config.report.name == "default" and config.report.copy_figures_to:
-        target = Path(config.report.copy_figures_to)
-        target.mkdir(parents=True, exist_ok=True)
-        for figure in figures_dir.glob("*.p*"):
-            shutil.copy2(figure, target / figure.name)
-    if config.report.name == "default" and config.report.copy_results_to:
-        target = Path(config.report.copy_results_to)
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(out / "results.json", target / f"{config.report.name}.json")
-    return out
+    return sections
 
 
 def factor_section(factors: dict, figures_dir: Path) -> Section:
@@ -493,8 +544,8 @@ def factor_section(factors: dict, figures_dir: Path) -> Section:
                   "Share of the variance of each score across the main design's configurations explained by each "
                   "factor's main effect, with bootstrap intervals over images."),
                  (plot_factor_levels(configurations, figures_dir / "factor_levels"),
-                  f"SRG (LIF − MIF, {settings.srg_steps} deletion steps, image-mean fill) of every configuration, "
-                  f"by level of each factor; bars are level means. {settings.n_images} images, model 0.")],
+                  f"SRG (LIF − MIF, {settings['srg_steps']} deletion steps, image-mean fill) of every configuration, "
+                  f"by level of each factor; bars are level means. {settings['n_images']} images, model 0.")],
         tables=tables)
 
 
@@ -555,13 +606,15 @@ def _fill_comparison(learned: dict, quality: list[dict], train_seconds: float) -
     return text
 
 
-def inpainting_section(removal: dict, figures_dir: Path) -> Section:
-    from .figures import plot_inpainting_quality, plot_removal_maps, plot_removal_pairs
+def inpainting_section(removal: dict, figures_dir: Path, maps_figure: Path) -> Section:
+    """The inpainting section from ``results["inpainting"]``; ``maps_figure``: the methods' maps,
+    drawn when the report ran."""
+    from .figures import plot_inpainting_quality, plot_removal_pairs
 
-    quality, rows, agreement, robustness = (removal["quality"], removal["rows"], removal["agreement"],
+    quality, rows, agreement, robustness = (removal["quality"], removal["methods"], removal["metric_agreement"],
                                             removal["robustness"])
     learned = next(q for q in quality if q["inpainter"] == removal["inpainter"])
-    parts = [_fill_comparison(learned, quality, removal["train_seconds"])]
+    parts = [_fill_comparison(learned, quality, removal["inpainter_train_seconds"])]
     by_name = {r["method"]: r for r in rows}
     for pair in ("SP", "LIME", "MP"):
         a, b = by_name.get(pair), by_name.get(f"{pair}-G")
@@ -590,7 +643,6 @@ def inpainting_section(removal: dict, figures_dir: Path) -> Section:
         parts.append(f"Kendall τ between the metrics' rankings ranges from {min(taus):+.2f} to {max(taus):+.2f} "
                      f"(median {float(np.median(taus)):+.2f})")
     reading = ". ".join(parts) + "."
-    maps_figure = plot_removal_maps(removal["images"], removal["masks"], removal["maps"], figures_dir / "removal_maps")
     return Section(
         "Inpainting vs constant fill", reading,
         figures=[(plot_inpainting_quality(quality, figures_dir / "inpainting_quality"),

@@ -39,6 +39,9 @@ from .storage import CorruptFileError, config_hash, load_torch, save_torch
 # Keys of the training streams under a run's seed. Integers (not names) because checkpoints made
 # before derive() existed are cached under these streams; derive(seed, 7) is what they used.
 SPLIT_ORDER, GLOBAL_RNG, INITIALISATION = 7, 1, 0xC0FFEE
+# The seed of the one split of the training set into parts (data splits and folds): every plan and
+# the fold study's samples read the same parts.
+PARTS_SEED = 0
 
 VARY_CHOICES = ("seed", "split", "both", "leave-fold-out")
 
@@ -68,12 +71,12 @@ def training_indices(run: dict, n_train: int) -> torch.Tensor:
     """The training images of one entry of :func:`seed_plan`: all, its split, or all folds but the
     one it holds out (folds and splits are the same seeded partition, :func:`split_indices`)."""
     if run.get("held_out_fold") is not None:
-        held_out = split_indices(n_train, run["folds"], seed=0)[run["held_out_fold"]]
+        held_out = split_indices(n_train, run["folds"], seed=PARTS_SEED)[run["held_out_fold"]]
         keep = torch.ones(n_train, dtype=torch.bool)
         keep[held_out] = False
         return keep.nonzero()[:, 0]
     if run["split"] is not None:
-        return split_indices(n_train, run["splits"], seed=0)[run["split"]]
+        return split_indices(n_train, run["splits"], seed=PARTS_SEED)[run["split"]]
     return torch.arange(n_train)
 
 

@@ -39,6 +39,7 @@ from .metrics import (
     randomised_copy, relevance_mass, spearman, ssim, unit_maps,
 )
 from .perturbation import PRESETS, make_preset
+from .perturbation.presets import budget_options
 from .seeding import derive, image_seeds
 from .settings import MAIN, StudySettings
 from .segmentation import count_segments, make_segmenter, matched_grid
@@ -106,8 +107,7 @@ def explain_groupings(method_name: str, model, seed: int, images, targets, parti
         if method_name == "random":
             maps = random_maps(images, seed)
         else:
-            options = {"n_masks": settings.perturbation_samples} if method_name == "rise" else (
-                {"n_samples": settings.perturbation_samples} if method_name in ("lime", "kernel_shap") else {})
+            options = budget_options(method_name, settings.perturbation_samples)
             maps = make_preset(method_name, model, **options).attribute(images, target=targets, seed=seed)
         return {name: maps if seg is None else Partition(seg).project(maps) for name, seg in partitions.items()}
     method = make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,

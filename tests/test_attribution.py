@@ -299,3 +299,27 @@ def test_one_pass_many_groupings_equals_separate_calls(name, images):
         alone = make_method(name, model, grouping="segments", internal_batch_size=6, **options).attribute(
             images, target=1, segments=segments)
         assert torch.allclose(together[key], alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_study_settings_reach_exactly_the_methods_whose_sampler_reads_them(name):
+    """``n_samples`` reaches every random sampler, ``n_steps`` the IG path, ``noise_level`` the
+    Gaussian noise; the others keep their defaults (nothing is read from a hand-kept list)."""
+    from stablesal.sampling import GaussianNoise, StraightLinePath
+
+    default = make_method(name, tiny_cnn()).sampler
+    sampler = make_method(name, tiny_cnn(), n_samples=3, n_steps=5, noise_level=0.4).sampler
+    assert sampler.n_samples == (3 if default.random else 5 if isinstance(default, StraightLinePath)
+                                 else default.n_samples)
+    if isinstance(default, GaussianNoise):
+        assert sampler.noise_level == 0.4
+    assert type(sampler) is type(default)
+
+
+def test_a_newly_registered_random_method_takes_the_sample_budget():
+    METHODS["vargrad_copy_for_test"] = lambda model, **options: VarGrad(model, **options)
+    try:
+        assert make_method("vargrad_copy_for_test", tiny_cnn(), n_samples=7).sampler.n_samples == 7
+    finally:
+        del METHODS["vargrad_copy_for_test"]
+

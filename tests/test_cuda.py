@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from stablesal.attribution import make_method
+from stablesal.perturbation.presets import budget_options
 from stablesal.metrics import deletion_insertion
 from stablesal.models import build_model
 from stablesal.segmentation import SkimageSLIC
@@ -83,7 +84,7 @@ def test_perturbation_presets_match_cpu(setup, preset):
     from stablesal.perturbation import make_preset
 
     model, images, target = setup
-    options = {"n_masks": 200} if preset == "rise" else ({"n_samples": 200} if preset in ("lime", "kernel_shap") else {})
+    options = budget_options(preset, 200)
     cpu = make_preset(preset, model, chunk_size=64, **options).attribute(images, target=target, seed=3)
     gpu_model = copy.deepcopy(model).cuda()
     gpu = make_preset(preset, gpu_model, chunk_size=64, **options).attribute(images.cuda(), target=target, seed=3)

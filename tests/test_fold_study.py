@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from stablesal.fold_study import eligible, fold_distance_arrays, fold_rows, fold_samples, fold_summary
+from stablesal.fold_study import (
+    eligible, fold_distance_arrays, fold_rows, fold_samples, fold_summary, retest_distances,
+)
 from stablesal.metrics import mege, reco
 from stablesal.seeds import seed_plan, split_indices, train_seeds, training_indices
 
@@ -192,6 +194,8 @@ def test_mege_ceiling_of_deterministic_and_unrepeated_explainers():
     row = fold_summary(deterministic, np.array([0, 1, 2]), [0, 1, 2])
     assert row["mege_retest"] == row["mege_retest_ci_low"] == row["mege_retest_ci_high"] == 1.0
     assert row["mege_below_retest"] == pytest.approx(1 - 1 / (1 + 1.1 / 3))
+    # a deterministic gap has no interval: both ends blank, not missing
+    assert math.isnan(row["mege_below_retest_ci_low"]) and math.isnan(row["mege_below_retest_ci_high"])
     unrepeated = dict(deterministic, random=True)
     row = fold_summary(unrepeated, np.array([0, 1, 2]), [0, 1, 2])
     assert math.isnan(row["mege_retest"]) and math.isnan(row["mege_below_retest_ci_low"])
@@ -215,3 +219,26 @@ def test_gap_to_the_ceiling_is_resolved_when_retraining_adds_instability():
         row = fold_summary(result, fold_of, [0, 1, 2, 3])
         excluded.append(row["mege_below_retest_ci_low"] > 0)
     assert excluded == [True, False]
+
+
+def test_a_unit_that_does_not_say_whether_it_is_random_gets_no_ceiling():
+    """Only a unit marked deterministic is credited the exact ceiling 1; without the mark (and
+    without test–retest rows) the ceiling is unknown."""
+    row = fold_summary({"method": "m", "grouping": "pixel", "n_models": 3, "rows": _rows(TABLE)},
+                       np.array([0, 1, 2]), [0, 1, 2])
+    assert math.isnan(row["mege_retest"]) and math.isnan(row["mege_below_retest"])
+
+
+def test_rank_correlations_rounded_above_one_count_as_distance_zero():
+    """ρ = 1 + 1e-12 (round-off of a perfect rank correlation) is distance 0, not NaN: the pair
+    stays in S= and the retest sample in the ceiling."""
+    table = dict(TABLE)
+    table[(0, 0, 1)] = (1 + 1e-12, True, True)
+    same, _ = fold_distance_arrays(_rows(table), np.array([0, 1, 2]), [0, 1, 2], 3)
+    assert sorted(same[np.isfinite(same)].round(6).tolist()) == [0.0, 0.2, 0.3]
+    retest = dict(RETEST)
+    retest[(0, 0)] = (1 + 1e-12, True)
+    result = {"method": "m", "grouping": "pixel", "n_models": 3, "random": True, "rows": _rows(TABLE),
+              "retest_rows": _retest_rows(retest)}
+    distances = retest_distances(result, 3)
+    assert distances[0, 0] == 0.0 and np.isfinite(distances).sum() == 7

@@ -184,7 +184,7 @@ def test_rise_is_the_published_formula():
 
     model = nonlinear_model(3)
     image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(9))
-    explainer = RISE(model, n_masks=40, grid=4, p=0.5, replacement=0.0, chunk_size=16)
+    explainer = RISE(model, n_samples=40, grid=4, p=0.5, replacement=0.0, chunk_size=16)
     ours = explainer.attribute(image[None], target=1, seed=3)[0, 0].double()
     seed = image_seeds(image[None], 3)[0]
     _, obs, _, offsets = explainer.observe(image, 1, torch.Generator().manual_seed(seed), 16)
@@ -202,7 +202,7 @@ def test_rise_is_the_published_formula():
     # the earlier normalisation by the observed keep rate stays available, and differs
     from stablesal.perturbation.calculators import RiseScore
 
-    observed = RISE(model, n_masks=40, grid=4, p=0.5, replacement=0.0, chunk_size=16,
+    observed = RISE(model, n_samples=40, grid=4, p=0.5, replacement=0.0, chunk_size=16,
                     calculator=RiseScore(normalise="mean")).attribute(image[None], target=1, seed=3)[0, 0].double()
     assert torch.allclose(observed * obs.z.mean(), saliency * 0.5, atol=1e-5)
     assert not torch.allclose(observed, saliency, atol=1e-4)

@@ -1,4 +1,4 @@
-"""Tests written against the survivors of `make mutation` (see mutation/equivalent.md): each checks
+"""Tests written against the survivors of `make mutation` (see mutation/*.md): each checks
 a known answer or a property computed independently of the code under test (a value derived by
 hand, NumPy or SciPy), so that a changed constant, operator or argument fails. Every test is fast."""
 

@@ -11,6 +11,7 @@ from torch import nn
 from stablesal.seeding import image_seeds
 from stablesal.perturbation import RISE, Occlusion, Perturbation, make_preset
 from stablesal.perturbation.calculators import make_calculator
+from stablesal.perturbation.presets import PRESETS, budget_options, takes_budget
 from stablesal.perturbation.features import FeatureSegmenter, Features, GaussianSmoothing, Segments
 from stablesal.perturbation.samplers import ShapSampler
 from stablesal.segmentation import Grid
@@ -56,7 +57,7 @@ def test_rise_pixel_map_equals_rise_formula_with_the_clamped_options():
     model, side = small_model(), 16
     x = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(1))
     n, grid, p = 300, 4, 0.5
-    ours = RISE(model, n_masks=n, grid=grid, p=p, chunk_size=64, segmenter=BilinearGrid(grid, edge="clamp"),
+    ours = RISE(model, n_samples=n, grid=grid, p=p, chunk_size=64, segmenter=BilinearGrid(grid, edge="clamp"),
                 calculator=RiseScore(normalise="mean")).attribute(x, target=[1, 2], seed=7)
     cell = math.ceil(side / grid)
     for index, seed in enumerate(image_seeds(x, 7)):
@@ -128,11 +129,11 @@ def test_shap_sampler_enumerates_all_coalitions_when_budget_allows():
     assert torch.isfinite(weights).all() and (weights > 0).all()
 
 
-@pytest.mark.parametrize("preset", ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
+@pytest.mark.parametrize("preset", sorted(PRESETS))   # every registered preset
 def test_seeded_runs_are_bit_identical_and_batch_independent(preset):
     model = small_model(seed=4)
     x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(6))
-    options = {"n_masks": 64} if preset == "rise" else ({"n_samples": 64} if preset in ("lime", "kernel_shap") else {})
+    options = budget_options(preset, 64)
     pipeline = make_preset(preset, model, chunk_size=32, **options)
     first = pipeline.attribute(x, target=[0, 1, 2], seed=11)
     again = pipeline.attribute(x, target=[0, 1, 2], seed=11)
@@ -142,8 +143,19 @@ def test_seeded_runs_are_bit_identical_and_batch_independent(preset):
     other_chunk = make_preset(preset, model, chunk_size=7, **options).attribute(x, target=[0, 1, 2], seed=11)
     assert torch.allclose(first, other_chunk, atol=1e-6)
     assert first.shape == x.shape and torch.isfinite(first).all()
-    if preset in ("rise", "lime", "kernel_shap"):
+    if pipeline.random:  # the registry's own flag: a random preset's maps move with the seed
         assert not torch.equal(first, pipeline.attribute(x, target=[0, 1, 2], seed=12))
+
+
+def test_one_budget_name_for_every_preset():
+    """Presets that draw samples take ``n_samples`` (RISE's ``n_masks`` is a deprecated alias);
+    the single-feature ones take none and their sample count is the feature count."""
+    assert {name for name in PRESETS if takes_budget(name)} == {"rise", "lime", "kernel_shap", "pda"}
+    model = small_model(seed=4)
+    for name in ("rise", "lime", "kernel_shap"):
+        assert make_preset(name, model, **budget_options(name, 37)).n_samples == 37
+    with pytest.warns(DeprecationWarning, match="n_samples"):
+        assert RISE(model, n_masks=21).n_samples == 21
 
 
 def test_occlusion_matches_captum():

@@ -45,6 +45,31 @@ def test_quick_report_writes_everything(quick_report):
         assert title in page
 
 
+def _without_images(page: str) -> str:
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "IMAGE", page)
+
+
+def test_render_rebuilds_the_page_from_the_results_folder_alone(quick_report, tmp_path):
+    """A copy of the report folder, with no model, cache or dataset anywhere near it, renders the
+    same page: every reading, table and caption, and as many figures."""
+    copy = tmp_path / "copy"
+    shutil.copytree(quick_report, copy)
+    original = (copy / "index.html").read_text()
+    (copy / "index.html").unlink()
+    for figure in ("stability_main", "timing", "factor_effects"):  # figures drawn from rows are redrawn
+        (copy / "figures" / f"{figure}.png").unlink()
+    assert main(["render", str(copy)]) == 0
+    rebuilt = (copy / "index.html").read_text()
+    assert _without_images(rebuilt) == _without_images(original)
+    assert rebuilt.count("data:image/png;base64,") == original.count("data:image/png;base64,") > 10
+    assert (copy / "figures" / "stability_main.png").exists()
+
+
+def test_render_of_a_folder_without_results_names_it(tmp_path, capsys):
+    assert main(["render", str(tmp_path)]) == 2
+    assert "results.json does not exist" in capsys.readouterr().err
+
+
 def test_report_tables_print_every_section_of_a_real_report(quick_report, capsys):
     import sys
     from pathlib import Path

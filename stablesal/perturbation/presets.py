@@ -8,6 +8,9 @@ Segment counts are given for any image size; super-pixel segmenters keep the sca
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 from .pipeline import Perturbation
 from .samplers import ProbabilitySampler
 
@@ -16,12 +19,18 @@ def _build(model, defaults: dict, overrides: dict) -> Perturbation:
     return Perturbation(model, **{**defaults, **overrides})
 
 
-def RISE(model, n_masks: int = 4000, grid: int = 7, p: float = 0.5, **overrides) -> Perturbation:
+def RISE(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: int | None = None,
+         **overrides) -> Perturbation:
     """RISE (Petsiuk, Das & Saenko, BMVC 2018): 7×7 binary grids kept with p = 0.5, upsampled
     bilinearly and randomly shifted, 4000 masks, masked pixels set to the ImageNet mean (0 after
-    normalisation, as in the authors' code); saliency Σ_n Y_n M_n / (N p)."""
+    normalisation, as in the authors' code); saliency Σ_n Y_n M_n / (N p). The number of masks is
+    ``n_samples``, the budget's name in every preset (``n_masks`` is its deprecated alias)."""
+    if n_masks is not None:
+        warnings.warn("RISE(n_masks=...) is deprecated: the budget is n_samples in every preset", DeprecationWarning,
+                      stacklevel=2)
+        n_samples = n_masks
     return _build(model, {"segmenter": "grid-bilinear", "n_segments": grid * grid, "smoothing": "shift",
-                          "sampler": "random", "sampler_options": {"p": p}, "n_samples": n_masks,
+                          "sampler": "random", "sampler_options": {"p": p}, "n_samples": n_samples,
                           "replacement": "imagenet", "calculator": "rise", "map": "pixel"}, overrides)
 
 
@@ -76,6 +85,17 @@ def make_preset(name: str, model, **overrides) -> Perturbation:
     if name not in PRESETS:
         raise ValueError(f"unknown perturbation preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name](model, **overrides)
+
+
+def takes_budget(name: str) -> bool:
+    """Whether preset ``name`` draws a number of samples (its function takes ``n_samples``); the
+    single-feature presets (occlusion, CIU, sliding patch) have as many samples as features."""
+    return "n_samples" in inspect.signature(PRESETS[name]).parameters
+
+
+def budget_options(name: str, n_samples: int) -> dict:
+    """``{"n_samples": n_samples}`` for a preset that takes a budget, ``{}`` for one that does not."""
+    return {"n_samples": n_samples} if takes_budget(name) else {}
 
 
 def _inpaint_or(fill, inpainter):
