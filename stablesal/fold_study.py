@@ -21,9 +21,13 @@ jackknife and is reported without one, with the sizes of S= and S≠.
 Beside MeGe stand its ceiling and its null. The ceiling (``mege_retest``) is MeGe computed on
 the test–retest distances: each fold model's map against a second run of the same explainer
 with another seed, on the samples that model gets right; 1 exactly for deterministic explainers.
-A random explainer cannot score above it, so ``mege_below_retest`` (ceiling − MeGe, with its
-interval) is the part of the instability that retraining adds to the explainer's own noise. The
-null is the i.i.d. random map on the same samples and models (``mege_above_random``).
+A random explainer is not expected to score above it (two models add their differences to the
+explainer's noise), so ``mege_below_retest`` (ceiling − MeGe, with its interval) is the part of
+the instability that retraining adds to the explainer's own noise. The ceiling averages over all
+of a model's right samples, trained-on and held-out alike, while S= holds only pairs where one
+model trained on the sample: it assumes the explainer's noise is the same on both kinds (on the
+default report, restricting the ceiling to the S= cells moves it by at most 0.006). The null is
+the i.i.d. random map on the same samples and models (``mege_above_random``).
 """
 
 from __future__ import annotations
@@ -128,14 +132,14 @@ def _summary(result: dict, same: np.ndarray, different: np.ndarray) -> dict:
 
 
 def _ceiling(result: dict, same: np.ndarray, n: int, count: int) -> dict:
-    """``mege_retest`` and ``mege_below_retest`` (ceiling − MeGe), with design intervals; 1 and
-    1 − MeGe without intervals for a deterministic explainer; NaN for a random explainer without
-    test–retest rows."""
+    """``mege_retest`` and ``mege_below_retest`` (ceiling − MeGe), with design intervals; for a
+    deterministic explainer 1 and 1 − MeGe (whose interval is 1 minus MeGe's); NaN for a random
+    explainer without test–retest rows."""
     if not result.get("random", True):
-        mege_value = _mege_of(same, Weights.ones(n, {FOLD_SET: count}))
+        mege = design_interval(lambda w: _mege_of(same, w), n, {FOLD_SET: count})
         return {"mege_retest": 1.0, "mege_retest_ci_low": 1.0, "mege_retest_ci_high": 1.0,
-                "mege_below_retest": 1.0 - mege_value, "mege_below_retest_ci_low": math.nan,
-                "mege_below_retest_ci_high": math.nan}
+                "mege_below_retest": 1.0 - mege.estimate, "mege_below_retest_ci_low": 1.0 - mege.high,
+                "mege_below_retest_ci_high": 1.0 - mege.low}
     retest = retest_distances(result, n)
     if retest is None or not np.isfinite(retest).any():
         return {**_nan_interval("mege_retest"), **_nan_interval("mege_below_retest")}

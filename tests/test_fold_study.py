@@ -174,7 +174,7 @@ RETEST = {
     (1, 2): (0.75, True),    # d = 0.5
     (2, 0): (0.19, False),   # ignored
     (2, 1): (1.0, True),     # d = 0
-    (2, 2): (0.64, True),    # d = 0.6
+    (2, 2): (0.19, True),    # d = 0.9 (mean 2.4 / 7 ≠ median 0.3)
 }
 
 
@@ -182,7 +182,7 @@ def test_mege_ceiling_from_the_test_retest_runs_by_hand():
     result = {"method": "m", "grouping": "pixel", "n_models": 3, "random": True, "rows": _rows(TABLE),
               "retest_rows": _retest_rows(RETEST)}
     row = fold_summary(result, np.array([0, 1, 2]), [0, 1, 2])
-    ceiling = 1 / (1 + (0.2 + 0.3 + 0.1 + 0.4 + 0.5 + 0.0 + 0.6) / 7)
+    ceiling = 1 / (1 + (0.2 + 0.3 + 0.1 + 0.4 + 0.5 + 0.0 + 0.9) / 7)
     assert row["mege_retest"] == pytest.approx(ceiling)
     assert row["mege_below_retest"] == pytest.approx(ceiling - 1 / (1 + 1.1 / 3))
     assert row["mege_retest_ci_low"] < row["mege_retest"] < row["mege_retest_ci_high"]
@@ -194,13 +194,62 @@ def test_mege_ceiling_of_deterministic_and_unrepeated_explainers():
     row = fold_summary(deterministic, np.array([0, 1, 2]), [0, 1, 2])
     assert row["mege_retest"] == row["mege_retest_ci_low"] == row["mege_retest_ci_high"] == 1.0
     assert row["mege_below_retest"] == pytest.approx(1 - 1 / (1 + 1.1 / 3))
-    # a deterministic gap has no interval: both ends blank, not missing
+    # the deterministic gap's interval is 1 minus MeGe's (NaN here: 3 models leave S= empty on deletion)
     assert math.isnan(row["mege_below_retest_ci_low"]) and math.isnan(row["mege_below_retest_ci_high"])
     unrepeated = dict(deterministic, random=True)
     row = fold_summary(unrepeated, np.array([0, 1, 2]), [0, 1, 2])
     assert math.isnan(row["mege_retest"]) and math.isnan(row["mege_below_retest_ci_low"])
     nobody_right = dict(unrepeated, retest_rows=_retest_rows({key: (rho, False) for key, (rho, _) in RETEST.items()}))
     assert math.isnan(fold_summary(nobody_right, np.array([0, 1, 2]), [0, 1, 2])["mege_retest"])
+
+
+def _synthetic_fold_study(retest_rho: float, seed: int = 1, random: bool = True):
+    """4 fold models, 8 samples per fold; between-model ρ ≈ 0.5 (all right), retest ρ ≈ retest_rho
+    with a quarter of the retest samples wrong."""
+    rng = np.random.default_rng(seed)
+    table = {(i, a, b): (float(np.clip(0.5 + 0.1 * rng.normal(), -1, 1)), True, True)
+             for i in range(32) for a in range(4) for b in range(a + 1, 4)}
+    retest = {(i, k): (float(np.clip(retest_rho + 0.1 * rng.normal(), -1, 1)), bool(rng.random() < 0.75))
+              for i in range(32) for k in range(4)}
+    return {"method": "m", "grouping": "pixel", "n_models": 4, "random": random, "rows": _rows(table),
+            "retest_rows": _retest_rows(retest)}, table, retest
+
+
+def test_gap_interval_is_the_paired_two_way_jackknife_of_an_independent_computation():
+    """The gap's interval is the design interval of ceiling − MeGe computed together under the same
+    sample and model weights (paired; both terms see every deletion), here with the distances and
+    weighted means written out in NumPy from the tables."""
+    from stablesal.intervals import design_interval
+
+    result, table, retest = _synthetic_fold_study(0.8)
+    fold_of = np.repeat(np.arange(4), 8)
+    row = fold_summary(result, fold_of, [0, 1, 2, 3])
+    same = np.full((32, 4, 4), np.nan)
+    for (i, a, b), (rho, _, _) in table.items():
+        if fold_of[i] in (a, b):
+            same[i, a, b] = np.sqrt(1 - abs(rho))
+    again = np.full((32, 4), np.nan)
+    for (i, k), (rho, right) in retest.items():
+        if right:
+            again[i, k] = np.sqrt(1 - abs(rho))
+
+    def gap(weights):
+        w_pair = weights.images[:, None, None] * weights.models["fold"][None, :, None] * \
+            weights.models["fold"][None, None, :]
+        keep = np.isfinite(same) & (w_pair > 0)
+        mege = 1 / (1 + (np.where(keep, same, 0) * w_pair).sum() / (w_pair * keep).sum())
+        w_model = weights.images[:, None] * weights.models["fold"][None, :]
+        kept = np.isfinite(again) & (w_model > 0)
+        ceiling = 1 / (1 + (np.where(kept, again, 0) * w_model).sum() / (w_model * kept).sum())
+        return ceiling - mege
+
+    expected = design_interval(gap, 32, {"fold": 4})
+    assert row["mege_below_retest"] == pytest.approx(expected.estimate)
+    assert row["mege_below_retest_ci_low"] == pytest.approx(expected.low)
+    assert row["mege_below_retest_ci_high"] == pytest.approx(expected.high)
+    deterministic = fold_summary(dict(result, random=False), fold_of, [0, 1, 2, 3])
+    assert deterministic["mege_below_retest_ci_low"] == pytest.approx(1 - deterministic["mege_ci_high"])
+    assert deterministic["mege_below_retest_ci_high"] == pytest.approx(1 - deterministic["mege_ci_low"])
 
 
 def test_gap_to_the_ceiling_is_resolved_when_retraining_adds_instability():

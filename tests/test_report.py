@@ -31,6 +31,13 @@ def test_quick_report_writes_everything(quick_report):
         (r["method"], r["grouping"]) for r in results["stability_summary"] if r["model_set"] == "main"
         and r["family"] != "perturbation"}
     assert all(0 < r["mege"] <= 1 for r in fold_rows if r["n_same"])
+    # the fold models ran the test–retest repeat: random explainers have a measured ceiling,
+    # deterministic ones the exact 1
+    for row in fold_rows:
+        if row["method"] in ("smoothgrad", "suppression", "random"):
+            assert 0 < row["mege_retest"] < 1 and row["mege_retest_ci_low"] < row["mege_retest_ci_high"]
+        else:
+            assert row["mege_retest"] == 1.0
     designs = results["factor_study"]["analysis"]["designs"]
     assert set(designs) == {"main", "single_feature"}
     for design in designs.values():

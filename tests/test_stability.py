@@ -216,6 +216,42 @@ def test_untrained_null_and_difference(tiny_shapes, three_models):
     assert row["share_explainer"] == 0.0 and row["share_seed"] == pytest.approx(1.0)
 
 
+class Votes(torch.nn.Module):
+    """A small nonlinear model that always predicts class ``winner`` (a large bias), so which
+    images it gets right is known: those labelled ``winner``."""
+
+    def __init__(self, winner: int, classes: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4, classes)
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[winner] = 100.0
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.conv(x)).mean(dim=(2, 3)))
+
+
+def test_retest_runs_on_the_sets_asked_for_with_each_models_own_correctness(tiny_shapes):
+    images, labels = tiny_shapes.test_images[:8], tiny_shapes.test_labels[:8]
+    classes = tiny_shapes.num_classes
+    winners = [int(labels[0]), int(labels[1]) if int(labels[1]) != int(labels[0]) else (int(labels[0]) + 1) % classes]
+    torch.manual_seed(0)
+    fold = [Votes(w, classes).eval() for w in winners]
+    main = [Votes(winners[0], classes).eval() for _ in range(2)]
+    settings = StudySettings(methods=["smoothgrad"], groupings=["pixel"], n_samples=2, sanity=False,
+                             retest_sets=("fold",))
+    results = run_study({"main": main, "fold": fold}, images, labels, None, settings, progress=False,
+                        include_random=False)
+    by_set = {r["model_set"]: r for r in results}
+    assert by_set["main"]["retest_rows"] == []   # main is not in retest_sets here
+    rows = by_set["fold"]["retest_rows"]
+    assert len(rows) == 8 * 2
+    for row in rows:
+        assert row["correct"] == (int(labels[row["image"]]) == winners[row["model"]])
+        assert 0 <= row["sq_distance"] and -1 <= row["spearman"] <= 1
+
+
 def test_run_study_rejects_bad_designs(tiny_shapes, three_models):
     images, labels = tiny_shapes.test_images[:2], tiny_shapes.test_labels[:2]
     settings = StudySettings(methods=["saliency"], groupings=["pixel"])
@@ -231,15 +267,19 @@ def _unit(maps):
     return maps / np.linalg.norm(maps, axis=-1, keepdims=True)
 
 
-def _result(maps, varies, random=True, retest=None, partition=None, model_set="main"):
-    """A study result built from unit maps ``[K, n, d]`` (as run_unit's rows would hold them)."""
+def _result(maps, varies, random=True, retest=None, partition=None, model_set="main", grouping="pixel",
+            pair_values=None, retest_values=None):
+    """A study result built from unit maps ``[K, n, d]`` (as run_unit's rows would hold them);
+    ``pair_values`` / ``retest_values``: constant pairwise metrics added to every pair / retest
+    row (pairs then also get both models right)."""
     k, n, _ = maps.shape
     rows = []
+    extra = {} if pair_values is None else {"a_correct": True, "b_correct": True, **pair_values}
     for a in range(k):
         for b in range(a + 1, k):
             for i in range(n):
                 row = {"image": i, "model_a": a, "model_b": b,
-                       "sq_distance": float(np.square(maps[a, i] - maps[b, i]).sum())}
+                       "sq_distance": float(np.square(maps[a, i] - maps[b, i]).sum()), **extra}
                 if partition is not None:
                     projected = partition @ maps[:, i].T  # [d, K]
                     residual = maps[:, i].T - projected
@@ -248,9 +288,10 @@ def _result(maps, varies, random=True, retest=None, partition=None, model_set="m
                     row["predicted@g"] = 0.5 * row["projected@g"]
                 rows.append(row)
     retest_rows = [] if retest is None else [
-        {"image": i, "model": a, "sq_distance": float(np.square(maps[a, i] - retest[a, i]).sum())}
+        {"image": i, "model": a, "sq_distance": float(np.square(maps[a, i] - retest[a, i]).sum()),
+         **(retest_values or {})}
         for a in range(k) for i in range(n)]
-    return {"model_set": model_set, "method": "m", "grouping": "pixel", "rows": rows, "retest_rows": retest_rows,
+    return {"model_set": model_set, "method": "m", "grouping": grouping, "rows": rows, "retest_rows": retest_rows,
             "n_images": n, "n_models": k, "varies": varies, "random": random, "draws": "independent",
             "explain_seconds_per_model": 0.0}
 

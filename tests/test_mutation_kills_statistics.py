@@ -1,0 +1,263 @@
+"""Tests written against the survivors of `make mutation` in ``stablesal/stability_statistics.py``
+(the equivalent ones are listed in mutation/equivalent_stability_statistics.md): each checks a
+documented column, a value derived by hand or one computed independently with NumPy/SciPy from
+the same rows, so that a renamed column, a changed constant, operator or argument fails. The
+study results are built from synthetic maps (no models), so every test is fast."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from stablesal.intervals import Weights, design_interval, model_mean
+from stablesal.stability_statistics import (
+    UnitArrays, grid_contrast_rows, signal_resolved, summarise, variance_components, variance_reduction_rows,
+)
+from test_stability import _result as _stability_result
+
+PAIR_VALUES = {"ssim": 0.5, "spearman": 0.4, "normalised_l2": 1.0, "topk_intersection": 0.2}
+RETEST_VALUES = {"ssim": 0.6, "spearman": 0.7, "normalised_l2": 0.5, "topk_intersection": 0.3}
+
+
+def _unit(maps):
+    return maps / np.linalg.norm(maps, axis=-1, keepdims=True)
+
+
+def _result(maps, varies, random=True, retest=None, partition=None, model_set="main", grouping="pixel"):
+    """tests/test_stability.py's study result from maps ``[K, n, d]``, with the pairwise metrics
+    and correctness filled in."""
+    return _stability_result(maps, varies, random, retest, partition, model_set, grouping, pair_values=PAIR_VALUES,
+                             retest_values=RETEST_VALUES)
+
+
+def _pair_sq(maps):
+    """Mean over images and model pairs a < b of ‖x_a − x_b‖², with NumPy."""
+    a, b = np.triu_indices(maps.shape[0], 1)
+    return float(np.square(maps[a] - maps[b]).sum(-1).mean())
+
+
+def _three_sets(seed=0, k=4, n=6, d=20):
+    """main (splits and seeds differ, random explainer with a retest), control (seeds) and
+    untrained sets, and the maps they were built from."""
+    generator = np.random.default_rng(seed)
+    signal = generator.normal(size=(1, n, d))
+    main = _unit(signal + generator.normal(size=(k, n, d)))
+    rerun = _unit(signal + generator.normal(size=(k, n, d)))
+    control = _unit(signal + generator.normal(size=(3, n, d)))
+    untrained = _unit(generator.normal(size=(2, n, d)))
+    results = [_result(main, "both", retest=rerun), _result(control, "seed", model_set="control"),
+               _result(untrained, "init", model_set="untrained")]
+    return results, {"main": main, "rerun": rerun, "control": control}
+
+
+def _main_row(results):
+    return next(r for r in summarise(results) if r["model_set"] == "main")
+
+
+# --------------------------------------------------------------------------------------
+# summarise / _main_statistics
+# --------------------------------------------------------------------------------------
+
+def test_summary_counts_the_control_and_untrained_models():
+    """``n_control`` and ``n_untrained`` are the sizes of those sets, 0 when a set is absent."""
+    results, _ = _three_sets()
+    row = _main_row(results)
+    assert (row["n_control"], row["n_untrained"]) == (3, 2)
+    row = _main_row(results[:1])
+    assert (row["n_control"], row["n_untrained"]) == (0, 0)
+
+
+def test_summary_variance_total_and_shares_match_numpy():
+    """With a seeds-only control set: ``variance_total`` = V(main) = mean ‖u_a − u_b‖²/2, the
+    shares are (V(control) − explainer)/V(main) and (V(main) − V(control))/V(main) with the
+    explainer part mean ‖u − u'‖²/2 of the retest, all from NumPy; and there is a share column
+    for every component but the total itself."""
+    results, maps = _three_sets()
+    row = _main_row(results)
+    v_main, v_control = _pair_sq(maps["main"]) / 2, _pair_sq(maps["control"]) / 2
+    explainer = float(np.square(maps["main"] - maps["rerun"]).sum(-1).mean()) / 2
+    assert row["variance_total"] == pytest.approx(v_main)
+    assert row["variance_total_ci_low"] < v_main < row["variance_total_ci_high"]
+    assert row["share_explainer"] == pytest.approx(explainer / v_main)
+    assert row["share_seed"] == pytest.approx((v_control - explainer) / v_main)
+    assert row["share_split"] == pytest.approx((v_main - v_control) / v_main)
+    shares = {key for key in row if key.startswith("share_") and not key.endswith(("_ci_low", "_ci_high"))}
+    assert shares == {"share_explainer", "share_seed", "share_split"}
+
+
+def test_summary_copies_segment_size_timing_and_mean_squared_distance():
+    """Every set's row carries the result's mean segment size and explanation time, and
+    ``sq_distance`` is the mean over images and model pairs of ‖u_a − u_b‖² (NumPy)."""
+    results, maps = _three_sets()
+    for result, seconds in zip(results, (2.5, 1.5, 0.5)):
+        result.update(grouping="slic", mean_segment_size=7.25, explain_seconds_per_model=seconds)
+    rows = {r["model_set"]: r for r in summarise(results)}
+    assert [rows[s]["explain_seconds_per_model"] for s in ("main", "control", "untrained")] == [2.5, 1.5, 0.5]
+    assert all(rows[s]["mean_segment_size"] == 7.25 for s in rows)
+    assert rows["main"]["sq_distance"] == pytest.approx(_pair_sq(maps["main"]))
+    assert rows["control"]["sq_distance"] == pytest.approx(_pair_sq(maps["control"]))
+    assert rows["main"]["sq_distance_ci_low"] < rows["main"]["sq_distance"] < rows["main"]["sq_distance_ci_high"]
+
+
+def test_image_metrics_are_model_zero_means_with_an_image_only_interval():
+    """Fidelity, localisation and sanity columns are the mean over images of model 0's values,
+    with the interval conditional on the models: the jackknife of a mean over n images is
+    mean ± t(0.975, n − 1)·s/√n (SciPy), whatever the number of models."""
+    results, _ = _three_sets(n=6)
+    main = results[0]
+    names = ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game", "sanity_spearman",
+             "sanity_ssim")
+    generator = np.random.default_rng(11)
+    values = {name: generator.random(6).tolist() for name in names}
+    main.update(values)
+    row = _main_row(results)
+    for name in names:
+        v = np.asarray(values[name])
+        half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+        assert row[name] == pytest.approx(v.mean()), name
+        assert (row[f"{name}_ci_low"], row[f"{name}_ci_high"]) == pytest.approx((v.mean() - half, v.mean() + half))
+
+
+def test_mege_and_reco_on_test_images_by_hand():
+    """MeGe/ReCo from distances √(1 − |ρ|): S= holds the pairs where both models are right, S≠
+    those where exactly one is; pairs with an undefined ρ and pairs where both are wrong are left
+    out. By hand: S= = {0.2, 0.8, 0.7}, S≠ = {0.3, 0.9, 1.0}, MeGe = 1/(1 + 1.7/3), ReCo = 2/3
+    (threshold 0.8: all of S= and 2 of 3 of S≠ told apart)."""
+    nan = float("nan")
+    correct = [[True, True, False], [False, False, True], [True, True, True]]  # [image][model]
+    spearman = {(0, 0, 1): 0.96, (0, 0, 2): -0.91, (0, 1, 2): nan,   # S=, S≠, S≠ but undefined
+                (1, 0, 1): 0.19, (1, 0, 2): 0.19, (1, 1, 2): 0.0,    # both wrong, S≠, S≠
+                (2, 0, 1): -0.36, (2, 0, 2): nan, (2, 1, 2): 0.51}   # S=, S= but undefined, S=
+    generator = np.random.default_rng(12)
+    result = _result(_unit(generator.normal(size=(3, 3, 10))), "seed", retest=_unit(generator.normal(size=(3, 3, 10))))
+    for row in result["rows"]:
+        i, a, b = row["image"], row["model_a"], row["model_b"]
+        row.update(spearman=spearman[i, a, b], a_correct=correct[i][a], b_correct=correct[i][b])
+    (row,) = summarise([result])
+    assert row["mege_test"] == pytest.approx(1 / (1 + 1.7 / 3))
+    assert row["reco_test"] == pytest.approx(2 / 3)
+
+
+def test_corrected_similarity_is_blank_when_the_ceiling_interval_reaches_zero():
+    """Spearman's correction needs a ceiling told apart from 0: a retest interval whose lower
+    bound is exactly 0 leaves the corrected value and its interval NaN. The retest values are
+    shifted until their design interval's lower bound is exactly 0.0 (found by bisection)."""
+    k, n = 3, 6
+    found = None
+    for seed in range(20):
+        z = np.random.default_rng(seed).normal(size=(n, k)) * 0.1
+
+        def low(shift, z=z):
+            return design_interval(lambda w: model_mean(shift + z, w, "main"), n, {"main": k}).low
+
+        below, above = 0.0, 1.0
+        assert low(below) < 0 < low(above)
+        for _ in range(200):
+            middle = (below + above) / 2
+            if middle in (below, above):
+                break
+            below, above = (middle, above) if low(middle) < 0 else (below, middle)
+        shift = below
+        for _ in range(60):  # rounding: step through neighbouring floats for an exact 0
+            if low(shift) == 0.0:
+                found = (z, shift)
+                break
+            shift = np.nextafter(shift, 2.0)
+        if found is not None:
+            break
+    assert found is not None, "no retest values with a lower bound of exactly 0"
+    z, shift = found
+    generator = np.random.default_rng(13)
+    result = _result(_unit(generator.normal(size=(k, n, 10))), "seed", retest=_unit(generator.normal(size=(k, n, 10))))
+    for retest in result["retest_rows"]:
+        retest["spearman"] = float(shift + z[retest["image"], retest["model"]])
+    (row,) = summarise([result])
+    assert row["spearman_retest_ci_low"] == 0.0 and row["spearman_retest"] > 0
+    assert all(math.isnan(row[key]) for key in ("spearman_corrected", "spearman_corrected_ci_low",
+                                                 "spearman_corrected_ci_high"))
+
+
+# --------------------------------------------------------------------------------------
+# variance_components, signal_resolved
+# --------------------------------------------------------------------------------------
+
+def test_models_component_is_total_minus_explainer_part():
+    """Design unknown: one 'models' component, V(main) − explainer part, both from NumPy."""
+    generator = np.random.default_rng(14)
+    maps, rerun = generator.normal(size=(4, 5, 12)), generator.normal(size=(4, 5, 12))
+    units = UnitArrays({"main": _result(maps, None, retest=rerun)})
+    parts = variance_components(units, Weights.ones(5, units.counts))
+    v_main = _pair_sq(maps) / 2
+    explainer = float(np.square(maps - rerun).sum(-1).mean()) / 2
+    assert parts["total"] == pytest.approx(v_main)
+    assert parts["models"] == pytest.approx(v_main - explainer)
+
+
+def test_signal_not_resolved_when_models_are_orthogonal():
+    """Maps of different models orthogonal on every image: every ⟨u_a, u_b⟩ is exactly 0, so
+    ‖μ‖² is estimated as exactly 0 with no spread: not above 0."""
+    k, n = 4, 5
+    maps = np.repeat(np.eye(k)[:, None, :], n, axis=1)  # model a's map is the basis vector e_a
+    units = UnitArrays({"main": _result(maps, "seed")})
+    assert not signal_resolved(units)
+
+
+# --------------------------------------------------------------------------------------
+# variance_reduction_rows, grid_contrast_rows
+# --------------------------------------------------------------------------------------
+
+def test_nsr_gain_blank_when_only_the_pixel_maps_share_a_signal():
+    """A grouped result whose models share no signal: the noise-to-signal gain has no bound and
+    is NaN even though the pixel maps' signal is resolved."""
+    generator = np.random.default_rng(15)
+    k, n, d = 4, 10, 16
+    blocks = np.kron(np.eye(4), np.full((4, 4), 0.25))
+    pixel = _result(_unit(generator.normal(size=(1, n, d)) + 0.4 * generator.normal(size=(k, n, d))), "seed",
+                    partition=blocks)
+    grouped = _result(_unit(generator.normal(size=(k, n, 400))), "seed", grouping="g")
+    grouped["mean_segment_size"] = 4.0
+    assert signal_resolved(UnitArrays({"main": pixel})) and not signal_resolved(UnitArrays({"main": grouped}))
+    (row,) = variance_reduction_rows([pixel, grouped])
+    assert row["signal_resolved"] is True
+    assert all(math.isnan(row[key]) for key in ("nsr_gain", "nsr_gain_ci_low", "nsr_gain_ci_high"))
+
+
+def test_variance_reduction_row_without_the_grouped_result():
+    """A partition projected from the pixel maps but without a grouped result of its own: the
+    row is still there, with the measured reduction, a NaN segment size and no NSR gain."""
+    generator = np.random.default_rng(16)
+    k, n, d = 4, 6, 16
+    blocks = np.kron(np.eye(4), np.full((4, 4), 0.25))
+    maps = _unit(generator.normal(size=(1, n, d)) + 0.4 * generator.normal(size=(k, n, d)))
+    (row,) = variance_reduction_rows([_result(maps, "seed", partition=blocks)])
+    assert (row["method"], row["partition"]) == ("m", "g")
+    assert math.isnan(row["mean_segment_size"])
+    assert "nsr_gain" not in row
+    projected = np.einsum("pq,kiq->kip", blocks, maps)
+    assert row["measured"] == pytest.approx(_pair_sq(maps) / _pair_sq(projected))
+
+
+def test_variance_reduction_reads_only_main_pixel_results_with_rows():
+    """Pixel results of another set (no main) or without rows give no variance-reduction row."""
+    generator = np.random.default_rng(17)
+    blocks = np.kron(np.eye(4), np.full((4, 4), 0.25))
+    maps = _unit(generator.normal(size=(3, 4, 16)))
+    assert variance_reduction_rows([_result(maps, "seed", partition=blocks, model_set="control")]) == []
+    empty = _result(maps, "seed", partition=blocks)
+    empty["rows"] = []
+    assert variance_reduction_rows([empty]) == []
+
+
+def test_grid_contrast_pairs_each_superpixel_grouping_with_its_matched_grid():
+    """One row per ``grid@<name>`` grouping: ``<name>`` − its grid, here Spearman 0.6 − 0.4."""
+    generator = np.random.default_rng(18)
+    superpixel = _result(_unit(generator.normal(size=(3, 4, 10))), "seed", grouping="slic")
+    grid = _result(_unit(generator.normal(size=(3, 4, 10))), "seed", grouping="grid@slic")
+    for row in superpixel["rows"]:
+        row["spearman"] = 0.6
+    superpixel["mean_segment_size"], grid["mean_segment_size"] = 5.0, 4.0
+    (row,) = grid_contrast_rows([superpixel, grid])
+    assert (row["grouping"], row["reference"]) == ("slic", "grid@slic")
+    assert (row["segment_size"], row["reference_segment_size"]) == (5.0, 4.0)
+    assert row["spearman_difference"] == pytest.approx(0.2)
