@@ -12,7 +12,8 @@ from scipy import stats
 
 from stablesal.intervals import Weights, design_interval, model_mean
 from stablesal.stability_statistics import (
-    UnitArrays, grid_contrast_rows, signal_resolved, summarise, variance_components, variance_reduction_rows,
+    UnitArrays, grid_contrast_rows, grouping_contrast, signal_resolved, summarise, variance_components,
+    variance_reduction_rows,
 )
 from test_stability import _result as _stability_result
 
@@ -261,3 +262,95 @@ def test_grid_contrast_pairs_each_superpixel_grouping_with_its_matched_grid():
     assert (row["grouping"], row["reference"]) == ("slic", "grid@slic")
     assert (row["segment_size"], row["reference_segment_size"]) == (5.0, 4.0)
     assert row["spearman_difference"] == pytest.approx(0.2)
+
+
+IMAGE_METRICS = ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game")
+
+
+def _contrast_inputs(seed=19, k=4, n=6):
+    """Grouped results ``g`` and ``h`` of method ``m`` (pairwise Spearman 0.7 and 0.4, per-image
+    metrics), and its pixel result whose rows carry the residual cross products of both
+    partitions (16 pixels, blocks of 4 for ``g`` and of 8 for ``h``)."""
+    generator = np.random.default_rng(seed)
+    blocks_g = np.kron(np.eye(4), np.full((4, 4), 0.25))
+    blocks_h = np.kron(np.eye(2), np.full((8, 8), 0.125))
+    maps = _unit(generator.normal(size=(1, n, 16)) + 0.5 * generator.normal(size=(k, n, 16)))
+    pixel = _result(maps, "seed", partition=blocks_g)
+    for row in pixel["rows"]:  # the h partition's residual cross product, by the same formula
+        a, b, i = row["model_a"], row["model_b"], row["image"]
+        residual = maps[:, i].T - blocks_h @ maps[:, i].T
+        row["residual_cross@h"] = float(residual[:, a] @ residual[:, b])
+    g = _result(_unit(generator.normal(size=(k, n, 8))), "seed", grouping="g")
+    h = _result(_unit(generator.normal(size=(k, n, 8))), "seed", grouping="h")
+    for result, value in ((g, 0.7), (h, 0.4)):
+        for row in result["rows"]:
+            row["spearman"] = value
+    for metric in IMAGE_METRICS:
+        g[metric] = generator.random(n).tolist()
+        h[metric] = generator.random(n).tolist()
+    g["mean_segment_size"], h["mean_segment_size"] = 4.0, 8.0
+    grouped = {("m", "g"): {"main": g}, ("m", "h"): {"main": h}, ("m", "pixel"): {"main": pixel}}
+    return grouped, maps, blocks_g, blocks_h
+
+
+def test_grouping_contrast_row_by_hand():
+    """grouping − reference: names, segment sizes, the pairwise difference, each per-image metric's
+    difference with its t interval over images (SciPy), and the difference of the projection
+    biases computed from the maps with NumPy."""
+    grouped, maps, blocks_g, blocks_h = _contrast_inputs()
+    row = grouping_contrast(grouped, "m", "g", "h")
+    assert (row["method"], row["grouping"], row["reference"]) == ("m", "g", "h")
+    assert (row["segment_size"], row["reference_segment_size"]) == (4.0, 8.0)
+    assert row["spearman_difference"] == pytest.approx(0.3)
+    g, h = grouped[("m", "g")]["main"], grouped[("m", "h")]["main"]
+    for metric in IMAGE_METRICS:
+        difference = np.asarray(g[metric]) - np.asarray(h[metric])
+        half = stats.t.ppf(0.975, len(difference) - 1) * difference.std(ddof=1) / math.sqrt(len(difference))
+        assert row[f"{metric}_difference"] == pytest.approx(difference.mean())
+        assert row[f"{metric}_difference_ci_low"] == pytest.approx(difference.mean() - half)
+        assert row[f"{metric}_difference_ci_high"] == pytest.approx(difference.mean() + half)
+
+    def bias(blocks):
+        k = maps.shape[0]
+        residual = maps - np.einsum("pq,kiq->kip", blocks, maps)
+        pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+        cross = np.mean([(residual[a] * residual[b]).sum(-1) for a, b in pairs])
+        return cross / np.mean([(maps[a] * maps[b]).sum(-1) for a, b in pairs])
+
+    assert row["bias_difference"] == pytest.approx(bias(blocks_g) - bias(blocks_h))
+
+
+def test_grouping_contrast_leaves_out_what_it_cannot_compute():
+    """No row when either grouping is missing; a metric only one side has, the bias without a
+    pixel result, with empty pixel rows or without one partition's residuals: left out; a
+    missing segment size reads 1 (pixels)."""
+    grouped, *_ = _contrast_inputs()
+    assert grouping_contrast(grouped, "m", "g", "absent") is None
+    assert grouping_contrast(grouped, "m", "absent", "h") is None
+    del grouped[("m", "g")]["main"]["deletion_auc"]
+    del grouped[("m", "h")]["main"]["insertion_auc"]
+    del grouped[("m", "g")]["main"]["mean_segment_size"], grouped[("m", "h")]["main"]["mean_segment_size"]
+    row = grouping_contrast(grouped, "m", "g", "h")
+    assert "deletion_auc_difference" not in row and "insertion_auc_difference" not in row
+    assert "mu_fidelity_difference" in row
+    assert (row["segment_size"], row["reference_segment_size"]) == (1.0, 1.0)
+    assert "bias_difference" not in grouping_contrast(grouped, "m", "g", "pixel")   # no residual@pixel
+    pixel = grouped[("m", "pixel")]["main"]
+    for row_ in pixel["rows"]:
+        del row_["residual_cross@h"]
+    assert "bias_difference" not in grouping_contrast(grouped, "m", "g", "h")
+    assert "bias_difference" in grouping_contrast(grouped, "m", "g", "g")
+    pixel["rows"] = []
+    assert "bias_difference" not in grouping_contrast(grouped, "m", "g", "g")
+    del grouped[("m", "pixel")]
+    assert "bias_difference" not in grouping_contrast(grouped, "m", "g", "h")
+
+
+def test_grid_contrast_reads_the_whole_name_after_the_first_at():
+    """The matched grid of grouping ``x@y`` is ``grid@x@y``: everything after the first '@'."""
+    generator = np.random.default_rng(20)
+    superpixel = _result(_unit(generator.normal(size=(3, 4, 10))), "seed", grouping="x@y")
+    grid = _result(_unit(generator.normal(size=(3, 4, 10))), "seed", grouping="grid@x@y")
+    (row,) = grid_contrast_rows([superpixel, grid])
+    assert (row["grouping"], row["reference"]) == ("x@y", "grid@x@y")
+

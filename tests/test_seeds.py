@@ -118,3 +118,23 @@ def test_seed_derivation_is_pinned():
         derive(0, 1.5)
     with pytest.raises(TypeError, match="got str '0'"):
         derive("0", 1)
+
+
+def test_image_seeds_depend_on_the_pixels_not_their_dtype_batch_or_generator_form():
+    """An image's seed comes from its values (float64 and float32 copies of the same values agree,
+    position in the batch does not matter); a torch.Generator stands for the int it draws first,
+    uniformly from [0, 2^62)."""
+    from stablesal.seeding import derive, image_seeds
+
+    images = torch.randint(0, 256, (3, 3, 4, 4), generator=torch.Generator().manual_seed(0)).float() / 256
+    seeds = image_seeds(images, 5)
+    assert len(set(seeds)) == 3 and all(0 <= s < 2**63 for s in seeds)
+    assert image_seeds(images.double(), 5) == seeds
+    assert image_seeds(images.flip(0), 5) == seeds[::-1]
+    assert image_seeds(images, 6) != seeds
+    drawn = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(9)).item())
+    assert image_seeds(images, torch.Generator().manual_seed(9)) == image_seeds(images, drawn)
+    assert drawn > 2**40   # a draw from the full range, not a small one
+    with pytest.raises(TypeError, match="seed must be an int or a torch.Generator"):
+        image_seeds(images, 1.5)
+    assert derive(5) == 5
