@@ -234,7 +234,7 @@ def grouping_contrast(grouped: dict, method: str, grouping: str, reference: str)
     for metric in ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game"):
         if metric in first and metric in second:
             difference = a.image(metric) - b.image(metric)
-            row.update(a.interval(lambda w, v=difference: image_mean(v, w), (), conditional=True)
+            row.update(a.interval(lambda w, v=difference: image_mean(v, w), ())
                        .as_dict(f"{metric}_difference"))
     pixel = grouped.get((method, "pixel"), {}).get(MAIN)
     if pixel is not None and pixel["rows"] and all(f"residual_cross@{g}" in pixel["rows"][0]

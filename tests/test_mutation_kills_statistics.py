@@ -267,14 +267,14 @@ def test_grid_contrast_pairs_each_superpixel_grouping_with_its_matched_grid():
 IMAGE_METRICS = ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game")
 
 
-def _contrast_inputs(seed=19, k=4, n=6):
+def _contrast_inputs(seed=19, k=4, n=6, shared=1.0):
     """Grouped results ``g`` and ``h`` of method ``m`` (pairwise Spearman 0.7 and 0.4, per-image
     metrics), and its pixel result whose rows carry the residual cross products of both
     partitions (16 pixels, blocks of 4 for ``g`` and of 8 for ``h``)."""
     generator = np.random.default_rng(seed)
     blocks_g = np.kron(np.eye(4), np.full((4, 4), 0.25))
     blocks_h = np.kron(np.eye(2), np.full((8, 8), 0.125))
-    maps = _unit(generator.normal(size=(1, n, 16)) + 0.5 * generator.normal(size=(k, n, 16)))
+    maps = _unit(shared * generator.normal(size=(1, n, 16)) + 0.5 * generator.normal(size=(k, n, 16)))
     pixel = _result(maps, "seed", partition=blocks_g)
     for row in pixel["rows"]:  # the h partition's residual cross product, by the same formula
         a, b, i = row["model_a"], row["model_b"], row["image"]
@@ -344,6 +344,16 @@ def test_grouping_contrast_leaves_out_what_it_cannot_compute():
     assert "bias_difference" not in grouping_contrast(grouped, "m", "g", "g")
     del grouped[("m", "pixel")]
     assert "bias_difference" not in grouping_contrast(grouped, "m", "g", "h")
+
+
+def test_grouping_contrast_bias_is_nan_when_the_mean_map_is_not_resolved():
+    """Maps with no shared component: ‖μ‖²'s interval reaches 0, so the bias ratio has no bound."""
+    grouped, *_ = _contrast_inputs(shared=0.0)
+    pixel = UnitArrays({"main": grouped[("m", "pixel")]["main"]})
+    assert not signal_resolved(pixel)
+    row = grouping_contrast(grouped, "m", "g", "h")
+    assert math.isnan(row["bias_difference"])
+    assert math.isnan(row["bias_difference_ci_low"]) and math.isnan(row["bias_difference_ci_high"])
 
 
 def test_grid_contrast_reads_the_whole_name_after_the_first_at():
