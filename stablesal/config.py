@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
+from .settings import ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +25,7 @@ else:  # pragma: no cover
 # The API's settings are the defaults of the sections (stablesal.settings: one source of defaults);
 # the keys that only the report has (k, n_images, enabled, ...) are defined here.
 _TRAIN, _STUDY, _FACTORS = TrainConfig(), StudySettings(), FactorSettings()
-_INPAINTER, _REMOVAL = InpainterConfig(), RemovalSettings()
+_INPAINTER, _REMOVAL, _CONSENSUS = InpainterConfig(), RemovalSettings(), ConsensusSettings()
 
 
 @dataclass
@@ -127,6 +127,35 @@ class InpaintingSection:
 
 
 @dataclass
+class ConsensusSection:
+    """The consensus map and the planner on the main models, against the untrained networks."""
+    enabled: bool = True
+    methods: list = field(default_factory=lambda: list(_CONSENSUS.methods))
+    groupings: list = field(default_factory=lambda: list(_CONSENSUS.groupings))
+    n_images: int = _CONSENSUS.n_images
+    n_models: int = _CONSENSUS.n_models      # main models in the consensus (0: all); the rest validate the planner
+    q: float = _CONSENSUS.q
+    procedure: str = _CONSENSUS.procedure    # bh | by
+    scope: str = _CONSENSUS.scope            # image | set
+    n_permutations: int = _CONSENSUS.n_permutations
+    calibration_studies: int = _CONSENSUS.calibration_studies
+    calibration_permutations: int = _CONSENSUS.calibration_permutations
+    pilot_models: int = _CONSENSUS.pilot_models
+    target: float = _CONSENSUS.target
+    max_samples: int = _CONSENSUS.max_samples
+    seed: int = _CONSENSUS.seed
+
+    def settings(self) -> ConsensusSettings:
+        """The API's settings (checked there: q, target, procedure, scope, counts)."""
+        values = dataclasses.asdict(self)
+        values.pop("enabled")
+        try:
+            return ConsensusSettings(**values)
+        except ValueError as error:
+            raise ValueError(f"[consensus] {str(error).removeprefix('ConsensusSettings.')}") from None
+
+
+@dataclass
 class ReportSection:
     name: str = "default"
     out_dir: str = "reports"
@@ -144,6 +173,7 @@ class StudyConfig:
     folds: FoldsSection = field(default_factory=FoldsSection)
     factors: FactorsSection = field(default_factory=FactorsSection)
     inpainting: InpaintingSection = field(default_factory=InpaintingSection)
+    consensus: ConsensusSection = field(default_factory=ConsensusSection)
     report: ReportSection = field(default_factory=ReportSection)
 
     def to_dict(self) -> dict:
@@ -177,6 +207,7 @@ def config_from_dict(raw: dict) -> StudyConfig:
             setattr(target, key, _coerce(section, key, value, fields[key].type))
     config.models.validate()
     config.folds.validate()
+    config.consensus.settings()
     if config.models.vary not in ("seed", "split", "both"):
         raise ValueError(f"[models] vary must be 'seed', 'split' or 'both', got {config.models.vary!r} "
                          "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
@@ -219,6 +250,10 @@ def check_names(config: StudyConfig) -> None:
         check_name("[gradient] groupings", name, {"pixel"} | set(SEGMENTERS))
     for name in config.perturbation.methods:
         check_name("[perturbation] methods", name, PRESETS)
+    for name in config.consensus.methods:
+        check_name("[consensus] methods", name, set(METHODS) | set(PRESETS))
+    for name in config.consensus.groupings:
+        check_name("[consensus] groupings", name, {"pixel"} | set(SEGMENTERS))
     factors = config.factors
     for spec in factors.segmentations:
         segmenter, _, smoothing = spec.partition("/")

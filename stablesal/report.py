@@ -208,6 +208,35 @@ def fold_stage(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, out: 
     return {"rows": rows, "models": model_rows, "n_samples": int(indices.numel())}
 
 
+def consensus_stage(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: Path, out: Path,
+                    progress: bool = True) -> dict:
+    """The consensus map and the planner on the main models, with the untrained networks as the
+    reference and the null, on the first ``[consensus] n_images`` test images; CSV tables and the
+    maps' ``.npz`` files under ``out``."""
+    from dataclasses import asdict
+
+    from .consensus_study import run_consensus_stage
+
+    section, device = config.consensus, config.models.device
+    settings = section.settings()
+    study = gradient_settings(config.gradient)
+    count = min(section.n_images, len(dataset.test_labels))
+    images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
+    masks = None if dataset.test_masks is None else dataset.test_masks[:count]
+    untrained, untrained_identity = untrained_models(config, dataset) if config.models.untrained_k else ([], {})
+    units = run_consensus_stage([run.model for run in runs], untrained, images, labels, masks, study, settings,
+                                cache_dir=runs_dir / "consensus", out_dir=out / "consensus",
+                                identity={"main": [run.meta["config_hash"] for run in runs],
+                                          "untrained": untrained_identity, "data": config.data.__dict__},
+                                progress=progress)
+    write_csv(out / "consensus_tests.csv", [row for unit in units for row in unit["tests"]])
+    write_csv(out / "consensus_calibration.csv", [dict(row, method=unit["method"], grouping=unit["grouping"])
+                                                  for unit in units for row in unit["calibration"]])
+    write_csv(out / "planner_curves.csv", [row for unit in units for row in unit["curve"]])
+    write_csv(out / "planner_validation.csv", [row for unit in units for row in unit["validation"]])
+    return {"units": units, "settings": asdict(settings), "n_images": count}
+
+
 def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs, runs_dir: Path, out: Path,
                        progress: bool = True, executor=None) -> dict:
     """The perturbation presets on the same model sets as the gradient methods: the same

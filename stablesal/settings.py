@@ -104,3 +104,40 @@ class InpainterConfig:
     object_share: float = 0.5      # share of holes from the object masks, when the data has them: half
                                    # remove the object (dilated by one pixel), half everything but the object
     seed: int = 0
+
+
+@dataclass
+class ConsensusSettings:
+    """The consensus map and the planner (stablesal.consensus, stablesal.planner; docs/methods.md §6)."""
+
+    methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients", "smoothgrad", "vargrad",
+                                                   "gradient_shap", "sparsified_smoothgrad", "suppression"])
+    groupings: list = field(default_factory=lambda: ["fastslic", "pixel"])  # pixel: tested on blocks of a grid
+    n_images: int = 24
+    n_models: int = 0                # trained models in the consensus (0: all); the rest validate the planner
+    q: float = 0.05                  # false-discovery rate
+    procedure: str = "bh"            # bh (Benjamini–Hochberg) | by (Benjamini–Yekutieli, any dependence)
+    scope: str = "image"             # image: FDR over each image's regions | set: over all regions of all images
+    n_permutations: int = 10_000     # trained-vs-untrained permutation test
+    calibration_studies: int = 200   # simulated studies of the false-discovery calibration
+    calibration_permutations: int = 999
+    pilot_models: int = 3            # the planner's pilot: the first models, random explainers run twice
+    target: float = 0.9              # reliability the planner's sentence aims at
+    max_samples: int = 256           # the planner adds models rather than go beyond this many samples
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.q < 1.0:
+            raise ValueError(f"ConsensusSettings.q (the false-discovery rate) must be in (0, 1), got {self.q!r}")
+        if not 0.0 < self.target < 1.0:
+            raise ValueError(f"ConsensusSettings.target (a reliability) must be in (0, 1), got {self.target!r}")
+        if self.procedure not in ("bh", "by"):
+            raise ValueError(f"ConsensusSettings.procedure must be 'bh' or 'by', got {self.procedure!r}")
+        if self.scope not in ("image", "set"):
+            raise ValueError(f"ConsensusSettings.scope must be 'image' or 'set', got {self.scope!r}")
+        if self.pilot_models < 3:
+            raise ValueError(f"ConsensusSettings.pilot_models must be at least 3, got {self.pilot_models!r}")
+        for name in ("n_images", "n_permutations", "calibration_studies", "calibration_permutations", "max_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ConsensusSettings.{name} must be a positive integer, got {value!r}")

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "stablesal"
 LAYERS = [
     # 0: generic helpers, no stablesal imports above them
     {"stablesal", "checks", "seeding", "storage", "intervals", "executor", "tables", "html", "chunking", "imaging",
-     "settings"},
+     "settings", "multiple_testing"},
     {"data"},
     {"models", "seeds"},
     {"segmentation", "grouping"},
@@ -21,7 +21,8 @@ LAYERS = [
     {"perturbation", "perturbation.samplers", "perturbation.calculators", "perturbation.features",
      "perturbation.replacement", "perturbation.pipeline", "perturbation.presets", "inpainting", "meaningful"},
     {"metrics", "fill_quality"},
-    {"stability", "stability_statistics", "fold_study", "factor_effects", "factor_study", "removal_study", "config"},
+    {"stability", "stability_statistics", "fold_study", "factor_effects", "factor_study", "removal_study", "config",
+     "consensus", "planner", "consensus_study"},
     {"figures", "stability_sections", "report"},
     {"cli"},
 ]

@@ -10,7 +10,7 @@ import pytest
 
 from stablesal.cli import build_parser
 from stablesal.config import StudyConfig
-from stablesal.settings import FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
+from stablesal.settings import ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = StudyConfig()
@@ -29,6 +29,7 @@ SHARED = [
     *[(InpainterConfig(), key, "inpainting", key) for key in ("conditional", "steps", "width")],
     *[(RemovalSettings(), key, "inpainting", key)
       for key in ("n_images", "lime_samples", "mp_iterations", "robustness", "seed")],
+    *[(ConsensusSettings(), f.name, "consensus", f.name) for f in dataclasses.fields(ConsensusSettings)],
 ]
 
 

@@ -1,0 +1,224 @@
+"""The consensus and planner stage: for every method × grouping, the consensus map of the trained
+models (rank-sum test, and trained against untrained networks), its false-discovery calibration
+under nulls where no region is consistent, its power on the object masks, and the planner's
+predictions with their validation on held-out models (docs/methods.md §6).
+
+One unit per method × grouping, cached and resumed like the stability study's units. A unit
+explains every trained model once (the pilot models, random methods, twice) and every untrained
+network once; what it keeps is region ranks, running means and, for the validation, the held-out
+models' grey maps.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .consensus import (
+    ConsensusMap, consensus_regions, consensus_test, false_discovery_proportions, model_ranks, model_seed,
+    permutation_calibration, permuted_ranks, subset_calibration,
+)
+from .metrics import grey_maps, mean_ci
+from .planner import PilotAccumulator, Plan, held_out_reliability, reliability_curve
+from .seeding import derive
+from .settings import ConsensusSettings, StudySettings
+from .stability import code_version, explain_groupings, method_is_random
+from .storage import atomic_write_bytes, cached_unit, save_json_checked
+
+VALIDATION_MODELS = (4, 8)   # K′ at which the planner is checked against held-out groups
+EXAMPLE_IMAGES = 4           # images whose single-model maps are kept for the overlay figure
+
+
+def smallest_p(test: str, n_models: int, n_reference: int, n_regions: int, n_permutations: int) -> float:
+    """The smallest p-value a test can give: R^−K for the rank-sum test; for the permutation test
+    the larger of 1 / C(K + L, K) (every relabelling) and 1 / (B + 1)."""
+    if test == "rank-sum":
+        return float(n_regions) ** -n_models
+    return max(1.0 / math.comb(n_models + n_reference, n_models), 1.0 / (n_permutations + 1))
+
+
+def models_for_smallest_p(threshold: float, n_permutations: int) -> int:
+    """The fewest K (with as many untrained networks) whose permutation test can reach ``threshold``."""
+    for k in range(1, 64):
+        if smallest_p("permutation", k, k, 0, n_permutations) <= threshold:
+            return k
+    return 64
+
+
+def two_sample_permutation_calibration(ranks: np.ndarray, reference: np.ndarray, settings: ConsensusSettings,
+                                       seed: int) -> dict:
+    """The trained-vs-untrained test under the permutation null: every map of both sets permuted
+    independently across regions, ``settings.calibration_studies`` times."""
+    n_regions = np.isfinite(ranks[0]).sum(1)
+    per_study = []
+    for study in range(settings.calibration_studies):
+        pooled = permuted_ranks(np.concatenate([ranks, reference]), derive(seed, "calibration", study))
+        _, significant = consensus_test(pooled[: len(ranks)], n_regions, pooled[len(ranks):], q=settings.q,
+                                        procedure=settings.procedure, scope=settings.scope,
+                                        n_permutations=settings.calibration_permutations,
+                                        seed=derive(seed, "permutations", study))
+        per_study.append(float(false_discovery_proportions(significant, scope=settings.scope).mean()))
+    fdr, low, high = mean_ci(per_study)
+    return {"null": "permuted", "n_studies": settings.calibration_studies, "q": settings.q,
+            "procedure": settings.procedure, "scope": settings.scope, "n_models": int(len(ranks)),
+            "n_reference": int(len(reference)), "n_images": int(ranks.shape[1]), "fdr": fdr, "fdr_low": low,
+            "fdr_high": high, "test": "trained vs untrained"}
+
+
+def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch.nn.Module], images: torch.Tensor,
+                   targets: torch.Tensor, masks, method: str, grouping: str, study: StudySettings,
+                   settings: ConsensusSettings, out_dir: Path | None = None, progress: bool = False) -> dict:
+    """Everything of one method × grouping (module docstring); JSON-serialisable."""
+    groupings, segments = consensus_regions(images, grouping, study.n_segments)
+    random = method_is_random(method, trained[0])
+    n_consensus = settings.n_models or len(trained)
+    if n_consensus < 3 or n_consensus > len(trained):
+        raise ValueError(f"the consensus needs between 3 and the {len(trained)} trained models, got n_models="
+                         f"{settings.n_models}")
+    pilot = PilotAccumulator()
+    held_out: list[torch.Tensor] = []
+    examples: list[torch.Tensor] = []
+    running = {"mean": None}  # the mean grey map of the consensus models
+
+    def on_model(index: int, grey: torch.Tensor) -> None:
+        if index < n_consensus:
+            examples.append(grey[:EXAMPLE_IMAGES].float())
+            mean = running["mean"]
+            running["mean"] = grey if mean is None else mean + (grey - mean) / (index + 1)
+        if index < settings.pilot_models:
+            second = None
+            if random:
+                again = explain_groupings(method, trained[index], model_seed(study, "main", index, repeat=1), images,
+                                          targets, groupings, study)[grouping]
+                second = grey_maps(again).double().cpu()
+            pilot.add(grey, second)
+        else:
+            held_out.append(grey.float())
+
+    ranks, _ = model_ranks(trained, images, targets, method, groupings, segments, study, "main", progress,
+                           on_model=on_model)
+    chosen = ranks[:n_consensus]
+    n_regions = np.isfinite(ranks[0]).sum(1)
+    mean_map = running["mean"].float()
+    segments = segments.cpu()
+    seed = derive(settings.seed, "consensus", method, grouping)
+    common = dict(method=method, grouping=grouping, n_models=n_consensus, q=settings.q, procedure=settings.procedure,
+                  scope=settings.scope, mean_map=mean_map, segments=segments)
+    maps: dict[str, ConsensusMap] = {}
+    p_values, significant = consensus_test(chosen, n_regions, q=settings.q, procedure=settings.procedure,
+                                           scope=settings.scope)
+    maps["rank-sum"] = ConsensusMap(test="rank-sum", p_values=p_values, significant=significant, **common)
+    calibration = [dict(permutation_calibration(chosen, settings.calibration_studies, settings.q, settings.procedure,
+                                                settings.scope, seed=derive(seed, "calibration")),
+                        test="rank-sum")]
+    untrained_ranks = None
+    if untrained:
+        untrained_ranks, _ = model_ranks(untrained, images, targets, method, groupings, segments, study, "untrained",
+                                         progress)
+        p_values, significant = consensus_test(chosen, n_regions, untrained_ranks, q=settings.q,
+                                               procedure=settings.procedure, scope=settings.scope,
+                                               n_permutations=settings.n_permutations, seed=derive(seed, "test"))
+        maps["trained vs untrained"] = ConsensusMap(test="trained vs untrained", p_values=p_values,
+                                                    significant=significant, n_reference=len(untrained), **common)
+        calibration.append(two_sample_permutation_calibration(chosen, untrained_ranks, settings,
+                                                              derive(seed, "calibration-two-sample")))
+        pool = len(untrained)
+        if pool >= 3:
+            calibration.append(subset_calibration(untrained_ranks, min(n_consensus, pool), 0,
+                                                  settings.calibration_studies, settings.q, settings.procedure,
+                                                  settings.scope, seed=derive(seed, "untrained-rank-sum")))
+        size = min(n_consensus, pool // 2)
+        if size >= 3:  # both halves drawn from the untrained pool: the two-sample test's null holds exactly
+            calibration.append(dict(subset_calibration(
+                untrained_ranks, size, size, settings.calibration_studies, settings.q, settings.procedure,
+                settings.scope, seed=derive(seed, "untrained-two-sample"),
+                n_permutations=settings.calibration_permutations), test="trained vs untrained"))
+    tests, files = [], []
+    for name, consensus in maps.items():
+        row = consensus.summary(masks)
+        reference = consensus.n_reference
+        row["smallest_p"] = smallest_p("rank-sum" if name == "rank-sum" else "permutation", n_consensus, reference,
+                                       int(n_regions.min()), settings.n_permutations)
+        # BH's first threshold over an image's regions (or over the set): below it nothing can be found
+        family = int(n_regions.min()) if settings.scope == "image" else int(n_regions.sum())
+        row["first_threshold"] = settings.q / family
+        row["can_discover"] = row["smallest_p"] <= row["first_threshold"]
+        if name != "rank-sum":
+            row["models_needed_to_discover"] = models_for_smallest_p(row["first_threshold"], settings.n_permutations)
+        tests.append(row)
+        if out_dir is not None:
+            files.append(f"consensus-{method}-{grouping}-{name.replace(' ', '-')}.npz")
+            consensus.save(Path(out_dir) / files[-1])
+            row["file"] = files[-1]
+    plan = Plan(method=method, grouping=grouping, random=random, pilot_models=settings.pilot_models,
+                pilot_samples=study.n_samples if random else None, components=pilot.components())
+    validation = []
+    stacked = torch.stack(held_out) if held_out else None
+    for size in VALIDATION_MODELS:
+        if stacked is not None and stacked.shape[0] >= 2 * size:
+            validation.append({"method": method, "grouping": grouping, "models": size,
+                               "predicted": plan.reliability(size),
+                               "observed": held_out_reliability(stacked, size, n_draws=20,
+                                                                seed=derive(seed, "validation", size)),
+                               "held_out": int(stacked.shape[0]), "pilot_models": settings.pilot_models})
+    for row in validation:
+        row["error"] = row["predicted"] - row["observed"]
+    curve = reliability_curve(plan, samples=(8, 16, 32, 64, 128, 256) if random else None)
+    components = {key: float(np.mean(value)) for key, value in plan.components.items()}
+    if out_dir is not None:
+        files.append(f"consensus-{method}-{grouping}-models.npz")
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, maps=torch.stack(examples).numpy())  # [K, EXAMPLE_IMAGES, H, W]
+        atomic_write_bytes(Path(out_dir) / files[-1], buffer.getvalue())
+    return {"method": method, "grouping": grouping, "random": random, "n_models": n_consensus,
+            "n_trained": len(trained), "n_untrained": len(untrained), "n_images": int(images.shape[0]),
+            "tests": tests, "calibration": calibration, "components": components, "curve": curve,
+            "recommendation": plan.recommendation(settings.target, settings.max_samples),
+            "sentence": plan.sentence(settings.target, settings.max_samples), "validation": validation,
+            "files": files}
+
+
+def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[torch.nn.Module],
+                        images: torch.Tensor, targets: torch.Tensor, masks, study: StudySettings,
+                        settings: ConsensusSettings, cache_dir: Path | None = None, out_dir: Path | None = None,
+                        identity: dict | None = None, progress: bool = True) -> list[dict]:
+    """Every method × grouping of ``settings`` (finished units in ``cache_dir`` are reused)."""
+    if len(trained) < 3:
+        raise ValueError(f"the consensus stage needs at least 3 trained models, got {len(trained)}")
+    if len(trained) < settings.pilot_models:
+        raise ValueError(f"ConsensusSettings.pilot_models = {settings.pilot_models} is more than the "
+                         f"{len(trained)} trained models")
+    units = []
+    for method in settings.methods:
+        for grouping in settings.groupings:
+            path, cached = cached_unit(cache_dir, f"consensus-{method}-{grouping}-", {
+                "study": asdict(study), "settings": asdict(settings), "unit": [method, grouping],
+                "identity": identity or {}, "n_images": int(images.shape[0]), "code": consensus_code_version()})
+            if cached is not None and out_dir is not None and not all(
+                    (Path(out_dir) / name).exists() for name in cached.get("files", [])) or (
+                    cached is not None and out_dir is not None and not cached.get("files")):
+                cached = None  # the maps' files are gone (a new report folder): recompute them
+            if cached is None:
+                cached = consensus_unit(trained, untrained, images, targets, masks, method, grouping, study, settings,
+                                        out_dir, progress)
+                if path is not None:
+                    save_json_checked(path, cached)
+            units.append(cached)
+    return units
+
+
+def consensus_code_version() -> str:
+    """The stability study's code hash and this stage's own modules."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256(code_version().encode())
+    for name in ("consensus", "consensus_study", "multiple_testing", "planner"):
+        digest.update((root / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
