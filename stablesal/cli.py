@@ -1,5 +1,5 @@
 """The ``stablesal`` command line: ``train-seeds``, ``explain``, ``perturb``, ``stability``,
-``factor-study``, ``report`` and ``render``."""
+``consensus``, ``plan``, ``factor-study``, ``report`` and ``render``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import GradientSection, ModelsSection
+from .config import ConsensusSection, GradientSection, ModelsSection
 from .settings import StudySettings, TrainConfig
 from .tables import format_table
 
 # Defaults come from the settings dataclasses (stablesal.settings), as the TOML sections' do.
 _MODELS, _GRADIENT, _TRAIN, _STUDY = ModelsSection(), GradientSection(), TrainConfig(), StudySettings()
+_CONSENSUS = ConsensusSection()
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -274,6 +275,94 @@ def cmd_stability(args) -> int:
     return 0
 
 
+def _consensus_config(args, models: int, untrained: int):
+    """The configuration of ``consensus`` / ``plan``: the TOML file, then the flags; checked (names,
+    q, target, counts) before any model is trained."""
+    from .config import load_config
+
+    consensus = {key: value for key, value in (("methods", args.methods), ("groupings", args.groupings),
+                                               ("n_images", args.n_images), ("target", args.target),
+                                               ("max_samples", args.max_samples)) if value is not None}
+    for key in ("q", "procedure", "scope", "n_permutations", "n_models", "calibration_studies"):
+        if getattr(args, key, None) is not None:
+            consensus[key] = getattr(args, key)
+    overrides = {"models": {"k": models, "vary": args.vary, "control_k": 0, "untrained_k": untrained},
+                 "consensus": consensus, "report": {"name": args.name, "runs_dir": args.runs}}
+    return load_config(args.config, overrides)
+
+
+def cmd_consensus(args) -> int:
+    from .data import load_configured
+    from .figures import plot_consensus
+    from .report import consensus_stage, train_model_sets
+    from .storage import atomic_write_json
+
+    if args.models < 3:
+        raise ValueError(f"-k/--models: a consensus map needs at least 3 retrained models, got {args.models}")
+    if args.untrained_k not in (0,) and args.untrained_k < 1:
+        raise ValueError(f"--untrained-k must be 0 (rank-sum test only) or positive, got {args.untrained_k}")
+    config = _consensus_config(args, args.models, args.untrained_k)
+    dataset = load_configured(config.data)
+    runs_dir, out = Path(args.runs) / args.name, Path(args.out)
+    runs, _ = train_model_sets(config, dataset, runs_dir, progress=not args.quiet)
+    stage = consensus_stage(config, dataset, runs, runs_dir, out, progress=not args.quiet)
+    atomic_write_json(out / "consensus.json", {"config": config.to_dict(), **stage})
+    for unit in stage["units"]:
+        plot_consensus(unit, out / "consensus", out / f"consensus_{unit['method']}_{unit['grouping']}")
+        if args.png:
+            import numpy as np
+
+            from .consensus import write_mask_pngs
+
+            for row in unit["tests"]:
+                masks = np.load(out / "consensus" / row["file"])["mask"]
+                write_mask_pngs(masks, out / "consensus" / row["file"].removesuffix(".npz"))
+    columns = ("method", "grouping", "test", "n_models", "n_reference", "significant", "area", "power", "can_discover")
+    print(format_table([{k: row.get(k, float("nan")) for k in columns} for unit in stage["units"]
+                        for row in unit["tests"]]))
+    print(format_table([{k: row.get(k) for k in ("method", "grouping", "null", "test", "n_studies", "fdr", "fdr_low",
+                                                 "fdr_high")}
+                        for unit in stage["units"] for row in [dict(r, method=unit["method"],
+                                                                    grouping=unit["grouping"])
+                                                               for r in unit["calibration"]]]))
+    print(f"maps (.npz), tables, JSON and figures in {out}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .consensus_study import is_random_method, pilot_plans
+    from .data import load_configured
+    from .report import gradient_settings, train_model_sets
+
+    if args.models < 3:
+        raise ValueError(f"-k/--models: the planner needs a pilot of at least 3 models, got {args.models}")
+    config = _consensus_config(args, args.models, 0)
+    settings = config.consensus.settings()
+    if args.what == "samples" and not any(is_random_method(m) for m in settings.methods):
+        raise ValueError(f"--what samples: the sample planner needs a random method (smoothgrad, vargrad, "
+                         f"gradient_shap, sparsified_smoothgrad, suppression, rise, lime, kernel_shap); got "
+                         f"{settings.methods}")
+    dataset = load_configured(config.data)
+    runs, _ = train_model_sets(config, dataset, Path(args.runs) / args.name, progress=not args.quiet)
+    count = min(settings.n_images, len(dataset.test_labels))
+    device = config.models.device
+    images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
+    plans = pilot_plans([run.model for run in runs], images, labels, gradient_settings(config.gradient), settings,
+                        progress=not args.quiet)
+    for plan in plans:
+        if args.what == "samples":
+            if not plan.random:
+                continue
+            samples = plan.samples_needed(settings.target, args.at_models)
+            print(f"{plan.method} with {plan.grouping}: " + (
+                f"{samples} samples with {args.at_models} models for reliability {settings.target:g}"
+                if samples is not None else
+                f"{args.at_models} models cannot reach reliability {settings.target:g} at any sample count"))
+        else:
+            print(plan.sentence(settings.target, settings.max_samples))
+    return 0
+
+
 def cmd_render(args) -> int:
     from .report import render_report
 
@@ -312,6 +401,20 @@ def _add_image_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--runs", default="runs", help="checkpoint folder")
     parser.add_argument("--out", default=out, help="folder for the maps and figures")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _add_consensus_arguments(parser: argparse.ArgumentParser, models_default: int) -> None:
+    parser.add_argument("--config", default=None, help="TOML configuration ([data], [models], [gradient], [consensus])")
+    parser.add_argument("-k", "--models", type=int, default=models_default, help="retrained models (at least 3)")
+    parser.add_argument("--vary", default="seed", choices=["seed", "split", "both"])
+    parser.add_argument("--methods", nargs="+", default=None, help=f"default: {' '.join(_CONSENSUS.methods)}")
+    parser.add_argument("--groupings", nargs="+", default=None, help=f"default: {' '.join(_CONSENSUS.groupings)}")
+    parser.add_argument("--n-images", type=int, default=None, help=f"test images (default {_CONSENSUS.n_images})")
+    parser.add_argument("--target", type=float, default=None, help=f"reliability to plan for (default {_CONSENSUS.target})")
+    parser.add_argument("--max-samples", type=int, default=None,
+                        help=f"the planner adds models beyond this many samples (default {_CONSENSUS.max_samples})")
+    parser.add_argument("--runs", default="runs", help="checkpoints and cached units (re-runs resume)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -395,6 +498,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_arguments(stability)
     stability.add_argument("-q", "--quiet", action="store_true")
     stability.set_defaults(func=cmd_stability)
+
+    consensus = commands.add_parser("consensus", help="consensus maps: regions K retrained models attribute "
+                                                      "consistently, with the false-discovery rate controlled")
+    _add_consensus_arguments(consensus, models_default=10)
+    consensus.add_argument("--untrained-k", type=int, default=10,
+                           help="untrained networks, the reference of the trained-vs-untrained test (0: rank-sum only)")
+    consensus.add_argument("--q", type=float, default=None, help=f"false-discovery rate (default {_CONSENSUS.q})")
+    consensus.add_argument("--procedure", default=None, choices=["bh", "by"],
+                           help="Benjamini-Hochberg, or Benjamini-Yekutieli (any dependence)")
+    consensus.add_argument("--scope", default=None, choices=["image", "set"],
+                           help="control the FDR over each image's regions or over all images' regions")
+    consensus.add_argument("--n-permutations", type=int, default=None)
+    consensus.add_argument("--n-models", type=int, default=None,
+                           help="models in the consensus (default all); the rest validate the planner")
+    consensus.add_argument("--calibration-studies", type=int, default=None)
+    consensus.add_argument("--png", action="store_true", help="also write every region mask as PNG, one per image")
+    consensus.add_argument("--out", default="reports/consensus")
+    consensus.set_defaults(func=cmd_consensus, name="consensus")
+
+    plan = commands.add_parser("plan", help="how many retrained models and explainer samples a reliable mean map needs")
+    _add_consensus_arguments(plan, models_default=3)
+    plan.add_argument("--what", default="both", choices=["both", "samples"],
+                      help="both: fewest models (then samples) for the target; samples: samples at --at-models")
+    plan.add_argument("--at-models", type=int, default=8, help="models for --what samples")
+    plan.set_defaults(func=cmd_plan, name="plan")
 
     report = commands.add_parser("report", help="run the whole study and write the stability report")
     report.add_argument("--config", default=None, help="TOML configuration (see experiments/default.toml)")

@@ -1,5 +1,5 @@
 """The consensus map: which regions of an image a family of retrained models attributes
-consistently, with the false-discovery rate controlled (docs/methods.md §6).
+consistently, with the false-discovery rate controlled (docs/methods.md §7).
 
 For one image, method and grouping, each of the K models' maps is reduced to region scores (the
 mean of |a| summed over channels over each region: super-pixels, grid cells or pixel blocks), and
@@ -157,6 +157,10 @@ class ConsensusMap:
                 [f / d for f, d in zip(found, discoveries) if d > 0])
         return row
 
+    def save_masks_png(self, folder: Path | str, prefix: str = "mask") -> list[Path]:
+        """One black-and-white PNG per image (white: a significant region); see :func:`write_mask_pngs`."""
+        return write_mask_pngs(self.mask().numpy(), folder, prefix)
+
     def save(self, path: Path | str) -> None:
         """Everything in one ``.npz`` (mean map, region mask, p-values, segments), written atomically."""
         import io
@@ -166,6 +170,21 @@ class ConsensusMap:
                             p_values=self.p_values, significant=self.significant,
                             segments=self.segments.cpu().numpy())
         atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_mask_pngs(masks: np.ndarray, folder: Path | str, prefix: str = "mask") -> list[Path]:
+    """Region masks ``[N, H, W]`` as ``<prefix>_<i>.png``, one per image, each written atomically."""
+    import io
+
+    from matplotlib.image import imsave
+
+    paths = []
+    for index, mask in enumerate(np.asarray(masks)):
+        buffer = io.BytesIO()
+        imsave(buffer, mask.astype(np.uint8) * 255, cmap="gray", vmin=0, vmax=255, format="png")
+        paths.append(Path(folder) / f"{prefix}_{index:04d}.png")
+        atomic_write_bytes(paths[-1], buffer.getvalue())
+    return paths
 
 
 def consensus_regions(images: torch.Tensor, grouping: str, n_segments: int) -> tuple[dict, torch.Tensor]:

@@ -1,7 +1,7 @@
 """The consensus and planner stage: for every method × grouping, the consensus map of the trained
 models (rank-sum test, and trained against untrained networks), its false-discovery calibration
 under nulls where no region is consistent, its power on the object masks, and the planner's
-predictions with their validation on held-out models (docs/methods.md §6).
+predictions with their validation on held-out models (docs/methods.md §7).
 
 One unit per method × grouping, cached and resumed like the stability study's units. A unit
 explains every trained model once (the pilot models, random methods, twice) and every untrained
@@ -174,7 +174,9 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
     if out_dir is not None:
         files.append(f"consensus-{method}-{grouping}-models.npz")
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, maps=torch.stack(examples).numpy())  # [K, EXAMPLE_IMAGES, H, W]
+        np.savez_compressed(buffer, maps=torch.stack(examples).numpy(),  # [K, EXAMPLE_IMAGES, H, W]
+                            images=images[:EXAMPLE_IMAGES].cpu().float().numpy(),
+                            masks=np.zeros(0) if masks is None else masks[:EXAMPLE_IMAGES].cpu().numpy())
         atomic_write_bytes(Path(out_dir) / files[-1], buffer.getvalue())
     return {"method": method, "grouping": grouping, "random": random, "n_models": n_consensus,
             "n_trained": len(trained), "n_untrained": len(untrained), "n_images": int(images.shape[0]),
@@ -222,3 +224,22 @@ def consensus_code_version() -> str:
     for name in ("consensus", "consensus_study", "multiple_testing", "planner"):
         digest.update((root / f"{name}.py").read_bytes())
     return digest.hexdigest()[:16]
+
+
+def pilot_plans(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor,
+                study: StudySettings, settings: ConsensusSettings, progress: bool = True) -> list[Plan]:
+    """A :class:`~stablesal.planner.Plan` per method × grouping of ``settings`` from the pilot
+    ``models`` (all of them; K ≥ 3)."""
+    from .planner import pilot
+
+    plans = []
+    for method in settings.methods:
+        for grouping in settings.groupings:
+            groupings, _ = consensus_regions(images, grouping, study.n_segments)
+            plans.append(pilot(models, images, targets, method, groupings, study, progress=progress))
+    return plans
+
+
+def is_random_method(name: str) -> bool:
+    """Whether a method or preset draws samples, read from its own sampler (no model needed)."""
+    return method_is_random(name, torch.nn.Identity().eval())

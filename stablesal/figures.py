@@ -364,3 +364,58 @@ def plot_boundaries(images, segments, path_stem, titles=None):
         axes[0, index].set_title(titles[index] if titles else f"{int(segments[index].max()) + 1} segments", fontsize=7)
         axes[0, index].set_axis_off()
     return save_figure(fig, path_stem)
+
+
+def plot_consensus(unit: dict, maps_dir, path_stem, max_models: int = 6) -> Path:
+    """Consensus overlays beside the single-model maps, one row per example image: the image, up to
+    ``max_models`` models' grey maps, then the K-model mean map with the significant regions of each
+    test outlined (read from the unit's ``.npz`` files in ``maps_dir``)."""
+    from skimage.segmentation import find_boundaries
+
+    maps_dir = Path(maps_dir)
+    models = np.load(maps_dir / f"consensus-{unit['method']}-{unit['grouping']}-models.npz")
+    tests = [(row["test"], np.load(maps_dir / row["file"])) for row in unit["tests"] if "file" in row]
+    single, images = models["maps"], models["images"]
+    rows = single.shape[1]
+    shown = min(max_models, single.shape[0])
+    columns = 1 + shown + len(tests)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.15 * columns, 1.2 * rows + 0.3), squeeze=False)
+    for row in range(rows):
+        axes[row, 0].imshow(_rgb(images[row]))
+        for k in range(shown):
+            axes[row, 1 + k].imshow(single[k, row], cmap="magma", vmin=0, vmax=1)
+        for column, (name, saved) in enumerate(tests, start=1 + shown):
+            axes[row, column].imshow(saved["mean_map"][row], cmap="magma", vmin=0, vmax=1)
+            outline = find_boundaries(saved["mask"][row], mode="inner")
+            overlay = np.zeros(outline.shape + (4,), dtype=np.float32)
+            overlay[outline] = (0.2, 1.0, 0.4, 1.0)
+            axes[row, column].imshow(overlay)
+        for axis in axes[row]:
+            axis.set_axis_off()
+    titles = ["image"] + [f"model {k}" for k in range(shown)] + [f"mean, {name}" for name, _ in tests]
+    for axis, title in zip(axes[0], titles):
+        axis.set_title(title, fontsize=6)
+    fig.suptitle(f"{unit['method']} / {unit['grouping']}: {unit['n_models']} models, regions found at "
+                 f"FDR {unit['tests'][0]['q']:g} outlined", fontsize=7)
+    return save_figure(fig, path_stem)
+
+
+def plot_reliability(units: list[dict], path_stem) -> Path:
+    """Predicted reliability of the K′-model mean map against K′ (at the pilot's sample count), one
+    line per method × grouping, with the reliability observed on held-out models as points."""
+    fig, axis = plt.subplots(figsize=(4.8, 3.0))
+    for index, unit in enumerate(units):
+        colour = plt.cm.tab10(index % 10)
+        samples = unit["curve"][0]["samples"] if unit["curve"] else None
+        curve = [row for row in unit["curve"] if row["samples"] == samples]
+        label = f"{_short(unit['method'])}/{unit['grouping']}"
+        axis.plot([r["models"] for r in curve], [r["reliability"] for r in curve], color=colour, lw=1, label=label)
+        observed = unit.get("validation", [])
+        axis.scatter([r["models"] for r in observed], [r["observed"] for r in observed], color=colour, s=14, zorder=3)
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("models in the mean map K′")
+    axis.set_ylabel("reliability (corr. with the ∞-model mean)")
+    axis.set_ylim(0, 1.02)
+    axis.legend(fontsize=5, ncol=2, frameon=False)
+    axis.set_title("lines: predicted from the pilot; points: held-out models", fontsize=7)
+    return save_figure(fig, path_stem)

@@ -1,4 +1,4 @@
-"""Rank tests across retrained models and false-discovery control (docs/methods.md §6).
+"""Rank tests across retrained models and false-discovery control (docs/methods.md §7).
 
 The consensus map (:mod:`stablesal.consensus`) asks, for every region of an image, whether K
 independently retrained models rank it consistently high among the image's regions. This module

@@ -1,4 +1,4 @@
-"""How many retrained models and explainer samples a reliable mean map needs (docs/methods.md §6.3).
+"""How many retrained models and explainer samples a reliable mean map needs (docs/methods.md §7.3).
 
 Model of a map (each model's grey map, centred over its pixels so that an offset is no signal):
 ``g_{k,r}(x) = μ(x) + m_k(x) + s_{k,r}(x)``, with μ the mean over infinitely many models, m_k the

@@ -49,6 +49,8 @@ QUICK_OVERRIDES = {
                 "samplers": ["random", "shap", "single"]},
     "inpainting": {"steps": 150, "width": 8, "n_images": 4, "quality_images": 32, "lime_samples": 60, "mp_iterations": 20,
                    "robustness": False},
+    "consensus": {"n_images": 6, "methods": ["saliency", "smoothgrad"], "groupings": ["fastslic"],
+                  "calibration_studies": 20, "calibration_permutations": 99, "n_permutations": 999},
 }
 
 
@@ -377,6 +379,12 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
                                executor)
         timings["factor_study"] = time.perf_counter() - start
 
+    consensus = None
+    if config.consensus.enabled and len(runs) >= 3:
+        start = time.perf_counter()
+        consensus = consensus_stage(config, dataset, runs, runs_dir, out, progress)
+        timings["consensus"] = time.perf_counter() - start
+
     removal = None
     if config.inpainting.enabled:
         start = time.perf_counter()
@@ -422,6 +430,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
         "factor_study": None if factors is None else {
             "settings": factors["settings"].__dict__, "configurations": factors["configurations"],
             "analysis": factors["analysis"]},
+        "consensus": consensus,
         "figures": drawn,
     }
     atomic_write_json(out / "results.json", results)
@@ -533,6 +542,14 @@ def report_sections(results: dict, out: Path) -> list[Section]:
         sections.append(sections_.perturbation_section(
             perturbation_summary, summary, results["perturbation_settings"]["perturbation_samples"],
             results["perturbation_n_images"]))
+    if results.get("consensus") is not None:
+        from .consensus_sections import consensus_section, planner_section
+
+        sections.append(consensus_section(results["consensus"], out))
+        sections.append(planner_section(results["consensus"], out))
+    elif config.get("consensus", {}).get("enabled"):
+        sections.append(Section("Consensus maps", "Left out: the consensus map and the planner need at least 3 "
+                                "main models ([models] k)."))
     if results["factor_study"] is not None:
         sections.append(factor_section(results["factor_study"], figures_dir))
     if results["inpainting"] is not None:

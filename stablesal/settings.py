@@ -108,7 +108,7 @@ class InpainterConfig:
 
 @dataclass
 class ConsensusSettings:
-    """The consensus map and the planner (stablesal.consensus, stablesal.planner; docs/methods.md §6)."""
+    """The consensus map and the planner (stablesal.consensus, stablesal.planner; docs/methods.md §7)."""
 
     methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients", "smoothgrad", "vargrad",
                                                    "gradient_shap", "sparsified_smoothgrad", "suppression"])

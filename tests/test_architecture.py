@@ -23,7 +23,7 @@ LAYERS = [
     {"metrics", "fill_quality"},
     {"stability", "stability_statistics", "fold_study", "factor_effects", "factor_study", "removal_study", "config",
      "consensus", "planner", "consensus_study"},
-    {"figures", "stability_sections", "report"},
+    {"figures", "stability_sections", "consensus_sections", "report"},
     {"cli"},
 ]
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}

@@ -1,3 +1,5 @@
+import pytest
+
 from stablesal.cli import main
 
 
@@ -84,3 +86,46 @@ def test_factor_study_cli(tmp_path, capsys):
     before = [p.stat().st_mtime_ns for p in cached]
     assert main(args) == 0  # a re-run reuses every cached unit
     assert [p.stat().st_mtime_ns for p in cached] == before
+
+
+TINY = ('[data]\nn_train = 200\nn_test = 40\nsize = 16\n[models]\nepochs = 1\n'
+        '[gradient]\nn_samples = 2\nn_steps = 2\nn_segments = 16\n'
+        '[consensus]\ncalibration_studies = 5\ncalibration_permutations = 19\nn_permutations = 99\n')
+
+
+def test_consensus_and_plan_cli(tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    common = ["--config", str(config), "--groupings", "grid", "--n-images", "4", "--runs", str(tmp_path / "runs"), "-q"]
+    code = main(["consensus", "-k", "3", "--untrained-k", "3", "--methods", "saliency", "smoothgrad", "--png",
+                 "--out", str(tmp_path / "out"), *common])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "trained vs untrained" in out and "rank-sum" in out
+    assert (tmp_path / "out" / "consensus.json").exists() and (tmp_path / "out" / "consensus_tests.csv").exists()
+    assert (tmp_path / "out" / "consensus_smoothgrad_grid.png").exists()
+    assert len(list((tmp_path / "out" / "consensus").glob("*.npz"))) == 6
+    assert len(list((tmp_path / "out" / "consensus").glob("*/mask_*.png"))) == 4 * 4  # 2 methods × 2 tests
+    # the planner reuses the same three checkpoints
+    assert main(["plan", "-k", "3", "--methods", "smoothgrad", "saliency", *common]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("(predicted from 3 pilot models)" in line or "out of reach" in line
+                                   for line in lines)
+    assert main(["plan", "-k", "3", "--methods", "smoothgrad", "--what", "samples", "--at-models", "4",
+                 *common]) == 0
+    assert "4 models" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["consensus", "-k", "2"], "-k/--models: a consensus map needs at least 3 retrained models, got 2"),
+    (["plan", "-k", "2"], "the planner needs a pilot of at least 3 models, got 2"),
+    (["plan", "--target", "1.0"], "target (a reliability) must be in (0, 1), got 1.0"),
+    (["consensus", "--q", "0"], "[consensus] q (the false-discovery rate) must be in (0, 1), got 0.0"),
+    (["plan", "--what", "samples", "--methods", "saliency", "integrated_gradients"],
+     "the sample planner needs a random method"),
+    (["consensus", "--methods", "smoothgard"], "did you mean 'smoothgrad'"),
+])
+def test_consensus_and_plan_refuse_bad_requests_before_training(argv, message, tmp_path, capsys):
+    assert main([*argv, "--runs", str(tmp_path / "runs")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing was trained

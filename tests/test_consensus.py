@@ -179,6 +179,10 @@ def test_run_consensus_finds_the_region_every_model_uses(tmp_path):
     masks[:, :4, :] = True  # the object covers regions 0 and 1
     summary = result.summary(masks)
     assert summary["power"] == pytest.approx(0.5) and summary["on_object"] == pytest.approx(1.0)
+    from skimage.io import imread
+
+    paths = result.save_masks_png(tmp_path / "png")
+    assert len(paths) == 3 and (imread(paths[0])[..., 0] > 127).tolist() == result.mask()[0].tolist()
     result.save(tmp_path / "consensus.npz")
     saved = np.load(tmp_path / "consensus.npz")
     assert saved["mask"].shape == (3, 8, 8) and saved["mask"].sum() == 3 * 16

@@ -48,8 +48,18 @@ def test_quick_report_writes_everything(quick_report):
     page = (quick_report / "index.html").read_text()
     assert "http://" not in page and "https://" not in page  # self-contained
     for title in ("Setup", "Headline", "Cross-seed stability", "Variance reduction", "Sanity", "MeGe and ReCo",
-                  "Single-feature samplers"):
+                  "Single-feature samplers", "Consensus maps", "Planner"):
         assert title in page
+    # the consensus stage: both tests per unit, calibrated under the permuted null, figures drawn
+    units = results["consensus"]["units"]
+    assert {(u["method"], u["grouping"]) for u in units} == {("saliency", "fastslic"), ("smoothgrad", "fastslic")}
+    for unit in units:
+        assert [row["test"] for row in unit["tests"]] == ["rank-sum", "trained vs untrained"]
+        assert all(0 <= row["fdr"] <= 1 for row in unit["calibration"])
+        # 3 trained vs 3 untrained networks: 20 labellings, p >= 0.05; the page says so
+        assert not unit["tests"][1]["can_discover"]
+    assert "cannot find any region" in page
+    assert (quick_report / "figures" / "planner_reliability.png").exists()
 
 
 def _without_images(page: str) -> str:
