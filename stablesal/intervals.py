@@ -112,10 +112,6 @@ class Interval:
         """``{prefix: estimate, prefix_ci_low: low, prefix_ci_high: high}``."""
         return {prefix: self.estimate, f"{prefix}_ci_low": self.low, f"{prefix}_ci_high": self.high}
 
-    def excludes(self, value: float = 0.0) -> bool:
-        """True when the whole interval lies on one side of ``value``."""
-        return bool(np.isfinite(self.low) and np.isfinite(self.high) and (self.low > value or self.high < value))
-
     def to_dict(self) -> dict:
         return asdict(self)
 

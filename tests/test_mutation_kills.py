@@ -623,3 +623,37 @@ def test_suppression_names_its_fixed_rate():
 
     assert str(Suppression(4, mode="fixed", keep_rate=0.3)) == "suppression(fill=0.0,keep=0.3,mode=fixed,n=4,unit=pixel)"
     assert "keep" not in str(Suppression(4))
+
+
+def test_srg_defaults_by_hand():
+    """SRG with its defaults (10 deletion points, the image's mean colour as fill, curves not
+    normalised), recomputed with NumPy: a nonlinear model, distinct map values."""
+    from stablesal.metrics import srg
+
+    generator = torch.Generator().manual_seed(4)
+    images = torch.rand(2, 3, 4, 5, generator=generator)
+    maps = torch.rand(2, 1, 4, 5, generator=generator)
+    weights = torch.randn(3, 60, generator=generator)
+    model = nn.Sequential(nn.Flatten(), nn.Tanh(), nn.Linear(60, 3, bias=False)).eval()
+    model[2].weight.data = weights
+    target = torch.tensor([0, 2])
+    scores = srg(model, images, maps, target)
+
+    def curve(image, map_, label, most_first):
+        pixels = image.numpy().reshape(3, -1)
+        order = np.argsort(-map_.numpy().ravel() if most_first else map_.numpy().ravel(), kind="stable")
+        mean = pixels.mean(1, keepdims=True)
+        values = []
+        for fraction in np.linspace(0, 1, 10):
+            current = pixels.copy()
+            current[:, order[:int(round(fraction * 20))]] = mean
+            logits = weights.double().numpy() @ np.tanh(current.ravel())
+            values.append(np.exp(logits[label]) / np.exp(logits).sum())
+        return np.mean(values)
+
+    for i in range(2):
+        lif = curve(images[i], maps[i], int(target[i]), False)
+        mif = curve(images[i], maps[i], int(target[i]), True)
+        assert float(scores["lif"][i]) == pytest.approx(lif, abs=1e-5)
+        assert float(scores["mif"][i]) == pytest.approx(mif, abs=1e-5)
+        assert float(scores["srg"][i]) == pytest.approx(lif - mif, abs=1e-5)
