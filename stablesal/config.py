@@ -139,7 +139,6 @@ class ConsensusSection:
     scope: str = _CONSENSUS.scope            # image | set
     n_permutations: int = _CONSENSUS.n_permutations
     calibration_studies: int = _CONSENSUS.calibration_studies
-    calibration_permutations: int = _CONSENSUS.calibration_permutations
     pilot_models: int = _CONSENSUS.pilot_models
     target: float = _CONSENSUS.target
     max_samples: int = _CONSENSUS.max_samples

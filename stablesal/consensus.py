@@ -263,14 +263,16 @@ def run_consensus(models: Sequence[torch.nn.Module], images: torch.Tensor, targe
 # --------------------------------------------------------------------------------------
 
 def permuted_ranks(ranks: np.ndarray, seed: int) -> np.ndarray:
-    """Each model's ranks shuffled independently across the present regions of each image: the
-    null in which no region is consistent, with every map's own distribution kept."""
+    """Each model's ranks ``[K, N, R]`` shuffled independently across the present regions of each
+    image: the null in which no region is consistent, with every map's own distribution kept.
+    Absent regions (NaN) stay where they are."""
     rng = np.random.default_rng(seed)
-    out = ranks.copy()
-    for model in range(ranks.shape[0]):
-        for image in range(ranks.shape[1]):
-            present = np.nonzero(np.isfinite(ranks[model, image]))[0]
-            out[model, image, present] = rng.permutation(ranks[model, image, present])
+    absent = np.isnan(ranks)
+    keys = np.where(absent, np.inf, rng.random(ranks.shape))
+    shuffled = np.take_along_axis(ranks, np.argsort(keys, axis=2), axis=2)  # present values in random order, NaN last
+    positions = np.argsort(absent, axis=2, kind="stable")                    # present positions first, in order
+    out = np.empty_like(ranks)
+    np.put_along_axis(out, positions, shuffled, axis=2)
     return out
 
 

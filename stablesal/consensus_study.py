@@ -61,7 +61,7 @@ def two_sample_permutation_calibration(ranks: np.ndarray, reference: np.ndarray,
         pooled = permuted_ranks(np.concatenate([ranks, reference]), derive(seed, "calibration", study))
         _, significant = consensus_test(pooled[: len(ranks)], n_regions, pooled[len(ranks):], q=settings.q,
                                         procedure=settings.procedure, scope=settings.scope,
-                                        n_permutations=settings.calibration_permutations,
+                                        n_permutations=settings.n_permutations,
                                         seed=derive(seed, "permutations", study))
         per_study.append(float(false_discovery_proportions(significant, scope=settings.scope).mean()))
     fdr, low, high = mean_ci(per_study)
@@ -138,7 +138,7 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
             calibration.append(dict(subset_calibration(
                 untrained_ranks, size, size, settings.calibration_studies, settings.q, settings.procedure,
                 settings.scope, seed=derive(seed, "untrained-two-sample"),
-                n_permutations=settings.calibration_permutations), test="trained vs untrained"))
+                n_permutations=settings.n_permutations), test="trained vs untrained"))
     tests, files = [], []
     for name, consensus in maps.items():
         row = consensus.summary(masks)

@@ -50,7 +50,7 @@ QUICK_OVERRIDES = {
     "inpainting": {"steps": 150, "width": 8, "n_images": 4, "quality_images": 32, "lime_samples": 60, "mp_iterations": 20,
                    "robustness": False},
     "consensus": {"n_images": 6, "methods": ["saliency", "smoothgrad"], "groupings": ["fastslic"],
-                  "calibration_studies": 20, "calibration_permutations": 99, "n_permutations": 999},
+                  "calibration_studies": 20, "n_permutations": 999},
 }
 
 

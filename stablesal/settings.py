@@ -120,7 +120,6 @@ class ConsensusSettings:
     scope: str = "image"             # image: FDR over each image's regions | set: over all regions of all images
     n_permutations: int = 10_000     # trained-vs-untrained permutation test
     calibration_studies: int = 200   # simulated studies of the false-discovery calibration
-    calibration_permutations: int = 999
     pilot_models: int = 3            # the planner's pilot: the first models, random explainers run twice
     target: float = 0.9              # reliability the planner's sentence aims at
     max_samples: int = 256           # the planner adds models rather than go beyond this many samples
@@ -137,7 +136,7 @@ class ConsensusSettings:
             raise ValueError(f"ConsensusSettings.scope must be 'image' or 'set', got {self.scope!r}")
         if self.pilot_models < 3:
             raise ValueError(f"ConsensusSettings.pilot_models must be at least 3, got {self.pilot_models!r}")
-        for name in ("n_images", "n_permutations", "calibration_studies", "calibration_permutations", "max_samples"):
+        for name in ("n_images", "n_permutations", "calibration_studies", "max_samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ConsensusSettings.{name} must be a positive integer, got {value!r}")

@@ -90,7 +90,7 @@ def test_factor_study_cli(tmp_path, capsys):
 
 TINY = ('[data]\nn_train = 200\nn_test = 40\nsize = 16\n[models]\nepochs = 1\n'
         '[gradient]\nn_samples = 2\nn_steps = 2\nn_segments = 16\n'
-        '[consensus]\ncalibration_studies = 5\ncalibration_permutations = 19\nn_permutations = 99\n')
+        '[consensus]\ncalibration_studies = 5\nn_permutations = 99\n')
 
 
 def test_consensus_and_plan_cli(tmp_path, capsys):

@@ -205,7 +205,7 @@ def test_consensus_unit_reports_tests_calibration_power_and_planner(tmp_path):
     masks[:, :4, :4] = True
     study = StudySettings(n_segments=4, n_samples=4)
     settings = ConsensusSettings(methods=["smoothgrad"], groupings=["grid"], n_models=6, calibration_studies=20,
-                                 calibration_permutations=99, n_permutations=999)
+                                 n_permutations=999)
     unit = consensus_unit(trained, untrained, images, targets, masks, "smoothgrad", "grid", study, settings,
                           out_dir=tmp_path)
     tests = {row["test"]: row for row in unit["tests"]}
@@ -246,3 +246,15 @@ class Spread(nn.Module):
         quarters = [x[:, :, :h, :w], x[:, :, :h, w:], x[:, :, h:, :w], x[:, :, h:, w:]]
         logit = sum(wt * torch.tanh(q.square().flatten(1)).sum(1, keepdim=True) for wt, q in zip(self.weights, quarters))
         return torch.cat([logit, -logit], 1)
+
+
+def test_permuted_ranks_keep_each_map_and_its_gaps_and_shuffle_uniformly():
+    ranks = np.array([[[1.0, np.nan, 3.0, 2.0]]] * 2)
+    shuffled = [permuted_ranks(ranks, seed) for seed in range(900)]
+    for out in shuffled[:20]:
+        assert np.isnan(out[:, :, 1]).all()
+        assert sorted(out[0, 0, [0, 2, 3]]) == [1.0, 2.0, 3.0] and sorted(out[1, 0, [0, 2, 3]]) == [1.0, 2.0, 3.0]
+    first = np.array([out[0, 0, 0] for out in shuffled])
+    assert all(abs(np.mean(first == value) - 1 / 3) < 0.06 for value in (1.0, 2.0, 3.0))
+    # the two models are shuffled independently
+    assert 0.2 < np.mean([out[0, 0, 0] == out[1, 0, 0] for out in shuffled]) < 0.47
