@@ -50,8 +50,30 @@ class ModelsSection:
     control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
     untrained_k: int = 4             # untrained networks of the same architecture: the null (0, or >= 3)
     device: str = "cpu"
+    # models the user brings (stablesal.user_models): checkpoint files or glob patterns, the
+    # architecture ("package.module:function" or "path/file.py:function" called with factory_kwargs,
+    # or arch = "torchvision:<name>"), or a training function called per seed-plan entry
+    checkpoints: list = field(default_factory=list)
+    factory: str = ""
+    factory_kwargs: dict = field(default_factory=dict)
+    train: str = ""                  # "package.module:function"(train_images, train_labels, seed, out_path)
+    mean: list = field(default_factory=list)  # input normalisation of the user's models (Normalize is prepended)
+    std: list = field(default_factory=list)
+
+    @property
+    def user_models(self) -> bool:
+        """Whether the models come from the user (checkpoints or a training function)."""
+        return bool(self.checkpoints or self.train)
 
     def validate(self) -> None:
+        if self.checkpoints and self.train:
+            raise ValueError("[models] give checkpoints or train, not both")
+        if bool(self.mean) != bool(self.std) or len(self.mean) != len(self.std):
+            raise ValueError(f"[models] mean and std must both be given, one value per channel; got mean="
+                             f"{self.mean}, std={self.std}")
+        if self.train and not (self.factory or self.arch.startswith("torchvision:")):
+            raise ValueError("[models] train needs the architecture its checkpoints hold: factory = "
+                             "'package.module:function' or arch = 'torchvision:<name>'")
         for key in ("control_k", "untrained_k"):
             value = getattr(self, key)
             if value != 0 and value < 3:
@@ -183,7 +205,7 @@ def _coerce(section: str, key: str, value, expected):
     origin = typing.get_origin(expected) or expected
     if expected in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    kind = {"int": int, "float": float, "str": str, "list": list, "bool": bool}.get(expected, origin)
+    kind = {"int": int, "float": float, "str": str, "list": list, "bool": bool, "dict": dict}.get(expected, origin)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(f"[{section}] {key} must be of type {kind.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -205,6 +227,7 @@ def config_from_dict(raw: dict) -> StudyConfig:
                 raise ValueError(f"unknown key {key!r} in [{section}]; expected one of {sorted(fields)}")
             setattr(target, key, _coerce(section, key, value, fields[key].type))
     config.models.validate()
+    check_user_models(config.models)
     config.folds.validate()
     config.consensus.settings()
     if config.models.vary not in ("seed", "split", "both"):
@@ -216,6 +239,22 @@ def config_from_dict(raw: dict) -> StudyConfig:
             raise ValueError(f"[{section}] draws must be 'independent' or 'common', got {draws!r}")
     check_names(config)
     return config
+
+
+def check_user_models(models: ModelsSection) -> None:
+    """The files and code a [models] section names exist and import, before any data is read."""
+    import glob
+
+    for pattern in models.checkpoints:
+        if not glob.glob(str(Path(pattern).expanduser())):
+            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} matches no file")
+    if models.factory or models.train:
+        from .user_models import import_object
+
+        if models.factory:
+            import_object(models.factory, "[models] factory")
+        if models.train:
+            import_object(models.train, "[models] train")
 
 
 def check_name(where: str, name, choices) -> None:
@@ -242,7 +281,8 @@ def check_names(config: StudyConfig) -> None:
     from .segmentation import SEGMENTERS
 
     check_name("[data] dataset", config.data.dataset, DATASETS)
-    check_name("[models] arch", config.models.arch, MODEL_FACTORIES)
+    if not config.models.arch.startswith("torchvision:"):
+        check_name("[models] arch", config.models.arch, MODEL_FACTORIES)
     for name in config.gradient.methods:
         check_name("[gradient] methods", name, set(METHODS) | set(PRESETS) | {"random"})
     for name in config.gradient.groupings:

@@ -96,14 +96,70 @@ def gradient_settings(gradient, **overrides) -> StudySettings:
                                    draws=gradient.draws), **overrides})
 
 
+def checkpoint_paths(patterns: list[str]) -> list[Path]:
+    """The files of ``[models] checkpoints``: paths or glob patterns, sorted within each pattern."""
+    import glob
+
+    paths = []
+    for pattern in patterns:
+        matched = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser())))
+        if not matched:
+            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} matches no file")
+        paths += matched
+    return paths
+
+
+def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
+    """The user's models as runs: checkpoint files loaded (TorchScript, pickled modules or state
+    dicts into the factory's architecture), or trained by the user's function on stablesal's seed
+    plan; each in eval mode with frozen parameters and, with [models] mean/std, Normalize in front.
+    Accuracies are measured on the data when it has labels."""
+    from .seeds import SeedRun, accuracy, seed_plan
+    from .storage import config_hash
+    from .user_models import (
+        load_user_model, model_factory, output_classes, prepare, train_with_user_function,
+    )
+
+    models = config.models
+    factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
+    if models.checkpoints:
+        loaded = []
+        for path in checkpoint_paths(models.checkpoints):
+            digest = config_hash({"file": str(path.resolve()), "bytes": path.stat().st_size,
+                                  "modified": path.stat().st_mtime_ns})
+            loaded.append((load_user_model(path, factory), {"checkpoint": str(path), "config_hash": digest,
+                                                            "seed": None, "split": None, "train_size": None,
+                                                            "train_seconds": None}))
+    else:
+        plan = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))
+        loaded = train_with_user_function(dataset, models.train, plan, runs_dir / "user-models", factory, progress)
+    runs = []
+    labelled = bool((dataset.test_labels >= 0).all())
+    for index, (model, meta) in enumerate(loaded):
+        model = prepare(model, meta.get("checkpoint", f"model {index}"), models.mean, models.std).to(models.device)
+        test = accuracy(model, dataset.test_images, dataset.test_labels) if labelled else float("nan")
+        train = (accuracy(model, dataset.train_images, dataset.train_labels)
+                 if len(dataset.train_labels) and labelled else float("nan"))
+        runs.append(SeedRun(index, model, {"index": index, **meta, "test_accuracy": test, "train_accuracy": train}))
+    classes = output_classes([run.model for run in runs], [run.meta.get("checkpoint", f"model {run.index}")
+                                                           for run in runs], dataset.image_shape)
+    if labelled and classes != dataset.num_classes:
+        raise ValueError(f"the models output {classes} classes but the data has {dataset.num_classes} "
+                         f"({dataset.class_names[:6]}…)")
+    return runs
+
+
 def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
                      executor=None):
-    """The K main models and the control models, trained or loaded.
+    """The K main models and the control models, trained or loaded. Models the user brings
+    ([models] checkpoints or train) are the main set, with no control set.
 
     The control set is the seed-only arm of the variance decomposition: ``control_k`` models on
     main model 0's data (its split, or all the data when the main models vary only in seed) with
     seeds ``base_seed + k + i``, none of them a main model, so the two sets share no model."""
     models = config.models
+    if models.user_models:
+        return user_model_runs(config, dataset, runs_dir, progress), []
     train_config = train_config_from(models)
     runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
                        base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
@@ -120,12 +176,16 @@ def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path,
     return runs, control_runs
 
 
-def untrained_models(config: StudyConfig, dataset: ImageDataset) -> tuple[list, dict]:
+def untrained_models(config: StudyConfig, dataset: ImageDataset, template=None) -> tuple[list, dict]:
     """The untrained-network null: ``untrained_k`` networks of the main architecture, each with its
     own initialisation seed ``derive(base_seed, "untrained", i)``, never trained; eval mode,
-    frozen parameters. Returns the models and their identity (for the study cache)."""
+    frozen parameters. Returns the models and their identity (for the study cache). For models
+    the user brings: the factory's architecture, or else copies of ``template`` (main model 0)
+    with every layer re-initialised; none for TorchScript without a factory."""
     models = config.models
     seeds = [derive(models.base_seed, "untrained", i) for i in range(models.untrained_k)]
+    if models.user_models:
+        return _user_untrained(config, dataset, template, seeds)
     built = []
     for seed in seeds:
         torch.manual_seed(seed)
@@ -135,6 +195,25 @@ def untrained_models(config: StudyConfig, dataset: ImageDataset) -> tuple[list, 
             parameter.requires_grad_(False)
         built.append(model)
     return built, {"arch": models.arch, "seeds": seeds}
+
+
+def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds: list[int]) -> tuple[list, dict]:
+    from .user_models import model_factory, prepare, reinitialised
+
+    models = config.models
+    factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
+    built = []
+    for seed in seeds:
+        if factory is not None:
+            torch.manual_seed(seed)
+            model = prepare(factory(), "untrained network", models.mean, models.std)
+        else:
+            model = None if template is None else reinitialised(template, seed)
+            if model is None:
+                return [], {"unavailable": "no factory and the model cannot be re-initialised (TorchScript)"}
+            model = prepare(model.eval(), "untrained network")
+        built.append(model.to(models.device))
+    return built, {"arch": models.factory or models.arch or "re-initialised copies of model 0", "seeds": seeds}
 
 
 def model_sets_for_study(config: StudyConfig, dataset: ImageDataset, runs, control_runs) -> tuple[dict, dict, dict]:
@@ -148,8 +227,10 @@ def model_sets_for_study(config: StudyConfig, dataset: ImageDataset, runs, contr
         varies["control"] = "seed"
         identity["control"] = [r.meta["config_hash"] for r in control_runs]
     if config.models.untrained_k:
-        model_sets["untrained"], identity["untrained"] = untrained_models(config, dataset)
-        varies["untrained"] = "init"
+        untrained, identity["untrained"] = untrained_models(config, dataset, runs[0].model)
+        if untrained:
+            model_sets["untrained"] = untrained
+            varies["untrained"] = "init"
     return model_sets, varies, identity
 
 
@@ -225,7 +306,8 @@ def consensus_stage(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: 
     count = min(section.n_images, len(dataset.test_labels))
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
-    untrained, untrained_identity = untrained_models(config, dataset) if config.models.untrained_k else ([], {})
+    untrained, untrained_identity = (untrained_models(config, dataset, runs[0].model) if config.models.untrained_k
+                                     else ([], {}))
     units = run_consensus_stage([run.model for run in runs], untrained, images, labels, masks, study, settings,
                                 cache_dir=runs_dir / "consensus", out_dir=out / "consensus",
                                 identity={"main": [run.meta["config_hash"] for run in runs],
@@ -362,7 +444,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     images, labels, masks = study["images"], study["labels"], study["masks"]
 
     folds = None
-    if config.folds.enabled:
+    if config.folds.enabled and not config.models.user_models:
         start = time.perf_counter()
         folds = fold_stage(config, dataset, runs_dir, out, progress, executor)
         timings["folds"] = time.perf_counter() - start
@@ -484,25 +566,11 @@ def report_sections(results: dict, out: Path) -> list[Section]:
     perturbation_summary = [r for r in summary if r["method"] in perturbation_methods]
     main_rows = [r for r in results["models"] if r["set"] == "main"]
     control_rows = [r for r in results["models"] if r["set"] == "control"]
-    accuracies = [row["test_acc"] for row in main_rows + control_rows]
-    sections = [Section(
-        title="Setup",
-        reading=(
-            f"{dataset['name']}: {dataset['train']} training and {dataset['test']} test images of "
-            f"shape {tuple(dataset['image_shape'])}, {len(dataset['classes'])} classes. {len(main_rows)} "
-            f"{models['arch']} models differ in {models['vary']!r} (seed = weight initialisation, data order and "
-            "augmentation; split = disjoint training data)" + (
-                f"; {len(control_rows)} control models are trained on model 0's data with other seeds (none of "
-                "them a main model)" if control_rows else "") +
-            (f"; {models['untrained_k']} untrained networks of the same architecture, each with its own "
-             "initialisation, are the null" if models["untrained_k"] else "") +
-            f". Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} "
-            f"(mean {sum(accuracies) / len(accuracies):.1%}); training took {timings['training']:.0f} s in total."
-        ),
-        figures=[(out / drawn["dataset_examples"][0], drawn["dataset_examples"][1])],
-        tables=[(main_rows + control_rows,
-                 "Retrained models: seed, data split, training-set size, accuracy and training time (s).")],
-    )]
+    sections = [Section(title="Setup", reading=setup_reading(results), figures=[
+        (out / drawn["dataset_examples"][0], drawn["dataset_examples"][1])],
+        tables=[(main_rows + control_rows, "Models: seed, data split, training-set size, accuracy and training time "
+                                           "(s).")])]
+    sections += left_out_sections(results)
     sections.append(sections_.headline_section(gradient_summary))
     sections.append(sections_.retest_section(summary))
     sections.append(sections_.decomposition_section(summary, figures_dir))
@@ -562,6 +630,55 @@ def report_sections(results: dict, out: Path) -> list[Section]:
                             f"{environment['processor']} ({environment['threads']} threads).",
                             figures=[(plot_timing(summary, figures_dir / "timing"), "Seconds per model.")]))
     return sections
+
+
+def setup_reading(results: dict) -> str:
+    """The data, the models (stablesal's retrained models or the user's) and their accuracy."""
+    config, timings, dataset = results["config"], results["timings_s"], results["dataset"]
+    models = config["models"]
+    main_rows = [r for r in results["models"] if r["set"] == "main"]
+    control_rows = [r for r in results["models"] if r["set"] == "control"]
+    accuracies = [row["test_acc"] for row in main_rows + control_rows
+                  if row.get("test_acc") is not None and row["test_acc"] == row["test_acc"]]
+    text = (f"{dataset['name']}: {dataset['train']} training and {dataset['test']} test images of shape "
+            f"{tuple(dataset['image_shape'])}, {len(dataset['classes'])} classes. ")
+    if models.get("checkpoints"):
+        text += f"{len(main_rows)} models from the user's checkpoints"
+    elif models.get("train"):
+        text += (f"{len(main_rows)} models trained by the user's function {models['train']!r}, differing in "
+                 f"{models['vary']!r}")
+    else:
+        text += (f"{len(main_rows)} {models['arch']} models differ in {models['vary']!r} (seed = weight "
+                 "initialisation, data order and augmentation; split = disjoint training data)")
+    if control_rows:
+        text += (f"; {len(control_rows)} control models are trained on model 0's data with other seeds (none of "
+                 "them a main model)")
+    if models["untrained_k"]:
+        text += (f"; {models['untrained_k']} untrained networks of the same architecture, each with its own "
+                 "initialisation, are the null")
+    if accuracies:
+        text += (f". Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} (mean "
+                 f"{sum(accuracies) / len(accuracies):.1%})")
+    else:
+        text += ". The test images have no labels: every map explains the class model 0 predicts"
+    return text + f"; loading or training the models took {timings['training']:.0f} s in total."
+
+
+def left_out_sections(results: dict) -> list[Section]:
+    """One line for each section the inputs could not feed, saying why (never an error)."""
+    config, dataset = results["config"], results["dataset"]
+    notes = []
+    if config["models"].get("checkpoints") or config["models"].get("train"):
+        if config["folds"]["enabled"]:
+            notes.append("MeGe and ReCo (fold protocol): left out, they need models stablesal trains on folds of "
+                         "the training data; models the user brings are used as they are.")
+        if config["models"]["control_k"]:
+            notes.append("Variance decomposition by seed and split: left out, it needs control models trained on "
+                         "model 0's data with other seeds.")
+    if not dataset.get("has_masks"):
+        notes.append("Localisation (relevance mass, pointing game) and the consensus power: left out, the data has "
+                     "no object masks.")
+    return [Section("Left out", " ".join(notes))] if notes else []
 
 
 def factor_section(factors: dict, figures_dir: Path) -> Section:

@@ -15,7 +15,7 @@ LAYERS = [
     {"stablesal", "checks", "seeding", "storage", "intervals", "executor", "tables", "html", "chunking", "imaging",
      "settings", "multiple_testing"},
     {"data"},
-    {"models", "seeds"},
+    {"models", "seeds", "user_models"},
     {"segmentation", "grouping"},
     {"sampling", "attribution", "diagnostics"},
     {"perturbation", "perturbation.samplers", "perturbation.calculators", "perturbation.features",

@@ -1,0 +1,314 @@
+"""Models a user brings: every checkpoint format, the factory strings, torchvision names, the user's
+training function, and the one-line messages for each bad input."""
+
+import sys
+import types
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from stablesal.user_models import (
+    import_object, load_user_model, load_user_models, model_factory, output_classes, prepare, reinitialised,
+    train_with_user_function,
+)
+
+FACTORY_SOURCE = '''
+import torch
+from torch import nn
+
+
+def tiny(width=4, classes=10):
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width, classes))
+
+
+def train(train_images, train_labels, seed, out_path):
+    from pathlib import Path
+
+    with open(Path(out_path).parent / "calls.txt", "a") as calls:  # what the test counts
+        calls.write(f"{seed} ")
+    torch.manual_seed(seed)
+    model = tiny()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(train_images[:64]), train_labels[:64]).backward()
+        optimiser.step()
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, out_path)
+
+
+def forgets(train_images, train_labels, seed, out_path):
+    pass
+'''
+
+
+@pytest.fixture
+def factory_file(tmp_path):
+    path = tmp_path / "user_arch.py"
+    path.write_text(FACTORY_SOURCE)
+    return path
+
+
+def tiny(width=4, classes=10, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width, classes))
+
+
+def test_import_object_from_a_module_and_a_file(factory_file):
+    assert import_object("stablesal.models:build_model").__name__ == "build_model"
+    assert import_object(f"{factory_file}:tiny")().__class__ is nn.Sequential
+    with pytest.raises(ValueError, match="must look like 'package.module:function'"):
+        import_object("stablesal.models.build_model")
+    with pytest.raises(ValueError, match="module 'nosuchpackage.models' does not import"):
+        import_object("nosuchpackage.models:net")
+    with pytest.raises(ValueError, match="has no 'resnet'"):
+        import_object("stablesal.models:resnet")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        import_object("missing/arch.py:net")
+
+
+@pytest.mark.parametrize("form", ["plain", "wrapped", "model_state_dict", "dataparallel", "pickled", "torchscript"])
+def test_every_checkpoint_form_loads_the_same_model(form, tmp_path):
+    original = tiny(seed=3).eval()
+    state = original.state_dict()
+    path = tmp_path / f"{form}.pt"
+    if form == "plain":
+        torch.save(state, path)
+    elif form == "wrapped":
+        torch.save({"state_dict": state, "epoch": 9, "optimizer": {}}, path)
+    elif form == "model_state_dict":
+        torch.save({"model_state_dict": state}, path)
+    elif form == "dataparallel":
+        torch.save({f"module.{k}": v for k, v in state.items()}, path)
+    elif form == "pickled":
+        torch.save(original, path)
+    else:
+        torch.jit.script(original).save(str(path))
+    model = load_user_model(path, factory=lambda: tiny(seed=99))
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(model(x), original(x), atol=1e-6)
+
+
+def test_a_checkpoint_that_does_not_match_names_the_keys(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save(tiny(width=6).state_dict(), path)
+    with pytest.raises(ValueError, match="shapes differ"):
+        load_user_model(path, factory=lambda: tiny(width=4))
+    torch.save({"0.weight": torch.zeros(4, 3, 3, 3), "head.weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match=r"missing keys \['0.bias', '4.bias', '4.weight'\], unexpected keys "
+                                         r"\['head.weight'\]"):
+        load_user_model(path, factory=tiny)
+    with pytest.raises(ValueError, match="is a state dict: give the architecture"):
+        load_user_model(path)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="neither TorchScript nor a file torch.load can read"):
+        load_user_model(tmp_path / "junk.pt", factory=tiny)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="holds a list"):
+        load_user_model(tmp_path / "list.pt", factory=tiny)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_user_model(tmp_path / "absent.pt", factory=tiny)
+
+
+def test_prepare_sets_eval_with_a_warning_and_prepends_normalisation():
+    model = nn.Sequential(tiny(), nn.Dropout(0.5))
+    model.train()
+    with pytest.warns(UserWarning, match="was in training mode; set to eval mode"):
+        prepared = prepare(model, "my model", mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])
+    assert not prepared.training and not any(p.requires_grad for p in prepared.parameters())
+    x = torch.rand(3, 3, 8, 8)
+    expected = model((x - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1))
+    assert torch.allclose(prepared(x), expected, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(tiny().eval(), "quiet")  # already in eval mode: no warning
+    with pytest.raises(ValueError, match="one value per channel"):
+        prepare(tiny().eval(), "bad", mean=[0.5, 0.5], std=[0.2])
+
+
+def test_models_with_different_numbers_of_classes_are_refused():
+    with pytest.raises(ValueError, match=r"different numbers of classes: \{'a.pt': 10, 'b.pt': 5\}"):
+        output_classes([tiny().eval(), tiny(classes=5).eval()], ["a.pt", "b.pt"], (3, 8, 8))
+    assert output_classes([tiny().eval()], ["a"], (3, 8, 8)) == 10
+
+
+def test_factory_strings_with_keyword_arguments(factory_file):
+    build = model_factory(f"{factory_file}:tiny", {"width": 6, "classes": 3})
+    assert build()[0].out_channels == 6 and build()[-1].out_features == 3
+    with pytest.raises(ValueError, match="does not take factory_kwargs"):
+        model_factory(f"{factory_file}:tiny", {"depth": 3})
+    assert model_factory() is None
+
+
+def test_torchvision_names_build_without_weights(monkeypatch):
+    calls = []
+    fake = types.ModuleType("torchvision")
+    fake.models = types.SimpleNamespace(
+        list_models=lambda: ["resnet18", "resnet50", "mobilenet_v3_small"],
+        get_model=lambda name, weights, num_classes: calls.append((name, weights, num_classes)) or tiny(classes=num_classes))
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    build = model_factory(arch="torchvision:resnet18", num_classes=7)
+    assert build()[-1].out_features == 7 and calls == [("resnet18", None, 7)]  # weights=None: never downloads
+    with pytest.raises(ValueError, match="did you mean 'resnet50'"):
+        model_factory(arch="torchvision:resnet05", num_classes=7)
+
+
+def test_user_training_function_runs_once_per_plan_entry_and_resumes(factory_file, tmp_shapes):
+    from stablesal.seeds import seed_plan
+
+    plan = seed_plan(3, "both", 0, len(tmp_shapes.train_labels))
+    build = model_factory(f"{factory_file}:tiny")
+    first = train_with_user_function(tmp_shapes, f"{factory_file}:train", plan, factory_file.parent / "runs", build,
+                                     progress=False)
+    assert [meta["seed"] for _, meta in first] == [0, 1, 2] and [m["split"] for _, m in first] == [0, 1, 2]
+    assert first[0][1]["train_size"] == len(tmp_shapes.train_labels) // 3
+    calls = factory_file.parent / "runs" / "calls.txt"
+    assert calls.read_text().split() == ["0", "1", "2"]
+    again = train_with_user_function(tmp_shapes, f"{factory_file}:train", plan, factory_file.parent / "runs", build,
+                                     progress=False)
+    assert calls.read_text().split() == ["0", "1", "2"]  # finished checkpoints are loaded, not retrained
+    x = tmp_shapes.test_images[:4]
+    assert torch.equal(again[1][0](x), first[1][0](x))
+    with pytest.raises(ValueError, match="returned without writing a checkpoint"):
+        train_with_user_function(tmp_shapes, f"{factory_file}:forgets", plan[:1], factory_file.parent / "other", build,
+                                 progress=False)
+
+
+def test_reinitialised_copies_are_untrained_networks_of_the_same_architecture():
+    trained = prepare(tiny(seed=1).eval(), "m", mean=[0.5] * 3, std=[0.25] * 3)
+    a, b = reinitialised(trained, 5), reinitialised(trained, 5)
+    other = reinitialised(trained, 6)
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(a(x), b(x)) and not torch.allclose(a(x), other(x)) and not torch.allclose(a(x), trained(x))
+    assert torch.equal(a[0].mean, trained[0].mean)  # the normalisation is kept
+    assert reinitialised(torch.jit.script(tiny().eval()), 0) is None
+
+
+def test_load_user_models_needs_files():
+    with pytest.raises(ValueError, match="give at least one checkpoint"):
+        load_user_models([])
+
+
+@pytest.fixture
+def tmp_shapes(tiny_shapes):
+    return tiny_shapes
+
+
+def _report_config(tmp_path, models: str) -> "object":
+    """A small report configuration on the tiny built-in data with the given [models] lines."""
+    from stablesal.config import load_config
+
+    text = f'''
+[data]
+n_train = 240
+n_test = 40
+size = 16
+seed = 3
+[models]
+{models}
+untrained_k = 3
+control_k = 0
+k = 3
+[gradient]
+methods = ["saliency", "smoothgrad"]
+groupings = ["pixel", "grid"]
+n_samples = 2
+n_segments = 16
+n_images = 4
+[perturbation]
+methods = []
+[folds]
+enabled = true
+[factors]
+enabled = false
+[inpainting]
+enabled = false
+[consensus]
+methods = ["saliency"]
+groupings = ["grid"]
+n_images = 4
+calibration_studies = 5
+n_permutations = 99
+[report]
+out_dir = "{tmp_path / 'reports'}"
+runs_dir = "{tmp_path / 'runs'}"
+copy_figures_to = ""
+copy_results_to = ""
+'''
+    path = tmp_path / "report.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def _run(config):
+    import html
+    import json
+
+    from stablesal.report import run_report
+
+    out = run_report(config, progress=False)
+    return json.loads((out / "results.json").read_text()), html.unescape((out / "index.html").read_text())
+
+
+def test_report_on_checkpoints_and_a_factory(factory_file, tmp_path):
+    """(a) K checkpoint files of different forms with a factory from a file."""
+    paths = []
+    for seed, form in enumerate(["plain", "wrapped", "dataparallel"]):
+        state = tiny(seed=seed).state_dict()
+        state = {"plain": state, "wrapped": {"state_dict": state},
+                 "dataparallel": {f"module.{k}": v for k, v in state.items()}}[form]
+        paths.append(tmp_path / f"ckpt-{seed}.pt")
+        torch.save(state, paths[-1])
+    config = _report_config(tmp_path, f'checkpoints = ["{tmp_path}/ckpt-*.pt"]\nfactory = "{factory_file}:tiny"\n'
+                                      'mean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]')
+    results, page = _run(config)
+    main = [m for m in results["models"] if m["set"] == "main"]
+    assert len(main) == 3 and all(0 <= m["test_acc"] <= 1 for m in main)
+    assert "3 models from the user's checkpoints" in page and "MeGe and ReCo (fold protocol): left out" in page
+    assert {r["model_set"] for r in results["stability_summary"]} == {"main", "untrained"}
+    assert results["consensus"]["units"][0]["n_untrained"] == 3
+
+
+def test_report_on_a_torchvision_name_and_checkpoints(monkeypatch, tmp_path):
+    """(b) arch = "torchvision:<name>": the architecture comes from torchvision (a stand-in module
+    here, with torchvision's get_model signature; the real one is optional and not installed)."""
+    fake = types.ModuleType("torchvision")
+    fake.models = types.SimpleNamespace(list_models=lambda: ["resnet18"],
+                                        get_model=lambda name, weights, num_classes: tiny(classes=num_classes))
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    for seed in range(3):
+        torch.save(tiny(seed=seed).state_dict(), tmp_path / f"tv-{seed}.pt")
+    config = _report_config(tmp_path, f'checkpoints = ["{tmp_path}/tv-*.pt"]\narch = "torchvision:resnet18"')
+    results, page = _run(config)
+    assert len([m for m in results["models"] if m["set"] == "main"]) == 3 and "Consensus maps" in page
+
+
+def test_report_on_models_from_the_users_training_function(factory_file, tmp_path):
+    """(c) the user's training function, driven by stablesal's seed plan (k = 3, vary = both)."""
+    config = _report_config(tmp_path, f'train = "{factory_file}:train"\nfactory = "{factory_file}:tiny"\n'
+                                      'vary = "both"')
+    results, page = _run(config)
+    main = [m for m in results["models"] if m["set"] == "main"]
+    assert [m["seed"] for m in main] == [0, 1, 2] and [m["split"] for m in main] == [0, 1, 2]
+    assert "trained by the user's function" in page
+    assert (tmp_path / "runs" / "default" / "user-models" / "calls.txt").read_text().split() == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("models, message", [
+    ('checkpoints = ["nowhere/*.pt"]\nfactory = "x.py:f"', "[models] checkpoints: 'nowhere/*.pt' matches no file"),
+    ('train = "nosuchpackage.trainer:fit"\nfactory = "stablesal.models:SmallCNN"',
+     "[models] train 'nosuchpackage.trainer:fit': module 'nosuchpackage.trainer' does not import"),
+    ('train = "pkg:fn"', "train needs the architecture"),
+    ('checkpoints = ["a.pt"]\ntrain = "pkg:fn"', "give checkpoints or train, not both"),
+    ('checkpoints = ["a.pt"]\nmean = [0.5]', "mean and std must both be given"),
+])
+def test_bad_model_configurations_get_one_line(models, message, tmp_path, capsys):
+    from stablesal.cli import main
+
+    config = tmp_path / "bad.toml"
+    config.write_text(f"[models]\n{models}\n")
+    assert main(["report", "--config", str(config), "--runs", str(tmp_path / "runs"), "-q"]) == 2
+    assert message in capsys.readouterr().err
