@@ -30,12 +30,13 @@ _INPAINTER, _REMOVAL, _CONSENSUS = InpainterConfig(), RemovalSettings(), Consens
 
 @dataclass
 class DataSection:
-    dataset: str = "shapes"          # shapes | lfw | cifar10 | folder
-    root: str = ""                   # local path for cifar10 / folder
+    dataset: str = "shapes"          # shapes | lfw (built in) | cifar10 | folder | unlabelled | npz
+    root: str = ""                   # local path for cifar10 / folder / unlabelled (a plain folder) / npz (a file)
     n_train: int = 20_000            # shapes only (K disjoint splits of 5 000 with K = 4)
     n_test: int = 2_000              # shapes only
-    size: int = 32                   # shapes / folder: image side in pixels
+    size: int = 32                   # shapes / folder / unlabelled: image side in pixels (resize + centre crop)
     seed: int = 0
+    masks: str = ""                  # folder / unlabelled: object masks with the images' relative paths
 
 
 @dataclass

@@ -54,7 +54,8 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         if not self.mean:
-            flat = self.train_images.transpose(0, 1).reshape(self.train_images.shape[1], -1)
+            source = self.train_images if len(self.train_images) else self.test_images
+            flat = source.transpose(0, 1).reshape(source.shape[1], -1)
             self.mean = tuple(float(v) for v in flat.mean(1))
             self.std = tuple(max(float(v), 1e-3) for v in flat.std(1))
 
@@ -64,7 +65,12 @@ class ImageDataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])
+        return tuple(self.test_images.shape[1:])
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the test images have labels (an unlabelled folder's are −1 until a model predicts them)."""
+        return bool((self.test_labels >= 0).all())
 
     def describe(self) -> dict:
         return {
@@ -378,53 +384,51 @@ def cifar10_dataset(root: Path | str) -> ImageDataset:
     )
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def _load_class_folders(root: Path, size: int, classes: list[str] | None):
-    from skimage.io import imread
-    from skimage.transform import resize
+def _load_class_folders(root: Path, size: int, classes: list[str] | None, masks: Path | None = None):
+    from .image_files import image_files, read_images, read_masks
 
     found = sorted(p.name for p in root.iterdir() if p.is_dir())
     classes = classes or found
     if len(classes) < 2:
         raise ValueError(f"image folder {root} must hold one sub-folder per class (at least 2), found {found}")
-    images, labels = [], []
+    paths, labels = [], []
     for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        for path in files:
-            try:
-                image = imread(path)
-            except Exception as error:
-                raise ValueError(f"{path} could not be read as an image: {error}") from error
-            image = np.asarray(image, dtype=np.float32)
-            image = image / 255.0 if image.max() > 1.0 else image
-            if image.ndim == 2:
-                image = np.repeat(image[..., None], 3, axis=2)
-            image = resize(image[..., :3], (size, size), anti_aliasing=True, order=1)
-            images.append(image.transpose(2, 0, 1))
-            labels.append(index)
-    if not images:
-        raise ValueError(f"image folder {root} has no image files ({sorted(IMAGE_SUFFIXES)})")
-    return np.stack(images).astype(np.float32), np.array(labels, np.int64), classes
+        files = image_files(root / name) if (root / name).is_dir() else []
+        paths += files
+        labels += [index] * len(files)
+    if not paths:
+        raise ValueError(f"image folder {root} has no image files in its class folders {classes}")
+    images, kept = read_images(paths, size, what=f"image folder {root}")
+    kept_paths = [paths[i] for i in kept]
+    object_masks = None if masks is None else read_masks(masks, kept_paths, size, root)
+    return images, np.array(labels, np.int64)[kept], classes, object_masks
 
 
-def image_folder_dataset(root: Path | str, size: int = 32, test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
-    """Any images arranged as ``root/<class>/<image>``, resized to ``size``×``size`` RGB.
+def image_folder_dataset(root: Path | str, size: int = 32, test_fraction: float = 0.2, seed: int = 0,
+                         masks: Path | str | None = None) -> ImageDataset:
+    """Any images arranged as ``root/<class>/<image>``, resized and centre-cropped to ``size``×``size``
+    RGB (:mod:`stablesal.image_files`); unreadable files are skipped and counted.
 
     If ``root/train`` and ``root/test`` exist they are used as the split; otherwise a seeded,
-    stratified ``test_fraction`` is held out.
+    stratified ``test_fraction`` is held out. ``masks``: a folder of object masks with the images'
+    relative paths (any image suffix; non-zero = object).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder root {root} does not exist or is not a directory")
+    masks = None if masks in (None, "") else Path(masks)
+    if masks is not None and not masks.is_dir():
+        raise FileNotFoundError(f"[data] masks: {masks} is not a folder")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        train_x, train_y, classes = _load_class_folders(root / "train", size, None)
-        test_x, test_y, _ = _load_class_folders(root / "test", size, classes)
+        train_x, train_y, classes, train_m = _load_class_folders(root / "train", size, None,
+                                                                 None if masks is None else masks / "train")
+        test_x, test_y, _, test_m = _load_class_folders(root / "test", size, classes,
+                                                        None if masks is None else masks / "test")
     else:
-        x, y, classes = _load_class_folders(root, size, None)
+        x, y, classes, m = _load_class_folders(root, size, None, masks)
         train, test = _stratified_split(y, test_fraction, seed)
         train_x, train_y, test_x, test_y = x[train], y[train], x[test], y[test]
+        train_m, test_m = (None, None) if m is None else (m[train], m[test])
     return ImageDataset(
         name=f"folder:{root.name}",
         train_images=torch.from_numpy(train_x),
@@ -432,10 +436,70 @@ def image_folder_dataset(root: Path | str, size: int = 32, test_fraction: float 
         test_images=torch.from_numpy(test_x),
         test_labels=torch.from_numpy(test_y),
         class_names=list(classes),
+        train_masks=None if train_m is None or test_m is None else torch.from_numpy(train_m),
+        test_masks=None if train_m is None or test_m is None else torch.from_numpy(test_m),
     )
 
 
-DATASETS = ("shapes", "lfw", "cifar10", "folder")
+def unlabelled_folder_dataset(root: Path | str, size: int = 32, masks: Path | str | None = None) -> ImageDataset:
+    """A plain folder of images without labels: every image is a test image whose label is −1 until
+    a model predicts it (the report explains the class model 0 predicts); no training images, so
+    nothing is retrained. Classes are named when the models' output size is known."""
+    from .image_files import image_files, read_images, read_masks
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder root {root} does not exist or is not a directory")
+    paths = image_files(root)
+    if not paths:
+        raise ValueError(f"image folder {root} has no image files")
+    images, kept = read_images(paths, size, what=f"image folder {root}")
+    object_masks = None if masks in (None, "") else read_masks(Path(masks), [paths[i] for i in kept], size, root)
+    tensor = torch.from_numpy(images)
+    return ImageDataset(name=f"unlabelled:{root.name}", train_images=tensor[:0], train_labels=torch.zeros(0, dtype=torch.long),
+                        test_images=tensor, test_labels=torch.full((len(tensor),), -1, dtype=torch.long), class_names=[],
+                        test_masks=None if object_masks is None else torch.from_numpy(object_masks))
+
+
+def npz_dataset(path: Path | str, test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
+    """Arrays from a ``.npz`` (:func:`stablesal.image_files.npz_arrays`): ``train_*``/``test_*`` keys
+    give the split; plain ``images``/``labels``/``masks`` are split stratified by ``test_fraction``
+    (all test images, labels −1, when there are no labels)."""
+    from .image_files import as_tensor, npz_arrays
+
+    arrays = npz_arrays(Path(path))
+    if "train_images" in arrays and "test_images" in arrays:
+        parts = {kind: {key: arrays.get(f"{kind}_{key}") for key in ("images", "labels", "masks")}
+                 for kind in ("train", "test")}
+    else:
+        images, labels, masks = arrays["images"], arrays.get("labels"), arrays.get("masks")
+        if labels is None:
+            parts = {"train": {"images": images[:0], "labels": np.zeros(0, np.int64), "masks": None},
+                     "test": {"images": images, "labels": np.full(len(images), -1), "masks": masks}}
+        else:
+            train, test = _stratified_split(labels, test_fraction, seed)
+            parts = {kind: {"images": images[index], "labels": labels[index],
+                            "masks": None if masks is None else masks[index]}
+                     for kind, index in (("train", train), ("test", test))}
+    labels = [p["labels"] for p in parts.values() if p["labels"] is not None and len(p["labels"])]
+    classes = int(max(int(l.max()) for l in labels) + 1) if labels and all((l >= 0).all() for l in labels) else 0
+    masks_known = all(parts[k]["masks"] is not None for k in ("train", "test")) or (
+        parts["test"]["masks"] is not None and len(parts["train"]["images"]) == 0)
+    return ImageDataset(
+        name=f"npz:{Path(path).stem}",
+        train_images=as_tensor(parts["train"]["images"]),
+        train_labels=as_tensor(parts["train"]["labels"] if parts["train"]["labels"] is not None
+                               else np.zeros(0, np.int64)),
+        test_images=as_tensor(parts["test"]["images"]),
+        test_labels=as_tensor(parts["test"]["labels"] if parts["test"]["labels"] is not None
+                              else np.full(len(parts["test"]["images"]), -1)),
+        class_names=[f"class {i}" for i in range(classes)],
+        train_masks=as_tensor(parts["train"]["masks"]) if masks_known and parts["train"]["masks"] is not None else None,
+        test_masks=as_tensor(parts["test"]["masks"]) if masks_known else None,
+    )
+
+
+DATASETS = ("shapes", "lfw", "cifar10", "folder", "unlabelled", "npz")
 
 
 def load_dataset(name: str = "shapes", root: Path | str | None = None, **options) -> ImageDataset:
@@ -444,10 +508,12 @@ def load_dataset(name: str = "shapes", root: Path | str | None = None, **options
         return shapes_dataset(**options)
     if name == "lfw":
         return lfw_dataset(**options)
-    if name in ("cifar10", "folder"):
+    if name in ("cifar10", "folder", "unlabelled", "npz"):
         if root is None:
             raise ValueError(f"dataset {name!r} needs root=<local path>; stablesal never downloads data")
-        return cifar10_dataset(root) if name == "cifar10" else image_folder_dataset(root, **options)
+        loader = {"cifar10": cifar10_dataset, "folder": image_folder_dataset, "unlabelled": unlabelled_folder_dataset,
+                  "npz": npz_dataset}[name]
+        return loader(root, **options)
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 
@@ -458,5 +524,9 @@ def load_configured(data) -> ImageDataset:
     if data.dataset == "lfw":
         return load_dataset("lfw", seed=data.seed)
     if data.dataset == "folder":
-        return load_dataset("folder", root=data.root or None, size=data.size, seed=data.seed)
+        return load_dataset("folder", root=data.root or None, size=data.size, seed=data.seed, masks=data.masks or None)
+    if data.dataset == "unlabelled":
+        return load_dataset("unlabelled", root=data.root or None, size=data.size, masks=data.masks or None)
+    if data.dataset == "npz":
+        return load_dataset("npz", root=data.root or None, seed=data.seed)
     return load_dataset(data.dataset, root=data.root or None)

@@ -36,8 +36,8 @@ def _rgb(image) -> np.ndarray:
 
 
 def plot_dataset_examples(images, labels, masks, class_names, path_stem) -> Path:
-    """One example per class: the image and (when known) its ground-truth mask."""
-    classes = sorted(set(int(c) for c in labels))
+    """One example per class (the first 10 classes): the image and (when known) its ground-truth mask."""
+    classes = sorted(set(int(c) for c in labels))[:10]
     rows = 2 if masks is not None else 1
     fig, axes = plt.subplots(rows, len(classes), figsize=(1.1 * len(classes), 1.2 * rows), squeeze=False)
     for column, cls in enumerate(classes):

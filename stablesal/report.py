@@ -149,6 +149,18 @@ def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, 
     return runs
 
 
+def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:
+    """Unlabelled test images labelled with ``model``'s predicted class (the class every map then
+    explains); classes named ``class i`` when the data named none."""
+    import dataclasses
+
+    with torch.inference_mode():
+        outputs = torch.cat([model(chunk) for chunk in dataset.test_images.split(256)])
+    names = dataset.class_names or [f"class {i}" for i in range(outputs.shape[1])]
+    return dataclasses.replace(dataset, test_labels=outputs.argmax(1).cpu(), class_names=names,
+                               name=f"{dataset.name} (labels: model 0's predictions)")
+
+
 def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
                      executor=None):
     """The K main models and the control models, trained or loaded. Models the user brings
@@ -160,6 +172,9 @@ def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path,
     models = config.models
     if models.user_models:
         return user_model_runs(config, dataset, runs_dir, progress), []
+    if not dataset.labelled or not len(dataset.train_labels):
+        raise ValueError(f"[data] {dataset.name} has no labelled training images, so stablesal cannot train models on "
+                         "it: give your own ([models] checkpoints)")
     train_config = train_config_from(models)
     runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
                        base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
@@ -434,6 +449,8 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     start = time.perf_counter()
     runs, control_runs = train_model_sets(config, dataset, runs_dir, progress, executor)
     timings["training"] = time.perf_counter() - start
+    if not dataset.labelled:
+        dataset = with_predicted_labels(dataset, runs[0].model)
     model_rows = [dict(row, set="main") for row in summary_rows(runs)]
     model_rows += [dict(row, set="control") for row in summary_rows(control_runs)]
 
@@ -468,7 +485,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
         timings["consensus"] = time.perf_counter() - start
 
     removal = None
-    if config.inpainting.enabled:
+    if config.inpainting.enabled and len(dataset.train_labels) and dataset.labelled:
         start = time.perf_counter()
         removal = inpainting_stage(config, runs[0].model, dataset, runs_dir, out, progress,
                                    other_models=[run.model for run in runs[1:]])
@@ -675,6 +692,9 @@ def left_out_sections(results: dict) -> list[Section]:
         if config["models"]["control_k"]:
             notes.append("Variance decomposition by seed and split: left out, it needs control models trained on "
                          "model 0's data with other seeds.")
+    if not results.get("inpainting") and config["inpainting"]["enabled"] and not dataset["train"]:
+        notes.append("Inpainting vs constant fill: left out, the learned inpainter trains on training images and "
+                     "the data has none.")
     if not dataset.get("has_masks"):
         notes.append("Localisation (relevance mass, pointing game) and the consensus power: left out, the data has "
                      "no object masks.")

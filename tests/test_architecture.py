@@ -14,7 +14,7 @@ LAYERS = [
     # 0: generic helpers, no stablesal imports above them
     {"stablesal", "checks", "seeding", "storage", "intervals", "executor", "tables", "html", "chunking", "imaging",
      "settings", "multiple_testing"},
-    {"data"},
+    {"data", "image_files"},
     {"models", "seeds", "user_models"},
     {"segmentation", "grouping"},
     {"sampling", "attribution", "diagnostics"},

@@ -144,7 +144,7 @@ def test_image_folder_errors(tmp_path):
         image_folder_dataset(tmp_path)
     (tmp_path / "other").mkdir()
     (tmp_path / "only" / "broken.png").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="could not be read"):
+    with pytest.warns(UserWarning, match="skipped 1 of 1 files"), pytest.raises(ValueError, match="none of the 1 files could be read"):
         image_folder_dataset(tmp_path)
 
 

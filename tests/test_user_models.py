@@ -197,16 +197,14 @@ def tmp_shapes(tiny_shapes):
     return tiny_shapes
 
 
-def _report_config(tmp_path, models: str) -> "object":
-    """A small report configuration on the tiny built-in data with the given [models] lines."""
+def _report_config(tmp_path, models: str, data: str = "n_train = 240\nn_test = 40\nsize = 16\nseed = 3") -> "object":
+    """A small report configuration (the tiny built-in data unless ``data`` says otherwise) with
+    the given [models] lines."""
     from stablesal.config import load_config
 
     text = f'''
 [data]
-n_train = 240
-n_test = 40
-size = 16
-seed = 3
+{data}
 [models]
 {models}
 untrained_k = 3
@@ -312,3 +310,26 @@ def test_bad_model_configurations_get_one_line(models, message, tmp_path, capsys
     config.write_text(f"[models]\n{models}\n")
     assert main(["report", "--config", str(config), "--runs", str(tmp_path / "runs"), "-q"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_report_on_an_unlabelled_folder_explains_the_predicted_class(factory_file, tmp_path):
+    """A plain folder of photographs of mixed sizes and modes, no labels, the user's checkpoints:
+    every map explains model 0's predicted class; no accuracy, no localisation, no inpainting."""
+    import numpy as np
+    from skimage.io import imsave
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        shape = [(20, 24, 3), (18, 18), (24, 20, 4)][i % 3]
+        imsave(folder / f"{i}.png", (rng.random(shape) * 255).astype(np.uint8), check_contrast=False)
+    (folder / "broken.png").write_bytes(b"not an image")
+    for seed in range(3):
+        torch.save(tiny(seed=seed).state_dict(), tmp_path / f"m{seed}.pt")
+    config = _report_config(tmp_path, f'checkpoints = ["{tmp_path}/m*.pt"]\nfactory = "{factory_file}:tiny"',
+                            data=f'dataset = "unlabelled"\nroot = "{folder}"\nsize = 16')
+    with pytest.warns(UserWarning, match="skipped 1 of 7 files"):
+        results, page = _run(config)
+    assert "labels: model 0's predictions" in results["dataset"]["name"]
+    assert "The test images have no labels" in page and "object masks" in page and "Left out" in page
