@@ -221,7 +221,7 @@ def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds:
     for seed in seeds:
         if factory is not None:
             torch.manual_seed(seed)
-            model = prepare(factory(), "untrained network", models.mean, models.std)
+            model = prepare(factory().eval(), "untrained network", models.mean, models.std)
         else:
             model = None if template is None else reinitialised(template, seed)
             if model is None:

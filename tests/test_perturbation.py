@@ -222,3 +222,15 @@ def test_bad_configurations_give_clear_errors():
     with pytest.raises(ValueError, match="distinct"):
         Perturbation(model, segmenter="grid", n_segments=4, sampler="unique-random", n_samples=100).attribute(
             x, target=0)
+
+
+def test_imagenet_fill_of_a_grey_image_is_the_imagenet_mean_grey_level():
+    from stablesal.perturbation.replacement import IMAGENET_MEAN, Constant
+
+    grey = torch.rand(1, 5, 5)
+    fill = Constant("imagenet").reference(grey, None, None)
+    assert fill.shape == (1, 5, 5) and torch.allclose(fill, torch.full_like(grey, sum(IMAGENET_MEAN) / 3))
+    colour = Constant("imagenet").reference(torch.rand(3, 2, 2), None, None)
+    assert torch.allclose(colour[:, 0, 0], torch.tensor(IMAGENET_MEAN))
+    with pytest.raises(ValueError, match="constant colour has 3 values for an image of 2 channels"):
+        Constant([0.1, 0.2, 0.3]).reference(torch.rand(2, 2, 2), None, None)

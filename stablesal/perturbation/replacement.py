@@ -56,10 +56,10 @@ class Constant(Replacement):
     def reference(self, image, labels, generator):
         value = IMAGENET_MEAN if self.value == "imagenet" else self.value
         colour = torch.as_tensor(value, dtype=image.dtype, device=image.device).reshape(-1, 1, 1)
+        if self.value == "imagenet" and image.shape[0] != 3:
+            colour = colour.mean(0, keepdim=True)  # grey images: the ImageNet mean's grey level
         if colour.shape[0] not in (1, image.shape[0]):
             raise ValueError(f"constant colour has {colour.shape[0]} values for an image of {image.shape[0]} channels")
-        if self.value == "imagenet" and image.shape[0] != 3:
-            colour = colour.mean(0, keepdim=True)
         return colour.expand_as(image)
 
 

@@ -1,0 +1,78 @@
+"""The worked example a user can copy (examples/own_models/): its training script makes ordinary
+checkpoints, `stablesal report --config examples/own_models/report.toml` writes a complete report on
+them (a small version here) whose page renders in headless Chromium, and the tutorial notebook runs."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "own_models"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("own_models")
+    subprocess.run([sys.executable, str(EXAMPLE / "train.py"), "--epochs", "3", "--out", str(out)], check=True,
+                   capture_output=True, timeout=600)
+    return out
+
+
+def test_training_script_writes_ordinary_checkpoints(trained):
+    import torch
+
+    paths = sorted((trained / "checkpoints").glob("resnet18-seed*.pt"))
+    assert [p.name for p in paths] == [f"resnet18-seed{i}.pt" for i in range(3)]
+    saved = torch.load(paths[0], weights_only=False)
+    assert set(saved) == {"state_dict", "epoch", "seed", "test_accuracy"} and saved["seed"] == 0
+    assert (trained / "data" / "lfw.npz").exists()
+
+
+def test_report_on_the_example_checkpoints_renders(trained, tmp_path):
+    from stablesal.cli import main
+
+    config = (EXAMPLE / "report.toml").read_text()
+    config = config.replace('"examples/own_models/data', f'"{trained}/data').replace(
+        '"examples/own_models/checkpoints', f'"{trained}/checkpoints').replace(
+        '"examples/own_models/model.py', f'"{EXAMPLE}/model.py')
+    path = tmp_path / "report.toml"
+    path.write_text(config)
+    assert main(["report", "--config", str(path), "--quick", "--out", str(tmp_path / "reports"), "--runs",
+                 str(tmp_path / "runs"), "-q"]) == 0
+    folder = tmp_path / "reports" / "own_models"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["dataset"]["name"] == "npz:lfw" and len([m for m in results["models"] if m["set"] == "main"]) == 3
+    assert results["consensus"] is not None and results["inpainting"] is not None
+    page = (folder / "index.html").read_text()
+    for title in ("Setup", "Headline", "Consensus maps", "Planner", "Left out", "Inpainting"):
+        assert title in page
+    from test_report import FLAGS, _chromium
+
+    if _chromium() is None:
+        pytest.skip("chromium is not installed (make installs it where apt-get works)")
+    dom = subprocess.run([_chromium(), *FLAGS, "--user-data-dir=" + str(tmp_path / "profile"), "--window-size=1280,900",
+                          "--virtual-time-budget=5000", "--dump-dom", (folder / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    check = re.search(r'data-check="([^"]*)"', dom)
+    assert check is not None and check.group(1) == "images-broken=0;overflow=false"
+
+
+def test_tutorial_notebook_runs(trained, monkeypatch, capsys):
+    """Every code cell of the notebook, in order, in one namespace (what a kernel would do; no
+    Jupyter needed in CI)."""
+    monkeypatch.setenv("STABLESAL_EXAMPLE_DIR", str(trained))
+    monkeypatch.setenv("STABLESAL_EXAMPLE_CODE", str(EXAMPLE))
+    notebook = json.loads((EXAMPLE / "tutorial.ipynb").read_text())
+    namespace: dict = {}
+    cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert len(cells) >= 4
+    for index, cell in enumerate(cells):
+        exec(compile("".join(cell["source"]), f"tutorial.ipynb cell {index}", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "Spearman" in out and "for reliability 0.9" in out
+    assert (trained / "consensus-smoothgrad.npz").exists()
