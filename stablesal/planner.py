@@ -164,7 +164,8 @@ class Plan:
             return (f"{where}: reliability {target:g} is out of reach (more than {MAX_MODELS} models"
                     + (f" at {max_samples} samples)" if self.random else ")"))
         samples = f" and {plan['samples']} samples" if plan["samples"] is not None else ""
-        return (f"{where}: {plan['models']} models{samples} for reliability {target:g} "
+        models = f"{plan['models']} model" + ("" if plan["models"] == 1 else "s")
+        return (f"{where}: {models}{samples} for reliability {target:g} "
                 f"(predicted from {self.pilot_models} pilot models)")
 
 
