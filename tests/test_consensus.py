@@ -258,3 +258,14 @@ def test_permuted_ranks_keep_each_map_and_its_gaps_and_shuffle_uniformly():
     assert all(abs(np.mean(first == value) - 1 / 3) < 0.06 for value in (1.0, 2.0, 3.0))
     # the two models are shuffled independently
     assert 0.2 < np.mean([out[0, 0, 0] == out[1, 0, 0] for out in shuffled]) < 0.47
+
+
+def test_consensus_of_a_perturbation_method():
+    """Perturbation presets go through the same test: occlusion maps projected on the regions."""
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) + 0.5
+    models = [Spot(0.5 + 0.1 * k).eval() for k in range(5)]
+    result = run_consensus(models, images, torch.zeros(2, dtype=torch.long), "occlusion", grouping="grid",
+                           settings=StudySettings(n_segments=4))
+    # only the top-left quarter changes the output: it is every model's top region, p = (1/4)^5
+    np.testing.assert_allclose(result.p_values[:, 0], 0.25 ** 5)
+    assert result.significant[:, 0].all() and not result.significant[:, 1:].any()

@@ -333,3 +333,22 @@ def test_report_on_an_unlabelled_folder_explains_the_predicted_class(factory_fil
         results, page = _run(config)
     assert "labels: model 0's predictions" in results["dataset"]["name"]
     assert "The test images have no labels" in page and "object masks" in page and "Left out" in page
+
+
+def test_consensus_and_plan_commands_on_user_checkpoints(factory_file, tmp_path, capsys):
+    from stablesal.cli import main
+
+    for seed in range(3):
+        torch.save(tiny(seed=seed).state_dict(), tmp_path / f"c{seed}.pt")
+    config = tmp_path / "user.toml"
+    config.write_text(f'[data]\nn_train = 240\nn_test = 40\nsize = 16\nseed = 3\n'
+                      f'[models]\ncheckpoints = ["{tmp_path}/c*.pt"]\nfactory = "{factory_file}:tiny"\n'
+                      '[gradient]\nn_samples = 2\nn_segments = 16\n'
+                      '[consensus]\ncalibration_studies = 5\nn_permutations = 99\n')
+    common = ["--config", str(config), "--groupings", "grid", "--n-images", "4", "--runs", str(tmp_path / "runs"), "-q"]
+    assert main(["consensus", "-k", "3", "--untrained-k", "3", "--methods", "saliency", "--out",
+                 str(tmp_path / "out"), *common]) == 0
+    assert "trained vs untrained" in capsys.readouterr().out
+    assert main(["plan", "-k", "3", "--methods", "smoothgrad", *common]) == 0
+    out = capsys.readouterr().out
+    assert "smoothgrad with grid" in out and ("pilot models" in out or "out of reach" in out)
