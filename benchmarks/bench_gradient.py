@@ -27,6 +27,7 @@ from stablesal.attribution import make_method  # noqa: E402
 from stablesal.chunking import frozen_parameters  # noqa: E402
 from stablesal.models import build_model  # noqa: E402
 from stablesal.segmentation import FastSLIC, SkimageSLIC  # noqa: E402
+import imagenet_resnet  # noqa: E402,F401  (registers resnet18_imagenet and resnet50_imagenet)
 
 
 def best_time(fn, repeats: int) -> float:
@@ -74,7 +75,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="benchmarks/results/gradient.json")
-    parser.add_argument("--arch", default="small_cnn", help="small_cnn or resnet20")
+    parser.add_argument("--arch", default="small_cnn",
+                        help="small_cnn, resnet20, resnet18_imagenet or resnet50_imagenet (224-px layouts)")
+    parser.add_argument("--chunks", default="32,64,128,256,512", help="chunk sizes the floor tries")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     parser.add_argument("--segmenters", default="fastslic,slic",
                         help="segmenters to time; the first also makes the partition for the grouped timings")
     args = parser.parse_args()
@@ -116,7 +120,9 @@ def main() -> int:
         "suppression": (b * n, erased, torch.abs, None),
     }
     del plain
-    chunks = (32, 64, 128, 256, 512)
+    chunks = tuple(int(c) for c in args.chunks.split(","))
+    if args.methods:
+        cases = {name: case for name, case in cases.items() if name in args.methods.split(",")}
     rows_out = []
     makers = {"fastslic": FastSLIC, "slic": SkimageSLIC}
     chosen = [makers[name] for name in args.segmenters.split(",")]
@@ -171,7 +177,7 @@ def main() -> int:
         row["projection_s"] = projection if row["passes"] == b * n else projection / n
         row["projection_pct_of_stablesal"] = 100 * row["projection_s"] / row["stablesal_s"]
     print(f"projection of {b * n} per-sample maps: {projection:.4f}s = "
-          f"{100 * projection / rows_out[1]['stablesal_s']:.1f}% of IG's time", flush=True)
+          f"{100 * projection / rows_out[-1]['stablesal_s']:.1f}% of {rows_out[-1]['method']}'s time", flush=True)
 
     seg_rows = []
     for size in (32, 224):

@@ -61,11 +61,22 @@ def grey_maps(maps: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor
 SSIM_SIGMA = 1.5
 
 
+SSIM_REFERENCE_SIDE = 32  # the side at which the protocol's σ = 1.5 px is set (CIFAR-sized maps)
+
+
+def ssim_sigma(height: int, width: int) -> float:
+    """The SSIM window's σ for maps of ``height × width``: 1.5 px up to 32 px, then growing with
+    the shorter side, so that the window covers the same share of the map at every size (at
+    224 px, σ = 10.5 px)."""
+    return SSIM_SIGMA * max(1.0, min(height, width) / SSIM_REFERENCE_SIDE)
+
+
 @_with_info(MetricInfo("ssim", True, -1.0, 1.0, "structural similarity of the grey maps"))
-def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = SSIM_SIGMA, crop: bool = False) -> torch.Tensor:
-    """SSIM per image of grey maps ``[B, H, W]`` in [0, 1]: Gaussian weights (σ = 1.5 px,
-    truncated at 3.5 σ, an 11-px window), population covariance, data range 1, as scikit-image
-    computes it with the settings of Ye & Farnia.
+def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: bool = False) -> torch.Tensor:
+    """SSIM per image of grey maps ``[B, H, W]`` in [0, 1]: Gaussian weights (σ = 1.5 px at 32 px,
+    truncated at 3.5 σ, an 11-px window; ``sigma=None`` scales σ with the map's side,
+    :func:`ssim_sigma`), population covariance, data range 1, as scikit-image computes it with the
+    settings of Ye & Farnia.
 
     scikit-image averages the SSIM map only over pixels at least 5 px (the window radius) from
     the border: on a 32-px map that is 22 × 22 pixels, 47 % of the map. By default stablesal
@@ -75,6 +86,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = SSIM_SIGMA, crop: bool
     from skimage.metrics import structural_similarity
 
     a_np, b_np = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
+    sigma = ssim_sigma(*a_np.shape[-2:]) if sigma is None else sigma
     values = []
     for x, y in zip(a_np, b_np):
         mean, full = structural_similarity(x, y, gaussian_weights=True, sigma=sigma, use_sample_covariance=False,

@@ -181,3 +181,22 @@ def test_ssim_uses_the_whole_map_and_matches_scikit_image():
         other = structural_similarity(a[i], b[i], gaussian_weights=True, sigma=3.0, use_sample_covariance=False,
                                       data_range=1.0, full=True)[1].mean()
         assert abs(ours[i].item() - other) > 1e-3  # a wrong window would be caught
+
+
+def test_ssim_window_grows_with_the_map_side():
+    """σ = 1.5 px up to 32 px, then in proportion to the shorter side (scikit-image at that σ)."""
+    from skimage.metrics import structural_similarity
+
+    from stablesal.metrics import ssim, ssim_sigma
+
+    assert ssim_sigma(25, 25) == 1.5 and ssim_sigma(32, 40) == 1.5 and ssim_sigma(224, 224) == pytest.approx(10.5)
+    assert ssim_sigma(64, 96) == pytest.approx(3.0)
+    rng = np.random.default_rng(7)
+    a, b = rng.random((1, 64, 64)), rng.random((1, 64, 64))
+    _, full = structural_similarity(a[0], b[0], gaussian_weights=True, sigma=3.0, use_sample_covariance=False,
+                                    data_range=1.0, full=True)
+    assert float(ssim(torch.from_numpy(a), torch.from_numpy(b))[0]) == pytest.approx(float(full.mean()))
+    _, small = structural_similarity(a[0, :32, :32], b[0, :32, :32], gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False, data_range=1.0, full=True)
+    assert float(ssim(torch.from_numpy(a[:, :32, :32]), torch.from_numpy(b[:, :32, :32]))[0]) == pytest.approx(
+        float(small.mean()))
