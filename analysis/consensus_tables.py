@@ -42,8 +42,11 @@ def tables(results: dict) -> dict[str, str]:
                     "models": f"{c['n_models']}" + (f" vs {c['n_reference']}" if c.get("n_reference") else ""),
                     "studies": c["n_studies"], "FDR": interval(c, "fdr", 3)}
                    for u in units for c in u["calibration"]]
-    planner = [{"method": v["method"], "grouping": v["grouping"], "K′": v["models"],
-                "predicted": f"{v['predicted']:.3f}", "observed": f"{v['observed']:.3f}", "error": f"{v['error']:+.3f}"}
+    planner = [{"method": v["method"], "grouping": v["grouping"], "K′": v["models"], "samples": v.get("samples") or "",
+                "predicted": f"{v['predicted']:.3f}", "observed": f"{v['observed']:.3f}", "error": f"{v['error']:+.3f}",
+                "without V_μ's correction": f"{v['predicted_uncorrected'] - v['observed']:+.3f}"
+                if "predicted_uncorrected" in v else "",
+                "noise not split": f"{v['predicted_unsplit'] - v['observed']:+.3f}" if "predicted_unsplit" in v else ""}
                for u in units for v in u["validation"]]
     sentences = "\n".join(f"- {u['sentence']}" for u in units)
     return {"power": markdown(power), "calibration": markdown(calibration), "planner": markdown(planner),

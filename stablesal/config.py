@@ -163,6 +163,7 @@ class ConsensusSection:
     n_permutations: int = _CONSENSUS.n_permutations
     calibration_studies: int = _CONSENSUS.calibration_studies
     pilot_models: int = _CONSENSUS.pilot_models
+    validation_samples: int = _CONSENSUS.validation_samples
     target: float = _CONSENSUS.target
     max_samples: int = _CONSENSUS.max_samples
     seed: int = _CONSENSUS.seed

@@ -64,14 +64,22 @@ def power_reading(units: list[dict]) -> str:
         best_unit, best = max(rows, key=lambda pair: pair[1]["power"])
         parts.append(f"{name}: the largest share of object regions found is {fmt(best, 'power')} "
                      f"({_label(best_unit)}), with {fmt(best, 'on_object')} of its discoveries on the object")
-    blocked = [(unit, row) for unit in units for row in unit["tests"]
-               if row["test"] == TWO_SAMPLE and not row["can_discover"]]
-    if blocked:
-        row = blocked[0][1]
+    two_sample = [row for unit in units for row in unit["tests"] if row["test"] == TWO_SAMPLE]
+    blocked = [row for row in two_sample if not row["can_discover"]]
+    limited = [row for row in two_sample if row["can_discover"] and not row["can_find_lone_region"]]
+    for rows, what in ((blocked, "it cannot find any region (BH needs a p-value at or below q even when every "
+                                 "region is extreme)"),
+                       (limited, "it finds regions only when many are consistent at once; a lone consistent "
+                                 "region needs p ≤ q/R")):
+        if not rows:
+            continue
+        row = rows[0]
+        needs = (f"about {row['models_for_lone_region']} of each would let it find a lone region"
+                 if row.get("models_for_lone_region") else
+                 f"at least {row['permutations_for_lone_region']} permutations would let it find a lone region")
         parts.append(f"with {row['n_models']} trained and {row['n_reference']} untrained models the permutation "
-                     f"test's smallest p-value ({row['smallest_p']:.2g}) is above BH's first threshold "
-                     f"({row['first_threshold']:.2g}), so it cannot find any region: it needs about "
-                     f"{row['models_needed_to_discover']} of each")
+                     f"test's smallest p-value is {row['smallest_p']:.2g} (q/R = {row['lone_region_threshold']:.2g}), "
+                     f"so {what}; {needs}")
     return ("Power (share of the regions lying at least half on the object mask that are found, mean over images "
             "[95 % t interval]): " + "; ".join(parts) + "." if parts else "")
 
@@ -79,6 +87,7 @@ def power_reading(units: list[dict]) -> str:
 def planner_reading(units: list[dict]) -> str:
     """The planner's sentences and, where held-out models exist, its errors."""
     validated = [row for unit in units for row in unit["validation"]]
+    extrapolated = [row for row in validated if row.get("samples") not in (None, row.get("pilot_samples"))]
     text = " ".join(unit["sentence"] + "." for unit in units[:6]) + (" …" if len(units) > 6 else "")
     if validated:
         within = sorted({f"{r['method']}/{r['grouping']}" for r in validated if abs(r["error"]) <= 0.05})
@@ -87,6 +96,9 @@ def planner_reading(units: list[dict]) -> str:
                  f"{sum(abs(r['error']) <= 0.05 for r in validated)} of {len(validated)} predictions are within "
                  f"±0.05 of the observed reliability ({len(within)} method × grouping units); the largest error is "
                  f"{worst['error']:+.3f} ({worst['method']}/{worst['grouping']} at K′ = {worst['models']}).")
+        if extrapolated:
+            text += (f" {len(extrapolated)} of them are at another sample count than the pilot's (the held-out models "
+                     f"explained again), which checks the 1/n scaling of the explainer's noise.")
     else:
         text += (" No held-out models were left after the pilot and the consensus models, so these predictions are "
                  "not checked here (experiments/consensus.toml checks them on 16 held-out models).")
@@ -149,7 +161,7 @@ def planner_section(consensus: dict, out: Path) -> Section:
               "ρ(8)": next((f"{r['reliability']:.3f}" for r in unit["curve"] if r["models"] == 8), ""),
               "spatial var": f"{unit['components']['V_mu']:.4f}", "model var": f"{unit['components']['E_m']:.4f}",
               "explainer var": f"{unit['components']['E_s']:.4f}"} for unit in units]
-    validation = [{"method": r["method"], "grouping": r["grouping"], "K′": r["models"],
+    validation = [{"method": r["method"], "grouping": r["grouping"], "K′": r["models"], "samples": r.get("samples") or "",
                    "predicted": f"{r['predicted']:.3f}", "observed": f"{r['observed']:.3f}",
                    "error": f"{r['error']:+.3f}"} for unit in units for row in [unit] for r in row["validation"]]
     tables = [(table, f"Models (and samples, for random explainers, at most {settings['max_samples']}) for "

@@ -25,7 +25,7 @@ from .consensus import (
     permutation_calibration, permuted_ranks, subset_calibration,
 )
 from .metrics import grey_maps, mean_ci
-from .planner import PilotAccumulator, Plan, held_out_reliability, reliability_curve
+from .planner import PilotAccumulator, Plan, held_out_reliability, predicted_reliability, reliability_curve
 from .seeding import derive
 from .settings import ConsensusSettings, StudySettings
 from .stability import code_version, explain_groupings, method_is_random
@@ -36,19 +36,40 @@ EXAMPLE_IMAGES = 4           # images whose single-model maps are kept for the o
 
 
 def smallest_p(test: str, n_models: int, n_reference: int, n_regions: int, n_permutations: int) -> float:
-    """The smallest p-value a test can give: R^−K for the rank-sum test; for the permutation test
-    the larger of 1 / C(K + L, K) (every relabelling) and 1 / (B + 1)."""
+    """The smallest p-value a test gives, for the most extreme region possible: R^−K for the
+    rank-sum test; for the permutation test the expected Monte Carlo p-value of a region that only
+    the observed relabelling (and its 1/C(K + L, K) share of the B random ones) reaches,
+    (1 + B/C) / (1 + B), which tends to 1/C with many permutations and is never below 1/(B + 1)."""
     if test == "rank-sum":
         return float(n_regions) ** -n_models
-    return max(1.0 / math.comb(n_models + n_reference, n_models), 1.0 / (n_permutations + 1))
+    relabellings = math.comb(n_models + n_reference, n_models)
+    return (1.0 + n_permutations / relabellings) / (1.0 + n_permutations)
 
 
-def models_for_smallest_p(threshold: float, n_permutations: int) -> int:
-    """The fewest K (with as many untrained networks) whose permutation test can reach ``threshold``."""
+def models_for_lone_region(threshold: float, n_permutations: int) -> int | None:
+    """The fewest K (with as many untrained networks) whose permutation test can give a lone region
+    a p-value at or below ``threshold``; None when ``n_permutations`` itself is the bound (then
+    more permutations are needed, not more models)."""
+    if 1.0 / (n_permutations + 1) > threshold:
+        return None
     for k in range(1, 64):
         if smallest_p("permutation", k, k, 0, n_permutations) <= threshold:
             return k
-    return 64
+    return None
+
+
+def reachability(row: dict, test: str, n_regions: int, q: float, n_permutations: int) -> dict:
+    """What BH can find with this test and these models. Benjamini–Hochberg rejects the i smallest
+    p-values when p_(i) ≤ q·i/R: with every region at the smallest p-value it can reject only if
+    that is ≤ q, and a single consistent region among R needs p ≤ q/R."""
+    smallest = smallest_p(test, row["n_models"], row["n_reference"], n_regions, n_permutations)
+    lone = q / n_regions
+    out = {"smallest_p": smallest, "lone_region_threshold": lone, "can_discover": smallest <= q,
+           "can_find_lone_region": smallest <= lone}
+    if test != "rank-sum" and not out["can_find_lone_region"]:
+        out["models_for_lone_region"] = models_for_lone_region(lone, n_permutations)
+        out["permutations_for_lone_region"] = math.ceil(1.0 / lone)
+    return out
 
 
 def two_sample_permutation_calibration(ranks: np.ndarray, reference: np.ndarray, settings: ConsensusSettings,
@@ -143,14 +164,10 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
     for name, consensus in maps.items():
         row = consensus.summary(masks)
         reference = consensus.n_reference
-        row["smallest_p"] = smallest_p("rank-sum" if name == "rank-sum" else "permutation", n_consensus, reference,
-                                       int(n_regions.min()), settings.n_permutations)
-        # BH's first threshold over an image's regions (or over the set): below it nothing can be found
+        # BH's family: an image's regions, or every region of every image
         family = int(n_regions.min()) if settings.scope == "image" else int(n_regions.sum())
-        row["first_threshold"] = settings.q / family
-        row["can_discover"] = row["smallest_p"] <= row["first_threshold"]
-        if name != "rank-sum":
-            row["models_needed_to_discover"] = models_for_smallest_p(row["first_threshold"], settings.n_permutations)
+        row.update(reachability(row, "rank-sum" if name == "rank-sum" else "permutation", family, settings.q,
+                                settings.n_permutations))
         tests.append(row)
         if out_dir is not None:
             files.append(f"consensus-{method}-{grouping}-{name.replace(' ', '-')}.npz")
@@ -158,17 +175,7 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
             row["file"] = files[-1]
     plan = Plan(method=method, grouping=grouping, random=random, pilot_models=settings.pilot_models,
                 pilot_samples=study.n_samples if random else None, components=pilot.components())
-    validation = []
-    stacked = torch.stack(held_out) if held_out else None
-    for size in VALIDATION_MODELS:
-        if stacked is not None and stacked.shape[0] >= 2 * size:
-            validation.append({"method": method, "grouping": grouping, "models": size,
-                               "predicted": plan.reliability(size),
-                               "observed": held_out_reliability(stacked, size, n_draws=20,
-                                                                seed=derive(seed, "validation", size)),
-                               "held_out": int(stacked.shape[0]), "pilot_models": settings.pilot_models})
-    for row in validation:
-        row["error"] = row["predicted"] - row["observed"]
+    validation = validate_plan(plan, trained, held_out, images, targets, method, groupings, study, settings, seed)
     curve = reliability_curve(plan, samples=(8, 16, 32, 64, 128, 256) if random else None)
     components = {key: float(np.mean(value)) for key, value in plan.components.items()}
     if out_dir is not None:
@@ -184,6 +191,47 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
             "recommendation": plan.recommendation(settings.target, settings.max_samples),
             "sentence": plan.sentence(settings.target, settings.max_samples), "validation": validation,
             "files": files}
+
+
+def validate_plan(plan: Plan, trained, held_out: list[torch.Tensor], images, targets, method: str, groupings: dict,
+                  study: StudySettings, settings: ConsensusSettings, seed: int) -> list[dict]:
+    """The plan's predictions against held-out models (the models after the pilot), at K′ of
+    :data:`VALIDATION_MODELS` that fit twice: at the pilot's sample count, and for random
+    explainers also at ``settings.validation_samples`` (the held-out models explained again), which
+    checks the split of the noise between models and samples and its 1/n scaling. Beside each
+    prediction: what the formula gives without the noise correction of V_μ, and without the split
+    (all noise treated as model noise), so a reader sees whether the check can tell them apart."""
+    from dataclasses import replace
+
+    grouping = next(iter(groupings))
+    runs = [(study.n_samples if plan.random else None, held_out)]
+    if plan.random and settings.validation_samples and settings.validation_samples != study.n_samples and \
+            len(held_out) >= 2 * min(VALIDATION_MODELS):
+        other = replace(study, n_samples=settings.validation_samples)
+        maps = [grey_maps(explain_groupings(method, trained[settings.pilot_models + i],
+                                            model_seed(study, "main", settings.pilot_models + i, repeat=2), images,
+                                            targets, groupings, other)[grouping]).float() for i in range(len(held_out))]
+        runs.append((settings.validation_samples, maps))
+    components = plan.components
+    noise = components["E_m"] + components["E_s"]
+    uncorrected = dict(components, V_mu=components["V_mu"] + noise / plan.pilot_models)
+    unsplit = {"V_mu": components["V_mu"], "E_m": noise, "E_s": np.zeros_like(noise)}
+    rows = []
+    for samples, maps in runs:
+        stacked = torch.stack(maps) if maps else None
+        for size in VALIDATION_MODELS:
+            if stacked is None or stacked.shape[0] < 2 * size:
+                continue
+            observed = held_out_reliability(stacked, size, n_draws=20, seed=derive(seed, "validation", size, samples))
+            predicted = plan.reliability(size, samples if plan.random else None)
+            rows.append({"method": plan.method, "grouping": plan.grouping, "models": size, "samples": samples,
+                         "predicted": predicted, "observed": observed, "error": predicted - observed,
+                         "predicted_uncorrected": predicted_reliability(uncorrected, size, samples,
+                                                                        plan.pilot_samples),
+                         "predicted_unsplit": predicted_reliability(unsplit, size),
+                         "held_out": int(stacked.shape[0]), "pilot_models": plan.pilot_models,
+                         "pilot_samples": plan.pilot_samples})
+    return rows
 
 
 def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[torch.nn.Module],

@@ -121,6 +121,8 @@ class ConsensusSettings:
     n_permutations: int = 10_000     # trained-vs-untrained permutation test
     calibration_studies: int = 200   # simulated studies of the false-discovery calibration
     pilot_models: int = 3            # the planner's pilot: the first models, random explainers run twice
+    validation_samples: int = 8      # held-out models of random methods are also explained with this many
+                                     # samples, to check the planner's 1/n extrapolation (0: off)
     target: float = 0.9              # reliability the planner's sentence aims at
     max_samples: int = 256           # the planner adds models rather than go beyond this many samples
     seed: int = 0
@@ -136,6 +138,9 @@ class ConsensusSettings:
             raise ValueError(f"ConsensusSettings.scope must be 'image' or 'set', got {self.scope!r}")
         if self.pilot_models < 3:
             raise ValueError(f"ConsensusSettings.pilot_models must be at least 3, got {self.pilot_models!r}")
+        if not isinstance(self.validation_samples, int) or self.validation_samples < 0:
+            raise ValueError(f"ConsensusSettings.validation_samples must be 0 (off) or positive, got "
+                             f"{self.validation_samples!r}")
         for name in ("n_images", "n_permutations", "calibration_studies", "max_samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

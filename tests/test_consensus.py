@@ -211,19 +211,23 @@ def test_consensus_unit_reports_tests_calibration_power_and_planner(tmp_path):
     tests = {row["test"]: row for row in unit["tests"]}
     assert set(tests) == {"rank-sum", "trained vs untrained"}
     assert tests["rank-sum"]["power"] == pytest.approx(1.0) and tests["rank-sum"]["on_object"] == pytest.approx(1.0)
-    # 6 trained vs 8 untrained: C(14, 6) = 3003 labellings, but B = 999 permutations bound p below by 1/1000
-    assert tests["trained vs untrained"]["smallest_p"] == pytest.approx(1 / 1000)
-    assert tests["trained vs untrained"]["first_threshold"] == pytest.approx(0.05 / 4)
-    assert tests["trained vs untrained"]["can_discover"] and 0 < tests["trained vs untrained"]["power"] <= 1.0
+    # 6 trained vs 8 untrained: C(14, 6) = 3003 relabellings, B = 999: (1 + 999/3003) / 1000
+    assert tests["trained vs untrained"]["smallest_p"] == pytest.approx((1 + 999 / 3003) / 1000)
+    assert tests["trained vs untrained"]["lone_region_threshold"] == pytest.approx(0.05 / 4)
+    assert tests["trained vs untrained"]["can_find_lone_region"] and 0 < tests["trained vs untrained"]["power"] <= 1
     assert tests["rank-sum"]["smallest_p"] == pytest.approx(4.0 ** -6)
-    assert smallest_p("permutation", 4, 4, 64, 10_000) == pytest.approx(1 / 70)
+    assert smallest_p("permutation", 4, 4, 64, 10_000) == pytest.approx((1 + 10_000 / 70) / 10_001)
     nulls = {(row["null"], row["test"]) for row in unit["calibration"]}
     assert nulls == {("permuted", "rank-sum"), ("permuted", "trained vs untrained"), ("pool", "rank-sum"),
                      ("pool", "trained vs untrained")}
-    # the planner: 3 pilot models, 8 held out (validation at K' = 4 only)
-    assert [row["models"] for row in unit["validation"]] == [4]
+    # the planner: 3 pilot models, 8 held out: validation at K' = 4 only, at the pilot's 4 samples and at 8
+    assert [(row["models"], row["samples"]) for row in unit["validation"]] == [(4, 4), (4, 8)]
+    for row in unit["validation"]:
+        assert row["error"] == pytest.approx(row["predicted"] - row["observed"])
+        assert 0 <= row["observed"] <= 1 and 0 <= row["predicted"] <= 1
+        # without the noise correction V_μ is larger, so the uncorrected prediction is at least as high
+        assert row["predicted_uncorrected"] >= row["predicted"] - 1e-12
     assert unit["random"] and set(unit["components"]) == {"V_mu", "E_m", "E_s"}
-    assert "for reliability 0.9" in unit["sentence"] or "out of reach" in unit["sentence"]
     assert sorted(unit["files"]) == sorted(f.name for f in tmp_path.iterdir())
     # resumed from the cache while the files exist; recomputed when they are gone
     again = run_consensus_stage(trained, untrained, images, targets, masks, study, settings, cache_dir=tmp_path / "c",
@@ -269,3 +273,55 @@ def test_consensus_of_a_perturbation_method():
     # only the top-left quarter changes the output: it is every model's top region, p = (1/4)^5
     np.testing.assert_allclose(result.p_values[:, 0], 0.25 ** 5)
     assert result.significant[:, 0].all() and not result.significant[:, 1:].any()
+
+
+def test_reachability_follows_benjamini_hochberg():
+    """BH rejects p_(i) ≤ q·i/R: nothing is reachable when the smallest p exceeds q, a lone region
+    when it is at most q/R, and in between only many regions at once (checked on BH itself)."""
+    from stablesal.consensus_study import models_for_lone_region, reachability, smallest_p
+    from stablesal.multiple_testing import benjamini_hochberg
+
+    row = {"n_models": 6, "n_reference": 6}
+    # C(12, 6) = 924, B = 10^4: smallest p ≈ 0.00118, between q/R = 0.00078 and q
+    reach = reachability(row, "permutation", 64, 0.05, 10_000)
+    assert reach["can_discover"] and not reach["can_find_lone_region"]
+    smallest = reach["smallest_p"]
+    lone = np.full(64, 0.5)
+    lone[0] = smallest
+    assert not benjamini_hochberg(lone).any()           # a lone extreme region: not found
+    many = np.full(64, 0.5)
+    many[:2] = smallest
+    assert benjamini_hochberg(many)[:2].all()            # two of them: both found (0.00118 ≤ 0.05·2/64)
+    assert reach["models_for_lone_region"] == 7          # C(14, 7) = 3432: (1 + 10^4/3432)/10001 ≤ 0.00078
+    assert smallest_p("permutation", 7, 7, 0, 10_000) <= 0.05 / 64 < smallest_p("permutation", 6, 6, 0, 10_000)
+    blocked = reachability({"n_models": 3, "n_reference": 3}, "permutation", 64, 0.05, 999)
+    assert not blocked["can_discover"]                   # (1 + 999/20)/1000 = 0.051 > q
+    assert models_for_lone_region(0.05 / 1000, 10_000) is None  # then the permutation count is the bound
+    assert reachability({"n_models": 3, "n_reference": 0}, "rank-sum", 64, 0.05, 0)["can_find_lone_region"]
+
+
+def test_set_scope_by_procedure_and_reference_models_through_run_consensus():
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+    targets = torch.zeros(3, dtype=torch.long)
+    models = [Spot(0.5 + 0.1 * k).eval() for k in range(6)]
+    settings = StudySettings(n_segments=4)
+    per_image = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings)
+    whole_set = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings, scope="set")
+    np.testing.assert_array_equal(whole_set.p_values, per_image.p_values)
+    np.testing.assert_array_equal(whole_set.significant, benjamini_hochberg(per_image.p_values))
+    by = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings, procedure="by")
+    np.testing.assert_array_equal(by.significant, np.stack([benjamini_yekutieli(r) for r in per_image.p_values]))
+    reference = [Spread(k).eval() for k in range(6)]
+    learned = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings,
+                            reference_models=reference, n_permutations=499)
+    assert learned.n_reference == 6 and learned.test.startswith("trained vs reference")
+    # against the exact relabelling distribution, enumerated over all C(12, 6) = 924 relabellings
+    from stablesal.consensus import consensus_regions, model_ranks
+
+    groupings, segments = consensus_regions(images, "grid", 4)
+    trained_ranks, _ = model_ranks(models, images, targets, "saliency", groupings, segments, settings, "main")
+    reference_ranks, _ = model_ranks(reference, images, targets, "saliency", groupings, segments, settings, "reference")
+    pooled = np.concatenate([trained_ranks, reference_ranks])
+    sums = np.stack([pooled[list(c)].sum(0) for c in itertools.combinations(range(12), 6)])
+    exact = (sums >= trained_ranks.sum(0)).mean(0)
+    np.testing.assert_allclose(learned.p_values, exact, atol=0.05)

@@ -26,9 +26,10 @@ def synthetic_maps(n_models, n_images=40, side=16, sd_model=0.6, sd_sample=0.8, 
 
 
 def test_components_recover_the_simulated_variances():
-    mu, (first, second) = synthetic_maps(40, sd_model=0.6, sd_sample=0.8)
+    # five pilot models: V_μ's noise correction ((0.36 + 0.64) / 5 = 0.2 of V_μ = 1) must be made
+    mu, (first, second) = synthetic_maps(5, n_images=400, sd_model=0.6, sd_sample=0.8)
     accumulator = PilotAccumulator()
-    for k in range(40):
+    for k in range(5):
         accumulator.add(first[k], second[k])
     components = accumulator.components()
     # centring removes one of H·W degrees of freedom; the rest are the simulated variances

@@ -1,5 +1,6 @@
 """The quick report end to end, and its page in a real headless browser."""
 
+import html
 import json
 import re
 import shutil
@@ -56,9 +57,9 @@ def test_quick_report_writes_everything(quick_report):
     for unit in units:
         assert [row["test"] for row in unit["tests"]] == ["rank-sum", "trained vs untrained"]
         assert all(0 <= row["fdr"] <= 1 for row in unit["calibration"])
-        # 3 trained vs 3 untrained networks: 20 labellings, p >= 0.05; the page says so
+        # 3 trained vs 3 untrained networks: 20 relabellings, p >= 0.05; the page says so
         assert not unit["tests"][1]["can_discover"]
-    assert "cannot find any region" in page
+    assert "cannot find any region" in html.unescape(page)
     assert (quick_report / "figures" / "planner_reliability.png").exists()
 
 
