@@ -244,22 +244,22 @@ def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[
     if len(trained) < settings.pilot_models:
         raise ValueError(f"ConsensusSettings.pilot_models = {settings.pilot_models} is more than the "
                          f"{len(trained)} trained models")
+    from tqdm.auto import tqdm
+
     units = []
-    for method in settings.methods:
-        for grouping in settings.groupings:
-            path, cached = cached_unit(cache_dir, f"consensus-{method}-{grouping}-", {
-                "study": asdict(study), "settings": asdict(settings), "unit": [method, grouping],
-                "identity": identity or {}, "n_images": int(images.shape[0]), "code": consensus_code_version()})
-            if cached is not None and out_dir is not None and not all(
-                    (Path(out_dir) / name).exists() for name in cached.get("files", [])) or (
-                    cached is not None and out_dir is not None and not cached.get("files")):
-                cached = None  # the maps' files are gone (a new report folder): recompute them
-            if cached is None:
-                cached = consensus_unit(trained, untrained, images, targets, masks, method, grouping, study, settings,
-                                        out_dir, progress)
-                if path is not None:
-                    save_json_checked(path, cached)
-            units.append(cached)
+    pairs = [(method, grouping) for method in settings.methods for grouping in settings.groupings]
+    for method, grouping in tqdm(pairs, desc="consensus units", disable=not progress):
+        path, cached = cached_unit(cache_dir, f"consensus-{method}-{grouping}-", {
+            "study": asdict(study), "settings": asdict(settings), "unit": [method, grouping],
+            "identity": identity or {}, "n_images": int(images.shape[0]), "code": consensus_code_version()})
+        files_gone = cached is not None and out_dir is not None and (
+            not cached.get("files") or not all((Path(out_dir) / name).exists() for name in cached["files"]))
+        if cached is None or files_gone:  # a new report folder needs the maps' files: recompute them
+            cached = consensus_unit(trained, untrained, images, targets, masks, method, grouping, study, settings,
+                                    out_dir, progress)
+            if path is not None:
+                save_json_checked(path, cached)
+        units.append(cached)
     return units
 
 

@@ -70,8 +70,11 @@ def read_image(path: Path, size: int, channels: int = 3) -> np.ndarray:
 def read_images(paths: list[Path], size: int, channels: int = 3, what: str = "images") -> tuple[np.ndarray, list[int]]:
     """Every readable file of ``paths``: ``([N, C, size, size], indices kept)``; unreadable files are
     skipped with one warning that counts them."""
+    from tqdm.auto import tqdm
+
     images, kept, failed = [], [], []
-    for index, path in enumerate(paths):
+    # a bar for folders large enough to take a while (it shows the time left)
+    for index, path in enumerate(tqdm(paths, desc=f"reading {what}", disable=len(paths) < 500, leave=False)):
         try:
             images.append(read_image(path, size, channels))
             kept.append(index)
