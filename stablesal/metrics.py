@@ -352,10 +352,11 @@ def randomised_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     import copy
 
     clone = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    for module in clone.modules():
-        if hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False)):
-            module.reset_parameters()
+    with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's global generator
+        torch.manual_seed(seed)
+        for module in clone.modules():
+            if hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False)):
+                module.reset_parameters()
     for parameter in clone.parameters():
         parameter.requires_grad_(False)
     return clone.eval()

@@ -203,8 +203,9 @@ def untrained_models(config: StudyConfig, dataset: ImageDataset, template=None) 
         return _user_untrained(config, dataset, template, seeds)
     built = []
     for seed in seeds:
-        torch.manual_seed(seed)
-        model = build_model(models.arch, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std)
+        with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's global generator
+            torch.manual_seed(seed)
+            model = build_model(models.arch, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std)
         model.eval().to(models.device)
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -220,8 +221,10 @@ def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds:
     built = []
     for seed in seeds:
         if factory is not None:
-            torch.manual_seed(seed)
-            model = prepare(factory().eval(), "untrained network", models.mean, models.std)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                network = factory()
+            model = prepare(network.eval(), "untrained network", models.mean, models.std)
         else:
             model = None if template is None else reinitialised(template, seed)
             if model is None:

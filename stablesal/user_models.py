@@ -197,12 +197,13 @@ def reinitialised(model: nn.Module, seed: int) -> nn.Module | None:
     if isinstance(model, torch.jit.ScriptModule):
         return None
     fresh = copy.deepcopy(model)
-    torch.manual_seed(seed)
     reset = 0
-    for module in fresh.modules():
-        if hasattr(module, "reset_parameters") and not isinstance(module, Normalize):
-            module.reset_parameters()
-            reset += 1
+    with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's global generator
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters") and not isinstance(module, Normalize):
+                module.reset_parameters()
+                reset += 1
     if hasattr(fresh, "apply"):
         for module in fresh.modules():  # batch-norm running statistics back to their defaults
             if hasattr(module, "reset_running_stats"):

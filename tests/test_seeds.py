@@ -138,3 +138,22 @@ def test_image_seeds_depend_on_the_pixels_not_their_dtype_batch_or_generator_for
     with pytest.raises(TypeError, match="seed must be an int or a torch.Generator"):
         image_seeds(images, 1.5)
     assert derive(5) == 5
+
+
+def test_seeded_reinitialisations_leave_the_global_generator_alone():
+    """randomised_copy, reinitialised and the untrained networks draw from their own seed and do not
+    move torch's global generator (a caller's later draws are unaffected)."""
+    from torch import nn
+
+    from stablesal.metrics import randomised_copy
+    from stablesal.user_models import reinitialised
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = randomised_copy(model, seed=5)
+    again = reinitialised(model, 6)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(first[0].weight, randomised_copy(model, seed=5)[0].weight)
+    assert not torch.equal(again[0].weight, model[0].weight)
