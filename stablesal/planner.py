@@ -114,16 +114,7 @@ class Plan:
     def models_needed(self, target: float, n_samples: int | None = None) -> int | None:
         """The fewest models whose mean map reaches ``target`` (None: not within MAX_MODELS)."""
         check_target(target)
-        low, high = 1, MAX_MODELS
-        if self.reliability(high, n_samples) < target:
-            return None
-        while low < high:  # ρ grows with K′
-            middle = (low + high) // 2
-            if self.reliability(middle, n_samples) >= target:
-                high = middle
-            else:
-                low = middle + 1
-        return low
+        return smallest_reaching(lambda k: self.reliability(k, n_samples) >= target, MAX_MODELS)
 
     def samples_needed(self, target: float, n_models: int) -> int | None:
         """The fewest explainer samples with which ``n_models`` reach ``target`` (None: not even
@@ -132,16 +123,7 @@ class Plan:
         if not self.random:
             raise ValueError(f"{self.method} is deterministic: the sample planner needs a random method "
                              f"(smoothgrad, vargrad, gradient_shap, ...)")
-        low, high = 1, MAX_SAMPLES
-        if self.reliability(n_models, high) < target:
-            return None
-        while low < high:
-            middle = (low + high) // 2
-            if self.reliability(n_models, middle) >= target:
-                high = middle
-            else:
-                low = middle + 1
-        return low
+        return smallest_reaching(lambda n: self.reliability(n_models, n) >= target, MAX_SAMPLES)
 
     def recommendation(self, target: float, max_samples: int = 256) -> dict:
         """The fewest models that reach ``target`` with at most ``max_samples`` samples, and the
@@ -167,6 +149,21 @@ class Plan:
         models = f"{plan['models']} model" + ("" if plan["models"] == 1 else "s")
         return (f"{where}: {models}{samples} for reliability {target:g} "
                 f"(predicted from {self.pilot_models} pilot models)")
+
+
+def smallest_reaching(reaches, largest: int) -> int | None:
+    """The smallest count in 1 … ``largest`` for which ``reaches(count)`` holds, by bisection (ρ grows
+    with both the number of models and of samples); None when even ``largest`` does not."""
+    if not reaches(largest):
+        return None
+    low, high = 1, largest
+    while low < high:
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def check_target(target: float) -> None:
