@@ -222,7 +222,8 @@ def validate_plan(plan: Plan, trained, held_out: list[torch.Tensor], images, tar
         for size in VALIDATION_MODELS:
             if stacked is None or stacked.shape[0] < 2 * size:
                 continue
-            observed = held_out_reliability(stacked, size, n_draws=20, seed=derive(seed, "validation", size, samples))
+            observed = held_out_reliability(stacked, size, n_draws=20,
+                                            seed=derive(seed, "validation", size, samples or 0))
             predicted = plan.reliability(size, samples if plan.random else None)
             rows.append({"method": plan.method, "grouping": plan.grouping, "models": size, "samples": samples,
                          "predicted": predicted, "observed": observed, "error": predicted - observed,

@@ -228,6 +228,9 @@ def test_consensus_unit_reports_tests_calibration_power_and_planner(tmp_path):
         # without the noise correction V_μ is larger, so the uncorrected prediction is at least as high
         assert row["predicted_uncorrected"] >= row["predicted"] - 1e-12
     assert unit["random"] and set(unit["components"]) == {"V_mu", "E_m", "E_s"}
+    deterministic = consensus_unit(trained, untrained, images, targets, masks, "saliency", "grid", study, settings)
+    assert [(row["models"], row["samples"]) for row in deterministic["validation"]] == [(4, None)]
+    assert deterministic["components"]["E_s"] == 0 and deterministic["recommendation"]["samples"] is None
     assert sorted(unit["files"]) == sorted(f.name for f in tmp_path.iterdir())
     # resumed from the cache while the files exist; recomputed when they are gone
     again = run_consensus_stage(trained, untrained, images, targets, masks, study, settings, cache_dir=tmp_path / "c",
