@@ -35,6 +35,7 @@ from stablesal.models import build_model  # noqa: E402
 from stablesal.perturbation import make_preset  # noqa: E402
 from stablesal.perturbation.presets import budget_options  # noqa: E402
 from stablesal.chunking import measure_forward_chunk  # noqa: E402
+import imagenet_resnet  # noqa: E402,F401  (registers resnet18_imagenet and resnet50_imagenet)
 
 
 def _sync():
@@ -143,13 +144,14 @@ def main() -> int:
     parser.add_argument("--out", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--arch", default="small_cnn", help="small_cnn, resnet18_imagenet or resnet50_imagenet")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(2)
     size = args.size
     count = args.images or (8 if size <= 64 else 1)
     n = args.samples or (1000 if size <= 64 else 200)
-    model = build_model("small_cnn", 3, 10, [0.5] * 3, [0.25] * 3).eval()
+    model = build_model(args.arch, 3, 10, [0.5] * 3, [0.25] * 3).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     results_device = str(device)
@@ -159,8 +161,8 @@ def main() -> int:
     model = model.to(device)
     chunk = measure_forward_chunk(model, (3, size, size), device)
     results = {"device": results_device, "machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "size": size, "images": count, "n_samples": n, "chunk": chunk, "presets": {}}
-    print(f"{count} images {size}x{size}, N = {n}, chunk {chunk}, small_cnn, {torch.get_num_threads()} threads")
+               "arch": args.arch, "size": size, "images": count, "n_samples": n, "chunk": chunk, "presets": {}}
+    print(f"{count} images {size}x{size}, N = {n}, chunk {chunk}, {args.arch}, {torch.get_num_threads()} threads")
     print(f"{'preset':<12} {'forwards':>9} {'stablesal s':>12} {'floor s':>9} {'ratio':>6} {'captum s':>9} {'captum/ours':>11}")
     for name in args.presets.split(","):
         options = budget_options(name, n)
