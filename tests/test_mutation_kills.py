@@ -639,12 +639,12 @@ def test_srg_defaults_by_hand():
     target = torch.tensor([0, 2])
     scores = srg(model, images, maps, target)
 
-    def curve(image, map_, label, most_first):
+    def curve(image, map_, label, most_first, steps=10, fill=None):
         pixels = image.numpy().reshape(3, -1)
         order = np.argsort(-map_.numpy().ravel() if most_first else map_.numpy().ravel(), kind="stable")
-        mean = pixels.mean(1, keepdims=True)
+        mean = pixels.mean(1, keepdims=True) if fill is None else np.full((3, 1), fill, np.float32)
         values = []
-        for fraction in np.linspace(0, 1, 10):
+        for fraction in np.linspace(0, 1, steps):
             current = pixels.copy()
             current[:, order[:int(round(fraction * 20))]] = mean
             logits = weights.double().numpy() @ np.tanh(current.ravel())
@@ -657,3 +657,10 @@ def test_srg_defaults_by_hand():
         assert float(scores["lif"][i]) == pytest.approx(lif, abs=1e-5)
         assert float(scores["mif"][i]) == pytest.approx(mif, abs=1e-5)
         assert float(scores["srg"][i]) == pytest.approx(lif - mif, abs=1e-5)
+    # other steps and a constant fill reach both curves
+    other = srg(model, images, maps, target, steps=4, fill=0.5)
+    for i in range(2):
+        lif = curve(images[i], maps[i], int(target[i]), False, steps=4, fill=0.5)
+        mif = curve(images[i], maps[i], int(target[i]), True, steps=4, fill=0.5)
+        assert float(other["lif"][i]) == pytest.approx(lif, abs=1e-5)
+        assert float(other["mif"][i]) == pytest.approx(mif, abs=1e-5)
