@@ -84,7 +84,9 @@ def _read(path: Path) -> Any:
     """A TorchScript archive, or whatever ``torch.load`` reads (a state dict, a dict holding one,
     a whole pickled module)."""
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch 2.x marks TorchScript deprecated; users still ship it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception:  # not TorchScript: try a pickled object next
         pass
     try:
@@ -127,7 +129,9 @@ def load_user_model(path: Path | str, factory: Callable[[], nn.Module] | None = 
     if wrong:
         raise ValueError(f"checkpoint {path} does not match the factory's model: shapes differ for {wrong[:4]}")
     model.load_state_dict(state)
-    return model
+    # a state dict has no train/eval mode: the factory's fresh module is in training mode by
+    # default, which is not the user's doing, so no warning is due
+    return model.eval()
 
 
 def prepare(model: nn.Module, name: str, mean: Sequence[float] | None = None,

@@ -90,6 +90,10 @@ def test_every_checkpoint_form_loads_the_same_model(form, tmp_path):
     model = load_user_model(path, factory=lambda: tiny(seed=99))
     x = torch.rand(2, 3, 8, 8)
     assert torch.allclose(model(x), original(x), atol=1e-6)
+    if form not in ("pickled", "torchscript"):  # a state dict has no mode: loaded for inference, no warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            prepare(model, "state dict")
 
 
 def test_a_checkpoint_that_does_not_match_names_the_keys(tmp_path):
