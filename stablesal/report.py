@@ -161,6 +161,25 @@ def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:
                                name=f"{dataset.name} (labels: model 0's predictions)")
 
 
+def user_fold_runs(config: StudyConfig, subset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
+    """The fold models of the MeGe protocol trained by the user's function: model i on every fold of
+    ``subset`` but fold i, seed ``base_seed + i``; prepared like the main models."""
+    from .seeds import SeedRun, accuracy, seed_plan
+    from .user_models import model_factory, prepare, train_with_user_function
+
+    models = config.models
+    factory = model_factory(models.factory, models.factory_kwargs, models.arch, subset.num_classes)
+    plan = seed_plan(config.folds.k, "leave-fold-out", models.base_seed, len(subset.train_labels))
+    runs = []
+    for index, (model, meta) in enumerate(train_with_user_function(subset, models.train, plan,
+                                                                   runs_dir / "user-fold-models", factory, progress)):
+        model = prepare(model, f"fold model {index}", models.mean, models.std).to(models.device)
+        runs.append(SeedRun(index, model, {**meta, "index": index,
+                                           "test_accuracy": accuracy(model, subset.test_images, subset.test_labels),
+                                           "train_accuracy": float("nan")}))
+    return runs
+
+
 def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
                      executor=None):
     """The K main models and the control models, trained or loaded. Models the user brings
@@ -289,9 +308,12 @@ def fold_stage(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, out: 
     subset = dataclasses.replace(dataset, train_images=dataset.train_images[:pool],
                                  train_labels=dataset.train_labels[:pool],
                                  train_masks=None if dataset.train_masks is None else dataset.train_masks[:pool])
-    train_config = train_config_from(models)
-    runs = train_seeds(subset, k=folds.k, vary="leave-fold-out", config=train_config, out_dir=runs_dir / "fold-models",
-                       base_seed=models.base_seed, device=device, progress=progress, executor=executor)
+    if models.train:  # the user's training function runs the fold plan (and nothing else changes)
+        runs = user_fold_runs(config, subset, runs_dir, progress)
+    else:
+        runs = train_seeds(subset, k=folds.k, vary="leave-fold-out", config=train_config_from(models),
+                           out_dir=runs_dir / "fold-models", base_seed=models.base_seed, device=device,
+                           progress=progress, executor=executor)
     indices, fold_of = fold_samples(pool, folds.k, folds.per_fold, seed=derive(gradient.seed, "fold-samples"))
     images, labels = subset.train_images[indices].to(device), subset.train_labels[indices].to(device)
     masks = None if subset.train_masks is None else subset.train_masks[indices]
@@ -464,7 +486,7 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
     images, labels, masks = study["images"], study["labels"], study["masks"]
 
     folds = None
-    if config.folds.enabled and not config.models.user_models:
+    if config.folds.enabled and (config.models.train or not config.models.user_models):
         start = time.perf_counter()
         folds = fold_stage(config, dataset, runs_dir, out, progress, executor)
         timings["folds"] = time.perf_counter() - start
@@ -689,9 +711,10 @@ def left_out_sections(results: dict) -> list[Section]:
     config, dataset = results["config"], results["dataset"]
     notes = []
     if config["models"].get("checkpoints") or config["models"].get("train"):
-        if config["folds"]["enabled"]:
-            notes.append("MeGe and ReCo (fold protocol): left out, they need models stablesal trains on folds of "
-                         "the training data; models the user brings are used as they are.")
+        if config["folds"]["enabled"] and config["models"].get("checkpoints"):
+            notes.append("MeGe and ReCo (fold protocol): left out, they need models trained on folds of the "
+                         "training data; checkpoints are used as they are (give [models] train to run the fold plan "
+                         "with your training function).")
         if config["models"]["control_k"]:
             notes.append("Variance decomposition by seed and split: left out, it needs control models trained on "
                          "model 0's data with other seeds.")

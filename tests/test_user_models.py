@@ -297,6 +297,11 @@ def test_report_on_models_from_the_users_training_function(factory_file, tmp_pat
     assert [m["seed"] for m in main] == [0, 1, 2] and [m["split"] for m in main] == [0, 1, 2]
     assert "trained by the user's function" in page
     assert (tmp_path / "runs" / "default" / "user-models" / "calls.txt").read_text().split() == ["0", "1", "2"]
+    # the fold plan of the MeGe protocol runs through the same function: model i without fold i
+    folds = [m for m in results["models"] if m["set"] == "fold"]
+    assert sorted(m["held_out_fold"] for m in folds) == [0, 1, 2, 3]
+    assert (tmp_path / "runs" / "default" / "user-fold-models" / "calls.txt").read_text().split() == ["0", "1", "2", "3"]
+    assert "MeGe and ReCo (Fel et al. fold protocol)" in page and results["mege_folds"]["rows"]
 
 
 @pytest.mark.parametrize("models, message", [
