@@ -7,7 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from .html import Section
-from .stability_sections import fmt
+
+
+def fmt(row: dict, key: str, digits: int = 2) -> str:
+    """``"0.42 [0.30, 0.55]"`` for ``row[key]`` and its interval (``key_low``, ``key_high``, the
+    consensus stage's names); ``"–"`` when missing."""
+    value = row.get(key)
+    if value is None or value != value:
+        return "–"
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if low is None or high is None or low != low or high != high:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 TWO_SAMPLE = "trained vs untrained"
 
@@ -49,13 +60,14 @@ def calibration_reading(units: list[dict]) -> str:
             f"{max(r['fdr'] for r in pool):.2f} of images (every such discovery is structure the architecture puts "
             "in the maps without training: the rank-sum consensus says which regions the models agree on, not which "
             "regions training taught them)")
-    return ("Calibration (simulated studies under nulls where no region is consistent): " + "; ".join(parts) + "."
-            if parts else "")
+    return ("Calibration (simulated studies under nulls where no region is consistent; with ranks, the permuted "
+            "null does not depend on the maps, so it checks the tests and Benjamini–Hochberg, and only the "
+            "untrained networks check the data): " + "; ".join(parts) + "." if parts else "")
 
 
 def power_reading(units: list[dict]) -> str:
     """Power on the object masks per test, and what the two-sample test can reach with these K."""
-    parts = []
+    parts, reach = [], []
     for name in ("rank-sum", TWO_SAMPLE):
         rows = [(unit, _test(unit, name)) for unit in units if _test(unit, name) is not None]
         rows = [(unit, row) for unit, row in rows if "power" in row]
@@ -77,11 +89,12 @@ def power_reading(units: list[dict]) -> str:
         needs = (f"about {row['models_for_lone_region']} of each would let it find a lone region"
                  if row.get("models_for_lone_region") else
                  f"at least {row['permutations_for_lone_region']} permutations would let it find a lone region")
-        parts.append(f"with {row['n_models']} trained and {row['n_reference']} untrained models the permutation "
+        reach.append(f"with {row['n_models']} trained and {row['n_reference']} untrained models the permutation "
                      f"test's smallest p-value is {row['smallest_p']:.2g} (q/R = {row['lone_region_threshold']:.2g}), "
                      f"so {what}; {needs}")
-    return ("Power (share of the regions lying at least half on the object mask that are found, mean over images "
-            "[95 % t interval]): " + "; ".join(parts) + "." if parts else "")
+    text = ("Power (share of the regions lying at least half on the object mask that are found, mean over images "
+            "[95 % t interval]): " + "; ".join(parts) + ". " if parts else "")
+    return text + ("What these models can find: " + "; ".join(reach) + "." if reach else "")
 
 
 def planner_reading(units: list[dict]) -> str:
