@@ -299,7 +299,7 @@ def cmd_consensus(args) -> int:
 
     if args.models < 3:
         raise ValueError(f"-k/--models: a consensus map needs at least 3 retrained models, got {args.models}")
-    if args.untrained_k not in (0,) and args.untrained_k < 1:
+    if args.untrained_k < 0:
         raise ValueError(f"--untrained-k must be 0 (rank-sum test only) or positive, got {args.untrained_k}")
     config = _consensus_config(args, args.models, args.untrained_k)
     dataset = load_configured(config.data)

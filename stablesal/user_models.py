@@ -208,10 +208,9 @@ def reinitialised(model: nn.Module, seed: int) -> nn.Module | None:
             if hasattr(module, "reset_parameters") and not isinstance(module, Normalize):
                 module.reset_parameters()
                 reset += 1
-    if hasattr(fresh, "apply"):
-        for module in fresh.modules():  # batch-norm running statistics back to their defaults
-            if hasattr(module, "reset_running_stats"):
-                module.reset_running_stats()
+    for module in fresh.modules():  # batch-norm running statistics back to their defaults
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
     return fresh if reset else None
 
 
