@@ -33,6 +33,7 @@ from .sampling import (
 )
 from .imaging import gaussian_blur
 from .seeding import image_seeds
+from .registry import Registry
 from .segmentation import check_segments, make_segmenter
 
 SCORES = ("logit", "log_softmax", "probability")
@@ -381,6 +382,13 @@ def _welford_merge(rows, values, count, mean, m2) -> None:
 # Named methods: Captum's names and arguments, plus seed and grouping
 # --------------------------------------------------------------------------------------
 
+# Every gradient method, registered next to its definition. Metadata: ``random`` (the sampler
+# draws: the method takes a seed and a sample budget), ``budget`` (the keyword that sets the
+# number of model passes per image, None for one pass) and ``grouping`` ("inside samples": a
+# grouping is applied to each sample's gradient before the nonlinearity).
+METHODS = Registry("gradient method")
+
+@METHODS.register("saliency", family="gradient", random=False, budget=None, grouping="inside samples")
 class Saliency(GradientIntegration):
     """|∇f| (``abs=True``, Captum's default) or ∇f (Simonyan, Vedaldi & Zisserman, 2014)."""
 
@@ -390,6 +398,7 @@ class Saliency(GradientIntegration):
         super().__init__(forward_func, Identity(), nonlinearity="abs" if abs else "none", **options)
 
 
+@METHODS.register("input_x_gradient", family="gradient", random=False, budget=None, grouping="inside samples")
 class InputXGradient(GradientIntegration):
     """x ⊙ ∇f (Shrikumar et al., 2016)."""
 
@@ -399,6 +408,7 @@ class InputXGradient(GradientIntegration):
         super().__init__(forward_func, Identity(), linear="grad_x_delta", **options)
 
 
+@METHODS.register("integrated_gradients", family="gradient", random=False, budget="n_steps", grouping="inside samples")
 class IntegratedGradients(GradientIntegration):
     """(x − x') ⊙ ∫₀¹ ∇f(x' + α(x − x')) dα by quadrature (Sundararajan, Taly & Yan, 2017).
     Grouped IG keeps completeness: the projection preserves each segment's sum."""
@@ -409,6 +419,7 @@ class IntegratedGradients(GradientIntegration):
         super().__init__(forward_func, StraightLinePath(n_steps, method), linear="grad_x_delta", **options)
 
 
+@METHODS.register("smoothgrad", family="gradient", random=True, budget="n_samples", grouping="inside samples")
 class SmoothGrad(GradientIntegration):
     """Mean gradient over Gaussian-noised inputs (Smilkov et al., 2017); σ = ``noise_level`` × input range."""
 
@@ -418,6 +429,7 @@ class SmoothGrad(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), **options)
 
 
+@METHODS.register("smoothgrad_sq", family="gradient", random=True, budget="n_samples", grouping="inside samples")
 class SmoothGradSquared(GradientIntegration):
     """Mean squared gradient over noised inputs (SmoothGrad², Hooker et al., 2019)."""
 
@@ -427,6 +439,7 @@ class SmoothGradSquared(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), nonlinearity="square", **options)
 
 
+@METHODS.register("vargrad", family="gradient", random=True, budget="n_samples", grouping="inside samples")
 class VarGrad(GradientIntegration):
     """Variance of the gradient over noised inputs (Adebayo et al., 2018), by Welford/Chan updates."""
 
@@ -436,6 +449,7 @@ class VarGrad(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), aggregate="var", **options)
 
 
+@METHODS.register("sparsified_smoothgrad", family="gradient", random=True, budget="n_samples", grouping="inside samples")
 class SparsifiedSmoothGrad(GradientIntegration):
     """SmoothGrad over binarised top-k gradients: each noisy sample's top ``topk`` fraction of
     |∇f| is set to 1, the rest to 0 (Levine, Singla & Feizi, *Certifiably Robust Interpretation
@@ -447,6 +461,7 @@ class SparsifiedSmoothGrad(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), nonlinearity="topk", topk=topk, **options)
 
 
+@METHODS.register("gradient_shap", family="gradient", random=True, budget="n_samples", grouping="inside samples")
 class GradientShap(GradientIntegration):
     """Expected Gradients / GradientSHAP: (x − x') ⊙ ∇f(x' + α(x − x')), x' from ``baselines``,
     α ~ U(0, 1) (Erion et al., 2021; Lundberg & Lee, 2017). ``noise_level`` adds Gaussian noise
@@ -458,6 +473,7 @@ class GradientShap(GradientIntegration):
         super().__init__(forward_func, BaselineDistribution(n_samples, noise_level), linear="grad_x_delta", **options)
 
 
+@METHODS.register("suppression", family="gradient", random=True, budget="n_samples", grouping="inside samples")
 class SuppressionGrad(GradientIntegration):
     """Mean |∇f| over suppressed samples (Luo, McDermott & O'Riordan, 2025; reconstruction, see
     :class:`stablesal.sampling.Suppression`). ``aggregate_input=True`` uses g ⊙ x̂ instead of |g|."""
@@ -474,34 +490,25 @@ class SuppressionGrad(GradientIntegration):
             super().__init__(forward_func, sampler, nonlinearity="abs", **options)
 
 
-METHODS = {
-    "saliency": Saliency,
-    "gradient": lambda model, **o: Saliency(model, abs=False, **o),
-    "input_x_gradient": InputXGradient,
-    "integrated_gradients": IntegratedGradients,
-    "smoothgrad": SmoothGrad,
-    "smoothgrad_sq": SmoothGradSquared,
-    "vargrad": VarGrad,
-    "sparsified_smoothgrad": SparsifiedSmoothGrad,
-    "gradient_shap": GradientShap,
-    "suppression": SuppressionGrad,
-    "suppression_continuous": lambda model, **o: SuppressionGrad(model, mode="continuous", **o),
-    "suppression_patch": lambda model, **o: SuppressionGrad(model, unit="patch", **o),
-    "suppression_global": lambda model, **o: SuppressionGrad(model, mode="global", **o),
-}
+_EXTRA = dict(family="gradient", grouping="inside samples")
+METHODS.register("gradient", lambda model, **o: Saliency(model, abs=False, **o), random=False, budget=None, **_EXTRA)
+METHODS.register("suppression_continuous", lambda model, **o: SuppressionGrad(model, mode="continuous", **o),
+                 random=True, budget="n_samples", **_EXTRA)
+METHODS.register("suppression_patch", lambda model, **o: SuppressionGrad(model, unit="patch", **o),
+                 random=True, budget="n_samples", **_EXTRA)
+METHODS.register("suppression_global", lambda model, **o: SuppressionGrad(model, mode="global", **o),
+                 random=True, budget="n_samples", **_EXTRA)
 
 def make_method(name: str, model, grouping=None, n_samples: int | None = None, n_steps: int | None = None,
                 noise_level: float | None = None, **options) -> GradientIntegration:
-    """A method by name. ``"s-<name>"`` is the grouped variant (fast-slic unless ``grouping`` says
+    """A method by name (an unknown name is a ``ValueError`` with the closest one). ``"s-<name>"`` is the grouped variant (fast-slic unless ``grouping`` says
     otherwise), e.g. ``make_method("s-smoothgrad", model)``. The study-wide settings go to the
     methods whose sampler reads them, as the method itself says (no hand-kept list): ``n_samples``
     to every random sampler, ``n_steps`` to the straight-line path (IG), ``noise_level`` to
     Gaussian noise (the SmoothGrad family)."""
     if name.startswith("s-"):
         name, grouping = name[2:], grouping or "fastslic"
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)} (prefix 's-' to group)")
-    method = METHODS[name](model, grouping=grouping, **options)
+    method = METHODS.lookup(name)(model, grouping=grouping, **options)
     sampler, settings = method.sampler, {}
     if n_samples is not None and sampler.random:
         settings["n_samples"] = n_samples

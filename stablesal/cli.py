@@ -116,7 +116,7 @@ def cmd_explain(args) -> int:
     from .segmentation import make_segmenter
     from .storage import save_torch
 
-    from .config import check_name
+    from .registry import check_name
     from .segmentation import SEGMENTERS
 
     for name in args.method:  # before any data is made or model trained
@@ -156,7 +156,7 @@ def cmd_explain(args) -> int:
 def cmd_perturb(args) -> int:
     from .figures import plot_explanations
     from .metrics import grey_maps
-    from .config import check_name
+    from .registry import check_name
     from .perturbation import PRESETS, Perturbation, make_preset
     from .perturbation.calculators import CALCULATORS
     from .perturbation.features import SMOOTHINGS

@@ -9,12 +9,12 @@ suggestion, raised when the configuration is read: before any data is made or mo
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .registry import check_name
 from .settings import ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -257,16 +257,6 @@ def check_user_models(models: ModelsSection) -> None:
             import_object(models.factory, "[models] factory")
         if models.train:
             import_object(models.train, "[models] train")
-
-
-def check_name(where: str, name, choices) -> None:
-    """Refuse ``name`` unless it is one of ``choices``, naming ``where`` (``"[gradient] methods"``),
-    the closest valid name and all of them."""
-    if name in choices:
-        return
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"{where}: unknown name {name!r}{hint} (expected one of {sorted(map(str, choices))})")
 
 
 def check_names(config: StudyConfig) -> None:

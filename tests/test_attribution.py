@@ -276,7 +276,7 @@ def test_bad_inputs_are_named(images):
     model.eval()
     with pytest.raises(ValueError, match="baselines is required"):
         GradientShap(model).attribute(images, target=0)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown gradient method 'gradcam'"):
         make_method("gradcam", model)
     with pytest.raises(ValueError, match="single segment"):
         Saliency(model, grouping="segments").attribute(images, target=0, segments=torch.zeros(5, 8, 8, dtype=torch.long))
@@ -317,9 +317,10 @@ def test_study_settings_reach_exactly_the_methods_whose_sampler_reads_them(name)
 
 
 def test_a_newly_registered_random_method_takes_the_sample_budget():
-    METHODS["vargrad_copy_for_test"] = lambda model, **options: VarGrad(model, **options)
+    METHODS.register("vargrad_copy_for_test", lambda model, **options: VarGrad(model, **options), random=True,
+                     budget="n_samples")
     try:
         assert make_method("vargrad_copy_for_test", tiny_cnn(), n_samples=7).sampler.n_samples == 7
     finally:
-        del METHODS["vargrad_copy_for_test"]
+        METHODS.unregister("vargrad_copy_for_test")
 
