@@ -461,7 +461,8 @@ class SparsifiedSmoothGrad(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), nonlinearity="topk", topk=topk, **options)
 
 
-@METHODS.register("gradient_shap", family="gradient", random=True, budget="n_samples", grouping="inside samples")
+@METHODS.register("gradient_shap", family="gradient", random=True, budget="n_samples", grouping="inside samples",
+                  needs_baselines=True)  # a set of reference images [M, C, H, W]
 class GradientShap(GradientIntegration):
     """Expected Gradients / GradientSHAP: (x − x') ⊙ ∇f(x' + α(x − x')), x' from ``baselines``,
     α ~ U(0, 1) (Erion et al., 2021; Lundberg & Lee, 2017). ``noise_level`` adds Gaussian noise

@@ -32,7 +32,7 @@ _INPAINTER, _REMOVAL, _CONSENSUS = InpainterConfig(), RemovalSettings(), Consens
 class DataSection:
     dataset: str = "shapes"          # shapes | lfw (built in) | cifar10 | folder | unlabelled | npz
     root: str = ""                   # local path for cifar10 / folder / unlabelled (a plain folder) / npz (a file)
-    n_train: int = 20_000            # shapes only (K disjoint splits of 5 000 with K = 4)
+    n_train: int = 40_000            # shapes only (K disjoint splits of 10 000 with K = 4)
     n_test: int = 2_000              # shapes only
     size: int = 32                   # shapes / folder / unlabelled: image side in pixels (resize + centre crop)
     seed: int = 0

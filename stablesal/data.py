@@ -9,6 +9,7 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import pickle
@@ -19,7 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .registry import Registry
 from .storage import CorruptFileError, config_hash, load_checked, save_checked
+
+# Every dataset loader, registered next to its definition; ``needs_root``: it reads a local path.
+DATASETS = Registry("dataset")
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "bar", "ell")
 TEXTURE_NAMES = (
@@ -252,6 +257,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("STABLESAL_CACHE", Path.home() / ".cache" / "stablesal"))
 
 
+@DATASETS.register("shapes", needs_root=False)
 def shapes_dataset(
     n_train: int = 10_000,
     n_test: int = 2_000,
@@ -316,6 +322,7 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tu
     return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
 
 
+@DATASETS.register("lfw", needs_root=False)
 def lfw_dataset(test_fraction: float = 0.25, seed: int = 0) -> ImageDataset:
     """scikit-image's bundled ``lfw_subset``: 200 grayscale 25×25 photographs, 100 faces then
     100 non-faces (labels 1 and 0), split stratified and seeded. One channel."""
@@ -353,6 +360,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
+@DATASETS.register("cifar10", needs_root=True)
 def cifar10_dataset(root: Path | str) -> ImageDataset:
     """CIFAR-10 from a local folder in the standard python-pickle format.
 
@@ -404,6 +412,7 @@ def _load_class_folders(root: Path, size: int, classes: list[str] | None, masks:
     return images, np.array(labels, np.int64)[kept], classes, object_masks
 
 
+@DATASETS.register("folder", needs_root=True)
 def image_folder_dataset(root: Path | str, size: int = 32, test_fraction: float = 0.2, seed: int = 0,
                          masks: Path | str | None = None) -> ImageDataset:
     """Any images arranged as ``root/<class>/<image>``, resized and centre-cropped to ``size``×``size``
@@ -441,6 +450,7 @@ def image_folder_dataset(root: Path | str, size: int = 32, test_fraction: float 
     )
 
 
+@DATASETS.register("unlabelled", needs_root=True)
 def unlabelled_folder_dataset(root: Path | str, size: int = 32, masks: Path | str | None = None) -> ImageDataset:
     """A plain folder of images without labels: every image is a test image whose label is −1 until
     a model predicts it (the report explains the class model 0 predicts); no training images, so
@@ -461,6 +471,7 @@ def unlabelled_folder_dataset(root: Path | str, size: int = 32, masks: Path | st
                         test_masks=None if object_masks is None else torch.from_numpy(object_masks))
 
 
+@DATASETS.register("npz", needs_root=True)
 def npz_dataset(path: Path | str, test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
     """Arrays from a ``.npz`` (:func:`stablesal.image_files.npz_arrays`): ``train_*``/``test_*`` keys
     give the split; plain ``images``/``labels``/``masks`` are split stratified by ``test_fraction``
@@ -499,34 +510,22 @@ def npz_dataset(path: Path | str, test_fraction: float = 0.2, seed: int = 0) -> 
     )
 
 
-DATASETS = ("shapes", "lfw", "cifar10", "folder", "unlabelled", "npz")
-
-
 def load_dataset(name: str = "shapes", root: Path | str | None = None, **options) -> ImageDataset:
-    """Load a dataset by name: ``shapes`` and ``lfw`` are built in; ``cifar10`` and ``folder`` need ``root``."""
-    if name == "shapes":
-        return shapes_dataset(**options)
-    if name == "lfw":
-        return lfw_dataset(**options)
-    if name in ("cifar10", "folder", "unlabelled", "npz"):
-        if root is None:
-            raise ValueError(f"dataset {name!r} needs root=<local path>; stablesal never downloads data")
-        loader = {"cifar10": cifar10_dataset, "folder": image_folder_dataset, "unlabelled": unlabelled_folder_dataset,
-                  "npz": npz_dataset}[name]
-        return loader(root, **options)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    """Load a registered dataset by name: ``shapes`` and ``lfw`` are built in; ``cifar10``,
+    ``folder``, ``unlabelled`` and ``npz`` read ``root`` (stablesal never downloads data)."""
+    loader = DATASETS.lookup(name)
+    if not DATASETS.info(name, "needs_root"):
+        return loader(**options)
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs root=<local path>; stablesal never downloads data")
+    return loader(root, **options)
 
 
 def load_configured(data) -> ImageDataset:
-    """The dataset a ``[data]`` configuration section (:class:`stablesal.config.DataSection`) names."""
-    if data.dataset == "shapes":
-        return load_dataset("shapes", n_train=data.n_train, n_test=data.n_test, size=data.size, seed=data.seed)
-    if data.dataset == "lfw":
-        return load_dataset("lfw", seed=data.seed)
-    if data.dataset == "folder":
-        return load_dataset("folder", root=data.root or None, size=data.size, seed=data.seed, masks=data.masks or None)
-    if data.dataset == "unlabelled":
-        return load_dataset("unlabelled", root=data.root or None, size=data.size, masks=data.masks or None)
-    if data.dataset == "npz":
-        return load_dataset("npz", root=data.root or None, seed=data.seed)
-    return load_dataset(data.dataset, root=data.root or None)
+    """The dataset a ``[data]`` configuration section (:class:`stablesal.config.DataSection`) names:
+    the section's keys that the dataset's loader takes are passed to it (an empty path is None)."""
+    loader = DATASETS.lookup(data.dataset, "[data] dataset")
+    accepted = inspect.signature(loader).parameters
+    options = {key: (value or None) if key in ("root", "masks") else value
+               for key, value in vars(data).items() if key in accepted and key != "root"}
+    return load_dataset(data.dataset, root=data.root or None, **options)

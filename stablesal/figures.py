@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .removal_study import HIGHER_IS_BETTER  # noqa: E402
+
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110})
 
 
@@ -337,7 +339,8 @@ def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean"
         if "random" in by_name and metric in by_name["random"]:
             axis.axhline(by_name["random"][metric], color="k", linestyle="--", linewidth=0.8)
         axis.set_xticks(x, pairs)
-        axis.set_title(metric.replace("_", " ") + (" ↓" if "deletion" in metric else " ↑"), fontsize=8)
+        arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"  # the metric's registered direction
+        axis.set_title(f"{metric.replace('_', ' ')} {arrow}", fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles + [plt.Line2D([], [], color="k", linestyle="--", linewidth=0.8)], labels + ["random map"],
                loc="upper center", ncol=3, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 1.08))

@@ -1,12 +1,13 @@
 """Metrics for saliency maps, usable on their own: similarity between maps, variance across
 retrained models, MeGe/ReCo, fidelity (deletion/insertion) and the randomisation sanity check.
 
-Each metric carries :class:`MetricInfo` metadata (``info`` attribute) so reports can orient
-colour scales and rankings. Maps are ``[B, C, H, W]`` (or ``[B, H, W]``) tensors.
+Each metric is registered in :data:`METRICS` next to its definition with :class:`MetricInfo`
+metadata (direction, range, kind), which the studies, the Kendall τ and the report's arrows read. Maps are ``[B, C, H, W]`` (or ``[B, H, W]``) tensors.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -14,22 +15,53 @@ import numpy as np
 import torch
 
 from .checks import check_model_inputs
+from .registry import Registry
 
 
 @dataclass(frozen=True)
 class MetricInfo:
+    """What a metric means: its direction, range and kind. The studies, the Kendall τ between
+    metrics and the report's arrows read it (never a hand-kept list).
+
+    ``kind``: ``"pairwise"`` (two maps → a similarity or distance; the stability study computes
+    every pairwise metric), ``"models"`` (across retrained models), ``"fidelity"`` (needs the
+    model), ``"localisation"`` (needs object masks)."""
+
     name: str
     higher_is_better: bool
-    low: float
-    high: float
+    low: float | None
+    high: float | None
     description: str
+    kind: str = "fidelity"
+
+    @property
+    def arrow(self) -> str:
+        """"↑" when higher is better, else "↓" (the report's column labels)."""
+        return "↑" if self.higher_is_better else "↓"
 
 
-def _with_info(info: MetricInfo):
-    def attach(fn):
-        fn.info = info
+# Every metric, registered next to its definition with its MetricInfo (registry metadata "info").
+METRICS = Registry("metric")
+
+
+def register_metric(name: str, higher_is_better: bool, low, high, description: str, kind: str = "fidelity",
+                    function=None):
+    """Register ``function`` (or, as a decorator, what it decorates) as metric ``name``; its
+    :class:`MetricInfo` is the registry's metadata and the function's ``info`` attribute."""
+    info = MetricInfo(name, higher_is_better, low, high, description, kind)
+
+    def add(fn):
+        METRICS.register(name, fn, info=info, kind=kind)
+        if getattr(fn, "info", None) is None:
+            fn.info = info
         return fn
-    return attach
+
+    return add if function is None else add(function)
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The :class:`MetricInfo` of a registered metric."""
+    return METRICS.info(name, "info")
 
 
 # --------------------------------------------------------------------------------------
@@ -71,7 +103,7 @@ def ssim_sigma(height: int, width: int) -> float:
     return SSIM_SIGMA * max(1.0, min(height, width) / SSIM_REFERENCE_SIDE)
 
 
-@_with_info(MetricInfo("ssim", True, -1.0, 1.0, "structural similarity of the grey maps"))
+@register_metric("ssim", True, -1.0, 1.0, "structural similarity of the grey maps", "pairwise")
 def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: bool = False) -> torch.Tensor:
     """SSIM per image of grey maps ``[B, H, W]`` in [0, 1]: Gaussian weights (σ = 1.5 px at 32 px,
     truncated at 3.5 σ, an 11-px window; ``sigma=None`` scales σ with the map's side,
@@ -95,7 +127,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: boo
     return torch.tensor(values, dtype=torch.float64)
 
 
-@_with_info(MetricInfo("spearman", True, -1.0, 1.0, "Spearman rank correlation of the flattened maps (average ranks for ties)"))
+@register_metric("spearman", True, -1.0, 1.0, "Spearman rank correlation of the flattened maps (average ranks for ties)",
+                 "pairwise")
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman's ρ per image between maps ``[B, ...]``; tied values get average ranks, so
     piecewise-constant (grouped) maps are handled correctly. NaN when a map is constant."""
@@ -110,7 +143,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy((ra * rb).sum(1) / denominator)
 
 
-@_with_info(MetricInfo("normalised_l2", False, 0.0, 2.0, "|| a/||a|| - b/||b|| ||"))
+@register_metric("normalised_l2", False, 0.0, 2.0, "|| a/||a|| - b/||b|| ||", "pairwise")
 def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = a.flatten(1).double(), b.flatten(1).double()
     a = a / a.norm(dim=1, keepdim=True).clamp(min=1e-30)
@@ -118,7 +151,7 @@ def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).norm(dim=1)
 
 
-@_with_info(MetricInfo("topk_intersection", True, 0.0, 1.0, "shared fraction of the top 10 % pixels"))
+@register_metric("topk_intersection", True, 0.0, 1.0, "shared fraction of the top 10 % pixels", "pairwise")
 def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
     """|top-k(a) ∩ top-k(b)| / k with k = ``fraction`` of the pixels (ties broken by position)."""
     a, b = a.flatten(1), b.flatten(1)
@@ -128,12 +161,14 @@ def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -
     return (top_a & top_b).sum(1).double() / k
 
 
-PAIRWISE = {"ssim": ssim, "spearman": spearman, "normalised_l2": normalised_l2, "topk_intersection": topk_intersection}
+def pairwise_metrics() -> tuple[str, ...]:
+    """The registered pairwise metrics, in registration order (the stability study computes each)."""
+    return tuple(METRICS.names(kind="pairwise"))
 
 
-def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, metrics=tuple(PAIRWISE)) -> dict[str, torch.Tensor]:
-    """Every pairwise metric per image between grey maps ``[B, H, W]``."""
-    return {name: PAIRWISE[name](a, b) for name in metrics}
+def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, metrics=None) -> dict[str, torch.Tensor]:
+    """Every pairwise metric (or those named in ``metrics``) per image between grey maps ``[B, H, W]``."""
+    return {name: METRICS.lookup(name, "metrics")(a, b) for name in (pairwise_metrics() if metrics is None else metrics)}
 
 
 # --------------------------------------------------------------------------------------
@@ -209,14 +244,15 @@ def spearman_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((1 - spearman(a, b).abs()).clamp(min=0))
 
 
-@_with_info(MetricInfo("mege", True, 0.0, 1.0, "1 / (1 + mean distance between explanations of models that are both right)"))
+@register_metric("mege", True, 0.0, 1.0, "1 / (1 + mean distance between explanations of models that are both right)",
+                 "models")
 def mege(same_distances) -> float:
     """MeGe = 1 / (1 + mean S=), S= the distances for pairs where both models are right."""
     values = np.asarray(same_distances, float)
     return float(1.0 / (1.0 + values.mean())) if values.size else float("nan")
 
 
-@_with_info(MetricInfo("reco", True, 0.0, 1.0, "max over thresholds of TPR + TNR − 1 separating S= from S≠"))
+@register_metric("reco", True, 0.0, 1.0, "max over thresholds of TPR + TNR − 1 separating S= from S≠", "models")
 def reco(same_distances, different_distances) -> float:
     """ReCo = max_γ TPR_γ + TNR_γ − 1, where distances ≤ γ are predicted 'same correctness'."""
     same, different = np.asarray(same_distances, float), np.asarray(different_distances, float)
@@ -343,7 +379,9 @@ def _inpainted_curves(model, images, rank, target, steps, mode, inpainter, batch
     return curves, torch.trapezoid(curves, dx=1.0 / steps, dim=1)
 
 
-deletion_insertion.info = MetricInfo("deletion_auc", False, 0.0, 1.0, "area under the deletion curve (insertion: higher is better)")
+register_metric("deletion_auc", False, 0.0, 1.0, "area under the deletion curve", function=deletion_insertion)
+register_metric("insertion_auc", True, 0.0, 1.0, "area under the insertion curve",
+                function=functools.partial(deletion_insertion, mode="insertion"))
 
 
 def randomised_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -427,7 +465,7 @@ def mu_fidelity(maps: torch.Tensor, subsets: torch.Tensor, drops: torch.Tensor,
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-30)
 
 
-mu_fidelity.info = MetricInfo("mu_fidelity", True, -1.0, 1.0, "correlation of removed attribution with output drop")
+register_metric("mu_fidelity", True, -1.0, 1.0, "correlation of removed attribution with output drop", function=mu_fidelity)
 
 
 # --------------------------------------------------------------------------------------
@@ -480,7 +518,7 @@ def srg(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, s
     return {"lif": lif.mean(1), "mif": mif.mean(1), "srg": lif.mean(1) - mif.mean(1)}
 
 
-srg.info = MetricInfo("srg", True, -1.0, 1.0, "least- minus most-relevant-first deletion score (SEG-SMOOTH)")
+register_metric("srg", True, -1.0, 1.0, "least- minus most-relevant-first deletion score (SEG-SMOOTH)", function=srg)
 
 
 # --------------------------------------------------------------------------------------
@@ -503,7 +541,7 @@ def iou_top(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
     return (predicted & truth).sum(1).float() / (predicted | truth).sum(1).float().clamp(min=1)
 
 
-iou_top.info = MetricInfo("iou", True, 0.0, 1.0, "IoU of the top-|mask| pixels with the object mask")
+register_metric("iou", True, 0.0, 1.0, "IoU of the top-|mask| pixels with the object mask", "localisation", iou_top)
 
 
 def pointing_game(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
@@ -516,7 +554,7 @@ def pointing_game(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tenso
     return (top & inside).sum(1).float() / top.sum(1).float()
 
 
-pointing_game.info = MetricInfo("pointing_game", True, 0.0, 1.0, "map maximum inside the object")
+register_metric("pointing_game", True, 0.0, 1.0, "map maximum inside the object", "localisation", pointing_game)
 
 
 def relevance_mass(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
@@ -529,7 +567,7 @@ def relevance_mass(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tens
     return (scores * inside).sum(1) / scores.sum(1).clamp(min=1e-30)
 
 
-relevance_mass.info = MetricInfo("relevance_mass", True, 0.0, 1.0, "positive attribution inside the object")
+register_metric("relevance_mass", True, 0.0, 1.0, "positive attribution inside the object", "localisation", relevance_mass)
 
 
 @torch.inference_mode()
@@ -554,7 +592,7 @@ def saliency_metric(model, images: torch.Tensor, maps: torch.Tensor, target: tor
     return torch.log(area.clamp(min=0.05)) - torch.log(probability.clamp(min=1e-12))
 
 
-saliency_metric.info = MetricInfo("saliency_metric", False, None, None, "Dabkowski–Gal: small box, confident crop")
+register_metric("saliency_metric", False, None, None, "Dabkowski–Gal: small box, confident crop", function=saliency_metric)
 
 
 def kendall_tau_matrix(scores: dict[str, dict[str, float]], higher_is_better: dict[str, bool]) -> list[dict]:
@@ -643,4 +681,4 @@ def inpaint_metric(model, explain, images: torch.Tensor, target: torch.Tensor, i
     return {"curve": curve, "area": area}
 
 
-inpaint_metric.info = MetricInfo("inpaint_metric", False, 0.0, 1.0, "area of 1 − weighted success of inpainting")
+register_metric("inpaint_metric", False, 0.0, 1.0, "area of 1 − weighted success of inpainting", function=inpaint_metric)

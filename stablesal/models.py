@@ -13,6 +13,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .registry import Registry
+
 
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std``; stored as buffers so checkpoints carry the statistics."""
@@ -95,22 +97,22 @@ class ResNetCIFAR(nn.Module):
 
 ModelFactory = Callable[..., nn.Module]
 
-MODEL_FACTORIES: dict[str, ModelFactory] = {
-    "small_cnn": SmallCNN,
-    "resnet20": lambda **kw: ResNetCIFAR(depth=20, **kw),
-}
+MODEL_FACTORIES = Registry("model")
+MODEL_FACTORIES.register("small_cnn", SmallCNN)
+MODEL_FACTORIES.register("resnet20", lambda **kw: ResNetCIFAR(depth=20, **kw))
 
 
 def register_model(name: str, factory: ModelFactory) -> None:
-    """Make ``factory(in_channels=..., num_classes=..., **options)`` available by ``name``."""
-    MODEL_FACTORIES[name] = factory
+    """Make ``factory(in_channels=..., num_classes=..., **options)`` available by ``name``
+    (replacing an entry of that name: re-running a notebook cell must not fail)."""
+    if name in MODEL_FACTORIES:
+        MODEL_FACTORIES.unregister(name)
+    MODEL_FACTORIES.register(name, factory)
 
 
 def build_model(name: str, in_channels: int, num_classes: int, mean, std, **options) -> nn.Sequential:
     """Build a registered architecture behind a :class:`Normalize` layer."""
-    if name not in MODEL_FACTORIES:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODEL_FACTORIES)} or register_model()")
-    network = MODEL_FACTORIES[name](in_channels=in_channels, num_classes=num_classes, **options)
+    network = MODEL_FACTORIES.lookup(name)(in_channels=in_channels, num_classes=num_classes, **options)
     return nn.Sequential(Normalize(mean, std), network)
 
 

@@ -25,7 +25,7 @@ from .fill_quality import inpainting_quality
 from .inpainting import SampledBackground, classical_inpainters
 from .meaningful import MeaningfulPerturbation
 from .metrics import (
-    deletion_insertion, grey_maps, inpaint_metric, iou_top, kendall_tau_matrix, mean_ci, mu_fidelity, output_drops,
+    deletion_insertion, grey_maps, inpaint_metric, iou_top, kendall_tau_matrix, mean_ci, metric_info, mu_fidelity, output_drops,
     pointing_game, random_cell_subsets, relevance_mass, saliency_metric, spearman, srg, ssim,
 )
 from .perturbation.features import SlidingPatches
@@ -35,9 +35,14 @@ from .perturbation.replacement import Inpaint
 from .seeding import derive, image_seeds
 from .settings import RemovalSettings
 
-HIGHER_IS_BETTER = {"deletion_auc_mean": False, "deletion_auc_inpaint": False, "insertion_auc": True, "srg": True,
-                    "relevance_mass": True, "pointing_game": True, "iou": True, "saliency_metric": False,
-                    "mu_fidelity": True, "inpaint_metric": False, "inpaint_metric_agnostic": False}
+# the study's columns and the registered metric each one holds; directions come from the metric's
+# metadata (stablesal.metrics.METRICS)
+COLUMN_METRICS = {"deletion_auc_mean": "deletion_auc", "deletion_auc_inpaint": "deletion_auc",
+                  "insertion_auc": "insertion_auc", "srg": "srg", "relevance_mass": "relevance_mass",
+                  "pointing_game": "pointing_game", "iou": "iou", "saliency_metric": "saliency_metric",
+                  "mu_fidelity": "mu_fidelity", "inpaint_metric": "inpaint_metric",
+                  "inpaint_metric_agnostic": "inpaint_metric"}
+HIGHER_IS_BETTER = {column: metric_info(metric).higher_is_better for column, metric in COLUMN_METRICS.items()}
 
 
 def _methods(model, inpainter, settings: RemovalSettings, side: int) -> dict:

@@ -17,7 +17,10 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from .registry import Registry
 from .checks import check_images
+
+SEGMENTERS = Registry("segmenter")  # entries are registered next to their definitions
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:
@@ -80,6 +83,7 @@ class Segmenter(abc.ABC):
         return torch.stack(out).to(images.device)
 
 
+@SEGMENTERS.register("fastslic")
 class FastSLIC(Segmenter):
     """SLIC super-pixels with fast-slic (Achanta et al., 2012; Kim's fast-slic implementation).
 
@@ -103,6 +107,7 @@ class FastSLIC(Segmenter):
                     num_threads=self.num_threads).iterate(image)
 
 
+@SEGMENTERS.register("slic")
 class SkimageSLIC(Segmenter):
     """SLIC from scikit-image (Achanta et al., 2012)."""
 
@@ -122,6 +127,7 @@ class SkimageSLIC(Segmenter):
                     start_label=0, channel_axis=2)
 
 
+@SEGMENTERS.register("felzenszwalb")
 class Felzenszwalb(Segmenter):
     """Graph-based segmentation (Felzenszwalb & Huttenlocher, 2004). ``min_size`` defaults to
     half the mean segment area for ``n_segments`` segments, so the count tracks image size."""
@@ -144,6 +150,7 @@ class Felzenszwalb(Segmenter):
         return felzenszwalb(image, scale=max(scale, 1.0), sigma=self.sigma, min_size=min_size)
 
 
+@SEGMENTERS.register("quickshift", takes_count=False)  # no segment count
 class Quickshift(Segmenter):
     """Quick shift mode seeking (Vedaldi & Soatto, 2008).
 
@@ -169,6 +176,7 @@ class Quickshift(Segmenter):
                           ratio=self.ratio)
 
 
+@SEGMENTERS.register("watershed")
 class Watershed(Segmenter):
     """Compact watershed on the Sobel gradient of the grey image (Neubert & Protzel, 2014)."""
 
@@ -189,6 +197,7 @@ class Watershed(Segmenter):
         return watershed(sobel(rgb2gray(image)), markers=self.n_segments, compactness=self.compactness)
 
 
+@SEGMENTERS.register("grid")
 class Grid(Segmenter):
     """Square grid of ``rows × cols`` cells; ``n_segments`` picks the most square grid with about that many."""
 
@@ -218,18 +227,12 @@ class Grid(Segmenter):
         return labels.expand(images.shape[0], -1, -1).contiguous()
 
 
-SEGMENTERS = {
-    "fastslic": FastSLIC, "slic": SkimageSLIC, "felzenszwalb": Felzenszwalb,
-    "quickshift": Quickshift, "watershed": Watershed, "grid": Grid,
-}
 
 
 def make_segmenter(name: str, n_segments: int = 64, **options) -> Segmenter:
     """A segmenter by name; ``n_segments`` is passed to those that take a target count."""
-    if name not in SEGMENTERS:
-        raise ValueError(f"unknown segmenter {name!r}; expected one of {sorted(SEGMENTERS)}")
-    cls = SEGMENTERS[name]
-    if name in ("quickshift",):
+    cls = SEGMENTERS.lookup(name)
+    if not SEGMENTERS.info(name, "takes_count", True):
         return cls(**options)
     return cls(n_segments=n_segments, **options)
 

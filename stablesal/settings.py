@@ -19,7 +19,7 @@ class TrainConfig:
 
     model: str = "small_cnn"
     model_options: dict = field(default_factory=dict)
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 128
     lr: float = 4e-3
     weight_decay: float = 5e-4

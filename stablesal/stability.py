@@ -36,7 +36,7 @@ from .attribution import make_method
 from .grouping import Partition, lag_weights, stationary_projection_energy
 from .metrics import (
     deletion_insertion, grey_maps, mu_fidelity, output_drops, pairwise_similarity, pointing_game, random_cell_subsets,
-    randomised_copy, relevance_mass, spearman, ssim, unit_maps,
+    pairwise_metrics, randomised_copy, relevance_mass, spearman, ssim, unit_maps,
 )
 from .perturbation import PRESETS, make_preset
 from .perturbation.presets import budget_options
@@ -45,7 +45,6 @@ from .settings import MAIN, StudySettings
 from .segmentation import count_segments, make_segmenter, matched_grid
 from .storage import cached_unit, save_json_checked
 
-PAIR_METRICS = ("ssim", "spearman", "normalised_l2", "topk_intersection")
 # What differs between the models of a set, for the variance decomposition.
 VARIES = ("seed", "split", "both", "init")
 SUPERPIXEL_FREE = ("pixel", "grid")
@@ -170,7 +169,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             again = explain_groupings(method_name, model, explainer_seed(settings, model_set, index, repeat=1),
                                       images, targets, groupings, settings)
             for name, grouped in again.items():
-                scores = pairwise_similarity(greys[name][-1], grey_maps(grouped).cpu(), PAIR_METRICS)
+                scores = pairwise_similarity(greys[name][-1], grey_maps(grouped).cpu(), pairwise_metrics())
                 distance = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
                 retest_rows[name] += [{"image": i, "model": index, "correct": bool(correct[index][i]),
                                        "sq_distance": float(distance[i]),
@@ -189,7 +188,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     for name in groupings:
         rows = []
         for a, b in itertools.combinations(range(len(models)), 2):
-            scores = pairwise_similarity(greys[name][a], greys[name][b], PAIR_METRICS)
+            scores = pairwise_similarity(greys[name][a], greys[name][b], pairwise_metrics())
             extra = {"sq_distance": _squared_distances(units[name][a], units[name][b])}
             if name == "pixel" and lags:
                 difference = units["pixel"][a] - units["pixel"][b]

@@ -15,6 +15,9 @@ import math
 from pathlib import Path
 
 from .html import Section
+from .metrics import metric_info
+
+DELETION, MU_FIDELITY = metric_info("deletion_auc").arrow, metric_info("mu_fidelity").arrow  # registered directions
 
 
 def fmt(row: dict, key: str, digits: int = 2) -> str:
@@ -69,7 +72,7 @@ def headline_section(summary: list[dict]) -> Section:
         "random maps": fmt(random_rows.get(r["grouping"], {}), "spearman"),
         "retest ceiling": fmt(r, "spearman_retest"), "corrected": fmt(r, "spearman_corrected"),
         "SSIM": fmt(r, "ssim"), "SSIM untrained": fmt(r, "ssim_untrained"),
-        "deletion AUC ↓": fmt(r, "deletion_auc", 3), "µFidelity": fmt(r, "mu_fidelity"),
+        f"deletion AUC {DELETION}": fmt(r, "deletion_auc", 3), f"µFidelity {MU_FIDELITY}": fmt(r, "mu_fidelity"),
     } for rank, r in enumerate(ranked, 1)]
     if not ranked:
         return Section("Headline: every method ranked", "No method ran.")
@@ -372,8 +375,8 @@ def perturbation_section(rows: list[dict], summary: list[dict], samples: int, co
     table = [{"family": r["family"], "method": r["method"], "n images": r["n_images"],
               "Spearman above untrained": fmt(r, key), "Spearman": fmt(r, "spearman"),
               "untrained": fmt(r, "spearman_untrained"), "retest": fmt(r, "spearman_retest"),
-              "corrected": fmt(r, "spearman_corrected"), "deletion AUC ↓": fmt(r, "deletion_auc", 3),
-              "µFidelity": fmt(r, "mu_fidelity"), "s / model": round(r["explain_seconds_per_model"], 2)}
+              "corrected": fmt(r, "spearman_corrected"), f"deletion AUC {DELETION}": fmt(r, "deletion_auc", 3),
+              f"µFidelity {MU_FIDELITY}": fmt(r, "mu_fidelity"), "s / model": round(r["explain_seconds_per_model"], 2)}
              for r in ranked]
     if not presets:
         return Section("Perturbation methods across seeds", "No perturbation preset ran.")

@@ -21,7 +21,7 @@ from .intervals import Weights, design_interval, image_mean, model_mean, pair_me
 from .metrics import mege, reco
 from .perturbation import PRESETS
 from .settings import MAIN
-from .stability import PAIR_METRICS
+from .metrics import pairwise_metrics
 
 # Spearman's correction for attenuation needs a similarity whose chance level is 0: a rank
 # correlation. SSIM and the top-k overlap sit above 0 for unrelated maps (top-k: 0.1), so a ratio to
@@ -145,7 +145,7 @@ def summarise(results: list[dict]) -> list[dict]:
                    "n_models": result["n_models"], "random": result.get("random")}
             if "mean_segment_size" in result:
                 row["mean_segment_size"] = result["mean_segment_size"]
-            for metric in PAIR_METRICS + ("sq_distance",):
+            for metric in pairwise_metrics() + ("sq_distance",):
                 row.update(units.interval(lambda w, m=metric, s=model_set: pair_mean(units.pair(s, m), w, s),
                                           (model_set,)).as_dict(metric))
             if model_set == MAIN:
@@ -160,7 +160,7 @@ def _main_statistics(units: UnitArrays) -> dict:
     main = units.by_set[MAIN]
     row["retest_exact"] = not main["random"]
     row["n_control"], row["n_untrained"] = units.counts.get("control", 0), units.counts.get("untrained", 0)
-    for metric in PAIR_METRICS:
+    for metric in pairwise_metrics():
         row.update(units.interval(lambda w, m=metric: _ceiling(units, m, w)).as_dict(f"{metric}_retest"))
     for metric in CORRECTED_METRICS:
         # Spearman's (1904) correction for attenuation with equal reliabilities: r_ab / √(r_aa r_bb)
@@ -175,7 +175,7 @@ def _main_statistics(units: UnitArrays) -> dict:
             lambda w, m=metric: ratio(pair_mean(units.pair(MAIN, m), w, MAIN), _ceiling(units, m, w))
         ).as_dict(f"{metric}_corrected"))
     if "untrained" in units.by_set:
-        for metric in PAIR_METRICS:
+        for metric in pairwise_metrics():
             row.update(units.interval(lambda w, m=metric: pair_mean(units.pair("untrained", m), w, "untrained"),
                                       ("untrained",)).as_dict(f"{metric}_untrained"))
             row.update(units.interval(
@@ -228,7 +228,7 @@ def grouping_contrast(grouped: dict, method: str, grouping: str, reference: str)
     row = {"method": method, "grouping": grouping, "reference": reference,
            "segment_size": first.get("mean_segment_size", 1.0), "reference_segment_size":
            second.get("mean_segment_size", 1.0)}
-    for metric in PAIR_METRICS:
+    for metric in pairwise_metrics():
         row.update(a.interval(lambda w, m=metric: pair_mean(a.pair(MAIN, m), w, MAIN)
                               - pair_mean(b.pair(MAIN, m), w, MAIN)).as_dict(f"{metric}_difference"))
     for metric in ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game"):

@@ -156,12 +156,14 @@ def test_rows_to_model_array_fills_missing_entries_with_nan():
 # --------------------------------------------------------------------------------------
 
 def test_metric_metadata_is_attached():
-    from stablesal.metrics import PAIRWISE, mege, normalised_l2, reco, spearman, ssim
+    from stablesal.metrics import METRICS, mege, normalised_l2, pairwise_metrics, reco, spearman, ssim
 
     assert ssim.info.name == "ssim" and ssim.info.higher_is_better and (ssim.info.low, ssim.info.high) == (-1.0, 1.0)
     assert spearman.info.name == "spearman" and normalised_l2.info.higher_is_better is False
     assert mege.info.name == "mege" and reco.info.name == "reco"
-    assert all(fn.info.name == name for name, fn in PAIRWISE.items())
+    assert pairwise_metrics() == ("ssim", "spearman", "normalised_l2", "topk_intersection")
+    assert all(METRICS[name].info.name == name for name in pairwise_metrics())
+    assert METRICS.info("insertion_auc", "info").higher_is_better and not METRICS.info("deletion_auc", "info").higher_is_better
 
 
 def test_running_moments_start_empty():
@@ -577,15 +579,20 @@ def test_kernel_shap_and_lime_ols_match_a_float64_least_squares_reference():
     assert np.abs(ols - expected).max() < 1e-12
 
 
-def test_metric_decorator_attaches_its_metadata():
-    from stablesal.metrics import MetricInfo, _with_info
-
-    info = MetricInfo("m", True, 0.0, 1.0, "a metric")
+def test_a_registered_pairwise_metric_joins_the_stability_study_and_says_its_direction():
+    from stablesal.metrics import METRICS, MetricInfo, metric_info, pairwise_similarity, register_metric
 
     def metric(a, b):
-        return a
+        return (a - b).abs().flatten(1).mean(1)
 
-    assert _with_info(info)(metric) is metric and metric.info is info
+    assert register_metric("mean_abs_difference_for_test", False, 0.0, 1.0, "a metric", "pairwise")(metric) is metric
+    try:
+        assert metric.info == MetricInfo("mean_abs_difference_for_test", False, 0.0, 1.0, "a metric", "pairwise")
+        assert metric_info("mean_abs_difference_for_test").arrow == "↓" and metric_info("ssim").arrow == "↑"
+        a, b = torch.zeros(2, 16, 16), torch.ones(2, 16, 16)
+        assert torch.equal(pairwise_similarity(a, b)["mean_abs_difference_for_test"], torch.ones(2))
+    finally:
+        METRICS.unregister("mean_abs_difference_for_test")
 
 
 def test_iou_top_by_hand():

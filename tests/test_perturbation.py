@@ -150,7 +150,7 @@ def test_seeded_runs_are_bit_identical_and_batch_independent(preset):
 def test_one_budget_name_for_every_preset():
     """Presets that draw samples take ``n_samples`` (RISE's ``n_masks`` is a deprecated alias);
     the single-feature ones take none and their sample count is the feature count."""
-    assert {name for name in PRESETS if takes_budget(name)} == {"rise", "lime", "kernel_shap", "pda"}
+    assert {name for name in PRESETS if takes_budget(name)} == {"rise", "lime", "kernel_shap"}  # PDA: one per feature
     model = small_model(seed=4)
     for name in ("rise", "lime", "kernel_shap"):
         assert make_preset(name, model, **budget_options(name, 37)).n_samples == 37
@@ -211,7 +211,7 @@ def test_bad_configurations_give_clear_errors():
         Perturbation(model, segmenter="grid", smoothing="shift").attribute(x, target=0)
     with pytest.raises(ValueError, match="masks of size"):
         Perturbation(model, segmenter=WrongSize()).attribute(x, target=0)
-    with pytest.raises(ValueError, match="unknown sampler"):
+    with pytest.raises(ValueError, match="unknown perturbation sampler"):
         Perturbation(model, sampler="everything")
     with pytest.raises(ValueError, match="target out of range"):
         Perturbation(model, n_samples=4).attribute(x, target=9)

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..registry import Registry
 from .samplers import LARGE_WEIGHT, shapley_kernel
+
+CALCULATORS = Registry("attribution calculator")  # entries are registered next to their definitions
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Calculator(abc.ABC):
 RISE_NORMALISERS = ("p", "mean")
 
 
+@CALCULATORS.register("rise")
 class RiseScore(Calculator):
     """RISE (Petsiuk, Das & Saenko, BMVC 2018; docs/methods.md §4): ``a_s = Σ_n z_ns Y_n / (N p)``.
 
@@ -97,6 +101,7 @@ def _weighted_least_squares(z, y, weights, ridge: float = 0.0) -> torch.Tensor:
     return torch.linalg.lstsq(root * zc, root[:, 0] * yc, driver="gelsd").solution
 
 
+@CALCULATORS.register("lime-ols")
 class LimeOLS(Calculator):
     """LIME's surrogate fitted by ordinary least squares of Y on [Z, 1] (minimum-norm solution
     when under-determined)."""
@@ -108,6 +113,7 @@ class LimeOLS(Calculator):
         return _weighted_least_squares(z, y, torch.ones_like(y))
 
 
+@CALCULATORS.register("lime-ridge")
 class LimeKernelRidge(Calculator):
     """LIME as the ``lime`` package fits it (Ribeiro et al., KDD 2016): ridge (α = 1) weighted by
     the exponential kernel sqrt(exp(−d² / width²)) on the cosine distance d between each sample
@@ -128,6 +134,7 @@ class LimeKernelRidge(Calculator):
         return _weighted_least_squares(z, y, kernel, ridge=self.alpha)
 
 
+@CALCULATORS.register("kernel-shap")
 class KernelShap(Calculator):
     """KernelSHAP (Lundberg & Lee, NeurIPS 2017): weighted least squares with the Shapley kernel;
     the empty and full coalitions are always included with a large finite weight. Rows from the
@@ -144,6 +151,7 @@ class KernelShap(Calculator):
         return _weighted_least_squares(z, y, w)
 
 
+@CALCULATORS.register("pda")
 class PredictionDifference(Calculator):
     """PDA (Zintgraf et al., ICLR 2017): ``y(x) − mean(Y_n | feature s removed in sample n)``; with
     random samplers this is the multi-segment variant. Features never removed score 0."""
@@ -157,6 +165,7 @@ class PredictionDifference(Calculator):
         return torch.where(counts > 0, obs.y_full - mean_removed, torch.zeros_like(mean_removed))
 
 
+@CALCULATORS.register("ciu")
 class ContextualImportance(Calculator):
     """CIU (Främling, 2020) from single-feature samples: contextual importance CI_s = (Cmax − Cmin)
     over the reference and the sample that changes s, divided by the output range (1 for
@@ -187,13 +196,9 @@ class ContextualImportance(Calculator):
         return importance * utility
 
 
-CALCULATORS = {"rise": RiseScore, "lime-ols": LimeOLS, "lime-ridge": LimeKernelRidge, "kernel-shap": KernelShap,
-               "pda": PredictionDifference, "ciu": ContextualImportance}
 
 
 def make_calculator(name, **options) -> Calculator:
     if isinstance(name, Calculator):
         return name
-    if name not in CALCULATORS:
-        raise ValueError(f"unknown attribution calculator {name!r}; expected one of {sorted(CALCULATORS)}")
-    return CALCULATORS[name](**options)
+    return CALCULATORS.lookup(name)(**options)

@@ -8,17 +8,24 @@ Segment counts are given for any image size; super-pixel segmenters keep the sca
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
+from ..registry import Registry
 from .pipeline import Perturbation
 from .samplers import ProbabilitySampler
+
+# Every perturbation preset, registered next to its definition. Metadata: ``random`` (with its
+# defaults the preset draws samples, so it takes a seed), ``budget`` (the keyword that sets the
+# number of samples; None when there is one sample per feature) and ``grouping`` ("after": a
+# study's grouping projects the finished map).
+PRESETS = Registry("perturbation preset")
 
 
 def _build(model, defaults: dict, overrides: dict) -> Perturbation:
     return Perturbation(model, **{**defaults, **overrides})
 
 
+@PRESETS.register("rise", family="perturbation", random=True, budget="n_samples", grouping="after")
 def RISE(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: int | None = None,
          **overrides) -> Perturbation:
     """RISE (Petsiuk, Das & Saenko, BMVC 2018): 7×7 binary grids kept with p = 0.5, upsampled
@@ -34,6 +41,7 @@ def RISE(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: i
                           "replacement": "imagenet", "calculator": "rise", "map": "pixel"}, overrides)
 
 
+@PRESETS.register("lime", family="perturbation", random=True, budget="n_samples", grouping="after")
 def LIME(model, n_samples: int = 1000, segmenter: str = "quickshift", **overrides) -> Perturbation:
     """LIME for images (Ribeiro, Singh & Guestrin, KDD 2016) as the ``lime`` package runs it:
     quick-shift super-pixels, 1000 samples whose number of removed features is uniform, removed
@@ -43,6 +51,7 @@ def LIME(model, n_samples: int = 1000, segmenter: str = "quickshift", **override
                           "replacement": "segment-mean", "calculator": "lime-ridge", "map": "segment"}, overrides)
 
 
+@PRESETS.register("kernel_shap", family="perturbation", random=True, budget="n_samples", grouping="after")
 def KernelSHAP(model, n_samples: int | None = None, n_segments: int = 50, **overrides) -> Perturbation:
     """KernelSHAP (Lundberg & Lee, NeurIPS 2017) on SLIC super-pixels: coalitions enumerated by
     size and then sampled, Shapley-kernel weighted least squares, removed super-pixels set to the
@@ -52,6 +61,7 @@ def KernelSHAP(model, n_samples: int | None = None, n_segments: int = 50, **over
                           "replacement": "image-mean", "calculator": "kernel-shap", "map": "segment"}, overrides)
 
 
+@PRESETS.register("occlusion", family="perturbation", random=False, budget=None, grouping="after")
 def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overrides) -> Perturbation:
     """Occlusion (Zeiler & Fergus, ECCV 2014), sliding square patches: the drop in the target's
     probability when each patch is filled, averaged over the patches covering each pixel (the
@@ -60,6 +70,8 @@ def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overri
                           "sampler": "single", "replacement": fill, "calculator": "pda", "map": "pixel"}, overrides)
 
 
+# one sample per feature by default; n_samples is the budget only with multi_segment=True
+@PRESETS.register("pda", family="perturbation", random=False, budget=None, grouping="after")
 def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int = 1000, **overrides) -> Perturbation:
     """Prediction difference analysis (Zintgraf et al., ICLR 2017): y(x) minus the mean output with
     a feature removed; removed pixels are drawn from a blurred copy of the image (a stand-in for
@@ -70,6 +82,7 @@ def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int
                           "calculator": "pda", "map": "pixel", "smoothing": "none"}, overrides)
 
 
+@PRESETS.register("ciu", family="perturbation", random=False, budget=None, grouping="after")
 def CIU(model, n_segments: int = 49, inverse: bool = False, **overrides) -> Perturbation:
     """Contextual importance and utility (Främling, 2020) from single-feature (or inverse) samples
     on SLIC super-pixels, removed pixels set to the image mean."""
@@ -78,19 +91,14 @@ def CIU(model, n_segments: int = 49, inverse: bool = False, **overrides) -> Pert
                           "calculator": "ciu", "map": "segment"}, overrides)
 
 
-PRESETS = {"rise": RISE, "lime": LIME, "kernel_shap": KernelSHAP, "occlusion": Occlusion, "pda": PDA, "ciu": CIU}
-
-
 def make_preset(name: str, model, **overrides) -> Perturbation:
-    if name not in PRESETS:
-        raise ValueError(f"unknown perturbation preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name](model, **overrides)
+    return PRESETS.lookup(name)(model, **overrides)
 
 
 def takes_budget(name: str) -> bool:
-    """Whether preset ``name`` draws a number of samples (its function takes ``n_samples``); the
+    """Whether preset ``name`` draws a number of samples (its registered ``budget``); the
     single-feature presets (occlusion, CIU, sliding patch) have as many samples as features."""
-    return "n_samples" in inspect.signature(PRESETS[name]).parameters
+    return PRESETS.info(name, "budget") is not None
 
 
 def budget_options(name: str, n_samples: int) -> dict:
@@ -104,6 +112,7 @@ def _inpaint_or(fill, inpainter):
     return Inpaint(inpainter) if inpainter is not None else fill
 
 
+@PRESETS.register("sliding_patch", family="perturbation", random=False, budget=None, grouping="after")
 def SlidingPatch(model, size: int | None = None, stride: int | None = None, inpainter=None, **overrides):
     """SP / SP-G (GEN-REMOVE): square patches of 29 px every 3 px at 224 px (scaled to the image
     side when ``size``/``stride`` are None, resolved at the first call), score p_c(x) − p_c(x̃)
@@ -128,5 +137,3 @@ def GenLIME(model, inpainter=None, n_samples: int = 500, n_segments: int = 50, *
                           "replacement": _inpaint_or("image-mean", inpainter), "calculator": "lime-ridge",
                           "map": "segment"}, overrides)
 
-
-PRESETS["sliding_patch"] = SlidingPatch

@@ -14,7 +14,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..registry import Registry
 from ..imaging import gaussian_blur
+
+REPLACEMENTS = Registry("fill")  # entries are registered next to their definitions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = 0 after ImageNet normalisation: RISE's effective fill
 
@@ -40,6 +43,7 @@ class Replacement(abc.ABC):
         return self.name
 
 
+@REPLACEMENTS.register("constant")
 class Constant(Replacement):
     """A constant colour: a number, a per-channel sequence, or ``"imagenet"`` (the ImageNet mean)."""
 
@@ -63,6 +67,7 @@ class Constant(Replacement):
         return colour.expand_as(image)
 
 
+@REPLACEMENTS.register("image-mean")
 class ImageMean(Replacement):
     """The image's mean colour (SEG-SMOOTH's metric fill; GEN-REMOVE's SP and LIME fills)."""
 
@@ -72,6 +77,7 @@ class ImageMean(Replacement):
         return image.mean(dim=(1, 2), keepdim=True).expand_as(image)
 
 
+@REPLACEMENTS.register("image-median")
 class ImageMedian(Replacement):
     name = "image-median"
 
@@ -79,6 +85,7 @@ class ImageMedian(Replacement):
         return image.flatten(1).median(dim=1).values.view(-1, 1, 1).expand_as(image)
 
 
+@REPLACEMENTS.register("blur")
 class Blur(Replacement):
     """A Gaussian blur of the image (σ in pixels; Meaningful Perturbation's filler, radius 10 at
     224 px)."""
@@ -95,6 +102,7 @@ class Blur(Replacement):
         return gaussian_blur(image.unsqueeze(0), self.sigma)[0]
 
 
+@REPLACEMENTS.register("noise")
 class Noise(Replacement):
     """Uniform noise in [0, 1], one draw per explained image (seeded)."""
 
@@ -105,6 +113,7 @@ class Noise(Replacement):
         return torch.rand(image.shape, generator=generator, dtype=image.dtype).to(image.device)
 
 
+@REPLACEMENTS.register("segment-mean")
 class SegmentMean(Replacement):
     """Each segment filled with its own mean colour (LIME's default ``hide_color=None``)."""
 
@@ -170,8 +179,6 @@ class Inpaint(Replacement):
         return filled.to(image.dtype)
 
 
-REPLACEMENTS = {"constant": Constant, "image-mean": ImageMean, "image-median": ImageMedian, "blur": Blur,
-                "noise": Noise, "segment-mean": SegmentMean}
 
 
 def make_replacement(name, **options) -> Replacement:
@@ -181,7 +188,7 @@ def make_replacement(name, **options) -> Replacement:
         return Constant(name)
     if name == "imagenet":
         return Constant("imagenet")
-    if name not in REPLACEMENTS:
-        raise ValueError(f"unknown replacement {name!r}; expected a number, 'imagenet', one of "
+    if not isinstance(name, str) or name not in REPLACEMENTS:
+        raise ValueError(f"unknown fill {name!r}; expected a number, 'imagenet', one of "
                          f"{sorted(REPLACEMENTS)}, or an OtherImages / Inpaint object")
     return REPLACEMENTS[name](**options)

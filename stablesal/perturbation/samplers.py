@@ -12,6 +12,10 @@ import math
 
 import torch
 
+from ..registry import Registry
+
+SAMPLERS = Registry("perturbation sampler")  # entries are registered next to their definitions
+
 LARGE_WEIGHT = 1e6  # the empty and full coalitions' finite stand-in for KernelSHAP's infinite weight
 
 
@@ -47,6 +51,7 @@ class PerturbationSampler(abc.ABC):
         return self.name
 
 
+@SAMPLERS.register("random")
 class RandomSampler(PerturbationSampler):
     """Each feature kept independently with probability ``p`` (RISE, LIME)."""
 
@@ -62,6 +67,7 @@ class RandomSampler(PerturbationSampler):
         return torch.rand(n_samples, n_features, generator=generator) < self.p, None
 
 
+@SAMPLERS.register("random-p")
 class ProbabilitySampler(PerturbationSampler):
     """Each sample first draws its keep probability from U(low, high), then keeps each feature
     with it: coalitions of every size, as LIME's ``num_features`` draw does."""
@@ -80,6 +86,7 @@ class ProbabilitySampler(PerturbationSampler):
         return torch.rand(n_samples, n_features, generator=generator) < p, None
 
 
+@SAMPLERS.register("single")
 class SingleFeature(PerturbationSampler):
     """Sample s removes feature s only (occlusion, PDA, CIU); N = S."""
 
@@ -91,6 +98,7 @@ class SingleFeature(PerturbationSampler):
         return ~torch.eye(n_features, dtype=torch.bool), None
 
 
+@SAMPLERS.register("inverse-single")
 class InverseSingleFeature(PerturbationSampler):
     """Sample s keeps feature s only; N = S."""
 
@@ -102,6 +110,7 @@ class InverseSingleFeature(PerturbationSampler):
         return torch.eye(n_features, dtype=torch.bool), None
 
 
+@SAMPLERS.register("shap")
 class ShapSampler(PerturbationSampler):
     """KernelSHAP's coalition sampling (as the shap package): coalition sizes are taken in the
     order 0, M, 1, M−1, 2, ...; every coalition of a size pair is enumerated while the budget
@@ -151,6 +160,7 @@ def _subsets(m: int, k: int):
     return itertools.combinations(range(m), k)
 
 
+@SAMPLERS.register("unique-random")
 class UniqueRandom(PerturbationSampler):
     """Random coalitions with keep probability ``p`` and no repeated row (and neither the empty
     nor the full one): every model pass brings new information."""
@@ -183,13 +193,9 @@ class UniqueRandom(PerturbationSampler):
         return torch.stack(rows), None
 
 
-SAMPLERS = {"random": RandomSampler, "random-p": ProbabilitySampler, "single": SingleFeature,
-            "inverse-single": InverseSingleFeature, "shap": ShapSampler, "unique-random": UniqueRandom}
 
 
 def make_sampler(name: str | PerturbationSampler, **options) -> PerturbationSampler:
     if isinstance(name, PerturbationSampler):
         return name
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name](**options)
+    return SAMPLERS.lookup(name)(**options)
