@@ -31,7 +31,7 @@ from .grouping import REDUCTIONS, Partition
 from .sampling import (
     BaselineDistribution, GaussianNoise, Identity, Sampler, StraightLinePath, Suppression,
 )
-from .imaging import gaussian_blur
+from .fills import canonical, fill_images
 from .seeding import image_seeds
 from .registry import Registry
 from .segmentation import check_segments, make_segmenter
@@ -72,17 +72,16 @@ def _topk_binary(values: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 def resolve_baseline(inputs: torch.Tensor, baselines) -> torch.Tensor | None:
-    """Per-image baselines ``[B, C, H, W]`` for path methods: None/'black' → zeros, a number →
-    that value everywhere, 'blur' → Gaussian blur (σ = 1/8 of the image side), a tensor →
-    broadcast to the inputs' shape."""
-    if baselines is None or (isinstance(baselines, str) and baselines == "black"):
+    """Per-image baselines ``[B, C, H, W]`` for path methods: None → zeros (black); a fill of
+    :mod:`stablesal.fills` (a number, ``"black"``, ``"mean"``, ``"blur"``, ...; the blurred baseline
+    keeps its own σ = 1/8 of the image side, Sturmfels, Lundberg & Lee 2020, so that it removes
+    the image's detail); a tensor → broadcast to the inputs' shape."""
+    if baselines is None:
         return torch.zeros_like(inputs)
-    if isinstance(baselines, (int, float)):
-        return torch.full_like(inputs, float(baselines))
-    if isinstance(baselines, str):
-        if baselines == "blur":
-            return gaussian_blur(inputs, sigma=inputs.shape[-1] / 8)
-        raise ValueError(f"baselines={baselines!r} is not understood; use None, 'black', 'blur', a number or a tensor")
+    if isinstance(baselines, (int, float, str)):
+        fill = canonical(baselines, "baselines")
+        sigma = inputs.shape[-1] / 8 if fill == "blur" else None
+        return fill_images(fill, inputs.detach(), generator=torch.Generator().manual_seed(0), sigma=sigma)
     baselines = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
     try:
         return torch.broadcast_to(baselines, inputs.shape)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .imaging import gaussian_blur
+from .fills import fill_images
 from .checks import check_images
 from .settings import InpainterConfig
 from .storage import CorruptFileError, config_hash, load_torch, save_torch
@@ -177,27 +178,24 @@ class ConstantFill(Inpainter):
     information about what was removed (the mean colour of the background, the blurred object);
     ``zero`` and ``colour`` carry none."""
 
-    def __init__(self, kind: str = "mean", sigma: float = 5.0, colour: torch.Tensor | None = None,
+    def __init__(self, kind: str = "mean", sigma: float | None = None, colour: torch.Tensor | None = None,
                  name: str | None = None):
         if kind not in ("mean", "blur", "zero", "colour"):
             raise ValueError(f"kind must be 'mean', 'blur', 'zero' or 'colour', got {kind!r}")
         if (kind == "colour") != (colour is not None):
             raise ValueError("colour (a [C] tensor) is needed for kind='colour' and only for it")
-        self.kind, self.sigma = kind, float(sigma)
+        self.kind, self.sigma = kind, None if sigma is None else float(sigma)
         self.colour = None if colour is None else torch.as_tensor(colour, dtype=torch.float32).flatten()
-        default = {"mean": "mean-colour", "blur": f"blur(sigma={sigma:g})", "zero": "black", "colour": "colour"}[kind]
+        blur = "blur" if sigma is None else f"blur(sigma={sigma:g})"
+        default = {"mean": "mean-colour", "blur": blur, "zero": "black", "colour": "colour"}[kind]
         self.name = name or default
 
     def fill(self, images, holes, labels):
-        if self.kind == "mean":
-            return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
-        if self.kind == "zero":
-            return torch.zeros_like(images)
-        if self.kind == "colour":
-            if self.colour.numel() != images.shape[1]:
-                raise ValueError(f"colour has {self.colour.numel()} channels, images have {images.shape[1]}")
-            return self.colour.to(images).view(1, -1, 1, 1).expand_as(images)
-        return gaussian_blur(images, self.sigma)
+        if self.kind == "colour" and self.colour.numel() != images.shape[1]:
+            raise ValueError(f"colour has {self.colour.numel()} channels, images have {images.shape[1]}")
+        spec = tuple(self.colour.tolist()) if self.kind == "colour" else {"mean": "image-mean", "zero": 0.0,
+                                                                          "blur": "blur"}[self.kind]
+        return fill_images(spec, images, sigma=self.sigma)  # the one fill vocabulary (stablesal.fills)
 
 
 class SampledBackground(Inpainter):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .imaging import gaussian_blur
+from .fills import fill_images
 from .checks import check_eval_model, check_images, check_targets, model_device
 
 
@@ -61,11 +61,11 @@ class MeaningfulPerturbation:
         target = check_targets(target, batch, classes).to(device)
         side = self.mask_side or max(4, round(height * 28 / 224))
         jitter = self.jitter if self.jitter is not None else max(1, round(4 * height / 224))
-        sigma = self.blur_sigma or max(1.0, 10 * height / 224)
+        sigma = self.blur_sigma or max(1.0, 10 * height / 224)  # the paper's σ = 10 px at 224 px
         # λ₁ = 1e-4 weighs the L1 sum over a 28×28 mask; a smaller mask has fewer elements, so the
         # same weight per unit of image area is 1e-4 · (28 / side)²
         l1 = self.l1 if self.l1 is not None else 1e-4 * (28 / side) ** 2
-        blurred = gaussian_blur(images, sigma)
+        blurred = fill_images("blur", images, sigma=sigma)  # the fill vocabulary's blur, MP's own σ
         generator = torch.Generator().manual_seed(seed)
         logit = torch.full((batch, 1, side, side), 2.0, device=device, requires_grad=True)  # m starts near 1
         optimiser = torch.optim.Adam([logit], lr=self.lr)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .checks import check_model_inputs
+from .fills import canonical, fill_images
 from .registry import Registry
 
 
@@ -282,9 +283,9 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
     steps : number of equal fractions (curve has ``steps + 1`` points from 0 to 1).
     mode : ``"deletion"`` (start from the image, replace top pixels with the substrate; lower AUC
         is better) or ``"insertion"`` (start from the substrate, insert top pixels; higher is better).
-    substrate : a number (constant fill), ``"mean"`` (each image's mean colour), ``"blur"``
-        (Gaussian blur, σ = 5 px at 224 px scaled to the image side: Petsiuk's insertion substrate), or
-        an inpainter ``(images, holes) → images`` (:mod:`stablesal.inpainting`): deletion then fills
+    substrate : a fill of :mod:`stablesal.fills` (a number, ``"mean"``: each image's mean colour,
+        ``"blur"``: σ = 5 px at 224 px scaled to the image side, Petsiuk's insertion substrate, ...),
+        or an inpainter ``(images, holes) → images`` (:mod:`stablesal.inpainting`): deletion then fills
         the removed pixels from the kept ones at every step (GEN-REMOVE); insertion starts from the
         mean colour and inpaints the not-yet-inserted pixels.
     batch_size : rows (image × step pairs) per model call, or ``"auto"``: the measured fastest
@@ -296,8 +297,6 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
     curves ``[B, steps + 1]`` of the target's softmax probability; AUC ``[B]`` by the trapezoid rule
     on fractions in [0, 1] (raw, or normalised when ``normalise``).
     """
-    from .imaging import gaussian_blur
-
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
     target = check_model_inputs(model, images, target, maps)
@@ -308,15 +307,7 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
     rows = _rows_per_call(model, images, batch_size)
     if callable(substrate):  # an inpainter: fill exactly the removed pixels of each step from the rest
         return _inpainted_curves(model, images, rank, target, steps, mode, substrate, rows, normalise)
-    if isinstance(substrate, str):
-        if substrate == "mean":
-            fill = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
-        elif substrate == "blur":
-            fill = gaussian_blur(images, sigma=max(0.5, 5.0 * width / 224))
-        else:
-            raise ValueError(f"substrate must be a number, 'mean' or 'blur', got {substrate!r}")
-    else:
-        fill = torch.full_like(images, float(substrate))
+    fill = fill_images(canonical(substrate, "substrate"), images, generator=torch.Generator().manual_seed(0))
     counts = torch.tensor([int(round(f * height * width)) for f in torch.linspace(0, 1, steps + 1).tolist()],
                           device=images.device)
     curves = torch.empty(batch, steps + 1, device=images.device)
@@ -426,8 +417,7 @@ def output_drops(model, images: torch.Tensor, target: torch.Tensor, subsets: tor
     """p_y(x) − p_y(x with subset removed) for every image and subset ``[B, S]``. They do not
     depend on the explanation, so one call serves every method and grouping."""
     target = check_model_inputs(model, images, target)
-    fill = images.mean(dim=(2, 3), keepdim=True) if substrate == "mean" else torch.full_like(images[:, :, :1, :1],
-                                                                                            float(substrate))
+    fill = fill_images(canonical(substrate, "substrate"), images, generator=torch.Generator().manual_seed(0))
     subsets = subsets.to(images.device)
     full = torch.softmax(model(images), 1).gather(1, target.view(-1, 1))[:, 0]
     drops = torch.empty(images.shape[0], subsets.shape[0], device=images.device)
@@ -477,19 +467,16 @@ def removal_curves(model, images: torch.Tensor, maps: torch.Tensor, target: torc
                    most_relevant_first: bool = True, fill: str | float = "mean", batch_size: int = 512) -> torch.Tensor:
     """Target probability ``[B, steps]`` as pixels are deleted cumulatively, at the fractions
     ``linspace(0, 1, steps)`` of the pixels, most (MIF) or least (LIF) relevant first by the
-    channel-summed map (ties broken by position). ``fill``: ``"mean"`` (each image's mean colour,
-    as SEG-SMOOTH specify) or a constant (their released code effectively used 0.5)."""
+    channel-summed map (ties broken by position). ``fill``: a fill of :mod:`stablesal.fills`:
+    ``"mean"`` (each image's mean colour, as SEG-SMOOTH specify), a constant (their released code
+    effectively used 0.5), ``"blur"``, ..."""
+    fill = canonical(fill, "fill")
     target = check_model_inputs(model, images, target, maps)
     batch, channels, height, width = images.shape
     scores = maps.sum(1) if maps.dim() == 4 else maps
     order = scores.flatten(1).argsort(dim=1, descending=most_relevant_first, stable=True)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    if fill == "mean":
-        substrate = images.mean(dim=(2, 3), keepdim=True).expand_as(images)
-    elif isinstance(fill, (int, float)):
-        substrate = torch.full_like(images, float(fill))
-    else:
-        raise ValueError(f"fill must be 'mean' or a number, got {fill!r}")
+    substrate = fill_images(fill, images, generator=torch.Generator().manual_seed(0))
     counts = [int(round(f * height * width)) for f in torch.linspace(0, 1, steps).tolist()]
     stacked = torch.stack([torch.where((rank < count).view(batch, 1, height, width), substrate, images)
                            for count in counts], 1).flatten(0, 1)

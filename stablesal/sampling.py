@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from .fills import canonical, fill_images
+
 
 class Sampler(abc.ABC):
     """Draws ``n_samples`` samples per image, with quadrature weights ``weights()`` summing to 1."""
@@ -150,7 +152,8 @@ class Suppression(Sampler):
     **Reconstruction** (docs/methods.md §1; the paper's exact operator is not available): per sample
     draw a keep-rate π ~ U(0, 1), then a keep mask m ~ Bernoulli(π) per unit (pixel, square
     patch, or segment), shared across channels; x̂ = m ⊙ x + (1 − m) ⊙ fill in pixel space
-    (fill 0 = black). Averaging over π ~ U(0, 1) makes the samples those of Owen's multilinear
+    (``fill``: any fill of :mod:`stablesal.fills`; 0 = black, the default). Averaging over
+    π ~ U(0, 1) makes the samples those of Owen's multilinear
     extension, the link to Shapley values the paper claims.
 
     Modes: ``"bernoulli"`` (default), ``"fixed"`` (π = ``keep_rate``), ``"continuous"``
@@ -162,7 +165,7 @@ class Suppression(Sampler):
     name = "suppression"
 
     def __init__(self, n_samples: int = 50, mode: str = "bernoulli", unit: str = "pixel", patch_size: int = 4,
-                 keep_rate: float = 0.5, fill: float = 0.0):
+                 keep_rate: float = 0.5, fill: float | str = 0.0):
         super().__init__(n_samples)
         if mode not in SUPPRESSION_MODES:
             raise ValueError(f"mode must be one of {SUPPRESSION_MODES}, got {mode!r}")
@@ -171,7 +174,7 @@ class Suppression(Sampler):
         if not 0 <= keep_rate <= 1:
             raise ValueError(f"keep_rate must be in [0, 1], got {keep_rate}")
         self.mode, self.unit, self.patch_size = mode, unit, int(patch_size)
-        self.keep_rate, self.fill = float(keep_rate), float(fill)
+        self.keep_rate, self.fill = float(keep_rate), canonical(fill, "fill")
 
     def params(self):
         params = {"n": self.n_samples, "mode": self.mode, "unit": self.unit, "fill": self.fill}
@@ -209,7 +212,10 @@ class Suppression(Sampler):
             values = self._unit_values(count, int(segments.max()) + 1, generator, x.device)
             mask = values[:, segments.reshape(-1)].view(count, 1, height, width)
         mask = mask.to(x.dtype)
-        return mask * x + (1 - mask) * self.fill, None
+        if isinstance(self.fill, float):  # a constant: no fill image needed
+            return mask * x + (1 - mask) * self.fill, None
+        fill = fill_images(self.fill, x.unsqueeze(0), None if segments is None else segments.unsqueeze(0), generator)
+        return mask * x + (1 - mask) * fill, None
 
 
 class BaselineDistribution(Sampler):

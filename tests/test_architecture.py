@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "stablesal"
 LAYERS = [
     # 0: generic helpers, no stablesal imports above them
     {"stablesal", "checks", "seeding", "storage", "intervals", "executor", "tables", "html", "chunking", "imaging",
-     "settings", "multiple_testing", "registry"},
+     "settings", "multiple_testing", "registry", "fills"},
     {"data", "image_files"},
     {"models", "seeds", "user_models"},
     {"segmentation", "grouping"},

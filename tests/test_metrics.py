@@ -78,8 +78,8 @@ def test_deletion_insertion_prefer_the_true_map():
     assert (good_ins > bad_ins).all()
     curves, _ = deletion_insertion(Counting().eval(), images, true_map, target, steps=8, normalise=True)
     assert torch.allclose(curves[:, 0], torch.ones(6)) and torch.allclose(curves[:, -1], torch.zeros(6), atol=1e-6)
-    with pytest.raises(ValueError, match="substrate"):
-        deletion_insertion(Counting().eval(), images, true_map, target, substrate="noise")
+    with pytest.raises(ValueError, match="substrate: unknown fill 'nosie'; did you mean 'noise'"):
+        deletion_insertion(Counting().eval(), images, true_map, target, substrate="nosie")
 
 
 def test_deletion_curve_matches_a_step_by_step_loop_for_any_chunking():

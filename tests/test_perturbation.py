@@ -232,5 +232,5 @@ def test_imagenet_fill_of_a_grey_image_is_the_imagenet_mean_grey_level():
     assert fill.shape == (1, 5, 5) and torch.allclose(fill, torch.full_like(grey, sum(IMAGENET_MEAN) / 3))
     colour = Constant("imagenet").reference(torch.rand(3, 2, 2), None, None)
     assert torch.allclose(colour[:, 0, 0], torch.tensor(IMAGENET_MEAN))
-    with pytest.raises(ValueError, match="constant colour has 3 values for an image of 2 channels"):
+    with pytest.raises(ValueError, match="a constant fill has 3 values for images of 2 channels"):
         Constant([0.1, 0.2, 0.3]).reference(torch.rand(2, 2, 2), None, None)

@@ -12,7 +12,10 @@ import warnings
 
 from ..registry import Registry
 from .pipeline import Perturbation
+from .replacement import Blur
 from .samplers import ProbabilitySampler
+
+PDA_BLUR = 5.0 / 32  # PDA's blur σ as a share of the image side (the stand-in for conditional sampling)
 
 # Every perturbation preset, registered next to its definition. Metadata: ``random`` (with its
 # defaults the preset draws samples, so it takes a seed), ``budget`` (the keyword that sets the
@@ -75,10 +78,11 @@ def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overri
 def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int = 1000, **overrides) -> Perturbation:
     """Prediction difference analysis (Zintgraf et al., ICLR 2017): y(x) minus the mean output with
     a feature removed; removed pixels are drawn from a blurred copy of the image (a stand-in for
-    the paper's conditional sampling). ``multi_segment`` removes random sets of segments and
+    the paper's conditional sampling; σ = side / 6.4, 5 px at 32 px, so that a removed segment
+    keeps its surroundings' colour but not its detail). ``multi_segment`` removes random sets of segments and
     averages over the samples in which each is removed."""
     sampler = {"sampler": "random", "n_samples": n_samples} if multi_segment else {"sampler": "single"}
-    return _build(model, {"segmenter": "slic", "n_segments": n_segments, **sampler, "replacement": "blur",
+    return _build(model, {"segmenter": "slic", "n_segments": n_segments, **sampler, "replacement": Blur(relative=PDA_BLUR),
                           "calculator": "pda", "map": "pixel", "smoothing": "none"}, overrides)
 
 

@@ -14,12 +14,11 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..fills import IMAGENET_MEAN, canonical, describe, fill_images, is_random  # noqa: F401 (IMAGENET_MEAN re-exported)
 from ..registry import Registry
-from ..imaging import gaussian_blur
 
 REPLACEMENTS = Registry("fill")  # entries are registered next to their definitions
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # = 0 after ImageNet normalisation: RISE's effective fill
 
 
 class Replacement(abc.ABC):
@@ -43,89 +42,91 @@ class Replacement(abc.ABC):
         return self.name
 
 
+class StaticFill(Replacement):
+    """One fill image per explained image, from the fill vocabulary of :mod:`stablesal.fills`."""
+
+    fill_spec = "image-mean"
+    sigma: float | None = None
+
+    @property
+    def random(self) -> bool:
+        return is_random(self.fill_spec)
+
+    def __str__(self):
+        return describe(self.fill_spec)
+
+    def reference(self, image, labels, generator):
+        segments = None if labels is None else labels.unsqueeze(0)
+        return fill_images(self.fill_spec, image.unsqueeze(0), segments, generator, self.sigma)[0]
+
+
 @REPLACEMENTS.register("constant")
-class Constant(Replacement):
+class Constant(StaticFill):
     """A constant colour: a number, a per-channel sequence, or ``"imagenet"`` (the ImageNet mean)."""
 
     def __init__(self, value: float | Sequence[float] | str = 0.0):
         if isinstance(value, str) and value != "imagenet":
             raise ValueError(f"constant fill must be a number, a colour or 'imagenet', got {value!r}")
         self.value = value
+        self.fill_spec = canonical(value, "constant fill")
 
     def __str__(self):
-        value = self.value if isinstance(self.value, str) else (
-            f"{self.value:g}" if isinstance(self.value, (int, float)) else ",".join(f"{v:g}" for v in self.value))
-        return f"constant({value})"
-
-    def reference(self, image, labels, generator):
-        value = IMAGENET_MEAN if self.value == "imagenet" else self.value
-        colour = torch.as_tensor(value, dtype=image.dtype, device=image.device).reshape(-1, 1, 1)
-        if self.value == "imagenet" and image.shape[0] != 3:
-            colour = colour.mean(0, keepdim=True)  # grey images: the ImageNet mean's grey level
-        if colour.shape[0] not in (1, image.shape[0]):
-            raise ValueError(f"constant colour has {colour.shape[0]} values for an image of {image.shape[0]} channels")
-        return colour.expand_as(image)
+        return "constant(imagenet)" if self.value == "imagenet" else describe(self.fill_spec)
 
 
 @REPLACEMENTS.register("image-mean")
-class ImageMean(Replacement):
+class ImageMean(StaticFill):
     """The image's mean colour (SEG-SMOOTH's metric fill; GEN-REMOVE's SP and LIME fills)."""
 
-    name = "image-mean"
-
-    def reference(self, image, labels, generator):
-        return image.mean(dim=(1, 2), keepdim=True).expand_as(image)
+    fill_spec = "image-mean"
 
 
 @REPLACEMENTS.register("image-median")
-class ImageMedian(Replacement):
-    name = "image-median"
-
-    def reference(self, image, labels, generator):
-        return image.flatten(1).median(dim=1).values.view(-1, 1, 1).expand_as(image)
+class ImageMedian(StaticFill):
+    fill_spec = "image-median"
 
 
 @REPLACEMENTS.register("blur")
-class Blur(Replacement):
-    """A Gaussian blur of the image (σ in pixels; Meaningful Perturbation's filler, radius 10 at
-    224 px)."""
+class Blur(StaticFill):
+    """A Gaussian blur of the image; σ (px) defaults to :func:`stablesal.fills.blur_sigma` (5 px at
 
-    def __init__(self, sigma: float = 5.0):
-        if sigma <= 0:
-            raise ValueError(f"blur sigma must be positive, got {sigma}")
-        self.sigma = float(sigma)
+    224 px, scaled with the image side), the one blur default of every fill. A method with a
+    published blur of its own gives it as ``sigma`` (px) or ``relative`` (σ / the shorter side).
+    """
+
+    fill_spec = "blur"
+
+    def __init__(self, sigma: float | None = None, relative: float | None = None):
+        for name, value in (("sigma", sigma), ("relative", relative)):
+            if value is not None and not value > 0:
+                raise ValueError(f"blur {name} must be positive, got {value}")
+        if sigma is not None and relative is not None:
+            raise ValueError("give the blur's sigma (px) or its relative size, not both")
+        self.sigma = None if sigma is None else float(sigma)
+        self.relative = None if relative is None else float(relative)
 
     def __str__(self):
-        return f"blur(sigma={self.sigma:g})"
+        if self.relative is not None:
+            return f"blur(sigma={self.relative:g}*side)"
+        return "blur" if self.sigma is None else f"blur(sigma={self.sigma:g})"
 
     def reference(self, image, labels, generator):
-        return gaussian_blur(image.unsqueeze(0), self.sigma)[0]
+        sigma = self.sigma if self.relative is None else self.relative * min(image.shape[-2:])
+        return fill_images("blur", image.unsqueeze(0), sigma=sigma)[0]
 
 
 @REPLACEMENTS.register("noise")
-class Noise(Replacement):
+class Noise(StaticFill):
     """Uniform noise in [0, 1], one draw per explained image (seeded)."""
 
-    name = "noise"
-    random = True
-
-    def reference(self, image, labels, generator):
-        return torch.rand(image.shape, generator=generator, dtype=image.dtype).to(image.device)
+    fill_spec = "noise"
 
 
 @REPLACEMENTS.register("segment-mean")
-class SegmentMean(Replacement):
+class SegmentMean(StaticFill):
     """Each segment filled with its own mean colour (LIME's default ``hide_color=None``)."""
 
-    name = "segment-mean"
-
-    def reference(self, image, labels, generator):
-        count = int(labels.max()) + 1
-        flat = labels.reshape(-1)
-        sums = torch.zeros(image.shape[0], count, dtype=image.dtype, device=image.device).index_add_(
-            1, flat, image.reshape(image.shape[0], -1))
-        sizes = torch.bincount(flat, minlength=count).clamp(min=1).to(image.dtype)
-        return (sums / sizes)[:, flat].view_as(image)
+    fill_spec = "segment-mean"
 
 
 class OtherImages(Replacement):
@@ -184,10 +185,12 @@ class Inpaint(Replacement):
 def make_replacement(name, **options) -> Replacement:
     if isinstance(name, Replacement):
         return name
-    if isinstance(name, (int, float)):
-        return Constant(name)
+    if isinstance(name, (int, float, list, tuple)) and not isinstance(name, bool):
+        return Constant(name if isinstance(name, (int, float)) else tuple(name))
     if name == "imagenet":
         return Constant("imagenet")
+    if isinstance(name, str) and name == "mean":
+        name = "image-mean"
     if not isinstance(name, str) or name not in REPLACEMENTS:
         raise ValueError(f"unknown fill {name!r}; expected a number, 'imagenet', one of "
                          f"{sorted(REPLACEMENTS)}, or an OtherImages / Inpaint object")
