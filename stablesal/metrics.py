@@ -269,6 +269,48 @@ def reco(same_distances, different_distances) -> float:
 # Fidelity: deletion and insertion (Petsiuk, Das & Saenko, BMVC 2018)
 # --------------------------------------------------------------------------------------
 
+def removed_probabilities(model, images: torch.Tensor, fill: torch.Tensor, target: torch.Tensor, n_masks: int,
+                          removed, rows: int) -> torch.Tensor:
+    """The one removal engine under deletion/insertion, SRG's LIF/MIF and µFidelity: the target's
+    softmax probability ``[B, n_masks]`` of each image with the pixels of each removal mask
+    replaced by ``fill`` ``[B, C, H, W]``.
+
+    ``removed(block, masks)`` gives the bool masks ``[b, m, 1, H, W]`` (True = removed) of the
+    images ``block`` (a slice) and the masks ``masks`` (a slice). Each model call takes up to
+    ``rows`` (image, mask) pairs: several masks of a block of images when the batch is small, so
+    that a cheap model is not dominated by per-call overhead, and never the whole
+    ``[B·M, C, H, W]`` stack in memory."""
+    batch = images.shape[0]
+    out = torch.empty(batch, n_masks, device=images.device)
+    images_per_call = min(batch, rows)
+    masks_per_call = max(1, rows // images_per_call)
+    for first in range(0, batch, images_per_call):
+        block = slice(first, first + images_per_call)
+        block_images, block_fill, block_target = images[block, None], fill[block, None], target[block].view(-1, 1, 1)
+        for start in range(0, n_masks, masks_per_call):
+            masks = slice(start, min(n_masks, start + masks_per_call))
+            current = torch.where(removed(block, masks), block_fill, block_images)  # [b, m, C, H, W]
+            logits = model(current.flatten(0, 1)).view(current.shape[0], current.shape[1], -1)
+            out[block, masks] = torch.softmax(logits.float(), 2).gather(
+                2, block_target.expand(-1, current.shape[1], 1))[..., 0]
+    return out
+
+
+def _ranks(scores: torch.Tensor, descending: bool, stable: bool = False) -> torch.Tensor:
+    """Each pixel's rank ``[B, H·W]`` in the order of removal (0 = removed first)."""
+    order = scores.flatten(1).argsort(dim=1, descending=descending, stable=stable)
+    return torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+
+
+def _top_pixels(rank: torch.Tensor, counts: torch.Tensor, height: int, width: int, keep_top: bool):
+    """``removed(block, masks)`` for masks that remove the first ``counts[m]`` pixels of ``rank``
+    (or, with ``keep_top``, all but them)."""
+    def removed(block, masks):
+        top = (rank[block, None, :] < counts[masks].view(1, -1, 1)).view(rank[block].shape[0], -1, 1, height, width)
+        return ~top if keep_top else top
+    return removed
+
+
 @torch.inference_mode()
 def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, steps: int = 16,
                        mode: str = "deletion", substrate: str | float = 0.0, batch_size: int | str = "auto",
@@ -301,33 +343,16 @@ def deletion_insertion(model, images: torch.Tensor, maps: torch.Tensor, target: 
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
     target = check_model_inputs(model, images, target, maps)
     batch, channels, height, width = images.shape
-    scores = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
-    order = scores.flatten(1).argsort(dim=1, descending=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    rank = _ranks(maps.abs().sum(1) if maps.dim() == 4 else maps.abs(), descending=True)
     rows = _rows_per_call(model, images, batch_size)
     if callable(substrate):  # an inpainter: fill exactly the removed pixels of each step from the rest
         return _inpainted_curves(model, images, rank, target, steps, mode, substrate, rows, normalise)
     fill = fill_images(canonical(substrate, "substrate"), images, generator=torch.Generator().manual_seed(0))
     counts = torch.tensor([int(round(f * height * width)) for f in torch.linspace(0, 1, steps + 1).tolist()],
                           device=images.device)
-    curves = torch.empty(batch, steps + 1, device=images.device)
-    # Each model call takes up to `rows` (image, step) pairs: several steps of a block of images
-    # when the batch is small, so a cheap model is not dominated by per-call overhead, and never a
-    # [B·(T+1), C, H, W] stack in memory.
-    images_per_call = min(batch, rows)
-    steps_per_call = max(1, rows // images_per_call)
-    for first in range(0, batch, images_per_call):
-        block = slice(first, first + images_per_call)
-        block_images, block_fill, block_rank = images[block, None], fill[block, None], rank[block, None, :]
-        block_target = target[block].view(-1, 1, 1)
-        for step in range(0, steps + 1, steps_per_call):
-            top = (block_rank < counts[step:step + steps_per_call].view(1, -1, 1)).view(
-                *block_rank.shape[:1], -1, 1, height, width)  # [b, s, 1, H, W]: the top `count` pixels
-            current = torch.where(top, block_fill, block_images) if mode == "deletion" else torch.where(
-                top, block_images, block_fill)
-            logits = model(current.flatten(0, 1)).view(current.shape[0], current.shape[1], -1)
-            curves[block, step:step + steps_per_call] = torch.softmax(logits, 2).gather(
-                2, block_target.expand(-1, current.shape[1], 1))[..., 0]
+    # deletion removes the top pixels; insertion shows them and removes the rest
+    removed = _top_pixels(rank, counts, height, width, keep_top=mode == "insertion")
+    curves = removed_probabilities(model, images, fill, target, steps + 1, removed, rows)
     if normalise:
         curves = _normalise_curve(curves)
     auc = torch.trapezoid(curves, dx=1.0 / steps, dim=1)
@@ -419,15 +444,13 @@ def output_drops(model, images: torch.Tensor, target: torch.Tensor, subsets: tor
     target = check_model_inputs(model, images, target)
     fill = fill_images(canonical(substrate, "substrate"), images, generator=torch.Generator().manual_seed(0))
     subsets = subsets.to(images.device)
-    full = torch.softmax(model(images), 1).gather(1, target.view(-1, 1))[:, 0]
-    drops = torch.empty(images.shape[0], subsets.shape[0], device=images.device)
-    for index in range(images.shape[0]):
-        for start in range(0, subsets.shape[0], batch_size):
-            masks = subsets[start:start + batch_size].unsqueeze(1)
-            perturbed = torch.where(masks, fill[index], images[index].unsqueeze(0))
-            probs = torch.softmax(model(perturbed), 1)[:, target[index]]
-            drops[index, start:start + len(masks)] = full[index] - probs
-    return drops
+    full = torch.softmax(model(images).float(), 1).gather(1, target.view(-1, 1))[:, 0]
+
+    def removed(block, masks):  # the same subsets for every image
+        shown = subsets[masks]
+        return shown.view(1, *shown.shape[:1], 1, *shown.shape[1:]).expand(images[block].shape[0], -1, -1, -1, -1)
+
+    return full[:, None] - removed_probabilities(model, images, fill, target, subsets.shape[0], removed, batch_size)
 
 
 MU_FIDELITY_CORRELATIONS = ("pearson", "spearman")
@@ -473,19 +496,12 @@ def removal_curves(model, images: torch.Tensor, maps: torch.Tensor, target: torc
     fill = canonical(fill, "fill")
     target = check_model_inputs(model, images, target, maps)
     batch, channels, height, width = images.shape
-    scores = maps.sum(1) if maps.dim() == 4 else maps
-    order = scores.flatten(1).argsort(dim=1, descending=most_relevant_first, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    rank = _ranks(maps.sum(1) if maps.dim() == 4 else maps, descending=most_relevant_first, stable=True)
     substrate = fill_images(fill, images, generator=torch.Generator().manual_seed(0))
-    counts = [int(round(f * height * width)) for f in torch.linspace(0, 1, steps).tolist()]
-    stacked = torch.stack([torch.where((rank < count).view(batch, 1, height, width), substrate, images)
-                           for count in counts], 1).flatten(0, 1)
-    targets = target.repeat_interleave(steps)
-    out = []
-    for start in range(0, stacked.shape[0], batch_size):
-        logits = model(stacked[start:start + batch_size])
-        out.append(torch.softmax(logits.float(), 1).gather(1, targets[start:start + batch_size].view(-1, 1))[:, 0])
-    return torch.cat(out).view(batch, steps)
+    counts = torch.tensor([int(round(f * height * width)) for f in torch.linspace(0, 1, steps).tolist()],
+                          device=images.device)
+    return removed_probabilities(model, images, substrate, target, steps,
+                                 _top_pixels(rank, counts, height, width, keep_top=False), batch_size)
 
 
 def _normalise_curve(curves: torch.Tensor) -> torch.Tensor:
