@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .html import Section
+from .html import Section, report_section
 
 
 def fmt(row: dict, key: str, digits: int = 2) -> str:
@@ -186,3 +186,13 @@ def planner_section(consensus: dict, out: Path) -> Section:
                    figures=[(plot_reliability(units, out / "figures" / "planner_reliability"),
                              "Predicted reliability against the number of models; points: observed on held-out "
                              "models.")], tables=tables)
+
+
+@report_section("consensus", order=140)
+def _consensus(results: dict, out: Path) -> Section | list[Section] | None:
+    if results.get("consensus") is not None:
+        return [consensus_section(results["consensus"], out), planner_section(results["consensus"], out)]
+    if results["config"].get("consensus", {}).get("enabled"):
+        return Section("Consensus maps", "Left out: the consensus map and the planner need at least 3 main models "
+                       "([models] k).")
+    return None

@@ -163,7 +163,6 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
     tests, files = [], []
     for name, consensus in maps.items():
         row = consensus.summary(masks)
-        reference = consensus.n_reference
         # BH's family: an image's regions, or every region of every image
         family = int(n_regions.min()) if settings.scope == "image" else int(n_regions.sum())
         row.update(reachability(row, "rank-sum" if name == "rank-sum" else "permutation", family, settings.q,

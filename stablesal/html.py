@@ -7,6 +7,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .registry import Registry
+
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px; margin: 2em auto;
        padding: 0 1.2em; color: #1d1d1f; line-height: 1.5; }
@@ -32,6 +34,16 @@ class Section:
     reading: str = ""
     figures: list[tuple[Path, str]] = field(default_factory=list)  # (png path, caption)
     tables: list[tuple[list[dict], str]] = field(default_factory=list)  # (rows, caption)
+
+
+# Every section of the report page: name → builder(results: dict, out: Path) → Section | [Section] | None,
+# with metadata ``order`` (the page runs from low to high). See stablesal.report_sections.
+SECTIONS = Registry("report section")
+
+
+def report_section(name: str, order: float):
+    """Register a section builder under ``name`` at position ``order`` of the page."""
+    return SECTIONS.register(name, order=order)
 
 
 SHORT_TABLE = 12  # rows shown before a long table folds the rest away

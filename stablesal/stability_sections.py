@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .html import Section
+from .html import Section, report_section
 from .metrics import metric_info
 
 DELETION, MU_FIDELITY = metric_info("deletion_auc").arrow, metric_info("mu_fidelity").arrow  # registered directions
@@ -450,3 +450,71 @@ def mege_section(fold_rows: list[dict], summary: list[dict], n_samples: int, mod
         table, "MeGe = 1/(1 + mean S=) with its design interval (samples × fold models); ceiling: MeGe of "
                "the test–retest distances (1 for deterministic explainers); ReCo = max over γ of TPR + TNR − 1 "
                "separating S= from S≠.")])
+
+
+# --------------------------------------------------------------------------------------
+# The study's sections on the report page (stablesal.report_sections)
+# --------------------------------------------------------------------------------------
+
+def split_summary(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(summary, gradient rows, perturbation rows)`` of the stability summary."""
+    summary = results["stability_summary"]
+    perturbation = set(results["perturbation_methods"])
+    return (summary, [r for r in summary if r["method"] not in perturbation],
+            [r for r in summary if r["method"] in perturbation])
+
+
+@report_section("headline", order=30)
+def _headline(results: dict, out: Path) -> Section:
+    return headline_section(split_summary(results)[1])
+
+
+@report_section("retest", order=40)
+def _retest(results: dict, out: Path) -> Section:
+    return retest_section(results["stability_summary"])
+
+
+@report_section("decomposition", order=50)
+def _decomposition(results: dict, out: Path) -> Section:
+    return decomposition_section(results["stability_summary"], out / "figures")
+
+
+@report_section("grouping", order=60)
+def _grouping(results: dict, out: Path) -> Section:
+    from .figures import plot_stability_bars
+
+    gradient_summary = split_summary(results)[1]
+    model_sets = {r["model_set"] for r in gradient_summary}
+    bars = [(plot_stability_bars(gradient_summary, out / "figures" / f"stability_{name}", model_set=name),
+             f"{name} models: similarity of the maps of every pair of models, per method and grouping, 95 % design "
+             "intervals; black ticks: the untrained-network null.") for name in ("main", "control")
+            if name in model_sets]
+    return grouping_section(results["grouping_contrasts"], gradient_summary, bars)
+
+
+@report_section("grid", order=70)
+def _grid(results: dict, out: Path) -> Section:
+    return grid_section(results["grid_contrasts"])
+
+
+@report_section("variance reduction", order=80)
+def _reduction(results: dict, out: Path) -> Section:
+    return reduction_section(results["variance_reduction"], out / "figures")
+
+
+@report_section("mege", order=120)
+def _mege(results: dict, out: Path) -> Section | None:
+    folds = results["mege_folds"]
+    if folds is None:
+        return None
+    return mege_section(folds["rows"], results["stability_summary"], folds["n_samples"],
+                        [r for r in results["models"] if r["set"] == "fold"])
+
+
+@report_section("perturbation", order=130)
+def _perturbation(results: dict, out: Path) -> Section | None:
+    summary, _, perturbation_summary = split_summary(results)
+    if not perturbation_summary:
+        return None
+    return perturbation_section(perturbation_summary, summary, results["perturbation_settings"]["perturbation_samples"],
+                                results["perturbation_n_images"])

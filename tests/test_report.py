@@ -83,6 +83,26 @@ def test_render_rebuilds_the_page_from_the_results_folder_alone(quick_report, tm
     assert (copy / "figures" / "stability_main.png").exists()
 
 
+def test_a_registered_section_joins_the_page_in_its_place(quick_report, tmp_path):
+    """Adding a section is one registered builder: it is placed by its order, from results alone."""
+    from stablesal.html import SECTIONS, Section, report_section
+    from stablesal.report_sections import report_sections
+
+    results = json.loads((quick_report / "results.json").read_text())
+
+    @report_section("accuracy for test", order=15)  # between Setup (10) and Left out / Headline
+    def accuracy(results, out):
+        rows = [r for r in results["models"] if r["set"] == "main"]
+        return Section("Accuracy", f"mean test accuracy {sum(r['test_acc'] for r in rows) / len(rows):.3f}")
+
+    try:
+        titles = [section.title for section in report_sections(results, tmp_path)]
+    finally:
+        SECTIONS.unregister("accuracy for test")
+    assert titles[:2] == ["Setup", "Accuracy"] and titles.count("Accuracy") == 1
+    assert "Accuracy" not in [section.title for section in report_sections(results, tmp_path)]
+
+
 def test_render_of_a_folder_without_results_names_it(tmp_path, capsys):
     assert main(["render", str(tmp_path)]) == 2
     assert "results.json does not exist" in capsys.readouterr().err
