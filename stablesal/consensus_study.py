@@ -37,12 +37,15 @@ EXAMPLE_IMAGES = 4           # images whose single-model maps are kept for the o
 
 def smallest_p(test: str, n_models: int, n_reference: int, n_regions: int, n_permutations: int) -> float:
     """The smallest p-value a test gives, for the most extreme region possible: R^−K for the
-    rank-sum test; for the permutation test the expected Monte Carlo p-value of a region that only
-    the observed relabelling (and its 1/C(K + L, K) share of the B random ones) reaches,
-    (1 + B/C) / (1 + B), which tends to 1/C with many permutations and is never below 1/(B + 1)."""
+    rank-sum test; for the permutation test, 1/C(K + L, K) when the C relabellings are enumerated
+    (C ≤ B: the exact test), else the expected Monte Carlo p-value of a region that only the
+    observed relabelling (and its 1/C share of the B random ones) reaches, (1 + B/C) / (1 + B),
+    never below 1/(B + 1)."""
     if test == "rank-sum":
         return float(n_regions) ** -n_models
     relabellings = math.comb(n_models + n_reference, n_models)
+    if relabellings <= n_permutations:
+        return 1.0 / relabellings
     return (1.0 + n_permutations / relabellings) / (1.0 + n_permutations)
 
 

@@ -46,9 +46,12 @@ def test_two_sample_permutation_matches_exact_enumeration():
     pooled = np.concatenate([trained, reference])
     observed = trained.sum(0)
     exact = np.mean([pooled[list(c)].sum(0) >= observed for c in itertools.combinations(range(6), 3)], axis=0)
-    p = two_sample_permutation_p_values(trained, reference, n_permutations=40_000, seed=1)
-    np.testing.assert_allclose(p, exact, atol=0.01)
-    assert p.min() >= 1 / 40_001
+    p = two_sample_permutation_p_values(trained, reference, n_permutations=19, seed=1)  # Monte Carlo: B < C
+    assert p.min() >= 1 / 20 and set(np.round(p * 20).astype(int)) <= set(range(1, 21))
+    # C(6, 3) = 20 relabellings: with B >= 20 each is used once, the exact test itself
+    np.testing.assert_array_equal(two_sample_permutation_p_values(trained, reference, n_permutations=20), exact)
+    np.testing.assert_array_equal(two_sample_permutation_p_values(trained, reference, n_permutations=10_000, seed=5),
+                                  exact)
     few = two_sample_permutation_p_values(trained, reference, n_permutations=3, seed=1)
     assert set(np.round(few * 4).astype(int)) <= {1, 2, 3, 4}  # (1 + b) / (1 + B)
     with_gap = trained.copy()
@@ -216,7 +219,8 @@ def test_consensus_unit_reports_tests_calibration_power_and_planner(tmp_path):
     assert tests["trained vs untrained"]["lone_region_threshold"] == pytest.approx(0.05 / 4)
     assert tests["trained vs untrained"]["can_find_lone_region"] and 0 < tests["trained vs untrained"]["power"] <= 1
     assert tests["rank-sum"]["smallest_p"] == pytest.approx(4.0 ** -6)
-    assert smallest_p("permutation", 4, 4, 64, 10_000) == pytest.approx((1 + 10_000 / 70) / 10_001)
+    assert smallest_p("permutation", 4, 4, 64, 10_000) == pytest.approx(1 / 70)  # exact: every relabelling
+    assert smallest_p("permutation", 4, 4, 64, 69) == pytest.approx((1 + 69 / 70) / 70)  # Monte Carlo
     nulls = {(row["null"], row["test"]) for row in unit["calibration"]}
     assert nulls == {("permuted", "rank-sum"), ("permuted", "trained vs untrained"), ("pool", "rank-sum"),
                      ("pool", "trained vs untrained")}
@@ -285,7 +289,7 @@ def test_reachability_follows_benjamini_hochberg():
     from stablesal.multiple_testing import benjamini_hochberg
 
     row = {"n_models": 6, "n_reference": 6}
-    # C(12, 6) = 924, B = 10^4: smallest p ≈ 0.00118, between q/R = 0.00078 and q
+    # C(12, 6) = 924 ≤ B = 10^4 relabellings, enumerated: smallest p = 1/924 ≈ 0.00108, between q/R = 0.00078 and q
     reach = reachability(row, "permutation", 64, 0.05, 10_000)
     assert reach["can_discover"] and not reach["can_find_lone_region"]
     smallest = reach["smallest_p"]
@@ -294,11 +298,13 @@ def test_reachability_follows_benjamini_hochberg():
     assert not benjamini_hochberg(lone).any()           # a lone extreme region: not found
     many = np.full(64, 0.5)
     many[:2] = smallest
-    assert benjamini_hochberg(many)[:2].all()            # two of them: both found (0.00118 ≤ 0.05·2/64)
-    assert reach["models_for_lone_region"] == 7          # C(14, 7) = 3432: (1 + 10^4/3432)/10001 ≤ 0.00078
+    assert benjamini_hochberg(many)[:2].all()            # two of them: both found (0.00108 ≤ 0.05·2/64)
+    assert reach["models_for_lone_region"] == 7          # C(14, 7) = 3432 ≤ 10^4 relabellings: 1/3432 ≤ 0.00078
     assert smallest_p("permutation", 7, 7, 0, 10_000) <= 0.05 / 64 < smallest_p("permutation", 6, 6, 0, 10_000)
-    blocked = reachability({"n_models": 3, "n_reference": 3}, "permutation", 64, 0.05, 999)
-    assert not blocked["can_discover"]                   # (1 + 999/20)/1000 = 0.051 > q
+    blocked = reachability({"n_models": 3, "n_reference": 2}, "permutation", 64, 0.05, 999)
+    assert not blocked["can_discover"]                   # C(5, 3) = 10 relabellings: p >= 0.1 > q
+    sampled = reachability({"n_models": 3, "n_reference": 3}, "permutation", 64, 0.05, 19)
+    assert not sampled["can_discover"]                   # B = 19 < C(6, 3) = 20: (1 + 19/20)/20 = 0.0975 > q
     assert models_for_lone_region(0.05 / 1000, 10_000) is None  # then the permutation count is the bound
     assert reachability({"n_models": 3, "n_reference": 0}, "rank-sum", 64, 0.05, 0)["can_find_lone_region"]
 

@@ -57,9 +57,11 @@ def test_quick_report_writes_everything(quick_report):
     for unit in units:
         assert [row["test"] for row in unit["tests"]] == ["rank-sum", "trained vs untrained"]
         assert all(0 <= row["fdr"] <= 1 for row in unit["calibration"])
-        # 3 trained vs 3 untrained networks: 20 relabellings, p >= 0.05; the page says so
-        assert not unit["tests"][1]["can_discover"]
-    assert "cannot find any region" in html.unescape(page)
+        # 3 trained vs 3 untrained networks: 20 relabellings, all enumerated (999 >= 20): p >= 1/20 = q,
+        # so a lone region (p <= q/R) is out of reach; the page says so
+        two_sample = unit["tests"][1]
+        assert two_sample["smallest_p"] == pytest.approx(1 / 20) and not two_sample["can_find_lone_region"]
+    assert "a lone consistent region needs p ≤ q/R" in html.unescape(page)
     assert (quick_report / "figures" / "planner_reliability.png").exists()
 
 
