@@ -460,3 +460,39 @@ def test_variance_reduction_rows_by_definition():
                                                     / _noise_to_signal(grouped_units, "sq_distance", ones))
         else:
             assert np.isnan(row["bias"]) and np.isnan(row["nsr_gain"])
+
+
+def test_output_drops_are_computed_once_per_model_and_follow_its_weights():
+    """µFidelity's drops do not depend on the explanation: every method × grouping reuses them, and
+    a model with other weights (or other images) gets its own."""
+    from stablesal.metrics import output_drops, random_cell_subsets
+    from stablesal.stability import _output_drops
+
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+
+        def forward(self, x):
+            calls.append(len(x))
+            return self.net(x)
+
+    torch.manual_seed(0)
+    model = Counting().eval()
+    images, targets = torch.rand(4, 3, 16, 16), torch.zeros(4, dtype=torch.long)
+    subsets = random_cell_subsets(16, 16, 32, seed=0)
+    first = _output_drops(model, images, targets, subsets)
+    count = len(calls)
+    assert torch.equal(first, output_drops(model, images, targets, subsets))
+    calls.clear()
+    assert torch.equal(_output_drops(model, images, targets, subsets), first) and not calls  # reused
+    with torch.no_grad():
+        model.net[0].weight.add_(0.1)
+    changed = _output_drops(model, images, targets, subsets)
+    assert len(calls) == count and not torch.equal(changed, first)
+    assert torch.equal(changed, output_drops(model, images, targets, subsets))
+    other = _output_drops(model, images.flip(3), targets, subsets)
+    assert torch.equal(other, output_drops(model, images.flip(3), targets, subsets))
