@@ -34,7 +34,7 @@ from .multiple_testing import PROCEDURES, rank_sum_p_values, reject, two_sample_
 from .seeding import derive, image_seeds
 from .segmentation import make_segmenter
 from .settings import StudySettings
-from .stability import compute_partitions, explain_groupings
+from .stability import compute_partitions, explain_groupings, explainer_seed
 from .storage import atomic_write_bytes
 
 SCOPES = ("image", "set")
@@ -199,13 +199,26 @@ def consensus_regions(images: torch.Tensor, grouping: str, n_segments: int) -> t
 
 
 def model_seed(settings: StudySettings, model_set: str, index: int, repeat: int = 0) -> int:
-    """The explainer seed of model ``index`` of ``model_set`` in the consensus and pilot passes."""
-    return derive(settings.seed, "consensus", model_set, index, repeat)
+    """The explainer seed of model ``index`` of ``model_set`` in the consensus and pilot passes: the
+    stability study's own (:func:`stablesal.stability.explainer_seed`), so that the maps it kept
+    (:class:`stablesal.map_store.MapStore`) are the ones the consensus would draw."""
+    return explainer_seed(settings, model_set, index, repeat)
+
+
+def explain_one(method: str, model, seed: int, images: torch.Tensor, targets: torch.Tensor, groupings: dict,
+                settings: StudySettings, store=None) -> torch.Tensor:
+    """The maps of ``model`` under the one grouping of ``groupings``, from ``store`` when it kept
+    them, else computed."""
+    grouping = next(iter(groupings))
+    kept = None if store is None else store.get(method, model, seed, settings, grouping, images, groupings[grouping])
+    if kept is not None:
+        return kept.to(images.device)
+    return explain_groupings(method, model, seed, images, targets, groupings, settings)[grouping]
 
 
 def model_ranks(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor, method: str,
                 groupings: dict, segments: torch.Tensor, settings: StudySettings, model_set: str,
-                progress: bool = False, on_model=None) -> tuple[np.ndarray, torch.Tensor]:
+                progress: bool = False, on_model=None, store=None) -> tuple[np.ndarray, torch.Tensor]:
     """Region ranks ``[K, N, R]`` of every model and the mean grey map ``[N, H, W]``, one model at a
     time (model k draws from :func:`model_seed`). ``on_model(k, grey)``, when given, sees each
     model's grey maps ``[N, H, W]`` before they are dropped."""
@@ -215,7 +228,7 @@ def model_ranks(models: Sequence[torch.nn.Module], images: torch.Tensor, targets
     ranks, mean_map = [], None
     for index, model in enumerate(tqdm(models, desc=f"consensus {method}/{grouping}", disable=not progress)):
         seed = model_seed(settings, model_set, index)
-        maps = explain_groupings(method, model, seed, images, targets, groupings, settings)[grouping]
+        maps = explain_one(method, model, seed, images, targets, groupings, settings, store)
         grey = grey_maps(maps).double().cpu()
         mean_map = grey if mean_map is None else mean_map + (grey - mean_map) / (index + 1)
         ranks.append(region_ranks(region_scores(maps, segments), image_seeds(images, derive(seed, "ties"))))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .consensus import (
-    ConsensusMap, consensus_regions, consensus_test, false_discovery_proportions, model_ranks, model_seed,
+    ConsensusMap, consensus_regions, consensus_test, explain_one, false_discovery_proportions, model_ranks, model_seed,
     permutation_calibration, permuted_ranks, subset_calibration,
 )
 from .metrics import grey_maps, mean_ci
@@ -97,8 +97,10 @@ def two_sample_permutation_calibration(ranks: np.ndarray, reference: np.ndarray,
 
 def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch.nn.Module], images: torch.Tensor,
                    targets: torch.Tensor, masks, method: str, grouping: str, study: StudySettings,
-                   settings: ConsensusSettings, out_dir: Path | None = None, progress: bool = False) -> dict:
-    """Everything of one method × grouping (module docstring); JSON-serialisable."""
+                   settings: ConsensusSettings, out_dir: Path | None = None, progress: bool = False,
+                   store=None) -> dict:
+    """Everything of one method × grouping (module docstring); JSON-serialisable. Maps the
+    stability study kept in ``store`` (:class:`stablesal.map_store.MapStore`) are read, not recomputed."""
     groupings, segments = consensus_regions(images, grouping, study.n_segments)
     random = method_is_random(method, trained[0])
     n_consensus = settings.n_models or len(trained)
@@ -118,15 +120,15 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
         if index < settings.pilot_models:
             second = None
             if random:
-                again = explain_groupings(method, trained[index], model_seed(study, "main", index, repeat=1), images,
-                                          targets, groupings, study)[grouping]
+                again = explain_one(method, trained[index], model_seed(study, "main", index, repeat=1), images,
+                                    targets, groupings, study, store)
                 second = grey_maps(again).double().cpu()
             pilot.add(grey, second)
         else:
             held_out.append(grey.float())
 
     ranks, _ = model_ranks(trained, images, targets, method, groupings, segments, study, "main", progress,
-                           on_model=on_model)
+                           on_model=on_model, store=store)
     chosen = ranks[:n_consensus]
     n_regions = np.isfinite(ranks[0]).sum(1)
     mean_map = running["mean"].float()
@@ -144,7 +146,7 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
     untrained_ranks = None
     if untrained:
         untrained_ranks, _ = model_ranks(untrained, images, targets, method, groupings, segments, study, "untrained",
-                                         progress)
+                                         progress, store=store)
         p_values, significant = consensus_test(chosen, n_regions, untrained_ranks, q=settings.q,
                                                procedure=settings.procedure, scope=settings.scope,
                                                n_permutations=settings.n_permutations, seed=derive(seed, "test"))
@@ -240,8 +242,9 @@ def validate_plan(plan: Plan, trained, held_out: list[torch.Tensor], images, tar
 def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[torch.nn.Module],
                         images: torch.Tensor, targets: torch.Tensor, masks, study: StudySettings,
                         settings: ConsensusSettings, cache_dir: Path | None = None, out_dir: Path | None = None,
-                        identity: dict | None = None, progress: bool = True) -> list[dict]:
-    """Every method × grouping of ``settings`` (finished units in ``cache_dir`` are reused)."""
+                        identity: dict | None = None, progress: bool = True, store=None) -> list[dict]:
+    """Every method × grouping of ``settings`` (finished units in ``cache_dir`` are reused; maps
+    kept in ``store`` by the stability study are read, not recomputed)."""
     if len(trained) < 3:
         raise ValueError(f"the consensus stage needs at least 3 trained models, got {len(trained)}")
     if len(trained) < settings.pilot_models:
@@ -259,7 +262,7 @@ def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[
             not cached.get("files") or not all((Path(out_dir) / name).exists() for name in cached["files"]))
         if cached is None or files_gone:  # a new report folder needs the maps' files: recompute them
             cached = consensus_unit(trained, untrained, images, targets, masks, method, grouping, study, settings,
-                                    out_dir, progress)
+                                    out_dir, progress, store)
             if path is not None:
                 save_json_checked(path, cached)
         units.append(cached)

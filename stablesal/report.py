@@ -280,7 +280,8 @@ def gradient_study(config: StudyConfig, dataset: ImageDataset, runs, control_run
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
     model_sets, varies, identity = model_sets_for_study(config, dataset, runs, control_runs)
     results = run_study(model_sets, images, labels, masks, settings, cache_dir=runs_dir / "stability",
-                        progress=progress, identity=identity, executor=executor, varies=varies)
+                        progress=progress, identity=identity, executor=executor, varies=varies,
+                        store=consensus_store(config, runs_dir))
     summary, reduction, contrasts = summarise(results), variance_reduction_rows(results), grid_contrast_rows(results)
     write_csv(out / "stability_pairs.csv", [row for result in results for row in result["rows"]])
     write_csv(out / "stability_retest.csv", [dict(row, method=result["method"], grouping=result["grouping"])
@@ -330,6 +331,18 @@ def fold_stage(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, out: 
     return {"rows": rows, "models": model_rows, "n_samples": int(indices.numel())}
 
 
+def consensus_store(config: StudyConfig, runs_dir: Path):
+    """Where the stability study keeps the maps the consensus stage reads (None when it will not
+    run): the consensus images are the first test images of the stability study, explained with
+    the same settings and seeds, so no model pass runs twice."""
+    from .map_store import MapStore
+
+    section = config.consensus
+    if not section.enabled or config.models.k < 3 or section.n_images > config.gradient.n_images:
+        return None
+    return MapStore(runs_dir / "maps", section.n_images, section.groupings, section.methods)
+
+
 def consensus_stage(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: Path, out: Path,
                     progress: bool = True) -> dict:
     """The consensus map and the planner on the main models, with the untrained networks as the
@@ -351,7 +364,7 @@ def consensus_stage(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: 
                                 cache_dir=runs_dir / "consensus", out_dir=out / "consensus",
                                 identity={"main": [run.meta["config_hash"] for run in runs],
                                           "untrained": untrained_identity, "data": config.data.__dict__},
-                                progress=progress)
+                                progress=progress, store=consensus_store(config, runs_dir))
     write_csv(out / "consensus_tests.csv", [row for unit in units for row in unit["tests"]])
     write_csv(out / "consensus_calibration.csv", [dict(row, method=unit["method"], grouping=unit["grouping"])
                                                   for unit in units for row in unit["calibration"]])

@@ -95,7 +95,7 @@ class RemovalSettings:
 class InpainterConfig:
     width: int = 16
     conditional: bool = True
-    steps: int = 800
+    steps: int = 600
     batch_size: int = 32
     lr: float = 2e-3
     label_dropout: float = 0.5     # share of batches trained without the label: as many as with it, since

@@ -132,7 +132,7 @@ def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor, masks, method_name: str,
-             partitions: dict, settings: StudySettings, model_set: str) -> list[dict]:
+             partitions: dict, settings: StudySettings, model_set: str, store=None) -> list[dict]:
     """One method on every model of one set under every grouping; one result per grouping.
 
     Every set: per (image, model pair) rows of the pairwise metrics on grey maps and of the
@@ -140,7 +140,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     maps onto every partition (measured and predicted, for the variance-reduction check),
     fidelity, localisation and sanity. Sets in ``settings.retest_sets``: a test–retest repeat of
     random explainers (per image and model: the pairwise metrics, the squared distance and
-    whether the model is right)."""
+    whether the model is right). ``store`` (a :class:`stablesal.map_store.MapStore`) keeps the maps
+    a later stage will ask for (the consensus: main and untrained models, first and repeat draws)."""
     began = time.perf_counter()
     main = model_set == MAIN
     groupings = {name: (None if name == "pixel" else partitions[name])
@@ -158,9 +159,10 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     explain_seconds = 0.0
     for index, model in enumerate(models):
         start = time.perf_counter()
-        maps = explain_groupings(method_name, model, explainer_seed(settings, model_set, index), images, targets,
-                                 groupings, settings)
+        seed = explainer_seed(settings, model_set, index)
+        maps = explain_groupings(method_name, model, seed, images, targets, groupings, settings)
         explain_seconds += time.perf_counter() - start
+        _keep(store, method_name, model, seed, settings, images, groupings, maps)
         for name, grouped in maps.items():
             greys[name].append(grey_maps(grouped).cpu())
             units[name].append(unit_maps(grouped).double().cpu())
@@ -168,8 +170,9 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             for name, segments in partitions.items():
                 projected[name].append(Partition(segments.cpu()).project(units["pixel"][-1].unsqueeze(1))[:, 0])
         if retest:
-            again = explain_groupings(method_name, model, explainer_seed(settings, model_set, index, repeat=1),
-                                      images, targets, groupings, settings)
+            seed = explainer_seed(settings, model_set, index, repeat=1)
+            again = explain_groupings(method_name, model, seed, images, targets, groupings, settings)
+            _keep(store, method_name, model, seed, settings, images, groupings, again)
             for name, grouped in again.items():
                 scores = pairwise_similarity(greys[name][-1], grey_maps(grouped).cpu(), pairwise_metrics())
                 distance = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
@@ -270,14 +273,16 @@ def _image_metrics(model, images, targets, masks, maps, settings: StudySettings)
 def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Tensor, targets: torch.Tensor,
               masks, settings: StudySettings, cache_dir: Path | str | None = None, progress: bool = True,
               identity: dict | None = None, include_random: bool = True, executor=None,
-              varies: dict[str, str] | None = None) -> list[dict]:
+              varies: dict[str, str] | None = None, store=None) -> list[dict]:
     """Every unit of the study; finished units found in ``cache_dir`` are loaded, not recomputed.
 
     ``main`` gets everything; other sets (``control``, ``untrained``, the fold models of
     :mod:`stablesal.fold_study`) get pairwise quantities only (:func:`summarise` needs ``main``). ``varies`` says what differs between the models of each set (``seed``,
     ``split``, ``both``, ``init``); it is recorded in the results for the variance
     decomposition. ``identity`` (e.g. the model checkpoints' hashes and the data
-    configuration) is part of the unit key, so changing the models or data recomputes.
+    configuration) is part of the unit key, so changing the models or data recomputes. ``store``
+    (a :class:`stablesal.map_store.MapStore`) keeps the main and untrained models' maps that a
+    later stage will need (a cached unit keeps none: that stage then explains for itself).
     """
     if not model_sets:
         raise ValueError("model_sets must hold at least one set of models (the summary needs a 'main' set)")
@@ -308,7 +313,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
             save_json_checked(path, unit)  # as soon as it exists: an interrupted study keeps it
         results[index] = unit
 
-    work = functools.partial(_study_unit, settings=settings)
+    work = functools.partial(_study_unit, settings=settings, store=store)
     shared = (model_sets, images, targets, masks, partitions)
     if executor is None:
         from tqdm.auto import tqdm
@@ -343,10 +348,17 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _study_unit(model_sets, images, targets, masks, partitions, unit, *, settings) -> list[dict]:
+def _keep(store, method_name, model, seed, settings, images, groupings, maps) -> None:
+    if store is not None:
+        for name, grouped in maps.items():
+            store.put(method_name, model, seed, settings, name, images, groupings[name], grouped)
+
+
+def _study_unit(model_sets, images, targets, masks, partitions, unit, *, settings, store=None) -> list[dict]:
     """One model set × method (module level, so it pickles for process and Dask executors)."""
     model_set, method = unit
-    return run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set)
+    return run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set,
+                    store if model_set in (MAIN, "untrained") else None)
 
 
 # --------------------------------------------------------------------------------------

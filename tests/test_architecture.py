@@ -22,7 +22,7 @@ LAYERS = [
      "perturbation.replacement", "perturbation.pipeline", "perturbation.presets", "inpainting", "meaningful"},
     {"metrics", "fill_quality"},
     {"stability", "stability_statistics", "fold_study", "factor_effects", "factor_study", "removal_study", "config",
-     "consensus", "planner", "consensus_study"},
+     "consensus", "planner", "consensus_study", "map_store"},
     {"figures", "stability_sections", "consensus_sections", "report_sections", "report"},
     {"cli"},
 ]

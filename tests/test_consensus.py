@@ -322,7 +322,9 @@ def test_set_scope_by_procedure_and_reference_models_through_run_consensus():
     np.testing.assert_array_equal(by.significant, np.stack([benjamini_yekutieli(r) for r in per_image.p_values]))
     reference = [Spread(k).eval() for k in range(6)]
     learned = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings,
-                            reference_models=reference, n_permutations=499)
+                            reference_models=reference, n_permutations=999)  # >= 924: every relabelling once
+    sampled = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings,
+                            reference_models=reference, n_permutations=400)   # < 924: Monte Carlo
     assert learned.n_reference == 6 and learned.test.startswith("trained vs reference")
     # against the exact relabelling distribution, enumerated over all C(12, 6) = 924 relabellings
     from stablesal.consensus import consensus_regions, model_ranks
@@ -333,4 +335,44 @@ def test_set_scope_by_procedure_and_reference_models_through_run_consensus():
     pooled = np.concatenate([trained_ranks, reference_ranks])
     sums = np.stack([pooled[list(c)].sum(0) for c in itertools.combinations(range(12), 6)])
     exact = (sums >= trained_ranks.sum(0)).mean(0)
-    np.testing.assert_allclose(learned.p_values, exact, atol=0.05)
+    np.testing.assert_allclose(learned.p_values, exact, rtol=1e-12)
+    np.testing.assert_allclose(sampled.p_values, exact, atol=0.08)  # B = 400: SD <= 0.025
+
+
+def test_consensus_reads_the_maps_the_stability_study_kept(tmp_path, monkeypatch):
+    """The stability study keeps the main and untrained models' maps of the consensus images; the
+    consensus then runs no explainer for them and gives exactly the numbers it computes alone."""
+    import stablesal.consensus as consensus_module
+    from stablesal.consensus_study import consensus_unit
+    from stablesal.map_store import MapStore
+    from stablesal.settings import ConsensusSettings
+    from stablesal.stability import run_study
+
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)) + 0.5
+    targets = torch.zeros(6, dtype=torch.long)
+    trained = [Spot(0.5 + 0.05 * k).eval() for k in range(4)]
+    untrained = [Spread(k).eval() for k in range(4)]
+    study = StudySettings(methods=["smoothgrad"], groupings=["pixel", "grid"], n_segments=4, n_samples=4,
+                          sanity=False, mu_fidelity_subsets=8)
+    settings = ConsensusSettings(methods=["smoothgrad"], groupings=["grid", "pixel"], calibration_studies=10,
+                                 n_permutations=999, n_images=4)
+    store = MapStore(tmp_path / "maps", settings.n_images, settings.groupings, settings.methods)
+    run_study({"main": trained, "untrained": untrained}, images, targets, None, study, progress=False,
+              include_random=False, store=store)
+    # main: first and repeat draws; untrained: first draws; two groupings each
+    assert len(list((tmp_path / "maps").glob("*.pt"))) == (4 * 2 + 4) * 2
+    few, few_targets = images[:4], targets[:4]
+    for grouping in ("grid", "pixel"):
+        alone = consensus_unit(trained, untrained, few, few_targets, None, "smoothgrad", grouping, study, settings)
+        calls = []
+        original = consensus_module.explain_groupings
+        monkeypatch.setattr(consensus_module, "explain_groupings", lambda *a, **k: calls.append(a) or original(*a, **k))
+        kept = consensus_unit(trained, untrained, few, few_targets, None, "smoothgrad", grouping, study, settings,
+                              store=store)
+        monkeypatch.undo()
+        assert not calls  # every map came from the store
+        assert kept["tests"] == alone["tests"] and kept["calibration"] == alone["calibration"]
+        assert kept["curve"] == alone["curve"]
+    # other settings (more samples) miss the store: the consensus explains for itself
+    more = StudySettings(methods=["smoothgrad"], groupings=["pixel", "grid"], n_segments=4, n_samples=5)
+    assert store.get("smoothgrad", trained[0], 0, more, "grid", few, None) is None
