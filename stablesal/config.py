@@ -109,7 +109,7 @@ class FoldsSection:
     """MeGe/ReCo by Fel et al.'s fold protocol (stablesal.fold_study), on the [gradient] methods."""
     enabled: bool = True
     k: int = 4                       # folds = models; model i trains on every fold but fold i
-    pool: int = 4_800                # training images cut into the folds (the first `pool` of the training set)
+    pool: int = 6_000                # training images cut into the folds (the first `pool` of the training set)
     per_fold: int = 8                # training images per fold explained by every fold model
 
     def validate(self) -> None:
