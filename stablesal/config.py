@@ -268,6 +268,7 @@ def check_names(config: StudyConfig) -> None:
     from .perturbation.features import SMOOTHINGS
     from .perturbation.pipeline import MAPS
     from .perturbation.presets import PRESETS
+    from .fills import ALIASES, FILLS
     from .perturbation.replacement import REPLACEMENTS
     from .perturbation.samplers import SAMPLERS
     from .segmentation import SEGMENTERS
@@ -304,7 +305,8 @@ def check_names(config: StudyConfig) -> None:
     try:
         float(replacement)
     except ValueError:
-        check_name("[factors] replacement (a number or a fill name)", replacement, set(REPLACEMENTS) | {"imagenet"})
+        check_name("[factors] replacement (a number or a fill name)", replacement,
+                   set(REPLACEMENTS) | set(FILLS) | set(ALIASES))
 
 
 def load_config(path: Path | str | None = None, overrides: dict | None = None) -> StudyConfig:

@@ -124,3 +124,31 @@ def test_blurred_path_baseline_and_classical_fills_use_the_vocabulary():
     assert torch.equal(ConstantFill("zero").fill(images, holes, None), torch.zeros_like(images))
     colour = ConstantFill("colour", colour=torch.tensor([0.1, 0.2, 0.3])).fill(images, holes, None)
     assert torch.allclose(colour, fill_images((0.1, 0.2, 0.3), images))
+
+
+def test_a_fill_registered_in_one_file_reaches_every_caller():
+    """Adding a fill is one registration in stablesal.fills (here a temporary one): the pipeline's
+    replacements, the metric substrates, suppression and the path baselines all accept its name."""
+    from stablesal.config import load_config
+
+    @FILLS.register("half-mean-for-test")
+    def half_mean(images, segments, generator, sigma):
+        return 0.5 * images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+
+    try:
+        images = IMAGES.float()
+        expected = 0.5 * images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+        assert torch.allclose(make_replacement("half-mean-for-test").reference(images[0], None, None), expected[0])
+        assert str(make_replacement("half-mean-for-test")) == "half-mean-for-test"
+        assert torch.allclose(resolve_baseline(images, "half-mean-for-test"), expected)
+        drawn, _ = Suppression(1, mode="fixed", keep_rate=0.0, fill="half-mean-for-test").draw(images[0], 0, 1, None)
+        assert torch.allclose(drawn[0], expected[0])
+        model = Recorder().eval()
+        deletion_insertion(model, images, torch.rand(2, 1, 13, 11), torch.zeros(2, dtype=torch.long), steps=1,
+                           substrate="half-mean-for-test", batch_size=4)
+        assert torch.allclose(model.seen[-1].view(2, 2, 3, 13, 11)[:, 1], expected, atol=1e-6)
+        load_config(overrides={"factors": {"replacement": "half-mean-for-test"}})  # the config knows it too
+    finally:
+        FILLS.unregister("half-mean-for-test")
+    with pytest.raises(ValueError, match="unknown fill"):
+        make_replacement("half-mean-for-test")

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..fills import IMAGENET_MEAN, canonical, describe, fill_images, is_random  # noqa: F401 (IMAGENET_MEAN re-exported)
+from ..fills import FILLS, IMAGENET_MEAN, canonical, describe, fill_images, is_random  # noqa: F401 (IMAGENET_MEAN re-exported)
 from ..registry import Registry
 
 REPLACEMENTS = Registry("fill")  # entries are registered next to their definitions
@@ -191,7 +191,16 @@ def make_replacement(name, **options) -> Replacement:
         return Constant("imagenet")
     if isinstance(name, str) and name == "mean":
         name = "image-mean"
+    if isinstance(name, str) and name not in REPLACEMENTS and name in FILLS and not options:
+        return _Vocabulary(name)  # a fill registered in stablesal.fills alone: one file adds a fill
     if not isinstance(name, str) or name not in REPLACEMENTS:
         raise ValueError(f"unknown fill {name!r}; expected a number, 'imagenet', one of "
-                         f"{sorted(REPLACEMENTS)}, or an OtherImages / Inpaint object")
+                         f"{sorted(set(REPLACEMENTS) | set(FILLS))}, or an OtherImages / Inpaint object")
     return REPLACEMENTS[name](**options)
+
+
+class _Vocabulary(StaticFill):
+    """Any fill of the vocabulary (:data:`stablesal.fills.FILLS`) as a pipeline replacement."""
+
+    def __init__(self, name: str):
+        self.fill_spec = canonical(name)
