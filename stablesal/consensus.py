@@ -199,10 +199,16 @@ def consensus_regions(images: torch.Tensor, grouping: str, n_segments: int) -> t
 
 
 def model_seed(settings: StudySettings, model_set: str, index: int, repeat: int = 0) -> int:
-    """The explainer seed of model ``index`` of ``model_set`` in the consensus and pilot passes: the
-    stability study's own (:func:`stablesal.stability.explainer_seed`), so that the maps it kept
-    (:class:`stablesal.map_store.MapStore`) are the ones the consensus would draw."""
-    return explainer_seed(settings, model_set, index, repeat)
+    """The explainer seed of model ``index`` of ``model_set`` in the consensus and pilot passes.
+
+    The consensus tests need independent draws per model (the rank-sum null assumes the models'
+    ranks independent). With independent draws these are the stability study's own seeds
+    (:func:`stablesal.stability.explainer_seed`), so that the maps it kept
+    (:class:`stablesal.map_store.MapStore`) are the ones the consensus would draw; with common
+    draws (one stream shared by every model) the consensus keeps streams of its own."""
+    if settings.draws == "independent":
+        return explainer_seed(settings, model_set, index, repeat)
+    return derive(settings.seed, "consensus", model_set, index, repeat)
 
 
 def explain_one(method: str, model, seed: int, images: torch.Tensor, targets: torch.Tensor, groupings: dict,
@@ -210,7 +216,8 @@ def explain_one(method: str, model, seed: int, images: torch.Tensor, targets: to
     """The maps of ``model`` under the one grouping of ``groupings``, from ``store`` when it kept
     them, else computed."""
     grouping = next(iter(groupings))
-    kept = None if store is None else store.get(method, model, seed, settings, grouping, images, groupings[grouping])
+    kept = None if store is None else store.get(method, model, seed, settings, grouping, images, targets,
+                                                groupings[grouping])
     if kept is not None:
         return kept.to(images.device)
     return explain_groupings(method, model, seed, images, targets, groupings, settings)[grouping]

@@ -6,10 +6,12 @@ the maps of the first ``n_images`` images of the groupings the consensus tests i
 :class:`MapStore`, and the consensus reads them back instead of explaining again (maps are
 batch-independent, so image i's map is the same in a batch of 48 and of 24).
 
-An entry is keyed by the content of what determines the map: the method, the model's weights,
-the explainer seed, the settings that shape the explainer (samples, steps, noise level,
-perturbation budget), the grouping's segments and the images. A key that differs in any of these
-misses, and the caller computes the map itself. Files are written atomically.
+An entry is keyed by the content of what determines the map: the method, the model (class and
+state), the explainer seed, the settings that shape the explainer (samples, steps, noise level,
+perturbation budget), the grouping's segments, the images and targets, and the hash of the code
+that computes maps. A key that differs in any of these misses, and the caller computes the map
+itself. GradientSHAP draws its references from the first images of the batch, so its maps are
+kept only when those images are among the kept ones. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -57,35 +59,43 @@ class MapStore:
         self.methods = None if methods is None else tuple(methods)
 
     def wants(self, method: str, grouping: str) -> bool:
+        from .attribution import METHODS
+        from .stability import SHAP_REFERENCE_IMAGES
+
+        if method in METHODS and METHODS.info(method, "needs_baselines", False) and self.n_images < SHAP_REFERENCE_IMAGES:
+            return False  # its references come from the batch's first images: a smaller batch draws others
         return grouping in self.groupings and (self.methods is None or method in self.methods)
 
     def _path(self, method: str, model, seed: int, settings: StudySettings, grouping: str, images: torch.Tensor,
-              segments: torch.Tensor | None) -> Path:
+              targets: torch.Tensor, segments: torch.Tensor | None) -> Path:
+        from .stability import code_version
+
         count = min(self.n_images, images.shape[0])
         shaping = (settings.n_samples, settings.n_steps, settings.noise_level, settings.perturbation_samples)
-        parts = [method, grouping, str(seed), repr(shaping), weights_digest(model), tensor_digest(images[:count])]
+        parts = [method, grouping, str(seed), repr(shaping), type(model).__qualname__, weights_digest(model),
+                 tensor_digest(images[:count], targets[:count]), code_version()]
         if segments is not None:
             parts.append(tensor_digest(segments[:count]))
         key = hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
         return self.folder / f"{method}-{grouping}-{key}.pt"
 
     def put(self, method: str, model, seed: int, settings: StudySettings, grouping: str, images: torch.Tensor,
-            segments: torch.Tensor | None, maps: torch.Tensor) -> None:
-        """Keep ``maps`` ``[B, C, H, W]`` of ``images`` (their first ``n_images``)."""
+            targets: torch.Tensor, segments: torch.Tensor | None, maps: torch.Tensor) -> None:
+        """Keep ``maps`` ``[B, C, H, W]`` of ``images`` for ``targets`` (their first ``n_images``)."""
         if not self.wants(method, grouping):
             return
-        path = self._path(method, model, seed, settings, grouping, images, segments)
+        path = self._path(method, model, seed, settings, grouping, images, targets, segments)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".tmp{os.getpid()}")
         torch.save(maps[:self.n_images].detach().cpu().clone(), temporary)
         os.replace(temporary, path)
 
     def get(self, method: str, model, seed: int, settings: StudySettings, grouping: str, images: torch.Tensor,
-            segments: torch.Tensor | None) -> torch.Tensor | None:
-        """The kept maps of ``images`` (all of them, so at most ``n_images``), or None."""
+            targets: torch.Tensor, segments: torch.Tensor | None) -> torch.Tensor | None:
+        """The kept maps of ``images`` for ``targets`` (all of them, so at most ``n_images``), or None."""
         if not self.wants(method, grouping) or images.shape[0] > self.n_images:
             return None
-        path = self._path(method, model, seed, settings, grouping, images, segments)
+        path = self._path(method, model, seed, settings, grouping, images, targets, segments)
         if not path.exists():
             return None
         try:

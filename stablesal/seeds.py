@@ -178,6 +178,7 @@ def train_one(
     identity = {
         "run": run, "config": asdict(config), "dataset": dataset.describe(),
         "custom_model": getattr(model_factory, "__qualname__", None),
+        "memory_format": "channels_last",  # the training layout changes the weights' floating-point path
     }
     digest = config_hash(identity)
     final = partial = None
@@ -237,7 +238,7 @@ def train_one(
                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history, "elapsed": elapsed,
             })
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < config.epochs:
-            model.eval()
+            model = model.to(memory_format=torch.contiguous_format).eval()
             return SeedRun(run["index"], model, {"interrupted_after_epoch": epoch + 1})
     model = model.to(memory_format=torch.contiguous_format).eval()
     for parameter in model.parameters():

@@ -117,6 +117,9 @@ def explain_groupings(method_name: str, model, seed: int, images, targets, parti
     return method.attribute_groupings(images, target=targets, groupings=partitions, seed=seed, **kwargs)
 
 
+SHAP_REFERENCE_IMAGES = 8  # GradientSHAP's references: the batch's first images, shuffled, and black
+
+
 def shap_references(images: torch.Tensor, seed: int) -> torch.Tensor:
     """References for GradientSHAP: the explained images' own pixels shuffled across positions
     (keeps the colour distribution, removes the object) plus a black image; the shuffle is part
@@ -124,7 +127,7 @@ def shap_references(images: torch.Tensor, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(derive(seed, "gradient_shap-references"))
     flat = images.flatten(2)
     shuffled = flat[:, :, torch.randperm(flat.shape[2], generator=generator)].view_as(images)
-    return torch.cat([shuffled[:8], torch.zeros_like(images[:1])])
+    return torch.cat([shuffled[:SHAP_REFERENCE_IMAGES], torch.zeros_like(images[:1])])
 
 
 def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -162,7 +165,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         seed = explainer_seed(settings, model_set, index)
         maps = explain_groupings(method_name, model, seed, images, targets, groupings, settings)
         explain_seconds += time.perf_counter() - start
-        _keep(store, method_name, model, seed, settings, images, groupings, maps)
+        _keep(store, method_name, model, seed, settings, images, targets, groupings, maps)
         for name, grouped in maps.items():
             greys[name].append(grey_maps(grouped).cpu())
             units[name].append(unit_maps(grouped).double().cpu())
@@ -172,7 +175,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         if retest:
             seed = explainer_seed(settings, model_set, index, repeat=1)
             again = explain_groupings(method_name, model, seed, images, targets, groupings, settings)
-            _keep(store, method_name, model, seed, settings, images, groupings, again)
+            _keep(store, method_name, model, seed, settings, images, targets, groupings, again)
             for name, grouped in again.items():
                 scores = pairwise_similarity(greys[name][-1], grey_maps(grouped).cpu(), pairwise_metrics())
                 distance = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
@@ -241,7 +244,7 @@ def _output_drops(model, images, targets, subsets) -> torch.Tensor:
     content of the weights and inputs (not object ids), at most 8 entries of ``[B, S]``."""
     if not isinstance(model, torch.nn.Module):
         return output_drops(model, images, targets, subsets)
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.blake2b(type(model).__qualname__.encode(), digest_size=16)
     for tensor in (*model.state_dict().values(), images, targets, subsets):
         digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
         digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
@@ -293,6 +296,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     for name, value in varies.items():
         if value not in VARIES:
             raise ValueError(f"varies[{name!r}] must be one of {VARIES}, got {value!r}")
+    _DROPS.clear()  # one study's drops: a model whose state does not say everything cannot leak across studies
     partitions = compute_partitions(images, settings.groupings, settings.n_segments)
     methods = list(settings.methods) + (["random"] if include_random and "random" not in settings.methods else [])
     units = [(s, m) for s in model_sets for m in methods]
@@ -340,7 +344,7 @@ def code_version() -> str:
 
     root = Path(__file__).resolve().parent
     files = sorted([root / f"{name}.py" for name in ("stability", "metrics", "grouping", "segmentation", "attribution",
-                                                     "sampling", "seeding", "checks")]
+                                                     "sampling", "seeding", "checks", "fills", "imaging", "registry")]
                    + list((root / "perturbation").glob("*.py")))
     digest = hashlib.sha256()
     for path in files:
@@ -348,10 +352,10 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _keep(store, method_name, model, seed, settings, images, groupings, maps) -> None:
+def _keep(store, method_name, model, seed, settings, images, targets, groupings, maps) -> None:
     if store is not None:
         for name, grouped in maps.items():
-            store.put(method_name, model, seed, settings, name, images, groupings[name], grouped)
+            store.put(method_name, model, seed, settings, name, images, targets, groupings[name], grouped)
 
 
 def _study_unit(model_sets, images, targets, masks, partitions, unit, *, settings, store=None) -> list[dict]:

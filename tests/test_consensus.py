@@ -339,40 +339,69 @@ def test_set_scope_by_procedure_and_reference_models_through_run_consensus():
     np.testing.assert_allclose(sampled.p_values, exact, atol=0.08)  # B = 400: SD <= 0.025
 
 
+class WeightedSpot(nn.Module):
+    """:class:`Spot` with its scale as a parameter, so that the models differ in their state."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x):
+        quarter = x[:, :, : x.shape[2] // 2, : x.shape[3] // 2]
+        logit = torch.tanh(self.scale * quarter.square().flatten(1)).sum(1, keepdim=True)
+        return torch.cat([logit, -logit], 1)
+
+
 def test_consensus_reads_the_maps_the_stability_study_kept(tmp_path, monkeypatch):
     """The stability study keeps the main and untrained models' maps of the consensus images; the
-    consensus then runs no explainer for them and gives exactly the numbers it computes alone."""
+    consensus then runs no explainer for them and gives exactly the numbers it computes alone.
+    A map drawn under other settings, for other targets, or by another model is never read."""
     import stablesal.consensus as consensus_module
+    from stablesal.consensus import consensus_regions, model_seed
     from stablesal.consensus_study import consensus_unit
     from stablesal.map_store import MapStore
     from stablesal.settings import ConsensusSettings
-    from stablesal.stability import run_study
+    from stablesal.stability import explainer_seed, run_study
 
-    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)) + 0.5
-    targets = torch.zeros(6, dtype=torch.long)
-    trained = [Spot(0.5 + 0.05 * k).eval() for k in range(4)]
+    images = torch.rand(10, 3, 16, 16, generator=torch.Generator().manual_seed(0)) + 0.5
+    targets = torch.zeros(10, dtype=torch.long)
+    trained = [WeightedSpot(0.5 + 0.05 * k).eval() for k in range(4)]
     untrained = [Spread(k).eval() for k in range(4)]
-    study = StudySettings(methods=["smoothgrad"], groupings=["pixel", "grid"], n_segments=4, n_samples=4,
-                          sanity=False, mu_fidelity_subsets=8)
-    settings = ConsensusSettings(methods=["smoothgrad"], groupings=["grid", "pixel"], calibration_studies=10,
-                                 n_permutations=999, n_images=4)
+    study = StudySettings(methods=["smoothgrad", "gradient_shap"], groupings=["pixel", "grid"], n_segments=4,
+                          n_samples=4, sanity=False, mu_fidelity_subsets=8)
+    settings = ConsensusSettings(methods=["smoothgrad", "gradient_shap"], groupings=["grid", "pixel"],
+                                 calibration_studies=10, n_permutations=999, n_images=8)
     store = MapStore(tmp_path / "maps", settings.n_images, settings.groupings, settings.methods)
     run_study({"main": trained, "untrained": untrained}, images, targets, None, study, progress=False,
               include_random=False, store=store)
-    # main: first and repeat draws; untrained: first draws; two groupings each
-    assert len(list((tmp_path / "maps").glob("*.pt"))) == (4 * 2 + 4) * 2
-    few, few_targets = images[:4], targets[:4]
-    for grouping in ("grid", "pixel"):
-        alone = consensus_unit(trained, untrained, few, few_targets, None, "smoothgrad", grouping, study, settings)
-        calls = []
-        original = consensus_module.explain_groupings
-        monkeypatch.setattr(consensus_module, "explain_groupings", lambda *a, **k: calls.append(a) or original(*a, **k))
-        kept = consensus_unit(trained, untrained, few, few_targets, None, "smoothgrad", grouping, study, settings,
-                              store=store)
-        monkeypatch.undo()
-        assert not calls  # every map came from the store
-        assert kept["tests"] == alone["tests"] and kept["calibration"] == alone["calibration"]
-        assert kept["curve"] == alone["curve"]
-    # other settings (more samples) miss the store: the consensus explains for itself
+    # per method: main first and repeat draws, untrained first draws; two groupings each
+    assert len(list((tmp_path / "maps").glob("*.pt"))) == 2 * (4 * 2 + 4) * 2
+    few, few_targets = images[:8], targets[:8]
+    for method in ("smoothgrad", "gradient_shap"):
+        for grouping in ("grid", "pixel"):
+            alone = consensus_unit(trained, untrained, few, few_targets, None, method, grouping, study, settings)
+            calls = []
+            original = consensus_module.explain_groupings
+            monkeypatch.setattr(consensus_module, "explain_groupings",
+                                lambda *a, **k: calls.append(a) or original(*a, **k))
+            kept = consensus_unit(trained, untrained, few, few_targets, None, method, grouping, study, settings,
+                                  store=store)
+            monkeypatch.undo()
+            assert not calls  # every map came from the store
+            assert kept["tests"] == alone["tests"] and kept["calibration"] == alone["calibration"]
+            assert kept["curve"] == alone["curve"]
+    # a hit needs everything that shapes the map: the same query with one part changed misses
+    seed = model_seed(study, "main", 0)
+    assert seed == explainer_seed(study, "main", 0)
+    _, segments = consensus_regions(few, "grid", 4)
+    assert store.get("smoothgrad", trained[0], seed, study, "grid", few, few_targets, segments) is not None
     more = StudySettings(methods=["smoothgrad"], groupings=["pixel", "grid"], n_segments=4, n_samples=5)
-    assert store.get("smoothgrad", trained[0], 0, more, "grid", few, None) is None
+    assert store.get("smoothgrad", trained[0], seed, more, "grid", few, few_targets, segments) is None
+    assert store.get("smoothgrad", trained[0], seed, study, "grid", few, 1 - few_targets, segments) is None
+    assert store.get("smoothgrad", trained[1], seed, study, "grid", few, few_targets, segments) is None
+    assert store.get("smoothgrad", trained[0], seed + 1, study, "grid", few, few_targets, segments) is None
+    # GradientSHAP's references come from the batch's first 8 images: a smaller store keeps none
+    assert not MapStore(tmp_path / "small", 4, ["grid"]).wants("gradient_shap", "grid")
+    # common draws: the consensus keeps independent streams of its own (its nulls need them)
+    common = StudySettings(draws="common")
+    assert model_seed(common, "main", 0) != model_seed(common, "main", 1)

@@ -58,6 +58,8 @@ def test_constants_imagenet_and_noise():
     assert torch.equal(first, fill_images("noise", IMAGES, generator=torch.Generator().manual_seed(3)))
     assert not torch.equal(first, fill_images("noise", IMAGES, generator=torch.Generator().manual_seed(4)))
     assert 0 <= float(first.min()) and float(first.max()) <= 1
+    black = make_replacement("black").reference(IMAGES[0], None, None)  # aliases work in every caller
+    assert torch.equal(black, torch.zeros_like(IMAGES[0])) and str(make_replacement("black")) == "constant(0)"
 
 
 def test_bad_fills_are_named():

@@ -136,6 +136,12 @@ def test_metric_metadata_is_complete(name):
     assert info.arrow == ("↑" if info.higher_is_better else "↓")
     if info.low is not None:
         assert info.low < info.high
+    if info.kind == "pairwise":  # the direction is what the metric does: a map agrees best with itself
+        a = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+        b = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1))
+        same, other = METRICS[name](a, a), METRICS[name](a, b)
+        assert bool((same > other).all()) is info.higher_is_better
+        assert bool((same < other).all()) is not info.higher_is_better
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..fills import FILLS, IMAGENET_MEAN, canonical, describe, fill_images, is_random  # noqa: F401 (IMAGENET_MEAN re-exported)
+from ..fills import ALIASES, FILLS, IMAGENET_MEAN, canonical, describe, fill_images, is_random  # noqa: F401 (IMAGENET_MEAN re-exported)
 from ..registry import Registry
 
 REPLACEMENTS = Registry("fill")  # entries are registered next to their definitions
@@ -108,7 +108,7 @@ class Blur(StaticFill):
     def __str__(self):
         if self.relative is not None:
             return f"blur(sigma={self.relative:g}*side)"
-        return "blur" if self.sigma is None else f"blur(sigma={self.sigma:g})"
+        return "blur(sigma=5*side/224)" if self.sigma is None else f"blur(sigma={self.sigma:g})"
 
     def reference(self, image, labels, generator):
         sigma = self.sigma if self.relative is None else self.relative * min(image.shape[-2:])
@@ -189,8 +189,10 @@ def make_replacement(name, **options) -> Replacement:
         return Constant(name if isinstance(name, (int, float)) else tuple(name))
     if name == "imagenet":
         return Constant("imagenet")
-    if isinstance(name, str) and name == "mean":
-        name = "image-mean"
+    if isinstance(name, str) and name in ALIASES:  # "mean" → "image-mean", "black" → 0
+        name = "image-mean" if ALIASES[name] == "image-mean" else ALIASES[name]
+        if not isinstance(name, str):
+            return Constant(name)
     if isinstance(name, str) and name not in REPLACEMENTS and name in FILLS and not options:
         return _Vocabulary(name)  # a fill registered in stablesal.fills alone: one file adds a fill
     if not isinstance(name, str) or name not in REPLACEMENTS:
