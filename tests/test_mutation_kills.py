@@ -671,3 +671,66 @@ def test_srg_defaults_by_hand():
         mif = curve(images[i], maps[i], int(target[i]), True, steps=4, fill=0.5)
         assert float(other["lif"][i]) == pytest.approx(lif, abs=1e-5)
         assert float(other["mif"][i]) == pytest.approx(mif, abs=1e-5)
+
+
+def test_register_metric_direct_form_default_kind_and_first_info_kept():
+    from stablesal.metrics import METRICS, metric_info, register_metric, srg
+
+    assert METRICS["srg"] is srg and metric_info("srg").kind == "fidelity"  # registered with function=
+
+    def distance(a, b):
+        return (a - b).abs().flatten(1).sum(1)
+
+    try:
+        assert register_metric("distance_for_test", False, 0.0, None, "d", function=distance) is distance
+        assert METRICS["distance_for_test"] is distance and distance.info.kind == "fidelity"
+        register_metric("distance_again_for_test", True, 0.0, None, "d", "pairwise", function=distance)
+        assert distance.info.name == "distance_for_test"  # the function keeps its first registration's info
+        assert metric_info("distance_again_for_test").name == "distance_again_for_test"
+    finally:
+        for name in ("distance_for_test", "distance_again_for_test"):
+            if name in METRICS:
+                METRICS.unregister(name)
+
+
+def test_pairwise_similarity_takes_a_subset_and_names_an_unknown_metric():
+    from stablesal.metrics import pairwise_similarity
+
+    a, b = torch.rand(2, 16, 16), torch.rand(2, 16, 16)
+    assert set(pairwise_similarity(a, b, ["spearman"])) == {"spearman"}
+    with pytest.raises(ValueError, match="^metrics: unknown metric 'pearsn'"):
+        pairwise_similarity(a, b, ["pearsn"])
+
+
+def test_removal_engine_keeps_to_its_rows_per_call():
+    """Every (image, mask) pair is evaluated once, never more than ``rows`` pairs per model call."""
+    from stablesal.metrics import removed_probabilities
+
+    sizes = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x):
+            sizes.append(len(x))
+            return torch.stack([x.mean((1, 2, 3)), -x.mean((1, 2, 3))], 1)
+
+    images = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    fill = torch.zeros_like(images)
+    masks = torch.rand(7, 1, 4, 4, generator=torch.Generator().manual_seed(1)) < 0.5
+
+    def removed(block, chosen):
+        return masks[chosen].unsqueeze(0).expand(images[block].shape[0], -1, -1, -1, -1)
+
+    for rows in (1, 3, 5, 12, 40):
+        sizes.clear()
+        out = removed_probabilities(Counting(), images, fill, torch.zeros(5, dtype=torch.long), 7, removed, rows)
+        assert max(sizes) <= rows and sum(sizes) == 5 * 7, (rows, sizes)
+        expected = torch.softmax(torch.stack([torch.where(masks[m], 0.0, images).mean((1, 2, 3)) for m in range(7)],
+                                             1).unsqueeze(-1) * torch.tensor([1.0, -1.0]), -1)[..., 0]
+        assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_suppression_names_a_bad_fill():
+    from stablesal.sampling import Suppression
+
+    with pytest.raises(ValueError, match="^fill: unknown fill 'nosie'"):
+        Suppression(4, fill="nosie")
