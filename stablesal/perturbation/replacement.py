@@ -10,6 +10,7 @@ own mask. Pixel values are in [0, 1] (models normalise inside).
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Callable, Sequence
 
 import torch
@@ -43,10 +44,13 @@ class Replacement(abc.ABC):
 
 
 class StaticFill(Replacement):
-    """One fill image per explained image, from the fill vocabulary of :mod:`stablesal.fills`."""
+    """One fill image per explained image: any fill of the vocabulary (:data:`stablesal.fills.FILLS`,
+    e.g. ``StaticFill("image-median")``); its id in result tables is the fill's name."""
 
-    fill_spec = "image-mean"
     sigma: float | None = None
+
+    def __init__(self, fill_spec="image-mean"):
+        self.fill_spec = canonical(fill_spec)
 
     @property
     def random(self) -> bool:
@@ -68,33 +72,24 @@ class Constant(StaticFill):
         if isinstance(value, str) and value != "imagenet":
             raise ValueError(f"constant fill must be a number, a colour or 'imagenet', got {value!r}")
         self.value = value
-        self.fill_spec = canonical(value, "constant fill")
+        super().__init__(canonical(value, "constant fill"))
 
     def __str__(self):
         return "constant(imagenet)" if self.value == "imagenet" else describe(self.fill_spec)
 
 
-@REPLACEMENTS.register("image-mean")
-class ImageMean(StaticFill):
-    """The image's mean colour (SEG-SMOOTH's metric fill; GEN-REMOVE's SP and LIME fills)."""
-
-    fill_spec = "image-mean"
-
-
-@REPLACEMENTS.register("image-median")
-class ImageMedian(StaticFill):
-    fill_spec = "image-median"
+# the image's mean colour (SEG-SMOOTH's metric fill; GEN-REMOVE's SP and LIME fills) and each segment's
+# mean colour (LIME's default ``hide_color=None``); every other vocabulary fill by name
+ImageMean = functools.partial(StaticFill, "image-mean")
+SegmentMean = functools.partial(StaticFill, "segment-mean")
 
 
 @REPLACEMENTS.register("blur")
 class Blur(StaticFill):
     """A Gaussian blur of the image; σ (px) defaults to :func:`stablesal.fills.blur_sigma` (5 px at
-
     224 px, scaled with the image side), the one blur default of every fill. A method with a
     published blur of its own gives it as ``sigma`` (px) or ``relative`` (σ / the shorter side).
     """
-
-    fill_spec = "blur"
 
     def __init__(self, sigma: float | None = None, relative: float | None = None):
         for name, value in (("sigma", sigma), ("relative", relative)):
@@ -102,6 +97,7 @@ class Blur(StaticFill):
                 raise ValueError(f"blur {name} must be positive, got {value}")
         if sigma is not None and relative is not None:
             raise ValueError("give the blur's sigma (px) or its relative size, not both")
+        super().__init__("blur")
         self.sigma = None if sigma is None else float(sigma)
         self.relative = None if relative is None else float(relative)
 
@@ -113,20 +109,6 @@ class Blur(StaticFill):
     def reference(self, image, labels, generator):
         sigma = self.sigma if self.relative is None else self.relative * min(image.shape[-2:])
         return fill_images("blur", image.unsqueeze(0), sigma=sigma)[0]
-
-
-@REPLACEMENTS.register("noise")
-class Noise(StaticFill):
-    """Uniform noise in [0, 1], one draw per explained image (seeded)."""
-
-    fill_spec = "noise"
-
-
-@REPLACEMENTS.register("segment-mean")
-class SegmentMean(StaticFill):
-    """Each segment filled with its own mean colour (LIME's default ``hide_color=None``)."""
-
-    fill_spec = "segment-mean"
 
 
 class OtherImages(Replacement):
@@ -180,8 +162,6 @@ class Inpaint(Replacement):
         return filled.to(image.dtype)
 
 
-
-
 def make_replacement(name, **options) -> Replacement:
     if isinstance(name, Replacement):
         return name
@@ -190,19 +170,13 @@ def make_replacement(name, **options) -> Replacement:
     if name == "imagenet":
         return Constant("imagenet")
     if isinstance(name, str) and name in ALIASES:  # "mean" → "image-mean", "black" → 0
-        name = "image-mean" if ALIASES[name] == "image-mean" else ALIASES[name]
+        name = ALIASES[name]
         if not isinstance(name, str):
             return Constant(name)
     if isinstance(name, str) and name not in REPLACEMENTS and name in FILLS and not options:
-        return _Vocabulary(name)  # a fill registered in stablesal.fills alone: one file adds a fill
+        return StaticFill(name)  # any fill of stablesal.fills: one file adds a fill
     if not isinstance(name, str) or name not in REPLACEMENTS:
         raise ValueError(f"unknown fill {name!r}; expected a number, 'imagenet', one of "
                          f"{sorted(set(REPLACEMENTS) | set(FILLS))}, or an OtherImages / Inpaint object")
     return REPLACEMENTS[name](**options)
 
-
-class _Vocabulary(StaticFill):
-    """Any fill of the vocabulary (:data:`stablesal.fills.FILLS`) as a pipeline replacement."""
-
-    def __init__(self, name: str):
-        self.fill_spec = canonical(name)
