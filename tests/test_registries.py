@@ -10,6 +10,7 @@ from torch import nn
 
 from stablesal.attribution import METHODS, make_method
 from stablesal.data import DATASETS
+from stablesal.fills import FILLS
 from stablesal.metrics import METRICS, MetricInfo
 from stablesal.models import MODEL_FACTORIES, build_model, register_model
 from stablesal.perturbation.calculators import CALCULATORS
@@ -119,7 +120,7 @@ def test_segmenter_metadata_matches_its_signature(name):
     assert labels.shape == (2, 24, 24) and labels.dtype == torch.int64 and int(labels.min()) == 0
 
 
-@pytest.mark.parametrize("name", list(REPLACEMENTS))
+@pytest.mark.parametrize("name", sorted(set(REPLACEMENTS) | set(FILLS)))  # the pipeline takes every fill
 def test_every_fill_gives_an_image_of_the_input_shape(name):
     image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(64).view(8, 8) // 16
