@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 REPORT_ARGS ?=
 
-.PHONY: report test quick-report bench clean-venv mutation
+.PHONY: report test test-torchvision quick-report bench clean-venv mutation
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,12 +32,30 @@ quick-report: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# The real torchvision in its own environment: PyPI's torchvision does not import beside the CPU build
+# of torch above, so this pairs it with the torch release it was built for (a CUDA build that also runs
+# on the CPU; pip takes both from the machine's wheel cache where there is one). .ci/run calls it.
+TV_VENV ?= .venv-torchvision
+TV_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+$(TV_VENV)/.installed: pyproject.toml Makefile
+	test -x $(TV_VENV)/bin/python || $(PYTHON) -m venv $(TV_VENV)
+	$(TV_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(TV_VENV)/bin/python -m pip install --quiet $(TV_SPEC)
+	$(TV_VENV)/bin/python -m pip install --quiet cython numpy
+	$(TV_VENV)/bin/python -m pip install --quiet --no-build-isolation fast-slic
+	$(TV_VENV)/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+test-torchvision: $(TV_VENV)/.installed
+	STABLESAL_REQUIRE_TORCHVISION=1 $(TV_VENV)/bin/python -m pytest -q tests/test_torchvision.py
+
 bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[bench]"
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TV_VENV)
 
 # Mutation testing of the formula modules (see [tool.mutmut] in pyproject.toml); not part of `make test`.
 # One thread per test process: mutmut forks, and a forked OpenMP pool can hang.

@@ -25,17 +25,24 @@ import captum.attr as ca  # noqa: E402
 
 from stablesal.attribution import make_method  # noqa: E402
 from stablesal.chunking import frozen_parameters  # noqa: E402
-from stablesal.models import build_model  # noqa: E402
 from stablesal.segmentation import FastSLIC, SkimageSLIC  # noqa: E402
 import imagenet_resnet  # noqa: E402,F401  (registers resnet18_imagenet and resnet50_imagenet)
+
+
+def synchronise() -> None:
+    """Wait for queued GPU work, so that a time covers the work and not only its launch."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def best_time(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        synchronise()
         began = time.perf_counter()
         fn()
+        synchronise()
         times.append(time.perf_counter() - began)
     return min(times)
 
@@ -47,8 +54,10 @@ def interleaved(fns: dict, repeats: int) -> dict:
     best = {name: float("inf") for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            synchronise()
             began = time.perf_counter()
             fn()
+            synchronise()
             best[name] = min(best[name], time.perf_counter() - began)
     return best
 
@@ -76,7 +85,8 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="benchmarks/results/gradient.json")
     parser.add_argument("--arch", default="small_cnn",
-                        help="small_cnn, resnet20, resnet18_imagenet or resnet50_imagenet (224-px layouts)")
+                        help="small_cnn, resnet20, resnet18_imagenet, resnet50_imagenet (224-px layouts) "
+                             "or torchvision:<name> where torchvision is installed")
     parser.add_argument("--chunks", default="32,64,128,256,512", help="chunk sizes the floor tries")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
     parser.add_argument("--segmenters", default="fastslic,slic",
@@ -85,7 +95,7 @@ def main() -> int:
     device = torch.device(args.device)
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
     torch.manual_seed(0)
-    model = build_model(args.arch, 3, 10, [0.5] * 3, [0.25] * 3).eval().to(device)
+    model = imagenet_resnet.benchmark_model(args.arch, device)
     images = torch.rand(args.images, 3, args.size, args.size, device=device)
     target = torch.randint(0, 10, (args.images,), device=device)
     n, b = args.samples, args.images
@@ -142,6 +152,14 @@ def main() -> int:
             "ours": lambda: method.attribute(images, target=target, **kwargs),
             "grouped": lambda: grouped_method.attribute(images, target=target, segments=segments, **kwargs),
         }
+        # the other kind of random stream (auto: counter streams off the CPU, generators on it), so a
+        # GPU run shows what drawing whole chunks saves and a CPU run what it would cost there
+        other_rng = None
+        if method.sampler.random:
+            other_rng = "generator" if method.stream_kind(device) == "counter" else "counter"
+            other = make_method(name, model, n_samples=n, n_steps=n, rng=other_rng)
+            other.attribute(images, target=target, **kwargs)
+            calls["other_streams"] = lambda: other.attribute(images, target=target, **kwargs)
         if captum_call:
             calls["captum"] = captum_call
         timed = interleaved(calls, args.repeats)
@@ -154,10 +172,14 @@ def main() -> int:
             "method": name, "passes": rows, "floor_s": floor, "floor_chunk": best_chunk, "stablesal_s": ours,
             "ratio_to_floor": ours / floor, "captum_s": captum, "captum_over_stablesal": captum / ours,
             "grouped_s": grouped, "grouping_overhead_pct": 100 * (grouped / ours - 1),
+            "streams": method.stream_kind(device), "other_streams": other_rng,
+            "other_streams_s": timed.get("other_streams", float("nan")),
         })
         print(f"{name:24s} passes {rows:6d}  floor {floor:7.3f}s (chunk {best_chunk:3d})  stablesal {ours:7.3f}s "
               f"= {ours / floor:4.2f}x floor  captum {captum:7.3f}s = {captum / ours:4.2f}x stablesal  "
-              f"grouped {grouped:7.3f}s (+{100 * (grouped / ours - 1):4.1f}%)", flush=True)
+              f"grouped {grouped:7.3f}s (+{100 * (grouped / ours - 1):4.1f}%)"
+              + (f"  {other_rng} streams {timed['other_streams'] / floor:4.2f}x floor" if other_rng else ""),
+              flush=True)
 
     # grouping's own cost, free of timing noise between whole runs: project n·b per-sample maps
     from stablesal.grouping import Partition

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stablesal.data import load_dataset  # noqa: E402
-from stablesal.models import build_model  # noqa: E402
 from stablesal.perturbation import make_preset  # noqa: E402
 from stablesal.perturbation.presets import budget_options  # noqa: E402
 from stablesal.chunking import measure_forward_chunk  # noqa: E402
@@ -144,14 +143,14 @@ def main() -> int:
     parser.add_argument("--out", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--arch", default="small_cnn", help="small_cnn, resnet18_imagenet or resnet50_imagenet")
+    parser.add_argument("--arch", default="small_cnn", help="small_cnn, resnet18_imagenet, resnet50_imagenet or torchvision:<name>")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(2)
     size = args.size
     count = args.images or (8 if size <= 64 else 1)
     n = args.samples or (1000 if size <= 64 else 200)
-    model = build_model(args.arch, 3, 10, [0.5] * 3, [0.25] * 3).eval()
+    model = imagenet_resnet.benchmark_model(args.arch)
     for p in model.parameters():
         p.requires_grad_(False)
     results_device = str(device)

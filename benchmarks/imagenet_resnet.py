@@ -65,3 +65,16 @@ register_model("resnet18_imagenet", lambda in_channels=3, num_classes=1000: ResN
                                                                                   num_classes))
 register_model("resnet50_imagenet", lambda in_channels=3, num_classes=1000: ResNet(Bottleneck, (3, 4, 6, 3),
                                                                                   in_channels, num_classes))
+
+
+def benchmark_model(arch: str, device="cpu") -> torch.nn.Module:
+    """The benchmarks' model in eval mode with 10 outputs and stablesal's normalisation in front:
+    a registered architecture, or ``"torchvision:<name>"`` (torchvision's own network, no weights)
+    where torchvision is installed (``make test-torchvision`` builds such an environment)."""
+    from stablesal.models import build_model
+    from stablesal.user_models import model_factory, prepare
+
+    if arch.startswith("torchvision:"):
+        network = model_factory(arch=arch, num_classes=10)().eval()
+        return prepare(network, arch, mean=[0.5] * 3, std=[0.25] * 3).to(device)
+    return build_model(arch, 3, 10, [0.5] * 3, [0.25] * 3).eval().to(device)

@@ -12,10 +12,18 @@ updates (VarGrad). The score f is the logit (default), the log-softmax (= negati
 cross-entropy) or the probability of the target class.
 
 Differences from Captum, all deliberate: every random method takes ``seed`` (an int or a
-``torch.Generator``) and each image draws from its own generator derived from the seed and the
+``torch.Generator``) and each image draws from its own stream derived from the seed and the
 image's content, so maps are bit-identical run to run and do not depend on the batch they were
 computed in or on the chunk size; model passes are chunked over (image, sample) rows at a
 chunk size chosen by measurement, with parameter gradients frozen, so memory stays bounded.
+
+Streams (``rng``): ``"generator"`` draws each image's samples from its own ``torch.Generator``
+in fixed blocks (fastest on the CPU); ``"counter"`` computes any samples of any images from
+counter-based streams (:mod:`stablesal.counter_streams`), a whole chunk of rows per draw, which
+removes the per-image kernel launches that dominate on a GPU with small models. ``"auto"``
+(default) takes ``"counter"`` off the CPU where the sampler has a counter draw. The two give
+different samples from the same distribution, so a map depends on the stream kind as it does on
+the seed.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from captum.attr import GradientAttribution
 from .checks import check_eval_model, check_images, check_targets, model_device
 from .chunking import frozen_parameters, gradient_chunk
 from .grouping import REDUCTIONS, Partition
+from .counter_streams import as_seeds
 from .sampling import (
     BaselineDistribution, GaussianNoise, Identity, Sampler, StraightLinePath, Suppression,
 )
@@ -40,6 +49,7 @@ SCORES = ("logit", "log_softmax", "probability")
 LINEAR_FACTORS = ("grad", "grad_x_delta", "grad_x_sample")
 NONLINEARITIES = ("none", "abs", "square", "topk")
 AGGREGATES = ("mean", "var")
+RNG_KINDS = ("auto", "generator", "counter")
 
 
 def _select_score(output: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
@@ -108,23 +118,29 @@ class GradientIntegration(GradientAttribution):
     reduce : ``"mean"`` (projection) or ``"sum"`` broadcast of segment values.
     n_segments : target segment count when ``grouping`` is a name.
     internal_batch_size : rows per model pass; None measures the fastest.
+    rng : ``"auto"`` (counter streams off the CPU, generators on it), ``"generator"`` or ``"counter"``
+        (see the module docstring); only random samplers read it.
     """
 
     method_name = "gradient_integration"
 
     def __init__(self, forward_func, sampler: Sampler, linear: str = "grad", nonlinearity: str = "none",
                  aggregate: str = "mean", score: str = "logit", grouping=None, reduce: str = "mean",
-                 n_segments: int = 64, topk: float = 0.1, internal_batch_size: int | None = None):
+                 n_segments: int = 64, topk: float = 0.1, internal_batch_size: int | None = None,
+                 rng: str = "auto"):
         super().__init__(forward_func)
         for name, value, choices in (("linear", linear, LINEAR_FACTORS), ("nonlinearity", nonlinearity, NONLINEARITIES),
                                      ("aggregate", aggregate, AGGREGATES), ("score", score, SCORES),
-                                     ("reduce", reduce, REDUCTIONS)):
+                                     ("reduce", reduce, REDUCTIONS), ("rng", rng, RNG_KINDS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
         if not isinstance(sampler, Sampler):
             raise TypeError(f"sampler must be a stablesal.sampling.Sampler, got {type(sampler).__name__}")
         if not 0 < topk <= 1:
             raise ValueError(f"topk must be a fraction in (0, 1], got {topk}")
+        if rng == "counter" and sampler.random and not sampler.counter_draws:
+            raise ValueError(f"rng='counter': the sampler {sampler} has no counter-based draw; use rng='generator'")
+        self.rng = rng
         self.sampler, self.linear, self.nonlinearity, self.aggregate = sampler, linear, nonlinearity, aggregate
         self.score, self.reduce, self.topk = score, reduce, topk
         if isinstance(grouping, str) and grouping != "segments":
@@ -139,6 +155,16 @@ class GradientIntegration(GradientAttribution):
         group = "pixel" if self.grouping is None else str(self.grouping)
         return (f"{self.method_name}[{self.sampler}|{self.linear}|{self.nonlinearity}|{self.aggregate}|"
                 f"{self.score}|{group}|{self.reduce}]")
+
+    def stream_kind(self, device) -> str:
+        """The streams a call on ``device`` draws from: ``"generator"``, ``"counter"``, or
+        ``"none"`` for a deterministic sampler."""
+        if not self.sampler.random:
+            return "none"
+        if self.rng == "auto":
+            on_cpu = torch.device(device).type == "cpu"
+            return "counter" if self.sampler.counter_draws and not on_cpu else "generator"
+        return self.rng
 
     def _chunk_size(self, sample_shape, device, forward) -> int:
         if self.internal_batch_size:
@@ -318,9 +344,31 @@ class GradientIntegration(GradientAttribution):
                     rows = torch.full((stop - start,), image, dtype=torch.long, device=device)
                     yield rows, x_hat, delta, weights[start:stop].to(inputs.dtype)
 
+        def counter_chunks():
+            """Random samplers from counter streams: a whole chunk of (image, sample) rows per draw."""
+            row_seeds = as_seeds(seeds, device)
+            segments_here = None if sampler_segments is None else sampler_segments.to(device)
+            total = batch * n_samples
+            for start in range(0, total, chunk):
+                flat = torch.arange(start, min(total, start + chunk), device=device)
+                rows, sample = flat // n_samples, flat % n_samples
+                x = inputs.detach()[rows]
+                base = reference if reference is not None else per_image_baseline[rows]
+                row_segments = None if segments_here is None else segments_here[rows]
+                x_hat, delta = self.sampler.draw_rows(x, sample, row_seeds[rows], baseline=base, segments=row_segments)
+                if self.linear == "grad_x_delta" and delta is None:
+                    delta = x - (per_image_baseline[rows] if per_image_baseline is not None else 0)
+                yield rows, x_hat, delta, weights[sample].to(inputs.dtype)
+
         vectorised = hasattr(self.sampler, "draw_batch") and not self.sampler.random and sampler_segments is None
+        if vectorised:
+            pieces = batch_blocks()
+        elif self.stream_kind(device) == "counter":
+            pieces = counter_chunks()
+        else:
+            pieces = image_blocks()
         with frozen_parameters(model):
-            for piece in (batch_blocks() if vectorised else image_blocks()):
+            for piece in pieces:
                 pending.append(piece)
                 pending_rows += len(piece[0])
                 flush(final=False)

@@ -5,6 +5,13 @@ image's own ``torch.Generator``; the block size is fixed, so the samples - and t
 maps - do not depend on the chunk size used for the model passes, nor on the other images in
 the batch. Add a sampler by subclassing :class:`Sampler` and implementing :meth:`Sampler.draw`.
 
+A random sampler may also implement :meth:`Sampler.draw_rows`: any samples of any images at once,
+from counter-based streams (:mod:`stablesal.counter_streams`). Sample ``k`` of an image is then a
+function of the image's seed and ``k`` alone, so a whole chunk of rows is one draw - what a GPU
+needs - and still independent of the chunk size and the batch. The two kinds of stream give
+different (equally distributed) samples; :class:`stablesal.attribution.GradientIntegration`
+chooses with ``rng``.
+
 Noise levels are fractions of the input range ``input_range`` (default ``(0, 1)``, stablesal's
 pixel convention), as in PAIR saliency and Zennit; Captum's ``stdevs`` is an absolute σ.
 """
@@ -16,7 +23,8 @@ import math
 
 import torch
 
-from .fills import canonical, fill_images
+from .counter_streams import normal, substream, uniform
+from .fills import canonical, fill_images, is_random
 
 
 class Sampler(abc.ABC):
@@ -50,6 +58,22 @@ class Sampler(abc.ABC):
         Returns ``(x_hat [k, C, H, W], delta [k, C, H, W] or None)``, where ``delta`` is the
         factor ``x − x'`` that path methods multiply the gradient by.
         """
+
+    @property
+    def counter_draws(self) -> bool:
+        """Whether :meth:`draw_rows` is implemented for these settings."""
+        return type(self).draw_rows is not Sampler.draw_rows
+
+    def draw_rows(self, x: torch.Tensor, sample: torch.Tensor, seeds: torch.Tensor,
+                  baseline: torch.Tensor | None = None, segments: torch.Tensor | None = None):
+        """Sample number ``sample[r]`` of image ``x[r]``, for every row ``r`` at once, from the
+        counter stream seeded with ``seeds[r]``.
+
+        ``x`` ``[R, C, H, W]``; ``sample``, ``seeds``: int64 ``[R]``; ``baseline``: ``[R, C, H, W]``
+        (one per row) or, for GradientSHAP, the reference set ``[M, C, H, W]``; ``segments``
+        ``[R, H, W]``. Returns ``(x_hat [R, C, H, W], delta [R, C, H, W] or None)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no counter-based draw")
 
 
 class Identity(Sampler):
@@ -130,6 +154,11 @@ class GaussianNoise(Sampler):
         noise = torch.randn((stop - start, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
         return x + sigma * noise, None
 
+    def draw_rows(self, x, sample, seeds, baseline=None, segments=None):
+        sigma = self.noise_level * (self.input_range[1] - self.input_range[0])
+        values = x[0].numel()
+        return x + sigma * normal(substream(seeds, 0), sample * values, values, x.dtype).view_as(x), None
+
 
 class UniformNoise(GaussianNoise):
     """x̂ = x + ε, ε ~ U(−a, a), a = ``noise_level`` × (input range)."""
@@ -140,6 +169,11 @@ class UniformNoise(GaussianNoise):
         half = self.noise_level * (self.input_range[1] - self.input_range[0])
         noise = torch.rand((stop - start, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
         return x + half * (2 * noise - 1), None
+
+    def draw_rows(self, x, sample, seeds, baseline=None, segments=None):
+        half = self.noise_level * (self.input_range[1] - self.input_range[0])
+        values = x[0].numel()
+        return x + half * (2 * uniform(substream(seeds, 0), sample * values, values, x.dtype).view_as(x) - 1), None
 
 
 SUPPRESSION_MODES = ("bernoulli", "fixed", "continuous", "global")
@@ -188,33 +222,77 @@ class Suppression(Sampler):
         """Keep values in [0, 1] per sample and unit: ``[count, units]``."""
         if self.mode == "global":
             return torch.rand((count, 1), generator=generator, device=device).expand(count, units)
-        uniform = torch.rand((count, units), generator=generator, device=device)
+        uniform_values = torch.rand((count, units), generator=generator, device=device)
         if self.mode == "continuous":
-            return uniform
+            return uniform_values
         if self.mode == "fixed":
             rate = torch.full((count, 1), self.keep_rate, device=device)
         else:
             rate = torch.rand((count, 1), generator=generator, device=device)
-        return (uniform < rate).float()
+        return (uniform_values < rate).float()
+
+    def _unit_values_rows(self, units, sample, seeds, dtype) -> torch.Tensor:
+        """The same from counter streams: ``[R, max units]`` for sample ``sample[r]`` of row ``r``;
+        ``units`` an int or, for segments, ``[R]`` (each image's own count fixes its stream layout)."""
+        width = int(units.max()) if isinstance(units, torch.Tensor) else units
+        if self.mode == "global":
+            return uniform(substream(seeds, 1), sample, 1, dtype).expand(-1, width)
+        uniform_values = uniform(substream(seeds, 0), sample * units, width, dtype)
+        if self.mode == "continuous":
+            return uniform_values
+        if self.mode == "fixed":
+            rate = torch.full_like(uniform_values[:, :1], self.keep_rate)
+        else:
+            rate = uniform(substream(seeds, 1), sample, 1, dtype)
+        return (uniform_values < rate).to(dtype)
+
+    def _units(self, height: int, width: int, segments):
+        """Units per image: an int, or ``[R]`` for segments ``[R, H, W]``."""
+        if self.unit == "pixel":
+            return height * width
+        if self.unit == "patch":
+            return math.ceil(height / self.patch_size) * math.ceil(width / self.patch_size)
+        if segments is None:
+            raise ValueError("Suppression(unit='segment') needs segments: pass segments= or a grouping segmenter")
+        if segments.dim() == 2:
+            return int(segments.max()) + 1
+        return segments.flatten(1).amax(1) + 1
+
+    def _masks(self, values: torch.Tensor, height: int, width: int, segments) -> torch.Tensor:
+        """Per-unit keep values ``[n, units]`` as pixel masks ``[n, 1, H, W]``; ``segments`` is one
+        partition ``[H, W]`` for all n, or one per row ``[n, H, W]``."""
+        count = values.shape[0]
+        if self.unit == "pixel":
+            return values.view(count, 1, height, width)
+        if self.unit == "patch":
+            rows, cols = math.ceil(height / self.patch_size), math.ceil(width / self.patch_size)
+            mask = values.view(count, 1, rows, cols)
+            mask = mask.repeat_interleave(self.patch_size, 2).repeat_interleave(self.patch_size, 3)
+            return mask[:, :, :height, :width]
+        if segments.dim() == 2:
+            return values[:, segments.reshape(-1)].view(count, 1, height, width)
+        return values.gather(1, segments.reshape(count, -1)).view(count, 1, height, width)
 
     def draw(self, x, start, stop, generator, baseline=None, segments=None):
         count, (_, height, width) = stop - start, x.shape
-        if self.unit == "pixel":
-            mask = self._unit_values(count, height * width, generator, x.device).view(count, 1, height, width)
-        elif self.unit == "patch":
-            rows, cols = math.ceil(height / self.patch_size), math.ceil(width / self.patch_size)
-            mask = self._unit_values(count, rows * cols, generator, x.device).view(count, 1, rows, cols)
-            mask = mask.repeat_interleave(self.patch_size, 2).repeat_interleave(self.patch_size, 3)
-            mask = mask[:, :, :height, :width]
-        else:
-            if segments is None:
-                raise ValueError("Suppression(unit='segment') needs segments: pass segments= or a grouping segmenter")
-            values = self._unit_values(count, int(segments.max()) + 1, generator, x.device)
-            mask = values[:, segments.reshape(-1)].view(count, 1, height, width)
-        mask = mask.to(x.dtype)
+        values = self._unit_values(count, self._units(height, width, segments), generator, x.device)
+        mask = self._masks(values, height, width, segments).to(x.dtype)
         if isinstance(self.fill, float):  # a constant: no fill image needed
             return mask * x + (1 - mask) * self.fill, None
         fill = fill_images(self.fill, x.unsqueeze(0), None if segments is None else segments.unsqueeze(0), generator)
+        return mask * x + (1 - mask) * fill, None
+
+    @property
+    def counter_draws(self) -> bool:
+        return not is_random(self.fill)  # a random fill draws from a generator of its own
+
+    def draw_rows(self, x, sample, seeds, baseline=None, segments=None):
+        if not self.counter_draws:
+            raise NotImplementedError(f"Suppression with the random fill {self.fill!r} has no counter-based draw")
+        height, width = x.shape[-2:]
+        values = self._unit_values_rows(self._units(height, width, segments), sample, seeds, x.dtype)
+        mask = self._masks(values, height, width, segments)
+        fill = self.fill if isinstance(self.fill, float) else fill_images(self.fill, x, segments, None)
         return mask * x + (1 - mask) * fill, None
 
 
@@ -244,4 +322,19 @@ class BaselineDistribution(Sampler):
         if self.noise_level > 0:
             sigma = self.noise_level * (self.input_range[1] - self.input_range[0])
             x_hat = x_hat + sigma * torch.randn(x_hat.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x_hat, delta
+
+    def draw_rows(self, x, sample, seeds, baseline=None, segments=None):
+        if baseline is None or baseline.dim() != 4:
+            raise ValueError("GradientSHAP needs baselines=<tensor [M, C, H, W]> (a set of reference images)")
+        references = baseline.shape[0]
+        pick = (uniform(substream(seeds, 0), sample, 1, torch.float64)[:, 0] * references).long()
+        chosen = baseline[pick.clamp(max=references - 1)]  # u ≤ 1: the clamp only guards u = 1
+        alpha = uniform(substream(seeds, 1), sample, 1, x.dtype).view(-1, 1, 1, 1)
+        delta = x - chosen
+        x_hat = chosen + alpha * delta
+        if self.noise_level > 0:
+            sigma = self.noise_level * (self.input_range[1] - self.input_range[0])
+            values = x[0].numel()
+            x_hat = x_hat + sigma * normal(substream(seeds, 2), sample * values, values, x.dtype).view_as(x)
         return x_hat, delta

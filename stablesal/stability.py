@@ -344,7 +344,8 @@ def code_version() -> str:
 
     root = Path(__file__).resolve().parent
     files = sorted([root / f"{name}.py" for name in ("stability", "metrics", "grouping", "segmentation", "attribution",
-                                                     "sampling", "seeding", "checks", "fills", "imaging", "registry")]
+                                                     "sampling", "seeding", "checks", "fills", "imaging", "registry",
+                                                     "counter_streams")]
                    + list((root / "perturbation").glob("*.py")))
     digest = hashlib.sha256()
     for path in files:

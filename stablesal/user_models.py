@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import inspect
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -80,15 +81,26 @@ def strip_prefix(state_dict: dict, prefix: str = "module.") -> dict:
     return state_dict
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive is a zip holding ``constants.pkl`` and ``code/``; ``torch.save`` writes neither."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
 def _read(path: Path) -> Any:
     """A TorchScript archive, or whatever ``torch.load`` reads (a state dict, a dict holding one,
     a whole pickled module)."""
-    try:
-        with warnings.catch_warnings():  # torch 2.x marks TorchScript deprecated; users still ship it
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.load(str(path), map_location="cpu")
-    except Exception:  # not TorchScript: try a pickled object next
-        pass
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():  # torch 2.x marks TorchScript deprecated; users still ship it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu")
+        except Exception as error:
+            raise ValueError(f"checkpoint {path} is a TorchScript archive that torch.jit.load cannot read "
+                             f"({type(error).__name__}: {error})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:

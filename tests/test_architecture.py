@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "stablesal"
 
 LAYERS = [
     # 0: generic helpers, no stablesal imports above them
-    {"stablesal", "checks", "seeding", "storage", "intervals", "executor", "tables", "html", "chunking", "imaging",
-     "settings", "multiple_testing", "registry", "fills"},
+    {"stablesal", "checks", "seeding", "counter_streams", "storage", "intervals", "executor", "tables", "html",
+     "chunking", "imaging", "settings", "multiple_testing", "registry", "fills"},
     {"data", "image_files"},
     {"models", "seeds", "user_models"},
     {"segmentation", "grouping"},

@@ -125,11 +125,15 @@ def test_vargrad_matches_two_pass_variance(images):
         assert torch.allclose(ours[i], grad.var(0, unbiased=False), atol=1e-9, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_batched_equals_per_image_and_seeded_runs_identical(name, images):
+STREAMS = [(name, rng) for name in sorted(METHODS) for rng in (("generator", "counter") if METHODS.info(name, "random")
+                                                                 else ("auto",))]
+
+
+@pytest.mark.parametrize("name, rng", STREAMS)
+def test_batched_equals_per_image_and_seeded_runs_identical(name, rng, images):
     model = tiny_cnn()
     random = METHODS.info(name, "random")  # the registry's metadata, so a new method is covered as registered
-    options = {"n_samples": 6} if random else {}
+    options = {"n_samples": 6, "rng": rng} if random else {}
     method = make_method(name, model, internal_batch_size=7, **options)
     kwargs = {"baselines": torch.rand(3, 3, 8, 8)} if METHODS.info(name, "needs_baselines", False) else {}
     batched = method.attribute(images, target=[0, 1, 2, 3, 4], seed=11, **kwargs)
@@ -285,11 +289,13 @@ def test_bad_inputs_are_named(images):
         Saliency(model, grouping="segments").attribute(images, target=0, segments=torch.zeros(5, 4, 4, dtype=torch.long))
 
 
-@pytest.mark.parametrize("name", ["saliency", "integrated_gradients", "vargrad", "sparsified_smoothgrad", "suppression"])
-def test_one_pass_many_groupings_equals_separate_calls(name, images):
+@pytest.mark.parametrize("name, rng", [("saliency", "auto"), ("integrated_gradients", "auto"), ("vargrad", "generator"),
+                                       ("sparsified_smoothgrad", "generator"), ("suppression", "generator"),
+                                       ("vargrad", "counter"), ("suppression", "counter")])
+def test_one_pass_many_groupings_equals_separate_calls(name, rng, images):
     model = tiny_cnn()
     grid4, grid16 = Grid(n_segments=4)(images), Grid(n_segments=16)(images)
-    options = {"n_samples": 5} if name not in ("saliency", "integrated_gradients") else {}
+    options = {"n_samples": 5, "rng": rng} if name not in ("saliency", "integrated_gradients") else {}
     shared = make_method(name, model, grouping="segments", internal_batch_size=6, **options)
     together = shared.attribute_groupings(images, target=1, groupings={"pixel": None, "g4": grid4, "g16": grid16})
     assert shared.forward_calls == len(images) * shared.sampler.n_samples // 6 + (

@@ -110,3 +110,27 @@ def test_inpainting_and_meaningful_perturbation_on_cuda(setup):
     assert maps.device.type == "cuda" and torch.isfinite(maps).all()
     scores = srg(gpu_model, images.cuda(), maps, target.cuda())
     assert torch.isfinite(scores["srg"]).all()
+
+
+def test_counter_streams_give_the_cpus_bits_on_cuda():
+    from stablesal.counter_streams import as_seeds, normal, uniform, words
+
+    seeds, offsets = as_seeds([1234567, 2**63 + 5, 42]), torch.tensor([0, 10**9, 77])
+    assert torch.equal(words(seeds.cuda(), offsets.cuda(), 4096).cpu(), words(seeds, offsets, 4096))
+    assert torch.equal(uniform(seeds.cuda(), offsets.cuda(), 4096).cpu(), uniform(seeds, offsets, 4096))
+    # Box–Muller's log and cos come from different maths libraries: equal to rounding
+    assert torch.allclose(normal(seeds.cuda(), offsets.cuda(), 4096).cpu(), normal(seeds, offsets, 4096), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "vargrad", "gradient_shap", "suppression"])
+def test_counter_streams_give_the_cpus_maps_on_cuda(setup, name):
+    """rng="counter" draws the same samples on both devices, so seeded random maps agree across
+    devices (to the atomic-addition tolerance), which per-image torch generators cannot give."""
+    model, images, target = setup
+    kwargs = {"baselines": torch.rand(4, 3, 32, 32)} if name == "gradient_shap" else {}
+    cpu = make_method(name, model, n_samples=8, rng="counter").attribute(images, target=target, seed=3, **kwargs)
+    gpu_method = make_method(name, copy.deepcopy(model).cuda(), n_samples=8)  # auto: counter streams on CUDA
+    assert gpu_method.stream_kind("cuda") == "counter"
+    gpu = gpu_method.attribute(images.cuda(), target=target.cuda(), seed=3,
+                               **{k: v.cuda() for k, v in kwargs.items()})
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-5, rtol=1e-3)

@@ -3,7 +3,6 @@ checkpoints, `stablesal report --config examples/own_models/report.toml` writes 
 them (a small version here) whose page renders in headless Chromium, and the tutorial notebook runs."""
 
 import json
-import os
 import re
 import subprocess
 import sys

@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from skimage.io import imsave
 
 from stablesal.data import image_folder_dataset, load_dataset, npz_dataset, unlabelled_folder_dataset

@@ -110,6 +110,13 @@ def test_a_checkpoint_that_does_not_match_names_the_keys(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="neither TorchScript nor a file torch.load can read"):
         load_user_model(tmp_path / "junk.pt", factory=tiny)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "broken-script.pt", "w") as archive:  # TorchScript's layout, unreadable
+        archive.writestr("m/constants.pkl", b"junk")
+        archive.writestr("m/code/__torch__/m.py", b"junk")
+    with pytest.raises(ValueError, match="is a TorchScript archive that torch.jit.load cannot read"):
+        load_user_model(tmp_path / "broken-script.pt", factory=tiny)
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="holds a list"):
         load_user_model(tmp_path / "list.pt", factory=tiny)

@@ -1,0 +1,134 @@
+"""Counter-based draws (``rng="counter"``): the samplers' distributions, one draw per chunk, a
+row's sample a function of its seed and index alone, and the expectations the methods estimate."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from stablesal.attribution import SmoothGrad, SmoothGradSquared, SuppressionGrad, make_method
+from stablesal.counter_streams import as_seeds
+from stablesal.sampling import BaselineDistribution, GaussianNoise, Identity, Suppression, UniformNoise
+
+from test_attribution import Quadratic, tiny_cnn
+
+
+def rows_of(count: int, seed: int = 9):
+    """``count`` consecutive samples of one image's stream: (sample index, seeds) ``[count]``."""
+    return torch.arange(count), as_seeds([seed] * count)
+
+
+def test_gaussian_and_uniform_noise_have_their_distributions():
+    x = torch.rand(1, 3, 6, 6).expand(400, -1, -1, -1)
+    sample, seeds = rows_of(400)
+    noise = (GaussianNoise(400, noise_level=0.2).draw_rows(x, sample, seeds)[0] - x).flatten().numpy()
+    assert stats.kstest(noise, "norm", args=(0, 0.2)).pvalue > 1e-3
+    assert stats.kstest(noise, "norm", args=(0, 0.25)).pvalue < 1e-6  # the test can tell σ apart
+    shift = (UniformNoise(400, noise_level=0.1).draw_rows(x, sample, seeds)[0] - x).flatten().numpy()
+    assert stats.kstest(shift, "uniform", args=(-0.1, 0.2)).pvalue > 1e-3
+
+
+def test_suppression_masks_have_their_distributions():
+    x = torch.rand(1, 3, 16, 16).add(0.1).expand(600, -1, -1, -1)
+    sample, seeds = rows_of(600)
+    kept = Suppression(600).draw_rows(x, sample, seeds)[0][:, 0] > 0  # bernoulli: π ~ U(0, 1), m ~ Bernoulli(π)
+    fractions = kept.flatten(1).float().mean(1).numpy()
+    assert stats.kstest(fractions, "uniform").pvalue > 1e-3  # 256 pixels: the fraction follows π closely
+    fixed = Suppression(600, mode="fixed", keep_rate=0.3).draw_rows(x, sample, seeds)[0][:, 0] > 0
+    assert abs(float(fixed.float().mean()) - 0.3) < 0.01
+    scaled = Suppression(600, mode="global").draw_rows(x, sample, seeds)[0] / x
+    assert torch.allclose(scaled, scaled[:, :1, :1, :1].expand_as(scaled), atol=1e-6)  # one factor per sample
+    assert stats.kstest(scaled[:, 0, 0, 0].numpy(), "uniform").pvalue > 1e-3
+    continuous = Suppression(600, mode="continuous").draw_rows(x, sample, seeds)[0] / x
+    assert stats.kstest(continuous[:, 0].flatten().numpy(), "uniform").pvalue > 1e-3
+    patches = Suppression(600, unit="patch", patch_size=4).draw_rows(x, sample, seeds)[0][:, 0] > 0
+    blocks = patches.view(600, 4, 4, 4, 4)
+    assert torch.equal(blocks, blocks[:, :, :1, :, :1].expand_as(blocks))  # constant inside each patch
+    for sampler in (Suppression(8), Suppression(8, unit="patch"), Suppression(8, mode="continuous")):
+        ratio = sampler.draw_rows(x[:8], *rows_of(8))[0] / x[:8]
+        assert ((ratio >= 0) & (ratio <= 1 + 1e-6)).all() and torch.allclose(ratio, ratio[:, :1].expand_as(ratio))
+
+
+def test_segment_suppression_keeps_whole_segments_of_each_rows_own_partition():
+    x = torch.rand(2, 3, 8, 8) + 0.1
+    quarters = torch.arange(4).view(2, 2).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    halves = (torch.arange(8) >= 4).long().view(1, 8).expand(8, 8)
+    segments = torch.stack([quarters, halves])
+    out, _ = Suppression(4, unit="segment", mode="continuous").draw_rows(x, torch.tensor([0, 0]), as_seeds([1, 2]),
+                                                                          segments=segments)
+    factor = out[:, 0] / x[:, 0]
+    for row, labels in enumerate(segments):
+        for label in labels.unique():
+            values = factor[row][labels == label]
+            assert torch.allclose(values, values[:1].expand_as(values), atol=1e-6)
+    distinct = [factor[row].round(decimals=4).unique().numel() for row in range(2)]
+    assert distinct == [4, 2]  # one keep value per segment of the row's own partition
+
+
+def test_gradient_shap_draws_references_uniformly_and_alpha_uniformly():
+    x = torch.rand(1, 3, 4, 4).expand(3000, -1, -1, -1)
+    references = torch.rand(5, 3, 4, 4)
+    x_hat, delta = BaselineDistribution(3000).draw_rows(x, *rows_of(3000), baseline=references)
+    chosen = x - delta
+    pick = torch.cdist(chosen.flatten(1), references.flatten(1)).argmin(1)
+    assert torch.allclose(chosen, references[pick])
+    counts = np.bincount(pick.numpy(), minlength=5)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    alpha = ((x_hat - chosen) / delta)[:, 0, 0, 0].numpy()
+    assert stats.kstest(alpha, "uniform").pvalue > 1e-3
+    with pytest.raises(ValueError, match="GradientSHAP needs baselines"):
+        BaselineDistribution(4).draw_rows(x[:2], *rows_of(2))
+
+
+def test_a_rows_sample_depends_on_its_seed_and_index_alone():
+    x = torch.rand(3, 3, 8, 8)
+    sample, seeds = torch.tensor([4, 0, 7]), as_seeds([5, 6, 5])
+    for sampler in (GaussianNoise(8), UniformNoise(8), Suppression(8), Suppression(8, unit="patch"),
+                    Suppression(8, fill="blur")):
+        together = sampler.draw_rows(x, sample, seeds)[0]
+        for row in range(3):
+            alone = sampler.draw_rows(x[row:row + 1], sample[row:row + 1], seeds[row:row + 1])[0]
+            assert torch.equal(alone[0], together[row]), str(sampler)
+        assert not torch.equal(together[0], sampler.draw_rows(x[:1], torch.tensor([5]), seeds[:1])[0][0])
+
+
+def test_one_draw_per_chunk_of_rows(monkeypatch):
+    images = torch.rand(5, 3, 8, 8)
+    method = SmoothGrad(tiny_cnn(), n_samples=6, internal_batch_size=8, rng="counter")
+    calls = []
+    original = method.sampler.draw_rows
+    monkeypatch.setattr(method.sampler, "draw_rows", lambda *a, **k: calls.append(len(a[1])) or original(*a, **k))
+    method.attribute(images, target=0)
+    assert calls == [8, 8, 8, 6] and method.forward_calls == 4  # 30 rows, chunks of 8, one draw each
+
+
+def test_auto_takes_counter_streams_off_the_cpu_where_the_sampler_has_them():
+    model = tiny_cnn()
+    assert SmoothGrad(model).stream_kind("cpu") == "generator"
+    assert SmoothGrad(model).stream_kind("cuda") == "counter"
+    assert make_method("saliency", model).stream_kind("cuda") == "none"
+    noisy_fill = SuppressionGrad(model, fill="noise")
+    assert noisy_fill.stream_kind("cuda") == "generator" and not noisy_fill.sampler.counter_draws
+    with pytest.raises(ValueError, match="rng='counter': the sampler .* has no counter-based draw"):
+        SuppressionGrad(model, fill="noise", rng="counter")
+    with pytest.raises(ValueError, match="rng must be one of"):
+        SmoothGrad(model, rng="philox")
+    with pytest.raises(NotImplementedError, match="no counter-based draw"):
+        Identity().draw_rows(torch.rand(1, 3, 4, 4), *rows_of(1))
+
+
+@pytest.mark.parametrize("rng", ["generator", "counter"])
+def test_smoothgrad_estimates_its_expectation_on_a_quadratic(rng):
+    """For logit = Σ a ⊙ x²: E[∇] = 2a ⊙ x and E[∇²] = 4a² ⊙ (x² + σ²) exactly, so the noise
+    must be centred with the stated σ; 4 000 samples put the estimate within a few standard errors."""
+    torch.manual_seed(0)
+    model = Quadratic(shape=(1, 2, 2), classes=1).eval()
+    x = torch.rand(1, 1, 2, 2)
+    a, sigma, n = model.a.detach()[0], 0.3, 4000
+    mean = SmoothGrad(model, n_samples=n, noise_level=sigma, rng=rng).attribute(x, target=0, seed=1)[0]
+    standard_error = 2 * a.abs() * sigma / n ** 0.5
+    assert ((mean - 2 * a * x[0]).abs() < 4 * standard_error).all()
+    square = SmoothGradSquared(model, n_samples=n, noise_level=sigma, rng=rng).attribute(x, target=0, seed=1)[0]
+    expected = 4 * a.square() * (x[0].square() + sigma ** 2)
+    spread = 4 * a.square() * (4 * x[0].square() * sigma ** 2 + 2 * sigma ** 4).sqrt() / n ** 0.5  # sd of (2a(x+ε))²
+    assert ((square - expected).abs() < 4 * spread).all()
