@@ -17,9 +17,12 @@ export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
+# fail fast when something the checks import is missing (captum.attr also imports matplotlib and tqdm)
+python3 -c "import captum.attr, scipy, skimage, pytest, tqdm, matplotlib" || exit 1
 gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).split()[-1].lower())") || exit 1
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_counter_streams.py tests/test_counter_draws.py \
     2>&1 | tee "$out/cuda_tests_$gpu.log"
+tests_status=${PIPESTATUS[0]}
 resnet50=resnet50_imagenet
 python3 -c "import torchvision" 2>/dev/null && resnet50=torchvision:resnet50
 tag=${resnet50#torchvision:}
@@ -32,3 +35,5 @@ for arch in small_cnn resnet20; do
 done
 python3 benchmarks/bench_perturbation.py --device cuda --size 224 --images 4 --arch "$resnet50" --no-memory \
     --out "$out/perturbation_224_cuda_${gpu}_${tag%_imagenet}.json"
+echo "CUDA tests exit status: $tests_status"
+exit "$tests_status"

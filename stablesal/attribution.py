@@ -21,7 +21,7 @@ Streams (``rng``): ``"generator"`` draws each image's samples from its own ``tor
 in fixed blocks (fastest on the CPU); ``"counter"`` computes any samples of any images from
 counter-based streams (:mod:`stablesal.counter_streams`), a whole chunk of rows per draw, which
 removes the per-image kernel launches that dominate on a GPU with small models. ``"auto"``
-(default) takes ``"counter"`` off the CPU where the sampler has a counter draw. The two give
+(default) takes ``"counter"`` on CUDA devices where the sampler has a counter draw. The two give
 different samples from the same distribution, so a map depends on the stream kind as it does on
 the seed.
 """
@@ -42,6 +42,7 @@ from .sampling import (
 )
 from .fills import canonical, fill_images
 from .seeding import image_seeds
+from .settings import RNG_KINDS
 from .registry import Registry
 from .segmentation import check_segments, make_segmenter
 
@@ -49,7 +50,6 @@ SCORES = ("logit", "log_softmax", "probability")
 LINEAR_FACTORS = ("grad", "grad_x_delta", "grad_x_sample")
 NONLINEARITIES = ("none", "abs", "square", "topk")
 AGGREGATES = ("mean", "var")
-RNG_KINDS = ("auto", "generator", "counter")
 
 
 def _select_score(output: torch.Tensor, target: torch.Tensor, score: str) -> torch.Tensor:
@@ -118,7 +118,7 @@ class GradientIntegration(GradientAttribution):
     reduce : ``"mean"`` (projection) or ``"sum"`` broadcast of segment values.
     n_segments : target segment count when ``grouping`` is a name.
     internal_batch_size : rows per model pass; None measures the fastest.
-    rng : ``"auto"`` (counter streams off the CPU, generators on it), ``"generator"`` or ``"counter"``
+    rng : ``"auto"`` (counter streams on CUDA, generators elsewhere), ``"generator"`` or ``"counter"``
         (see the module docstring); only random samplers read it.
     """
 
@@ -161,9 +161,9 @@ class GradientIntegration(GradientAttribution):
         ``"none"`` for a deterministic sampler."""
         if not self.sampler.random:
             return "none"
-        if self.rng == "auto":
-            on_cpu = torch.device(device).type == "cpu"
-            return "counter" if self.sampler.counter_draws and not on_cpu else "generator"
+        if self.rng == "auto":  # CUDA only: MPS has no float64, which the counter draws convert through
+            on_cuda = torch.device(device).type == "cuda"
+            return "counter" if self.sampler.counter_draws and on_cuda else "generator"
         return self.rng
 
     def _chunk_size(self, sample_shape, device, forward) -> int:

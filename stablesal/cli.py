@@ -138,7 +138,7 @@ def cmd_explain(args) -> int:
         if method_name == "suppression":  # the named variants (suppression_patch, ...) keep their own settings
             options = {"mode": args.suppression_mode, "unit": args.suppression_unit}
         method = make_method(method_name, model, grouping="segments", n_samples=args.n_samples, n_steps=args.n_steps,
-                             noise_level=args.noise_level, **options)
+                             noise_level=args.noise_level, rng=args.rng, **options)
         extra = {}
         if method_name == "gradient_shap":
             extra["baselines"] = dataset.train_images[:16].to(args.device)
@@ -246,7 +246,7 @@ def cmd_stability(args) -> int:
 
     overrides = {"models": {"k": args.models, "vary": args.vary, "control_k": args.control_k,
                             "untrained_k": args.untrained_k},
-                 "gradient": {"draws": args.draws}, "report": {"name": args.name, "runs_dir": args.runs}}
+                 "gradient": {"draws": args.draws, "rng": args.rng}, "report": {"name": args.name, "runs_dir": args.runs}}
     if args.methods:
         overrides["gradient"]["methods"] = args.methods
     if args.groupings:
@@ -444,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--n-steps", type=int, default=_STUDY.n_steps)
     explain.add_argument("--noise-level", type=float, default=_STUDY.noise_level,
                          help="SmoothGrad σ as a fraction of the input range")
+    explain.add_argument("--rng", default=_STUDY.rng, choices=["auto", "generator", "counter"],
+                         help="random streams: per-image generators or counter streams, a whole chunk per draw "
+                              "(auto: counter on CUDA)")
     explain.add_argument("--suppression-mode", default="bernoulli", choices=["bernoulli", "fixed", "continuous", "global"])
     explain.add_argument("--suppression-unit", default="pixel", choices=["pixel", "patch", "segment"])
     _add_image_job_arguments(explain, out="figures/explain")
@@ -489,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="untrained networks of the same architecture, the null (0, or >= 3)")
     stability.add_argument("--draws", default=_GRADIENT.draws, choices=["independent", "common"],
                            help="explainer draws: independent per model (default) or shared (labelled)")
+    stability.add_argument("--rng", default=_GRADIENT.rng, choices=["auto", "generator", "counter"],
+                           help="random streams: per-image generators or counter streams (auto: counter on CUDA)")
     stability.add_argument("--methods", nargs="+", default=None)
     stability.add_argument("--groupings", nargs="+", default=None)
     stability.add_argument("--n-images", type=int, default=None)

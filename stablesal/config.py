@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .registry import check_name
-from .settings import ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
+from .settings import (
+    RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,6 +95,7 @@ class GradientSection:
     n_images: int = 48               # test images explained per model
     seed: int = _STUDY.seed
     draws: str = _STUDY.draws        # independent | common (every model gets the same explainer draws; labelled)
+    rng: str = _STUDY.rng            # auto | generator | counter: random streams (auto: counter streams on CUDA)
 
 
 @dataclass
@@ -235,6 +238,8 @@ def config_from_dict(raw: dict) -> StudyConfig:
     if config.models.vary not in ("seed", "split", "both"):
         raise ValueError(f"[models] vary must be 'seed', 'split' or 'both', got {config.models.vary!r} "
                          "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
+    if config.gradient.rng not in RNG_KINDS:
+        raise ValueError(f"[gradient] rng must be one of {', '.join(map(repr, RNG_KINDS))}, got {config.gradient.rng!r}")
     for section in ("gradient", "perturbation"):
         draws = getattr(config, section).draws
         if draws not in ("independent", "common"):

@@ -9,9 +9,10 @@ function of ``(s, n)``. Any rows of any streams are therefore computed together,
 dozen elementwise kernels whatever their number; the words do not depend on how rows are grouped.
 
 The arithmetic is in int64 with wrap-around (the low 64 bits of the unsigned result) and logical
-shifts made from arithmetic ones by masking, so CPU and CUDA compute the same bits. On the CPU
-this is about 30× slower than ``torch.randn`` (eager integer kernels), so the CPU keeps the
-per-image generators; see :class:`stablesal.attribution.GradientIntegration` (``rng``).
+shifts made from arithmetic ones by masking, so CPU and CUDA compute the same bits. On the CPU the
+eager integer kernels cost more than ``torch.randn`` (a sampled method 2-14 % slower at 32 px,
+``benchmarks/results/gradient.json``), so the CPU keeps the per-image generators; see
+:class:`stablesal.attribution.GradientIntegration` (``rng``).
 """
 
 from __future__ import annotations
@@ -77,13 +78,13 @@ def _unit_interval(bits: torch.Tensor, width: int, dtype: torch.dtype) -> torch.
 
 def uniform(seeds: torch.Tensor, offsets: torch.Tensor, count: int, dtype=torch.float32) -> torch.Tensor:
     """U(0, 1) from the top 53 bits of each word: ``[R, count]``, in (0, 1] after rounding to
-    ``dtype`` (never 0; 1 only where rounding reaches it)."""
+    ``dtype`` (1 where rounding reaches it; 0 never in float32 or float64, but possible in float16)."""
     return _unit_interval(_shift_right(words(seeds, offsets, count), 11), 53, dtype)
 
 
 def normal(seeds: torch.Tensor, offsets: torch.Tensor, count: int, dtype=torch.float32) -> torch.Tensor:
     """N(0, 1) by Box–Muller, one word per value (its two 32-bit halves are the two uniforms):
-    ``[R, count]``. The smallest uniform, 2⁻³³, bounds |z| by 6.9."""
+    ``[R, count]``. The smallest uniform, 2⁻³³, bounds |z| by 6.8."""
     word = words(seeds, offsets, count)
     u1 = _unit_interval(_shift_right(word, 32), 32, torch.float64)
     u2 = _unit_interval(word & 0xFFFFFFFF, 32, torch.float64)

@@ -71,7 +71,8 @@ class MapStore:
         from .stability import code_version
 
         count = min(self.n_images, images.shape[0])
-        shaping = (settings.n_samples, settings.n_steps, settings.noise_level, settings.perturbation_samples)
+        shaping = (settings.n_samples, settings.n_steps, settings.noise_level, settings.perturbation_samples,
+                   settings.rng, images.device.type)  # rng="auto" draws other streams on other devices
         parts = [method, grouping, str(seed), repr(shaping), type(model).__qualname__, weights_digest(model),
                  tensor_digest(images[:count], targets[:count]), code_version()]
         if segments is not None:

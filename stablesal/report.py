@@ -92,7 +92,7 @@ def gradient_settings(gradient, **overrides) -> StudySettings:
     return StudySettings(**{**dict(methods=list(gradient.methods), groupings=list(gradient.groupings),
                                    n_segments=gradient.n_segments, n_samples=gradient.n_samples,
                                    n_steps=gradient.n_steps, noise_level=gradient.noise_level, seed=gradient.seed,
-                                   draws=gradient.draws), **overrides})
+                                   draws=gradient.draws, rng=gradient.rng), **overrides})
 
 
 def checkpoint_paths(patterns: list[str]) -> list[Path]:

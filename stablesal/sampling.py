@@ -61,8 +61,14 @@ class Sampler(abc.ABC):
 
     @property
     def counter_draws(self) -> bool:
-        """Whether :meth:`draw_rows` is implemented for these settings."""
-        return type(self).draw_rows is not Sampler.draw_rows
+        """Whether :meth:`draw_rows` is implemented for these settings: by this class or an
+        ancestor that also defines the :meth:`draw` in use, so a subclass that changes only
+        ``draw`` is never given its parent's counter draw."""
+        def owner(name):
+            return next(cls for cls in type(self).__mro__ if name in cls.__dict__)
+
+        rows_owner = owner("draw_rows")
+        return rows_owner is not Sampler and issubclass(rows_owner, owner("draw"))
 
     def draw_rows(self, x: torch.Tensor, sample: torch.Tensor, seeds: torch.Tensor,
                   baseline: torch.Tensor | None = None, segments: torch.Tensor | None = None):
@@ -231,20 +237,21 @@ class Suppression(Sampler):
             rate = torch.rand((count, 1), generator=generator, device=device)
         return (uniform_values < rate).float()
 
-    def _unit_values_rows(self, units, sample, seeds, dtype) -> torch.Tensor:
+    def _unit_values_rows(self, units, sample, seeds) -> torch.Tensor:
         """The same from counter streams: ``[R, max units]`` for sample ``sample[r]`` of row ``r``;
-        ``units`` an int or, for segments, ``[R]`` (each image's own count fixes its stream layout)."""
+        ``units`` an int or, for segments, ``[R]`` (each image's own count fixes its stream layout).
+        Drawn and compared in float64: in a half-precision draw a uniform can round up to the rate."""
         width = int(units.max()) if isinstance(units, torch.Tensor) else units
         if self.mode == "global":
-            return uniform(substream(seeds, 1), sample, 1, dtype).expand(-1, width)
-        uniform_values = uniform(substream(seeds, 0), sample * units, width, dtype)
+            return uniform(substream(seeds, 1), sample, 1, torch.float64).expand(-1, width)
+        uniform_values = uniform(substream(seeds, 0), sample * units, width, torch.float64)
         if self.mode == "continuous":
             return uniform_values
         if self.mode == "fixed":
             rate = torch.full_like(uniform_values[:, :1], self.keep_rate)
         else:
-            rate = uniform(substream(seeds, 1), sample, 1, dtype)
-        return (uniform_values < rate).to(dtype)
+            rate = uniform(substream(seeds, 1), sample, 1, torch.float64)
+        return (uniform_values < rate).to(torch.float64)
 
     def _units(self, height: int, width: int, segments):
         """Units per image: an int, or ``[R]`` for segments ``[R, H, W]``."""
@@ -284,14 +291,14 @@ class Suppression(Sampler):
 
     @property
     def counter_draws(self) -> bool:
-        return not is_random(self.fill)  # a random fill draws from a generator of its own
+        return super().counter_draws and not is_random(self.fill)  # a random fill draws from a generator
 
     def draw_rows(self, x, sample, seeds, baseline=None, segments=None):
         if not self.counter_draws:
             raise NotImplementedError(f"Suppression with the random fill {self.fill!r} has no counter-based draw")
         height, width = x.shape[-2:]
-        values = self._unit_values_rows(self._units(height, width, segments), sample, seeds, x.dtype)
-        mask = self._masks(values, height, width, segments)
+        values = self._unit_values_rows(self._units(height, width, segments), sample, seeds)
+        mask = self._masks(values, height, width, segments).to(x.dtype)
         fill = self.fill if isinstance(self.fill, float) else fill_images(self.fill, x, segments, None)
         return mask * x + (1 - mask) * fill, None
 

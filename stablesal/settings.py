@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 MAIN = "main"                          # the model set of the K retrained models
 DRAWS = ("independent", "common")      # explainer draws: one stream per model, or shared
+RNG_KINDS = ("auto", "generator", "counter")  # random streams (stablesal.attribution: generator on the CPU)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class StudySettings:
     sanity: bool = True
     perturbation_samples: int = 300  # RISE masks / LIME and KernelSHAP samples of perturbation presets
     draws: str = "independent"       # independent | common (explainer draws shared by every model; labelled)
+    rng: str = "auto"                # auto | generator | counter: random streams (auto: counter streams on CUDA)
     # model sets whose every model gets a second run of each random explainer (the test–retest
     # ceiling); () for none
     retest_sets: tuple[str, ...] = (MAIN,)
@@ -61,6 +63,8 @@ class StudySettings:
     def __post_init__(self) -> None:
         if self.draws not in DRAWS:
             raise ValueError(f"StudySettings.draws must be one of {DRAWS}, got {self.draws!r}")
+        if self.rng not in RNG_KINDS:
+            raise ValueError(f"StudySettings.rng must be one of {RNG_KINDS}, got {self.rng!r}")
 
 
 @dataclass

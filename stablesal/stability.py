@@ -112,7 +112,7 @@ def explain_groupings(method_name: str, model, seed: int, images, targets, parti
             maps = make_preset(method_name, model, **options).attribute(images, target=targets, seed=seed)
         return {name: maps if seg is None else Partition(seg).project(maps) for name, seg in partitions.items()}
     method = make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,
-                         n_steps=settings.n_steps, noise_level=settings.noise_level)
+                         n_steps=settings.n_steps, noise_level=settings.noise_level, rng=settings.rng)
     kwargs = {"baselines": shap_references(images, seed)} if method_name == "gradient_shap" else {}
     return method.attribute_groupings(images, target=targets, groupings=partitions, seed=seed, **kwargs)
 
@@ -305,7 +305,8 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     for index, (model_set, method) in enumerate(units):
         path, cached = cached_unit(cache_dir, f"{model_set}-{method}-", {
             "settings": asdict(settings), "unit": [model_set, method], "identity": identity or {},
-            "n_images": int(images.shape[0]), "code": code_version()})
+            "n_images": int(images.shape[0]), "code": code_version(),
+            "device": images.device.type})  # rng="auto" draws other streams on other devices
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached
             continue

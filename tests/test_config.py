@@ -40,3 +40,6 @@ def test_design_sizes_and_draws_are_checked():
     with pytest.raises(ValueError, match=r"\[gradient\] draws must be"):
         config_from_dict({"gradient": {"draws": "shared"}})
     assert config_from_dict({"perturbation": {"draws": "common"}}).perturbation.draws == "common"
+    with pytest.raises(ValueError, match=r"\[gradient\] rng must be one of 'auto', 'generator', 'counter', got 'philox'"):
+        config_from_dict({"gradient": {"rng": "philox"}})
+    assert config_from_dict({"gradient": {"rng": "counter"}}).gradient.rng == "counter"

@@ -400,6 +400,9 @@ def test_consensus_reads_the_maps_the_stability_study_kept(tmp_path, monkeypatch
     assert store.get("smoothgrad", trained[0], seed, study, "grid", few, 1 - few_targets, segments) is None
     assert store.get("smoothgrad", trained[1], seed, study, "grid", few, few_targets, segments) is None
     assert store.get("smoothgrad", trained[0], seed + 1, study, "grid", few, few_targets, segments) is None
+    counter = StudySettings(methods=["smoothgrad", "gradient_shap"], groupings=["pixel", "grid"], n_segments=4,
+                            n_samples=4, sanity=False, mu_fidelity_subsets=8, rng="counter")  # other streams
+    assert store.get("smoothgrad", trained[0], seed, counter, "grid", few, few_targets, segments) is None
     # GradientSHAP's references come from the batch's first 8 images: a smaller store keeps none
     assert not MapStore(tmp_path / "small", 4, ["grid"]).wants("gradient_shap", "grid")
     # common draws: the consensus keeps independent streams of its own (its nulls need them)

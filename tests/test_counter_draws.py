@@ -83,13 +83,65 @@ def test_gradient_shap_draws_references_uniformly_and_alpha_uniformly():
 def test_a_rows_sample_depends_on_its_seed_and_index_alone():
     x = torch.rand(3, 3, 8, 8)
     sample, seeds = torch.tensor([4, 0, 7]), as_seeds([5, 6, 5])
-    for sampler in (GaussianNoise(8), UniformNoise(8), Suppression(8), Suppression(8, unit="patch"),
-                    Suppression(8, fill="blur")):
-        together = sampler.draw_rows(x, sample, seeds)[0]
+    # rows with partitions of 2, 4 and 16 segments: each row's stream layout follows its own count
+    segments = torch.stack([(torch.arange(8) >= 4).long().view(1, 8).expand(8, 8),
+                            torch.arange(4).view(2, 2).repeat_interleave(4, 0).repeat_interleave(4, 1),
+                            torch.arange(16).view(4, 4).repeat_interleave(2, 0).repeat_interleave(2, 1)])
+    references = torch.rand(4, 3, 8, 8)
+    for sampler, extra in ((GaussianNoise(8), {}), (UniformNoise(8), {}), (Suppression(8), {}),
+                           (Suppression(8, unit="patch"), {}), (Suppression(8, fill="blur"), {}),
+                           (Suppression(8, unit="segment"), {"segments": segments}),
+                           (Suppression(8, unit="segment", mode="continuous"), {"segments": segments}),
+                           (BaselineDistribution(8, noise_level=0.1), {"baseline": references})):
+        together = sampler.draw_rows(x, sample, seeds, **extra)[0]
         for row in range(3):
-            alone = sampler.draw_rows(x[row:row + 1], sample[row:row + 1], seeds[row:row + 1])[0]
+            alone_extra = {k: v[row:row + 1] if k == "segments" else v for k, v in extra.items()}
+            alone = sampler.draw_rows(x[row:row + 1], sample[row:row + 1], seeds[row:row + 1], **alone_extra)[0]
             assert torch.equal(alone[0], together[row]), str(sampler)
-        assert not torch.equal(together[0], sampler.draw_rows(x[:1], torch.tensor([5]), seeds[:1])[0][0])
+        last_extra = {k: v[2:] if k == "segments" else v for k, v in extra.items()}  # 16 segments: ties unlikely
+        other = sampler.draw_rows(x[2:], torch.tensor([5]), seeds[2:], **last_extra)[0][0]
+        assert not torch.equal(together[2], other), str(sampler)  # another sample index, another sample
+
+
+def test_a_sampler_that_changes_only_draw_does_not_inherit_a_counter_draw():
+    class Clipped(GaussianNoise):
+        def draw(self, x, start, stop, generator, baseline=None, segments=None):
+            return super().draw(x, start, stop, generator)[0].clamp(0, 1), None
+
+    class ClippedRows(Clipped):
+        def draw_rows(self, x, sample, seeds, baseline=None, segments=None):
+            return GaussianNoise.draw_rows(self, x, sample, seeds)[0].clamp(0, 1), None
+
+    assert GaussianNoise(4).counter_draws and not Clipped(4).counter_draws and ClippedRows(4).counter_draws
+    from stablesal.attribution import GradientIntegration
+
+    assert GradientIntegration(tiny_cnn(), Clipped(4)).stream_kind("cuda") == "generator"
+    with pytest.raises(ValueError, match="has no counter-based draw"):
+        GradientIntegration(tiny_cnn(), Clipped(4), rng="counter")
+
+
+def test_keep_values_are_compared_in_double_precision():
+    """A keep rate of 1 keeps everything, whatever the image's precision (a half-precision uniform
+    rounds up to 1 often enough to drop pixels)."""
+    x = torch.rand(64, 3, 32, 32).add(0.1).to(torch.bfloat16)
+    kept = Suppression(64, mode="fixed", keep_rate=1.0).draw_rows(x, *rows_of(64))[0]
+    assert torch.equal(kept, x)
+
+
+def test_segment_suppression_with_other_segment_counts_per_image_is_chunk_and_batch_independent():
+    from stablesal.segmentation import Grid
+
+    images = torch.rand(4, 3, 8, 8)
+    segments = torch.cat([Grid(n_segments=4)(images[:2]), Grid(n_segments=16)(images[2:])])
+    maps = {}
+    for chunk in (3, 5, 64):
+        method = SuppressionGrad(tiny_cnn(), n_samples=6, unit="segment", grouping="segments",
+                                 internal_batch_size=chunk, rng="counter")
+        maps[chunk] = method.attribute(images, target=0, segments=segments, seed=2)
+    assert torch.allclose(maps[3], maps[64], atol=1e-6) and torch.allclose(maps[5], maps[64], atol=1e-6)
+    alone = SuppressionGrad(tiny_cnn(), n_samples=6, unit="segment", grouping="segments", rng="counter").attribute(
+        images[2:3], target=0, segments=segments[2:3], seed=2)
+    assert torch.allclose(alone[0], maps[64][2], atol=1e-6)
 
 
 def test_one_draw_per_chunk_of_rows(monkeypatch):
@@ -106,6 +158,7 @@ def test_auto_takes_counter_streams_off_the_cpu_where_the_sampler_has_them():
     model = tiny_cnn()
     assert SmoothGrad(model).stream_kind("cpu") == "generator"
     assert SmoothGrad(model).stream_kind("cuda") == "counter"
+    assert SmoothGrad(model).stream_kind("mps") == "generator"  # no float64 there
     assert make_method("saliency", model).stream_kind("cuda") == "none"
     noisy_fill = SuppressionGrad(model, fill="noise")
     assert noisy_fill.stream_kind("cuda") == "generator" and not noisy_fill.sampler.counter_draws

@@ -127,10 +127,15 @@ def test_counter_streams_give_the_cpus_maps_on_cuda(setup, name):
     """rng="counter" draws the same samples on both devices, so seeded random maps agree across
     devices (to the atomic-addition tolerance), which per-image torch generators cannot give."""
     model, images, target = setup
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # full-precision convolutions, so no ReLU flips from TF32 rounding
     kwargs = {"baselines": torch.rand(4, 3, 32, 32)} if name == "gradient_shap" else {}
     cpu = make_method(name, model, n_samples=8, rng="counter").attribute(images, target=target, seed=3, **kwargs)
     gpu_method = make_method(name, copy.deepcopy(model).cuda(), n_samples=8)  # auto: counter streams on CUDA
     assert gpu_method.stream_kind("cuda") == "counter"
-    gpu = gpu_method.attribute(images.cuda(), target=target.cuda(), seed=3,
-                               **{k: v.cuda() for k, v in kwargs.items()})
+    try:
+        gpu = gpu_method.attribute(images.cuda(), target=target.cuda(), seed=3,
+                                   **{k: v.cuda() for k, v in kwargs.items()})
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     assert torch.allclose(gpu.cpu(), cpu, atol=1e-5, rtol=1e-3)

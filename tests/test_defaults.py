@@ -20,7 +20,7 @@ SHARED = [
     (TrainConfig(), "model", "models", "arch"), (TrainConfig(), "epochs", "models", "epochs"),
     (TrainConfig(), "batch_size", "models", "batch_size"), (TrainConfig(), "lr", "models", "lr"),
     *[(StudySettings(), key, "gradient", key)
-      for key in ("methods", "groupings", "n_segments", "n_samples", "n_steps", "noise_level", "seed", "draws")],
+      for key in ("methods", "groupings", "n_segments", "n_samples", "n_steps", "noise_level", "seed", "draws", "rng")],
     (StudySettings(), "perturbation_samples", "perturbation", "n_samples"),
     (StudySettings(), "seed", "perturbation", "seed"), (StudySettings(), "draws", "perturbation", "draws"),
     *[(FactorSettings(), key, "factors", key)
@@ -59,9 +59,10 @@ def test_default_toml_lists_every_key_with_its_default():
     (["train-seeds"], "base_seed", "models", "base_seed"), (["train-seeds"], "device", "models", "device"),
     (["explain"], "n_segments", "gradient", "n_segments"), (["explain"], "n_samples", "gradient", "n_samples"),
     (["explain"], "n_steps", "gradient", "n_steps"), (["explain"], "noise_level", "gradient", "noise_level"),
+    (["explain"], "rng", "gradient", "rng"),
     (["stability"], "models", "models", "k"), (["stability"], "vary", "models", "vary"),
     (["stability"], "control_k", "models", "control_k"), (["stability"], "untrained_k", "models", "untrained_k"),
-    (["stability"], "draws", "gradient", "draws"),
+    (["stability"], "draws", "gradient", "draws"), (["stability"], "rng", "gradient", "rng"),
 ])
 def test_cli_defaults_agree_with_the_toml(argv, flag, section, key):
     args = build_parser().parse_args(argv)

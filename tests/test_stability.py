@@ -75,6 +75,8 @@ def test_explainer_seeds_are_independent_per_model_and_repeat():
     assert explainer_seed(common, "main", 0, 1) != explainer_seed(common, "main", 0, 0)
     with pytest.raises(ValueError, match="draws must be one of"):
         StudySettings(draws="shared")
+    with pytest.raises(ValueError, match="rng must be one of"):
+        StudySettings(rng="philox")
 
 
 def _mean_spearman(sets, images, labels, preset, draws):
