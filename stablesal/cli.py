@@ -6,17 +6,109 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from . import __version__
-from .config import ConsensusSection, GradientSection, ModelsSection
+from .config import ModelsSection, StudyConfig, config_from_dict, read_toml
 from .settings import StudySettings, TrainConfig
 from .tables import format_table
 
 # Defaults come from the settings dataclasses (stablesal.settings), as the TOML sections' do.
-_MODELS, _GRADIENT, _TRAIN, _STUDY = ModelsSection(), GradientSection(), TrainConfig(), StudySettings()
-_CONSENSUS = ConsensusSection()
+_MODELS, _TRAIN, _STUDY = ModelsSection(), TrainConfig(), StudySettings()
+_CONFIG = StudyConfig()
+
+# The commands that read a TOML file (--config) resolve their configuration in four layers:
+#   1. the defaults of the configuration (stablesal.config, which takes them from stablesal.settings);
+#   2. the TOML file;
+#   3. the flags the user gives: a flag that sets a configuration key has no parser default (None),
+#      so a flag left out never overrides the file;
+#   4. what the command itself fixes (FIXED).
+# One exception to 1: stability, consensus and plan are not the report, so when neither --name nor
+# the TOML's [report] name names the run, its folder under --runs is the command's own name
+# (RUN_NAMES), not [report] name's default "default" (the report's folder).
+RUN_NAMES = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
+# consensus and plan use neither the control models nor (plan) the untrained networks: none is trained.
+FIXED = {"consensus": {"models": {"control_k": 0}}, "plan": {"models": {"control_k": 0, "untrained_k": 0}}}
+
+
+class ConfigFlag(NamedTuple):
+    """A command-line flag that sets one configuration key."""
+
+    flag: str     # as typed, e.g. "-k/--models"
+    section: str  # e.g. "models"
+    key: str      # e.g. "k"
+
+
+def _config_flag(parser: argparse.ArgumentParser, *names: str, section: str, key: str, help: str = "",
+                 default_text: str | None = None, **kwargs) -> argparse.Action:
+    """Add a flag that sets ``[section] key``. It has no default of its own (None: not given), so it
+    overrides the TOML file only when the user gives it; the default its help states is read from
+    the configuration's defaults, so that it cannot drift from them."""
+    if default_text is None:
+        default = getattr(getattr(_CONFIG, section), key)
+        default_text = " ".join(map(str, default)) if isinstance(default, list) else str(default)
+    text = f"{help} " if help else ""
+    action = parser.add_argument(*names, default=None, help=f"{text}([{section}] {key}; default {default_text})",
+                                 **kwargs)
+    action.config_key = (section, key)
+    return action
+
+
+def config_flags(parser: argparse.ArgumentParser) -> dict[str, ConfigFlag]:
+    """The flags of a command's parser that set configuration keys, by their argparse destination."""
+    return {action.dest: ConfigFlag("/".join(action.option_strings), *action.config_key)
+            for action in parser._actions if hasattr(action, "config_key")}
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parsers of the subcommands, by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _put(raw: dict, section: str, key: str, value) -> None:
+    """Set ``raw[section][key]``, leaving a section that is not a table for config_from_dict to refuse."""
+    values = raw.setdefault(section, {})
+    if isinstance(values, dict):
+        values[key] = value
+
+
+def resolve_config(args) -> StudyConfig:
+    """The configuration a command runs with (see the layers above), checked (names, types, counts)
+    before any data is made or model trained. Pure: it reads the TOML file and ``args``, nothing else."""
+    raw = read_toml(args.config)
+    report = raw.get("report")
+    if args.command in RUN_NAMES and not (isinstance(report, dict) and "name" in report):
+        _put(raw, "report", "name", RUN_NAMES[args.command])
+    given = {dest: flag for dest, flag in args.config_flags.items() if getattr(args, dest) is not None}
+    for dest, flag in given.items():
+        _put(raw, flag.section, flag.key, getattr(args, dest))
+    for section, values in FIXED.get(args.command, {}).items():
+        for key, value in values.items():
+            _put(raw, section, key, value)
+    try:
+        config = config_from_dict(raw)
+    except (ValueError, TypeError) as error:
+        if type(error) not in (ValueError, TypeError):
+            raise
+        # a bad value the user typed is named by its flag as well as its key
+        named = [flag.flag for flag in given.values() if re.search(rf"\[{flag.section}\] {flag.key}\b", str(error))]
+        raise type(error)(str(error) + "".join(f" (given as {flag})" for flag in named)) from None
+    k = config.models.k
+    if args.command == "consensus" and k < 3:
+        raise ValueError(f"[models] k (-k/--models): a consensus map needs at least 3 retrained models, got {k}")
+    if args.command == "plan" and k < 3:
+        raise ValueError(f"[models] k (-k/--models): the planner needs a pilot of at least 3 models, got {k}")
+    if args.command == "report" and args.quick:
+        from .report import apply_quick
+
+        config = apply_quick(config)
+    return config
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -202,7 +294,6 @@ def cmd_perturb(args) -> int:
 
 
 def cmd_factor_study(args) -> int:
-    from .config import load_config
     from .factor_effects import factor_reading
     from .figures import plot_factor_effects, plot_factor_levels
     from .data import load_configured
@@ -210,13 +301,10 @@ def cmd_factor_study(args) -> int:
     from .seeds import train_seeds
     from .storage import atomic_write_json
 
-    overrides = {}
-    if args.n_images:
-        overrides["factors"] = {"n_images": args.n_images}
-    config = load_config(args.config, overrides)
-    name = args.name or config.report.name
+    config = resolve_config(args)
+    name = config.report.name
     dataset = load_configured(config.data)
-    runs_dir, out = Path(args.runs) / name, Path(args.out) / name
+    runs_dir, out = Path(config.report.runs_dir) / name, Path(config.report.out_dir) / name
     models = config.models
     run = train_seeds(dataset, k=1, vary="seed", config=train_config_from(models), out_dir=runs_dir / "models",
                       base_seed=models.base_seed, device=models.device, progress=not args.quiet)[0]
@@ -238,24 +326,14 @@ def cmd_factor_study(args) -> int:
 
 
 def cmd_stability(args) -> int:
-    from .config import load_config
     from .figures import plot_stability_bars, plot_stability_fidelity, plot_variance_reduction
     from .data import load_configured
     from .report import gradient_study, train_model_sets
     from .storage import atomic_write_json
 
-    overrides = {"models": {"k": args.models, "vary": args.vary, "control_k": args.control_k,
-                            "untrained_k": args.untrained_k},
-                 "gradient": {"draws": args.draws, "rng": args.rng}, "report": {"name": args.name, "runs_dir": args.runs}}
-    if args.methods:
-        overrides["gradient"]["methods"] = args.methods
-    if args.groupings:
-        overrides.setdefault("gradient", {})["groupings"] = args.groupings
-    if args.n_images:
-        overrides.setdefault("gradient", {})["n_images"] = args.n_images
-    config = load_config(args.config, overrides)
+    config = resolve_config(args)
     dataset = load_configured(config.data)
-    runs_dir, out = Path(args.runs) / args.name, Path(args.out)
+    runs_dir, out = Path(config.report.runs_dir) / config.report.name, Path(args.out)
     with _executor(args) as executor:
         runs, control = train_model_sets(config, dataset, runs_dir, progress=not args.quiet, executor=executor)
         study = gradient_study(config, dataset, runs, control, runs_dir, out, progress=not args.quiet,
@@ -275,35 +353,15 @@ def cmd_stability(args) -> int:
     return 0
 
 
-def _consensus_config(args, models: int, untrained: int):
-    """The configuration of ``consensus`` / ``plan``: the TOML file, then the flags; checked (names,
-    q, target, counts) before any model is trained."""
-    from .config import load_config
-
-    consensus = {key: value for key, value in (("methods", args.methods), ("groupings", args.groupings),
-                                               ("n_images", args.n_images), ("target", args.target),
-                                               ("max_samples", args.max_samples)) if value is not None}
-    for key in ("q", "procedure", "scope", "n_permutations", "n_models", "calibration_studies"):
-        if getattr(args, key, None) is not None:
-            consensus[key] = getattr(args, key)
-    overrides = {"models": {"k": models, "vary": args.vary, "control_k": 0, "untrained_k": untrained},
-                 "consensus": consensus, "report": {"name": args.name, "runs_dir": args.runs}}
-    return load_config(args.config, overrides)
-
-
 def cmd_consensus(args) -> int:
     from .data import load_configured
     from .figures import plot_consensus
     from .report import consensus_stage, train_model_sets
     from .storage import atomic_write_json
 
-    if args.models < 3:
-        raise ValueError(f"-k/--models: a consensus map needs at least 3 retrained models, got {args.models}")
-    if args.untrained_k < 0:
-        raise ValueError(f"--untrained-k must be 0 (rank-sum test only) or positive, got {args.untrained_k}")
-    config = _consensus_config(args, args.models, args.untrained_k)
+    config = resolve_config(args)  # checked (names, q, counts, k >= 3) before any model is trained
     dataset = load_configured(config.data)
-    runs_dir, out = Path(args.runs) / args.name, Path(args.out)
+    runs_dir, out = Path(config.report.runs_dir) / config.report.name, Path(args.out)
     runs, _ = train_model_sets(config, dataset, runs_dir, progress=not args.quiet)
     stage = consensus_stage(config, dataset, runs, runs_dir, out, progress=not args.quiet)
     atomic_write_json(out / "consensus.json", {"config": config.to_dict(), **stage})
@@ -334,16 +392,15 @@ def cmd_plan(args) -> int:
     from .data import load_configured
     from .report import gradient_settings, train_model_sets
 
-    if args.models < 3:
-        raise ValueError(f"-k/--models: the planner needs a pilot of at least 3 models, got {args.models}")
-    config = _consensus_config(args, args.models, 0)
+    config = resolve_config(args)  # checked (names, target, counts, k >= 3) before any model is trained
     settings = config.consensus.settings()
     if args.what == "samples" and not any(is_random_method(m) for m in settings.methods):
         raise ValueError(f"--what samples: the sample planner needs a random method (smoothgrad, vargrad, "
                          f"gradient_shap, sparsified_smoothgrad, suppression, rise, lime, kernel_shap); got "
                          f"{settings.methods}")
     dataset = load_configured(config.data)
-    runs, _ = train_model_sets(config, dataset, Path(args.runs) / args.name, progress=not args.quiet)
+    runs, _ = train_model_sets(config, dataset, Path(config.report.runs_dir) / config.report.name,
+                               progress=not args.quiet)
     count = min(settings.n_images, len(dataset.test_labels))
     device = config.models.device
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
@@ -371,17 +428,9 @@ def cmd_render(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .config import load_config
-    from .report import apply_quick, run_report
+    from .report import run_report
 
-    overrides = {"report": {"name": args.name}} if args.name else {}
-    if args.out:
-        overrides.setdefault("report", {})["out_dir"] = args.out
-    if args.runs:
-        overrides.setdefault("report", {})["runs_dir"] = args.runs
-    config = load_config(args.config, overrides)
-    if args.quick:
-        config = apply_quick(config)
+    config = resolve_config(args)
     with _executor(args) as executor:
         out = run_report(config, progress=not args.quiet, executor=executor)
     if not args.quiet:
@@ -398,24 +447,36 @@ def _add_image_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     """The arguments of the commands that explain a few test images with one model."""
     parser.add_argument("--images", type=int, default=6, help="number of test images to explain")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--device", default=_MODELS.device, help="torch device, e.g. cpu or cuda")
     parser.add_argument("--runs", default="runs", help="checkpoint folder")
     parser.add_argument("--out", default=out, help="folder for the maps and figures")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def _add_consensus_arguments(parser: argparse.ArgumentParser, models_default: int) -> None:
-    parser.add_argument("--config", default=None, help="TOML configuration ([data], [models], [gradient], [consensus])")
-    parser.add_argument("-k", "--models", type=int, default=models_default, help="retrained models (at least 3)")
-    parser.add_argument("--vary", default="seed", choices=["seed", "split", "both"])
-    parser.add_argument("--methods", nargs="+", default=None, help=f"default: {' '.join(_CONSENSUS.methods)}")
-    parser.add_argument("--groupings", nargs="+", default=None, help=f"default: {' '.join(_CONSENSUS.groupings)}")
-    parser.add_argument("--n-images", type=int, default=None, help=f"test images (default {_CONSENSUS.n_images})")
-    parser.add_argument("--target", type=float, default=None, help=f"reliability to plan for (default {_CONSENSUS.target})")
-    parser.add_argument("--max-samples", type=int, default=None,
-                        help=f"the planner adds models beyond this many samples (default {_CONSENSUS.max_samples})")
-    parser.add_argument("--runs", default="runs", help="checkpoints and cached units (re-runs resume)")
+def _add_consensus_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="TOML configuration ([data], [models], [gradient], [consensus]); "
+                                                       "a flag overrides it only when given")
+    _config_flag(parser, "-k", "--models", type=int, section="models", key="k", help="retrained models (at least 3)")
+    _config_flag(parser, "--vary", choices=["seed", "split", "both"], section="models", key="vary")
+    _config_flag(parser, "--methods", nargs="+", section="consensus", key="methods")
+    _config_flag(parser, "--groupings", nargs="+", section="consensus", key="groupings")
+    _config_flag(parser, "--n-images", type=int, section="consensus", key="n_images", help="test images")
+    _config_flag(parser, "--target", type=float, section="consensus", key="target", help="reliability to plan for")
+    _config_flag(parser, "--max-samples", type=int, section="consensus", key="max_samples",
+                 help="the planner adds models beyond this many samples")
+    _add_runs_flag(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _add_runs_flag(parser: argparse.ArgumentParser, name: bool = False) -> None:
+    """--runs (and --name): where checkpoints and cached units go, <runs>/<name>."""
+    _config_flag(parser, "--runs", section="report", key="runs_dir",
+                 help="folder of checkpoints and cached units, <runs>/<name> (re-runs resume)")
+    command = parser.prog.split()[-1]
+    if name:
+        _config_flag(parser, "--name", section="report", key="name", help="name of the run",
+                     default_text=(f"the TOML's [report] name, else {RUN_NAMES[command]}" if command in RUN_NAMES
+                                   else None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,67 +534,73 @@ def build_parser() -> argparse.ArgumentParser:
 
     factors = commands.add_parser("factor-study", help="the SEG-SMOOTH perturbation factor study scored by SRG")
     factors.add_argument("--config", default=None, help="TOML configuration ([data], [models], [factors]; see "
-                                                        "experiments/factor_study.toml)")
-    factors.add_argument("--n-images", type=int, default=None)
-    factors.add_argument("--name", default=None)
-    factors.add_argument("--runs", default="runs")
-    factors.add_argument("--out", default="reports")
+                                                        "experiments/factor_study.toml); a flag overrides it only "
+                                                        "when given")
+    _config_flag(factors, "--n-images", type=int, section="factors", key="n_images")
+    _add_runs_flag(factors, name=True)
+    _config_flag(factors, "--out", section="report", key="out_dir", help="parent folder of the results, <out>/<name>")
     factors.add_argument("-q", "--quiet", action="store_true")
     _add_executor_arguments(factors)
     factors.set_defaults(func=cmd_factor_study)
 
     stability = commands.add_parser("stability", help="train K models and measure cross-seed saliency stability")
-    stability.add_argument("--config", default=None, help="TOML configuration (data, models, gradient sections)")
-    stability.add_argument("-k", "--models", type=int, default=_MODELS.k)
-    stability.add_argument("--vary", default=_MODELS.vary, choices=["seed", "split", "both"])
-    stability.add_argument("--control-k", type=int, default=_MODELS.control_k,
-                           help="control models: model 0's split, other seeds (0, or >= 3)")
-    stability.add_argument("--untrained-k", type=int, default=_MODELS.untrained_k,
-                           help="untrained networks of the same architecture, the null (0, or >= 3)")
-    stability.add_argument("--draws", default=_GRADIENT.draws, choices=["independent", "common"],
-                           help="explainer draws: independent per model (default) or shared (labelled)")
-    stability.add_argument("--rng", default=_GRADIENT.rng, choices=["auto", "generator", "counter"],
-                           help="random streams: per-image generators or counter streams (auto: counter on CUDA)")
-    stability.add_argument("--methods", nargs="+", default=None)
-    stability.add_argument("--groupings", nargs="+", default=None)
-    stability.add_argument("--n-images", type=int, default=None)
-    stability.add_argument("--name", default="stability")
-    stability.add_argument("--runs", default="runs", help="checkpoints and cached units (re-runs resume)")
-    stability.add_argument("--out", default="reports/stability")
+    stability.add_argument("--config", default=None, help="TOML configuration (data, models, gradient sections); "
+                                                          "a flag overrides it only when given")
+    _config_flag(stability, "-k", "--models", type=int, section="models", key="k", help="retrained models")
+    _config_flag(stability, "--vary", choices=["seed", "split", "both"], section="models", key="vary")
+    _config_flag(stability, "--control-k", type=int, section="models", key="control_k",
+                 help="control models: model 0's split, other seeds (0, or >= 3)")
+    _config_flag(stability, "--untrained-k", type=int, section="models", key="untrained_k",
+                 help="untrained networks of the same architecture, the null (0, or >= 3)")
+    _config_flag(stability, "--draws", choices=["independent", "common"], section="gradient", key="draws",
+                 help="explainer draws: independent per model or shared (labelled)")
+    _config_flag(stability, "--rng", choices=["auto", "generator", "counter"], section="gradient", key="rng",
+                 help="random streams: per-image generators or counter streams (auto: counter on CUDA)")
+    _config_flag(stability, "--methods", nargs="+", section="gradient", key="methods")
+    _config_flag(stability, "--groupings", nargs="+", section="gradient", key="groupings")
+    _config_flag(stability, "--n-images", type=int, section="gradient", key="n_images", help="test images")
+    _add_runs_flag(stability, name=True)
+    stability.add_argument("--out", default="reports/stability",
+                           help="folder of the tables, JSON and figures (not a configuration key; default "
+                                "reports/stability)")
     _add_executor_arguments(stability)
     stability.add_argument("-q", "--quiet", action="store_true")
     stability.set_defaults(func=cmd_stability)
 
     consensus = commands.add_parser("consensus", help="consensus maps: regions K retrained models attribute "
                                                       "consistently, with the false-discovery rate controlled")
-    _add_consensus_arguments(consensus, models_default=10)
-    consensus.add_argument("--untrained-k", type=int, default=10,
-                           help="untrained networks, the reference of the trained-vs-untrained test (0: rank-sum only)")
-    consensus.add_argument("--q", type=float, default=None, help=f"false-discovery rate (default {_CONSENSUS.q})")
-    consensus.add_argument("--procedure", default=None, choices=["bh", "by"],
-                           help="Benjamini-Hochberg, or Benjamini-Yekutieli (any dependence)")
-    consensus.add_argument("--scope", default=None, choices=["image", "set"],
-                           help="control the FDR over each image's regions or over all images' regions")
-    consensus.add_argument("--n-permutations", type=int, default=None)
-    consensus.add_argument("--n-models", type=int, default=None,
-                           help="models in the consensus (default all); the rest validate the planner")
-    consensus.add_argument("--calibration-studies", type=int, default=None)
+    _add_consensus_arguments(consensus)
+    _config_flag(consensus, "--untrained-k", type=int, section="models", key="untrained_k",
+                 help="untrained networks, the reference of the trained-vs-untrained test (0: rank-sum only; or >= 3)")
+    _config_flag(consensus, "--q", type=float, section="consensus", key="q", help="false-discovery rate")
+    _config_flag(consensus, "--procedure", choices=["bh", "by"], section="consensus", key="procedure",
+                 help="Benjamini-Hochberg, or Benjamini-Yekutieli (any dependence)")
+    _config_flag(consensus, "--scope", choices=["image", "set"], section="consensus", key="scope",
+                 help="control the FDR over each image's regions or over all images' regions")
+    _config_flag(consensus, "--n-permutations", type=int, section="consensus", key="n_permutations")
+    _config_flag(consensus, "--n-models", type=int, section="consensus", key="n_models",
+                 help="models in the consensus (0: all); the rest validate the planner")
+    _config_flag(consensus, "--calibration-studies", type=int, section="consensus", key="calibration_studies")
     consensus.add_argument("--png", action="store_true", help="also write every region mask as PNG, one per image")
-    consensus.add_argument("--out", default="reports/consensus")
-    consensus.set_defaults(func=cmd_consensus, name="consensus")
+    consensus.add_argument("--out", default="reports/consensus",
+                           help="folder of the maps, tables, JSON and figures (not a configuration key; default "
+                                "reports/consensus)")
+    consensus.set_defaults(func=cmd_consensus)
 
     plan = commands.add_parser("plan", help="how many retrained models and explainer samples a reliable mean map needs")
-    _add_consensus_arguments(plan, models_default=3)
+    _add_consensus_arguments(plan)
     plan.add_argument("--what", default="both", choices=["both", "samples"],
                       help="both: fewest models (then samples) for the target; samples: samples at --at-models")
     plan.add_argument("--at-models", type=int, default=8, help="models for --what samples")
-    plan.set_defaults(func=cmd_plan, name="plan")
+    plan.set_defaults(func=cmd_plan)
 
     report = commands.add_parser("report", help="run the whole study and write the stability report")
-    report.add_argument("--config", default=None, help="TOML configuration (see experiments/default.toml)")
-    report.add_argument("--name", default=None, help="report name (folder under reports/)")
-    report.add_argument("--out", default=None, help="parent folder of the report (default reports/)")
-    report.add_argument("--runs", default=None, help="folder for checkpoints and cached study units (default runs/)")
+    report.add_argument("--config", default=None, help="TOML configuration (see experiments/default.toml); a flag "
+                                                       "overrides it only when given")
+    _config_flag(report, "--name", section="report", key="name", help="report name, the folder <out>/<name>")
+    _config_flag(report, "--out", section="report", key="out_dir", help="parent folder of the report")
+    _config_flag(report, "--runs", section="report", key="runs_dir",
+                 help="folder for checkpoints and cached study units, <runs>/<name>")
     report.add_argument("--quick", action="store_true", help="a small, fast version of the study")
     _add_executor_arguments(report)
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -542,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="rebuild a report's page from its results folder (no models needed)")
     render.add_argument("report_dir", help="a report folder written by `stablesal report` (holds results.json)")
     render.set_defaults(func=cmd_render)
+    for command in subcommands(parser).values():  # resolve_config reads which flags set which keys here
+        command.set_defaults(config_flags=config_flags(command))
     return parser
 
 

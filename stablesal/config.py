@@ -317,6 +317,15 @@ def check_names(config: StudyConfig) -> None:
 def load_config(path: Path | str | None = None, overrides: dict | None = None) -> StudyConfig:
     """Read a TOML file (or the defaults when ``path`` is None) and apply ``overrides``
     (``{"section": {"key": value}}``)."""
+    raw = read_toml(path)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return config_from_dict(raw)
+
+
+def read_toml(path: Path | str | None) -> dict:
+    """The sections of a TOML configuration file as nested dicts, unchecked ({} when ``path`` is
+    None); a missing file or invalid TOML is an error naming the file."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -326,6 +335,4 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"configuration file {path} is not valid TOML: {error}") from error
-    for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
-    return config_from_dict(raw)
+    return raw

@@ -117,7 +117,7 @@ def test_consensus_and_plan_cli(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["consensus", "-k", "2"], "-k/--models: a consensus map needs at least 3 retrained models, got 2"),
+    (["consensus", "-k", "2"], "[models] k (-k/--models): a consensus map needs at least 3 retrained models, got 2"),
     (["plan", "-k", "2"], "the planner needs a pilot of at least 3 models, got 2"),
     (["plan", "--target", "1.0"], "target (a reliability) must be in (0, 1), got 1.0"),
     (["consensus", "--q", "0"], "[consensus] q (the false-discovery rate) must be in (0, 1), got 0.0"),

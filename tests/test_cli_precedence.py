@@ -1,0 +1,325 @@
+"""Which value a command runs with, for every command that reads a TOML file (--config) and every
+configuration key one of its flags sets:
+
+- flag absent, the TOML file sets the key -> the TOML's value;
+- flag given (with or without the TOML setting the key) -> the flag's value;
+- neither -> the configuration's default (stablesal.config, taken from stablesal.settings).
+
+The table of (command, flag, section, key) below is checked against the parser itself, and every
+flag of such a command must be either in it or listed as not a configuration key, so a new flag
+cannot escape these tests. Resolution is tested on ``resolve_config`` (no data, no training); a few
+tests check that the commands run with what it resolves.
+"""
+
+import json
+
+import pytest
+
+from stablesal.cli import build_parser, config_flags, main, resolve_config, subcommands
+from stablesal.config import StudyConfig
+
+DEFAULTS = StudyConfig()
+
+# command -> {argparse dest: (flag, section, key)}
+TABLE = {
+    "stability": {
+        "models": ("-k/--models", "models", "k"), "vary": ("--vary", "models", "vary"),
+        "control_k": ("--control-k", "models", "control_k"), "untrained_k": ("--untrained-k", "models", "untrained_k"),
+        "draws": ("--draws", "gradient", "draws"), "rng": ("--rng", "gradient", "rng"),
+        "methods": ("--methods", "gradient", "methods"), "groupings": ("--groupings", "gradient", "groupings"),
+        "n_images": ("--n-images", "gradient", "n_images"),
+        "name": ("--name", "report", "name"), "runs": ("--runs", "report", "runs_dir"),
+    },
+    "consensus": {
+        "models": ("-k/--models", "models", "k"), "vary": ("--vary", "models", "vary"),
+        "untrained_k": ("--untrained-k", "models", "untrained_k"),
+        "methods": ("--methods", "consensus", "methods"), "groupings": ("--groupings", "consensus", "groupings"),
+        "n_images": ("--n-images", "consensus", "n_images"), "target": ("--target", "consensus", "target"),
+        "max_samples": ("--max-samples", "consensus", "max_samples"), "q": ("--q", "consensus", "q"),
+        "procedure": ("--procedure", "consensus", "procedure"), "scope": ("--scope", "consensus", "scope"),
+        "n_permutations": ("--n-permutations", "consensus", "n_permutations"),
+        "n_models": ("--n-models", "consensus", "n_models"),
+        "calibration_studies": ("--calibration-studies", "consensus", "calibration_studies"),
+        "runs": ("--runs", "report", "runs_dir"),
+    },
+    "plan": {
+        "models": ("-k/--models", "models", "k"), "vary": ("--vary", "models", "vary"),
+        "methods": ("--methods", "consensus", "methods"), "groupings": ("--groupings", "consensus", "groupings"),
+        "n_images": ("--n-images", "consensus", "n_images"), "target": ("--target", "consensus", "target"),
+        "max_samples": ("--max-samples", "consensus", "max_samples"), "runs": ("--runs", "report", "runs_dir"),
+    },
+    "factor-study": {
+        "n_images": ("--n-images", "factors", "n_images"), "name": ("--name", "report", "name"),
+        "runs": ("--runs", "report", "runs_dir"), "out": ("--out", "report", "out_dir"),
+    },
+    "report": {
+        "name": ("--name", "report", "name"), "out": ("--out", "report", "out_dir"),
+        "runs": ("--runs", "report", "runs_dir"),
+    },
+}
+# the other flags of those commands: not configuration keys
+NOT_CONFIG = {
+    "stability": {"help", "config", "out", "workers", "dask", "scheduler", "quiet"},
+    "consensus": {"help", "config", "png", "out", "quiet"},
+    "plan": {"help", "config", "what", "at_models", "quiet"},
+    "factor-study": {"help", "config", "workers", "dask", "scheduler", "quiet"},
+    "report": {"help", "config", "quick", "workers", "dask", "scheduler", "quiet"},
+}
+# commands that read no TOML file: their flags' defaults are the only ones (tests/test_defaults.py)
+WITHOUT_CONFIG = {"train-seeds", "explain", "perturb", "render"}
+
+# Documented exceptions to "neither -> the configuration's default":
+# the run's name (the folder under --runs) of stability, consensus and plan is the command's name
+# when neither --name nor the TOML's [report] name gives one ([report] name's default is the report's);
+RUN_NAME = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
+# consensus and plan train no control models, plan no untrained networks, whatever the TOML says.
+FIXED = {"consensus": {("models", "control_k"): 0},
+         "plan": {("models", "control_k"): 0, ("models", "untrained_k"): 0}}
+
+# (section, key) -> two valid values: A differs from the default, B from A
+VALUES = {
+    ("models", "k"): (5, 6), ("models", "vary"): ("split", "seed"), ("models", "control_k"): (0, 5),
+    ("models", "untrained_k"): (3, 0),
+    ("gradient", "draws"): ("common", "independent"), ("gradient", "rng"): ("generator", "counter"),
+    ("gradient", "methods"): (["saliency"], ["smoothgrad", "vargrad"]),
+    ("gradient", "groupings"): (["grid"], ["pixel", "slic"]), ("gradient", "n_images"): (7, 9),
+    ("consensus", "methods"): (["smoothgrad"], ["saliency", "vargrad"]),
+    ("consensus", "groupings"): (["grid"], ["pixel", "slic"]), ("consensus", "n_images"): (7, 9),
+    ("consensus", "target"): (0.8, 0.95), ("consensus", "max_samples"): (64, 128), ("consensus", "q"): (0.1, 0.01),
+    ("consensus", "procedure"): ("by", "bh"), ("consensus", "scope"): ("set", "image"),
+    ("consensus", "n_permutations"): (99, 999), ("consensus", "n_models"): (3, 5),
+    ("consensus", "calibration_studies"): (5, 7), ("factors", "n_images"): (3, 4),
+    ("report", "name"): ("from-toml", "from-flag"), ("report", "runs_dir"): ("toml-runs", "flag-runs"),
+    ("report", "out_dir"): ("toml-reports", "flag-reports"),
+}
+
+ROWS = [(command, dest, *entry) for command, entries in TABLE.items() for dest, entry in entries.items()]
+IDS = [f"{command} {flag}" for command, _, flag, _, _ in ROWS]
+
+
+def toml_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def write_toml(path, values: dict) -> str:
+    """``values``: {(section, key): value} as a TOML file."""
+    sections: dict = {}
+    for (section, key), value in values.items():
+        sections.setdefault(section, []).append(f"{key} = {toml_value(value)}")
+    path.write_text("".join(f"[{section}]\n" + "\n".join(lines) + "\n" for section, lines in sections.items()))
+    return str(path)
+
+
+def tokens(flag: str, value) -> list[str]:
+    return [flag.split("/")[-1], *(map(str, value) if isinstance(value, list) else [str(value)])]
+
+
+def resolve(command: str, *argv: str, toml: str | None = None) -> StudyConfig:
+    return resolve_config(build_parser().parse_args([command, *(["--config", toml] if toml else []), *argv]))
+
+
+def value(config: StudyConfig, section: str, key: str):
+    return getattr(getattr(config, section), key)
+
+
+def default(command: str, section: str, key: str):
+    if (section, key) == ("report", "name") and command in RUN_NAME:
+        return RUN_NAME[command]
+    return FIXED.get(command, {}).get((section, key), value(DEFAULTS, section, key))
+
+
+# --- the table is the parser's --------------------------------------------------------------------
+
+
+def test_the_table_is_the_parsers():
+    parsers = subcommands(build_parser())
+    found = {command: {dest: tuple(flag) for dest, flag in config_flags(parser).items()}
+             for command, parser in parsers.items() if config_flags(parser)}
+    assert found == TABLE
+
+
+def test_every_flag_of_a_command_with_a_toml_file_is_classified():
+    """A new flag on a command that reads --config must join TABLE (and be tested below) or
+    NOT_CONFIG; a new command must be classified too."""
+    parsers = subcommands(build_parser())
+    assert set(parsers) == set(TABLE) | WITHOUT_CONFIG
+    for command, parser in parsers.items():
+        dests = {action.dest for action in parser._actions}
+        if command in WITHOUT_CONFIG:
+            assert "config" not in dests and not config_flags(parser), command
+        else:
+            assert dests == set(TABLE[command]) | NOT_CONFIG[command], command
+
+
+@pytest.mark.parametrize("command", sorted(TABLE))
+def test_no_flag_that_sets_a_key_has_a_parser_default(command):
+    args = build_parser().parse_args([command])
+    assert {dest: getattr(args, dest) for dest in TABLE[command]} == dict.fromkeys(TABLE[command])
+
+
+def test_the_test_values_tell_the_three_sources_apart():
+    for (section, key), (a, b) in VALUES.items():
+        assert a != value(DEFAULTS, section, key) and a != b, (section, key)
+    assert {(s, k) for _, _, _, s, k in ROWS} <= set(VALUES)
+
+
+# --- every command x every key it can override ------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, dest, flag, section, key", ROWS, ids=IDS)
+def test_flag_absent_gives_the_toml_value(command, dest, flag, section, key, tmp_path):
+    a, _ = VALUES[section, key]
+    config = resolve(command, toml=write_toml(tmp_path / "c.toml", {(section, key): a}))
+    assert value(config, section, key) == a
+
+
+@pytest.mark.parametrize("command, dest, flag, section, key", ROWS, ids=IDS)
+def test_flag_given_overrides_the_toml(command, dest, flag, section, key, tmp_path):
+    a, b = VALUES[section, key]
+    config = resolve(command, *tokens(flag, b), toml=write_toml(tmp_path / "c.toml", {(section, key): a}))
+    assert value(config, section, key) == b
+
+
+@pytest.mark.parametrize("command, dest, flag, section, key", ROWS, ids=IDS)
+def test_flag_given_without_a_toml_file(command, dest, flag, section, key):
+    a, _ = VALUES[section, key]
+    assert value(resolve(command, *tokens(flag, a)), section, key) == a
+
+
+@pytest.mark.parametrize("command, dest, flag, section, key", ROWS, ids=IDS)
+def test_neither_gives_the_default(command, dest, flag, section, key, tmp_path):
+    expected = default(command, section, key)
+    assert value(resolve(command), section, key) == expected
+    # a TOML file that sets other keys only changes nothing here either
+    other = write_toml(tmp_path / "c.toml", {("data", "seed"): 3, ("gradient", "n_samples"): 5})
+    assert value(resolve(command, toml=other), section, key) == expected
+
+
+@pytest.mark.parametrize("command", sorted(TABLE))
+def test_without_flags_the_configuration_is_the_toml_files(command, tmp_path):
+    """Nothing but the documented exceptions (FIXED) changes a TOML file that sets every key the
+    command has a flag for, and keys it has none for."""
+    values = {(section, key): VALUES[section, key][0] for _, section, key in TABLE[command].values()}
+    for extra, raw in {("models", "control_k"): 5, ("models", "untrained_k"): 5, ("models", "epochs"): 2,
+                       ("gradient", "n_samples"): 5, ("data", "seed"): 3, ("report", "name"): "mine"}.items():
+        values.setdefault(extra, raw)
+    expected = StudyConfig()
+    for (section, key), raw in {**values, **FIXED.get(command, {})}.items():
+        setattr(getattr(expected, section), key, raw)
+    assert resolve(command, toml=write_toml(tmp_path / "c.toml", values)) == expected
+
+
+@pytest.mark.parametrize("command", sorted(TABLE))
+def test_without_flags_or_file_the_configuration_is_the_default(command):
+    expected = StudyConfig()
+    if command in RUN_NAME:
+        expected.report.name = RUN_NAME[command]
+    for (section, key), raw in FIXED.get(command, {}).items():
+        setattr(getattr(expected, section), key, raw)
+    assert resolve(command) == expected
+
+
+def test_the_reported_case_untrained_k_from_the_toml_file(tmp_path):
+    """`stablesal stability --config my.toml` with [models] untrained_k = 3 ran 4 untrained networks."""
+    config = resolve("stability", toml=write_toml(tmp_path / "my.toml", {("models", "untrained_k"): 3}))
+    assert config.models.untrained_k == 3
+    assert (config.models.k, config.models.vary, config.models.control_k) == (4, "both", 3)
+    assert (config.gradient.draws, config.gradient.rng) == ("independent", "auto")
+
+
+def test_consensus_uses_the_toml_file_of_the_consensus_experiment():
+    config = resolve("consensus", toml="experiments/consensus.toml")
+    assert (config.models.k, config.models.vary, config.models.untrained_k) == (19, "seed", 40)
+    assert config.models.control_k == 0 and config.report.name == "consensus"
+
+
+# --- checks on the resolved values -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, message", [
+    ("consensus", "[models] k (-k/--models): a consensus map needs at least 3 retrained models, got 2"),
+    ("plan", "[models] k (-k/--models): the planner needs a pilot of at least 3 models, got 2"),
+])
+def test_model_counts_are_checked_after_the_toml_and_flags(command, message, tmp_path):
+    two = write_toml(tmp_path / "two.toml", {("models", "k"): 2})
+    with pytest.raises(ValueError) as error:
+        resolve(command, toml=two)  # from the file
+    assert str(error.value) == message
+    with pytest.raises(ValueError) as error:
+        resolve(command, "-k", "2")  # from the flag
+    assert str(error.value) == message
+    assert resolve(command, "-k", "3", toml=two).models.k == 3  # the flag mends the file
+
+
+def test_a_bad_flag_value_is_named_by_key_and_flag(tmp_path, capsys):
+    assert main(["consensus", "--untrained-k", "-1", "--runs", str(tmp_path / "runs")]) == 2
+    error = capsys.readouterr().err
+    assert "[models] untrained_k must be 0 (off) or at least 3" in error and "got -1 (given as --untrained-k)" in error
+    assert not (tmp_path / "runs").exists()
+    # the same value from the file is named by its key only
+    bad = write_toml(tmp_path / "bad.toml", {("models", "untrained_k"): 1})
+    with pytest.raises(ValueError, match=r"\[models\] untrained_k must be 0 .* got 1$"):
+        resolve("stability", toml=bad)
+
+
+# --- the commands run with the resolved configuration -------------------------------------------------
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Stop each command where it would first train, keeping what it was given."""
+    import stablesal.data
+    import stablesal.report
+    import stablesal.seeds
+
+    seen = {}
+
+    def train_model_sets(config, dataset, runs_dir, **kwargs):
+        seen.update(config=config, runs_dir=runs_dir)
+        raise Stop
+
+    def train_seeds(dataset, *, out_dir, **kwargs):
+        seen.update(runs_dir=out_dir.parent)
+        raise Stop
+
+    def run_report(config, **kwargs):
+        seen.update(config=config)
+        raise Stop
+
+    monkeypatch.setattr(stablesal.data, "load_configured", lambda data: seen.setdefault("data", data))
+    monkeypatch.setattr(stablesal.report, "train_model_sets", train_model_sets)
+    monkeypatch.setattr(stablesal.seeds, "train_seeds", train_seeds)
+    monkeypatch.setattr(stablesal.report, "run_report", run_report)
+    return seen
+
+
+@pytest.mark.parametrize("command", ["stability", "consensus", "plan"])
+def test_the_commands_train_what_the_file_says(command, captured, tmp_path):
+    toml = write_toml(tmp_path / "c.toml", {("models", "k"): 5, ("models", "untrained_k"): 3,
+                                            ("report", "runs_dir"): str(tmp_path / "toml-runs")})
+    with pytest.raises(Stop):
+        main([command, "--config", toml, "-q"])
+    assert captured["config"].models.k == 5
+    assert captured["config"].models.untrained_k == {"plan": 0}.get(command, 3)
+    assert captured["runs_dir"] == tmp_path / "toml-runs" / command
+    with pytest.raises(Stop):
+        main([command, "--config", toml, "-k", "6", "--runs", str(tmp_path / "flag-runs"), "-q"])
+    assert captured["config"].models.k == 6 and captured["runs_dir"] == tmp_path / "flag-runs" / command
+
+
+def test_factor_study_and_report_use_the_files_folders(captured, tmp_path):
+    toml = write_toml(tmp_path / "c.toml", {("report", "runs_dir"): str(tmp_path / "toml-runs"),
+                                            ("report", "name"): "mine", ("factors", "n_images"): 3})
+    with pytest.raises(Stop):
+        main(["factor-study", "--config", toml, "-q"])
+    assert captured["runs_dir"] == tmp_path / "toml-runs" / "mine"
+    with pytest.raises(Stop):
+        main(["report", "--config", toml, "-q"])
+    assert captured["config"].report.runs_dir == str(tmp_path / "toml-runs")
+    assert captured["config"].report.name == "mine" and captured["config"].factors.n_images == 3
