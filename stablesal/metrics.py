@@ -173,42 +173,8 @@ def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, metrics=None) -> dict[
 
 
 # --------------------------------------------------------------------------------------
-# Across K models: streaming moments
+# Across K models: maps on a common scale
 # --------------------------------------------------------------------------------------
-
-class RunningMoments:
-    """Per-pixel mean and variance over a stream of maps (Welford), memory independent of K.
-
-    ``update(maps)`` takes the maps of one model ``[B, ...]``; ``variance`` is the population
-    variance across the models seen so far.
-    """
-
-    def __init__(self):
-        self.count = 0
-        self.mean: torch.Tensor | None = None
-        self.m2: torch.Tensor | None = None
-
-    def update(self, maps: torch.Tensor) -> None:
-        maps = maps.detach().double()
-        if self.mean is None:
-            self.mean, self.m2 = torch.zeros_like(maps), torch.zeros_like(maps)
-        self.count += 1
-        delta = maps - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (maps - self.mean)
-
-    @property
-    def variance(self) -> torch.Tensor:
-        return self.m2 / max(self.count, 1)
-
-    def total_variance(self) -> torch.Tensor:
-        """tr(Σ) per image: the sum of per-pixel variances ``[B]``."""
-        return self.variance.flatten(1).sum(1)
-
-    def noise_to_signal(self) -> torch.Tensor:
-        """tr(Σ) / ||μ||² per image."""
-        return self.total_variance() / self.mean.flatten(1).square().sum(1).clamp(min=1e-30)
-
 
 def unit_maps(maps: torch.Tensor) -> torch.Tensor:
     """Channel-summed signed maps scaled to unit L2 norm per image ``[B, H, W]``: removes the
@@ -239,11 +205,6 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
 # --------------------------------------------------------------------------------------
 # MeGe and ReCo (Fel, Vigouroux, Cadène & Serre, WACV 2022)
 # --------------------------------------------------------------------------------------
-
-def spearman_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sqrt(1 − |ρ|), the distance Fel et al. use."""
-    return torch.sqrt((1 - spearman(a, b).abs()).clamp(min=0))
-
 
 @register_metric("mege", True, 0.0, 1.0, "1 / (1 + mean distance between explanations of models that are both right)",
                  "models")

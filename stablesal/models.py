@@ -114,11 +114,3 @@ def build_model(name: str, in_channels: int, num_classes: int, mean, std, **opti
     """Build a registered architecture behind a :class:`Normalize` layer."""
     network = MODEL_FACTORIES.lookup(name)(in_channels=in_channels, num_classes=num_classes, **options)
     return nn.Sequential(Normalize(mean, std), network)
-
-
-def num_outputs(model: nn.Module, image_shape) -> int:
-    """Number of classes a model outputs, found with one forward pass of a zero image."""
-    with torch.inference_mode():
-        param = next(iter(model.parameters()), None)
-        device = param.device if param is not None else torch.device("cpu")
-        return int(model(torch.zeros(1, *image_shape, device=device)).shape[-1])

@@ -118,15 +118,6 @@ def load_torch(path: Path | str) -> Any:
         raise CorruptFileError(f"{path} could not be read as a torch file: {error}") from error
 
 
-def is_complete(path: Path | str) -> bool:
-    """True when ``path`` exists with a checksum sidecar that matches it."""
-    try:
-        load_checked(path)
-    except (FileNotFoundError, CorruptFileError):
-        return False
-    return True
-
-
 def save_json_checked(path: Path | str, obj: Any) -> None:
     """JSON written atomically with a SHA-256 sidecar (cached units of work)."""
     save_checked(path, json.dumps(obj).encode())

@@ -166,13 +166,6 @@ def test_metric_metadata_is_attached():
     assert METRICS.info("insertion_auc", "info").higher_is_better and not METRICS.info("deletion_auc", "info").higher_is_better
 
 
-def test_running_moments_start_empty():
-    from stablesal.metrics import RunningMoments
-
-    moments = RunningMoments()
-    assert moments.count == 0 and moments.mean is None and moments.m2 is None
-
-
 def test_unit_maps_by_hand():
     """Each image's channel-summed map divided by its own L2 norm; [B, H, W] maps are read as they
     are; a map with a norm below 1 is scaled up too."""
