@@ -219,3 +219,36 @@ def test_benjamini_yekutieli_by_hand():
     assert reject(np.array([0.016, 0.9, 0.9])).tolist() == [True, False, False]
     with pytest.raises(ValueError, match="procedure must be one of \\('bh', 'by'\\), got 'holm'"):
         reject(np.array([0.01]), 0.05, "holm")
+
+
+def test_permutation_tolerance_is_absolute_below_one():
+    """Sums within 1e-9 · max(1, |observed|) of the observed one count as reaching it: for scores
+    below 1 the tolerance is 1e-9 absolute. One trained and one reference model, both relabellings
+    enumerated: p = 1 when the reference's sum counts, 1/2 when it does not."""
+    trained = np.array([[1e-3, 1e-3, 1e-3]])
+    reference = np.array([[1e-3 - 5e-10, 1e-3 - 1.5e-9, 1e-3 - 1e-12]])
+    np.testing.assert_array_equal(two_sample_permutation_p_values(trained, reference, n_permutations=2),
+                                  [1.0, 0.5, 1.0])
+
+
+def test_permutation_defaults_are_10000_draws_from_seed_0():
+    """8 trained against 8 reference models: C(16, 8) = 12 870 relabellings exceed the default
+    10 000, so the default call draws 10 000 of them from seed 0: p is a multiple of 1/10 001."""
+    rng = np.random.default_rng(6)
+    trained, reference = rng.normal(size=(8, 5)) + 0.5, rng.normal(size=(8, 5))
+    default = two_sample_permutation_p_values(trained, reference)
+    np.testing.assert_array_equal(default, two_sample_permutation_p_values(trained, reference, 10_000, seed=0))
+    counts = default * 10_001
+    np.testing.assert_allclose(counts, np.round(counts), rtol=0, atol=1e-7)
+    assert not np.array_equal(default, two_sample_permutation_p_values(trained, reference, 10_000, seed=1))
+
+
+def test_monte_carlo_draws_do_not_depend_on_the_chunk_size():
+    """The relabellings are drawn from one stream row by row, so chunks of any size draw the same
+    ones (the chunk only bounds memory)."""
+    rng = np.random.default_rng(12)
+    trained, reference = rng.normal(size=(4, 6)), rng.normal(size=(5, 6))
+    reference_p = two_sample_permutation_p_values(trained, reference, n_permutations=100, seed=3)
+    for chunk in (1, 7, 99, 100, 256, 257):
+        np.testing.assert_array_equal(
+            two_sample_permutation_p_values(trained, reference, n_permutations=100, seed=3, chunk=chunk), reference_p)

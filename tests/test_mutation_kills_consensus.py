@@ -1,0 +1,465 @@
+"""Known answers for :mod:`stablesal.consensus` that the mutation run asked for. Every expected value
+is recomputed here independently: region scores with scipy.ndimage, ranks with scipy.stats.rankdata,
+rank-sum p-values from an integer convolution, exact permutation p-values by enumeration, BH/BY
+with scipy.stats.false_discovery_control, intervals with scipy.stats.t, PNG pixels read back with
+matplotlib, and the seeds the docstrings state."""
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage, stats
+from torch import nn
+
+import stablesal.consensus as consensus_module
+from stablesal.consensus import (
+    ConsensusMap, consensus_regions, consensus_test, false_discovery_proportions, model_ranks, model_seed,
+    object_regions, permutation_calibration, permuted_ranks, region_scores, run_consensus, subset_calibration,
+    write_mask_pngs,
+)
+from stablesal.metrics import grey_maps
+from stablesal.multiple_testing import two_sample_permutation_p_values
+from stablesal.seeding import derive
+from stablesal.segmentation import make_segmenter
+from stablesal.settings import StudySettings
+from stablesal.stability import explain_groupings, explainer_seed
+
+
+class Quarters(nn.Module):
+    """Every quarter of the image counts, each with its own weight, through tanh: no two regions of
+    a 2 × 2 grid tie."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.weights = torch.tensor(weights, dtype=torch.float32)
+
+    def forward(self, x):
+        h, w = x.shape[2] // 2, x.shape[3] // 2
+        quarters = [x[:, :, :h, :w], x[:, :, :h, w:], x[:, :, h:, :w], x[:, :, h:, w:]]
+        logit = sum(wt * torch.tanh(q.square().flatten(1)).sum(1, keepdim=True) for wt, q in zip(self.weights, quarters))
+        return torch.cat([logit, -logit], 1)
+
+
+def quarter_models(seed: int, count: int, top: int | None = None):
+    """``count`` models with random quarter weights; with ``top`` that quarter weighs most."""
+    rng = np.random.default_rng(seed)
+    models = []
+    for _ in range(count):
+        weights = rng.uniform(0.5, 1.5, 4)
+        if top is not None:
+            weights[top] = 4.0 + rng.uniform()
+        models.append(Quarters(weights.tolist()).eval())
+    return models
+
+
+def rank_sum_tail(total: int, n_models: int, n_regions: int) -> float:
+    """P(sum of n_models independent uniform ranks on 1..n_regions ≥ total), by integer counts."""
+    counts = {0: 1}  # sum → number of rank tuples, Python integers (exact)
+    for _ in range(n_models):
+        step = {}
+        for partial, ways in counts.items():
+            for rank in range(1, n_regions + 1):
+                step[partial + rank] = step.get(partial + rank, 0) + ways
+        counts = step
+    return sum(ways for value, ways in counts.items() if value >= total) / n_regions ** n_models
+
+
+def independent_ranks(models, model_set, images, targets, method, segments, settings):
+    """Ranks [K, N, R] from the raw maps: ndimage region means of |a| summed over channels, then
+    rankdata (the models here give no ties)."""
+    out = []
+    for index, model in enumerate(models):
+        seed = model_seed(settings, model_set, index)
+        maps = explain_groupings(method, model, seed, images, targets, {"grid": segments}, settings)["grid"]
+        magnitude = maps.detach().double().abs().sum(1).numpy()
+        per_image = []
+        for image in range(images.shape[0]):
+            labels = segments[image].numpy()
+            scores = ndimage.mean(magnitude[image], labels=labels, index=np.arange(4))
+            assert len(set(np.round(scores, 12))) == 4
+            per_image.append(stats.rankdata(scores))
+        out.append(per_image)
+    return np.array(out, dtype=float)
+
+
+def bh_by(p_values: np.ndarray, q: float, procedure: str) -> np.ndarray:
+    return stats.false_discovery_control(p_values, method=procedure) <= q
+
+
+def images_and_grid(n_images=3):
+    images = torch.rand(n_images, 3, 8, 8, generator=torch.Generator().manual_seed(2)) + 0.5
+    segments = make_segmenter("grid", n_segments=4)(images)
+    return images, torch.zeros(n_images, dtype=torch.long), segments
+
+
+# ---------------------------------------------------------------------------------------------
+# region scores, object regions, seeds
+# ---------------------------------------------------------------------------------------------
+
+def test_region_scores_of_grey_maps_and_single_pixel_regions_against_ndimage():
+    generator = torch.Generator().manual_seed(4)
+    maps = torch.randn(2, 5, 6, generator=generator)  # [N, H, W]: no channel axis to sum
+    segments = torch.randint(0, 3, (2, 5, 6), generator=generator)
+    segments[:, 0, 0] = 3  # a one-pixel region
+    segments[1][segments[1] == 2] = 1  # image 1 does not use id 2
+    scores = region_scores(maps, segments)
+    assert scores.shape == (2, 4)
+    for image in range(2):
+        labels = segments[image].numpy()
+        for region in range(4):
+            if (labels == region).any():
+                assert scores[image, region] == pytest.approx(
+                    ndimage.mean(np.abs(maps[image].double().numpy()), labels=labels, index=region), rel=1e-12)
+            else:
+                assert np.isnan(scores[image, region])
+    assert scores[0, 3] == pytest.approx(abs(float(maps[0, 0, 0])), rel=1e-12)
+
+
+def test_object_regions_skip_absent_ids_and_count_single_pixels():
+    segments = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 3], [0, 0, 1, 1]]])  # id 2 absent, id 3 one pixel
+    mask = torch.zeros(1, 3, 4, dtype=torch.bool)
+    mask[0, 1, 3] = True
+    assert object_regions(segments, mask).tolist() == [[False, False, False, True]]
+    assert object_regions(segments, torch.zeros_like(mask), threshold=0.0).tolist() == [[True, True, False, True]]
+
+
+def test_model_seeds_are_the_stated_streams():
+    independent = StudySettings(seed=11)
+    for model_set, index, repeat in (("main", 2, 1), ("reference", 0, 3)):
+        assert model_seed(independent, model_set, index, repeat) == explainer_seed(independent, model_set, index, repeat)
+        assert model_seed(independent, model_set, index, repeat) == derive(11, "explainer", model_set, index, repeat)
+    common = StudySettings(seed=11, draws="common")
+    assert model_seed(common, "main", 2, 1) == derive(11, "consensus", "main", 2, 1)
+    assert model_seed(common, "reference", 2, 0) == derive(11, "consensus", "reference", 2, 0)
+    assert model_seed(common, "main", 2) == derive(11, "consensus", "main", 2, 0)
+
+
+def test_pixel_maps_are_tested_on_a_grid_of_the_asked_size():
+    images = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    groupings, segments = consensus_regions(images, "pixel", 4)
+    assert groupings == {"pixel": None}
+    assert torch.equal(segments, make_segmenter("grid", n_segments=4)(images)) and int(segments.max()) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# model_ranks and run_consensus
+# ---------------------------------------------------------------------------------------------
+
+def test_model_ranks_mean_map_and_tie_seeds():
+    """The mean map is the plain mean of the models' grey maps; tied regions are ordered by
+    region_ranks with image_seeds(images, derive(seed, "ties"))."""
+    from test_consensus import Spot
+
+    images, targets, segments = images_and_grid()
+    settings = StudySettings(n_segments=4, seed=5)
+    models = [Spot(0.4 + 0.3 * k).eval() for k in range(4)]  # three zero regions per map: ties
+    ranks, mean_map = model_ranks(models, images, targets, "saliency", {"grid": segments}, segments, settings, "main")
+    greys = []
+    for index, model in enumerate(models):
+        seed = model_seed(settings, "main", index)
+        maps = explain_groupings("saliency", model, seed, images, targets, {"grid": segments}, settings)["grid"]
+        greys.append(grey_maps(maps).double().numpy())
+        magnitude = maps.detach().double().abs().sum(1).numpy()
+        for image in range(3):
+            scores = ndimage.mean(magnitude[image], labels=segments[image].numpy(), index=np.arange(4))
+            assert np.sum(scores == 0) == 3 and ranks[index, image, 0] == 4
+            # the zero regions: ordered by uniform keys from the image's tie seed
+            from stablesal.seeding import image_seeds
+
+            tie_seed = image_seeds(images, derive(seed, "ties"))[image]
+            keys = np.random.default_rng(tie_seed).random(4)
+            zero = [1, 2, 3]
+            expected = 1 + np.argsort(np.argsort(keys[zero]))
+            np.testing.assert_array_equal(ranks[index, image, zero], expected)
+    np.testing.assert_allclose(mean_map.double().numpy(), np.mean(greys, axis=0), rtol=1e-6, atol=1e-7)
+    assert mean_map.dtype == torch.float32
+
+
+def test_run_consensus_rank_sum_against_an_independent_computation():
+    images, targets, segments = images_and_grid()
+    settings = StudySettings(n_segments=4, seed=3)
+    models = quarter_models(0, 3, top=1)  # three models, the smallest allowed
+    result = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings, q=0.2,
+                           procedure="by", scope="set")
+    ranks = independent_ranks(models, "main", images, targets, "saliency", segments, settings)
+    totals = ranks.sum(0)
+    expected_p = np.vectorize(lambda t: rank_sum_tail(int(t), 3, 4))(totals)
+    np.testing.assert_allclose(result.p_values, expected_p, rtol=1e-12)
+    np.testing.assert_array_equal(result.significant, bh_by(expected_p.ravel(), 0.2, "by").reshape(3, 4))
+    assert (result.method, result.grouping, result.n_models, result.q, result.procedure, result.scope, result.test,
+            result.n_reference) == ("saliency", "grid", 3, 0.2, "by", "set", "rank-sum", 0)
+    assert torch.equal(result.segments, segments)
+    # per image, BH at q = 0.3
+    per_image = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings, q=0.3)
+    np.testing.assert_array_equal(per_image.significant, np.stack([bh_by(row, 0.3, "bh") for row in expected_p]))
+    assert (per_image.q, per_image.procedure, per_image.scope) == (0.3, "bh", "image")
+
+
+def test_run_consensus_against_reference_models_exact_and_monte_carlo():
+    images, targets, segments = images_and_grid(2)
+    settings = StudySettings(n_segments=4, seed=9)
+    models, reference = quarter_models(1, 3, top=0), quarter_models(2, 1)  # one reference model is enough
+    trained_ranks = independent_ranks(models, "main", images, targets, "saliency", segments, settings)
+    reference_ranks = independent_ranks(reference, "reference", images, targets, "saliency", segments, settings)
+    pooled = np.concatenate([trained_ranks, reference_ranks])
+    sums = np.stack([pooled[list(c)].sum(0) for c in itertools.combinations(range(4), 3)])
+    exact = (sums >= trained_ranks.sum(0)).mean(0)
+    result = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings,
+                           reference_models=reference, n_permutations=4, q=0.5)
+    np.testing.assert_allclose(result.p_values, exact, rtol=1e-12)
+    np.testing.assert_array_equal(result.significant, np.stack([bh_by(row, 0.5, "bh") for row in exact]))
+    assert result.test == "trained vs reference (permutation)" and result.n_reference == 1
+    # C(4, 3) = 4 > 3 draws: Monte Carlo, from the seed derive(settings.seed, "permutations")
+    sampled = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings,
+                            reference_models=reference, n_permutations=3)
+    expected = two_sample_permutation_p_values(trained_ranks.reshape(3, -1), reference_ranks.reshape(1, -1),
+                                               n_permutations=3, seed=derive(9, "permutations")).reshape(2, 4)
+    np.testing.assert_array_equal(sampled.p_values, expected)
+    assert set(np.round(sampled.p_values.ravel() * 4, 9)) <= {1.0, 2.0, 3.0, 4.0}
+
+
+def test_run_consensus_default_permutation_count_and_grouping():
+    images, targets, _ = images_and_grid(1)
+    settings = StudySettings(n_segments=4, seed=1)
+    models, reference = quarter_models(3, 8, top=2), quarter_models(4, 8)
+    # C(16, 8) = 12 870 > 10 000 relabellings: the default draws 10 000 of them
+    default = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings,
+                            reference_models=reference)
+    explicit = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings,
+                             reference_models=reference, n_permutations=10_000)
+    np.testing.assert_array_equal(default.p_values, explicit.p_values)
+    counts = default.p_values * 10_001
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)
+    # the default grouping is fast-SLIC super-pixels
+    slic = run_consensus(models[:3], images, targets, "saliency", settings=settings)
+    assert slic.grouping == "fastslic"
+    assert torch.equal(slic.segments, make_segmenter("fastslic", n_segments=4)(images).cpu())
+
+
+def test_bad_arguments_are_refused_before_any_model_is_explained(monkeypatch):
+    images, targets, _ = images_and_grid(1)
+    models = quarter_models(5, 3)
+    calls = []
+    monkeypatch.setattr(consensus_module, "explain_groupings", lambda *a, **k: calls.append(a))
+    for bad in ({"q": 0.0}, {"q": 1.0}, {"q": 1.5}, {"scope": "all"}, {"procedure": "holm"},
+                {"reference_models": []}):
+        with pytest.raises(ValueError):
+            run_consensus(models, images, targets, "saliency", grouping="grid", **bad)
+    with pytest.raises(ValueError, match="at least 3 retrained models, got 2"):
+        run_consensus(models[:2], images, targets, "saliency", grouping="grid")
+    assert not calls
+
+
+# ---------------------------------------------------------------------------------------------
+# the result object
+# ---------------------------------------------------------------------------------------------
+
+def hand_result():
+    segments = torch.tensor([[[0, 0, 1, 1], [2, 2, 3, 3]], [[0, 1, 1, 1], [0, 1, 2, 2]], [[0, 0, 0, 0], [1, 1, 1, 1]]])
+    p_values = np.array([[0.001, 0.5, 0.002, 0.9], [0.01, 0.02, 0.8, np.nan], [0.003, 0.7, np.nan, np.nan]])
+    significant = np.array([[True, False, True, False], [True, True, False, False], [False, False, False, False]])
+    return ConsensusMap(method="smoothgrad", grouping="grid", n_models=5, q=0.1, procedure="by", scope="set",
+                        test="rank-sum", mean_map=torch.rand(3, 2, 4), segments=segments, p_values=p_values,
+                        significant=significant, n_reference=2)
+
+
+def t_interval(values):
+    values = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return values.mean(), values.mean() - half, values.mean() + half
+
+
+def test_counts_and_summary_word_for_word():
+    result = hand_result()
+    # image 0: regions 0 and 2 (2 + 2 of 8 pixels); image 1: regions 0 and 1 (2 + 4 of 8); image 2: none
+    assert result.counts() == [{"image": 0, "regions": 4, "significant": 2, "area": 0.5},
+                               {"image": 1, "regions": 3, "significant": 2, "area": 0.75},
+                               {"image": 2, "regions": 2, "significant": 0, "area": 0.0}]
+    masks = torch.zeros(3, 2, 4, dtype=torch.bool)
+    masks[0, 0, :] = True      # image 0: regions 0 and 1 are on the object; found: region 0
+    masks[1, :, 0] = True      # image 1: region 0 (2 of 2 pixels); found: region 0
+    masks[1, 1, 1] = True      # region 1: 1 of 4 pixels, below half
+    # image 2: no object region, no discovery: left out of power and of on_object
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = result.summary(masks)
+    expected = {"method": "smoothgrad", "grouping": "grid", "n_models": 5, "q": 0.1, "procedure": "by", "scope": "set",
+                "test": "rank-sum", "n_reference": 2, "n_images": 3}
+    for key, values in (("regions", [4, 3, 2]), ("significant", [2, 2, 0]), ("area", [0.5, 0.75, 0.0]),
+                        ("power", [1 / 2, 1 / 1]), ("on_object", [1 / 2, 1 / 2])):
+        expected[key], expected[f"{key}_low"], expected[f"{key}_high"] = t_interval(values)
+    expected["object_regions"] = (2 + 1 + 0) / 3
+    assert set(row) == set(expected)
+    for key, value in expected.items():
+        assert row[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
+    # without masks: the design and the counts only
+    assert set(result.summary()) == set(expected) - {"object_regions", "power", "power_low", "power_high",
+                                                     "on_object", "on_object_low", "on_object_high"}
+
+
+def test_save_keeps_every_array(tmp_path):
+    result = hand_result()
+    result.save(tmp_path / "c.npz")
+    saved = np.load(tmp_path / "c.npz")
+    assert sorted(saved.files) == ["mask", "mean_map", "p_values", "segments", "significant"]
+    np.testing.assert_array_equal(saved["mean_map"], result.mean_map.numpy())
+    np.testing.assert_array_equal(saved["p_values"], result.p_values)
+    np.testing.assert_array_equal(saved["significant"], result.significant)
+    np.testing.assert_array_equal(saved["segments"], result.segments.numpy())
+    mask = np.stack([result.significant[i][result.segments[i].numpy()] for i in range(3)])
+    np.testing.assert_array_equal(saved["mask"], mask)
+
+
+def test_mask_pngs_are_black_and_white_with_the_stated_names(tmp_path):
+    from matplotlib.image import imread
+
+    result = hand_result()
+    masks = result.mask().numpy()
+    assert not masks[2].any()  # an all-black image; add an all-white one
+    masks = np.concatenate([masks, np.ones((1, 2, 4), dtype=bool)])
+    paths = write_mask_pngs(masks, tmp_path)
+    assert [p.name for p in paths] == ["mask_0000.png", "mask_0001.png", "mask_0002.png", "mask_0003.png"]
+    assert all(p.parent == tmp_path for p in paths)
+    for path, mask in zip(paths, masks):
+        pixels = np.round(imread(path) * 255).astype(int)  # RGBA in [0, 1]
+        np.testing.assert_array_equal(pixels[..., :3], np.repeat(mask[..., None] * 255, 3, axis=2))
+    saved = result.save_masks_png(tmp_path / "out")
+    assert [p.name for p in saved] == ["mask_0000.png", "mask_0001.png", "mask_0002.png"]
+    named = result.save_masks_png(tmp_path / "named", prefix="consensus")
+    assert [p.name for p in named] == ["consensus_0000.png", "consensus_0001.png", "consensus_0002.png"]
+    assert all(p.parent == tmp_path / "named" for p in named)
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration
+# ---------------------------------------------------------------------------------------------
+
+def independent_fdr(significant_per_study):
+    per_study = [float(np.mean(s)) for s in significant_per_study]
+    return t_interval(per_study)
+
+
+def ragged_ranks(seed=0, n_models=4, n_images=3):
+    """Ranks [K, N, R] with R = 6 slots: image 0 uses 6 regions, image 1 five, image 2 four (NaN
+    beyond)."""
+    rng = np.random.default_rng(seed)
+    out = np.full((n_models, n_images, 6), np.nan)
+    for k in range(n_models):
+        for image, used in enumerate((6, 5, 4)[:n_images]):
+            out[k, image, 0] = used                                   # region 0 on top under every model
+            out[k, image, 1:used] = rng.permutation(used - 1) + 1.0   # the others in random order
+    return out
+
+
+def rank_sum_family(ranks, q, procedure, scope):
+    """Discoveries under the rank-sum test, from integer-count p-values and SciPy's BH/BY."""
+    n_models = ranks.shape[0]
+    counts = np.isfinite(ranks[0]).sum(1)
+    p = np.full(ranks.shape[1:], np.nan)
+    for image in range(ranks.shape[1]):
+        for region in range(ranks.shape[2]):
+            if np.isfinite(ranks[0, image, region]):
+                p[image, region] = rank_sum_tail(int(ranks[:, image, region].sum()), n_models, int(counts[image]))
+    return discoveries(p, q, procedure, scope)
+
+
+def discoveries(p, q, procedure, scope):
+    out = np.zeros(p.shape, dtype=bool)
+    if scope == "set":
+        finite = np.isfinite(p)
+        out[finite] = bh_by(p[finite], q, procedure)
+        return out
+    for image in range(p.shape[0]):
+        finite = np.isfinite(p[image])
+        out[image, finite] = bh_by(p[image, finite], q, procedure)
+    return out
+
+
+def fdp(significant, scope):
+    """Every region is null: a family's false-discovery proportion is 1 with any discovery."""
+    if scope == "set":
+        return float(significant.any())
+    return float(np.mean(significant.any(axis=1)))
+
+
+@pytest.mark.parametrize("q,procedure,scope", [(0.9, "by", "set"), (0.6, "bh", "image")])
+def test_permutation_calibration_against_an_independent_computation(q, procedure, scope):
+    ranks = ragged_ranks()
+    got = permutation_calibration(ranks, n_studies=12, q=q, procedure=procedure, scope=scope, seed=7)
+    per_study = []
+    for study in range(12):
+        null = permuted_ranks(ranks, derive(7, "calibration", study))
+        per_study.append(fdp(rank_sum_family(null, q, procedure, scope), scope))
+    fdr, low, high = t_interval(per_study)
+    assert np.std(per_study) > 0  # the studies differ, so the seeds matter
+    expected = {"null": "permuted", "n_studies": 12, "q": q, "procedure": procedure, "scope": scope, "n_models": 4,
+                "n_images": 3, "fdr": fdr, "fdr_low": low, "fdr_high": high}
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
+
+
+def test_permutation_calibration_defaults():
+    ranks = ragged_ranks(seed=1, n_models=3, n_images=2)
+    default = permutation_calibration(ranks)
+    assert default == permutation_calibration(ranks, n_studies=200, q=0.05, procedure="bh", scope="image", seed=0)
+    assert default["n_studies"] == 200
+
+
+@pytest.mark.parametrize("n_reference", [0, 2])
+def test_subset_calibration_against_an_independent_computation(n_reference):
+    pool = np.stack([ragged_ranks(seed=10 + k, n_models=1)[0] for k in range(7)])  # [7, 3, 6]
+    q, procedure, scope = 0.45, "by", "image"
+    got = subset_calibration(pool, 3, n_reference=n_reference, n_studies=10, q=q, procedure=procedure, scope=scope,
+                             seed=4, n_permutations=5)
+    rng = np.random.default_rng(derive(4, "subsets"))
+    per_study = []
+    for study in range(10):
+        chosen = rng.choice(7, size=3 + n_reference, replace=False)
+        assert len(set(chosen.tolist())) == 3 + n_reference
+        if n_reference:
+            # C(5, 3) = 10 > 5 draws: the Monte Carlo test from derive(seed, "permutations", study)
+            trained, reference = pool[chosen[:3]], pool[chosen[3:]]
+            p = two_sample_permutation_p_values(trained.reshape(3, -1), reference.reshape(n_reference, -1),
+                                                n_permutations=5, seed=derive(4, "permutations", study)).reshape(3, 6)
+            per_study.append(fdp(discoveries(p, q, procedure, scope), scope))
+        else:
+            per_study.append(fdp(rank_sum_family(pool[chosen], q, procedure, scope), scope))
+    fdr, low, high = t_interval(per_study)
+    expected = {"null": "pool", "pool": 7, "n_studies": 10, "q": q, "procedure": procedure, "scope": scope,
+                "n_models": 3, "n_reference": n_reference, "n_images": 3, "fdr": fdr, "fdr_low": low,
+                "fdr_high": high, "test": "trained vs reference (permutation)" if n_reference else "rank-sum"}
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == (pytest.approx(value, rel=1e-12, nan_ok=True) if isinstance(value, float) else value), key
+
+
+def test_subset_calibration_defaults_and_message():
+    pool = np.stack([ragged_ranks(seed=20 + k, n_models=1)[0] for k in range(14)])  # [14, 3, 6]
+    # C(14, 7) = 3432 > 1000: the default permutation count is drawn
+    default = subset_calibration(pool, 7, n_reference=7, n_studies=3)
+    assert default == subset_calibration(pool, 7, n_reference=7, n_studies=3, q=0.05, procedure="bh", scope="image",
+                                         seed=0, n_permutations=1000)
+    plain = subset_calibration(pool[:5], 3, n_studies=4)
+    assert plain == subset_calibration(pool[:5], 3, n_reference=0, n_studies=4, seed=0)
+    assert subset_calibration(pool[:5], 3)["n_studies"] == 200
+    with pytest.raises(ValueError, match="^the pool holds 14 models, fewer than n_models \\+ n_reference = 15$"):
+        subset_calibration(pool, 8, n_reference=7)
+
+
+def test_false_discovery_proportions_with_known_nulls_per_set():
+    significant = np.array([[True, True, False], [True, False, False]])
+    null = np.array([[True, False, False], [True, True, True]])
+    # per image: 1/2 and 1/1; over the set: 2 false of 3 found
+    np.testing.assert_allclose(false_discovery_proportions(significant, null), [0.5, 1.0])
+    np.testing.assert_allclose(false_discovery_proportions(significant, null, scope="set"), [2 / 3])
+
+
+def test_consensus_test_forwards_q_procedure_and_scope():
+    ranks = ragged_ranks(seed=5)
+    for q, procedure, scope in ((0.3, "by", "set"), (0.5, "bh", "image")):
+        _, significant = consensus_test(ranks, np.isfinite(ranks[0]).sum(1), q=q, procedure=procedure, scope=scope)
+        np.testing.assert_array_equal(significant, rank_sum_family(ranks, q, procedure, scope))
