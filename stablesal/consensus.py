@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .grouping import Partition
+from .intervals import interval_note
 from .metrics import grey_maps, mean_ci
 from .multiple_testing import PROCEDURES, rank_sum_p_values, reject, two_sample_permutation_p_values
 from .seeding import derive, image_seeds
@@ -36,6 +37,14 @@ from .segmentation import make_segmenter
 from .settings import StudySettings
 from .stability import compute_partitions, explain_groupings, explainer_seed
 from .storage import atomic_write_bytes
+
+# results.json "intervals": the consensus tables' t intervals, per table
+TEST_INTERVALS = interval_note("t-over-units", sampled=["test images"], fixed=["the models and their maps"],
+                               columns="<name>_low / <name>_high")
+CALIBRATION_INTERVALS = interval_note(
+    "t-over-units", sampled=["simulated studies"], fixed=["the maps the studies are built from"],
+    columns="fdr_low / fdr_high",
+    caveat="pool studies draw their models from one pool and share them, so that interval is for orientation")
 
 SCOPES = ("image", "set")
 

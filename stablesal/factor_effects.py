@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .intervals import interval_note
+
 FACTORS = ("segmentation", "sampler", "n_samples", "calculator", "map")
 SINGLE_FEATURE_SAMPLERS = ("single", "inverse-single")
 SINGLE_FEATURE_CALCULATORS = ("ciu",)
@@ -183,6 +185,19 @@ def analyse(rows: list[dict], n_boot: int = 2000, confidence: float = 0.95, seed
     designs = {name: effect_sizes(design, n_boot=n_boot, confidence=confidence, seed=seed)
                for name, design in split_designs(rows).items()}
     return {"designs": designs, "rank_agreement": rank_agreement(rows, confidence, n_boot, seed)}
+
+
+def interval_notes(analysis: dict, seed: int) -> dict:
+    """results.json "intervals" of the factor study: bootstrap over images for the η² and the rank
+    agreement (``analysis`` from :func:`analyse`, run with ``seed``), t over images for the
+    configurations' mean scores."""
+    design = next(iter(analysis["designs"].values()), {"confidence": 0.95, "n_boot": 0})
+    fixed = ["model 0", "the explainers' draws"]
+    return {"factor_study.analysis": interval_note(
+                "percentile-bootstrap", sampled=["test images"], fixed=fixed, level=design["confidence"],
+                columns="eta2_<metric>_ci_low / _ci_high, orderings' ci_low / ci_high, rank_agreement's *_ci_low",
+                n_boot=design["n_boot"], seed=seed, reference="docs/methods.md §4.3"),
+            "factor_study.configurations": interval_note("t-over-units", sampled=["test images"], fixed=fixed)}
 
 
 def resolved_orderings(orderings: list[dict], metric: str = "srg") -> tuple[list[dict], list[dict]]:

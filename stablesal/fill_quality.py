@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .inpainting import random_holes
+from .intervals import interval_note
 from .metrics import ssim as ssim_metric
 
 
@@ -22,6 +23,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor, region: torch.Tensor) -> torch.Tensor
     """PSNR (dB, peak 1) of ``a`` against ``b`` inside ``region`` ``[n, 1, H, W]``, per image."""
     squared = ((a - b) ** 2 * region).flatten(1).sum(1) / (region.flatten(1).sum(1) * a.shape[1]).clamp(min=1)
     return 10 * torch.log10(1 / squared.clamp(min=1e-10))
+
+
+# results.json "intervals": the background-removal rate's Wilson interval (model 0's predictions)
+QUALITY_INTERVALS = interval_note("wilson", sampled=["test images"], fixed=["model 0", "the fill"],
+                                  columns="keep_prediction_ci95 (half-width)")
 
 
 def wilson_half_width(successes: int, trials: int, z: float = 1.959963984540054) -> float:

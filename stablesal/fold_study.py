@@ -37,9 +37,15 @@ import math
 import numpy as np
 import torch
 
-from .intervals import Weights, design_interval, model_mean, pair_mean, rows_to_model_array, rows_to_pair_array
+from .intervals import Weights, design_interval, interval_note, model_mean, pair_mean, rows_to_model_array, \
+    rows_to_pair_array
 from .metrics import reco
 from .seeds import PARTS_SEED, split_indices
+
+# results.json "intervals": MeGe's design interval treats the samples and the fold models as drawn
+FOLD_INTERVALS = interval_note("design-jackknife", sampled=["samples of the fold pool", "fold models"],
+                               columns="mege*_ci_low / _ci_high (ReCo has none: a maximum over thresholds)",
+                               reference="docs/methods.md §3.6")
 
 FOLD_SET = "fold"
 

@@ -39,6 +39,34 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+CONFIDENCE = 0.95  # the level of every interval in the report
+
+# The kinds of interval that results.json names (``results["intervals"]``), each once, in words a
+# reader of the JSON alone can check against the code.
+INTERVAL_KINDS = {
+    "design-jackknife": "two-way delete-one jackknife (each image deleted in turn, then each model of each model "
+                        "set the statistic reads); variance = sum of the factors' jackknife variances; Student t "
+                        "quantile with Satterthwaite's degrees of freedom (stablesal.intervals.design_interval)",
+    "t-over-units": "mean ± Student t quantile (n − 1 degrees of freedom) × SD / √n over n units treated as "
+                    "independent; NaN units are dropped (stablesal.metrics.mean_ci)",
+    "percentile-bootstrap": "percentile interval of the statistic over bootstrap resamples of images drawn with "
+                            "replacement (stablesal.factor_effects.bootstrap_weights)",
+    "wilson": "Wilson score interval of a proportion (normal quantile); half-width stored "
+              "(stablesal.fill_quality.wilson_half_width)",
+}
+
+
+def interval_note(kind: str, sampled: list[str], fixed: list[str] = (), columns: str = "<name>_ci_low / "
+                  "<name>_ci_high", level: float = CONFIDENCE, **extra) -> dict:
+    """How one section of ``results.json`` computed its intervals: the ``kind`` (a key of
+    :data:`INTERVAL_KINDS`) and its description, the ``level``, what the interval treats as
+    ``sampled`` (its width covers a new draw of these) and what it holds ``fixed`` (conditional on
+    them), and which ``columns`` hold the bounds; ``extra`` adds the kind's settings (resamples, seed)."""
+    if kind not in INTERVAL_KINDS:
+        raise ValueError(f"kind must be one of {sorted(INTERVAL_KINDS)}, got {kind!r}")
+    return {"kind": kind, "method": INTERVAL_KINDS[kind], "level": level, "sampled": list(sampled),
+            "fixed": list(fixed), "columns": columns, **extra}
+
 
 @dataclass
 class Weights:
@@ -105,7 +133,7 @@ class Interval:
     high: float
     se: float
     df: float
-    confidence: float = 0.95
+    confidence: float = CONFIDENCE
     method: str = "jackknife"
 
     def as_dict(self, prefix: str) -> dict:
@@ -124,7 +152,7 @@ def _jackknife_variance(replicates: list[float]) -> float:
 
 
 def design_interval(statistic: Callable[[Weights], float], n_images: int, model_counts: Mapping[str, int],
-                    confidence: float = 0.95, conditional: bool = False) -> Interval:
+                    confidence: float = CONFIDENCE, conditional: bool = False) -> Interval:
     """The two-way (images × models of every set) delete-one jackknife interval of ``statistic``.
 
     ``statistic(weights)`` must return the statistic computed with those weights (see the

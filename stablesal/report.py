@@ -74,12 +74,59 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+# the installed distributions whose versions results.json records beside torch and Python
+RECORDED_DISTRIBUTIONS = ("captum", "numpy", "scipy", "scikit-image", "fast-slic", "opencv-python-headless",
+                          "matplotlib")
+
+
 def _environment() -> dict:
+    from importlib import metadata
+
+    from .stability import code_version
+
+    versions = {}
+    for name in RECORDED_DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
     return {
         "stablesal": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+        "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "libraries": versions,
+        "code_version": code_version(),
     }
+
+
+def configured_seeds(config: StudyConfig) -> dict:
+    """Every seed of the configuration, ``{"section.key": value}`` (keys that name a seed), so a
+    reader of results.json finds them in one place."""
+    return {f"{section}.{key}": value for section, values in config.to_dict().items() if isinstance(values, dict)
+            for key, value in values.items() if "seed" in key}
+
+
+def interval_notes(results: dict, factor_seed: int | None = None) -> dict:
+    """How every table of ``results`` with intervals computed them (``results.json["intervals"]``):
+    ``{table: interval_note}`` for the tables present, from the notes the computing modules keep
+    next to their code."""
+    from .consensus import CALIBRATION_INTERVALS, TEST_INTERVALS
+    from .factor_effects import interval_notes as factor_notes
+    from .fill_quality import QUALITY_INTERVALS
+    from .fold_study import FOLD_INTERVALS
+    from .stability_statistics import CONTRAST_INTERVALS, REDUCTION_INTERVALS, SUMMARY_INTERVALS
+
+    notes = {"stability_summary": SUMMARY_INTERVALS, "grid_contrasts": CONTRAST_INTERVALS,
+             "grouping_contrasts": CONTRAST_INTERVALS, "variance_reduction": REDUCTION_INTERVALS}
+    if results.get("mege_folds"):
+        notes["mege_folds.rows"] = FOLD_INTERVALS
+    if results.get("consensus"):
+        notes["consensus.units.tests"] = TEST_INTERVALS
+        notes["consensus.units.calibration"] = CALIBRATION_INTERVALS
+    if results.get("factor_study"):
+        notes.update(factor_notes(results["factor_study"]["analysis"], factor_seed))
+    if results.get("inpainting"):
+        notes["inpainting.quality"] = QUALITY_INTERVALS
+    return notes
 
 
 def train_config_from(models) -> TrainConfig:
@@ -568,7 +615,9 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
             "analysis": factors["analysis"]},
         "consensus": consensus,
         "figures": drawn,
+        "seeds": configured_seeds(config),
     }
+    results["intervals"] = interval_notes(results, None if factors is None else factors["settings"].seed)
     atomic_write_json(out / "results.json", results)
     write_csv(out / "models.csv", model_rows)
     render_report(out)

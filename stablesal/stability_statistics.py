@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from .intervals import Weights, design_interval, image_mean, model_mean, pair_mean, rows_to_model_array, \
-    rows_to_pair_array
+from .intervals import Weights, design_interval, image_mean, interval_note, model_mean, pair_mean, \
+    rows_to_model_array, rows_to_pair_array
 from .metrics import mege, reco
 from .perturbation import PRESETS
 from .settings import MAIN
@@ -27,6 +27,24 @@ from .metrics import pairwise_metrics
 # correlation. SSIM and the top-k overlap sit above 0 for unrelated maps (top-k: 0.1), so a ratio to
 # their retest value would call unrelated maps "as similar as the explainer allows".
 CORRECTED_METRICS = ("spearman",)
+
+# Model 0's per-image scores: their intervals are over images, conditional on model 0 and its maps.
+MODEL_0_METRICS = ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game",
+                   "sanity_spearman", "sanity_ssim")
+_MODEL_0_NOTE = {"columns": list(MODEL_0_METRICS), "sampled": ["test images"], "fixed": ["model 0 and its maps"]}
+
+# How each table's intervals are computed (results.json "intervals"), next to the code that computes them.
+SUMMARY_INTERVALS = interval_note(
+    "design-jackknife", sampled=["test images", "models of every model set the column reads: the row's set for the "
+                                 "pairwise means; main for *_retest and *_corrected; main and untrained for "
+                                 "*_above_untrained; main and control for spearman_main_minus_control and share_*"],
+    exceptions=[_MODEL_0_NOTE], reference="docs/methods.md §3")
+CONTRAST_INTERVALS = interval_note(
+    "design-jackknife", sampled=["test images", "main models"], columns="<metric>_difference_ci_low / _ci_high",
+    exceptions=[dict(_MODEL_0_NOTE, columns=[f"{m}_difference" for m in MODEL_0_METRICS[:5]])],
+    reference="docs/methods.md §3")
+REDUCTION_INTERVALS = interval_note("design-jackknife", sampled=["test images", "main models"],
+                                    reference="docs/methods.md §3")
 
 
 class UnitArrays:
@@ -198,8 +216,7 @@ def _main_statistics(units: UnitArrays) -> dict:
     same, different = _mege_distances(main)
     # Fel et al.'s fold protocol is in fold_study; this is the held-out test-image variant
     row["mege_test"], row["reco_test"] = mege(same), reco(same, different)
-    for metric in ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game",
-                   "sanity_spearman", "sanity_ssim"):
+    for metric in MODEL_0_METRICS:
         if metric in main:
             values = units.image(metric)
             # model 0's maps only: an interval over images, conditional on model 0
@@ -231,7 +248,7 @@ def grouping_contrast(grouped: dict, method: str, grouping: str, reference: str)
     for metric in pairwise_metrics():
         row.update(a.interval(lambda w, m=metric: pair_mean(a.pair(MAIN, m), w, MAIN)
                               - pair_mean(b.pair(MAIN, m), w, MAIN)).as_dict(f"{metric}_difference"))
-    for metric in ("deletion_auc", "insertion_auc", "mu_fidelity", "relevance_mass", "pointing_game"):
+    for metric in MODEL_0_METRICS[:5]:  # the sanity check is not compared across groupings
         if metric in first and metric in second:
             difference = a.image(metric) - b.image(metric)
             row.update(a.interval(lambda w, v=difference: image_mean(v, w), ())
