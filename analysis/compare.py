@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stablesal.figures import plt, save_figure  # noqa: E402
+from stablesal.report.figures import plt, save_figure  # noqa: E402
 
 # SSIM (%) between maps of two CIFAR-10 models trained on disjoint data (Gong et al., BMVC 2024)
 PAPER_SSIM = {

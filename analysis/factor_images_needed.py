@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from stablesal.factor_effects import analyse, resolved_orderings
+from stablesal.studies.factors.effects import analyse, resolved_orderings
 
 
 def subset(rows: list[dict], count: int) -> list[dict]:

@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stablesal.config import StudyConfig  # noqa: E402
-from stablesal.inpainting import InpainterConfig, train_inpainter  # noqa: E402
+from stablesal.pipeline.config import StudyConfig  # noqa: E402
+from stablesal.explain.inpainting import InpainterConfig, train_inpainter  # noqa: E402
 from stablesal.data import load_configured  # noqa: E402
-from stablesal.seeds import load_checkpoint  # noqa: E402
+from stablesal.models.training import load_checkpoint  # noqa: E402
 
 
 @torch.inference_mode()

@@ -2,7 +2,7 @@
 differ from the original, read from mutmut 3's ``mutants/`` tree (a triage aid for
 ``mutation/equivalent.md``).
 
-    python analysis/mutation_diffs.py [--mutants mutants] [--module stablesal.fold_study]
+    python analysis/mutation_diffs.py [--mutants mutants] [--module stablesal.studies.folds.run]
 """
 
 from __future__ import annotations

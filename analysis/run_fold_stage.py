@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from stablesal.config import load_config  # noqa: E402
+from stablesal.pipeline.config import load_config  # noqa: E402
 from stablesal.data import load_configured  # noqa: E402
-from stablesal.report import fold_stage  # noqa: E402
-from stablesal.storage import atomic_write_json  # noqa: E402
+from stablesal.pipeline.run import fold_stage  # noqa: E402
+from stablesal.core.storage import atomic_write_json  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,7 @@
 Three implementations of the same one-sided two-sample permutation p-values (K trained and L
 untrained models' ranks per region, the statistic the trained models' rank sum):
 
-- ``stablesal``: :func:`stablesal.multiple_testing.two_sample_permutation_p_values` followed by
+- ``stablesal``: :func:`stablesal.core.multiple_testing.two_sample_permutation_p_values` followed by
   Benjamini–Hochberg per image (the whole consensus decision);
 - ``floor``: the same relabellings as one NumPy matrix product and a comparison, nothing else;
 - ``scipy``: ``scipy.stats.permutation_test`` (vectorised over regions), the nearest installable
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stablesal.multiple_testing import rank_sum_p_values, reject, two_sample_permutation_p_values  # noqa: E402
+from stablesal.core.multiple_testing import rank_sum_p_values, reject, two_sample_permutation_p_values  # noqa: E402
 
 
 def floor(trained: np.ndarray, reference: np.ndarray, permutations: int, seed: int) -> np.ndarray:

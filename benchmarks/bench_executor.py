@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stablesal.data import load_dataset  # noqa: E402
-from stablesal.executor import DaskExecutor, ProcessExecutor, SerialExecutor, _cores  # noqa: E402
-from stablesal.seeds import TrainConfig, train_seeds  # noqa: E402
+from stablesal.core.executor import DaskExecutor, ProcessExecutor, SerialExecutor, _cores  # noqa: E402
+from stablesal.models.training import TrainConfig, train_seeds  # noqa: E402
 
 
 def _small_unit(x):

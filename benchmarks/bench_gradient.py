@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import captum.attr as ca  # noqa: E402
 
-from stablesal.attribution import make_method  # noqa: E402
-from stablesal.chunking import frozen_parameters  # noqa: E402
-from stablesal.segmentation import FastSLIC, SkimageSLIC  # noqa: E402
+from stablesal.explain.gradient.methods import make_method  # noqa: E402
+from stablesal.core.chunking import frozen_parameters  # noqa: E402
+from stablesal.explain.segmentation import FastSLIC, SkimageSLIC  # noqa: E402
 import imagenet_resnet  # noqa: E402,F401  (registers resnet18_imagenet and resnet50_imagenet)
 
 
@@ -182,7 +182,7 @@ def main() -> int:
               flush=True)
 
     # grouping's own cost, free of timing noise between whole runs: project n·b per-sample maps
-    from stablesal.grouping import Partition
+    from stablesal.explain.grouping import Partition
 
     partition = Partition(segments)
     rows_index = torch.arange(b, device=device).repeat_interleave(n)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_gradient import interleaved  # noqa: E402  (benchmarks/ is on the path when run as a script)
 from stablesal.data import render_shapes  # noqa: E402
-from stablesal.inpainting import (  # noqa: E402
+from stablesal.explain.inpainting import (  # noqa: E402
     BiharmonicInpainter, InpaintingNet, LearnedInpainter, NoisyLinearImputation, OpenCVInpainter, random_holes,
 )
 

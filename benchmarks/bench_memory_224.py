@@ -21,7 +21,7 @@ CASES = [("resnet18_imagenet", 4, 32, 2), ("resnet18_imagenet", 16, 32, 2),
 def peak(arch: str, images: int, samples: int, threads: int) -> dict:
     code = (
         "import resource, sys, torch; sys.path.insert(0, 'benchmarks'); import imagenet_resnet;"
-        "from stablesal.models import build_model; from stablesal.attribution import make_method;"
+        "from stablesal.models import build_model; from stablesal.explain.gradient.methods import make_method;"
         f"torch.set_num_threads({threads});"
         f"m = build_model('{arch}', 3, 10, [0.5]*3, [0.25]*3).eval(); x = torch.rand({images}, 3, 224, 224);"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"

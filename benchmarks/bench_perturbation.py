@@ -31,9 +31,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stablesal.data import load_dataset  # noqa: E402
-from stablesal.perturbation import make_preset  # noqa: E402
-from stablesal.perturbation.presets import budget_options  # noqa: E402
-from stablesal.chunking import measure_forward_chunk  # noqa: E402
+from stablesal.explain.perturbation import make_preset  # noqa: E402
+from stablesal.explain.perturbation.presets import budget_options  # noqa: E402
+from stablesal.core.chunking import measure_forward_chunk  # noqa: E402
 import imagenet_resnet  # noqa: E402,F401  (registers resnet18_imagenet and resnet50_imagenet)
 
 
@@ -121,7 +121,7 @@ def peak_memory(size: int, n_masks: int) -> float:
     """Max RSS (MiB) of a fresh process that runs RISE with ``n_masks`` masks on one image."""
     code = (
         "import resource, torch, sys; sys.path.insert(0, '.');"
-        "from stablesal.models import build_model; from stablesal.perturbation import RISE;"
+        "from stablesal.models import build_model; from stablesal.explain.perturbation import RISE;"
         "torch.set_num_threads(2);"
         f"m = build_model('small_cnn', 3, 10, [0.5]*3, [0.25]*3).eval(); x = torch.rand(1, 3, {size}, {size});"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"

@@ -1,6 +1,6 @@
 """Training step time of the default architecture: channels-last vs the usual memory layout.
 
-``stablesal.seeds.train_one`` trains in channels-last layout; this prints the time of one AdamW
+``stablesal.models.training.train_one`` trains in channels-last layout; this prints the time of one AdamW
 step (batch 128, 32-px images, ``small_cnn``) in both layouts, the median of several timed runs
 after a warm-up, and their ratio. The floor is the usual (contiguous) layout written directly.
 

@@ -72,7 +72,7 @@ def benchmark_model(arch: str, device="cpu") -> torch.nn.Module:
     a registered architecture, or ``"torchvision:<name>"`` (torchvision's own network, no weights)
     where torchvision is installed (``make test-torchvision`` builds such an environment)."""
     from stablesal.models import build_model
-    from stablesal.user_models import model_factory, prepare
+    from stablesal.models.user_models import model_factory, prepare
 
     if arch.startswith("torchvision:"):
         network = model_factory(arch=arch, num_classes=10)().eval()

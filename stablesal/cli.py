@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from . import __version__
-from .config import ModelsSection, StudyConfig, config_from_dict, read_toml
-from .settings import StudySettings, TrainConfig
-from .tables import format_table
+from .core.version import __version__
+from .pipeline.config import ModelsSection, StudyConfig, config_from_dict, read_toml
+from .core.settings import StudySettings, TrainConfig
+from .core.tables import format_table
 
 # Defaults come from the settings dataclasses (stablesal.settings), as the TOML sections' do.
 _MODELS, _TRAIN, _STUDY = ModelsSection(), TrainConfig(), StudySettings()
@@ -105,7 +105,7 @@ def resolve_config(args) -> StudyConfig:
     if args.command == "plan" and k < 3:
         raise ValueError(f"[models] k (-k/--models): the planner needs a pilot of at least 3 models, got {k}")
     if args.command == "report" and args.quick:
-        from .report import apply_quick
+        from .pipeline.run import apply_quick
 
         config = apply_quick(config)
     return config
@@ -120,7 +120,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_data(args):
-    from .data import load_dataset
+    from .data.datasets import load_dataset
 
     options = {}
     if args.dataset == "shapes":
@@ -153,7 +153,7 @@ def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _executor(args):
     """The executor the flags ask for (None: run units here), closed when the command ends."""
-    from .executor import make_executor
+    from .core.executor import make_executor
 
     if args.workers == 1 and not args.dask and not args.scheduler:
         yield None
@@ -163,7 +163,7 @@ def _executor(args):
 
 
 def _train(args, dataset, out_dir: Path):
-    from .seeds import TrainConfig, train_seeds
+    from .models.training import TrainConfig, train_seeds
 
     config = TrainConfig(model=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     with _executor(args) as executor:
@@ -172,7 +172,7 @@ def _train(args, dataset, out_dir: Path):
 
 
 def cmd_train_seeds(args) -> int:
-    from .seeds import summary_rows
+    from .models.training import summary_rows
 
     dataset = _load_data(args)
     runs = _train(args, dataset, Path(args.out))
@@ -183,7 +183,7 @@ def cmd_train_seeds(args) -> int:
 
 def _explain_model(args, dataset):
     """The model to explain: a checkpoint, or one trained (and cached) with the defaults."""
-    from .seeds import TrainConfig, load_checkpoint, train_seeds
+    from .models.training import TrainConfig, load_checkpoint, train_seeds
 
     if args.checkpoint:
         return load_checkpoint(args.checkpoint, dataset=dataset)
@@ -202,21 +202,21 @@ def _explain_inputs(args):
 
 
 def cmd_explain(args) -> int:
-    from .attribution import METHODS, make_method
-    from .figures import plot_explanations
-    from .metrics import grey_maps
-    from .segmentation import make_segmenter
-    from .storage import save_torch
+    from .explain.gradient.methods import METHODS, make_method
+    from .report.figures import plot_explanations
+    from .metrics.similarity import grey_maps
+    from .explain.segmentation import make_segmenter
+    from .core.storage import save_torch
 
-    from .registry import check_name
-    from .segmentation import SEGMENTERS
+    from .core.registry import check_name
+    from .explain.segmentation import SEGMENTERS
 
     for name in args.method:  # before any data is made or model trained
         check_name("--method", name, METHODS)
     for name in args.grouping:
         check_name("--grouping", name, {"pixel"} | set(SEGMENTERS))
     dataset, run, model, images, labels, masks = _explain_inputs(args)
-    from .figures import plot_boundaries
+    from .report.figures import plot_boundaries
 
     groupings = {}
     out = Path(args.out)
@@ -246,14 +246,14 @@ def cmd_explain(args) -> int:
 
 
 def cmd_perturb(args) -> int:
-    from .figures import plot_explanations
-    from .metrics import grey_maps
-    from .registry import check_name
-    from .perturbation import PRESETS, Perturbation, make_preset
-    from .perturbation.calculators import CALCULATORS
-    from .perturbation.features import SMOOTHINGS
-    from .perturbation.samplers import SAMPLERS
-    from .storage import save_torch
+    from .report.figures import plot_explanations
+    from .metrics.similarity import grey_maps
+    from .core.registry import check_name
+    from .explain.perturbation import PRESETS, Perturbation, make_preset
+    from .explain.perturbation.calculators import CALCULATORS
+    from .explain.perturbation.features import SMOOTHINGS
+    from .explain.perturbation.samplers import SAMPLERS
+    from .core.storage import save_torch
 
     for name in args.preset or []:  # before any data is made or model trained
         check_name("--preset", name, PRESETS)
@@ -294,12 +294,12 @@ def cmd_perturb(args) -> int:
 
 
 def cmd_factor_study(args) -> int:
-    from .factor_effects import factor_reading
-    from .figures import plot_factor_effects, plot_factor_levels
-    from .data import load_configured
-    from .report import factor_stage, train_config_from
-    from .seeds import train_seeds
-    from .storage import atomic_write_json
+    from .studies.factors.effects import factor_reading
+    from .report.figures import plot_factor_effects, plot_factor_levels
+    from .data.datasets import load_configured
+    from .pipeline.run import factor_stage, train_config_from
+    from .models.training import train_seeds
+    from .core.storage import atomic_write_json
 
     config = resolve_config(args)
     name = config.report.name
@@ -326,10 +326,10 @@ def cmd_factor_study(args) -> int:
 
 
 def cmd_stability(args) -> int:
-    from .figures import plot_stability_bars, plot_stability_fidelity, plot_variance_reduction
-    from .data import load_configured
-    from .report import gradient_study, train_model_sets
-    from .storage import atomic_write_json
+    from .report.figures import plot_stability_bars, plot_stability_fidelity, plot_variance_reduction
+    from .data.datasets import load_configured
+    from .pipeline.run import gradient_study, train_model_sets
+    from .core.storage import atomic_write_json
 
     config = resolve_config(args)
     dataset = load_configured(config.data)
@@ -354,10 +354,10 @@ def cmd_stability(args) -> int:
 
 
 def cmd_consensus(args) -> int:
-    from .data import load_configured
-    from .figures import plot_consensus
-    from .report import consensus_stage, train_model_sets
-    from .storage import atomic_write_json
+    from .data.datasets import load_configured
+    from .report.figures import plot_consensus
+    from .pipeline.run import consensus_stage, train_model_sets
+    from .core.storage import atomic_write_json
 
     config = resolve_config(args)  # checked (names, q, counts, k >= 3) before any model is trained
     dataset = load_configured(config.data)
@@ -370,7 +370,7 @@ def cmd_consensus(args) -> int:
         if args.png:
             import numpy as np
 
-            from .consensus import write_mask_pngs
+            from .studies.consensus.test import write_mask_pngs
 
             for row in unit["tests"]:
                 masks = np.load(out / "consensus" / row["file"])["mask"]
@@ -388,9 +388,9 @@ def cmd_consensus(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .consensus_study import is_random_method, pilot_plans
-    from .data import load_configured
-    from .report import gradient_settings, train_model_sets
+    from .studies.consensus.run import is_random_method, pilot_plans
+    from .data.datasets import load_configured
+    from .pipeline.run import gradient_settings, train_model_sets
 
     config = resolve_config(args)  # checked (names, target, counts, k >= 3) before any model is trained
     settings = config.consensus.settings()
@@ -421,20 +421,20 @@ def cmd_plan(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .report import render_report
+    from .pipeline.run import render_report
 
     print(f"report written to {render_report(Path(args.report_dir))}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from .report import run_report
+    from .pipeline.run import run_report
 
     config = resolve_config(args)
     with _executor(args) as executor:
         out = run_report(config, progress=not args.quiet, executor=executor)
     if not args.quiet:
-        from .report import terminal_summary
+        from .pipeline.run import terminal_summary
 
         results = json.loads((out / "results.json").read_text())
         print(terminal_summary(results["stability_summary"]))
@@ -617,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .storage import CorruptFileError
+    from .core.storage import CorruptFileError
 
     try:
         return args.func(args)

@@ -274,9 +274,9 @@ class Stop(Exception):
 @pytest.fixture
 def captured(monkeypatch):
     """Stop each command where it would first train, keeping what it was given."""
-    import stablesal.data
-    import stablesal.report
-    import stablesal.seeds
+    import stablesal.data.datasets
+    import stablesal.models.training
+    import stablesal.pipeline.run
 
     seen = {}
 
@@ -292,10 +292,11 @@ def captured(monkeypatch):
         seen.update(config=config)
         raise Stop
 
-    monkeypatch.setattr(stablesal.data, "load_configured", lambda data: seen.setdefault("data", data))
-    monkeypatch.setattr(stablesal.report, "train_model_sets", train_model_sets)
-    monkeypatch.setattr(stablesal.seeds, "train_seeds", train_seeds)
-    monkeypatch.setattr(stablesal.report, "run_report", run_report)
+    # patched where the CLI looks them up (it imports them from these modules when a command runs)
+    monkeypatch.setattr(stablesal.data.datasets, "load_configured", lambda data: seen.setdefault("data", data))
+    monkeypatch.setattr(stablesal.pipeline.run, "train_model_sets", train_model_sets)
+    monkeypatch.setattr(stablesal.models.training, "train_seeds", train_seeds)
+    monkeypatch.setattr(stablesal.pipeline.run, "run_report", run_report)
     return seen
 
 

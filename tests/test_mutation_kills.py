@@ -231,7 +231,7 @@ def test_randomised_copy_resets_only_modules_that_own_parameters():
 def test_normalise_curve_by_hand():
     """(p_t − p_T)/(p_0 − p_T): a decreasing and an increasing curve both run from 1 to 0; a
     flat curve (p_0 = p_T) is 0 everywhere, not a division by zero."""
-    from stablesal.metrics import _normalise_curve
+    from stablesal.metrics.fidelity import _normalise_curve
 
     curves = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.5, 0.8], [0.4, 0.7, 0.4]])
     expected = torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.5, 0.0], [0.0, 0.0, 0.0]])

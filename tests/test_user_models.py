@@ -256,7 +256,7 @@ def _run(config):
     import html
     import json
 
-    from stablesal.report import run_report
+    from stablesal.pipeline.run import run_report
 
     out = run_report(config, progress=False)
     return json.loads((out / "results.json").read_text()), html.unescape((out / "index.html").read_text())

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..registry import Registry
+from ...core.registry import Registry
 
 SAMPLERS = Registry("perturbation sampler")  # entries are registered next to their definitions
 

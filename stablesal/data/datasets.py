@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .registry import Registry
-from .storage import CorruptFileError, config_hash, load_checked, save_checked
+from ..core.registry import Registry
+from ..core.storage import CorruptFileError, config_hash, load_checked, save_checked
 
 # Every dataset loader, registered next to its definition; ``needs_root``: it reads a local path.
 DATASETS = Registry("dataset")

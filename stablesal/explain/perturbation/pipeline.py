@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from captum.attr import PerturbationAttribution
 
-from ..chunking import measure_forward_chunk
-from ..seeding import image_seeds
-from ..checks import check_eval_model, check_images, check_targets, forward_checked, model_device
+from ...core.chunking import measure_forward_chunk
+from ...core.seeding import image_seeds
+from ...core.checks import check_eval_model, check_images, check_targets, forward_checked, model_device
 from .calculators import Calculator, Observations, RiseScore, make_calculator
 from .features import Features, FeatureSegmenter, RandomShift, Smoothing, make_feature_segmenter, make_smoothing
 from .replacement import make_replacement

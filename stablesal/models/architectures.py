@@ -13,7 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .registry import Registry
+from ..core.registry import Registry
 
 
 class Normalize(nn.Module):

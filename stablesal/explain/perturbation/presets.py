@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..registry import Registry
+from ...core.registry import Registry
 from .pipeline import Perturbation
 from .replacement import Blur
 from .samplers import ProbabilitySampler

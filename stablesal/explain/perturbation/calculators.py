@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..registry import Registry
+from ...core.registry import Registry
 from .samplers import LARGE_WEIGHT, shapley_kernel
 
 CALCULATORS = Registry("attribution calculator")  # entries are registered next to their definitions

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..imaging import gaussian_blur
+from ...core.imaging import gaussian_blur
 from ..segmentation import Grid, Segmenter, make_segmenter
 
 

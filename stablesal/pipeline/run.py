@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import platform
 import shutil
 import time
@@ -19,22 +18,19 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from ..core.version import __version__
 from .config import StudyConfig
-from .data import ImageDataset, load_configured
-from .figures import (
-    plot_dataset_examples, plot_model_maps,
-)
-from .html import render_page
-from .metrics import grey_maps
-from .seeds import TrainConfig, summary_rows, train_one, train_seeds
-from .models import build_model
-from .seeding import derive
-from .seeds import train_unit
-from .report_sections import report_sections
-from .stability import StudySettings, compute_partitions, explain_groupings, explainer_seed, run_study
-from .stability_statistics import grid_contrast_rows, pixel_contrast_rows, summarise, variance_reduction_rows
-from .storage import atomic_write_json, atomic_write_text
+from ..data.datasets import ImageDataset, load_configured
+from ..report.figures import plot_dataset_examples, plot_model_maps
+from ..metrics.similarity import grey_maps
+from ..models.training import TrainConfig, summary_rows, train_one, train_seeds
+from ..models.architectures import build_model
+from ..core.seeding import derive
+from ..models.training import train_unit
+from ..report.render import render_report
+from ..studies.stability.run import StudySettings, compute_partitions, explain_groupings, explainer_seed, run_study
+from ..studies.stability.statistics import grid_contrast_rows, pixel_contrast_rows, summarise, variance_reduction_rows
+from ..core.storage import atomic_write_json, atomic_write_text
 
 QUICK_OVERRIDES = {
     "data": {"n_train": 3000, "n_test": 300},
@@ -82,7 +78,7 @@ RECORDED_DISTRIBUTIONS = ("captum", "numpy", "scipy", "scikit-image", "fast-slic
 def _environment() -> dict:
     from importlib import metadata
 
-    from .stability import code_version
+    from ..studies.stability.run import code_version
 
     versions = {}
     for name in RECORDED_DISTRIBUTIONS:
@@ -109,11 +105,11 @@ def interval_notes(results: dict, factor_seed: int | None = None) -> dict:
     """How every table of ``results`` with intervals computed them (``results.json["intervals"]``):
     ``{table: interval_note}`` for the tables present, from the notes the computing modules keep
     next to their code."""
-    from .consensus import CALIBRATION_INTERVALS, TEST_INTERVALS
-    from .factor_effects import interval_notes as factor_notes
-    from .fill_quality import QUALITY_INTERVALS
-    from .fold_study import FOLD_INTERVALS
-    from .stability_statistics import CONTRAST_INTERVALS, REDUCTION_INTERVALS, SUMMARY_INTERVALS
+    from ..studies.consensus.test import CALIBRATION_INTERVALS, TEST_INTERVALS
+    from ..studies.factors.effects import interval_notes as factor_notes
+    from ..studies.removal.fill_quality import QUALITY_INTERVALS
+    from ..studies.folds.run import FOLD_INTERVALS
+    from ..studies.stability.statistics import CONTRAST_INTERVALS, REDUCTION_INTERVALS, SUMMARY_INTERVALS
 
     notes = {"stability_summary": SUMMARY_INTERVALS, "grid_contrasts": CONTRAST_INTERVALS,
              "grouping_contrasts": CONTRAST_INTERVALS, "variance_reduction": REDUCTION_INTERVALS}
@@ -160,11 +156,9 @@ def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, 
     dicts into the factory's architecture), or trained by the user's function on stablesal's seed
     plan; each in eval mode with frozen parameters and, with [models] mean/std, Normalize in front.
     Accuracies are measured on the data when it has labels."""
-    from .seeds import SeedRun, accuracy, seed_plan
-    from .storage import config_hash
-    from .user_models import (
-        load_user_model, model_factory, output_classes, prepare, train_with_user_function,
-    )
+    from ..models.training import SeedRun, accuracy, seed_plan
+    from ..core.storage import config_hash
+    from ..models.user_models import load_user_model, model_factory, output_classes, prepare, train_with_user_function
 
     models = config.models
     factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
@@ -210,8 +204,8 @@ def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:
 def user_fold_runs(config: StudyConfig, subset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
     """The fold models of the MeGe protocol trained by the user's function: model i on every fold of
     ``subset`` but fold i, seed ``base_seed + i``; prepared like the main models."""
-    from .seeds import SeedRun, accuracy, seed_plan
-    from .user_models import model_factory, prepare, train_with_user_function
+    from ..models.training import SeedRun, accuracy, seed_plan
+    from ..models.user_models import model_factory, prepare, train_with_user_function
 
     models = config.models
     factory = model_factory(models.factory, models.factory_kwargs, models.arch, subset.num_classes)
@@ -279,7 +273,7 @@ def untrained_models(config: StudyConfig, dataset: ImageDataset, template=None) 
 
 
 def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds: list[int]) -> tuple[list, dict]:
-    from .user_models import model_factory, prepare, reinitialised
+    from ..models.user_models import model_factory, prepare, reinitialised
 
     models = config.models
     factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
@@ -348,7 +342,7 @@ def fold_stage(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, out: 
     ``per_fold`` training images of every fold."""
     import dataclasses
 
-    from .fold_study import FOLD_SET, fold_rows, fold_samples
+    from ..studies.folds.run import FOLD_SET, fold_rows, fold_samples
 
     folds, models, gradient, device = config.folds, config.models, config.gradient, config.models.device
     pool = min(folds.pool, len(dataset.train_labels))
@@ -382,7 +376,7 @@ def consensus_store(config: StudyConfig, runs_dir: Path):
     """Where the stability study keeps the maps the consensus stage reads (None when it will not
     run): the consensus images are the first test images of the stability study, explained with
     the same settings and seeds, so no model pass runs twice."""
-    from .map_store import MapStore
+    from ..studies.stability.map_store import MapStore
 
     section = config.consensus
     if not section.enabled or config.models.k < 3 or section.n_images > config.gradient.n_images:
@@ -397,7 +391,7 @@ def consensus_stage(config: StudyConfig, dataset: ImageDataset, runs, runs_dir: 
     maps' ``.npz`` files under ``out``."""
     from dataclasses import asdict
 
-    from .consensus_study import run_consensus_stage
+    from ..studies.consensus.run import run_consensus_stage
 
     section, device = config.consensus, config.models.device
     settings = section.settings()
@@ -447,8 +441,8 @@ def perturbation_study(config: StudyConfig, dataset: ImageDataset, runs, control
 def factor_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir: Path, out: Path, identity: str,
                  progress: bool = True, executor=None) -> dict:
     """The SEG-SMOOTH factor study on one model: per-configuration scores, η² per factor, CSV tables."""
-    from .factor_effects import analyse
-    from .factor_study import run_factor_study, settings_from_config, summarise_configurations
+    from ..studies.factors.effects import analyse
+    from ..studies.factors.run import run_factor_study, settings_from_config, summarise_configurations
 
     settings = settings_from_config(config.factors)
     device = config.models.device
@@ -471,8 +465,8 @@ def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir
                      progress: bool = True, other_models=()) -> dict:
     """Train (or load) the learned inpainter on the training images, then compare removal by
     inpainting with constant fills (quality, GEN-REMOVE methods, metrics, robustness)."""
-    from .inpainting import InpainterConfig, train_inpainter
-    from .removal_study import RemovalSettings, run_removal_study
+    from ..explain.inpainting import InpainterConfig, train_inpainter
+    from ..studies.removal.run import RemovalSettings, run_removal_study
 
     section, device = config.inpainting, config.models.device
     inpainter_config = InpainterConfig(width=section.width, conditional=section.conditional, steps=section.steps,
@@ -491,7 +485,7 @@ def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir
     masks = None if dataset.test_masks is None else dataset.test_masks[start:stop]
     backgrounds = None
     if config.data.dataset == "shapes":  # the generator's own backgrounds: the in-distribution control
-        from .data import render_backgrounds
+        from ..data.datasets import render_backgrounds
 
         backgrounds = torch.from_numpy(render_backgrounds(images.shape[0], config.data.size,
                                                           seed=derive(config.data.seed, "backgrounds"))).float().div_(255)
@@ -508,7 +502,7 @@ def inpainting_stage(config: StudyConfig, model, dataset: ImageDataset, runs_dir
 
 def terminal_summary(summary: list[dict], top: int = 8) -> str:
     """The headline in a few lines for the terminal."""
-    from .tables import format_table
+    from ..core.tables import format_table
 
     rows = sorted((r for r in summary if r["model_set"] == "main"), key=lambda r: -r["ssim"])[:top]
     return format_table([{"method": r["method"], "grouping": r["grouping"], "ssim": r["ssim"],
@@ -576,8 +570,8 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
         timings["inpainting"] = time.perf_counter() - start
 
     # the figures that need data or models are drawn now; every other figure is drawn from results.json
-    from .diagnostics import confidence_by_strength
-    from .figures import plot_removal_maps
+    from ..explain.gradient.diagnostics import confidence_by_strength
+    from ..report.figures import plot_removal_maps
 
     confidence = confidence_by_strength(model_sets["main"][0], images, labels, seed=settings.seed)
     write_csv(out / "sampling_confidence.csv", confidence)
@@ -635,26 +629,6 @@ def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Pat
 
 def _relative(path: Path, root: Path) -> str:
     return Path(path).relative_to(root).as_posix()
-
-
-def render_report(out: Path | str) -> Path:
-    """Rebuild ``index.html`` of a report folder from its ``results.json`` and the figures that
-    needed models (drawn when the report ran); no model, dataset or cache is read. Returns the page."""
-    out = Path(out)
-    results_path = out / "results.json"
-    if not results_path.exists():
-        raise FileNotFoundError(f"{results_path} does not exist: render needs a report folder made by "
-                                "`stablesal report`")
-    results = json.loads(results_path.read_text())
-    environment = results["environment"]
-    page = render_page(
-        f"stablesal stability report: {results['config']['report']['name']}",
-        f"stablesal {environment['stablesal']} · torch {environment['torch']} · {environment['machine']} · "
-        f"{environment['threads']} threads · {results['timings_s']['total']:.0f} s",
-        report_sections(results, out),  # every registered section, a pure function of the results
-    )
-    atomic_write_text(out / "index.html", page)
-    return out / "index.html"
 
 
 def example_panels(models, images, labels, masks, settings: StudySettings, figures_dir: Path) -> list:

@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..fills import ALIASES, FILLS, IMAGENET_MEAN, canonical, describe, fill_images, is_random  # noqa: F401 (IMAGENET_MEAN re-exported)
-from ..registry import Registry
+from ...core.fills import ALIASES, FILLS, IMAGENET_MEAN, canonical, describe, fill_images, is_random
+from ...core.registry import Registry
 
 REPLACEMENTS = Registry("fill")  # entries are registered next to their definitions
 

@@ -1,229 +1,17 @@
-"""Metrics for saliency maps, usable on their own: similarity between maps, variance across
-retrained models, MeGe/ReCo, fidelity (deletion/insertion) and the randomisation sanity check.
-
-Each metric is registered in :data:`METRICS` next to its definition with :class:`MetricInfo`
-metadata (direction, range, kind), which the studies, the Kendall τ and the report's arrows read. Maps are ``[B, C, H, W]`` (or ``[B, H, W]``) tensors.
+"""Fidelity of saliency maps: deletion and insertion (Petsiuk et al., BMVC 2018), µFidelity
+(Bhatt et al., IJCAI 2020), LIF/MIF/SRG, INPAINT-METRIC and the randomisation sanity check.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from .checks import check_model_inputs
-from .fills import canonical, fill_images
-from .registry import Registry
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """What a metric means: its direction, range and kind. The studies, the Kendall τ between
-    metrics and the report's arrows read it (never a hand-kept list).
-
-    ``kind``: ``"pairwise"`` (two maps → a similarity or distance; the stability study computes
-    every pairwise metric), ``"models"`` (across retrained models), ``"fidelity"`` (needs the
-    model), ``"localisation"`` (needs object masks)."""
-
-    name: str
-    higher_is_better: bool
-    low: float | None
-    high: float | None
-    description: str
-    kind: str = "fidelity"
-
-    @property
-    def arrow(self) -> str:
-        """"↑" when higher is better, else "↓" (the report's column labels)."""
-        return "↑" if self.higher_is_better else "↓"
-
-
-# Every metric, registered next to its definition with its MetricInfo (registry metadata "info").
-METRICS = Registry("metric")
-
-
-def register_metric(name: str, higher_is_better: bool, low, high, description: str, kind: str = "fidelity",
-                    function=None):
-    """Register ``function`` (or, as a decorator, what it decorates) as metric ``name``; its
-    :class:`MetricInfo` is the registry's metadata and the function's ``info`` attribute."""
-    info = MetricInfo(name, higher_is_better, low, high, description, kind)
-
-    def add(fn):
-        METRICS.register(name, fn, info=info, kind=kind)
-        if getattr(fn, "info", None) is None:
-            fn.info = info
-        return fn
-
-    return add if function is None else add(function)
-
-
-def metric_info(name: str) -> MetricInfo:
-    """The :class:`MetricInfo` of a registered metric."""
-    return METRICS.info(name, "info")
-
-
-# --------------------------------------------------------------------------------------
-# Map preparation and pairwise similarity (Gong et al., BMVC 2024; Ye & Farnia, AISTATS 2025)
-# --------------------------------------------------------------------------------------
-
-MIN_SPREAD = 1e-20  # a map whose max − min is below this counts as constant; real attributions are far larger
-
-
-def grey_maps(maps: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor:
-    """PAIR's grayscale visualisation (the one the SUPERPIXEL protocol cites): |a| summed over
-    channels, then ``(g − min) / (p − min)`` clipped to [0, 1], with ``p`` the per-image
-    ``clip_percentile`` of g: ``[B, C, H, W]`` → ``[B, H, W]``. Subtracting the minimum matters:
-    without it a map with an offset (every grouped map, whose smallest segment is rarely 0) sits
-    high in [0, 1] and looks alike to SSIM. A constant map (max − min at most ``MIN_SPREAD``)
-    becomes all zeros; in a map with fewer than 1 % non-minimal pixels those pixels become 1."""
-    grey = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
-    flat = grey.flatten(1).double()
-    low = flat.min(dim=1).values.view(-1, 1, 1)
-    top = torch.quantile(flat, clip_percentile / 100.0, dim=1).view(-1, 1, 1)
-    span = top - low
-    # a map whose spread is rounding residue (LIME's ridge on a constant output leaves ~1e-30) is
-    # constant: all zeros, not noise stretched to [0, 1]
-    flat_map = (flat.max(dim=1).values.view(-1, 1, 1) - low) <= MIN_SPREAD
-    out = ((grey.double() - low) / span.clamp(min=MIN_SPREAD)).clamp(0.0, 1.0)
-    return torch.where(flat_map, torch.zeros_like(out), out).float()
-
-
-SSIM_SIGMA = 1.5
-
-
-SSIM_REFERENCE_SIDE = 32  # the side at which the protocol's σ = 1.5 px is set (CIFAR-sized maps)
-
-
-def ssim_sigma(height: int, width: int) -> float:
-    """The SSIM window's σ for maps of ``height × width``: 1.5 px up to 32 px, then growing with
-    the shorter side, so that the window covers the same share of the map at every size (at
-    224 px, σ = 10.5 px)."""
-    return SSIM_SIGMA * max(1.0, min(height, width) / SSIM_REFERENCE_SIDE)
-
-
-@register_metric("ssim", True, -1.0, 1.0, "structural similarity of the grey maps", "pairwise")
-def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: bool = False) -> torch.Tensor:
-    """SSIM per image of grey maps ``[B, H, W]`` in [0, 1]: Gaussian weights (σ = 1.5 px at 32 px,
-    truncated at 3.5 σ, an 11-px window; ``sigma=None`` scales σ with the map's side,
-    :func:`ssim_sigma`), population covariance, data range 1, as scikit-image computes it with the
-    settings of Ye & Farnia.
-
-    scikit-image averages the SSIM map only over pixels at least 5 px (the window radius) from
-    the border: on a 32-px map that is 22 × 22 pixels, 47 % of the map. By default stablesal
-    averages the whole SSIM map, whose local statistics are computed with reflected borders
-    (scikit-image's own filter mode), so every pixel counts; ``crop=True`` gives scikit-image's
-    cropped mean. Both are tested against scikit-image."""
-    from skimage.metrics import structural_similarity
-
-    a_np, b_np = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
-    sigma = ssim_sigma(*a_np.shape[-2:]) if sigma is None else sigma
-    values = []
-    for x, y in zip(a_np, b_np):
-        mean, full = structural_similarity(x, y, gaussian_weights=True, sigma=sigma, use_sample_covariance=False,
-                                           data_range=1.0, full=True)
-        values.append(mean if crop else float(full.mean(dtype=np.float64)))
-    return torch.tensor(values, dtype=torch.float64)
-
-
-@register_metric("spearman", True, -1.0, 1.0, "Spearman rank correlation of the flattened maps (average ranks for ties)",
-                 "pairwise")
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman's ρ per image between maps ``[B, ...]``; tied values get average ranks, so
-    piecewise-constant (grouped) maps are handled correctly. NaN when a map is constant."""
-    from scipy.stats import rankdata
-
-    ra = rankdata(a.detach().cpu().flatten(1).double().numpy(), axis=1)
-    rb = rankdata(b.detach().cpu().flatten(1).double().numpy(), axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
-    denominator = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return torch.from_numpy((ra * rb).sum(1) / denominator)
-
-
-@register_metric("normalised_l2", False, 0.0, 2.0, "|| a/||a|| - b/||b|| ||", "pairwise")
-def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a = a / a.norm(dim=1, keepdim=True).clamp(min=1e-30)
-    b = b / b.norm(dim=1, keepdim=True).clamp(min=1e-30)
-    return (a - b).norm(dim=1)
-
-
-@register_metric("topk_intersection", True, 0.0, 1.0, "shared fraction of the top 10 % pixels", "pairwise")
-def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
-    """|top-k(a) ∩ top-k(b)| / k with k = ``fraction`` of the pixels (ties broken by position)."""
-    a, b = a.flatten(1), b.flatten(1)
-    k = max(1, int(round(fraction * a.shape[1])))
-    top_a = torch.zeros_like(a, dtype=torch.bool).scatter_(1, a.topk(k, dim=1).indices, True)
-    top_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)
-    return (top_a & top_b).sum(1).double() / k
-
-
-def pairwise_metrics() -> tuple[str, ...]:
-    """The registered pairwise metrics, in registration order (the stability study computes each)."""
-    return tuple(METRICS.names(kind="pairwise"))
-
-
-def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, metrics=None) -> dict[str, torch.Tensor]:
-    """Every pairwise metric (or those named in ``metrics``) per image between grey maps ``[B, H, W]``."""
-    return {name: METRICS.lookup(name, "metrics")(a, b) for name in (pairwise_metrics() if metrics is None else metrics)}
-
-
-# --------------------------------------------------------------------------------------
-# Across K models: maps on a common scale
-# --------------------------------------------------------------------------------------
-
-def unit_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Channel-summed signed maps scaled to unit L2 norm per image ``[B, H, W]``: removes the
-    arbitrary gradient scale of each model before variances are compared."""
-    summed = maps.sum(1) if maps.dim() == 4 else maps
-    return summed / summed.flatten(1).norm(dim=1).clamp(min=1e-30).view(-1, 1, 1)
-
-
-# --------------------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------------------
-
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and a t-based confidence interval ``(mean, low, high)``, ignoring NaN."""
-    from scipy import stats
-
-    array = np.asarray(values, dtype=float)
-    array = array[np.isfinite(array)]
-    if array.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(array.mean())
-    if array.size < 2:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
-    return mean, mean - half, mean + half
-
-
-# --------------------------------------------------------------------------------------
-# MeGe and ReCo (Fel, Vigouroux, Cadène & Serre, WACV 2022)
-# --------------------------------------------------------------------------------------
-
-@register_metric("mege", True, 0.0, 1.0, "1 / (1 + mean distance between explanations of models that are both right)",
-                 "models")
-def mege(same_distances) -> float:
-    """MeGe = 1 / (1 + mean S=), S= the distances for pairs where both models are right."""
-    values = np.asarray(same_distances, float)
-    return float(1.0 / (1.0 + values.mean())) if values.size else float("nan")
-
-
-@register_metric("reco", True, 0.0, 1.0, "max over thresholds of TPR + TNR − 1 separating S= from S≠", "models")
-def reco(same_distances, different_distances) -> float:
-    """ReCo = max_γ TPR_γ + TNR_γ − 1, where distances ≤ γ are predicted 'same correctness'."""
-    same, different = np.asarray(same_distances, float), np.asarray(different_distances, float)
-    if same.size == 0 or different.size == 0:
-        return float("nan")
-    best = 0.0
-    for gamma in np.unique(np.concatenate([same, different])):
-        best = max(best, float((same <= gamma).mean() + (different > gamma).mean() - 1))
-    return best
+from ..core.checks import check_model_inputs
+from ..core.fills import canonical, fill_images
+from .registry import register_metric
+from .similarity import flat_scores, spearman
 
 
 # --------------------------------------------------------------------------------------
@@ -324,7 +112,7 @@ def _rows_per_call(model, images: torch.Tensor, batch_size: int | str) -> int:
     """Rows per model call: ``batch_size``, or with ``"auto"`` the measured best of
     :func:`stablesal.chunking.measure_forward_chunk`."""
     if batch_size == "auto":
-        from .chunking import measure_forward_chunk
+        from ..core.chunking import measure_forward_chunk
 
         return measure_forward_chunk(model, images.shape[1:], images.device, images.dtype)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -485,102 +273,6 @@ def srg(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, s
 register_metric("srg", True, -1.0, 1.0, "least- minus most-relevant-first deletion score (SEG-SMOOTH)", function=srg)
 
 
-# --------------------------------------------------------------------------------------
-# Localisation, the Dabkowski–Gal saliency metric, agreement between metrics
-# --------------------------------------------------------------------------------------
-
-def _scores(maps: torch.Tensor) -> torch.Tensor:
-    return (maps.sum(1) if maps.dim() == 4 else maps).flatten(1)
-
-
-def iou_top(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
-    """IoU ``[B]`` between each object mask and the map thresholded at its top-|mask| pixels (the
-    threshold that makes both regions the same size; higher is better)."""
-    scores = _scores(maps)
-    truth = object_masks.flatten(1).bool().to(scores.device)
-    sizes = truth.sum(1).clamp(min=1)
-    order = scores.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    predicted = rank < sizes.unsqueeze(1)
-    return (predicted & truth).sum(1).float() / (predicted | truth).sum(1).float().clamp(min=1)
-
-
-register_metric("iou", True, 0.0, 1.0, "IoU of the top-|mask| pixels with the object mask", "localisation", iou_top)
-
-
-def pointing_game(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
-    """Whether the maximum of the channel-summed map falls inside the object mask (Zhang et al.,
-    ECCV 2016) ``[B]``. When several pixels share the maximum, the share of them that lies inside
-    (a constant map scores the object's area): no tied pixel is preferred by its position."""
-    scores = _scores(maps)
-    inside = object_masks.flatten(1).bool().to(scores.device)
-    top = scores >= scores.max(1, keepdim=True).values
-    return (top & inside).sum(1).float() / top.sum(1).float()
-
-
-register_metric("pointing_game", True, 0.0, 1.0, "map maximum inside the object", "localisation", pointing_game)
-
-
-def relevance_mass(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
-    """Share of the positive part of the channel-summed map that lies inside the object mask
-    (relevance mass accuracy, Arras, Osman & Samek, *Information Fusion* 2022) ``[B]``. For maps that
-    are magnitudes (Saliency, VarGrad) the positive part is the whole map; for signed maps (IG,
-    SmoothGrad, LIME) negative evidence does not count. The one definition every table uses."""
-    scores = _scores(maps).clamp(min=0)
-    inside = object_masks.flatten(1).float().to(scores.device)
-    return (scores * inside).sum(1) / scores.sum(1).clamp(min=1e-30)
-
-
-register_metric("relevance_mass", True, 0.0, 1.0, "positive attribution inside the object", "localisation", relevance_mass)
-
-
-@torch.inference_mode()
-def saliency_metric(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor,
-                    fraction: float = 0.2) -> torch.Tensor:
-    """Dabkowski & Gal (NeurIPS 2017): log(max(a, 0.05)) − log(p) where a is the area fraction of the
-    tight box around the top ``fraction`` of pixels and p the target's probability on the image
-    cropped to that box and resized back to full size. Lower is better."""
-    target = check_model_inputs(model, images, target, maps)
-    batch, _, height, width = images.shape
-    scores = _scores(maps).view(batch, height, width)
-    threshold = scores.flatten(1).quantile(1 - fraction, dim=1).view(-1, 1, 1)
-    crops, areas = [], []
-    for index in range(batch):
-        ys, xs = torch.nonzero(scores[index] >= threshold[index], as_tuple=True)
-        top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-        areas.append((bottom - top) * (right - left) / (height * width))
-        crop = images[index:index + 1, :, top:bottom, left:right]
-        crops.append(torch.nn.functional.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False))
-    probability = torch.softmax(model(torch.cat(crops)), 1).gather(1, target.view(-1, 1))[:, 0]
-    area = torch.tensor(areas, device=images.device)
-    return torch.log(area.clamp(min=0.05)) - torch.log(probability.clamp(min=1e-12))
-
-
-register_metric("saliency_metric", False, None, None, "Dabkowski–Gal: small box, confident crop", function=saliency_metric)
-
-
-def kendall_tau_matrix(scores: dict[str, dict[str, float]], higher_is_better: dict[str, bool]) -> list[dict]:
-    """Kendall τ between the rankings of the same methods by every pair of metrics.
-
-    ``scores``: metric → {method: score}; rankings put the best method first by each metric's
-    direction. Rows ``{metric_a, metric_b, tau, p_value, n_methods}``.
-    """
-    from scipy.stats import kendalltau
-
-    names = list(scores)
-    rows = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            methods = sorted(set(scores[a]) & set(scores[b]))
-            if len(methods) < 3:
-                continue
-            sign_a = 1 if higher_is_better[a] else -1
-            sign_b = 1 if higher_is_better[b] else -1
-            result = kendalltau([sign_a * scores[a][m] for m in methods], [sign_b * scores[b][m] for m in methods])
-            rows.append({"metric_a": a, "metric_b": b, "tau": float(result.statistic), "p_value": float(result.pvalue),
-                         "n_methods": len(methods)})
-    return rows
-
 
 # --------------------------------------------------------------------------------------
 # INPAINT-METRIC (reconstruction from docs/methods.md §5)
@@ -589,7 +281,7 @@ def kendall_tau_matrix(scores: dict[str, dict[str, float]], higher_is_better: di
 def _top_region(maps: torch.Tensor, fraction: float, factor: int) -> torch.Tensor:
     """Boolean ``[B, 1, H, W]``: the top ``fraction`` of pixels of the map smoothed by ``factor``×
     down- and up-sampling (area then bilinear)."""
-    scores = _scores(maps).view(maps.shape[0], 1, *maps.shape[-2:]).float()
+    scores = flat_scores(maps).view(maps.shape[0], 1, *maps.shape[-2:]).float()
     height, width = scores.shape[-2:]
     small = torch.nn.functional.adaptive_avg_pool2d(scores, (max(1, height // factor), max(1, width // factor)))
     smooth = torch.nn.functional.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)

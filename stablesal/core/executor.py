@@ -1,0 +1,172 @@
+"""Where independent units of work run: in this process, in a local process pool, or on a Dask
+cluster (``distributed``), with the same results.
+
+A unit is a picklable function applied to one item (one seed's training, one model set × method
+of the stability study). :meth:`Executor.map` returns results in item order and calls
+``on_result(index, result)`` in the calling process as each unit finishes, so callers write each
+result atomically as soon as it exists: an interrupted run keeps every finished unit.
+
+Every unit runs with an explicit torch thread count (``threads``; default: the cores divided by
+the workers), so that workers do not oversubscribe the CPU, and so that a unit computes the same
+numbers wherever it runs.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Callable, Sequence
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (macOS)
+        return os.cpu_count() or 1
+
+
+def _run_with_threads(fn: Callable, threads: int, item, *shared):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn(*shared, item)
+    finally:
+        torch.set_num_threads(previous)
+
+
+class Executor(abc.ABC):
+    """Base class. ``workers``: parallel units; ``threads``: torch threads per unit."""
+
+    name = "executor"
+
+    def __init__(self, workers: int = 1, threads: int | None = None):
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers
+        self.threads = threads or max(1, _cores() // workers)
+
+    @abc.abstractmethod
+    def map(self, fn: Callable, items: Sequence, on_result: Callable | None = None, desc: str = "units",
+            progress: bool = True, shared: tuple = ()) -> list:
+        """``[fn(*shared, item) for item in items]``; ``shared`` (e.g. a dataset) is sent to each
+        worker once, not with every unit."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __str__(self) -> str:
+        return f"{self.name}(workers={self.workers},threads={self.threads})"
+
+
+class SerialExecutor(Executor):
+    """Units one after another in this process (the default)."""
+
+    name = "serial"
+
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
+        from tqdm.auto import tqdm
+
+        results = []
+        for index, item in enumerate(tqdm(items, desc=desc, disable=not progress)):
+            result = _run_with_threads(fn, self.threads, item, *shared)
+            if on_result is not None:
+                on_result(index, result)
+            results.append(result)
+        return results
+
+
+class ProcessExecutor(Executor):
+    """A local pool of ``workers`` processes (spawned, so no state is shared with this one)."""
+
+    name = "processes"
+
+    def __init__(self, workers: int = 2, threads: int | None = None):
+        super().__init__(workers, threads)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
+        from concurrent.futures import as_completed
+
+        from tqdm.auto import tqdm
+
+        futures = {self._pool.submit(_run_with_threads, fn, self.threads, item, *shared): index
+                   for index, item in enumerate(items)}
+        results = [None] * len(futures)
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
+            index = futures[future]
+            results[index] = future.result()
+            if on_result is not None:
+                on_result(index, results[index])
+        return results
+
+    def close(self):
+        self._pool.shutdown()
+
+
+class DaskExecutor(Executor):
+    """Units as tasks on a Dask cluster: ``scheduler="tcp://host:port"`` connects to a running one
+    (e.g. started on SLURM with dask-jobqueue, see the README); without it a ``LocalCluster`` of
+    ``workers`` single-threaded processes is started and closed with the executor."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int = 2, threads: int | None = None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as error:  # pragma: no cover
+            raise ImportError("the Dask executor needs the 'distributed' package: pip install 'dask[distributed]'") \
+                from error
+        super().__init__(workers, threads)
+        self._cluster = None
+        if scheduler:
+            self.client = Client(scheduler)
+            self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+            self.threads = threads or 1
+        else:
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=40)
+            self.client = Client(self._cluster)
+
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
+        from distributed import as_completed
+        from tqdm.auto import tqdm
+
+        # large shared inputs (the dataset, the models) go to every worker once
+        scattered = [self.client.scatter(value, broadcast=True) for value in shared]
+        futures = [self.client.submit(_run_with_threads, fn, self.threads, item, *scattered, pure=False)
+                   for item in items]
+        index_of = {future.key: index for index, future in enumerate(futures)}
+        results = [None] * len(futures)
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
+            index = index_of[future.key]
+            results[index] = future.result()
+            if on_result is not None:
+                on_result(index, results[index])
+        return results
+
+    def close(self):
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(workers: int = 1, scheduler: str | None = None, dask: bool = False,
+                  threads: int | None = None) -> Executor:
+    """``scheduler`` or ``dask`` → :class:`DaskExecutor`; ``workers > 1`` → :class:`ProcessExecutor`;
+    otherwise :class:`SerialExecutor`."""
+    if scheduler or dask:
+        return DaskExecutor(scheduler=scheduler, workers=workers, threads=threads)
+    if workers > 1:
+        return ProcessExecutor(workers=workers, threads=threads)
+    return SerialExecutor(workers=1, threads=threads)

@@ -1,0 +1,151 @@
+"""The settings of every study, one dataclass each: the single source of defaults.
+
+The Python API takes these dataclasses, the TOML sections of :mod:`stablesal.config` default to
+their values, and the command line's defaults are read from them, so a default is written once.
+The module imports nothing heavy: the CLI builds its parser from it without loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAIN = "main"                          # the model set of the K retrained models
+DRAWS = ("independent", "common")      # explainer draws: one stream per model, or shared
+RNG_KINDS = ("auto", "generator", "counter")  # random streams (stablesal.attribution: generator on the CPU)
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters shared by every retrained model (AdamW, warm-up then cosine decay)."""
+
+    model: str = "small_cnn"
+    model_options: dict = field(default_factory=dict)
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 4e-3
+    weight_decay: float = 5e-4
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        if not (self.lr > 0):
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+
+
+@dataclass
+class StudySettings:
+    methods: list = field(default_factory=lambda: [
+        "saliency", "integrated_gradients", "smoothgrad", "vargrad", "gradient_shap", "sparsified_smoothgrad",
+        "suppression"])
+    groupings: list = field(default_factory=lambda: ["pixel", "fastslic", "felzenszwalb", "grid"])
+    n_segments: int = 64
+    n_samples: int = 32
+    n_steps: int = 32
+    noise_level: float = 0.15
+    seed: int = 0
+    deletion_steps: int = 16
+    # Petsiuk's insertion blur (σ = 5 px at 224 px) scales to 0.7 px at 32 px and leaves small
+    # objects intact, so both curves use the image's mean colour by default.
+    deletion_substrate: str = "mean"
+    insertion_substrate: str = "mean"
+    mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
+    sanity: bool = True
+    perturbation_samples: int = 300  # RISE masks / LIME and KernelSHAP samples of perturbation presets
+    draws: str = "independent"       # independent | common (explainer draws shared by every model; labelled)
+    rng: str = "auto"                # auto | generator | counter: random streams (auto: counter streams on CUDA)
+    # model sets whose every model gets a second run of each random explainer (the test–retest
+    # ceiling); () for none
+    retest_sets: tuple[str, ...] = (MAIN,)
+
+    def __post_init__(self) -> None:
+        if self.draws not in DRAWS:
+            raise ValueError(f"StudySettings.draws must be one of {DRAWS}, got {self.draws!r}")
+        if self.rng not in RNG_KINDS:
+            raise ValueError(f"StudySettings.rng must be one of {RNG_KINDS}, got {self.rng!r}")
+
+
+@dataclass
+class FactorSettings:
+    segmentations: list = field(default_factory=lambda: ["grid-bilinear", "grid/gaussian", "slic/gaussian"])
+    samplers: list = field(default_factory=lambda: ["random", "shap", "single", "inverse-single"])
+    sample_sizes: list = field(default_factory=lambda: ["M", 200, 1000])   # "M" = the number of segments
+    calculators: list = field(default_factory=lambda: ["rise", "lime-ols", "kernel-shap", "pda", "ciu"])
+    maps: list = field(default_factory=lambda: ["segment", "pixel"])
+    n_segments: int = 49
+    replacement: str | float = 0.0
+    n_images: int = 6
+    srg_steps: int = 10
+    srg_fill: str | float = "mean"
+    deletion_steps: int = 10
+    seed: int = 0
+
+
+@dataclass
+class RemovalSettings:
+    n_images: int = 8
+    lime_samples: int = 200
+    mp_iterations: int = 100
+    deletion_steps: int = 10
+    inpaint_metric_images: int = 8
+    robustness: bool = True
+    seed: int = 0
+    gradient_methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients"])
+
+
+@dataclass
+class InpainterConfig:
+    width: int = 16
+    conditional: bool = True
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 2e-3
+    label_dropout: float = 0.5     # share of batches trained without the label: as many as with it, since
+                                   # every caller but INPAINT-METRIC fills unconditionally
+    background_share: float = 0.25  # share of training holes of the "background" kind (60-95 % of the image)
+    object_share: float = 0.5      # share of holes from the object masks, when the data has them: half
+                                   # remove the object (dilated by one pixel), half everything but the object
+    seed: int = 0
+
+
+@dataclass
+class ConsensusSettings:
+    """The consensus map and the planner (stablesal.consensus, stablesal.planner; docs/methods.md §7)."""
+
+    methods: list = field(default_factory=lambda: ["saliency", "integrated_gradients", "smoothgrad", "vargrad",
+                                                   "gradient_shap", "sparsified_smoothgrad", "suppression"])
+    groupings: list = field(default_factory=lambda: ["fastslic", "pixel"])  # pixel: tested on blocks of a grid
+    n_images: int = 24
+    n_models: int = 0                # trained models in the consensus (0: all); the rest validate the planner
+    q: float = 0.05                  # false-discovery rate
+    procedure: str = "bh"            # bh (Benjamini–Hochberg) | by (Benjamini–Yekutieli, any dependence)
+    scope: str = "image"             # image: FDR over each image's regions | set: over all regions of all images
+    n_permutations: int = 10_000     # trained-vs-untrained permutation test
+    calibration_studies: int = 200   # simulated studies of the false-discovery calibration
+    pilot_models: int = 3            # the planner's pilot: the first models, random explainers run twice
+    validation_samples: int = 8      # held-out models of random methods are also explained with this many
+                                     # samples, to check the planner's 1/n extrapolation (0: off)
+    target: float = 0.9              # reliability the planner's sentence aims at
+    max_samples: int = 256           # the planner adds models rather than go beyond this many samples
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.q < 1.0:
+            raise ValueError(f"ConsensusSettings.q (the false-discovery rate) must be in (0, 1), got {self.q!r}")
+        if not 0.0 < self.target < 1.0:
+            raise ValueError(f"ConsensusSettings.target (a reliability) must be in (0, 1), got {self.target!r}")
+        if self.procedure not in ("bh", "by"):
+            raise ValueError(f"ConsensusSettings.procedure must be 'bh' or 'by', got {self.procedure!r}")
+        if self.scope not in ("image", "set"):
+            raise ValueError(f"ConsensusSettings.scope must be 'image' or 'set', got {self.scope!r}")
+        if self.pilot_models < 3:
+            raise ValueError(f"ConsensusSettings.pilot_models must be at least 3, got {self.pilot_models!r}")
+        if not isinstance(self.validation_samples, int) or self.validation_samples < 0:
+            raise ValueError(f"ConsensusSettings.validation_samples must be 0 (off) or positive, got "
+                             f"{self.validation_samples!r}")
+        for name in ("n_images", "n_permutations", "calibration_studies", "max_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ConsensusSettings.{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,10 @@
+"""Datasets (:mod:`.datasets`) and the image and mask files they read (:mod:`.image_files`).
+
+The names of the former module ``stablesal.data`` (now :mod:`stablesal.data.datasets`) are
+re-exported here, so ``from stablesal.data import load_dataset`` keeps working."""
+
+from .datasets import (
+    DATASETS, SHAPE_CLASSES, TEXTURE_NAMES, ImageDataset, render_shapes, render_backgrounds, default_cache_dir,
+    shapes_dataset, lfw_dataset, cifar10_dataset, image_folder_dataset, unlabelled_folder_dataset, npz_dataset,
+    load_dataset, load_configured,
+)

@@ -1,0 +1,134 @@
+"""Map preparation and pairwise similarity between saliency maps (SSIM, Spearman, normalised L2,
+top-k intersection), and maps on a common scale across K models. Maps are ``[B, C, H, W]``
+(or ``[B, H, W]``) tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .registry import METRICS, register_metric
+
+
+# --------------------------------------------------------------------------------------
+# Map preparation and pairwise similarity (Gong et al., BMVC 2024; Ye & Farnia, AISTATS 2025)
+# --------------------------------------------------------------------------------------
+
+MIN_SPREAD = 1e-20  # a map whose max − min is below this counts as constant; real attributions are far larger
+
+
+def grey_maps(maps: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor:
+    """PAIR's grayscale visualisation (the one the SUPERPIXEL protocol cites): |a| summed over
+    channels, then ``(g − min) / (p − min)`` clipped to [0, 1], with ``p`` the per-image
+    ``clip_percentile`` of g: ``[B, C, H, W]`` → ``[B, H, W]``. Subtracting the minimum matters:
+    without it a map with an offset (every grouped map, whose smallest segment is rarely 0) sits
+    high in [0, 1] and looks alike to SSIM. A constant map (max − min at most ``MIN_SPREAD``)
+    becomes all zeros; in a map with fewer than 1 % non-minimal pixels those pixels become 1."""
+    grey = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
+    flat = grey.flatten(1).double()
+    low = flat.min(dim=1).values.view(-1, 1, 1)
+    top = torch.quantile(flat, clip_percentile / 100.0, dim=1).view(-1, 1, 1)
+    span = top - low
+    # a map whose spread is rounding residue (LIME's ridge on a constant output leaves ~1e-30) is
+    # constant: all zeros, not noise stretched to [0, 1]
+    flat_map = (flat.max(dim=1).values.view(-1, 1, 1) - low) <= MIN_SPREAD
+    out = ((grey.double() - low) / span.clamp(min=MIN_SPREAD)).clamp(0.0, 1.0)
+    return torch.where(flat_map, torch.zeros_like(out), out).float()
+
+
+SSIM_SIGMA = 1.5
+
+
+SSIM_REFERENCE_SIDE = 32  # the side at which the protocol's σ = 1.5 px is set (CIFAR-sized maps)
+
+
+def ssim_sigma(height: int, width: int) -> float:
+    """The SSIM window's σ for maps of ``height × width``: 1.5 px up to 32 px, then growing with
+    the shorter side, so that the window covers the same share of the map at every size (at
+    224 px, σ = 10.5 px)."""
+    return SSIM_SIGMA * max(1.0, min(height, width) / SSIM_REFERENCE_SIDE)
+
+
+@register_metric("ssim", True, -1.0, 1.0, "structural similarity of the grey maps", "pairwise")
+def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: bool = False) -> torch.Tensor:
+    """SSIM per image of grey maps ``[B, H, W]`` in [0, 1]: Gaussian weights (σ = 1.5 px at 32 px,
+    truncated at 3.5 σ, an 11-px window; ``sigma=None`` scales σ with the map's side,
+    :func:`ssim_sigma`), population covariance, data range 1, as scikit-image computes it with the
+    settings of Ye & Farnia.
+
+    scikit-image averages the SSIM map only over pixels at least 5 px (the window radius) from
+    the border: on a 32-px map that is 22 × 22 pixels, 47 % of the map. By default stablesal
+    averages the whole SSIM map, whose local statistics are computed with reflected borders
+    (scikit-image's own filter mode), so every pixel counts; ``crop=True`` gives scikit-image's
+    cropped mean. Both are tested against scikit-image."""
+    from skimage.metrics import structural_similarity
+
+    a_np, b_np = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
+    sigma = ssim_sigma(*a_np.shape[-2:]) if sigma is None else sigma
+    values = []
+    for x, y in zip(a_np, b_np):
+        mean, full = structural_similarity(x, y, gaussian_weights=True, sigma=sigma, use_sample_covariance=False,
+                                           data_range=1.0, full=True)
+        values.append(mean if crop else float(full.mean(dtype=np.float64)))
+    return torch.tensor(values, dtype=torch.float64)
+
+
+@register_metric("spearman", True, -1.0, 1.0, "Spearman rank correlation of the flattened maps (average ranks for ties)",
+                 "pairwise")
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's ρ per image between maps ``[B, ...]``; tied values get average ranks, so
+    piecewise-constant (grouped) maps are handled correctly. NaN when a map is constant."""
+    from scipy.stats import rankdata
+
+    ra = rankdata(a.detach().cpu().flatten(1).double().numpy(), axis=1)
+    rb = rankdata(b.detach().cpu().flatten(1).double().numpy(), axis=1)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    denominator = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return torch.from_numpy((ra * rb).sum(1) / denominator)
+
+
+@register_metric("normalised_l2", False, 0.0, 2.0, "|| a/||a|| - b/||b|| ||", "pairwise")
+def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a = a / a.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    b = b / b.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    return (a - b).norm(dim=1)
+
+
+@register_metric("topk_intersection", True, 0.0, 1.0, "shared fraction of the top 10 % pixels", "pairwise")
+def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
+    """|top-k(a) ∩ top-k(b)| / k with k = ``fraction`` of the pixels (ties broken by position)."""
+    a, b = a.flatten(1), b.flatten(1)
+    k = max(1, int(round(fraction * a.shape[1])))
+    top_a = torch.zeros_like(a, dtype=torch.bool).scatter_(1, a.topk(k, dim=1).indices, True)
+    top_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)
+    return (top_a & top_b).sum(1).double() / k
+
+
+def pairwise_metrics() -> tuple[str, ...]:
+    """The registered pairwise metrics, in registration order (the stability study computes each)."""
+    return tuple(METRICS.names(kind="pairwise"))
+
+
+def pairwise_similarity(a: torch.Tensor, b: torch.Tensor, metrics=None) -> dict[str, torch.Tensor]:
+    """Every pairwise metric (or those named in ``metrics``) per image between grey maps ``[B, H, W]``."""
+    return {name: METRICS.lookup(name, "metrics")(a, b) for name in (pairwise_metrics() if metrics is None else metrics)}
+
+
+# --------------------------------------------------------------------------------------
+# Across K models: maps on a common scale
+# --------------------------------------------------------------------------------------
+
+def unit_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Channel-summed signed maps scaled to unit L2 norm per image ``[B, H, W]``: removes the
+    arbitrary gradient scale of each model before variances are compared."""
+    summed = maps.sum(1) if maps.dim() == 4 else maps
+    return summed / summed.flatten(1).norm(dim=1).clamp(min=1e-30).view(-1, 1, 1)
+
+
+def flat_scores(maps: torch.Tensor) -> torch.Tensor:
+    """``[B, H·W]`` scores of ``[B, C, H, W]`` (channels summed) or ``[B, H, W]`` maps."""
+    return (maps.sum(1) if maps.dim() == 4 else maps).flatten(1)

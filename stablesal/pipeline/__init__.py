@@ -1,0 +1,2 @@
+"""The pipeline: :mod:`.config` (the TOML configuration) and :mod:`.run` (``stablesal report``:
+stages, model sets, ``results.json``)."""

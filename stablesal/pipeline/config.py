@@ -1,0 +1,338 @@
+"""The study configuration: TOML sections mapped onto dataclasses, with every key checked.
+
+``experiments/default.toml`` lists every key with its default. Unknown keys, values of the
+wrong type and unknown names (methods, groupings, presets, segmenters, samplers, calculators,
+fills, architectures, datasets) are errors that name the section and key, with a "did you mean"
+suggestion, raised when the configuration is read: before any data is made or model trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.registry import check_name
+from ..core.settings import (
+    RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# The API's settings are the defaults of the sections (stablesal.settings: one source of defaults);
+# the keys that only the report has (k, n_images, enabled, ...) are defined here.
+_TRAIN, _STUDY, _FACTORS = TrainConfig(), StudySettings(), FactorSettings()
+_INPAINTER, _REMOVAL, _CONSENSUS = InpainterConfig(), RemovalSettings(), ConsensusSettings()
+
+
+@dataclass
+class DataSection:
+    dataset: str = "shapes"          # shapes | lfw (built in) | cifar10 | folder | unlabelled | npz
+    root: str = ""                   # local path for cifar10 / folder / unlabelled (a plain folder) / npz (a file)
+    n_train: int = 40_000            # shapes only (K disjoint splits of 10 000 with K = 4)
+    n_test: int = 2_000              # shapes only
+    size: int = 32                   # shapes / folder / unlabelled: image side in pixels (resize + centre crop)
+    seed: int = 0
+    masks: str = ""                  # folder / unlabelled: object masks with the images' relative paths
+
+
+@dataclass
+class ModelsSection:
+    k: int = 4                       # number of retrained models
+    vary: str = "both"               # seed | split | both
+    arch: str = _TRAIN.model         # small_cnn | resnet20
+    epochs: int = _TRAIN.epochs
+    batch_size: int = _TRAIN.batch_size
+    lr: float = _TRAIN.lr
+    base_seed: int = 0
+    control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
+    untrained_k: int = 4             # untrained networks of the same architecture: the null (0, or >= 3)
+    device: str = "cpu"
+    # models the user brings (stablesal.user_models): checkpoint files or glob patterns, the
+    # architecture ("package.module:function" or "path/file.py:function" called with factory_kwargs,
+    # or arch = "torchvision:<name>"), or a training function called per seed-plan entry
+    checkpoints: list = field(default_factory=list)
+    factory: str = ""
+    factory_kwargs: dict = field(default_factory=dict)
+    train: str = ""                  # "package.module:function"(train_images, train_labels, seed, out_path)
+    mean: list = field(default_factory=list)  # input normalisation of the user's models (Normalize is prepended)
+    std: list = field(default_factory=list)
+
+    @property
+    def user_models(self) -> bool:
+        """Whether the models come from the user (checkpoints or a training function)."""
+        return bool(self.checkpoints or self.train)
+
+    def validate(self) -> None:
+        if self.checkpoints and self.train:
+            raise ValueError("[models] give checkpoints or train, not both")
+        if bool(self.mean) != bool(self.std) or len(self.mean) != len(self.std):
+            raise ValueError(f"[models] mean and std must both be given, one value per channel; got mean="
+                             f"{self.mean}, std={self.std}")
+        if self.train and not (self.factory or self.arch.startswith("torchvision:")):
+            raise ValueError("[models] train needs the architecture its checkpoints hold: factory = "
+                             "'package.module:function' or arch = 'torchvision:<name>'")
+        for key in ("control_k", "untrained_k"):
+            value = getattr(self, key)
+            if value != 0 and value < 3:
+                raise ValueError(f"[models] {key} must be 0 (off) or at least 3 (a design interval needs 3 "
+                                 f"models to delete one from), got {value}")
+
+
+@dataclass
+class GradientSection:
+    methods: list = field(default_factory=lambda: list(_STUDY.methods))
+    groupings: list = field(default_factory=lambda: list(_STUDY.groupings))
+    n_segments: int = _STUDY.n_segments  # super-pixel and grid target number of segments
+    n_samples: int = _STUDY.n_samples    # samples of the random methods (SmoothGrad, suppression, ...)
+    n_steps: int = _STUDY.n_steps        # IG quadrature points
+    noise_level: float = _STUDY.noise_level  # SmoothGrad σ as a fraction of the input range
+    n_images: int = 48               # test images explained per model
+    seed: int = _STUDY.seed
+    draws: str = _STUDY.draws        # independent | common (every model gets the same explainer draws; labelled)
+    rng: str = _STUDY.rng            # auto | generator | counter: random streams (auto: counter streams on CUDA)
+
+
+@dataclass
+class PerturbationSection:
+    methods: list = field(default_factory=lambda: ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
+    n_images: int = 12               # test images explained by every model (perturbation methods are costlier)
+    n_samples: int = _STUDY.perturbation_samples  # RISE masks, LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
+    seed: int = _STUDY.seed
+    draws: str = _STUDY.draws        # independent | common
+
+
+@dataclass
+class FoldsSection:
+    """MeGe/ReCo by Fel et al.'s fold protocol (stablesal.fold_study), on the [gradient] methods."""
+    enabled: bool = True
+    k: int = 4                       # folds = models; model i trains on every fold but fold i
+    pool: int = 6_000                # training images cut into the folds (the first `pool` of the training set)
+    per_fold: int = 8                # training images per fold explained by every fold model
+
+    def validate(self) -> None:
+        if self.k < 3:
+            raise ValueError(f"[folds] k must be at least 3 (a design interval deletes one model), got {self.k}")
+        if self.per_fold < 1 or self.pool < self.k * self.per_fold:
+            raise ValueError(f"[folds] per_fold must be at least 1 and pool at least k * per_fold, got "
+                             f"per_fold={self.per_fold}, pool={self.pool}, k={self.k}")
+
+
+@dataclass
+class FactorsSection:
+    segmentations: list = field(default_factory=lambda: list(_FACTORS.segmentations))
+    samplers: list = field(default_factory=lambda: list(_FACTORS.samplers))
+    sample_sizes: list = field(default_factory=lambda: list(_FACTORS.sample_sizes))  # "M" = one sample per segment
+    calculators: list = field(default_factory=lambda: list(_FACTORS.calculators))
+    maps: list = field(default_factory=lambda: list(_FACTORS.maps))
+    n_segments: int = _FACTORS.n_segments
+    replacement: str = str(_FACTORS.replacement)  # a number, image-mean, blur, ...
+    n_images: int = _FACTORS.n_images
+    srg_steps: int = _FACTORS.srg_steps
+    seed: int = _FACTORS.seed
+    enabled: bool = True
+
+
+@dataclass
+class InpaintingSection:
+    enabled: bool = True
+    conditional: bool = _INPAINTER.conditional  # class-conditional learned inpainter (needed by INPAINT-METRIC)
+    steps: int = _INPAINTER.steps    # training steps of the learned inpainter (batch 32)
+    width: int = _INPAINTER.width
+    n_images: int = _REMOVAL.n_images  # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
+    quality_images: int = 512        # test images for inpainting quality (PSNR, keep-prediction; ±0.02-0.04 at 95 %)
+    lime_samples: int = _REMOVAL.lime_samples
+    mp_iterations: int = _REMOVAL.mp_iterations  # Meaningful Perturbation iterations (paper: 300)
+    robustness: bool = _REMOVAL.robustness  # similarity of maps across hyperparameter settings
+    seed: int = _REMOVAL.seed
+
+
+@dataclass
+class ConsensusSection:
+    """The consensus map and the planner on the main models, against the untrained networks."""
+    enabled: bool = True
+    methods: list = field(default_factory=lambda: list(_CONSENSUS.methods))
+    groupings: list = field(default_factory=lambda: list(_CONSENSUS.groupings))
+    n_images: int = _CONSENSUS.n_images
+    n_models: int = _CONSENSUS.n_models      # main models in the consensus (0: all); the rest validate the planner
+    q: float = _CONSENSUS.q
+    procedure: str = _CONSENSUS.procedure    # bh | by
+    scope: str = _CONSENSUS.scope            # image | set
+    n_permutations: int = _CONSENSUS.n_permutations
+    calibration_studies: int = _CONSENSUS.calibration_studies
+    pilot_models: int = _CONSENSUS.pilot_models
+    validation_samples: int = _CONSENSUS.validation_samples
+    target: float = _CONSENSUS.target
+    max_samples: int = _CONSENSUS.max_samples
+    seed: int = _CONSENSUS.seed
+
+    def settings(self) -> ConsensusSettings:
+        """The API's settings (checked there: q, target, procedure, scope, counts)."""
+        values = dataclasses.asdict(self)
+        values.pop("enabled")
+        try:
+            return ConsensusSettings(**values)
+        except ValueError as error:
+            raise ValueError(f"[consensus] {str(error).removeprefix('ConsensusSettings.')}") from None
+
+
+@dataclass
+class ReportSection:
+    name: str = "default"
+    out_dir: str = "reports"
+    runs_dir: str = "runs"
+    copy_figures_to: str = "figures"  # the default report also refreshes the repository's figures/
+    copy_results_to: str = "experiments/results"  # ... and keeps a copy of its results.json there (<name>.json)
+
+
+@dataclass
+class StudyConfig:
+    data: DataSection = field(default_factory=DataSection)
+    models: ModelsSection = field(default_factory=ModelsSection)
+    gradient: GradientSection = field(default_factory=GradientSection)
+    perturbation: PerturbationSection = field(default_factory=PerturbationSection)
+    folds: FoldsSection = field(default_factory=FoldsSection)
+    factors: FactorsSection = field(default_factory=FactorsSection)
+    inpainting: InpaintingSection = field(default_factory=InpaintingSection)
+    consensus: ConsensusSection = field(default_factory=ConsensusSection)
+    report: ReportSection = field(default_factory=ReportSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(section: str, key: str, value, expected):
+    origin = typing.get_origin(expected) or expected
+    if expected in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    kind = {"int": int, "float": float, "str": str, "list": list, "bool": bool, "dict": dict}.get(expected, origin)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"[{section}] {key} must be of type {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def config_from_dict(raw: dict) -> StudyConfig:
+    """Build a :class:`StudyConfig` from nested dicts, rejecting unknown sections, keys and wrong types."""
+    config = StudyConfig()
+    sections = {f.name: f for f in dataclasses.fields(StudyConfig)}
+    for section, values in raw.items():
+        if section not in sections:
+            raise ValueError(f"unknown configuration section [{section}]; expected one of {sorted(sections)}")
+        if not isinstance(values, dict):
+            raise TypeError(f"[{section}] must be a table of keys")
+        target = getattr(config, section)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ValueError(f"unknown key {key!r} in [{section}]; expected one of {sorted(fields)}")
+            setattr(target, key, _coerce(section, key, value, fields[key].type))
+    config.models.validate()
+    check_user_models(config.models)
+    config.folds.validate()
+    config.consensus.settings()
+    if config.models.vary not in ("seed", "split", "both"):
+        raise ValueError(f"[models] vary must be 'seed', 'split' or 'both', got {config.models.vary!r} "
+                         "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
+    if config.gradient.rng not in RNG_KINDS:
+        raise ValueError(f"[gradient] rng must be one of {', '.join(map(repr, RNG_KINDS))}, got {config.gradient.rng!r}")
+    for section in ("gradient", "perturbation"):
+        draws = getattr(config, section).draws
+        if draws not in ("independent", "common"):
+            raise ValueError(f"[{section}] draws must be 'independent' or 'common', got {draws!r}")
+    check_names(config)
+    return config
+
+
+def check_user_models(models: ModelsSection) -> None:
+    """The files and code a [models] section names exist and import, before any data is read."""
+    import glob
+
+    for pattern in models.checkpoints:
+        if not glob.glob(str(Path(pattern).expanduser())):
+            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} matches no file")
+    if models.factory or models.train:
+        from ..models.user_models import import_object
+
+        if models.factory:
+            import_object(models.factory, "[models] factory")
+        if models.train:
+            import_object(models.train, "[models] train")
+
+
+def check_names(config: StudyConfig) -> None:
+    """Every name in the configuration against the registry it is looked up in later."""
+    from ..explain.gradient.methods import METHODS
+    from ..data.datasets import DATASETS
+    from ..models.architectures import MODEL_FACTORIES
+    from ..explain.perturbation.calculators import CALCULATORS
+    from ..explain.perturbation.features import SMOOTHINGS
+    from ..explain.perturbation.pipeline import MAPS
+    from ..explain.perturbation.presets import PRESETS
+    from ..core.fills import ALIASES, FILLS
+    from ..explain.perturbation.replacement import REPLACEMENTS
+    from ..explain.perturbation.samplers import SAMPLERS
+    from ..explain.segmentation import SEGMENTERS
+
+    check_name("[data] dataset", config.data.dataset, DATASETS)
+    if not config.models.arch.startswith("torchvision:"):
+        check_name("[models] arch", config.models.arch, MODEL_FACTORIES)
+    for name in config.gradient.methods:
+        check_name("[gradient] methods", name, set(METHODS) | set(PRESETS) | {"random"})
+    for name in config.gradient.groupings:
+        check_name("[gradient] groupings", name, {"pixel"} | set(SEGMENTERS))
+    for name in config.perturbation.methods:
+        check_name("[perturbation] methods", name, PRESETS)
+    for name in config.consensus.methods:
+        check_name("[consensus] methods", name, set(METHODS) | set(PRESETS))
+    for name in config.consensus.groupings:
+        check_name("[consensus] groupings", name, {"pixel"} | set(SEGMENTERS))
+    factors = config.factors
+    for spec in factors.segmentations:
+        segmenter, _, smoothing = spec.partition("/")
+        check_name("[factors] segmentations", segmenter, {"grid-bilinear", "patches"} | set(SEGMENTERS))
+        if smoothing:
+            check_name("[factors] segmentations (smoothing after '/')", smoothing, SMOOTHINGS)
+    for name in factors.samplers:
+        check_name("[factors] samplers", name, SAMPLERS)
+    for name in factors.calculators:
+        check_name("[factors] calculators", name, CALCULATORS)
+    for name in factors.maps:
+        check_name("[factors] maps", name, MAPS)
+    for size in factors.sample_sizes:
+        if size != "M" and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+            raise ValueError(f"[factors] sample_sizes: each entry must be 'M' or a positive integer, got {size!r}")
+    replacement = factors.replacement
+    try:
+        float(replacement)
+    except ValueError:
+        check_name("[factors] replacement (a number or a fill name)", replacement,
+                   set(REPLACEMENTS) | set(FILLS) | set(ALIASES))
+
+
+def load_config(path: Path | str | None = None, overrides: dict | None = None) -> StudyConfig:
+    """Read a TOML file (or the defaults when ``path`` is None) and apply ``overrides``
+    (``{"section": {"key": value}}``)."""
+    raw = read_toml(path)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return config_from_dict(raw)
+
+
+def read_toml(path: Path | str | None) -> dict:
+    """The sections of a TOML configuration file as nested dicts, unchecked ({} when ``path`` is
+    None); a missing file or invalid TOML is an error naming the file."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"configuration file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"configuration file {path} is not valid TOML: {error}") from error
+    return raw

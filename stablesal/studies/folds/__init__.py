@@ -1,0 +1,1 @@
+"""The fold study (:mod:`.run`): MeGe/ReCo across models trained on disjoint folds."""

@@ -1,0 +1,1 @@
+"""The removal study: :mod:`.run` (fidelity under removal fills) and :mod:`.fill_quality`."""
