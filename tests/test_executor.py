@@ -122,14 +122,15 @@ def _stability(tmp_path: Path, name: str) -> list[str]:
 def test_kill_9_mid_run_resumes_without_recomputing(tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY_CONFIG)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    # reference: an uninterrupted run
-    subprocess.run(_stability(tmp_path, "whole"), check=True, env=env, capture_output=True, timeout=600)
+    # reference: an uninterrupted run (the timeouts only catch a hang: they are not a speed test)
+    subprocess.run(_stability(tmp_path, "whole"), check=True, env=env, capture_output=True, timeout=1800)
     # the same run, killed with SIGKILL once the first stability units are on disk
     process = subprocess.Popen(_stability(tmp_path, "killed"), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     units = tmp_path / "killed" / "stability" / "stability"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(units.glob("*.json"))) < 2 and process.poll() is None:
+    # no deadline (a slow machine is not a failure): the same command just ran to its end, so the
+    # loop ends either with units on disk or with the run over (then the assert below says so)
+    while len(list(units.glob("*.json"))) < 2 and process.poll() is None:
         time.sleep(0.05)
     assert process.poll() is None, "the run finished before it could be interrupted"
     process.send_signal(signal.SIGKILL)
@@ -138,7 +139,7 @@ def test_kill_9_mid_run_resumes_without_recomputing(tmp_path):
     assert finished and not (tmp_path / "killed-out" / "stability.json").exists()
     for path in finished:  # every file under a final name is complete (temporary name, then rename)
         json.loads(path.read_text())
-    subprocess.run(_stability(tmp_path, "killed"), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(_stability(tmp_path, "killed"), check=True, env=env, capture_output=True, timeout=1800)
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())  # nothing finished was redone
     whole = json.loads((tmp_path / "whole-out" / "stability.json").read_text())
     resumed = json.loads((tmp_path / "killed-out" / "stability.json").read_text())

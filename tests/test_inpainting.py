@@ -140,6 +140,8 @@ def test_learned_inpainter_trains_checkpoints_and_beats_mean_fill(tmp_path):
     filled = inpainter(test, holes, labels[:8])
     learned_error = (filled - test).abs().mean()
     mean_error = (ConstantFill("mean")(test, holes) - test).abs().mean()
+    # a reading of training, so it must hold for any trajectory rounding can lead to: with seeds 0-5
+    # (six different trajectories, not a last-bit difference) the ratio is 0.44-0.56
     assert learned_error < mean_error
     again = train_inpainter(images, labels, 3, config, path=tmp_path / "inpainter.pt", progress=False)
     assert torch.equal(again(test, holes, labels[:8]), filled)  # loaded, not retrained
@@ -213,12 +215,19 @@ def test_inpaint_metric_prefers_the_true_region_to_a_random_map():
 
 
 def test_meaningful_perturbation_finds_the_evidence_and_mp_g_runs():
+    """The evidence must be removable and the class not saturated, or the optimisation has nothing
+    to find: with a +0.7 quadrant (softmax ≈ 1) and the default 1-pixel blur (which leaves a bright
+    quadrant bright) inside and outside differed by 3e-6 of 5e-3, a sign that rounding can flip.
+    Here (score ≈ 3, blur σ = 4 px) the quadrant's saliency exceeds the other's by 0.72–0.82 per
+    image over 3 image draws × 3 jitter seeds; the test asks for 0.5 on each image."""
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.2
-    images[:, :, :8, :8] += 0.7
-    saliency = MeaningfulPerturbation(Quadrant().eval(), iterations=60, mask_side=4).attribute(images, target=0)
-    inside, outside = saliency[:, 0, :8, :8].mean(), saliency[:, 0, 8:, 8:].mean()
-    assert inside > outside
-    seeded = MeaningfulPerturbation(Quadrant().eval(), iterations=60, mask_side=4).attribute(images, target=0)
+    images[:, :, :8, :8] += 0.3
+    explainer = MeaningfulPerturbation(Quadrant().eval(), iterations=60, mask_side=4, blur_sigma=4.0)
+    saliency = explainer.attribute(images, target=0)
+    inside, outside = saliency[:, 0, :8, :8].mean((1, 2)), saliency[:, 0, 8:, 8:].mean((1, 2))
+    assert (inside - outside > 0.5).all(), (inside, outside)
+    seeded = MeaningfulPerturbation(Quadrant().eval(), iterations=60, mask_side=4, blur_sigma=4.0).attribute(
+        images, target=0)
     assert torch.equal(saliency, seeded)
     mp_g = MeaningfulPerturbation(Quadrant().eval(), inpainter=OpenCVInpainter("telea"), iterations=10,
                                   mask_side=4).attribute(images, target=0)

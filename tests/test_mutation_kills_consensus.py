@@ -178,19 +178,41 @@ def test_model_ranks_mean_map_and_tie_seeds():
     assert mean_map.dtype == torch.float32
 
 
+def test_model_ranks_mean_map_is_the_plain_mean_of_different_grey_maps():
+    images, targets, segments = images_and_grid()
+    settings = StudySettings(n_segments=4, seed=5)
+    models = quarter_models(7, 4)
+    _, mean_map = model_ranks(models, images, targets, "saliency", {"grid": segments}, segments, settings, "main")
+    greys = np.stack([grey_maps(explain_groupings("saliency", model, model_seed(settings, "main", index), images,
+                                                  targets, {"grid": segments}, settings)["grid"]).double().numpy()
+                      for index, model in enumerate(models)])
+    assert np.abs(greys - greys[0]).max() > 0.05  # the models' grey maps differ
+    np.testing.assert_allclose(mean_map.double().numpy(), greys.mean(0), rtol=1e-6, atol=1e-6)
+
+
 def test_run_consensus_rank_sum_against_an_independent_computation():
     images, targets, segments = images_and_grid()
     settings = StudySettings(n_segments=4, seed=3)
-    models = quarter_models(0, 3, top=1)  # three models, the smallest allowed
-    result = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings, q=0.2,
+    models = quarter_models(0, 5, top=1)
+    result = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings, q=0.01,
                            procedure="by", scope="set")
     ranks = independent_ranks(models, "main", images, targets, "saliency", segments, settings)
     totals = ranks.sum(0)
-    expected_p = np.vectorize(lambda t: rank_sum_tail(int(t), 3, 4))(totals)
+    expected_p = np.vectorize(lambda t: rank_sum_tail(int(t), 5, 4))(totals)
     np.testing.assert_allclose(result.p_values, expected_p, rtol=1e-12)
-    np.testing.assert_array_equal(result.significant, bh_by(expected_p.ravel(), 0.2, "by").reshape(3, 4))
+    # region 1 tops every map: p = 4^-5 ≈ 0.00098 in each image. At q = 0.01 BH per image (0.0025),
+    # BY per image (0.0012) and BH over the set (3 · 0.01 / 12) find it; BY over the 12 regions
+    # (3 · 0.01 / (12 · 3.10) = 0.00081) does not
+    assert np.allclose(expected_p[:, 1], 4.0 ** -5)
+    expected = {(procedure, scope): (bh_by(expected_p.ravel(), 0.01, procedure).reshape(3, 4) if scope == "set" else
+                                     np.stack([bh_by(row, 0.01, procedure) for row in expected_p]))
+                for procedure in ("bh", "by") for scope in ("image", "set")}
+    assert not expected["by", "set"].any() and all(expected[key][:, 1].all() for key in expected if key != ("by", "set"))
+    np.testing.assert_array_equal(result.significant, expected["by", "set"])
     assert (result.method, result.grouping, result.n_models, result.q, result.procedure, result.scope, result.test,
-            result.n_reference) == ("saliency", "grid", 3, 0.2, "by", "set", "rank-sum", 0)
+            result.n_reference) == ("saliency", "grid", 5, 0.01, "by", "set", "rank-sum", 0)
+    three = run_consensus(models[:3], images, targets, "saliency", grouping="grid", settings=settings)  # the fewest
+    assert three.n_models == 3
     assert torch.equal(result.segments, segments)
     # per image, BH at q = 0.3
     per_image = run_consensus(models, images, targets, "saliency", grouping="grid", settings=settings, q=0.3)
@@ -204,6 +226,7 @@ def test_run_consensus_against_reference_models_exact_and_monte_carlo():
     models, reference = quarter_models(1, 3, top=0), quarter_models(2, 1)  # one reference model is enough
     trained_ranks = independent_ranks(models, "main", images, targets, "saliency", segments, settings)
     reference_ranks = independent_ranks(reference, "reference", images, targets, "saliency", segments, settings)
+    monte_carlo_with_random_explainer(images, targets, segments)
     pooled = np.concatenate([trained_ranks, reference_ranks])
     sums = np.stack([pooled[list(c)].sum(0) for c in itertools.combinations(range(4), 3)])
     exact = (sums >= trained_ranks.sum(0)).mean(0)
@@ -219,6 +242,27 @@ def test_run_consensus_against_reference_models_exact_and_monte_carlo():
                                                n_permutations=3, seed=derive(9, "permutations")).reshape(2, 4)
     np.testing.assert_array_equal(sampled.p_values, expected)
     assert set(np.round(sampled.p_values.ravel() * 4, 9)) <= {1.0, 2.0, 3.0, 4.0}
+
+
+def monte_carlo_with_random_explainer(images, targets, segments):
+    """The random-map null (maps drawn from each model's own seed only), 3 trained and 3 reference
+    models: C(6, 3) = 20 > 10 draws, Monte Carlo from derive(settings.seed, "permutations")."""
+    settings = StudySettings(n_segments=4, seed=9, n_samples=4)
+    models, reference = quarter_models(11, 3, top=3), quarter_models(12, 3)
+    trained_ranks = independent_ranks(models, "main", images, targets, "random", segments, settings)
+    reference_ranks = independent_ranks(reference, "reference", images, targets, "random", segments, settings)
+    result = run_consensus(models, images, targets, "random", grouping="grid", settings=settings,
+                           reference_models=reference, n_permutations=10)
+
+    def monte_carlo(seed):
+        return two_sample_permutation_p_values(trained_ranks.reshape(3, -1), reference_ranks.reshape(3, -1),
+                                               n_permutations=10, seed=seed).reshape(2, 4)
+
+    np.testing.assert_array_equal(result.p_values, monte_carlo(derive(9, "permutations")))
+    assert not np.array_equal(monte_carlo(derive(9)), monte_carlo(derive(9, "permutations")))  # the seed matters
+    # the reference models draw from their own streams: their ranks under the "main" seeds differ
+    assert not np.array_equal(reference_ranks, independent_ranks(reference, "main", images, targets, "random",
+                                                                 segments, settings))
 
 
 def test_run_consensus_default_permutation_count_and_grouping():
@@ -250,7 +294,36 @@ def test_bad_arguments_are_refused_before_any_model_is_explained(monkeypatch):
             run_consensus(models, images, targets, "saliency", grouping="grid", **bad)
     with pytest.raises(ValueError, match="at least 3 retrained models, got 2"):
         run_consensus(models[:2], images, targets, "saliency", grouping="grid")
+    messages = {"scope": "^scope must be one of \\('image', 'set'\\), got 'all'$",
+                "procedure": "^procedure must be one of \\('bh', 'by'\\), got 'holm'$",
+                "reference_models": "^reference_models: give at least one reference model, or None for the rank-sum "
+                                    "test$"}
+    for key, value in (("scope", "all"), ("procedure", "holm"), ("reference_models", [])):
+        with pytest.raises(ValueError, match=messages[key]):
+            run_consensus(models, images, targets, "saliency", grouping="grid", **{key: value})
     assert not calls
+
+
+def test_consensus_test_checks_defaults_and_empty_input():
+    rng = np.random.default_rng(0)
+    ranks = np.stack([np.stack([rng.permutation(4) + 1.0 for _ in range(5)]) for _ in range(8)])  # [8, 5, 4]
+    reference = np.stack([np.stack([rng.permutation(4) + 1.0 for _ in range(5)]) for _ in range(8)])
+    counts = np.full(5, 4)
+    with pytest.raises(ValueError, match="^a consensus test needs at least 3 models, got 2$"):
+        consensus_test(ranks[:2], counts)
+    for bad in (reference[:, :4], reference[:0]):  # other images; no reference model at all
+        with pytest.raises(ValueError, match="^reference_ranks must be \\[L >= 1, N, R\\]"):
+            consensus_test(ranks, counts, bad)
+    # C(16, 8) = 12 870 > 10 000: the default draws 10 000 relabellings from seed 0
+    default = consensus_test(ranks, counts, reference)
+    explicit = consensus_test(ranks, counts, reference, q=0.05, procedure="bh", scope="image", n_permutations=10_000,
+                              seed=0)
+    np.testing.assert_array_equal(default[0], explicit[0])
+    np.testing.assert_array_equal(default[0], two_sample_permutation_p_values(
+        ranks.reshape(8, -1), reference.reshape(8, -1), n_permutations=10_000, seed=0).reshape(5, 4))
+    # no images: empty arrays of the right types
+    p, significant = consensus_test(ranks[:, :0], np.zeros(0, dtype=int))
+    assert p.shape == (0, 4) and significant.shape == (0, 4) and significant.dtype == bool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,28 +482,32 @@ def test_permutation_calibration_defaults():
     assert default["n_studies"] == 200
 
 
-@pytest.mark.parametrize("n_reference", [0, 2])
-def test_subset_calibration_against_an_independent_computation(n_reference):
-    pool = np.stack([ragged_ranks(seed=10 + k, n_models=1)[0] for k in range(7)])  # [7, 3, 6]
-    q, procedure, scope = 0.45, "by", "image"
-    got = subset_calibration(pool, 3, n_reference=n_reference, n_studies=10, q=q, procedure=procedure, scope=scope,
-                             seed=4, n_permutations=5)
+@pytest.mark.parametrize("n_models,n_reference,q,procedure,scope", [(3, 0, 0.45, "by", "image"),
+                                                                     (4, 4, 0.9, "bh", "set")])
+def test_subset_calibration_against_an_independent_computation(n_models, n_reference, q, procedure, scope):
+    pool = np.stack([ragged_ranks(seed=10 + k, n_models=1)[0] for k in range(10)])  # [10, 3, 6]
+    for k in (1, 3, 5, 7, 9):  # these pool models put region 0 at the bottom: the draw of models matters
+        pool[k, :, 0] = 1.0
+        pool[k, :, 1:] = np.where(np.isnan(pool[k, :, 1:]), np.nan, pool[k, :, 1:] + 1.0)
+    got = subset_calibration(pool, n_models, n_reference=n_reference, n_studies=10, q=q, procedure=procedure,
+                             scope=scope, seed=4, n_permutations=30)
     rng = np.random.default_rng(derive(4, "subsets"))
     per_study = []
     for study in range(10):
-        chosen = rng.choice(7, size=3 + n_reference, replace=False)
-        assert len(set(chosen.tolist())) == 3 + n_reference
+        chosen = rng.choice(10, size=n_models + n_reference, replace=False)
+        assert len(set(chosen.tolist())) == n_models + n_reference
         if n_reference:
-            # C(5, 3) = 10 > 5 draws: the Monte Carlo test from derive(seed, "permutations", study)
-            trained, reference = pool[chosen[:3]], pool[chosen[3:]]
-            p = two_sample_permutation_p_values(trained.reshape(3, -1), reference.reshape(n_reference, -1),
-                                                n_permutations=5, seed=derive(4, "permutations", study)).reshape(3, 6)
+            # C(8, 4) = 70 > 30 draws: the Monte Carlo test from derive(seed, "permutations", study)
+            trained, reference = pool[chosen[:n_models]], pool[chosen[n_models:]]
+            p = two_sample_permutation_p_values(trained.reshape(n_models, -1), reference.reshape(n_reference, -1),
+                                                n_permutations=30, seed=derive(4, "permutations", study)).reshape(3, 6)
             per_study.append(fdp(discoveries(p, q, procedure, scope), scope))
         else:
             per_study.append(fdp(rank_sum_family(pool[chosen], q, procedure, scope), scope))
     fdr, low, high = t_interval(per_study)
-    expected = {"null": "pool", "pool": 7, "n_studies": 10, "q": q, "procedure": procedure, "scope": scope,
-                "n_models": 3, "n_reference": n_reference, "n_images": 3, "fdr": fdr, "fdr_low": low,
+    assert np.std(per_study) > 0  # studies differ, so the draws of models (and permutations) matter
+    expected = {"null": "pool", "pool": 10, "n_studies": 10, "q": q, "procedure": procedure, "scope": scope,
+                "n_models": n_models, "n_reference": n_reference, "n_images": 3, "fdr": fdr, "fdr_low": low,
                 "fdr_high": high, "test": "trained vs reference (permutation)" if n_reference else "rank-sum"}
     assert set(got) == set(expected)
     for key, value in expected.items():
@@ -463,3 +540,23 @@ def test_consensus_test_forwards_q_procedure_and_scope():
     for q, procedure, scope in ((0.3, "by", "set"), (0.5, "bh", "image")):
         _, significant = consensus_test(ranks, np.isfinite(ranks[0]).sum(1), q=q, procedure=procedure, scope=scope)
         np.testing.assert_array_equal(significant, rank_sum_family(ranks, q, procedure, scope))
+
+
+def test_permuted_ranks_follow_the_stated_stream_with_many_regions():
+    """permuted_ranks draws one uniform key per entry from default_rng(seed) (absent entries get +inf),
+    orders each map's values by key and puts the present ones back at the present positions in
+    increasing order. Checked with 64 regions, where NumPy's default sort is not stable."""
+    rng = np.random.default_rng(3)
+    ranks = np.stack([np.stack([rng.permutation(64) + 1.0 for _ in range(2)]) for _ in range(3)])  # [3, 2, 64]
+    ranks[:, 0, rng.choice(64, 20, replace=False)] = np.nan
+    ranks[:, 1, 50:] = np.nan
+    got = permuted_ranks(ranks, seed=8)
+    keys = np.random.default_rng(8).random(ranks.shape)
+    expected = np.full(ranks.shape, np.nan)
+    for k in range(3):
+        for image in range(2):
+            present = [r for r in range(64) if np.isfinite(ranks[k, image, r])]
+            by_key = sorted(present, key=lambda r: keys[k, image, r])
+            for position, source in zip(present, by_key):
+                expected[k, image, position] = ranks[k, image, source]
+    np.testing.assert_array_equal(got, expected)

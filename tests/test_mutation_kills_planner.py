@@ -244,12 +244,13 @@ def test_pilot_against_the_stated_seeds_and_numpy():
     images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) + 0.5
     targets = torch.zeros(2, dtype=torch.long)
     models = [Spot(0.5 + 0.2 * k).eval() for k in range(3)]
-    settings = StudySettings(n_samples=4, n_segments=4, seed=7)
+    settings = StudySettings(n_samples=4, n_segments=4, seed=7, perturbation_samples=32)
     segments = torch.arange(4).repeat_interleave(16).view(1, 8, 8).expand(2, 8, 8).contiguous()
     groupings = {"grid": segments}
-    for method in ("smoothgrad", "saliency"):
+    # rise: a perturbation preset, built from the model itself (not from the method name alone)
+    for method in ("smoothgrad", "saliency", "rise"):
         plan = pilot(models, images, targets, method, groupings, settings)
-        random = method == "smoothgrad"
+        random = method in ("smoothgrad", "rise")
         runs = [[grey_maps(explain_groupings(method, model, derive(7, "pilot", k, r), images, targets, groupings,
                                              settings)["grid"]).double().numpy() for r in range(2 if random else 1)]
                 for k, model in enumerate(models)]
