@@ -6,6 +6,7 @@ matplotlib, and the seeds the docstrings state."""
 
 import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -312,7 +313,8 @@ def test_consensus_test_checks_defaults_and_empty_input():
     with pytest.raises(ValueError, match="^a consensus test needs at least 3 models, got 2$"):
         consensus_test(ranks[:2], counts)
     for bad in (reference[:, :4], reference[:0]):  # other images; no reference model at all
-        with pytest.raises(ValueError, match="^reference_ranks must be \\[L >= 1, N, R\\]"):
+        message = f"reference_ranks must be [L >= 1, N, R] with N, R as ranks (5, 4), got {bad.shape}"
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             consensus_test(ranks, counts, bad)
     # C(16, 8) = 12 870 > 10 000: the default draws 10 000 relabellings from seed 0
     default = consensus_test(ranks, counts, reference)
@@ -483,7 +485,7 @@ def test_permutation_calibration_defaults():
 
 
 @pytest.mark.parametrize("n_models,n_reference,q,procedure,scope", [(3, 0, 0.45, "by", "image"),
-                                                                     (4, 4, 0.9, "bh", "set")])
+                                                                     (4, 4, 0.5, "bh", "set")])
 def test_subset_calibration_against_an_independent_computation(n_models, n_reference, q, procedure, scope):
     pool = np.stack([ragged_ranks(seed=10 + k, n_models=1)[0] for k in range(10)])  # [10, 3, 6]
     for k in (1, 3, 5, 7, 9):  # these pool models put region 0 at the bottom: the draw of models matters
@@ -514,8 +516,16 @@ def test_subset_calibration_against_an_independent_computation(n_models, n_refer
         assert got[key] == (pytest.approx(value, rel=1e-12, nan_ok=True) if isinstance(value, float) else value), key
 
 
-def test_subset_calibration_defaults_and_message():
+def test_subset_calibration_defaults_and_message(monkeypatch):
     pool = np.stack([ragged_ranks(seed=20 + k, n_models=1)[0] for k in range(14)])  # [14, 3, 6]
+    # the documented defaults reach the test: 1000 permutations, seeds derive(0, "permutations", study)
+    seen = []
+    original = consensus_module.consensus_test
+    monkeypatch.setattr(consensus_module, "consensus_test",
+                        lambda *a, **k: seen.append((k["n_permutations"], k["seed"])) or original(*a, **k))
+    subset_calibration(pool, 7, n_reference=7, n_studies=3)
+    monkeypatch.undo()
+    assert seen == [(1000, derive(0, "permutations", study)) for study in range(3)]
     # C(14, 7) = 3432 > 1000: the default permutation count is drawn
     default = subset_calibration(pool, 7, n_reference=7, n_studies=3)
     assert default == subset_calibration(pool, 7, n_reference=7, n_studies=3, q=0.05, procedure="bh", scope="image",
