@@ -485,7 +485,8 @@ def test_permutation_calibration_defaults():
 
 
 @pytest.mark.parametrize("n_models,n_reference,q,procedure,scope", [(3, 0, 0.45, "by", "image"),
-                                                                     (4, 4, 0.5, "bh", "set")])
+                                                                     (4, 4, 0.5, "bh", "set"),
+                                                                     (4, 4, 0.9, "bh", "set")])
 def test_subset_calibration_against_an_independent_computation(n_models, n_reference, q, procedure, scope):
     pool = np.stack([ragged_ranks(seed=10 + k, n_models=1)[0] for k in range(10)])  # [10, 3, 6]
     for k in (1, 3, 5, 7, 9):  # these pool models put region 0 at the bottom: the draw of models matters
