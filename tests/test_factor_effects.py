@@ -237,3 +237,22 @@ def test_rank_agreement_interval_against_numpy():
         low, high = np.quantile(per_image[draws].mean(1), [alpha, 1 - alpha])
         assert out["n_images"] == 4 and out["spearman"] == pytest.approx(0.45)
         assert out["spearman_ci_low"] == pytest.approx(low) and out["spearman_ci_high"] == pytest.approx(high)
+
+
+def test_interval_notes_name_the_bootstrap_that_ran():
+    """The factor study's notes carry the level, resample count and seed of the analysis they
+    describe (not defaults), and name the images as sampled with model 0 held fixed."""
+    from stablesal.studies.factors.effects import interval_notes
+
+    analysis = {"designs": {"main": {"confidence": 0.9, "n_boot": 123}, "other": {"confidence": 0.5, "n_boot": 1}}}
+    notes = interval_notes(analysis, seed=17)
+    assert set(notes) == {"factor_study.analysis", "factor_study.configurations"}
+    boot = notes["factor_study.analysis"]
+    assert (boot["kind"], boot["level"], boot["n_boot"], boot["seed"]) == ("percentile-bootstrap", 0.9, 123, 17)
+    assert boot["sampled"] == ["test images"] and boot["fixed"] == ["model 0", "the explainers' draws"]
+    assert boot["reference"] == "docs/methods.md §4.3"
+    table = notes["factor_study.configurations"]
+    assert (table["kind"], table["level"], table["sampled"]) == ("t-over-units", 0.95, ["test images"])
+    assert table["fixed"] == ["model 0", "the explainers' draws"]
+    empty = interval_notes({"designs": {}}, seed=0)["factor_study.analysis"]
+    assert (empty["level"], empty["n_boot"]) == (0.95, 0)

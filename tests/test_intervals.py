@@ -213,3 +213,19 @@ def test_bootstrap_interval_of_a_mean_is_close_to_the_t_interval():
     assert spread.high - spread.low > 0.1
     nothing = bootstrap_interval(lambda w: float("nan"), 10, {}, n_boot=20)
     assert math.isnan(nothing.low) and math.isnan(nothing.high)
+
+
+def test_interval_note_records_exactly_what_it_is_given():
+    """The note results.json carries for a table: every field as given, the kind's description
+    looked up, 0.95 by default, and an unknown kind refused by name."""
+    from stablesal.core.intervals import CONFIDENCE, INTERVAL_KINDS, interval_note
+
+    assert CONFIDENCE == 0.95
+    note = interval_note("wilson", sampled=("test images",), fixed=("model 0",), columns="x_ci95", level=0.9, n_boot=7)
+    assert note == {"kind": "wilson", "method": INTERVAL_KINDS["wilson"], "level": 0.9, "sampled": ["test images"],
+                    "fixed": ["model 0"], "columns": "x_ci95", "n_boot": 7}
+    default = interval_note("design-jackknife", sampled=["test images", "models"])
+    assert default["level"] == 0.95 and default["fixed"] == [] and default["columns"] == "<name>_ci_low / <name>_ci_high"
+    with pytest.raises(ValueError, match=r"kind must be one of \['design-jackknife', 'percentile-bootstrap', "
+                                         r"'t-over-units', 'wilson'\], got 'bca'"):
+        interval_note("bca", sampled=["test images"])
