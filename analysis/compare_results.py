@@ -2,8 +2,8 @@
 
     python analysis/compare_results.py BEFORE/results.json AFTER/results.json [--tolerance 1e-6]
 
-Leaves under ``timings_s``, ``environment`` and ``figures`` (file lists) and path-like strings are
-ignored; other strings, booleans and the structure (keys, list lengths) must match. Prints the
+Leaves under ``timings_s``, ``environment`` and ``figures`` (file lists), wall-clock times (keys
+naming seconds or ``ms_per_*``) and path-like strings are ignored; other strings, booleans and the structure (keys, list lengths) must match. Prints the
 number of numeric leaves compared and every difference; exit status 1 on any difference."""
 
 from __future__ import annotations
@@ -16,10 +16,16 @@ import sys
 IGNORED_KEYS = {"timings_s", "environment", "figures"}
 
 
+def is_timing(key: str) -> bool:
+    """Wall-clock measurements (``seconds``, ``explain_seconds_per_model``, ``ms_per_image``, ...):
+    they differ between any two runs and are no result."""
+    return "seconds" in key or key.startswith("ms_per_")
+
+
 def walk(a, b, path: str, out: dict) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
-            if key in IGNORED_KEYS:
+            if key in IGNORED_KEYS or is_timing(str(key)):
                 continue
             if key not in a or key not in b:
                 out["differences"].append(f"{path}/{key}: only in {'after' if key not in a else 'before'}")

@@ -25,3 +25,24 @@ def test_compare_several_reports(tmp_path):
     assert "10.0 → 30.0" in table and "20.0 → 25.0" in table and "31.2 → 51.7" in table
     figure = compare.comparison_figure(reports, "fastslic", True, tmp_path / "cmp")
     assert figure.exists() and figure.with_suffix(".pdf").exists()
+
+
+def test_compare_results_finds_a_changed_number_and_ignores_timings(tmp_path, capsys):
+    """analysis/compare_results.py, the check that a refactor changed no number: a difference of
+    2e-6 in a result fails at 1e-6, a NaN equals a NaN, and wall-clock fields never count."""
+    import compare_results
+
+    before = {"rows": [{"spearman": 0.5, "spearman_ci_low": float("nan"), "explain_seconds_per_model": 1.0}],
+              "timings_s": {"total": 3.0}, "models": [{"seconds": 4.0, "seed": 0}]}
+    after = json.loads(json.dumps(before))
+    after["rows"][0]["explain_seconds_per_model"] = 9.0
+    after["timings_s"]["total"], after["models"][0]["seconds"] = 30.0, 40.0
+    paths = [tmp_path / "before.json", tmp_path / "after.json"]
+    for path, results in zip(paths, (before, after)):
+        path.write_text(json.dumps(results))
+    assert compare_results.main([str(p) for p in paths]) == 0
+    assert "3 numeric leaves compared, 0 differences" in capsys.readouterr().out
+    after["rows"][0]["spearman"] = 0.5 + 2e-6
+    paths[1].write_text(json.dumps(after))
+    assert compare_results.main([str(p) for p in paths]) == 1
+    assert "/rows[0]/spearman: 0.5 != 0.500002" in capsys.readouterr().out
