@@ -12,8 +12,9 @@ the same mean and std, and stablesal puts its ``Normalize`` in front of the load
 
 Every model's test accuracy is printed, and a model that is not clearly above chance (50 % on these
 two balanced classes) is reported loudly with exit status 1: its maps would explain a network that
-learned nothing. With this recipe the models pass 90 % from about 10 epochs on; fewer epochs leave
-BatchNorm's running statistics and the weights unsettled and the models at chance.
+learned nothing. Measured with this recipe on a 2-core CPU (seeds 0-2): 50 % for every model at
+3 epochs, 50-72 % at 5, 94-96 % at 7 (1 thread) and 98-100 % at 10 (2 threads); too few epochs
+leave BatchNorm's running statistics and the weights unsettled.
 """
 
 from __future__ import annotations

@@ -46,13 +46,13 @@ CONFIDENCE = 0.95  # the level of every interval in the report
 INTERVAL_KINDS = {
     "design-jackknife": "two-way delete-one jackknife (each image deleted in turn, then each model of each model "
                         "set the statistic reads); variance = sum of the factors' jackknife variances; Student t "
-                        "quantile with Satterthwaite's degrees of freedom (stablesal.intervals.design_interval)",
+                        "quantile with Satterthwaite's degrees of freedom (stablesal.core.intervals.design_interval)",
     "t-over-units": "mean ± Student t quantile (n − 1 degrees of freedom) × SD / √n over n units treated as "
-                    "independent; NaN units are dropped (stablesal.metrics.mean_ci)",
+                    "independent; NaN units are dropped (stablesal.metrics.agreement.mean_ci)",
     "percentile-bootstrap": "percentile interval of the statistic over bootstrap resamples of images drawn with "
-                            "replacement (stablesal.factor_effects.bootstrap_weights)",
+                            "replacement (stablesal.studies.factors.effects.bootstrap_weights)",
     "wilson": "Wilson score interval of a proportion (normal quantile); half-width stored "
-              "(stablesal.fill_quality.wilson_half_width)",
+              "(stablesal.studies.removal.fill_quality.wilson_half_width)",
 }
 
 

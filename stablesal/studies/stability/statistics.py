@@ -38,8 +38,9 @@ _MODEL_0_NOTE = {"columns": list(MODEL_0_METRICS), "sampled": ["test images"], "
 # How each table's intervals are computed (results.json "intervals"), next to the code that computes them.
 SUMMARY_INTERVALS = interval_note(
     "design-jackknife", sampled=["test images", "models of every model set the column reads: the row's set for the "
-                                 "pairwise means; main for *_retest and *_corrected; main and untrained for "
-                                 "*_above_untrained; main and control for spearman_main_minus_control and share_*"],
+                                 "pairwise means; main for *_retest and *_corrected; untrained for *_untrained; main "
+                                 "and untrained for *_above_untrained; main and control for "
+                                 "spearman_main_minus_control, share_* and variance_total"],
     exceptions=[_MODEL_0_NOTE], reference="docs/methods.md §3")
 CONTRAST_INTERVALS = interval_note(
     "design-jackknife", sampled=["test images", "main models"], columns="<metric>_difference_ci_low / _ci_high",
