@@ -35,9 +35,10 @@ _API = {
 }
 
 # Modules moved when the folders became the layers: old module (stablesal.<old>) -> its new home.
-# Each old path is a one-line alias module kept for one release (tests/test_architecture.py
-# exempts exactly these from the layer order); stablesal.data, .models, .metrics and .report
-# became packages that re-export their old names.
+# The old paths keep working for one release: importing one (``import stablesal.seeds``,
+# ``from stablesal.perturbation.samplers import SAMPLERS``) returns the moved module itself, with
+# a DeprecationWarning, through the finder below, so no alias file clutters the package;
+# stablesal.data, .models, .metrics and .report became packages that re-export their old names.
 _MOVED = {
     "attribution": "explain.gradient.methods",
     "checks": "core.checks",
@@ -83,6 +84,47 @@ _MOVED = {
 }
 
 __all__ = ["__version__", *_API]
+
+
+class _MovedModuleFinder:
+    """Imports ``stablesal.<old>[.<sub>]`` as the module it moved to (one object under two names,
+    so ``isinstance`` checks and registries see one module). A meta-path finder, PEP 451."""
+
+    @staticmethod
+    def new_name(fullname: str) -> str | None:
+        head, _, tail = fullname.removeprefix(f"{__name__}.").partition(".")
+        if not fullname.startswith(f"{__name__}.") or head not in _MOVED:
+            return None
+        return ".".join([__name__, _MOVED[head]] + ([tail] if tail else []))
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if cls.new_name(fullname) is None:
+            return None
+        import importlib.util
+
+        return importlib.util.spec_from_loader(fullname, cls)
+
+    @classmethod
+    def create_module(cls, spec):
+        import importlib
+        import warnings
+
+        new = cls.new_name(spec.name)
+        warnings.warn(f"{spec.name} moved to {new}; the old path is kept for one release", DeprecationWarning,
+                      stacklevel=2)
+        return importlib.import_module(new)
+
+    @staticmethod
+    def exec_module(module):
+        pass  # the moved module ran when it was imported under its new name
+
+
+import sys as _sys
+
+if not any(isinstance(finder, type) and finder.__name__ == "_MovedModuleFinder" for finder in _sys.meta_path):
+    _sys.meta_path.insert(0, _MovedModuleFinder)  # before the path finder, which would load a moved
+    # package's submodule a second time under the old name
 
 
 def __getattr__(name):

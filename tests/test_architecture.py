@@ -3,7 +3,7 @@
 ``stablesal/__init__.py``). A module's layer is its top folder; it imports only from its own layer
 or below, the graph has no cycles (imports inside functions included), and no module imports
 another module's private (``_name``) objects. The only exemptions are the declared compatibility
-re-exports of moved modules (``_MOVED`` tables), which are checked to be nothing else."""
+re-exports of moved names (``_MOVED`` tables), which are checked to be nothing else."""
 
 import ast
 from pathlib import Path
@@ -81,18 +81,13 @@ def imports_of(name: str, path: Path, known: set[str], tree: ast.AST | None = No
 
 MODULES = module_names()
 GRAPH = {name: imports_of(name, path, set(MODULES)) for name, path in MODULES.items()}
-# the one-release aliases at old flat paths (stablesal/seeds.py → models.training), declared in the
-# package's _MOVED table
-ALIASES = {old: new.removeprefix("stablesal.") for old, new in declared_moves(PACKAGE / "__init__.py").items()}
+# the package's table of moved modules (old flat name → new module), served by its import finder
+MOVED = declared_moves(PACKAGE / "__init__.py")
 
 
 def compatibility_edges(name: str) -> set[str]:
-    """The imports of ``name`` that are declared compatibility re-exports: an alias module's import
-    of its new home (and that home's submodules), and the imports inside a ``__getattr__`` of a
-    module with a ``_MOVED`` table of the modules that table names."""
-    if name in ALIASES:
-        return {target for target, _ in GRAPH[name]
-                if target == ALIASES[name] or target.startswith(ALIASES[name] + ".")}
+    """The imports inside the ``__getattr__`` of a module with a ``_MOVED`` table (old attribute
+    names re-exported for one release) of the modules that table names: the declared exemptions."""
     path = MODULES[name]
     moved = {module.removeprefix("stablesal.") for module in declared_moves(path).values()}
     if name == "stablesal" or not moved:
@@ -106,24 +101,39 @@ def compatibility_edges(name: str) -> set[str]:
 
 def test_every_module_has_a_layer():
     """A module's layer is its folder's: a new module in a folder needs nothing here; a new top
-    folder (or a flat module other than cli.py and the declared aliases) must be placed in LAYERS."""
-    unplaced = [name for name in MODULES if name.split(".")[0] not in LAYER_OF and name not in ALIASES]
+    folder (or a flat module other than cli.py) must be placed in LAYERS."""
+    unplaced = [name for name in MODULES if name.split(".")[0] not in LAYER_OF]
     assert not unplaced, "place new top folders in LAYERS (and remove deleted ones)"
-    assert all(old in MODULES and new in MODULES for old, new in ALIASES.items()), "a _MOVED alias without its module"
 
 
-def test_aliases_are_only_aliases():
-    """An old-path module imports its new home and nothing else; a ``_MOVED`` __getattr__ imports
-    only what its table names."""
-    for name in ALIASES:
-        assert {target for target, _ in GRAPH[name]} == compatibility_edges(name), name
+def test_moved_modules_are_served_by_the_finder_not_by_files():
+    """Every old flat path of the move names an existing module, no file sits at an old path, and
+    importing the old path gives the moved module itself (one object), with a DeprecationWarning;
+    a ``_MOVED`` __getattr__ imports only what its table names."""
+    import importlib
+    import warnings
+
+    assert MOVED and all(new.removeprefix("stablesal.") in MODULES for new in MOVED.values())
+    assert not [old for old in MOVED if old in MODULES]
+    for old, new in MOVED.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(f"stablesal.{old}")
+        assert module is importlib.import_module(f"stablesal.{new}"), old
+    moved_submodule = importlib.import_module("stablesal.perturbation.samplers")
+    assert moved_submodule is importlib.import_module("stablesal.explain.perturbation.samplers")
+    with pytest.warns(DeprecationWarning, match="stablesal.seeds moved to stablesal.models.training"):
+        import sys
+
+        sys.modules.pop("stablesal.seeds", None)
+        importlib.import_module("stablesal.seeds")
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("stablesal.no_such_module")
     assert compatibility_edges("report") == {"pipeline.run"}
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_imports_go_down_the_pipeline(name):
-    if name in ALIASES:
-        return  # checked by test_aliases_are_only_aliases
     exempt = compatibility_edges(name)
     upward = [target for target, _ in GRAPH[name] if layer_of(target) > layer_of(name) and target not in exempt]
     assert not upward, f"{name} (layer {layer_of(name)}) imports upward: {upward}"
@@ -171,7 +181,7 @@ def test_the_checker_sees_upward_and_private_imports(tmp_path):
 
 
 def test_the_layers_are_folders():
-    """Every module sits in a layer folder (or is cli.py, the package API or a declared alias), and
-    an upward import is found in a module the graph has never seen."""
-    assert {name.split(".")[0] for name in MODULES} - set(ALIASES) == set(LAYER_OF)
+    """Every module sits in a layer folder (or is cli.py or the package API), and an upward import
+    is found in a module the graph has never seen."""
+    assert {name.split(".")[0] for name in MODULES} == set(LAYER_OF)
     assert layer_of("studies.new_study.run") == LAYER_OF["studies"] > layer_of("metrics.new_metric")
