@@ -2,9 +2,11 @@
 the first n images of a factor-study run for growing n and print, per design, which orderings of
 the factors are resolved (95 % bootstrap interval of the η² difference excludes 0).
 
-    python analysis/factor_images_needed.py reports/factor-study/factor_study.json [--sizes 4 8 16 32 48]
+    python analysis/factor_images_needed.py reports/factor-study/results.json [--sizes 4 8 16 32 48]
 
-The JSON is what ``stablesal factor-study`` writes (it holds the per-image rows). Subsets are the
+The JSON is the ``results.json`` that ``stablesal factor-study`` (or a report) writes: its
+``factor_study.rows`` hold the per-image scores (a file of the earlier shape, with ``rows`` at the
+top, is read too). Subsets are the
 first n images of the run (the images are a fixed random draw of the test set, so the first n
 are a random subset too).
 """
@@ -28,7 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16, 32, 48, 64])
     parser.add_argument("--n-boot", type=int, default=2000)
     args = parser.parse_args(argv)
-    rows = json.load(open(args.path))["rows"]
+    results = json.load(open(args.path))
+    rows = results["factor_study"]["rows"] if "factor_study" in results else results["rows"]
     available = len(rows[0]["srg"])
     print(f"{available} images in the run\n")
     print("| images | design | resolved orderings (SRG) | not resolved |")

@@ -1,6 +1,8 @@
-"""Run the consensus/planner experiment of a configuration (``experiments/consensus.toml``): train
-(or load) its models, build the untrained networks, run the consensus stage and write every unit
-(tests, calibration, power, planner curves and validation) with the models' accuracies to JSON.
+"""Run the consensus/planner experiment of a configuration (``experiments/consensus.toml``): the
+pipeline's consensus stage (``stablesal consensus``: models trained or loaded, untrained networks,
+results folder ``<[report] out_dir>/<[report] name>`` with results.json, tables, maps and page),
+then every unit (tests, calibration, power, planner curves and validation) with the models'
+accuracies written to one JSON file for the repository.
 
     python analysis/run_consensus_experiment.py --config experiments/consensus.toml \\
         --out experiments/results/consensus.json
@@ -14,11 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from stablesal.pipeline.config import load_config  # noqa: E402
-from stablesal.data import load_configured  # noqa: E402
-from stablesal.pipeline.run import consensus_stage, train_model_sets  # noqa: E402
-from stablesal.models.training import summary_rows  # noqa: E402
+import json  # noqa: E402
+
 from stablesal.core.storage import atomic_write_json  # noqa: E402
+from stablesal.pipeline.config import load_config  # noqa: E402
+from stablesal.pipeline.run import run_pipeline  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -29,18 +31,16 @@ def main(argv=None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    dataset = load_configured(config.data)
-    runs_dir = Path(config.report.runs_dir) / config.report.name
+    config.models.control_k = 0  # the consensus uses the main models and the untrained networks only
     began = time.perf_counter()
-    runs, _ = train_model_sets(config, dataset, runs_dir, progress=not args.quiet)
-    trained_seconds = time.perf_counter() - began
-    scratch = runs_dir / "consensus-out"  # the maps (.npz) and CSV tables stay with the runs, not in git
-    stage = consensus_stage(config, dataset, runs, runs_dir, scratch, progress=not args.quiet)
+    folder = run_pipeline(config, only=["consensus"], progress=not args.quiet)
     seconds = time.perf_counter() - began
-    atomic_write_json(args.out, {"config": config.to_dict(), "models": summary_rows(runs), **stage,
-                                 "train_seconds": round(trained_seconds, 1), "seconds": round(seconds, 1),
-                                 "note": args.note})
-    print(f"{len(stage['units'])} units in {args.out} ({seconds:.0f} s)")
+    results = json.loads((folder / "results.json").read_text())
+    stage = results["consensus"]
+    atomic_write_json(args.out, {"config": results["config"], "models": results["models"], **stage,
+                                 "train_seconds": round(results["timings_s"].get("training", 0.0), 1),
+                                 "seconds": round(seconds, 1), "note": args.note})
+    print(f"{len(stage['units'])} units in {args.out} ({seconds:.0f} s); the results folder is {folder}")
     return 0
 
 

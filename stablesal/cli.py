@@ -13,25 +13,32 @@ from typing import NamedTuple
 
 from .core.version import __version__
 from .pipeline.config import ModelsSection, StudyConfig, config_from_dict, read_toml
-from .core.settings import StudySettings, TrainConfig
+from .core.settings import (
+    DRAWS, MODEL_VARY, PROCEDURES, RNG_KINDS, SCOPES, SUPPRESSION_MODES, SUPPRESSION_UNITS, VARY_CHOICES,
+    StudySettings, TrainConfig,
+)
 from .core.tables import format_table
 
 # Defaults come from the settings dataclasses (stablesal.settings), as the TOML sections' do.
 _MODELS, _TRAIN, _STUDY = ModelsSection(), TrainConfig(), StudySettings()
 _CONFIG = StudyConfig()
 
-# The commands that read a TOML file (--config) resolve their configuration in four layers:
-#   1. the defaults of the configuration (stablesal.config, which takes them from stablesal.settings);
+# The commands that read a TOML file (--config) resolve their configuration in five layers:
+#   1. the defaults of the configuration (stablesal.pipeline.config, from stablesal.core.settings);
 #   2. the TOML file;
-#   3. the flags the user gives: a flag that sets a configuration key has no parser default (None),
-#      so a flag left out never overrides the file;
-#   4. what the command itself fixes (FIXED).
+#   3. --set section.key=value, any key of any section, in the order given (a value is read as TOML:
+#      --set models.k=5, --set gradient.methods='["saliency"]'; a bare word is a string);
+#   4. the named flags the user gives: a flag that sets a configuration key has no parser default
+#      (None), so a flag left out never overrides the file or --set;
+#   5. what the command itself fixes (FIXED).
 # One exception to 1: stability, consensus and plan are not the report, so when neither --name nor
 # the TOML's [report] name names the run, its folder under --runs is the command's own name
 # (RUN_NAMES), not [report] name's default "default" (the report's folder).
 RUN_NAMES = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
 # consensus and plan use neither the control models nor (plan) the untrained networks: none is trained.
-FIXED = {"consensus": {"models": {"control_k": 0}}, "plan": {"models": {"control_k": 0, "untrained_k": 0}}}
+# factor-study explains one model (main model 0 of a one-model seed plan).
+FIXED = {"consensus": {"models": {"control_k": 0}}, "plan": {"models": {"control_k": 0, "untrained_k": 0}},
+         "factor-study": {"models": {"k": 1, "vary": "seed", "control_k": 0, "untrained_k": 0}}}
 
 
 class ConfigFlag(NamedTuple):
@@ -78,13 +85,33 @@ def _put(raw: dict, section: str, key: str, value) -> None:
         values[key] = value
 
 
+def parse_set(assignment: str) -> tuple[str, str, object]:
+    """``"section.key=value"`` → ``(section, key, value)``; the value is read as a TOML value
+    (``5``, ``0.1``, ``true``, ``["a", "b"]``, ``"text"``), and a bare word that is not TOML is a string."""
+    import tomllib
+
+    target, equals, text = assignment.partition("=")
+    section, dot, key = target.strip().partition(".")
+    if not equals or not dot or not section or not key or "." in key:
+        raise ValueError(f"--set {assignment!r}: expected SECTION.KEY=VALUE, e.g. --set models.k=5")
+    try:
+        value = tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    return section, key, value
+
+
 def resolve_config(args) -> StudyConfig:
     """The configuration a command runs with (see the layers above), checked (names, types, counts)
     before any data is made or model trained. Pure: it reads the TOML file and ``args``, nothing else."""
     raw = read_toml(args.config)
     report = raw.get("report")
-    if args.command in RUN_NAMES and not (isinstance(report, dict) and "name" in report):
+    assignments = [parse_set(text) for text in args.set or []]
+    if args.command in RUN_NAMES and not (isinstance(report, dict) and "name" in report) and not any(
+            (section, key) == ("report", "name") for section, key, _ in assignments):
         _put(raw, "report", "name", RUN_NAMES[args.command])
+    for section, key, value in assignments:
+        _put(raw, section, key, value)
     given = {dest: flag for dest, flag in args.config_flags.items() if getattr(args, dest) is not None}
     for dest, flag in given.items():
         _put(raw, flag.section, flag.key, getattr(args, dest))
@@ -98,7 +125,9 @@ def resolve_config(args) -> StudyConfig:
             raise
         # a bad value the user typed is named by its flag as well as its key
         named = [flag.flag for flag in given.values() if re.search(rf"\[{flag.section}\] {flag.key}\b", str(error))]
-        raise type(error)(str(error) + "".join(f" (given as {flag})" for flag in named)) from None
+        named += [f"--set {section}.{key}" for section, key, _ in assignments
+                  if re.search(rf"\[{section}\] {key}\b|{key!r} in \[{section}\]|section \[{section}\]", str(error))]
+        raise type(error)(str(error) + "".join(f" (given as {flag})" for flag in dict.fromkeys(named))) from None
     k = config.models.k
     if args.command == "consensus" and k < 3:
         raise ValueError(f"[models] k (-k/--models): a consensus map needs at least 3 retrained models, got {k}")
@@ -112,7 +141,7 @@ def resolve_config(args) -> StudyConfig:
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="shapes", help="shapes (built in), lfw (built in), cifar10, folder")
+    parser.add_argument("--dataset", default="shapes", help="a dataset name (`stablesal list datasets`)")
     parser.add_argument("--data-root", default=None, help="local path for cifar10 / folder datasets")
     parser.add_argument("--n-train", type=int, default=None, help="shapes: number of training images")
     parser.add_argument("--n-test", type=int, default=None, help="shapes: number of test images")
@@ -132,10 +161,10 @@ def _load_data(args):
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--models", type=int, default=_MODELS.k, help="number of retrained models K")
-    parser.add_argument("--vary", default=_MODELS.vary, choices=["seed", "split", "both", "leave-fold-out"],
+    parser.add_argument("--vary", default=_MODELS.vary, choices=VARY_CHOICES,
                         help="what differs between models: seed, disjoint data split, both, or leave-fold-out "
                              "(model i trains on every fold but fold i: the MeGe protocol)")
-    parser.add_argument("--arch", default=_TRAIN.model, help="small_cnn or resnet20")
+    parser.add_argument("--arch", default=_TRAIN.model, help="an architecture (`stablesal list architectures`)")
     parser.add_argument("--epochs", type=int, default=_TRAIN.epochs)
     parser.add_argument("--batch-size", type=int, default=_TRAIN.batch_size)
     parser.add_argument("--lr", type=float, default=_TRAIN.lr)
@@ -252,13 +281,14 @@ def cmd_perturb(args) -> int:
     from .explain.perturbation import PRESETS, Perturbation, make_preset
     from .explain.perturbation.calculators import CALCULATORS
     from .explain.perturbation.features import SMOOTHINGS
+    from .explain.perturbation.pipeline import MAPS
     from .explain.perturbation.samplers import SAMPLERS
     from .core.storage import save_torch
 
     for name in args.preset or []:  # before any data is made or model trained
         check_name("--preset", name, PRESETS)
     for flag, name, choices in (("--smoothing", args.smoothing, SMOOTHINGS), ("--sampler", args.sampler, SAMPLERS),
-                                ("--calculator", args.calculator, CALCULATORS)):
+                                ("--calculator", args.calculator, CALCULATORS), ("--map", args.map, MAPS)):
         if name is not None:
             check_name(flag, name, choices)
     dataset, run, model, images, labels, masks = _explain_inputs(args)
@@ -293,97 +323,61 @@ def cmd_perturb(args) -> int:
     return 0
 
 
+def _run_stages(args, config, only: list[str], out: Path | None = None) -> tuple[Path, dict]:
+    """Run the pipeline's ``only`` stages (the same code and output shape as ``stablesal report``:
+    results.json, the CSV tables, figures and index.html) and return the folder and its results."""
+    from .pipeline.run import run_pipeline
+
+    with _executor(args) as executor:
+        folder = run_pipeline(config, only=only, out=out, progress=not args.quiet, executor=executor)
+    return folder, json.loads((folder / "results.json").read_text())
+
+
 def cmd_factor_study(args) -> int:
     from .studies.factors.effects import factor_reading
-    from .report.figures import plot_factor_effects, plot_factor_levels
-    from .data.datasets import load_configured
-    from .pipeline.run import factor_stage, train_config_from
-    from .models.training import train_seeds
-    from .core.storage import atomic_write_json
 
     config = resolve_config(args)
-    name = config.report.name
-    dataset = load_configured(config.data)
-    runs_dir, out = Path(config.report.runs_dir) / name, Path(config.report.out_dir) / name
-    models = config.models
-    run = train_seeds(dataset, k=1, vary="seed", config=train_config_from(models), out_dir=runs_dir / "models",
-                      base_seed=models.base_seed, device=models.device, progress=not args.quiet)[0]
-    with _executor(args) as executor:
-        study = factor_stage(config, run.model.to(models.device), dataset, runs_dir, out, run.meta["config_hash"],
-                             progress=not args.quiet, executor=executor)
-    designs = study["analysis"]["designs"]
-    plot_factor_effects((designs.get("main") or next(iter(designs.values())))["effects"], out / "factor_effects")
-    plot_factor_levels(study["configurations"], out / "factor_levels")
-    atomic_write_json(out / "factor_study.json", {"config": config.to_dict(), "analysis": study["analysis"],
-                                                  "configurations": study["configurations"], "rows": study["rows"]})
-    for name, design in designs.items():
+    out, results = _run_stages(args, config, ["factor_study"])
+    study = results["factor_study"]
+    for name, design in study["analysis"]["designs"].items():
         print(f"{name} design:")
         print(format_table([{k: v for k, v in e.items() if "srg" in k or k in ("factor", "levels")}
                             for e in design["effects"]]))
     print(factor_reading(study["analysis"], study["configurations"]))
-    print(f"tables, JSON and figures in {out}")
+    print(f"results.json, tables, figures and index.html in {out}")
     return 0
 
 
 def cmd_stability(args) -> int:
-    from .report.figures import plot_stability_bars, plot_stability_fidelity, plot_variance_reduction
-    from .data.datasets import load_configured
-    from .pipeline.run import gradient_study, train_model_sets
-    from .core.storage import atomic_write_json
-
     config = resolve_config(args)
-    dataset = load_configured(config.data)
-    runs_dir, out = Path(config.report.runs_dir) / config.report.name, Path(args.out)
-    with _executor(args) as executor:
-        runs, control = train_model_sets(config, dataset, runs_dir, progress=not args.quiet, executor=executor)
-        study = gradient_study(config, dataset, runs, control, runs_dir, out, progress=not args.quiet,
-                               executor=executor)
-    atomic_write_json(out / "stability.json", {"config": config.to_dict(), "summary": study["summary"],
-                                               "variance_reduction": study["reduction"],
-                                               "grid_contrasts": study["contrasts"]})
-    for name in study["model_sets"]:
-        plot_stability_bars(study["summary"], out / f"stability_{name}", model_set=name)
-    plot_variance_reduction(study["reduction"], out / "variance_reduction")
-    plot_stability_fidelity(study["summary"], out / "stability_fidelity")
+    out, results = _run_stages(args, config, ["stability", "figures"], Path(args.out))
     columns = ("method", "grouping", "spearman", "spearman_untrained", "spearman_above_untrained", "spearman_retest",
                "ssim", "deletion_auc")
-    print(format_table([{k: r.get(k, float("nan")) for k in columns} for r in study["summary"]
+    print(format_table([{k: r.get(k, float("nan")) for k in columns} for r in results["stability_summary"]
                         if r["model_set"] == "main"]))
-    print(f"tables, JSON and figures in {out}")
+    print(f"results.json, tables, figures and index.html in {out}")
     return 0
 
 
 def cmd_consensus(args) -> int:
-    from .data.datasets import load_configured
-    from .report.figures import plot_consensus
-    from .pipeline.run import consensus_stage, train_model_sets
-    from .core.storage import atomic_write_json
-
     config = resolve_config(args)  # checked (names, q, counts, k >= 3) before any model is trained
-    dataset = load_configured(config.data)
-    runs_dir, out = Path(config.report.runs_dir) / config.report.name, Path(args.out)
-    runs, _ = train_model_sets(config, dataset, runs_dir, progress=not args.quiet)
-    stage = consensus_stage(config, dataset, runs, runs_dir, out, progress=not args.quiet)
-    atomic_write_json(out / "consensus.json", {"config": config.to_dict(), **stage})
-    for unit in stage["units"]:
-        plot_consensus(unit, out / "consensus", out / f"consensus_{unit['method']}_{unit['grouping']}")
-        if args.png:
-            import numpy as np
+    out, results = _run_stages(args, config, ["consensus"], Path(args.out))
+    units = results["consensus"]["units"]
+    if args.png:
+        import numpy as np
 
-            from .studies.consensus.test import write_mask_pngs
+        from .studies.consensus.test import write_mask_pngs
 
-            for row in unit["tests"]:
-                masks = np.load(out / "consensus" / row["file"])["mask"]
-                write_mask_pngs(masks, out / "consensus" / row["file"].removesuffix(".npz"))
+        for row in (row for unit in units for row in unit["tests"]):
+            masks = np.load(out / "consensus" / row["file"])["mask"]
+            write_mask_pngs(masks, out / "consensus" / row["file"].removesuffix(".npz"))
     columns = ("method", "grouping", "test", "n_models", "n_reference", "significant", "area", "power", "can_discover")
-    print(format_table([{k: row.get(k, float("nan")) for k in columns} for unit in stage["units"]
-                        for row in unit["tests"]]))
+    print(format_table([{k: row.get(k, float("nan")) for k in columns} for unit in units for row in unit["tests"]]))
     print(format_table([{k: row.get(k) for k in ("method", "grouping", "null", "test", "n_studies", "fdr", "fdr_low",
                                                  "fdr_high")}
-                        for unit in stage["units"] for row in [dict(r, method=unit["method"],
-                                                                    grouping=unit["grouping"])
-                                                               for r in unit["calibration"]]]))
-    print(f"maps (.npz), tables, JSON and figures in {out}")
+                        for unit in units for row in [dict(r, method=unit["method"], grouping=unit["grouping"])
+                                                      for r in unit["calibration"]]]))
+    print(f"maps (.npz), results.json, tables, figures and index.html in {out}")
     return 0
 
 
@@ -417,6 +411,40 @@ def cmd_plan(args) -> int:
                 f"{args.at_models} models cannot reach reliability {settings.target:g} at any sample count"))
         else:
             print(plan.sentence(settings.target, settings.max_samples))
+    return 0
+
+
+def registries() -> dict:
+    """Every name a configuration or flag looks up, by kind (``stablesal list``)."""
+    from .core.fills import FILLS
+    from .data.datasets import DATASETS
+    from .explain.gradient.methods import METHODS
+    from .explain.perturbation.calculators import CALCULATORS
+    from .explain.perturbation.features import SMOOTHINGS
+    from .explain.perturbation.pipeline import MAPS
+    from .explain.perturbation.presets import PRESETS
+    from .explain.perturbation.replacement import REPLACEMENTS
+    from .explain.perturbation.samplers import SAMPLERS
+    from .explain.segmentation import SEGMENTERS
+    from .metrics.registry import METRICS
+    from .models.architectures import MODEL_FACTORIES
+    from .pipeline.stages import STAGES
+    from .report.html import SECTIONS
+
+    return {"methods": METHODS, "presets": PRESETS, "segmenters": SEGMENTERS, "smoothings": SMOOTHINGS,
+            "samplers": SAMPLERS, "replacements": {**REPLACEMENTS, **FILLS}, "calculators": CALCULATORS,
+            "maps": MAPS, "metrics": METRICS, "datasets": DATASETS, "architectures": MODEL_FACTORIES,
+            "stages": STAGES, "sections": SECTIONS}
+
+
+def cmd_list(args) -> int:
+    found = registries()
+    for kind in args.kinds or sorted(found):
+        if kind not in found:
+            from .core.registry import check_name
+
+            check_name("kinds", kind, found)
+        print(f"{kind}: {', '.join(found[kind])}")
     return 0
 
 
@@ -454,10 +482,9 @@ def _add_image_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
 
 
 def _add_consensus_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="TOML configuration ([data], [models], [gradient], [consensus]); "
-                                                       "a flag overrides it only when given")
+    _add_config_arguments(parser, "[data], [models], [gradient], [consensus]")
     _config_flag(parser, "-k", "--models", type=int, section="models", key="k", help="retrained models (at least 3)")
-    _config_flag(parser, "--vary", choices=["seed", "split", "both"], section="models", key="vary")
+    _config_flag(parser, "--vary", choices=MODEL_VARY, section="models", key="vary")
     _config_flag(parser, "--methods", nargs="+", section="consensus", key="methods")
     _config_flag(parser, "--groupings", nargs="+", section="consensus", key="groupings")
     _config_flag(parser, "--n-images", type=int, section="consensus", key="n_images", help="test images")
@@ -466,6 +493,15 @@ def _add_consensus_arguments(parser: argparse.ArgumentParser) -> None:
                  help="the planner adds models beyond this many samples")
     _add_runs_flag(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, sections: str) -> None:
+    """--config FILE and --set SECTION.KEY=VALUE (repeatable): the TOML layers of a command."""
+    parser.add_argument("--config", default=None, help=f"TOML configuration ({sections}; see experiments/default.toml "
+                                                       "for every key); a flag overrides it only when given")
+    parser.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
+                        help="set any configuration key over the TOML file (repeatable; the value is TOML: "
+                             "--set models.k=5 --set gradient.methods='[\"saliency\"]'); a named flag still wins")
 
 
 def _add_runs_flag(parser: argparse.ArgumentParser, name: bool = False) -> None:
@@ -496,20 +532,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(explain)
     explain.add_argument("--checkpoint", default=None, help="a model checkpoint from train-seeds (default: train one)")
     explain.add_argument("--method", nargs="+", default=["saliency", "smoothgrad", "suppression"],
-                         help="saliency, gradient, input_x_gradient, integrated_gradients, smoothgrad, smoothgrad_sq, "
-                              "vargrad, sparsified_smoothgrad, gradient_shap, suppression")
+                         help="gradient methods (`stablesal list methods`)")
     explain.add_argument("--grouping", nargs="+", default=["pixel", "fastslic"],
-                         help="pixel, fastslic, slic, felzenszwalb, quickshift, watershed, grid")
+                         help="pixel, or segmenters (`stablesal list segmenters`)")
     explain.add_argument("--n-segments", type=int, default=_STUDY.n_segments)
     explain.add_argument("--n-samples", type=int, default=_STUDY.n_samples)
     explain.add_argument("--n-steps", type=int, default=_STUDY.n_steps)
     explain.add_argument("--noise-level", type=float, default=_STUDY.noise_level,
                          help="SmoothGrad σ as a fraction of the input range")
-    explain.add_argument("--rng", default=_STUDY.rng, choices=["auto", "generator", "counter"],
+    explain.add_argument("--rng", default=_STUDY.rng, choices=RNG_KINDS,
                          help="random streams: per-image generators or counter streams, a whole chunk per draw "
                               "(auto: counter on CUDA)")
-    explain.add_argument("--suppression-mode", default="bernoulli", choices=["bernoulli", "fixed", "continuous", "global"])
-    explain.add_argument("--suppression-unit", default="pixel", choices=["pixel", "patch", "segment"])
+    explain.add_argument("--suppression-mode", default=SUPPRESSION_MODES[0], choices=SUPPRESSION_MODES)
+    explain.add_argument("--suppression-unit", default=SUPPRESSION_UNITS[0], choices=SUPPRESSION_UNITS)
     _add_image_job_arguments(explain, out="figures/explain")
     explain.set_defaults(func=cmd_explain)
 
@@ -518,24 +553,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(perturb)
     perturb.add_argument("--checkpoint", default=None, help="a model checkpoint from train-seeds (default: train one)")
     perturb.add_argument("--preset", nargs="+", default=None,
-                         help="rise, lime, kernel_shap, occlusion, pda, ciu (default: a custom pipeline from the "
-                              "stage options below)")
-    perturb.add_argument("--segmenter", default=None, help="grid, grid-bilinear, patches, fastslic, slic, quickshift, ...")
-    perturb.add_argument("--smoothing", default=None, help="none, gaussian, shift")
-    perturb.add_argument("--sampler", default=None, help="random, random-p, single, inverse-single, shap, unique-random")
-    perturb.add_argument("--replacement", default=None,
-                         help="a number, imagenet, image-mean, image-median, blur, noise, segment-mean")
-    perturb.add_argument("--calculator", default=None, help="rise, lime-ols, lime-ridge, kernel-shap, pda, ciu")
-    perturb.add_argument("--map", default=None, choices=["pixel", "segment"])
+                         help="presets (`stablesal list presets`; default: a custom pipeline from the stage options "
+                              "below)")
+    perturb.add_argument("--segmenter", default=None, help="`stablesal list segmenters`, grid-bilinear or patches")
+    perturb.add_argument("--smoothing", default=None, help="`stablesal list smoothings`")
+    perturb.add_argument("--sampler", default=None, help="`stablesal list samplers`")
+    perturb.add_argument("--replacement", default=None, help="a number, or `stablesal list replacements`")
+    perturb.add_argument("--calculator", default=None, help="`stablesal list calculators`")
+    perturb.add_argument("--map", default=None, help="`stablesal list maps`")
     perturb.add_argument("--n-samples", type=int, default=None)
     perturb.add_argument("--n-segments", type=int, default=None)
     _add_image_job_arguments(perturb, out="figures/perturb")
     perturb.set_defaults(func=cmd_perturb)
 
     factors = commands.add_parser("factor-study", help="the SEG-SMOOTH perturbation factor study scored by SRG")
-    factors.add_argument("--config", default=None, help="TOML configuration ([data], [models], [factors]; see "
-                                                        "experiments/factor_study.toml); a flag overrides it only "
-                                                        "when given")
+    _add_config_arguments(factors, "[data], [models], [factors]; e.g. experiments/factor_study.toml")
     _config_flag(factors, "--n-images", type=int, section="factors", key="n_images")
     _add_runs_flag(factors, name=True)
     _config_flag(factors, "--out", section="report", key="out_dir", help="parent folder of the results, <out>/<name>")
@@ -544,17 +576,16 @@ def build_parser() -> argparse.ArgumentParser:
     factors.set_defaults(func=cmd_factor_study)
 
     stability = commands.add_parser("stability", help="train K models and measure cross-seed saliency stability")
-    stability.add_argument("--config", default=None, help="TOML configuration (data, models, gradient sections); "
-                                                          "a flag overrides it only when given")
+    _add_config_arguments(stability, "[data], [models], [gradient]")
     _config_flag(stability, "-k", "--models", type=int, section="models", key="k", help="retrained models")
-    _config_flag(stability, "--vary", choices=["seed", "split", "both"], section="models", key="vary")
+    _config_flag(stability, "--vary", choices=MODEL_VARY, section="models", key="vary")
     _config_flag(stability, "--control-k", type=int, section="models", key="control_k",
                  help="control models: model 0's split, other seeds (0, or >= 3)")
     _config_flag(stability, "--untrained-k", type=int, section="models", key="untrained_k",
                  help="untrained networks of the same architecture, the null (0, or >= 3)")
-    _config_flag(stability, "--draws", choices=["independent", "common"], section="gradient", key="draws",
+    _config_flag(stability, "--draws", choices=DRAWS, section="gradient", key="draws",
                  help="explainer draws: independent per model or shared (labelled)")
-    _config_flag(stability, "--rng", choices=["auto", "generator", "counter"], section="gradient", key="rng",
+    _config_flag(stability, "--rng", choices=RNG_KINDS, section="gradient", key="rng",
                  help="random streams: per-image generators or counter streams (auto: counter on CUDA)")
     _config_flag(stability, "--methods", nargs="+", section="gradient", key="methods")
     _config_flag(stability, "--groupings", nargs="+", section="gradient", key="groupings")
@@ -573,15 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flag(consensus, "--untrained-k", type=int, section="models", key="untrained_k",
                  help="untrained networks, the reference of the trained-vs-untrained test (0: rank-sum only; or >= 3)")
     _config_flag(consensus, "--q", type=float, section="consensus", key="q", help="false-discovery rate")
-    _config_flag(consensus, "--procedure", choices=["bh", "by"], section="consensus", key="procedure",
+    _config_flag(consensus, "--procedure", choices=PROCEDURES, section="consensus", key="procedure",
                  help="Benjamini-Hochberg, or Benjamini-Yekutieli (any dependence)")
-    _config_flag(consensus, "--scope", choices=["image", "set"], section="consensus", key="scope",
+    _config_flag(consensus, "--scope", choices=SCOPES, section="consensus", key="scope",
                  help="control the FDR over each image's regions or over all images' regions")
     _config_flag(consensus, "--n-permutations", type=int, section="consensus", key="n_permutations")
     _config_flag(consensus, "--n-models", type=int, section="consensus", key="n_models",
                  help="models in the consensus (0: all); the rest validate the planner")
     _config_flag(consensus, "--calibration-studies", type=int, section="consensus", key="calibration_studies")
     consensus.add_argument("--png", action="store_true", help="also write every region mask as PNG, one per image")
+    _add_executor_arguments(consensus)
     consensus.add_argument("--out", default="reports/consensus",
                            help="folder of the maps, tables, JSON and figures (not a configuration key; default "
                                 "reports/consensus)")
@@ -595,8 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
 
     report = commands.add_parser("report", help="run the whole study and write the stability report")
-    report.add_argument("--config", default=None, help="TOML configuration (see experiments/default.toml); a flag "
-                                                       "overrides it only when given")
+    _add_config_arguments(report, "every section")
     _config_flag(report, "--name", section="report", key="name", help="report name, the folder <out>/<name>")
     _config_flag(report, "--out", section="report", key="out_dir", help="parent folder of the report")
     _config_flag(report, "--runs", section="report", key="runs_dir",
@@ -605,6 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_arguments(report)
     report.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     report.set_defaults(func=cmd_report)
+
+    listing = commands.add_parser("list", help="the registered names: methods, presets, segmenters, metrics, ...")
+    listing.add_argument("kinds", nargs="*", help="which lists (default: all)")
+    listing.set_defaults(func=cmd_list)
 
     render = commands.add_parser("render", help="rebuild a report's page from its results folder (no models needed)")
     render.add_argument("report_dir", help="a report folder written by `stablesal report` (holds results.json)")

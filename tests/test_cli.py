@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from stablesal.cli import main
@@ -40,7 +42,12 @@ def test_stability_cli(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "saliency" in out and (tmp_path / "out" / "stability_summary.csv").exists()
-    assert (tmp_path / "out" / "variance_reduction.png").exists()
+    # the report's shape: results.json, the tables, the figures (drawn from the rows) and the page
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["stages"] == ["stability", "figures"] and results["consensus"] is None
+    assert {r["method"] for r in results["stability_summary"]} == {"saliency", "random"}
+    assert (tmp_path / "out" / "figures" / "variance_reduction.png").exists()
+    assert (tmp_path / "out" / "figures" / "stability_main.png").exists() and (tmp_path / "out" / "index.html").exists()
 
 
 def test_perturb_cli_presets_and_custom(tmp_path, capsys):
@@ -74,9 +81,14 @@ def test_factor_study_cli(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "eta2_srg" in out and "segmentation" in out
-    for name in ("factor_configurations.csv", "factor_effects.csv", "factor_effects.png", "factor_levels.pdf",
-                 "factor_study.json"):
+    # the report's shape: results.json (its schema), the stage's tables, the figures and the page
+    for name in ("factor_configurations.csv", "factor_effects.csv", "figures/factor_effects.png",
+                 "figures/factor_levels.pdf", "results.json", "index.html"):
         assert (tmp_path / "out" / "f" / name).exists()
+    results = json.loads((tmp_path / "out" / "f" / "results.json").read_text())
+    assert results["stages"] == ["factor_study"] and results["factor_study"]["configurations"]
+    assert results["stability_summary"] == [] and results["consensus"] is None
+    assert [row["set"] for row in results["models"]] == ["main"]  # one model: main model 0 of a one-seed plan
     # 2 segmentations × (random at M and 20 with rise, pda; single with rise, pda, ciu) × 2 maps
     import csv
     rows = list(csv.DictReader(open(tmp_path / "out" / "f" / "factor_configurations.csv")))
@@ -102,8 +114,11 @@ def test_consensus_and_plan_cli(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "trained vs untrained" in out and "rank-sum" in out
-    assert (tmp_path / "out" / "consensus.json").exists() and (tmp_path / "out" / "consensus_tests.csv").exists()
-    assert (tmp_path / "out" / "consensus_smoothgrad_grid.png").exists()
+    assert (tmp_path / "out" / "results.json").exists() and (tmp_path / "out" / "consensus_tests.csv").exists()
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["stages"] == ["consensus"] and len(results["consensus"]["units"]) == 2
+    assert (tmp_path / "out" / "figures" / "consensus_smoothgrad_grid.png").exists()
+    assert (tmp_path / "out" / "index.html").exists()
     assert len(list((tmp_path / "out" / "consensus").glob("*.npz"))) == 6
     assert len(list((tmp_path / "out" / "consensus").glob("*/mask_*.png"))) == 4 * 4  # 2 methods × 2 tests
     # the planner reuses the same three checkpoints

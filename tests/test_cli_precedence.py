@@ -16,7 +16,7 @@ import json
 import pytest
 
 from stablesal.cli import build_parser, config_flags, main, resolve_config, subcommands
-from stablesal.config import StudyConfig
+from stablesal.pipeline.config import StudyConfig
 
 DEFAULTS = StudyConfig()
 
@@ -59,22 +59,25 @@ TABLE = {
 }
 # the other flags of those commands: not configuration keys
 NOT_CONFIG = {
-    "stability": {"help", "config", "out", "workers", "dask", "scheduler", "quiet"},
-    "consensus": {"help", "config", "png", "out", "quiet"},
-    "plan": {"help", "config", "what", "at_models", "quiet"},
-    "factor-study": {"help", "config", "workers", "dask", "scheduler", "quiet"},
-    "report": {"help", "config", "quick", "workers", "dask", "scheduler", "quiet"},
+    "stability": {"help", "config", "set", "out", "workers", "dask", "scheduler", "quiet"},
+    "consensus": {"help", "config", "set", "png", "out", "workers", "dask", "scheduler", "quiet"},
+    "plan": {"help", "config", "set", "what", "at_models", "quiet"},
+    "factor-study": {"help", "config", "set", "workers", "dask", "scheduler", "quiet"},
+    "report": {"help", "config", "set", "quick", "workers", "dask", "scheduler", "quiet"},
 }
 # commands that read no TOML file: their flags' defaults are the only ones (tests/test_defaults.py)
-WITHOUT_CONFIG = {"train-seeds", "explain", "perturb", "render"}
+WITHOUT_CONFIG = {"train-seeds", "explain", "perturb", "render", "list"}
 
 # Documented exceptions to "neither -> the configuration's default":
 # the run's name (the folder under --runs) of stability, consensus and plan is the command's name
 # when neither --name nor the TOML's [report] name gives one ([report] name's default is the report's);
 RUN_NAME = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
-# consensus and plan train no control models, plan no untrained networks, whatever the TOML says.
+# consensus and plan train no control models, plan no untrained networks, and factor-study explains
+# one model of a one-seed plan, whatever the TOML says.
 FIXED = {"consensus": {("models", "control_k"): 0},
-         "plan": {("models", "control_k"): 0, ("models", "untrained_k"): 0}}
+         "plan": {("models", "control_k"): 0, ("models", "untrained_k"): 0},
+         "factor-study": {("models", "k"): 1, ("models", "vary"): "seed", ("models", "control_k"): 0,
+                          ("models", "untrained_k"): 0}}
 
 # (section, key) -> two valid values: A differs from the default, B from A
 VALUES = {
@@ -276,11 +279,12 @@ def captured(monkeypatch):
     """Stop each command where it would first train, keeping what it was given."""
     import stablesal.data.datasets
     import stablesal.models.training
+    import stablesal.pipeline.context
     import stablesal.pipeline.run
 
     seen = {}
 
-    def train_model_sets(config, dataset, runs_dir, **kwargs):
+    def train_model_sets(config, dataset, runs_dir, *args, **kwargs):
         seen.update(config=config, runs_dir=runs_dir)
         raise Stop
 
@@ -292,9 +296,12 @@ def captured(monkeypatch):
         seen.update(config=config)
         raise Stop
 
-    # patched where the CLI looks them up (it imports them from these modules when a command runs)
+    # patched where the commands look them up: the CLI's plan imports from these modules when it
+    # runs; every other study command runs the pipeline, which trains through its context
     monkeypatch.setattr(stablesal.data.datasets, "load_configured", lambda data: seen.setdefault("data", data))
+    monkeypatch.setattr(stablesal.pipeline.run, "load_configured", lambda data: seen.setdefault("data", data))
     monkeypatch.setattr(stablesal.pipeline.run, "train_model_sets", train_model_sets)
+    monkeypatch.setattr(stablesal.pipeline.context, "train_model_sets", train_model_sets)
     monkeypatch.setattr(stablesal.models.training, "train_seeds", train_seeds)
     monkeypatch.setattr(stablesal.pipeline.run, "run_report", run_report)
     return seen
@@ -324,3 +331,66 @@ def test_factor_study_and_report_use_the_files_folders(captured, tmp_path):
         main(["report", "--config", toml, "-q"])
     assert captured["config"].report.runs_dir == str(tmp_path / "toml-runs")
     assert captured["config"].report.name == "mine" and captured["config"].factors.n_images == 3
+
+
+# --- --set: any key over the TOML file, under the named flags -------------------------------------
+
+@pytest.mark.parametrize("command", sorted(TABLE))
+def test_set_overrides_the_file_and_a_named_flag_overrides_set(command, tmp_path):
+    toml = write_toml(tmp_path / "c.toml", {("data", "seed"): 3, ("gradient", "n_samples"): 5})
+    config = resolve(command, "--set", "data.seed=4", "--set", "gradient.noise_level=0.25", toml=toml)
+    assert config.data.seed == 4 and config.gradient.noise_level == 0.25 and config.gradient.n_samples == 5
+    later = resolve(command, "--set", "data.seed=4", "--set", "data.seed=6", toml=toml)
+    assert later.data.seed == 6  # in the order given
+    keys = {(section, key) for _, section, key in TABLE[command].values()}
+    if ("report", "runs_dir") in keys:  # every such command has --runs
+        both = resolve(command, "--set", "report.runs_dir=from-set", "--runs", "from-flag", toml=toml)
+        assert both.report.runs_dir == "from-flag"
+        assert resolve(command, "--set", "report.runs_dir=from-set", toml=toml).report.runs_dir == "from-set"
+    fixed = FIXED.get(command, {})
+    if fixed:  # what the command fixes stays fixed
+        (section, key), raw = next(iter(fixed.items()))
+        assert value(resolve(command, "--set", f"{section}.{key}=7"), section, key) == raw
+
+
+def test_set_reads_values_as_toml_and_bare_words_as_strings():
+    config = resolve("report", "--set", 'gradient.methods=["saliency", "smoothgrad"]', "--set", "folds.enabled=false",
+                     "--set", "data.dataset=lfw", "--set", "models.lr=0.01", "--set", 'report.name="x y"')
+    assert config.gradient.methods == ["saliency", "smoothgrad"] and config.folds.enabled is False
+    assert config.data.dataset == "lfw" and config.models.lr == 0.01 and config.report.name == "x y"
+
+
+def test_set_names_the_run_as_the_file_would():
+    assert resolve("stability").report.name == "stability"
+    assert resolve("stability", "--set", "report.name=mine").report.name == "mine"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("models.k", "expected SECTION.KEY=VALUE"),
+    ("k=3", "expected SECTION.KEY=VALUE"),
+    ("models.k.x=3", "expected SECTION.KEY=VALUE"),
+    ("modelz.k=3", r"unknown configuration section \[modelz\].*\(given as --set modelz.k\)"),
+    ("models.kk=3", r"unknown key 'kk' in \[models\].*\(given as --set models.kk\)"),
+    ("models.k=abc", r"\[models\] k must be of type int.*\(given as --set models.k\)"),
+])
+def test_a_bad_set_is_refused_naming_it(assignment, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        resolve("report", "--set", assignment)
+
+
+def test_a_bad_value_elsewhere_is_not_blamed_on_set(tmp_path):
+    toml = write_toml(tmp_path / "c.toml", {("models", "vary"): "sideways"})
+    with pytest.raises(ValueError) as error:
+        resolve("report", "--set", "models.k=3", toml=toml)
+    assert "--set" not in str(error.value)
+
+
+def test_list_prints_every_registry_and_refuses_an_unknown_kind(capsys):
+    from stablesal.explain.gradient.methods import METHODS
+    from stablesal.explain.perturbation.presets import PRESETS
+
+    assert main(["list", "methods", "presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"methods: {', '.join(METHODS)}", f"presets: {', '.join(PRESETS)}"]
+    assert main(["list", "method"]) == 2
+    assert "did you mean 'methods'" in capsys.readouterr().err

@@ -30,8 +30,8 @@ import itertools
 import math
 
 import numpy as np
+from .settings import PROCEDURES  # noqa: F401  (re-exported: defined with the other settings' choices)
 
-PROCEDURES = ("bh", "by")
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 MAIN = "main"                          # the model set of the K retrained models
 DRAWS = ("independent", "common")      # explainer draws: one stream per model, or shared
-RNG_KINDS = ("auto", "generator", "counter")  # random streams (stablesal.attribution: generator on the CPU)
+RNG_KINDS = ("auto", "generator", "counter")  # random streams (explain.gradient.methods: generator on the CPU)
+# What differs between the models of a seed plan (models.training); [models] vary takes the first
+# three (the leave-fold-out plan is the [folds] section's)
+VARY_CHOICES = ("seed", "split", "both", "leave-fold-out")
+MODEL_VARY = VARY_CHOICES[:3]
+PROCEDURES = ("bh", "by")              # false-discovery procedures (core.multiple_testing)
+SCOPES = ("image", "set")              # what one FDR procedure covers (studies.consensus.test)
+SUPPRESSION_MODES = ("bernoulli", "fixed", "continuous", "global")  # explain.gradient.sampling
+SUPPRESSION_UNITS = ("pixel", "patch", "segment")
 
 
 @dataclass
@@ -136,9 +144,9 @@ class ConsensusSettings:
             raise ValueError(f"ConsensusSettings.q (the false-discovery rate) must be in (0, 1), got {self.q!r}")
         if not 0.0 < self.target < 1.0:
             raise ValueError(f"ConsensusSettings.target (a reliability) must be in (0, 1), got {self.target!r}")
-        if self.procedure not in ("bh", "by"):
+        if self.procedure not in PROCEDURES:
             raise ValueError(f"ConsensusSettings.procedure must be 'bh' or 'by', got {self.procedure!r}")
-        if self.scope not in ("image", "set"):
+        if self.scope not in SCOPES:
             raise ValueError(f"ConsensusSettings.scope must be 'image' or 'set', got {self.scope!r}")
         if self.pilot_models < 3:
             raise ValueError(f"ConsensusSettings.pilot_models must be at least 3, got {self.pilot_models!r}")

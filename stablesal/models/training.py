@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..data.datasets import ImageDataset
 from .architectures import build_model
 from ..core.seeding import derive
-from ..core.settings import TrainConfig
+from ..core.settings import VARY_CHOICES, TrainConfig  # noqa: F401  (VARY_CHOICES: re-exported)
 from ..core.storage import CorruptFileError, config_hash, load_torch, save_torch
 
 # Keys of the training streams under a run's seed. Integers (not names) because checkpoints made
@@ -43,7 +43,6 @@ SPLIT_ORDER, GLOBAL_RNG, INITIALISATION = 7, 1, 0xC0FFEE
 # the fold study's samples read the same parts.
 PARTS_SEED = 0
 
-VARY_CHOICES = ("seed", "split", "both", "leave-fold-out")
 
 
 @dataclass

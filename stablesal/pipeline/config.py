@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..core.registry import check_name
 from ..core.settings import (
-    RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig,
+    MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings,
+    TrainConfig,
 )
 
 if sys.version_info >= (3, 11):
@@ -235,7 +236,7 @@ def config_from_dict(raw: dict) -> StudyConfig:
     check_user_models(config.models)
     config.folds.validate()
     config.consensus.settings()
-    if config.models.vary not in ("seed", "split", "both"):
+    if config.models.vary not in MODEL_VARY:
         raise ValueError(f"[models] vary must be 'seed', 'split' or 'both', got {config.models.vary!r} "
                          "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
     if config.gradient.rng not in RNG_KINDS:

@@ -3,7 +3,8 @@
 
 ``stablesal.report`` was the orchestration module; its names moved to
 :mod:`stablesal.pipeline.run`. They are still found here for one release, with a
-DeprecationWarning (``_MOVED``)."""
+DeprecationWarning (``_MOVED``), except the per-stage functions (``gradient_study``,
+``fold_stage``, ...), which became the stage classes of :mod:`stablesal.pipeline.stages`."""
 
 import warnings
 
@@ -26,14 +27,6 @@ _MOVED = {
     "user_fold_runs": "stablesal.pipeline.run",
     "train_model_sets": "stablesal.pipeline.run",
     "untrained_models": "stablesal.pipeline.run",
-    "model_sets_for_study": "stablesal.pipeline.run",
-    "gradient_study": "stablesal.pipeline.run",
-    "fold_stage": "stablesal.pipeline.run",
-    "consensus_store": "stablesal.pipeline.run",
-    "consensus_stage": "stablesal.pipeline.run",
-    "perturbation_study": "stablesal.pipeline.run",
-    "factor_stage": "stablesal.pipeline.run",
-    "inpainting_stage": "stablesal.pipeline.run",
     "terminal_summary": "stablesal.pipeline.run",
     "run_report": "stablesal.pipeline.run",
     "example_panels": "stablesal.pipeline.run",

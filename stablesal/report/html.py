@@ -41,9 +41,10 @@ class Section:
 SECTIONS = Registry("report section")
 
 
-def report_section(name: str, order: float):
-    """Register a section builder under ``name`` at position ``order`` of the page."""
-    return SECTIONS.register(name, order=order)
+def report_section(name: str, order: float, stage: str | None = None):
+    """Register a section builder under ``name`` at position ``order`` of the page; ``stage``: the
+    pipeline stage whose results it shows (the page leaves it out when that stage did not run)."""
+    return SECTIONS.register(name, order=order, stage=stage)
 
 
 SHORT_TABLE = 12  # rows shown before a long table folds the rest away

@@ -25,6 +25,7 @@ import torch
 
 from ...core.counter_streams import normal, substream, uniform
 from ...core.fills import canonical, fill_images, is_random
+from ...core.settings import SUPPRESSION_MODES, SUPPRESSION_UNITS
 
 
 class Sampler(abc.ABC):
@@ -182,7 +183,6 @@ class UniformNoise(GaussianNoise):
         return x + half * (2 * uniform(substream(seeds, 0), sample * values, values, x.dtype).view_as(x) - 1), None
 
 
-SUPPRESSION_MODES = ("bernoulli", "fixed", "continuous", "global")
 
 
 class Suppression(Sampler):
@@ -209,7 +209,7 @@ class Suppression(Sampler):
         super().__init__(n_samples)
         if mode not in SUPPRESSION_MODES:
             raise ValueError(f"mode must be one of {SUPPRESSION_MODES}, got {mode!r}")
-        if unit not in ("pixel", "patch", "segment"):
+        if unit not in SUPPRESSION_UNITS:
             raise ValueError(f"unit must be 'pixel', 'patch' or 'segment', got {unit!r}")
         if not 0 <= keep_rate <= 1:
             raise ValueError(f"keep_rate must be in [0, 1], got {keep_rate}")

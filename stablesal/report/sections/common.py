@@ -25,13 +25,17 @@ from .stability import split_summary
 
 
 def report_sections(results: dict, out: Path) -> list[Section]:
-    """Every section of the page, in order, from a report's results alone; figures drawn from rows
-    are written under ``out/figures``."""
+    """Every section of the page, in order, from a report's results alone (a section whose stage did
+    not run is left out); figures drawn from rows are written under ``out/figures``."""
     folder = Path(__file__).resolve().parent
     for module in pkgutil.iter_modules([str(folder)]):  # each module of this folder registers its builders
         importlib.import_module(f"{__package__}.{module.name}")
     sections: list[Section] = []
+    ran = results.get("stages")  # absent from results written before the stage pipeline: every stage ran
     for name in sorted(SECTIONS, key=lambda n: SECTIONS.info(n, "order")):
+        stage = SECTIONS.info(name, "stage")
+        if ran is not None and stage is not None and stage not in ran:
+            continue
         built = SECTIONS[name](results, Path(out))
         sections += [] if built is None else [built] if isinstance(built, Section) else list(built)
     return sections
@@ -43,7 +47,7 @@ def setup(results: dict, out: Path) -> Section:
     main_rows = [r for r in results["models"] if r["set"] == "main"]
     control_rows = [r for r in results["models"] if r["set"] == "control"]
     return Section(title="Setup", reading=setup_reading(results), figures=[
-        (out / drawn["dataset_examples"][0], drawn["dataset_examples"][1])],
+        (out / drawn["dataset_examples"][0], drawn["dataset_examples"][1])] if "dataset_examples" in drawn else [],
         tables=[(main_rows + control_rows, "Models: seed, data split, training-set size, accuracy and training time "
                                            "(s).")])
 
@@ -53,7 +57,7 @@ def left_out(results: dict, out: Path) -> list[Section]:
     return left_out_sections(results)
 
 
-@report_section("sampling", order=90)
+@report_section("sampling", order=90, stage="figures")
 def sampling(results: dict, out: Path) -> Section:
     from ..figures import plot_sampling_confidence
 
@@ -67,7 +71,7 @@ def sampling(results: dict, out: Path) -> Section:
                   "entropy, Gaussian noise (σ as a fraction of the input range) vs suppression (fixed keep rate).")])
 
 
-@report_section("fidelity", order=100)
+@report_section("fidelity", order=100, stage="stability")
 def fidelity(results: dict, out: Path) -> Section:
     gradient_summary = split_summary(results)[1]
     return Section(
@@ -77,7 +81,7 @@ def fidelity(results: dict, out: Path) -> Section:
                   "null against deletion AUC of model 0.")])
 
 
-@report_section("sanity", order=110)
+@report_section("sanity", order=110, stage="stability")
 def sanity(results: dict, out: Path) -> Section:
     summary = results["stability_summary"]
     return Section("Sanity: model randomisation", sections_.sanity_reading(summary), tables=[([
@@ -88,28 +92,28 @@ def sanity(results: dict, out: Path) -> Section:
         "(lower = the map depends on what was learned), intervals over images.")])
 
 
-@report_section("factors", order=160)
+@report_section("factors", order=160, stage="factor_study")
 def factors(results: dict, out: Path) -> Section | None:
     if results["factor_study"] is None:
         return None
     return factor_section(results["factor_study"], out / "figures")
 
 
-@report_section("inpainting", order=170)
+@report_section("inpainting", order=170, stage="inpainting")
 def inpainting(results: dict, out: Path) -> Section | None:
     if results["inpainting"] is None:
         return None
     return inpainting_section(results["inpainting"], out / "figures", out / results["figures"]["removal_maps"][0])
 
 
-@report_section("examples", order=180)
+@report_section("examples", order=180, stage="figures")
 def examples(results: dict, out: Path) -> Section:
     return Section("Example maps across models", "Each row shows one test image explained by every main model, with "
                    "the per-pixel mean and standard deviation across models.",
                    figures=[(out / path, caption) for path, caption in results["figures"]["example_panels"]])
 
 
-@report_section("timing", order=190)
+@report_section("timing", order=190, stage="stability")
 def timing(results: dict, out: Path) -> Section:
     environment = results["environment"]
     return Section("Timing", f"Explaining {results['n_images']} images took the times below per model on "
@@ -128,6 +132,8 @@ def setup_reading(results: dict) -> str:
                   if row.get("test_acc") is not None and row["test_acc"] == row["test_acc"]]
     text = (f"{dataset['name']}: {dataset['train']} training and {dataset['test']} test images of shape "
             f"{tuple(dataset['image_shape'])}, {len(dataset['classes'])} classes. ")
+    if "training" not in timings:  # a run of stages that use no main model (e.g. only the fold stage)
+        return text + f"The stages that ran ({', '.join(results.get('stages', []))}) use no main model."
     if models.get("checkpoints"):
         text += f"{len(main_rows)} models from the user's checkpoints"
     elif models.get("train"):

@@ -188,7 +188,7 @@ def planner_section(consensus: dict, out: Path) -> Section:
                              "models.")], tables=tables)
 
 
-@report_section("consensus", order=140)
+@report_section("consensus", order=140, stage="consensus")
 def _consensus(results: dict, out: Path) -> Section | list[Section] | None:
     if results.get("consensus") is not None:
         return [consensus_section(results["consensus"], out), planner_section(results["consensus"], out)]

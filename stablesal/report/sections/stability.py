@@ -464,22 +464,22 @@ def split_summary(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
             [r for r in summary if r["method"] in perturbation])
 
 
-@report_section("headline", order=30)
+@report_section("headline", order=30, stage="stability")
 def _headline(results: dict, out: Path) -> Section:
     return headline_section(split_summary(results)[1])
 
 
-@report_section("retest", order=40)
+@report_section("retest", order=40, stage="stability")
 def _retest(results: dict, out: Path) -> Section:
     return retest_section(results["stability_summary"])
 
 
-@report_section("decomposition", order=50)
+@report_section("decomposition", order=50, stage="stability")
 def _decomposition(results: dict, out: Path) -> Section:
     return decomposition_section(results["stability_summary"], out / "figures")
 
 
-@report_section("grouping", order=60)
+@report_section("grouping", order=60, stage="stability")
 def _grouping(results: dict, out: Path) -> Section:
     from ..figures import plot_stability_bars
 
@@ -492,17 +492,17 @@ def _grouping(results: dict, out: Path) -> Section:
     return grouping_section(results["grouping_contrasts"], gradient_summary, bars)
 
 
-@report_section("grid", order=70)
+@report_section("grid", order=70, stage="stability")
 def _grid(results: dict, out: Path) -> Section:
     return grid_section(results["grid_contrasts"])
 
 
-@report_section("variance reduction", order=80)
+@report_section("variance reduction", order=80, stage="stability")
 def _reduction(results: dict, out: Path) -> Section:
     return reduction_section(results["variance_reduction"], out / "figures")
 
 
-@report_section("mege", order=120)
+@report_section("mege", order=120, stage="folds")
 def _mege(results: dict, out: Path) -> Section | None:
     folds = results["mege_folds"]
     if folds is None:
@@ -511,7 +511,7 @@ def _mege(results: dict, out: Path) -> Section | None:
                         [r for r in results["models"] if r["set"] == "fold"])
 
 
-@report_section("perturbation", order=130)
+@report_section("perturbation", order=130, stage="perturbation")
 def _perturbation(results: dict, out: Path) -> Section | None:
     summary, _, perturbation_summary = split_summary(results)
     if not perturbation_summary:

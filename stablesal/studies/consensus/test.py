@@ -35,7 +35,7 @@ from ...metrics.agreement import mean_ci
 from ...core.multiple_testing import PROCEDURES, rank_sum_p_values, reject, two_sample_permutation_p_values
 from ...core.seeding import derive, image_seeds
 from ...explain.segmentation import make_segmenter
-from ...core.settings import StudySettings
+from ...core.settings import SCOPES, StudySettings  # noqa: F401  (SCOPES: re-exported)
 from ..stability.run import compute_partitions, explain_groupings, explainer_seed
 from ...core.storage import atomic_write_bytes
 
@@ -47,7 +47,6 @@ CALIBRATION_INTERVALS = interval_note(
     columns="fdr_low / fdr_high",
     caveat="pool studies draw their models from one pool and share them, so that interval is for orientation")
 
-SCOPES = ("image", "set")
 
 
 def region_scores(maps: torch.Tensor, segments: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,108 @@
+"""What the stages of one run share: the configuration, the data, the model sets (built once, on
+first use) and the maps one stage keeps for another.
+
+A stage reads what it needs from the :class:`Context` and returns its result; it never builds a
+model set itself, so the main, control and untrained models are trained, loaded or initialised
+once per run whatever the stages that use them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.datasets import ImageDataset
+from ..models.training import summary_rows
+from ..studies.stability.map_store import MapStore
+from .config import StudyConfig
+from .model_sets import train_model_sets, untrained_models, with_predicted_labels
+
+
+@dataclass
+class Context:
+    """One run's shared state. ``stages``: the names of the stages this run will run (a stage that
+    keeps maps for a later one asks whether that one runs); ``results``: each finished stage's
+    result, by stage name."""
+
+    config: StudyConfig
+    dataset: ImageDataset
+    runs_dir: Path                   # checkpoints and cached units of this run (<runs>/<name>)
+    out: Path                        # the results folder: results.json, the tables, figures/
+    progress: bool = True
+    executor: object = None
+    stages: tuple[str, ...] = ()
+    results: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return self.config.models.device
+
+    @functools.cached_property
+    def trained(self) -> tuple[list, list]:
+        """``(main runs, control runs)``: the K main models and the seed-only control models,
+        trained, resumed or loaded once (:func:`~stablesal.pipeline.model_sets.train_model_sets`).
+        Unlabelled test images are labelled here with main model 0's predictions."""
+        runs, control = train_model_sets(self.config, self.dataset, self.runs_dir, self.progress, self.executor)
+        if not self.dataset.labelled:
+            self.dataset = with_predicted_labels(self.dataset, runs[0].model)
+        return runs, control
+
+    @property
+    def runs(self) -> list:
+        return self.trained[0]
+
+    @property
+    def control_runs(self) -> list:
+        return self.trained[1]
+
+    def model_rows(self) -> list[dict]:
+        """One row per main and control model (seed, split, accuracies, training time)."""
+        return ([dict(row, set="main") for row in summary_rows(self.runs)]
+                + [dict(row, set="control") for row in summary_rows(self.control_runs)])
+
+    @functools.cached_property
+    def untrained(self) -> tuple[list, dict]:
+        """``(models, identity)`` of the untrained-network null (none when ``[models] untrained_k`` is 0)."""
+        if not self.config.models.untrained_k:
+            return [], {}
+        return untrained_models(self.config, self.dataset, self.runs[0].model)
+
+    @functools.cached_property
+    def model_sets(self) -> tuple[dict, dict, dict]:
+        """``(model_sets, varies, identity)`` for :func:`stablesal.studies.stability.run.run_study`:
+        main, control (seed only) and untrained sets, what differs inside each, and the cache identity."""
+        runs, control_runs = self.trained
+        sets = {"main": [r.model for r in runs]}
+        varies = {"main": self.config.models.vary}
+        identity = {"main": [r.meta["config_hash"] for r in runs], "data": self.config.data.__dict__}
+        if control_runs:
+            sets["control"] = [r.model for r in control_runs]
+            varies["control"] = "seed"
+            identity["control"] = [r.meta["config_hash"] for r in control_runs]
+        if self.config.models.untrained_k:
+            untrained, identity["untrained"] = self.untrained
+            if untrained:
+                sets["untrained"] = untrained
+                varies["untrained"] = "init"
+        return sets, varies, identity
+
+    @functools.cached_property
+    def map_store(self) -> MapStore | None:
+        """Where the stability stage keeps the maps the consensus stage will read (None unless the
+        consensus runs in this run on images the stability stage explains): the consensus images
+        are the first test images of the stability stage, explained with the same settings and
+        seeds, so no model pass runs twice."""
+        section = self.config.consensus
+        if "consensus" not in self.stages or len(self.runs) < 3 or section.n_images > self.config.gradient.n_images:
+            return None
+        return MapStore(self.runs_dir / "maps", section.n_images, section.groupings, section.methods)
+
+    def test_images(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Test images ``start:stop`` and their labels on the device, and their object masks (or None)."""
+        dataset = self.dataset
+        images = dataset.test_images[start:stop].to(self.device)
+        labels = dataset.test_labels[start:stop].to(self.device)
+        return images, labels, None if dataset.test_masks is None else dataset.test_masks[start:stop]

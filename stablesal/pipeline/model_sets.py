@@ -1,0 +1,179 @@
+"""The model sets of a study, built once per run and shared by every stage: the K main models
+(trained by stablesal's seed plan, or the user's: checkpoints or a training function), the
+seed-only control models, the untrained-network null, and the fold models' user variant.
+
+Each function takes the configuration sections it reads.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from ..core.seeding import derive
+from ..data.datasets import ImageDataset
+from ..models.architectures import build_model
+from ..models.training import TrainConfig, train_one, train_seeds, train_unit
+from .config import StudyConfig
+
+
+def train_config_from(models) -> TrainConfig:
+    """The shared hyperparameters of a ``[models]`` section."""
+    return TrainConfig(model=models.arch, epochs=models.epochs, batch_size=models.batch_size, lr=models.lr)
+
+
+def checkpoint_paths(patterns: list[str]) -> list[Path]:
+    """The files of ``[models] checkpoints``: paths or glob patterns, sorted within each pattern."""
+    import glob
+
+    paths = []
+    for pattern in patterns:
+        matched = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser())))
+        if not matched:
+            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} matches no file")
+        paths += matched
+    return paths
+
+
+def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
+    """The user's models as runs: checkpoint files loaded (TorchScript, pickled modules or state
+    dicts into the factory's architecture), or trained by the user's function on stablesal's seed
+    plan; each in eval mode with frozen parameters and, with [models] mean/std, Normalize in front.
+    Accuracies are measured on the data when it has labels."""
+    from ..models.training import SeedRun, accuracy, seed_plan
+    from ..core.storage import config_hash
+    from ..models.user_models import load_user_model, model_factory, output_classes, prepare, train_with_user_function
+
+    models = config.models
+    factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
+    if models.checkpoints:
+        loaded = []
+        for path in checkpoint_paths(models.checkpoints):
+            digest = config_hash({"file": str(path.resolve()), "bytes": path.stat().st_size,
+                                  "modified": path.stat().st_mtime_ns})
+            loaded.append((load_user_model(path, factory), {"checkpoint": str(path), "config_hash": digest,
+                                                            "seed": None, "split": None, "train_size": None,
+                                                            "train_seconds": None}))
+    else:
+        plan = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))
+        loaded = train_with_user_function(dataset, models.train, plan, runs_dir / "user-models", factory, progress)
+    runs = []
+    labelled = bool((dataset.test_labels >= 0).all())
+    for index, (model, meta) in enumerate(loaded):
+        model = prepare(model, meta.get("checkpoint", f"model {index}"), models.mean, models.std).to(models.device)
+        test = accuracy(model, dataset.test_images, dataset.test_labels) if labelled else float("nan")
+        train = (accuracy(model, dataset.train_images, dataset.train_labels)
+                 if len(dataset.train_labels) and labelled else float("nan"))
+        runs.append(SeedRun(index, model, {"index": index, **meta, "test_accuracy": test, "train_accuracy": train}))
+    classes = output_classes([run.model for run in runs], [run.meta.get("checkpoint", f"model {run.index}")
+                                                           for run in runs], dataset.image_shape)
+    if labelled and classes != dataset.num_classes:
+        raise ValueError(f"the models output {classes} classes but the data has {dataset.num_classes} "
+                         f"({dataset.class_names[:6]}…)")
+    return runs
+
+
+def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:
+    """Unlabelled test images labelled with ``model``'s predicted class (the class every map then
+    explains); classes named ``class i`` when the data named none."""
+    import dataclasses
+
+    with torch.inference_mode():
+        outputs = torch.cat([model(chunk) for chunk in dataset.test_images.split(256)])
+    names = dataset.class_names or [f"class {i}" for i in range(outputs.shape[1])]
+    return dataclasses.replace(dataset, test_labels=outputs.argmax(1).cpu(), class_names=names,
+                               name=f"{dataset.name} (labels: model 0's predictions)")
+
+
+def user_fold_runs(config: StudyConfig, subset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
+    """The fold models of the MeGe protocol trained by the user's function: model i on every fold of
+    ``subset`` but fold i, seed ``base_seed + i``; prepared like the main models."""
+    from ..models.training import SeedRun, accuracy, seed_plan
+    from ..models.user_models import model_factory, prepare, train_with_user_function
+
+    models = config.models
+    factory = model_factory(models.factory, models.factory_kwargs, models.arch, subset.num_classes)
+    plan = seed_plan(config.folds.k, "leave-fold-out", models.base_seed, len(subset.train_labels))
+    runs = []
+    for index, (model, meta) in enumerate(train_with_user_function(subset, models.train, plan,
+                                                                   runs_dir / "user-fold-models", factory, progress)):
+        model = prepare(model, f"fold model {index}", models.mean, models.std).to(models.device)
+        runs.append(SeedRun(index, model, {**meta, "index": index,
+                                           "test_accuracy": accuracy(model, subset.test_images, subset.test_labels),
+                                           "train_accuracy": float("nan")}))
+    return runs
+
+
+def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
+                     executor=None):
+    """The K main models and the control models, trained or loaded. Models the user brings
+    ([models] checkpoints or train) are the main set, with no control set.
+
+    The control set is the seed-only arm of the variance decomposition: ``control_k`` models on
+    main model 0's data (its split, or all the data when the main models vary only in seed) with
+    seeds ``base_seed + k + i``, none of them a main model, so the two sets share no model."""
+    models = config.models
+    if models.user_models:
+        return user_model_runs(config, dataset, runs_dir, progress), []
+    if not dataset.labelled or not len(dataset.train_labels):
+        raise ValueError(f"[data] {dataset.name} has no labelled training images, so stablesal cannot train models on "
+                         "it: give your own ([models] checkpoints)")
+    train_config = train_config_from(models)
+    runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
+                       base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
+    split = None if models.vary == "seed" else 0
+    control_plan = [{"index": models.k + i, "seed": models.base_seed + models.k + i, "split": split,
+                     "splits": 1 if split is None else models.k} for i in range(models.control_k)]
+    if executor is None:
+        control_runs = [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
+                        for run in control_plan]
+    else:
+        unit = functools.partial(train_unit, config=train_config, out_dir=runs_dir / "models",
+                                 device=models.device, model_factory=None)
+        control_runs = executor.map(unit, control_plan, desc="control seeds", progress=progress, shared=(dataset,))
+    return runs, control_runs
+
+
+def untrained_models(config: StudyConfig, dataset: ImageDataset, template=None) -> tuple[list, dict]:
+    """The untrained-network null: ``untrained_k`` networks of the main architecture, each with its
+    own initialisation seed ``derive(base_seed, "untrained", i)``, never trained; eval mode,
+    frozen parameters. Returns the models and their identity (for the study cache). For models
+    the user brings: the factory's architecture, or else copies of ``template`` (main model 0)
+    with every layer re-initialised; none for TorchScript without a factory."""
+    models = config.models
+    seeds = [derive(models.base_seed, "untrained", i) for i in range(models.untrained_k)]
+    if models.user_models:
+        return _user_untrained(config, dataset, template, seeds)
+    built = []
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's global generator
+            torch.manual_seed(seed)
+            model = build_model(models.arch, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std)
+        model.eval().to(models.device)
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        built.append(model)
+    return built, {"arch": models.arch, "seeds": seeds}
+
+
+def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds: list[int]) -> tuple[list, dict]:
+    from ..models.user_models import model_factory, prepare, reinitialised
+
+    models = config.models
+    factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
+    built = []
+    for seed in seeds:
+        if factory is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                network = factory()
+            model = prepare(network.eval(), "untrained network", models.mean, models.std)
+        else:
+            model = None if template is None else reinitialised(template, seed)
+            if model is None:
+                return [], {"unavailable": "no factory and the model cannot be re-initialised (TorchScript)"}
+            model = prepare(model.eval(), "untrained network")
+        built.append(model.to(models.device))
+    return built, {"arch": models.factory or models.arch or "re-initialised copies of model 0", "seeds": seeds}

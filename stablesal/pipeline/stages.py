@@ -1,0 +1,456 @@
+"""The stages of a run: each computes a typed result from the shared :class:`~.context.Context`
+and writes no file; the pipeline (:func:`stablesal.pipeline.run.run_pipeline`) times them,
+writes their tables and assembles ``results.json`` from their entries.
+
+A stage is registered in :data:`STAGES` next to its definition, with its place in the run
+(``order``). Adding a study is its folder under ``stablesal/studies/`` plus one stage class here.
+
+The protocol (:class:`Stage`):
+
+- ``name``: the key of its result, of its time in ``timings_s`` and of ``only=[...]``;
+- ``section``: the configuration section it reads (``[gradient]``, ``[folds]``, ...);
+- ``needs_models``: whether it uses the main model set (the pipeline trains them first, timed);
+- ``enabled(ctx)``: whether the configuration asks for it;
+- ``run(ctx) -> result``: the computation;
+- ``tables(result) -> {file name: rows}``: its CSV tables (rows of two stages that name the same
+  file are one table, in stage order);
+- ``entries(result) -> {key: value}``: its part of ``results.json`` (a list two stages give under
+  the same key is one list, in stage order);
+- ``interval_notes(results) -> {table: note}``: how the intervals of its tables in ``results.json``
+  were computed (from the notes the study keeps next to its code);
+- ``entry_types``: the type of each of its entries (``results.json``'s schema,
+  :mod:`.schema`); ``absent``: its entries when it does not run, so every results file has the
+  same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ..core.registry import Registry
+from ..core.seeding import derive
+from ..core.settings import StudySettings
+from ..data.datasets import render_backgrounds
+from ..explain.gradient.diagnostics import confidence_by_strength
+from ..explain.inpainting import InpainterConfig, train_inpainter
+from ..metrics.similarity import grey_maps
+from ..models.training import summary_rows, train_seeds
+from ..report.figures import plot_dataset_examples, plot_model_maps, plot_removal_maps
+from ..studies.consensus.run import run_consensus_stage
+from ..studies.consensus.test import CALIBRATION_INTERVALS, TEST_INTERVALS
+from ..studies.factors.effects import analyse, interval_notes as factor_interval_notes
+from ..studies.factors.run import run_factor_study, settings_from_config, summarise_configurations
+from ..studies.folds.run import FOLD_INTERVALS, FOLD_SET, fold_rows, fold_samples
+from ..studies.removal.fill_quality import QUALITY_INTERVALS
+from ..studies.removal.run import RemovalSettings, run_removal_study
+from ..studies.stability.run import compute_partitions, explain_groupings, explainer_seed, run_study
+from ..studies.stability.statistics import (
+    CONTRAST_INTERVALS, REDUCTION_INTERVALS, SUMMARY_INTERVALS, grid_contrast_rows, pixel_contrast_rows, summarise,
+    variance_reduction_rows,
+)
+from .context import Context
+from .model_sets import train_config_from, user_fold_runs
+
+STAGES = Registry("stage")
+
+
+@runtime_checkable
+class Stage(Protocol):
+    name: ClassVar[str]
+    section: ClassVar[str]
+    needs_models: ClassVar[bool]
+    entry_types: ClassVar[dict]
+    absent: ClassVar[dict]
+
+    def enabled(self, ctx: Context) -> bool: ...
+
+    def run(self, ctx: Context) -> dict: ...
+
+    def tables(self, result: dict) -> dict[str, list[dict]]: ...
+
+    def entries(self, result: dict) -> dict[str, Any]: ...
+
+    def interval_notes(self, results: dict) -> dict[str, dict]: ...
+
+
+def register_stage(order: float):
+    """Register a stage class under its ``name`` at its place in the run (low ``order`` runs first)."""
+    def add(cls):
+        STAGES.register(cls.name, cls(), order=order)
+        return cls
+    return add
+
+
+def ordered_stages() -> list[Stage]:
+    """The registered stages in the order they run."""
+    return [STAGES[name] for name in sorted(STAGES, key=lambda n: STAGES.info(n, "order"))]
+
+
+def entry_types() -> dict:
+    """The type of every stage entry of ``results.json`` (key -> type or tuple of types)."""
+    return {key: kind for stage in ordered_stages() for key, kind in stage.entry_types.items()}
+
+
+def gradient_settings(gradient, **overrides) -> StudySettings:
+    """:class:`StudySettings` of a ``[gradient]`` section (``overrides`` replace fields)."""
+    return StudySettings(**{**dict(methods=list(gradient.methods), groupings=list(gradient.groupings),
+                                   n_segments=gradient.n_segments, n_samples=gradient.n_samples,
+                                   n_steps=gradient.n_steps, noise_level=gradient.noise_level, seed=gradient.seed,
+                                   draws=gradient.draws, rng=gradient.rng), **overrides})
+
+
+class BaseStage:
+    needs_models: ClassVar[bool] = True
+    entry_types: ClassVar[dict] = {}
+    absent: ClassVar[dict] = {}
+
+    def enabled(self, ctx: Context) -> bool:
+        return True
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        return {}
+
+    def interval_notes(self, results: dict) -> dict[str, dict]:
+        return {}
+
+
+@register_stage(order=10)
+class StabilityStage(BaseStage):
+    """The cross-seed study of the gradient methods × groupings on the main, control and untrained
+    model sets, on the first ``[gradient] n_images`` test images."""
+
+    name, section = "stability", "gradient"
+    entry_types = {"stability_summary": list, "n_images": int, "variance_reduction": list, "grid_contrasts": list,
+                   "grouping_contrasts": list, "study_settings": (dict, type(None))}
+    absent = {"stability_summary": [], "n_images": 0, "variance_reduction": [], "grid_contrasts": [],
+              "grouping_contrasts": [], "study_settings": None}
+
+    def run(self, ctx: Context) -> dict:
+        settings = gradient_settings(ctx.config.gradient)
+        images, labels, masks = ctx.test_images(0, min(ctx.config.gradient.n_images, len(ctx.dataset.test_labels)))
+        model_sets, varies, identity = ctx.model_sets
+        results = run_study(model_sets, images, labels, masks, settings, cache_dir=ctx.runs_dir / "stability",
+                            progress=ctx.progress, identity=identity, executor=ctx.executor, varies=varies,
+                            store=ctx.map_store)
+        return {"summary": summarise(results), "reduction": variance_reduction_rows(results),
+                "contrasts": grid_contrast_rows(results), "results": results, "settings": settings,
+                "images": images, "labels": labels, "masks": masks}
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        results = result["results"]
+        return {"stability_pairs.csv": [row for r in results for row in r["rows"]],
+                "stability_retest.csv": [dict(row, method=r["method"], grouping=r["grouping"])
+                                         for r in results for row in r["retest_rows"]],
+                "stability_summary.csv": result["summary"],
+                "variance_reduction.csv": result["reduction"],
+                "grid_contrasts.csv": result["contrasts"]}
+
+    def entries(self, result: dict) -> dict:
+        return {"stability_summary": result["summary"], "n_images": int(result["images"].shape[0]),
+                "variance_reduction": result["reduction"], "grid_contrasts": result["contrasts"],
+                "grouping_contrasts": pixel_contrast_rows(result["results"]),
+                "study_settings": result["settings"].__dict__}
+
+    def interval_notes(self, results: dict) -> dict[str, dict]:
+        return {"stability_summary": SUMMARY_INTERVALS, "grid_contrasts": CONTRAST_INTERVALS,
+                "grouping_contrasts": CONTRAST_INTERVALS, "variance_reduction": REDUCTION_INTERVALS}
+
+
+@register_stage(order=20)
+class FoldStage(BaseStage):
+    """MeGe and ReCo by Fel et al.'s protocol: ``[folds] k`` models, model i trained on every fold
+    of the first ``pool`` training images but fold i (same architecture and hyperparameters as the
+    main models, seed ``base_seed + i``), explained with the [gradient] methods and groupings on
+    ``per_fold`` training images of every fold."""
+
+    name, section, needs_models = "folds", "folds", False
+    entry_types = {"mege_folds": (dict, type(None))}
+    absent = {"mege_folds": None}
+
+    def enabled(self, ctx: Context) -> bool:
+        models = ctx.config.models
+        return ctx.config.folds.enabled and bool(models.train or not models.user_models)
+
+    def run(self, ctx: Context) -> dict:
+        config, dataset = ctx.config, ctx.dataset
+        folds, models = config.folds, config.models
+        pool = min(folds.pool, len(dataset.train_labels))
+        subset = dataclasses.replace(dataset, train_images=dataset.train_images[:pool],
+                                     train_labels=dataset.train_labels[:pool],
+                                     train_masks=None if dataset.train_masks is None else dataset.train_masks[:pool])
+        if models.train:  # the user's training function runs the fold plan (and nothing else changes)
+            runs = user_fold_runs(config, subset, ctx.runs_dir, ctx.progress)
+        else:
+            runs = train_seeds(subset, k=folds.k, vary="leave-fold-out", config=train_config_from(models),
+                               out_dir=ctx.runs_dir / "fold-models", base_seed=models.base_seed, device=ctx.device,
+                               progress=ctx.progress, executor=ctx.executor)
+        indices, fold_of = fold_samples(pool, folds.k, folds.per_fold, seed=derive(config.gradient.seed, "fold-samples"))
+        images, labels = subset.train_images[indices].to(ctx.device), subset.train_labels[indices].to(ctx.device)
+        masks = None if subset.train_masks is None else subset.train_masks[indices]
+        # the fold models get the test–retest repeat: the ceiling of MeGe is the explainer's own noise
+        settings = gradient_settings(config.gradient, retest_sets=(FOLD_SET,))
+        held_out = [run.meta["held_out_fold"] for run in runs]
+        results = run_study({FOLD_SET: [run.model for run in runs]}, images, labels, masks, settings,
+                            cache_dir=ctx.runs_dir / "stability", progress=ctx.progress, executor=ctx.executor,
+                            identity={FOLD_SET: [run.meta["config_hash"] for run in runs],
+                                      "data": config.data.__dict__, "samples": indices.tolist()},
+                            varies={FOLD_SET: "both"})
+        model_rows = [dict(row, set="fold", held_out_fold=run.meta["held_out_fold"])
+                      for row, run in zip(summary_rows(runs), runs)]
+        return {"rows": fold_rows(results, fold_of.numpy(), held_out), "models": model_rows,
+                "n_samples": int(indices.numel())}
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        return {"mege_folds.csv": result["rows"]}
+
+    def entries(self, result: dict) -> dict:
+        return {"models": result["models"], "mege_folds": {"rows": result["rows"], "n_samples": result["n_samples"]}}
+
+    def interval_notes(self, results: dict) -> dict[str, dict]:
+        return {"mege_folds.rows": FOLD_INTERVALS}
+
+
+@register_stage(order=30)
+class PerturbationStage(BaseStage):
+    """The perturbation presets on the same model sets as the gradient methods: the same
+    stability, null, decomposition, fidelity, localisation and sanity statistics (pixel maps), on
+    ``[perturbation] n_images`` test images."""
+
+    name, section = "perturbation", "perturbation"
+    entry_types = {"perturbation_methods": list, "perturbation_n_images": int,
+                   "perturbation_settings": (dict, type(None))}
+    absent = {"perturbation_methods": [], "perturbation_n_images": 0, "perturbation_settings": None}
+
+    def enabled(self, ctx: Context) -> bool:
+        return bool(ctx.config.perturbation.methods)
+
+    def run(self, ctx: Context) -> dict:
+        section = ctx.config.perturbation
+        settings = StudySettings(methods=list(section.methods), groupings=["pixel"], seed=section.seed,
+                                 perturbation_samples=section.n_samples, draws=section.draws)
+        images, labels, masks = ctx.test_images(0, min(section.n_images, len(ctx.dataset.test_labels)))
+        model_sets, varies, identity = ctx.model_sets
+        results = run_study(model_sets, images, labels, masks, settings, cache_dir=ctx.runs_dir / "stability",
+                            progress=ctx.progress, identity=identity, include_random=False, executor=ctx.executor,
+                            varies=varies)
+        return {"summary": summarise(results), "results": results, "settings": settings, "images": images,
+                "labels": labels, "masks": masks}
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        return {"perturbation_stability_pairs.csv": [row for r in result["results"] for row in r["rows"]],
+                "perturbation_summary.csv": result["summary"],
+                "stability_summary.csv": result["summary"]}
+
+    def entries(self, result: dict) -> dict:
+        return {"stability_summary": result["summary"],
+                "perturbation_methods": [r["method"] for r in result["summary"]],
+                "perturbation_n_images": int(result["images"].shape[0]),
+                "perturbation_settings": result["settings"].__dict__}
+
+
+@register_stage(order=40)
+class FactorStage(BaseStage):
+    """The SEG-SMOOTH factor study on main model 0: per-configuration scores and η² per factor,
+    on the last ``[factors] n_images`` test images (not the stability study's)."""
+
+    name, section = "factor_study", "factors"
+    entry_types = {"factor_study": (dict, type(None))}
+    absent = {"factor_study": None}
+
+    def enabled(self, ctx: Context) -> bool:
+        return ctx.config.factors.enabled
+
+    def run(self, ctx: Context) -> dict:
+        settings = settings_from_config(ctx.config.factors)
+        count = min(settings.n_images, len(ctx.dataset.test_labels))
+        total = len(ctx.dataset.test_labels)
+        images, labels, _ = ctx.test_images(total - count, total)
+        model = ctx.runs[0]
+        rows = run_factor_study(model.model, images, labels, settings, cache_dir=ctx.runs_dir / "factors",
+                                progress=ctx.progress, executor=ctx.executor,
+                                identity={"model": model.meta["config_hash"], "data": ctx.config.data.__dict__})
+        return {"rows": rows, "configurations": summarise_configurations(rows),
+                "analysis": analyse(rows, seed=settings.seed), "settings": settings}
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        designs = result["analysis"]["designs"]
+        return {"factor_configurations.csv": result["configurations"],
+                "factor_effects.csv": [{"design": name, **effect} for name, design in designs.items()
+                                       for effect in design["effects"]],
+                "factor_orderings.csv": [{"design": name, **ordering} for name, design in designs.items()
+                                         for ordering in design["orderings"]]}
+
+    def entries(self, result: dict) -> dict:
+        # the per-image rows too: analysis/factor_images_needed.py re-analyses subsets of the images
+        return {"factor_study": {"settings": result["settings"].__dict__, "configurations": result["configurations"],
+                                 "analysis": result["analysis"], "rows": result["rows"]}}
+
+    def interval_notes(self, results: dict) -> dict[str, dict]:
+        return factor_interval_notes(results["factor_study"]["analysis"], results["factor_study"]["settings"]["seed"])
+
+
+@register_stage(order=50)
+class ConsensusStage(BaseStage):
+    """The consensus map and the planner on the main models (at least 3), with the untrained
+    networks as the reference and the null, on the first ``[consensus] n_images`` test images;
+    the maps' ``.npz`` files go under ``<report>/consensus``."""
+
+    name, section = "consensus", "consensus"
+    entry_types = {"consensus": (dict, type(None))}
+    absent = {"consensus": None}
+
+    def enabled(self, ctx: Context) -> bool:
+        return ctx.config.consensus.enabled and len(ctx.runs) >= 3
+
+    def run(self, ctx: Context) -> dict:
+        section = ctx.config.consensus
+        settings = section.settings()
+        count = min(section.n_images, len(ctx.dataset.test_labels))
+        images, labels, masks = ctx.test_images(0, count)
+        untrained, untrained_identity = ctx.untrained
+        units = run_consensus_stage([run.model for run in ctx.runs], untrained, images, labels, masks,
+                                    gradient_settings(ctx.config.gradient), settings,
+                                    cache_dir=ctx.runs_dir / "consensus", out_dir=ctx.out / "consensus",
+                                    identity={"main": [run.meta["config_hash"] for run in ctx.runs],
+                                              "untrained": untrained_identity, "data": ctx.config.data.__dict__},
+                                    progress=ctx.progress, store=ctx.map_store)
+        return {"units": units, "settings": asdict(settings), "n_images": count}
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        units = result["units"]
+        return {"consensus_tests.csv": [row for unit in units for row in unit["tests"]],
+                "consensus_calibration.csv": [dict(row, method=unit["method"], grouping=unit["grouping"])
+                                              for unit in units for row in unit["calibration"]],
+                "planner_curves.csv": [row for unit in units for row in unit["curve"]],
+                "planner_validation.csv": [row for unit in units for row in unit["validation"]]}
+
+    def entries(self, result: dict) -> dict:
+        return {"consensus": result}
+
+    def interval_notes(self, results: dict) -> dict[str, dict]:
+        return {"consensus.units.tests": TEST_INTERVALS, "consensus.units.calibration": CALIBRATION_INTERVALS}
+
+
+@register_stage(order=60)
+class InpaintingStage(BaseStage):
+    """Train (or load) the learned inpainter on the training images, then compare removal by
+    inpainting with constant fills (quality, GEN-REMOVE methods, metrics, robustness) on main model 0,
+    on test images after those of the stability study."""
+
+    name, section = "inpainting", "inpainting"
+    entry_types = {"inpainting": (dict, type(None))}
+    absent = {"inpainting": None}
+
+    def enabled(self, ctx: Context) -> bool:
+        return ctx.config.inpainting.enabled and bool(len(ctx.dataset.train_labels)) and ctx.dataset.labelled
+
+    def run(self, ctx: Context) -> dict:
+        config, dataset = ctx.config, ctx.dataset
+        section = config.inpainting
+        inpainter_config = InpainterConfig(width=section.width, conditional=section.conditional, steps=section.steps,
+                                           seed=section.seed)
+        began = time.perf_counter()
+        inpainter = train_inpainter(dataset.train_images, dataset.train_labels, dataset.num_classes, inpainter_config,
+                                    path=ctx.runs_dir / "inpainter.pt", device=ctx.device, progress=ctx.progress,
+                                    masks=dataset.train_masks)
+        train_seconds = inpainter.meta.get("seconds", time.perf_counter() - began)
+        settings = RemovalSettings(n_images=section.n_images, lime_samples=section.lime_samples,
+                                   mp_iterations=section.mp_iterations, robustness=section.robustness,
+                                   seed=section.seed)
+        # test images after those of the stability study
+        start = min(config.gradient.n_images, max(0, len(dataset.test_labels) - section.n_images))
+        images, labels, masks = ctx.test_images(start, start + max(section.n_images, section.quality_images))
+        backgrounds = None
+        if config.data.dataset == "shapes":  # the generator's own backgrounds: the in-distribution control
+            backgrounds = torch.from_numpy(render_backgrounds(images.shape[0], config.data.size, seed=derive(
+                config.data.seed, "backgrounds"))).float().div_(255)
+        study = run_removal_study(ctx.runs[0].model, inpainter, images, labels, masks, settings,
+                                  progress=ctx.progress, dataset_mean=torch.tensor(dataset.mean),
+                                  backgrounds=backgrounds,
+                                  other_models=[run.model.to(ctx.device) for run in ctx.runs[1:]])
+        study.update(train_seconds=train_seconds, inpainter=str(inpainter), settings=settings)
+        return study
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        return {"inpainting_quality.csv": result["quality"], "removal_metrics.csv": result["rows"],
+                "metric_agreement.csv": result["agreement"], "removal_robustness.csv": result["robustness"]}
+
+    def entries(self, result: dict) -> dict:
+        return {"inpainting": {
+            "quality": result["quality"], "methods": result["rows"], "metric_agreement": result["agreement"],
+            "robustness": result["robustness"], "inpainter_train_seconds": result["train_seconds"],
+            "inpainter": result["inpainter"], "settings": result["settings"].__dict__}}
+
+    def interval_notes(self, results: dict) -> dict[str, dict]:
+        return {"inpainting.quality": QUALITY_INTERVALS}
+
+
+@register_stage(order=70)
+class ModelFiguresStage(BaseStage):
+    """The figures that need data or models (every other figure is drawn from ``results.json`` when
+    the page is rendered): one test image per class, each method's maps of one image across the
+    main models, the removal maps, and model 0's confidence on the samples each sampler makes."""
+
+    name, section = "figures", "report"
+    entry_types = {"figures": dict, "sampling_confidence": list}
+    absent = {"figures": {}, "sampling_confidence": []}
+
+    def enabled(self, ctx: Context) -> bool:
+        return "stability" in ctx.stages
+
+    def run(self, ctx: Context) -> dict:
+        stability, perturbation = ctx.results["stability"], ctx.results.get("perturbation")
+        settings, images, labels = stability["settings"], stability["images"], stability["labels"]
+        main = ctx.model_sets[0]["main"]
+        out, figures_dir, dataset = ctx.out, ctx.out / "figures", ctx.dataset
+        confidence = confidence_by_strength(main[0], images, labels, seed=settings.seed)
+        panels = example_panels(main, images, labels, stability["masks"], settings, figures_dir)
+        if perturbation is not None and perturbation["summary"]:
+            panels += example_panels(main, perturbation["images"], perturbation["labels"], perturbation["masks"],
+                                     perturbation["settings"], figures_dir)
+        drawn = {"dataset_examples": [_relative(plot_dataset_examples(
+            dataset.test_images, dataset.test_labels, dataset.test_masks, dataset.class_names,
+            figures_dir / "dataset_examples"), out), "One test image per class and its ground-truth object mask."],
+            "example_panels": [[_relative(path, out), caption] for path, caption in panels]}
+        removal = ctx.results.get("inpainting")
+        if removal is not None:
+            drawn["removal_maps"] = [_relative(plot_removal_maps(removal["images"], removal["masks"], removal["maps"],
+                                                                 figures_dir / "removal_maps"), out),
+                                     "Maps of each method on four test images (object outline in yellow)."]
+        return {"figures": drawn, "sampling_confidence": confidence}
+
+    def tables(self, result: dict) -> dict[str, list[dict]]:
+        return {"sampling_confidence.csv": result["sampling_confidence"]}
+
+    def entries(self, result: dict) -> dict:
+        return result
+
+
+def _relative(path, root) -> str:
+    return Path(path).relative_to(root).as_posix()
+
+
+def example_panels(models, images, labels, masks, settings: StudySettings, figures_dir) -> list:
+    """Per method (pixel and the first super-pixel grouping): one image's maps across models."""
+    partitions = compute_partitions(images[:1], settings.groupings, settings.n_segments)
+    shown = {"pixel": None}
+    superpixel = [g for g in settings.groupings if g not in ("pixel", "grid")][:1]
+    shown.update({g: partitions[g] for g in superpixel})
+    figures = []
+    for method in settings.methods:
+        per_model = [explain_groupings(method, model, explainer_seed(settings, "main", k), images[:1], labels[:1],
+                                       shown, settings)
+                     for k, model in enumerate(models)]
+        for grouping in shown:
+            maps = [grey_maps(maps[grouping])[0].cpu() for maps in per_model]
+            path = plot_model_maps(images[0], None if masks is None else masks[0], maps,
+                                   figures_dir / f"maps_{method}_{grouping}", title=f"{method} / {grouping}")
+            figures.append((path, f"{method}, {grouping}: each model's map of the same image, mean and std."))
+    return figures
