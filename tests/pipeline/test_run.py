@@ -1,6 +1,6 @@
-"""Tests of :mod:`stablesal.pipeline.run`.
-
-The quick report end to end, and its page in a real headless browser."""
+"""Tests of :mod:`stablesal.pipeline.run`: the quick report end to end (the session's
+``quick_report`` fixture): every file and figure it writes, how results.json names its intervals,
+and a rerun that reuses the trained models and study units."""
 
 import html
 import json

@@ -1,6 +1,5 @@
-"""Tests of :mod:`stablesal.report.render`.
-
-The quick report end to end, and its page in a real headless browser."""
+"""Tests of :mod:`stablesal.report.render`: the page rebuilt from a report folder alone, and the
+quick report's page in a real headless browser."""
 
 import re
 import shutil

@@ -1,6 +1,21 @@
-"""The consensus and planner readings are pure functions of result rows: checked on synthetic units."""
+"""The consensus and planner readings are pure functions of result rows: checked on synthetic units;
+and the consensus and planner sections built from the committed ``experiments/results/default.json``,
+read with json (no model, no training), whose HTML holds the file's numbers formatted as the page
+prints them (expected values are read from the file, so a regenerated file keeps these tests valid).
+The maps' ``.npz`` files are not committed: the sections are built without the map figures they draw
+from them (units without ``files``)."""
 
-from stablesal.report.sections.consensus import calibration_reading, planner_reading, power_reading
+import copy
+from pathlib import Path
+
+import pytest
+
+from stablesal.report.html import SECTIONS
+from stablesal.report.sections.consensus import (
+    calibration_reading, consensus_section, planner_reading, planner_section, power_reading,
+)
+
+from tests.helpers.report_results import interval, page_text, section_list
 
 
 def _unit(method, power_rank, power_two, can_discover=True, lone=True, fdr=0.045):
@@ -50,3 +65,59 @@ def test_planner_reading_without_held_out_models_says_the_predictions_are_unchec
     text = planner_reading([unit])
     assert "0 of 1 predictions are within ±0.05" in text and "largest error is -0.060" in text
     assert "1 of them are at another sample count than the pilot's" in text
+
+
+@pytest.fixture
+def consensus(default_results):
+    """The file's consensus stage, its units without the maps' files (not committed)."""
+    stage = copy.deepcopy(default_results["consensus"])
+    for unit in stage["units"]:
+        unit.pop("files", None)
+    return stage
+
+
+def test_the_tests_cover_every_section_of_the_module():
+    assert {name for name in SECTIONS if SECTIONS[name].__module__ == "stablesal.report.sections.consensus"} == {
+        "consensus"}
+
+
+def test_the_registered_builder_gives_the_consensus_and_planner_sections(default_results, consensus, tmp_path):
+    sections = section_list(SECTIONS["consensus"]({**default_results, "consensus": consensus}, tmp_path))
+    assert [section.title for section in sections] == [consensus_section(consensus, tmp_path).title,
+                                                       planner_section(consensus, tmp_path).title]
+    assert all(section.reading for section in sections)
+    page = page_text(sections)
+    assert all(f"<h2>{section.title}</h2>" in page for section in sections)
+
+
+def test_consensus_tables_give_every_test_and_calibration_row_of_the_file(consensus, tmp_path):
+    page = page_text(consensus_section(consensus, tmp_path))
+    assert consensus["units"]
+    assert f"found with Benjamini–Hochberg at q = {consensus['settings']['q']:g} over each image's regions" in page
+    for unit in consensus["units"]:
+        for row in unit["tests"]:
+            assert (f"<td>{unit['method']}</td><td>{unit['grouping']}</td><td>{row['test']}</td>"
+                    f"<td>{row['n_models']}</td><td>{row['n_reference'] or ''}</td>"
+                    f"<td>{interval(row, 'significant', low='_low', high='_high')}</td>"
+                    f"<td>{interval(row, 'area', low='_low', high='_high')}</td>") in page
+            assert f"<td>{row['smallest_p']:.2g}</td>" in page
+        for row in unit["calibration"]:
+            assert (f"<td>{row['null']}</td><td>{row['test']}</td><td>{row['n_studies']}</td>"
+                    f"<td>{interval(row, 'fdr', 3, low='_low', high='_high')}</td>") in page
+
+
+def test_planner_gives_the_recommendation_and_variance_terms_of_the_file(consensus, tmp_path):
+    section = planner_section(consensus, tmp_path)
+    page = page_text(section)
+    assert f"From a pilot of {consensus['settings']['pilot_models']} models" in page
+    for unit in consensus["units"]:
+        models = unit["recommendation"]["models"]
+        components = unit["components"]
+        assert (f"<td>{unit['method']}</td><td>{unit['grouping']}</td>"
+                f"<td>{models if models is not None else '—'}</td>") in page
+        assert (f"<td>{components['V_mu']:.4f}</td><td>{components['E_m']:.4f}</td>"
+                f"<td>{components['E_s']:.4f}</td>") in page
+        for row in unit["validation"]:
+            assert f"<td>{row['predicted']:.3f}</td><td>{row['observed']:.3f}</td><td>{row['error']:+.3f}</td>" in page
+    assert [Path(path) for path, _ in section.figures] == [tmp_path / "figures" / "planner_reliability.png"]
+    assert (tmp_path / "figures" / "planner_reliability.png").exists()
