@@ -1,6 +1,6 @@
 """Tests of :mod:`stablesal.core.multiple_testing`.
 
-Known answers for :mod:`stablesal.core.multiple_testing` beyond tests/test_consensus.py: the Monte
+Known answers beyond the enumeration and SciPy checks at the end of this file: the Monte
 Carlo branch of the two-sample permutation test (p = (1 + b) / (1 + B), never 0), checked by hand
 and against a count of the drawn relabellings made with Python sets; the rank-sum null's edge
 cases; the step-up procedures at their boundaries by hand."""

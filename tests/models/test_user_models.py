@@ -234,7 +234,7 @@ def test_report_on_checkpoints_and_a_factory(factory_file, tmp_path):
 def test_report_on_a_torchvision_name_and_checkpoints(monkeypatch, tmp_path):
     """(b) arch = "torchvision:<name>": the architecture comes from torchvision (a stand-in module
     here, with torchvision's get_model signature, since PyPI's torchvision does not import beside
-    the CPU build of torch; tests/test_torchvision.py runs the real one under make test-torchvision)."""
+    the CPU build of torch; tests/models/test_torchvision.py runs the real one under make test-torchvision)."""
     fake = types.ModuleType("torchvision")
     fake.models = types.SimpleNamespace(list_models=lambda: ["resnet18"],
                                         get_model=lambda name, weights, num_classes: tiny(classes=num_classes))

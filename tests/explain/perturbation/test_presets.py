@@ -17,7 +17,7 @@ from tests.helpers.basic_models import small_model
 
 def test_rise_pixel_map_equals_rise_formula_with_the_clamped_options():
     """The non-default options: PyTorch's edge-clamping upsampling and division by N·mean(Z)
-    (the published variant is tested in test_formulas.py)."""
+    (the published variant is tested in tests/explain/perturbation/test_calculators.py)."""
     from stablesal.explain.perturbation.calculators import RiseScore
     from stablesal.explain.perturbation.features import BilinearGrid
 

@@ -239,7 +239,7 @@ RETEST_VALUES = {"ssim": 0.6, "spearman": 0.7, "normalised_l2": 0.5, "topk_inter
 
 
 def _result(maps, varies, random=True, retest=None, partition=None, model_set="main", grouping="pixel"):
-    """tests/test_stability.py's study result from maps ``[K, n, d]``, with the pairwise metrics
+    """tests/helpers/study_results.py's study result from maps ``[K, n, d]``, with the pairwise metrics
     and correctness filled in."""
     return study_result(maps, varies, random, retest, partition, model_set, grouping, pair_values=PAIR_VALUES,
                              retest_values=RETEST_VALUES)
