@@ -48,7 +48,7 @@ $(TV_VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 test-torchvision: $(TV_VENV)/.installed
-	STABLESAL_REQUIRE_TORCHVISION=1 $(TV_VENV)/bin/python -m pytest -q tests/test_torchvision.py
+	STABLESAL_REQUIRE_TORCHVISION=1 $(TV_VENV)/bin/python -m pytest -q tests/models/test_torchvision.py
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -20,7 +20,8 @@ fi
 # fail fast when something the checks import is missing (captum.attr also imports matplotlib and tqdm)
 python3 -c "import captum.attr, scipy, skimage, pytest, tqdm, matplotlib" || exit 1
 gpu=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).split()[-1].lower())") || exit 1
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_counter_streams.py tests/test_counter_draws.py \
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/core/test_counter_streams.py \
+    tests/explain/gradient/test_sampling.py tests/explain/gradient/test_methods.py \
     2>&1 | tee "$out/cuda_tests_$gpu.log"
 tests_status=${PIPESTATUS[0]}
 resnet50=resnet50_imagenet

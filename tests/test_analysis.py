@@ -46,3 +46,25 @@ def test_compare_results_finds_a_changed_number_and_ignores_timings(tmp_path, ca
     paths[1].write_text(json.dumps(after))
     assert compare_results.main([str(p) for p in paths]) == 1
     assert "/rows[0]/spearman: 0.5 != 0.500002" in capsys.readouterr().out
+
+
+# the analysis scripts on a real report (the session's quick report)
+
+def test_report_tables_print_every_section_of_a_real_report(quick_report, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+    import report_tables
+
+    assert report_tables.main([str(quick_report / "results.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "not in this report" not in printed
+    results = json.loads((quick_report / "results.json").read_text())
+    for section in report_tables.SECTIONS:
+        assert f"### {section}" in printed
+    quality = results["inpainting"]["quality"]
+    assert {"mean-colour", "dataset-mean", "fresh-background"} <= {q["inpainter"] for q in quality}
+    for row in quality:  # every fill is a row, with its keep rate and interval
+        assert f"| {row['inpainter']} |" in printed
+        assert f"{row['keep_prediction']:.2f} ± {row['keep_prediction_ci95']:.2f}" in printed

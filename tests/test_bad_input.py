@@ -9,14 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from stablesal.attribution import make_method
+from stablesal.explain.gradient.methods import make_method
 from stablesal.cli import main
-from stablesal.config import load_config
-from stablesal.grouping import Partition
-from stablesal.inpainting import ConstantFill
+from stablesal.pipeline.config import load_config
+from stablesal.explain.grouping import Partition
+from stablesal.explain.inpainting import ConstantFill
 from stablesal.metrics import deletion_insertion, output_drops, random_cell_subsets, saliency_metric, srg
-from stablesal.perturbation import Perturbation
-from stablesal.segmentation import check_segments
+from stablesal.explain.perturbation import Perturbation
+from stablesal.explain.segmentation import check_segments
 
 ERRORS = (ValueError, TypeError)
 
@@ -172,7 +172,7 @@ def test_metrics_check_map_shapes(metric):
 
 
 def test_negative_target_without_a_known_class_count_is_named():
-    from stablesal.checks import check_targets
+    from stablesal.core.checks import check_targets
 
     with pytest.raises(ValueError, match="expected class indices >= 0"):
         check_targets(torch.tensor([-1]), 1, None)

@@ -3,7 +3,7 @@ configuration key one of its flags sets:
 
 - flag absent, the TOML file sets the key -> the TOML's value;
 - flag given (with or without the TOML setting the key) -> the flag's value;
-- neither -> the configuration's default (stablesal.config, taken from stablesal.settings).
+- neither -> the configuration's default (stablesal.pipeline.config, taken from stablesal.core.settings).
 
 The table of (command, flag, section, key) below is checked against the parser itself, and every
 flag of such a command must be either in it or listed as not a configuration key, so a new flag

@@ -10,11 +10,11 @@ import copy
 import pytest
 import torch
 
-from stablesal.attribution import make_method
-from stablesal.perturbation.presets import budget_options
+from stablesal.explain.gradient.methods import make_method
+from stablesal.explain.perturbation.presets import budget_options
 from stablesal.metrics import deletion_insertion
 from stablesal.models import build_model
-from stablesal.segmentation import SkimageSLIC
+from stablesal.explain.segmentation import SkimageSLIC
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -81,7 +81,7 @@ def test_chunking_bounds_memory(setup):
 def test_perturbation_presets_match_cpu(setup, preset):
     """Perturbation pipelines run on the model's device and give the CPU's maps (super-pixel
     presets use scikit-image SLIC / quickshift on the CPU, as the gradient tests do)."""
-    from stablesal.perturbation import make_preset
+    from stablesal.explain.perturbation import make_preset
 
     model, images, target = setup
     options = budget_options(preset, 200)
@@ -93,8 +93,8 @@ def test_perturbation_presets_match_cpu(setup, preset):
 
 
 def test_inpainting_and_meaningful_perturbation_on_cuda(setup):
-    from stablesal.inpainting import InpainterConfig, train_inpainter
-    from stablesal.meaningful import MeaningfulPerturbation
+    from stablesal.explain.inpainting import InpainterConfig, train_inpainter
+    from stablesal.explain.perturbation.meaningful import MeaningfulPerturbation
     from stablesal.metrics import srg
 
     model, images, target = setup
@@ -113,7 +113,7 @@ def test_inpainting_and_meaningful_perturbation_on_cuda(setup):
 
 
 def test_counter_streams_give_the_cpus_bits_on_cuda():
-    from stablesal.counter_streams import as_seeds, normal, uniform, words
+    from stablesal.core.counter_streams import as_seeds, normal, uniform, words
 
     seeds, offsets = as_seeds([1234567, 2**63 + 5, 42]), torch.tensor([0, 10**9, 77])
     assert torch.equal(words(seeds.cuda(), offsets.cuda(), 4096).cpu(), words(seeds, offsets, 4096))

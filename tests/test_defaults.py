@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from stablesal.cli import build_parser, resolve_config
-from stablesal.config import StudyConfig
-from stablesal.settings import ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
+from stablesal.pipeline.config import StudyConfig
+from stablesal.core.settings import ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = StudyConfig()

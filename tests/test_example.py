@@ -79,7 +79,7 @@ def test_report_on_the_example_checkpoints_renders(trained, tmp_path):
     page = (folder / "index.html").read_text()
     for title in ("Setup", "Headline", "Consensus maps", "Planner", "Left out", "Inpainting"):
         assert title in page
-    from test_report import FLAGS, _chromium
+    from tests.helpers.chromium import FLAGS, _chromium
 
     if _chromium() is None:
         pytest.skip("chromium is not installed (make installs it where apt-get works)")

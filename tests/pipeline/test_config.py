@@ -1,0 +1,47 @@
+"""Tests of :mod:`stablesal.pipeline.config`."""
+
+import pytest
+
+from stablesal.pipeline.config import StudyConfig, config_from_dict, load_config
+
+
+def test_default_file_matches_built_in_defaults():
+    assert load_config("experiments/default.toml") == StudyConfig()
+
+
+def test_unknown_keys_and_types(tmp_path):
+    with pytest.raises(ValueError, match="unknown key 'epoch' in \\[models\\]"):
+        config_from_dict({"models": {"epoch": 3}})
+    with pytest.raises(ValueError, match="unknown configuration section"):
+        config_from_dict({"modles": {}})
+    with pytest.raises(TypeError, match="\\[models\\] k must be of type int"):
+        config_from_dict({"models": {"k": "four"}})
+    with pytest.raises(TypeError, match="k must be of type int"):
+        config_from_dict({"models": {"k": True}})
+    assert config_from_dict({"models": {"lr": 1}}).models.lr == 1.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[models\nk=")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
+
+
+def test_experiment_files_parse():
+    from pathlib import Path
+
+    for path in Path("experiments").glob("*.toml"):
+        load_config(path)
+
+
+def test_design_sizes_and_draws_are_checked():
+    with pytest.raises(ValueError, match="control_k must be 0 .off. or at least 3"):
+        config_from_dict({"models": {"control_k": 2}})
+    with pytest.raises(ValueError, match="untrained_k must be 0"):
+        config_from_dict({"models": {"untrained_k": 1}})
+    with pytest.raises(ValueError, match=r"\[gradient\] draws must be"):
+        config_from_dict({"gradient": {"draws": "shared"}})
+    assert config_from_dict({"perturbation": {"draws": "common"}}).perturbation.draws == "common"
+    with pytest.raises(ValueError, match=r"\[gradient\] rng must be one of 'auto', 'generator', 'counter', got 'philox'"):
+        config_from_dict({"gradient": {"rng": "philox"}})
+    assert config_from_dict({"gradient": {"rng": "counter"}}).gradient.rng == "counter"

@@ -1,0 +1,114 @@
+"""Tests of :mod:`stablesal.pipeline.run`: the quick report end to end (the session's
+``quick_report`` fixture): every file and figure it writes, how results.json names its intervals,
+and a rerun that reuses the trained models and study units."""
+
+import html
+import json
+import math
+
+import pytest
+
+from stablesal.cli import main
+
+
+def test_quick_report_writes_everything(quick_report):
+    for name in ("index.html", "results.json", "models.csv", "stability_summary.csv", "stability_pairs.csv",
+                 "variance_reduction.csv"):
+        assert (quick_report / name).stat().st_size > 0, name
+    results = json.loads((quick_report / "results.json").read_text())
+    assert {"config", "environment", "models", "stability_summary", "variance_reduction"} <= set(results)
+    assert [m["set"] for m in results["models"]].count("main") == 3
+    assert sorted(m["held_out_fold"] for m in results["models"] if m["set"] == "fold") == [0, 1, 2]
+    fold_rows = results["mege_folds"]["rows"]
+    assert {(r["method"], r["grouping"]) for r in fold_rows} == {
+        (r["method"], r["grouping"]) for r in results["stability_summary"] if r["model_set"] == "main"
+        and r["family"] != "perturbation"}
+    assert all(0 < r["mege"] <= 1 for r in fold_rows if r["n_same"])
+    # the fold models ran the test–retest repeat: random explainers have a measured ceiling,
+    # deterministic ones the exact 1. The ceiling is measured on the samples a fold model gets right,
+    # which is a reading of the training (the quick fold models end near 30 %, and one machine's
+    # rounding can move that): it is NaN only if no model is right anywhere, so it must exist
+    # wherever a pair counted in S= or S≠ (a model was right there); its interval is NaN when deleting
+    # one sample or model leaves none, and otherwise brackets it. Distances lie in [0, 1]: MeGe in [0.5, 1].
+    for row in fold_rows:
+        if row["method"] in ("smoothgrad", "suppression", "random"):
+            ceiling, low, high = row["mege_retest"], row["mege_retest_ci_low"], row["mege_retest_ci_high"]
+            if row["n_same"] + row["n_different"] > 0 or not math.isnan(ceiling):
+                assert 0.5 <= ceiling < 1, row
+            assert (math.isnan(low) and math.isnan(high)) or low <= ceiling <= high, row
+        else:
+            assert row["mege_retest"] == 1.0
+    designs = results["factor_study"]["analysis"]["designs"]
+    assert set(designs) == {"main", "single_feature"}
+    for design in designs.values():
+        eta = [e["eta2_srg"] for e in design["effects"]]
+        assert sum(eta) == pytest.approx(1.0)   # main effects + interactions on a balanced design
+    for figure in ("stability_main", "variance_reduction", "stability_fidelity", "timing", "dataset_examples"):
+        assert (quick_report / "figures" / f"{figure}.png").exists() and (quick_report / "figures" / f"{figure}.pdf").exists()
+    page = (quick_report / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained
+    for title in ("Setup", "Headline", "Cross-seed stability", "Variance reduction", "Sanity", "MeGe and ReCo",
+                  "Single-feature samplers", "Consensus maps", "Planner"):
+        assert title in page
+    # the consensus stage: both tests per unit, calibrated under the permuted null, figures drawn
+    units = results["consensus"]["units"]
+    assert {(u["method"], u["grouping"]) for u in units} == {("saliency", "fastslic"), ("smoothgrad", "fastslic")}
+    for unit in units:
+        assert [row["test"] for row in unit["tests"]] == ["rank-sum", "trained vs untrained"]
+        assert all(0 <= row["fdr"] <= 1 for row in unit["calibration"])
+        # 3 trained vs 3 untrained networks: 20 relabellings, all enumerated (999 >= 20): p >= 1/20 = q,
+        # so a lone region (p <= q/R) is out of reach; the page says so
+        two_sample = unit["tests"][1]
+        assert two_sample["smallest_p"] == pytest.approx(1 / 20) and not two_sample["can_find_lone_region"]
+    assert "a lone consistent region needs p ≤ q/R" in html.unescape(page)
+    assert (quick_report / "figures" / "planner_reliability.png").exists()
+
+
+def _interval_tables(value, path="") -> set[str]:
+    """Dotted paths (list indices dropped) of every table in ``value`` whose rows hold interval bounds."""
+    found = set()
+    if isinstance(value, dict):
+        if any(isinstance(k, str) and (k.endswith("_low") or k == "ci_low" or k.endswith("_ci95")) for k in value):
+            found.add(path)
+        for key, item in value.items():
+            found |= _interval_tables(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _interval_tables(item, path)
+    return found
+
+
+def test_results_name_how_every_interval_was_computed(quick_report):
+    """A reader of results.json alone finds, for every table with intervals, the interval's kind,
+    level and what it treats as sampled; and the seeds and library versions that made the numbers."""
+    import captum
+    import numpy
+
+    from stablesal.core.intervals import INTERVAL_KINDS
+
+    results = json.loads((quick_report / "results.json").read_text())
+    notes = results["intervals"]
+    tables = _interval_tables({k: v for k, v in results.items() if k != "intervals"})
+    assert {"stability_summary", "variance_reduction", "consensus.units.tests",
+            "factor_study.analysis.designs.main.effects", "inpainting.quality"} <= tables
+    for table in tables:
+        covering = [name for name in notes if table == name or table.startswith(name + ".")]
+        assert covering, f"{table} has intervals but results.json does not say how they were computed"
+    for name, note in notes.items():
+        assert note["method"] == INTERVAL_KINDS[note["kind"]], name
+        assert 0 < note["level"] < 1 and note["sampled"], name
+    assert notes["stability_summary"]["kind"] == "design-jackknife"
+    assert notes["factor_study.analysis"]["n_boot"] == results["factor_study"]["analysis"]["designs"]["main"]["n_boot"]
+    assert results["seeds"]["gradient.seed"] == results["config"]["gradient"]["seed"]
+    assert results["seeds"]["models.base_seed"] == results["config"]["models"]["base_seed"]
+    libraries = results["environment"]["libraries"]
+    assert libraries["captum"] == captum.__version__ and libraries["numpy"] == numpy.__version__
+    assert len(results["environment"]["code_version"]) == 16
+
+
+def test_report_rerun_reuses_work(quick_report, tmp_path):
+    runs = quick_report.parent.parent / "runs" / "quick"
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()}
+    code = main(["report", "--quick", "-q", "--out", str(quick_report.parent), "--runs", str(runs.parent)])
+    assert code == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # models and study units reused

@@ -1,0 +1,124 @@
+"""Tests of :mod:`stablesal.report.sections.stability` on the committed
+``experiments/results/default.json``, read with json (no model, no training): every section is built
+by its registered builder, as the page builds it, and its HTML holds the file's numbers formatted as
+the page prints them. Expected values are read from the file, so a regenerated file keeps these
+tests valid."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+import stablesal.report.sections.stability  # noqa: F401  (registers the study's section builders)
+from stablesal.report.html import SECTIONS
+
+from tests.helpers.report_results import interval, page_text, section_list
+
+STABILITY = ["headline", "retest", "decomposition", "grouping", "grid", "variance reduction", "mege", "perturbation"]
+
+
+def main_rows(results: dict, family: str | None = None) -> list[dict]:
+    """The main models' summary rows (of the gradient or perturbation methods when ``family`` says so)."""
+    perturbation = set(results["perturbation_methods"])
+    return [r for r in results["stability_summary"] if r["model_set"] == "main"
+            and (family is None or (r["method"] in perturbation) == (family == "perturbation"))]
+
+
+def test_the_tests_cover_every_section_of_the_module():
+    module = "stablesal.report.sections.stability"
+    assert {name for name in SECTIONS if SECTIONS[name].__module__ == module} == set(STABILITY)
+
+
+@pytest.mark.parametrize("name", STABILITY)
+def test_every_section_builds_from_the_results_alone(name, default_results, tmp_path):
+    """Each builder returns a titled section with a reading; the figures it draws are written under
+    the report folder it is given; the page holds its title."""
+    sections = section_list(SECTIONS[name](default_results, tmp_path))
+    assert sections
+    for section in sections:
+        assert section.title and section.reading
+        for path, caption in section.figures:
+            assert caption and Path(path).is_relative_to(tmp_path) and Path(path).exists()
+        assert f"<h2>{section.title}</h2>" in page_text(section)
+
+
+def test_headline_table_holds_every_main_method_with_the_numbers_of_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["headline"](default_results, tmp_path))
+    rows = [r for r in main_rows(default_results, "gradient") if r["method"] != "random"]
+    assert rows and "<table>" in page
+    for row in rows:
+        for key, digits in (("spearman_above_untrained", 2), ("spearman", 2), ("spearman_untrained", 2),
+                            ("spearman_retest", 2), ("ssim", 2), ("deletion_auc", 3), ("mu_fidelity", 2)):
+            assert f"<td>{interval(row, key, digits)}</td>" in page, (row["method"], row["grouping"], key)
+
+
+def test_headline_ranks_first_the_method_furthest_above_the_untrained_null(default_results, tmp_path):
+    page = page_text(SECTIONS["headline"](default_results, tmp_path))
+    rows = [r for r in main_rows(default_results, "gradient") if r["method"] != "random"
+            and math.isfinite(r["spearman_above_untrained"])]
+    best = max(rows, key=lambda r: r["spearman_above_untrained"])
+    assert f"<tr><td>1</td><td>{best['method']}</td><td>{best['grouping']}</td>" in page
+    assert (f"the first is {best['method']} / {best['grouping']}: {interval(best, 'spearman_above_untrained')} "
+            f"above the null (raw {interval(best, 'spearman')}") in page
+    ranked = [r for r in main_rows(default_results, "gradient") if r["method"] != "random"]
+    above = [r for r in ranked if r.get("spearman_above_untrained_ci_low", math.nan) > 0]
+    assert f"{len(above)} of {len(ranked)} method × grouping combinations are more stable than the null" in page
+
+
+def test_retest_table_gives_each_random_methods_ceiling_from_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["retest"](default_results, tmp_path))
+    rows = [r for r in main_rows(default_results) if r.get("random") and r["method"] != "random"]
+    assert rows
+    for row in rows:
+        assert (f"<td>{row['method']}</td><td>{row['grouping']}</td><td>{interval(row, 'spearman_retest')}</td>"
+                f"<td>{interval(row, 'spearman')}</td><td>{interval(row, 'spearman_corrected')}</td>") in page
+
+
+def test_decomposition_gives_the_variance_shares_of_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["decomposition"](default_results, tmp_path))
+    rows = [r for r in main_rows(default_results) if "share_explainer" in r]
+    assert rows
+    for row in rows:
+        for component in ("explainer", "seed", "split"):
+            assert f"<td>{interval(row, f'share_{component}')}</td>" in page
+        assert f"<td>{interval(row, 'variance_total', 3)}</td>" in page
+
+
+def test_grid_contrasts_give_the_segment_sizes_and_differences_of_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["grid"](default_results, tmp_path))
+    contrasts = [c for c in default_results["grid_contrasts"] if c["method"] != "random"]
+    assert contrasts
+    for contrast in contrasts:
+        assert (f"<td>{contrast['method']}</td><td>{contrast['grouping']}</td>"
+                f"<td>{contrast['segment_size']:.1f} vs {contrast['reference_segment_size']:.1f}</td>"
+                f"<td>{interval(contrast, 'spearman_difference', 3)}</td>") in page
+
+
+def test_variance_reduction_counts_the_cases_of_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["variance reduction"](default_results, tmp_path))
+    real = [r for r in default_results["variance_reduction"] if r["method"] != "random"]
+    below = [r for r in real if r.get("measured_ci_high", math.inf) < r["mean_segment_size"]]
+    assert real
+    assert f"independent-pixel factor d/m in {len(below)} of {len(real)} method × partition cases" in page
+
+
+def test_mege_table_gives_each_fold_row_of_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["mege"](default_results, tmp_path))
+    folds = default_results["mege_folds"]
+    for row in folds["rows"]:
+        assert (f"<td>{row['method']}</td><td>{row['grouping']}</td><td>{interval(row, 'mege')}</td>") in page
+        assert f"<td>{interval(row, 'reco')}</td><td>{row['n_same']}</td><td>{row['n_different']}</td>" in page
+    models = [m for m in default_results["models"] if m["set"] == "fold"]
+    accuracies = [m["test_acc"] for m in models]
+    assert (f"{len(models)} models, each trained on every fold but one of the first training images (test "
+            f"accuracy {min(accuracies):.1%}–{max(accuracies):.1%}), explain {folds['n_samples']} training "
+            "images") in page
+
+
+def test_perturbation_table_gives_every_preset_of_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["perturbation"](default_results, tmp_path))
+    rows = main_rows(default_results, "perturbation")
+    assert rows
+    for row in rows:
+        assert (f"<td>{row['family']}</td><td>{row['method']}</td><td>{row['n_images']}</td>"
+                f"<td>{interval(row, 'spearman_above_untrained')}</td><td>{interval(row, 'spearman')}</td>") in page
