@@ -179,7 +179,7 @@ def test_the_fold_script_runs_the_pipeline_and_needs_no_scratch_folder(tmp_path)
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "analysis" / "run_fold_stage.py"
+    script = Path(__file__).resolve().parents[2] / "analysis" / "run_fold_stage.py"
     spec = importlib.util.spec_from_file_location("run_fold_stage", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
