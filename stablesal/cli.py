@@ -444,7 +444,14 @@ def cmd_list(args) -> int:
             from .core.registry import check_name
 
             check_name("kinds", kind, found)
-        print(f"{kind}: {', '.join(found[kind])}")
+        names = list(found[kind])
+        if kind == "sections":  # in the order of the page
+            from .report.sections.common import page_order
+
+            names = page_order()
+        elif kind == "stages":  # in the order the pipeline runs them
+            names.sort(key=lambda name: found[kind].info(name, "order"))
+        print(f"{kind}: {', '.join(names)}")
     return 0
 
 

@@ -34,15 +34,17 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
 # MeGe and ReCo (Fel, Vigouroux, Cadène & Serre, WACV 2022)
 # --------------------------------------------------------------------------------------
 
-@register_metric("mege", True, 0.0, 1.0, "1 / (1 + mean distance between explanations of models that are both right)",
-                 "models")
+@register_metric("mege", higher_is_better=True, low=0.0, high=1.0,
+                 description="1 / (1 + mean distance between explanations of models that are both right)",
+                 kind="models")
 def mege(same_distances) -> float:
     """MeGe = 1 / (1 + mean S=), S= the distances for pairs where both models are right."""
     values = np.asarray(same_distances, float)
     return float(1.0 / (1.0 + values.mean())) if values.size else float("nan")
 
 
-@register_metric("reco", True, 0.0, 1.0, "max over thresholds of TPR + TNR − 1 separating S= from S≠", "models")
+@register_metric("reco", higher_is_better=True, low=0.0, high=1.0,
+                 description="max over thresholds of TPR + TNR − 1 separating S= from S≠", kind="models")
 def reco(same_distances, different_distances) -> float:
     """ReCo = max_γ TPR_γ + TNR_γ − 1, where distances ≤ γ are predicted 'same correctness'."""
     same, different = np.asarray(same_distances, float), np.asarray(different_distances, float)

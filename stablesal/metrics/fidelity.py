@@ -144,8 +144,10 @@ def _inpainted_curves(model, images, rank, target, steps, mode, inpainter, batch
     return curves, torch.trapezoid(curves, dx=1.0 / steps, dim=1)
 
 
-register_metric("deletion_auc", False, 0.0, 1.0, "area under the deletion curve", function=deletion_insertion)
-register_metric("insertion_auc", True, 0.0, 1.0, "area under the insertion curve",
+register_metric("deletion_auc", higher_is_better=False, low=0.0, high=1.0, description="area under the deletion curve",
+                function=deletion_insertion)
+register_metric("insertion_auc", higher_is_better=True, low=0.0, high=1.0,
+                description="area under the insertion curve",
                 function=functools.partial(deletion_insertion, mode="insertion"))
 
 
@@ -227,7 +229,8 @@ def mu_fidelity(maps: torch.Tensor, subsets: torch.Tensor, drops: torch.Tensor,
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-30)
 
 
-register_metric("mu_fidelity", True, -1.0, 1.0, "correlation of removed attribution with output drop", function=mu_fidelity)
+register_metric("mu_fidelity", higher_is_better=True, low=-1.0, high=1.0,
+                description="correlation of removed attribution with output drop", function=mu_fidelity)
 
 
 # --------------------------------------------------------------------------------------
@@ -270,7 +273,8 @@ def srg(model, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, s
     return {"lif": lif.mean(1), "mif": mif.mean(1), "srg": lif.mean(1) - mif.mean(1)}
 
 
-register_metric("srg", True, -1.0, 1.0, "least- minus most-relevant-first deletion score (SEG-SMOOTH)", function=srg)
+register_metric("srg", higher_is_better=True, low=-1.0, high=1.0,
+                description="least- minus most-relevant-first deletion score (SEG-SMOOTH)", function=srg)
 
 
 
@@ -337,4 +341,5 @@ def inpaint_metric(model, explain, images: torch.Tensor, target: torch.Tensor, i
     return {"curve": curve, "area": area}
 
 
-register_metric("inpaint_metric", False, 0.0, 1.0, "area of 1 − weighted success of inpainting", function=inpaint_metric)
+register_metric("inpaint_metric", higher_is_better=False, low=0.0, high=1.0,
+                description="area of 1 − weighted success of inpainting", function=inpaint_metric)

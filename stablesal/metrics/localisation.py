@@ -27,7 +27,8 @@ def iou_top(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
     return (predicted & truth).sum(1).float() / (predicted | truth).sum(1).float().clamp(min=1)
 
 
-register_metric("iou", True, 0.0, 1.0, "IoU of the top-|mask| pixels with the object mask", "localisation", iou_top)
+register_metric("iou", higher_is_better=True, low=0.0, high=1.0,
+                description="IoU of the top-|mask| pixels with the object mask", kind="localisation", function=iou_top)
 
 
 def pointing_game(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
@@ -40,7 +41,8 @@ def pointing_game(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tenso
     return (top & inside).sum(1).float() / top.sum(1).float()
 
 
-register_metric("pointing_game", True, 0.0, 1.0, "map maximum inside the object", "localisation", pointing_game)
+register_metric("pointing_game", higher_is_better=True, low=0.0, high=1.0, description="map maximum inside the object",
+                kind="localisation", function=pointing_game)
 
 
 def relevance_mass(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tensor:
@@ -53,7 +55,8 @@ def relevance_mass(maps: torch.Tensor, object_masks: torch.Tensor) -> torch.Tens
     return (scores * inside).sum(1) / scores.sum(1).clamp(min=1e-30)
 
 
-register_metric("relevance_mass", True, 0.0, 1.0, "positive attribution inside the object", "localisation", relevance_mass)
+register_metric("relevance_mass", higher_is_better=True, low=0.0, high=1.0,
+                description="positive attribution inside the object", kind="localisation", function=relevance_mass)
 
 
 @torch.inference_mode()
@@ -78,4 +81,5 @@ def saliency_metric(model, images: torch.Tensor, maps: torch.Tensor, target: tor
     return torch.log(area.clamp(min=0.05)) - torch.log(probability.clamp(min=1e-12))
 
 
-register_metric("saliency_metric", False, None, None, "Dabkowski–Gal: small box, confident crop", function=saliency_metric)
+register_metric("saliency_metric", higher_is_better=False, low=None, high=None,
+                description="Dabkowski–Gal: small box, confident crop", function=saliency_metric)

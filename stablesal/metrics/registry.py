@@ -36,10 +36,11 @@ class MetricInfo:
 METRICS = Registry("metric")
 
 
-def register_metric(name: str, higher_is_better: bool, low, high, description: str, kind: str = "fidelity",
+def register_metric(name: str, *, higher_is_better: bool, low, high, description: str, kind: str = "fidelity",
                     function=None):
     """Register ``function`` (or, as a decorator, what it decorates) as metric ``name``; its
-    :class:`MetricInfo` is the registry's metadata and the function's ``info`` attribute."""
+    :class:`MetricInfo` is the registry's metadata and the function's ``info`` attribute. Every
+    property is a keyword, so a registration reads as what it declares."""
     info = MetricInfo(name, higher_is_better, low, high, description, kind)
 
     def add(fn):

@@ -50,7 +50,8 @@ def ssim_sigma(height: int, width: int) -> float:
     return SSIM_SIGMA * max(1.0, min(height, width) / SSIM_REFERENCE_SIDE)
 
 
-@register_metric("ssim", True, -1.0, 1.0, "structural similarity of the grey maps", "pairwise")
+@register_metric("ssim", higher_is_better=True, low=-1.0, high=1.0,
+                 description="structural similarity of the grey maps", kind="pairwise")
 def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: bool = False) -> torch.Tensor:
     """SSIM per image of grey maps ``[B, H, W]`` in [0, 1]: Gaussian weights (σ = 1.5 px at 32 px,
     truncated at 3.5 σ, an 11-px window; ``sigma=None`` scales σ with the map's side,
@@ -74,8 +75,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: boo
     return torch.tensor(values, dtype=torch.float64)
 
 
-@register_metric("spearman", True, -1.0, 1.0, "Spearman rank correlation of the flattened maps (average ranks for ties)",
-                 "pairwise")
+@register_metric("spearman", higher_is_better=True, low=-1.0, high=1.0,
+                 description="Spearman rank correlation of the flattened maps (average ranks for ties)",
+                 kind="pairwise")
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman's ρ per image between maps ``[B, ...]``; tied values get average ranks, so
     piecewise-constant (grouped) maps are handled correctly. NaN when a map is constant."""
@@ -90,7 +92,8 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy((ra * rb).sum(1) / denominator)
 
 
-@register_metric("normalised_l2", False, 0.0, 2.0, "|| a/||a|| - b/||b|| ||", "pairwise")
+@register_metric("normalised_l2", higher_is_better=False, low=0.0, high=2.0, description="|| a/||a|| - b/||b|| ||",
+                 kind="pairwise")
 def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = a.flatten(1).double(), b.flatten(1).double()
     a = a / a.norm(dim=1, keepdim=True).clamp(min=1e-30)
@@ -98,7 +101,8 @@ def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).norm(dim=1)
 
 
-@register_metric("topk_intersection", True, 0.0, 1.0, "shared fraction of the top 10 % pixels", "pairwise")
+@register_metric("topk_intersection", higher_is_better=True, low=0.0, high=1.0,
+                 description="shared fraction of the top 10 % pixels", kind="pairwise")
 def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
     """|top-k(a) ∩ top-k(b)| / k with k = ``fraction`` of the pixels (ties broken by position)."""
     a, b = a.flatten(1), b.flatten(1)

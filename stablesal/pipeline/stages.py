@@ -80,7 +80,7 @@ class Stage(Protocol):
     def interval_notes(self, results: dict) -> dict[str, dict]: ...
 
 
-def register_stage(order: float):
+def register_stage(*, order: float):
     """Register a stage class under its ``name`` at its place in the run (low ``order`` runs first)."""
     def add(cls):
         STAGES.register(cls.name, cls(), order=order)

@@ -41,7 +41,7 @@ class Section:
 SECTIONS = Registry("report section")
 
 
-def report_section(name: str, order: float, stage: str | None = None):
+def report_section(name: str, *, order: float, stage: str | None = None):
     """Register a section builder under ``name`` at position ``order`` of the page; ``stage``: the
     pipeline stage whose results it shows (the page leaves it out when that stage did not run)."""
     return SECTIONS.register(name, order=order, stage=stage)

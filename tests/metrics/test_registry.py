@@ -23,7 +23,8 @@ def test_a_registered_pairwise_metric_joins_the_stability_study_and_says_its_dir
     def metric(a, b):
         return (a - b).abs().flatten(1).mean(1)
 
-    assert register_metric("mean_abs_difference_for_test", False, 0.0, 1.0, "a metric", "pairwise")(metric) is metric
+    assert register_metric("mean_abs_difference_for_test", higher_is_better=False, low=0.0, high=1.0,
+                           description="a metric", kind="pairwise")(metric) is metric
     try:
         assert metric.info == MetricInfo("mean_abs_difference_for_test", False, 0.0, 1.0, "a metric", "pairwise")
         assert metric_info("mean_abs_difference_for_test").arrow == "↓" and metric_info("ssim").arrow == "↑"
@@ -43,12 +44,23 @@ def test_register_metric_direct_form_default_kind_and_first_info_kept():
         return (a - b).abs().flatten(1).sum(1)
 
     try:
-        assert register_metric("distance_for_test", False, 0.0, None, "d", function=distance) is distance
+        assert register_metric("distance_for_test", higher_is_better=False, low=0.0, high=None, description="d",
+                               function=distance) is distance
         assert METRICS["distance_for_test"] is distance and distance.info.kind == "fidelity"
-        register_metric("distance_again_for_test", True, 0.0, None, "d", "pairwise", function=distance)
+        register_metric("distance_again_for_test", higher_is_better=True, low=0.0, high=None, description="d",
+                        kind="pairwise", function=distance)
         assert distance.info.name == "distance_for_test"  # the function keeps its first registration's info
         assert metric_info("distance_again_for_test").name == "distance_again_for_test"
     finally:
         for name in ("distance_for_test", "distance_again_for_test"):
             if name in METRICS:
                 METRICS.unregister(name)
+
+
+def test_a_metric_is_registered_with_keywords_only():
+    """A positional True, 0.0, 1.0 says nothing to a reader: every property is a keyword."""
+    from stablesal.metrics import METRICS, register_metric
+
+    with pytest.raises(TypeError):
+        register_metric("positional_for_test", True, 0.0, 1.0, "d")
+    assert "positional_for_test" not in METRICS

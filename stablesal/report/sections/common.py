@@ -24,15 +24,26 @@ from ..html import SECTIONS, Section, report_section
 from .stability import split_summary
 
 
+def page_order() -> list[str]:
+    """The registered sections in the order of the page (their ``order``; one total order: no two
+    sections share a place), after importing every module of this folder so each registers its
+    builders."""
+    folder = Path(__file__).resolve().parent
+    for module in pkgutil.iter_modules([str(folder)]):
+        importlib.import_module(f"{__package__}.{module.name}")
+    orders = [SECTIONS.info(name, "order") for name in SECTIONS]
+    if len(set(orders)) != len(orders):
+        shared = sorted({order for order in orders if orders.count(order) > 1})
+        raise ValueError(f"report sections share a place on the page (order {shared}): give each its own")
+    return sorted(SECTIONS, key=lambda name: SECTIONS.info(name, "order"))
+
+
 def report_sections(results: dict, out: Path) -> list[Section]:
     """Every section of the page, in order, from a report's results alone (a section whose stage did
     not run is left out); figures drawn from rows are written under ``out/figures``."""
-    folder = Path(__file__).resolve().parent
-    for module in pkgutil.iter_modules([str(folder)]):  # each module of this folder registers its builders
-        importlib.import_module(f"{__package__}.{module.name}")
     sections: list[Section] = []
     ran = results.get("stages")  # absent from results written before the stage pipeline: every stage ran
-    for name in sorted(SECTIONS, key=lambda n: SECTIONS.info(n, "order")):
+    for name in page_order():
         stage = SECTIONS.info(name, "stage")
         if ran is not None and stage is not None and stage not in ran:
             continue

@@ -99,3 +99,24 @@ def test_a_registered_section_joins_the_page_in_its_place(quick_report, tmp_path
         SECTIONS.unregister("accuracy for test")
     assert titles[:2] == ["Setup", "Accuracy"] and titles.count("Accuracy") == 1
     assert "Accuracy" not in [section.title for section in report_sections(results, copy)]
+
+
+def test_the_page_has_one_order_and_a_shared_place_is_refused():
+    """Every section has its own place (``stablesal list sections`` prints the page's order), and a
+    section registered at a taken place is refused when the page is built, naming the place."""
+    from stablesal.report.html import SECTIONS, Section, report_section
+    from stablesal.report.sections.common import page_order
+
+    order = page_order()
+    assert order[0] == "setup" and len(order) == len(set(order)) == len(SECTIONS)
+    places = [SECTIONS.info(name, "order") for name in order]
+    assert places == sorted(places)
+    with pytest.raises(TypeError):
+        report_section("positional for test", 12)
+    taken = SECTIONS.info("headline", "order")
+    report_section("same place for test", order=taken)(lambda results, out: Section("x", "y"))
+    try:
+        with pytest.raises(ValueError, match=rf"share a place on the page \(order \[{taken}\]\)"):
+            page_order()
+    finally:
+        SECTIONS.unregister("same place for test")
