@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stablesal.cli import build_parser, resolve_config
-from stablesal.pipeline.config import StudyConfig
+from stablesal.pipeline.config import StudyConfig, config_keys, settings_of
 from stablesal.core.settings import ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,8 @@ def test_default_toml_lists_every_key_with_its_default():
     raw = tomllib.loads((ROOT / "experiments" / "default.toml").read_text())
     for section in dataclasses.fields(CONFIG):
         values = raw.get(section.name, {})
-        for field in dataclasses.fields(getattr(CONFIG, section.name)):
+        assert set(values) <= set(config_keys(getattr(CONFIG, section.name))), section.name
+        for field in config_keys(getattr(CONFIG, section.name)).values():
             assert field.name in values, f"[{section.name}] {field.name} missing from default.toml"
             assert values[field.name] == getattr(getattr(CONFIG, section.name), field.name), \
                 f"[{section.name}] {field.name}"
@@ -70,3 +71,35 @@ def test_cli_defaults_agree_with_the_toml(argv, flag, section, key):
     if value is None:  # a flag that sets a configuration key has no default of its own: the key's applies
         value = getattr(getattr(resolve_config(args), section), key)
     assert value == getattr(getattr(CONFIG, section), key)
+
+
+@pytest.mark.parametrize("section, settings_class", [
+    ("gradient", StudySettings), ("factors", FactorSettings), ("inpainting", InpainterConfig),
+    ("inpainting", RemovalSettings), ("consensus", ConsensusSettings)])
+def test_a_section_is_its_settings_dataclass(section, settings_class):
+    """The TOML section is the API's settings dataclass plus keys of its own: every settings field
+    is a key with the API's default (but those the pipeline sets), and nothing is copied by hand."""
+    values = getattr(CONFIG, section)
+    assert isinstance(values, settings_class)
+    own = {f.name for f in dataclasses.fields(settings_class) if f.metadata.get("config", True)}
+    assert own <= set(config_keys(values))
+    assert settings_of(values, settings_class) == settings_class()
+
+
+def test_a_settings_field_the_pipeline_sets_is_not_a_key():
+    from stablesal.pipeline.config import config_from_dict
+
+    with pytest.raises(ValueError, match="unknown key 'retest_sets' in \\[gradient\\]"):
+        config_from_dict({"gradient": {"retest_sets": ["main"]}})
+    assert "perturbation_samples" not in CONFIG.to_dict()["gradient"]
+
+
+def test_a_key_of_two_types_takes_either():
+    from stablesal.pipeline.config import config_from_dict
+
+    assert config_from_dict({"factors": {"replacement": 0.5}}).factors.replacement == 0.5
+    assert config_from_dict({"factors": {"replacement": "blur"}}).factors.replacement == "blur"
+    with pytest.raises(TypeError, match=r"\[factors\] replacement must be of type str or float, got list"):
+        config_from_dict({"factors": {"replacement": [1]}})
+    with pytest.raises(TypeError, match=r"\[gradient\] n_samples must be of type int, got bool"):
+        config_from_dict({"gradient": {"n_samples": True}})

@@ -61,12 +61,14 @@ class StudySettings:
     insertion_substrate: str = "mean"
     mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
     sanity: bool = True
-    perturbation_samples: int = 300  # RISE masks / LIME and KernelSHAP samples of perturbation presets
+    # RISE masks / LIME and KernelSHAP samples of perturbation presets (not a [gradient] key: the
+    # perturbation study sets it from [perturbation] n_samples)
+    perturbation_samples: int = field(default=300, metadata={"config": False})
     draws: str = "independent"       # independent | common (explainer draws shared by every model; labelled)
     rng: str = "auto"                # auto | generator | counter: random streams (auto: counter streams on CUDA)
     # model sets whose every model gets a second run of each random explainer (the test–retest
     # ceiling); () for none
-    retest_sets: tuple[str, ...] = (MAIN,)
+    retest_sets: tuple[str, ...] = field(default=(MAIN,), metadata={"config": False})  # set by the pipeline
 
     def __post_init__(self) -> None:
         if self.draws not in DRAWS:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +24,25 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# The API's settings are the defaults of the sections (stablesal.settings: one source of defaults);
-# the keys that only the report has (k, n_images, enabled, ...) are defined here.
-_TRAIN, _STUDY, _FACTORS = TrainConfig(), StudySettings(), FactorSettings()
-_INPAINTER, _REMOVAL, _CONSENSUS = InpainterConfig(), RemovalSettings(), ConsensusSettings()
+# The TOML sections are the API's settings dataclasses (stablesal.core.settings) with the keys only
+# the report has (n_images, enabled, ...) added: [gradient] is a StudySettings, [factors] a
+# FactorSettings, [inpainting] an InpainterConfig and a RemovalSettings, [consensus] a
+# ConsensusSettings. A settings field the pipeline sets itself is not a key (``config=False`` in its
+# metadata). [models] names the architecture ``arch`` (TrainConfig's ``model``) and adds the seed
+# plan; [perturbation] is the perturbation study's own short list of keys.
+_TRAIN, _STUDY = TrainConfig(), StudySettings()
+
+
+def config_keys(section) -> dict[str, dataclasses.Field]:
+    """The keys of a configuration section: its dataclass fields, less those the pipeline sets itself."""
+    return {f.name: f for f in dataclasses.fields(section) if f.metadata.get("config", True)}
+
+
+def settings_of(section, settings_class, **overrides):
+    """The API settings object ``settings_class`` with the values the section holds for its
+    fields (and ``overrides``): a section is a settings dataclass plus keys of its own."""
+    values = {f.name: getattr(section, f.name) for f in dataclasses.fields(settings_class) if hasattr(section, f.name)}
+    return settings_class(**{**values, **overrides})
 
 
 @dataclass
@@ -86,17 +100,10 @@ class ModelsSection:
 
 
 @dataclass
-class GradientSection:
-    methods: list = field(default_factory=lambda: list(_STUDY.methods))
-    groupings: list = field(default_factory=lambda: list(_STUDY.groupings))
-    n_segments: int = _STUDY.n_segments  # super-pixel and grid target number of segments
-    n_samples: int = _STUDY.n_samples    # samples of the random methods (SmoothGrad, suppression, ...)
-    n_steps: int = _STUDY.n_steps        # IG quadrature points
-    noise_level: float = _STUDY.noise_level  # SmoothGrad σ as a fraction of the input range
+class GradientSection(StudySettings):
+    """``[gradient]``: the study's settings (:class:`~stablesal.core.settings.StudySettings`, every
+    key but those the pipeline sets itself) and the number of test images."""
     n_images: int = 48               # test images explained per model
-    seed: int = _STUDY.seed
-    draws: str = _STUDY.draws        # independent | common (every model gets the same explainer draws; labelled)
-    rng: str = _STUDY.rng            # auto | generator | counter: random streams (auto: counter streams on CUDA)
 
 
 @dataclass
@@ -125,59 +132,29 @@ class FoldsSection:
 
 
 @dataclass
-class FactorsSection:
-    segmentations: list = field(default_factory=lambda: list(_FACTORS.segmentations))
-    samplers: list = field(default_factory=lambda: list(_FACTORS.samplers))
-    sample_sizes: list = field(default_factory=lambda: list(_FACTORS.sample_sizes))  # "M" = one sample per segment
-    calculators: list = field(default_factory=lambda: list(_FACTORS.calculators))
-    maps: list = field(default_factory=lambda: list(_FACTORS.maps))
-    n_segments: int = _FACTORS.n_segments
-    replacement: str = str(_FACTORS.replacement)  # a number, image-mean, blur, ...
-    n_images: int = _FACTORS.n_images
-    srg_steps: int = _FACTORS.srg_steps
-    seed: int = _FACTORS.seed
+class FactorsSection(FactorSettings):
+    """``[factors]``: :class:`~stablesal.core.settings.FactorSettings` and whether the report runs it."""
     enabled: bool = True
 
 
 @dataclass
-class InpaintingSection:
+class InpaintingSection(InpainterConfig, RemovalSettings):
+    """``[inpainting]``: the learned inpainter's training (:class:`~stablesal.core.settings.InpainterConfig`)
+    and the removal study (:class:`~stablesal.core.settings.RemovalSettings`), one ``seed`` for both."""
     enabled: bool = True
-    conditional: bool = _INPAINTER.conditional  # class-conditional learned inpainter (needed by INPAINT-METRIC)
-    steps: int = _INPAINTER.steps    # training steps of the learned inpainter (batch 32)
-    width: int = _INPAINTER.width
-    n_images: int = _REMOVAL.n_images  # test images for SP/LIME/MP vs SP-G/LIME-G/MP-G
     quality_images: int = 512        # test images for inpainting quality (PSNR, keep-prediction; ±0.02-0.04 at 95 %)
-    lime_samples: int = _REMOVAL.lime_samples
-    mp_iterations: int = _REMOVAL.mp_iterations  # Meaningful Perturbation iterations (paper: 300)
-    robustness: bool = _REMOVAL.robustness  # similarity of maps across hyperparameter settings
-    seed: int = _REMOVAL.seed
 
 
 @dataclass
-class ConsensusSection:
-    """The consensus map and the planner on the main models, against the untrained networks."""
+class ConsensusSection(ConsensusSettings):
+    """``[consensus]``: :class:`~stablesal.core.settings.ConsensusSettings` (the consensus map and
+    the planner on the main models, against the untrained networks) and whether the report runs it."""
     enabled: bool = True
-    methods: list = field(default_factory=lambda: list(_CONSENSUS.methods))
-    groupings: list = field(default_factory=lambda: list(_CONSENSUS.groupings))
-    n_images: int = _CONSENSUS.n_images
-    n_models: int = _CONSENSUS.n_models      # main models in the consensus (0: all); the rest validate the planner
-    q: float = _CONSENSUS.q
-    procedure: str = _CONSENSUS.procedure    # bh | by
-    scope: str = _CONSENSUS.scope            # image | set
-    n_permutations: int = _CONSENSUS.n_permutations
-    calibration_studies: int = _CONSENSUS.calibration_studies
-    pilot_models: int = _CONSENSUS.pilot_models
-    validation_samples: int = _CONSENSUS.validation_samples
-    target: float = _CONSENSUS.target
-    max_samples: int = _CONSENSUS.max_samples
-    seed: int = _CONSENSUS.seed
 
     def settings(self) -> ConsensusSettings:
-        """The API's settings (checked there: q, target, procedure, scope, counts)."""
-        values = dataclasses.asdict(self)
-        values.pop("enabled")
+        """The API's settings, checked there (q, target, procedure, scope, counts)."""
         try:
-            return ConsensusSettings(**values)
+            return settings_of(self, ConsensusSettings)
         except ValueError as error:
             raise ValueError(f"[consensus] {str(error).removeprefix('ConsensusSettings.')}") from None
 
@@ -204,16 +181,25 @@ class StudyConfig:
     report: ReportSection = field(default_factory=ReportSection)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every section's keys and values (those a TOML file can set)."""
+        return {section.name: {key: dataclasses.asdict(self)[section.name][key]
+                               for key in config_keys(getattr(self, section.name))}
+                for section in dataclasses.fields(self)}
+
+
+_TYPES = {"int": int, "float": float, "str": str, "list": list, "bool": bool, "dict": dict}
 
 
 def _coerce(section: str, key: str, value, expected):
-    origin = typing.get_origin(expected) or expected
-    if expected in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+    """``value`` checked against the field's annotation (``"int"``, ``"str | float"``, ...); an
+    integer is taken where a float is expected."""
+    names = [name.strip() for name in str(getattr(expected, "__name__", expected)).split("|")]
+    kinds = tuple(_TYPES[name] for name in names if name in _TYPES)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    kind = {"int": int, "float": float, "str": str, "list": list, "bool": bool, "dict": dict}.get(expected, origin)
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"[{section}] {key} must be of type {kind.__name__}, got {type(value).__name__} {value!r}")
+    if not kinds or isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        wanted = " or ".join(kind.__name__ for kind in kinds) or str(expected)
+        raise TypeError(f"[{section}] {key} must be of type {wanted}, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -227,7 +213,7 @@ def config_from_dict(raw: dict) -> StudyConfig:
         if not isinstance(values, dict):
             raise TypeError(f"[{section}] must be a table of keys")
         target = getattr(config, section)
-        fields = {f.name: f for f in dataclasses.fields(target)}
+        fields = config_keys(target)
         for key, value in values.items():
             if key not in fields:
                 raise ValueError(f"unknown key {key!r} in [{section}]; expected one of {sorted(fields)}")
@@ -307,12 +293,17 @@ def check_names(config: StudyConfig) -> None:
     for size in factors.sample_sizes:
         if size != "M" and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
             raise ValueError(f"[factors] sample_sizes: each entry must be 'M' or a positive integer, got {size!r}")
-    replacement = factors.replacement
-    try:
-        float(replacement)
-    except ValueError:
-        check_name("[factors] replacement (a number or a fill name)", replacement,
-                   set(REPLACEMENTS) | set(FILLS) | set(ALIASES))
+    fills = set(FILLS) | set(ALIASES)
+    for where, value, names in (("[factors] replacement", factors.replacement, set(REPLACEMENTS) | fills),
+                                ("[factors] srg_fill", factors.srg_fill, fills),
+                                ("[gradient] deletion_substrate", config.gradient.deletion_substrate, fills),
+                                ("[gradient] insertion_substrate", config.gradient.insertion_substrate, fills)):
+        try:
+            float(value)
+        except ValueError:
+            check_name(f"{where} (a number or a fill name)", value, names)
+    for name in config.inpainting.gradient_methods:
+        check_name("[inpainting] gradient_methods", name, METHODS)
 
 
 def load_config(path: Path | str | None = None, overrides: dict | None = None) -> StudyConfig:

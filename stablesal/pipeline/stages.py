@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
-
-from dataclasses import asdict
-from pathlib import Path
 
 from ..core.registry import Registry
 from ..core.seeding import derive
@@ -55,6 +54,7 @@ from ..studies.stability.statistics import (
     CONTRAST_INTERVALS, REDUCTION_INTERVALS, SUMMARY_INTERVALS, grid_contrast_rows, pixel_contrast_rows, summarise,
     variance_reduction_rows,
 )
+from .config import settings_of
 from .context import Context
 from .model_sets import train_config_from, user_fold_runs
 
@@ -100,10 +100,7 @@ def entry_types() -> dict:
 
 def gradient_settings(gradient, **overrides) -> StudySettings:
     """:class:`StudySettings` of a ``[gradient]`` section (``overrides`` replace fields)."""
-    return StudySettings(**{**dict(methods=list(gradient.methods), groupings=list(gradient.groupings),
-                                   n_segments=gradient.n_segments, n_samples=gradient.n_samples,
-                                   n_steps=gradient.n_steps, noise_level=gradient.noise_level, seed=gradient.seed,
-                                   draws=gradient.draws, rng=gradient.rng), **overrides})
+    return settings_of(gradient, StudySettings, **overrides)
 
 
 class BaseStage:
@@ -354,16 +351,13 @@ class InpaintingStage(BaseStage):
     def run(self, ctx: Context) -> dict:
         config, dataset = ctx.config, ctx.dataset
         section = config.inpainting
-        inpainter_config = InpainterConfig(width=section.width, conditional=section.conditional, steps=section.steps,
-                                           seed=section.seed)
+        inpainter_config = settings_of(section, InpainterConfig)
         began = time.perf_counter()
         inpainter = train_inpainter(dataset.train_images, dataset.train_labels, dataset.num_classes, inpainter_config,
                                     path=ctx.runs_dir / "inpainter.pt", device=ctx.device, progress=ctx.progress,
                                     masks=dataset.train_masks)
         train_seconds = inpainter.meta.get("seconds", time.perf_counter() - began)
-        settings = RemovalSettings(n_images=section.n_images, lime_samples=section.lime_samples,
-                                   mp_iterations=section.mp_iterations, robustness=section.robustness,
-                                   seed=section.seed)
+        settings = settings_of(section, RemovalSettings)
         # test images after those of the stability study
         start = min(config.gradient.n_images, max(0, len(dataset.test_labels) - section.n_images))
         images, labels, masks = ctx.test_images(start, start + max(section.n_images, section.quality_images))

@@ -45,3 +45,21 @@ def test_design_sizes_and_draws_are_checked():
     with pytest.raises(ValueError, match=r"\[gradient\] rng must be one of 'auto', 'generator', 'counter', got 'philox'"):
         config_from_dict({"gradient": {"rng": "philox"}})
     assert config_from_dict({"gradient": {"rng": "counter"}}).gradient.rng == "counter"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"gradient": {"deletion_substrate": "blurr"}}, r"\[gradient\] deletion_substrate .*did you mean 'blur'"),
+    ({"gradient": {"insertion_substrate": "mea"}}, r"\[gradient\] insertion_substrate .*did you mean 'mean'"),
+    ({"factors": {"srg_fill": "nois"}}, r"\[factors\] srg_fill .*did you mean 'noise'"),
+    ({"inpainting": {"gradient_methods": ["salency"]}}, r"\[inpainting\] gradient_methods.*did you mean 'saliency'"),
+])
+def test_the_keys_a_section_takes_from_its_settings_are_checked_by_name(raw, message):
+    from stablesal.pipeline.config import config_from_dict
+
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(raw)
+    key = next(iter(next(iter(raw.values()))))
+    good = {"deletion_substrate": "blur", "insertion_substrate": "0.5", "srg_fill": "noise",
+            "gradient_methods": ["saliency"]}[key]
+    section = next(iter(raw))
+    assert getattr(getattr(config_from_dict({section: {key: good}}), section), key) == good

@@ -12,6 +12,8 @@ Effect sizes, on balanced sub-designs with bootstrap intervals over images, are 
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import itertools
 import time
@@ -31,16 +33,14 @@ IDENTICAL_ORDER = 0.999  # Spearman ρ above which two maps order the pixels the
 
 
 def settings_from_config(section) -> FactorSettings:
-    """:class:`FactorSettings` from the ``[factors]`` configuration section."""
+    """:class:`FactorSettings` from the ``[factors]`` configuration section (a FactorSettings with
+    keys of its own), the replacement read as a number when it is one (TOML ``"0.0"``)."""
+    values = {f.name: getattr(section, f.name) for f in dataclasses.fields(FactorSettings)}
     try:
-        replacement = float(section.replacement)
+        values["replacement"] = float(values["replacement"])
     except ValueError:
-        replacement = section.replacement
-    return FactorSettings(segmentations=list(section.segmentations), samplers=list(section.samplers),
-                          sample_sizes=list(section.sample_sizes), calculators=list(section.calculators),
-                          maps=list(section.maps), n_segments=section.n_segments, replacement=replacement,
-                          n_images=section.n_images, srg_steps=section.srg_steps, deletion_steps=section.srg_steps,
-                          seed=section.seed)
+        pass
+    return FactorSettings(**values)
 
 
 def parse_segmentation(spec: str) -> tuple[str, str]:
