@@ -123,7 +123,7 @@ def _stability(tmp_path: Path, name: str) -> list[str]:
 
 def test_kill_9_mid_run_resumes_without_recomputing(tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY_CONFIG)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     # reference: an uninterrupted run (the timeouts only catch a hang: they are not a speed test)
     subprocess.run(_stability(tmp_path, "whole"), check=True, env=env, capture_output=True, timeout=1800)
     # the same run, killed with SIGKILL once the first stability units are on disk
