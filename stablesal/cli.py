@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .core.version import __version__
-from .pipeline.config import ModelsSection, StudyConfig, config_from_dict, read_toml
+from .pipeline.config import BUILT_IN_COPIES, ModelsSection, StudyConfig, config_from_dict, read_toml
 from .core.settings import (
     DRAWS, MODEL_VARY, PROCEDURES, RNG_KINDS, SCOPES, SUPPRESSION_MODES, SUPPRESSION_UNITS, VARY_CHOICES,
     StudySettings, TrainConfig,
@@ -30,7 +30,9 @@ _CONFIG = StudyConfig()
 #      --set models.k=5, --set gradient.methods='["saliency"]'; a bare word is a string);
 #   4. the named flags the user gives: a flag that sets a configuration key has no parser default
 #      (None), so a flag left out never overrides the file or --set;
-#   5. what the command itself fixes (FIXED).
+#   5. what the command itself fixes (FIXED), and, for `stablesal report` with no --config and no --set
+#      under its default name (`make report`: the built-in study as it is), the copies of its figures
+#      and results into the repository (BUILT_IN_COPIES; experiments/default.toml sets them itself).
 # One exception to 1: stability, consensus and plan are not the report, so when neither --name nor
 # the TOML's [report] name names the run, its folder under --runs is the command's own name
 # (RUN_NAMES), not [report] name's default "default" (the report's folder).
@@ -137,6 +139,9 @@ def resolve_config(args) -> StudyConfig:
         from .pipeline.run import apply_quick
 
         config = apply_quick(config)
+    elif args.command == "report" and args.config is None and not assignments and config.report.name == "default":
+        for key, value in BUILT_IN_COPIES.items():  # the built-in study as it is: refresh the repository's copies
+            setattr(config.report, key, value)
     return config
 
 

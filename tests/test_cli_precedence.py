@@ -16,7 +16,7 @@ import json
 import pytest
 
 from stablesal.cli import build_parser, config_flags, main, resolve_config, subcommands
-from stablesal.pipeline.config import StudyConfig
+from stablesal.pipeline.config import BUILT_IN_COPIES, StudyConfig
 
 DEFAULTS = StudyConfig()
 
@@ -221,7 +221,28 @@ def test_without_flags_or_file_the_configuration_is_the_default(command):
         expected.report.name = RUN_NAME[command]
     for (section, key), raw in FIXED.get(command, {}).items():
         setattr(getattr(expected, section), key, raw)
+    if command == "report":  # the built-in study as it is (`make report`) refreshes the repository's copies
+        for key, raw in BUILT_IN_COPIES.items():
+            setattr(expected.report, key, raw)
     assert resolve(command) == expected
+
+
+def test_only_the_built_in_report_copies_into_the_repository(tmp_path):
+    """The section's defaults copy nothing; `stablesal report` with no --config and no --set under
+    its default name is the built-in study and refreshes figures/ and experiments/results/, as
+    experiments/default.toml asks explicitly; a user's file, --set, --name or --quick copy nothing."""
+    none = ("", "")
+    copies = lambda config: (config.report.copy_figures_to, config.report.copy_results_to)  # noqa: E731
+    assert copies(StudyConfig()) == none
+    assert copies(resolve("report")) == tuple(BUILT_IN_COPIES.values()) == ("figures", "experiments/results")
+    assert copies(resolve("report", "--out", "elsewhere")) == tuple(BUILT_IN_COPIES.values())
+    assert copies(resolve("report", toml="experiments/default.toml")) == tuple(BUILT_IN_COPIES.values())
+    user = write_toml(tmp_path / "mine.toml", {("models", "k"): 3})
+    for argv, toml in (((), user), (("--set", "models.k=6"), None), (("--name", "mine"), None), (("--quick",), None),
+                       (("--quick",), "experiments/default.toml")):
+        assert copies(resolve("report", *argv, toml=toml)) == none, (argv, toml)
+    # a user who wants the copies sets them
+    assert copies(resolve("report", "--set", 'report.copy_figures_to="figs"', toml=user)) == ("figs", "")
 
 
 def test_the_reported_case_untrained_k_from_the_toml_file(tmp_path):

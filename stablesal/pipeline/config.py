@@ -187,8 +187,14 @@ class ReportSection:
     name: str = "default"
     out_dir: str = "reports"
     runs_dir: str = "runs"
-    copy_figures_to: str = "figures"  # the default report also refreshes the repository's figures/
-    copy_results_to: str = "experiments/results"  # ... and keeps a copy of its results.json there (<name>.json)
+    copy_figures_to: str = ""        # a folder the figures are also copied to ("": none)
+    copy_results_to: str = ""        # a folder results.json is also copied to, as <name>.json ("": none)
+
+
+# The built-in run (experiments/default.toml, and `stablesal report` with no --config under its
+# default name: `make report`) also refreshes the repository's figures/ and the committed results
+# that the README's numbers trace to; every other run writes only under its own folders.
+BUILT_IN_COPIES = {"copy_figures_to": "figures", "copy_results_to": "experiments/results"}
 
 
 @dataclass

@@ -60,6 +60,8 @@ def apply_quick(config: StudyConfig) -> StudyConfig:
             setattr(getattr(config, section), key, value)
     if config.report.name == "default":
         config.report.name = "quick"
+    # a quick report is never the committed one: it copies nothing out of its folder
+    config.report.copy_figures_to = config.report.copy_results_to = ""
     return config
 
 
@@ -181,15 +183,17 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
 
 def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Path:
     """The whole report (every stage the configuration enables) in ``<[report] out_dir>/<[report]
-    name>``; the built-in configuration's figures and results are also copied where the repository
-    keeps them (``[report] copy_figures_to``, ``copy_results_to``). Returns the report folder."""
+    name>``; the figures and ``results.json`` are also copied to ``[report] copy_figures_to`` and
+    ``copy_results_to`` (as ``<name>.json``) when those are set: only the built-in configuration
+    sets them (:data:`~.config.BUILT_IN_COPIES`), so any other run writes nothing outside its own
+    folders. Returns the report folder."""
     out = run_pipeline(config, progress=progress, executor=executor)
-    if config.report.name == "default" and config.report.copy_figures_to:
+    if config.report.copy_figures_to:
         target = Path(config.report.copy_figures_to)
         target.mkdir(parents=True, exist_ok=True)
         for figure in (out / "figures").glob("*.p*"):
             shutil.copy2(figure, target / figure.name)
-    if config.report.name == "default" and config.report.copy_results_to:
+    if config.report.copy_results_to:
         target = Path(config.report.copy_results_to)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(out / "results.json", target / f"{config.report.name}.json")

@@ -112,3 +112,53 @@ def test_report_rerun_reuses_work(quick_report, tmp_path):
     code = main(["report", "--quick", "-q", "--out", str(quick_report.parent), "--runs", str(runs.parent)])
     assert code == 0
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # models and study units reused
+
+
+# A user's own file, quick-sized: it names neither copy key
+USER_TOML = '''
+[data]
+n_train = 200
+n_test = 40
+size = 16
+[models]
+k = 3
+epochs = 1
+control_k = 0
+untrained_k = 0
+[gradient]
+methods = ["saliency"]
+groupings = ["pixel"]
+n_images = 4
+[perturbation]
+methods = []
+[folds]
+enabled = false
+[factors]
+enabled = false
+[inpainting]
+enabled = false
+[consensus]
+enabled = false
+[report]                # no name: the run is "default", as a user's first file has it
+out_dir = "out"
+runs_dir = "cache"
+'''
+
+
+def test_a_report_on_a_users_file_writes_only_under_its_own_folders(tmp_path, monkeypatch):
+    """Issue #31: a report on a user's TOML wrote figures/ and experiments/results/ into the user's
+    working directory. Only the built-in run copies there; a user who asks for copies gets them."""
+    (tmp_path / "mine.toml").write_text(USER_TOML)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--config", "mine.toml", "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "mine.toml", "out"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["default"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["default"]
+    assert (tmp_path / "out" / "default" / "index.html").exists()
+    # the copies are the configuration's to ask for (the re-run reuses every model and unit)
+    assert main(["report", "--config", "mine.toml", "-q", "--set", 'report.copy_figures_to="figs"',
+                 "--set", 'report.copy_results_to="kept"']) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "figs", "kept", "mine.toml", "out"]
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["default.json"]
+    assert {p.name for p in (tmp_path / "figs").iterdir()} == {
+        p.name for p in (tmp_path / "out" / "default" / "figures").glob("*.p*")}
