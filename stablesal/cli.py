@@ -355,11 +355,10 @@ def cmd_factor_study(args) -> int:
 
 def cmd_stability(args) -> int:
     config = resolve_config(args)
+    from .pipeline.run import terminal_summary
+
     out, results = _run_stages(args, config, ["stability", "figures"], Path(args.out))
-    columns = ("method", "grouping", "spearman", "spearman_untrained", "spearman_above_untrained", "spearman_retest",
-               "ssim", "deletion_auc")
-    print(format_table([{k: r.get(k, float("nan")) for k in columns} for r in results["stability_summary"]
-                        if r["model_set"] == "main"]))
+    print(terminal_summary(results, top=None))  # every method × grouping, as the page's headline ranks them
     print(f"results.json, tables, figures and index.html in {out}")
     return 0
 
@@ -470,7 +469,7 @@ def cmd_report(args) -> int:
         from .pipeline.run import terminal_summary
 
         results = json.loads((out / "results.json").read_text())
-        print(terminal_summary(results["stability_summary"]))
+        print(terminal_summary(results))
         print(f"time: {results['timings_s']['total']:.0f} s")
     print(f"report written to {out / 'index.html'}")
     return 0

@@ -26,6 +26,7 @@ from ..core.tables import format_table
 from ..core.version import __version__
 from ..data.datasets import load_configured
 from ..report.render import render_report
+from ..report.sections.stability import headline_table, split_summary
 from ..studies.stability.run import code_version
 from .config import StudyConfig
 from .context import Context
@@ -111,12 +112,18 @@ def interval_notes(results: dict) -> dict:
             for table, note in stage.interval_notes(results).items()}
 
 
-def terminal_summary(summary: list[dict], top: int = 8) -> str:
-    """The headline in a few lines for the terminal."""
-    rows = sorted((r for r in summary if r["model_set"] == "main"), key=lambda r: -r["ssim"])[:top]
-    return format_table([{"method": r["method"], "grouping": r["grouping"], "ssim": r["ssim"],
-                          "spearman": r["spearman"], "deletion_auc": r["deletion_auc"],
-                          "mu_fidelity": r["mu_fidelity"]} for r in rows])
+# the headline table's first columns, which the terminal shows: rank, method, grouping, draws,
+# Spearman above untrained, Spearman, untrained null
+TERMINAL_COLUMNS = 7
+
+
+def terminal_summary(results: dict, top: int | None = 8) -> str:
+    """The page's headline for the terminal: its ``top`` first rows (all with None), in its order
+    (:func:`~stablesal.report.sections.stability.headline_ranking`: cross-seed Spearman above the
+    untrained-network null) and with its first :data:`TERMINAL_COLUMNS` columns, as the page prints
+    them. ``results``: a report's parsed ``results.json``."""
+    rows = headline_table(split_summary(results)[1])[:top]
+    return format_table([dict(list(row.items())[:TERMINAL_COLUMNS]) for row in rows])
 
 
 def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path | str | None = None,

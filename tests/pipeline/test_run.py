@@ -162,3 +162,30 @@ def test_a_report_on_a_users_file_writes_only_under_its_own_folders(tmp_path, mo
     assert [p.name for p in (tmp_path / "kept").iterdir()] == ["default.json"]
     assert {p.name for p in (tmp_path / "figs").iterdir()} == {
         p.name for p in (tmp_path / "out" / "default" / "figures").glob("*.p*")}
+
+
+def test_the_terminal_names_the_pages_first_method_with_its_first_columns(tmp_path):
+    """Issue #31: the terminal ranked by SSIM and named another winner than the page. On the committed
+    experiments/results/default.json (json only, no model) the terminal's rows are the page's
+    headline rows, in its order and with its first columns as the page prints them."""
+    import re
+
+    import stablesal.report.sections.stability  # noqa: F401  (registers the headline section)
+    from stablesal.pipeline.run import TERMINAL_COLUMNS, terminal_summary
+    from stablesal.report.html import SECTIONS
+
+    from tests.helpers.report_results import load_default_results, page_text
+
+    results = load_default_results()
+    headline = SECTIONS["headline"](results, tmp_path)
+    page = page_text(headline)
+    first_on_page = re.search(r"<tr><td>1</td><td>([^<]+)</td><td>([^<]+)</td>", page).groups()
+    lines = terminal_summary(results).splitlines()
+    header, rows = lines[0].split(), [line.split() for line in lines[2:]]
+    assert (rows[0][1], rows[0][2]) == first_on_page == ("integrated_gradients", "grid@felzenszwalb")
+    table = headline.tables[0][0]
+    assert len(rows) == 8 and [(r[1], r[2]) for r in rows] == [(r["method"], r["grouping"]) for r in table[:8]]
+    columns = list(table[0])[:TERMINAL_COLUMNS]
+    assert " ".join(header) == " ".join(columns)
+    assert lines[2].split("  ")[-1].strip() == table[0][columns[-1]]  # a cell as the page prints it
+    assert len(terminal_summary(results, top=None).splitlines()) == 2 + len(table)
