@@ -37,6 +37,13 @@ def checkpoint_paths(patterns: list[str]) -> list[Path]:
     return paths
 
 
+def main_model_count(models) -> int:
+    """How many main models a ``[models]`` section gives, known before any is loaded or trained: the
+    checkpoint files its patterns match, else ``k`` (stablesal's seed plan, or the user's training
+    function run on it)."""
+    return len(checkpoint_paths(models.checkpoints)) if models.checkpoints else models.k
+
+
 def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
     """The user's models as runs: checkpoint files loaded (TorchScript, pickled modules or state
     dicts into the factory's architecture), or trained by the user's function on stablesal's seed

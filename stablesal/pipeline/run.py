@@ -31,8 +31,8 @@ from ..studies.stability.run import code_version
 from .config import StudyConfig
 from .context import Context
 from .model_sets import (  # noqa: F401  (re-exported: the names the report module had)
-    checkpoint_paths, train_config_from, train_model_sets, untrained_models, user_fold_runs, user_model_runs,
-    with_predicted_labels,
+    checkpoint_paths, main_model_count, train_config_from, train_model_sets, untrained_models, user_fold_runs,
+    user_model_runs, with_predicted_labels,
 )
 from .schema import SCHEMA_VERSION, check_results
 from .stages import STAGES, entry_types, example_panels, gradient_settings, ordered_stages  # noqa: F401
@@ -97,6 +97,18 @@ def _environment() -> dict:
     }
 
 
+# the fewest main models whose between-model statistics have an interval: each interval is a
+# delete-one-model jackknife, and a pairwise statistic needs a pair left after a deletion
+MIN_MODELS_FOR_INTERVALS = 3
+
+
+def few_models_warning(count: int) -> str:
+    """The warning of a run whose main model set has ``count`` < :data:`MIN_MODELS_FOR_INTERVALS` models."""
+    return (f"{count} model{'s' if count != 1 else ''}: the between-model intervals need at least "
+            f"{MIN_MODELS_FOR_INTERVALS} (each is a delete-one-model jackknife); the report shows point estimates "
+            "without intervals")
+
+
 def configured_seeds(config: StudyConfig) -> dict:
     """Every seed of the configuration, ``{"section.key": value}`` (keys that name a seed), so a
     reader of results.json finds them in one place."""
@@ -146,6 +158,10 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
     timings["data"] = time.perf_counter() - start
     chosen = [stage for stage in ordered_stages() if only is None or stage.name in only]
     ctx = Context(config, dataset, runs_dir, out, progress, executor)
+    if any(stage.compares_models for stage in chosen):  # said before the long work starts
+        count = main_model_count(config.models)
+        if count < MIN_MODELS_FOR_INTERVALS:
+            ctx.warn(few_models_warning(count))
     if any(stage.needs_models for stage in chosen):
         start = time.perf_counter()
         ctx.trained  # noqa: B018  (trains, resumes or loads the main and control models, timed on their own)
@@ -176,7 +192,7 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
     timings["total"] = time.perf_counter() - began
     results = {"schema": SCHEMA_VERSION, "config": config.to_dict(), "environment": _environment(), "dataset": ctx.dataset.describe(),
                "stages": list(ctx.stages), "timings_s": timings, **entries,
-               "seeds": configured_seeds(config)}
+               "seeds": configured_seeds(config), "warnings": list(ctx.warnings)}
     results["intervals"] = interval_notes(results)
     check_results(results, entry_types())
     for name, rows in tables.items():

@@ -189,3 +189,66 @@ def test_the_terminal_names_the_pages_first_method_with_its_first_columns(tmp_pa
     assert " ".join(header) == " ".join(columns)
     assert lines[2].split("  ")[-1].strip() == table[0][columns[-1]]  # a cell as the page prints it
     assert len(terminal_summary(results, top=None).splitlines()) == 2 + len(table)
+
+
+TWO_OR_THREE = '''
+[data]
+n_train = 200
+n_test = 40
+size = 16
+[models]
+vary = "seed"
+epochs = 1
+control_k = 0
+untrained_k = 0
+[gradient]
+methods = ["saliency"]
+groupings = ["pixel"]
+n_images = 4
+'''
+FEW_MODELS = ("warning: 2 models: the between-model intervals need at least 3 (each is a delete-one-model "
+              "jackknife); the report shows point estimates without intervals")
+
+
+def test_two_models_are_warned_about_before_training_in_results_and_on_the_page(tmp_path, capsys, monkeypatch):
+    """Issue #31: K = 2 was accepted silently, although no between-model statistic has an interval
+    with 2 models. One line on stderr before the models are trained, the same sentence in
+    results.json["warnings"] and at the top of the page; with K = 3 none."""
+    import stablesal.pipeline.context
+
+    (tmp_path / "c.toml").write_text(TWO_OR_THREE)
+    train, said_before_training = stablesal.pipeline.context.train_model_sets, []
+
+    def watched(*args, **kwargs):
+        said_before_training.append(capsys.readouterr().err)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(stablesal.pipeline.context, "train_model_sets", watched)
+    common = ["--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "-q"]
+    assert main(["stability", "-k", "2", "--out", str(tmp_path / "two"), *common]) == 0
+    assert said_before_training[0].splitlines().count(FEW_MODELS) == 1
+    assert FEW_MODELS not in capsys.readouterr().err  # said once
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert results["warnings"] == [FEW_MODELS.removeprefix("warning: ")]
+    page = html.unescape((tmp_path / "two" / "index.html").read_text())
+    assert page.index("<h2>Warnings</h2>") < page.index("<h2>Setup</h2>") < page.index("<h2>Headline")
+    assert f"Warning: {results['warnings'][0]}." in page
+    row = next(r for r in results["stability_summary"] if r["model_set"] == "main" and r["method"] == "saliency")
+    assert math.isfinite(row["spearman"]) and math.isnan(row["spearman_ci_low"])  # as the warning says
+
+    assert main(["stability", "-k", "3", "--out", str(tmp_path / "three"), *common]) == 0
+    assert "warning:" not in said_before_training[1] + capsys.readouterr().err
+    results = json.loads((tmp_path / "three" / "results.json").read_text())
+    assert results["warnings"] == [] and "<h2>Warnings</h2>" not in (tmp_path / "three" / "index.html").read_text()
+
+
+def test_the_warning_counts_the_checkpoints_matched(tmp_path):
+    from stablesal.pipeline.config import ModelsSection
+    from stablesal.pipeline.run import few_models_warning, main_model_count
+
+    for name in ("a-0.pt", "a-1.pt", "b.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert main_model_count(ModelsSection(checkpoints=[f"{tmp_path}/a-*.pt"], k=4)) == 2
+    assert main_model_count(ModelsSection(checkpoints=[f"{tmp_path}/a-*.pt", f"{tmp_path}/b.pt"], k=1)) == 3
+    assert main_model_count(ModelsSection(k=2)) == 2 and main_model_count(ModelsSection(train="m:f", k=5)) == 5
+    assert few_models_warning(1).startswith("1 model: the between-model intervals need at least 3")
