@@ -261,7 +261,8 @@ def check_user_models(models: ModelsSection) -> None:
 
     for pattern in models.checkpoints:
         if not glob.glob(str(Path(pattern).expanduser())):
-            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} matches no file")
+            missing = "matches no file" if glob.has_magic(pattern) else "does not exist"
+            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} {missing}")
     if models.factory or models.train:
         from ..models.user_models import import_object
 
