@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 report: $(VENV)/.installed
-	$(VENV)/bin/stablesal report $(REPORT_ARGS)
+	$(VENV)/bin/stablesal report --config experiments/default.toml $(REPORT_ARGS)
 
 quick-report: $(VENV)/.installed
 	$(VENV)/bin/stablesal report --quick $(REPORT_ARGS)

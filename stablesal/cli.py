@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .core.version import __version__
-from .pipeline.config import ModelsSection, StudyConfig, config_from_dict, read_toml
+from .pipeline.config import BUILT_IN_COPIES, ModelsSection, StudyConfig, config_from_dict, read_toml
 from .core.settings import (
     DRAWS, MODEL_VARY, PROCEDURES, RNG_KINDS, SCOPES, SUPPRESSION_MODES, SUPPRESSION_UNITS, VARY_CHOICES,
     StudySettings, TrainConfig,
@@ -30,7 +30,9 @@ _CONFIG = StudyConfig()
 #      --set models.k=5, --set gradient.methods='["saliency"]'; a bare word is a string);
 #   4. the named flags the user gives: a flag that sets a configuration key has no parser default
 #      (None), so a flag left out never overrides the file or --set;
-#   5. what the command itself fixes (FIXED).
+#   5. what the command itself fixes (FIXED), and, for `stablesal report` with no --config and no --set
+#      under its default name (`make report`: the built-in study as it is), the copies of its figures
+#      and results into the repository (BUILT_IN_COPIES; experiments/default.toml sets them itself).
 # One exception to 1: stability, consensus and plan are not the report, so when neither --name nor
 # the TOML's [report] name names the run, its folder under --runs is the command's own name
 # (RUN_NAMES), not [report] name's default "default" (the report's folder).
@@ -39,6 +41,9 @@ RUN_NAMES = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
 # factor-study explains one model (main model 0 of a one-model seed plan).
 FIXED = {"consensus": {"models": {"control_k": 0}}, "plan": {"models": {"control_k": 0, "untrained_k": 0}},
          "factor-study": {"models": {"k": 1, "vary": "seed", "control_k": 0, "untrained_k": 0}}}
+# explain and perturb read only these sections (their explainers' settings are their own flags): a
+# --set elsewhere would change nothing, so it is refused; the file may hold every section (the report's)
+READS = {"explain": ("data", "models", "report"), "perturb": ("data", "models", "report")}
 
 
 class ConfigFlag(NamedTuple):
@@ -107,6 +112,11 @@ def resolve_config(args) -> StudyConfig:
     raw = read_toml(args.config)
     report = raw.get("report")
     assignments = [parse_set(text) for text in args.set or []]
+    for section, key, _ in assignments:
+        if args.command in READS and section not in READS[args.command]:
+            raise ValueError(f"--set {section}.{key}: {args.command} reads only "
+                             f"{', '.join(f'[{name}]' for name in READS[args.command])} from the configuration; "
+                             f"its explainer's settings are its own flags (stablesal {args.command} --help)")
     if args.command in RUN_NAMES and not (isinstance(report, dict) and "name" in report) and not any(
             (section, key) == ("report", "name") for section, key, _ in assignments):
         _put(raw, "report", "name", RUN_NAMES[args.command])
@@ -120,8 +130,8 @@ def resolve_config(args) -> StudyConfig:
             _put(raw, section, key, value)
     try:
         config = config_from_dict(raw)
-    except (ValueError, TypeError) as error:
-        if type(error) not in (ValueError, TypeError):
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        if type(error) not in (ValueError, TypeError, FileNotFoundError):
             raise
         # a bad value the user typed is named by its flag as well as its key
         named = [flag.flag for flag in given.values() if re.search(rf"\[{flag.section}\] {flag.key}\b", str(error))]
@@ -137,6 +147,9 @@ def resolve_config(args) -> StudyConfig:
         from .pipeline.run import apply_quick
 
         config = apply_quick(config)
+    elif args.command == "report" and args.config is None and not assignments and config.report.name == "default":
+        for key, value in BUILT_IN_COPIES.items():  # the built-in study as it is: refresh the repository's copies
+            setattr(config.report, key, value)
     return config
 
 
@@ -210,24 +223,54 @@ def cmd_train_seeds(args) -> int:
     return 0
 
 
-def _explain_model(args, dataset):
-    """The model to explain: a checkpoint, or one trained (and cached) with the defaults."""
-    from .models.training import TrainConfig, load_checkpoint, train_seeds
+class ExplainInputs(NamedTuple):
+    """What ``explain`` and ``perturb`` explain: the data, the model's run and module (on the
+    device), the first test images ``[n, C, H, W]`` in [0, 1] with their labels (the model's
+    predictions on unlabelled data) and object masks ``[n, H, W]`` (or None)."""
 
-    if args.checkpoint:
-        return load_checkpoint(args.checkpoint, dataset=dataset)
-    return train_seeds(dataset, k=1, vary="seed", config=TrainConfig(), out_dir=Path(args.runs) / "explain-model",
-                       device=args.device, progress=not args.quiet)[0]
+    config: StudyConfig
+    dataset: object
+    run: object
+    model: object
+    images: object
+    labels: object
+    masks: object
 
 
-def _explain_inputs(args):
-    """Data, the model to explain (a checkpoint or a trained default) and the first test images."""
-    dataset = _load_data(args)
-    run = _explain_model(args, dataset)
+def _explain_inputs(args) -> ExplainInputs:
+    """The configuration (defaults < --config < --set < flags: the data from [data], the model from
+    [models] as the report loads it), then the data and main model ``--model-index``: the user's
+    checkpoint (or model of their training function) when [models] or --checkpoint names one,
+    otherwise stablesal's default model of the seed plan, trained or reused, which one line says."""
+    from .data.datasets import load_configured
+    from .pipeline.model_sets import check_model_index, default_model_file, explained_run, with_predicted_labels
+
+    config = resolve_config(args)
+    if args.images < 1:
+        raise ValueError(f"--images must be at least 1 (test images to explain), got {args.images}")
+    check_model_index(config.models, args.model_index, "--model-index")  # before any data is made
+    dataset = load_configured(config.data)
+    runs_dir = Path(config.report.runs_dir) / config.report.name
+    if not config.models.user_models and dataset.labelled and len(dataset.train_labels):  # else explained_run refuses
+        model_file = default_model_file(config, dataset, runs_dir, args.model_index)
+        what = (f"the default {config.models.arch} on {config.data.dataset}, trained before ({model_file})"
+                if model_file.exists() else f"training the default {config.models.arch} on {config.data.dataset}")
+        print(f"{args.command}: no model given (--checkpoint or [models] checkpoints): {what}", file=sys.stderr)
+    run = explained_run(config, dataset, runs_dir, args.model_index, progress=not args.quiet)
+    device = config.models.device
+    model = run.model.to(device)
+    if not dataset.labelled:
+        dataset = with_predicted_labels(dataset, model)
     count = min(args.images, len(dataset.test_labels))
-    images, labels = dataset.test_images[:count].to(args.device), dataset.test_labels[:count].to(args.device)
+    images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
-    return dataset, run, run.model.to(args.device), images, labels, masks
+    return ExplainInputs(config, dataset, run, model, images, labels, masks)
+
+
+def _model_record(run) -> dict:
+    """Which model made the maps, for the saved maps file."""
+    return {"model": run.meta.get("config_hash"), "checkpoint": run.meta.get("checkpoint"),
+            "model_index": run.index}
 
 
 def cmd_explain(args) -> int:
@@ -244,7 +287,7 @@ def cmd_explain(args) -> int:
         check_name("--method", name, METHODS)
     for name in args.grouping:
         check_name("--grouping", name, {"pixel"} | set(SEGMENTERS))
-    dataset, run, model, images, labels, masks = _explain_inputs(args)
+    config, dataset, run, model, images, labels, masks = _explain_inputs(args)
     from .report.figures import plot_boundaries
 
     groupings = {}
@@ -262,14 +305,14 @@ def cmd_explain(args) -> int:
                              noise_level=args.noise_level, rng=args.rng, **options)
         extra = {}
         if method_name == "gradient_shap":
-            extra["baselines"] = dataset.train_images[:16].to(args.device)
+            extra["baselines"] = dataset.train_images[:16].to(config.models.device)
         maps = method.attribute_groupings(images, target=labels, groupings=groupings, seed=args.seed, **extra)
         greys = {f"{method_name} / {g}": grey_maps(m).cpu() for g, m in maps.items()}
         path = plot_explanations(images.cpu(), masks, greys, out / f"explain_{method_name}",
                                  dataset.class_names, labels.cpu())
         saved.update({f"{method_name}/{g}": m.cpu() for g, m in maps.items()})
         print(f"{method_name}: {str(method)} -> {path}")
-    save_torch(out / "maps.pt", {"maps": saved, "labels": labels.cpu(), "model": run.meta.get("config_hash")})
+    save_torch(out / "maps.pt", {"maps": saved, "labels": labels.cpu(), **_model_record(run)})
     print(f"maps saved to {out / 'maps.pt'} (test accuracy of the model: {run.meta.get('test_accuracy', float('nan')):.3f})")
     return 0
 
@@ -291,7 +334,7 @@ def cmd_perturb(args) -> int:
                                 ("--calculator", args.calculator, CALCULATORS), ("--map", args.map, MAPS)):
         if name is not None:
             check_name(flag, name, choices)
-    dataset, run, model, images, labels, masks = _explain_inputs(args)
+    config, dataset, run, model, images, labels, masks = _explain_inputs(args)
     custom = {k: v for k, v in (("segmenter", args.segmenter), ("smoothing", args.smoothing),
                                 ("sampler", args.sampler), ("calculator", args.calculator), ("map", args.map),
                                 ("n_samples", args.n_samples), ("n_segments", args.n_segments)) if v is not None}
@@ -317,8 +360,7 @@ def cmd_perturb(args) -> int:
         path = plot_explanations(images.cpu(), masks, {f"{name}": grey_maps(maps).cpu()}, out / f"perturb_{name}",
                                  dataset.class_names, labels.cpu())
         print(f"{name}: {pipeline} -> {path}")
-    save_torch(out / "perturbation_maps.pt", {"maps": saved, "labels": labels.cpu(),
-                                              "model": run.meta.get("config_hash")})
+    save_torch(out / "perturbation_maps.pt", {"maps": saved, "labels": labels.cpu(), **_model_record(run)})
     print(f"maps saved to {out / 'perturbation_maps.pt'}")
     return 0
 
@@ -350,11 +392,10 @@ def cmd_factor_study(args) -> int:
 
 def cmd_stability(args) -> int:
     config = resolve_config(args)
+    from .pipeline.run import terminal_summary
+
     out, results = _run_stages(args, config, ["stability", "figures"], Path(args.out))
-    columns = ("method", "grouping", "spearman", "spearman_untrained", "spearman_above_untrained", "spearman_retest",
-               "ssim", "deletion_auc")
-    print(format_table([{k: r.get(k, float("nan")) for k in columns} for r in results["stability_summary"]
-                        if r["model_set"] == "main"]))
+    print(terminal_summary(results, top=None))  # every method × grouping, as the page's headline ranks them
     print(f"results.json, tables, figures and index.html in {out}")
     return 0
 
@@ -472,18 +513,41 @@ def cmd_report(args) -> int:
         from .pipeline.run import terminal_summary
 
         results = json.loads((out / "results.json").read_text())
-        print(terminal_summary(results["stability_summary"]))
+        print(terminal_summary(results))
         print(f"time: {results['timings_s']['total']:.0f} s")
     print(f"report written to {out / 'index.html'}")
     return 0
+
+
+def _add_model_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data and the model of the commands that explain a few test images with one model
+    (explain, perturb): from --config's [data] and [models] (as the report reads them), --set, or
+    these flags."""
+    _add_config_arguments(parser, "[data] and [models], as the report reads them; e.g. your report's file",
+                          example="--set models.factory='\"mypkg.nets:build\"' --set data.size=64")
+    _config_flag(parser, "--dataset", section="data", key="dataset", help="a dataset name (`stablesal list datasets`)")
+    _config_flag(parser, "--data-root", section="data", key="root", default_text="none",
+                 help="local path for cifar10 / folder / unlabelled / npz data")
+    _config_flag(parser, "--n-train", type=int, section="data", key="n_train", help="shapes: number of training images")
+    _config_flag(parser, "--n-test", type=int, section="data", key="n_test", help="shapes: number of test images")
+    _config_flag(parser, "--image-size", type=int, section="data", key="size",
+                 help="shapes / folder / unlabelled: image side in pixels")
+    _config_flag(parser, "--checkpoint", nargs="+", metavar="FILE", section="models", key="checkpoints",
+                 default_text="none: stablesal's default model, trained once and reused",
+                 help="checkpoint files or glob patterns: TorchScript, a pickled nn.Module, a state dict (with "
+                      "[models] factory or arch) or a train-seeds checkpoint")
+    parser.add_argument("--model-index", type=int, default=0,
+                        help="which of the [models] models to explain (checkpoint files in order, or seed-plan "
+                             "entries; default 0)")
 
 
 def _add_image_job_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     """The arguments of the commands that explain a few test images with one model."""
     parser.add_argument("--images", type=int, default=6, help="number of test images to explain")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
-    parser.add_argument("--device", default=_MODELS.device, help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--runs", default="runs", help="checkpoint folder")
+    _config_flag(parser, "--device", section="models", key="device", help="torch device, e.g. cpu or cuda")
+    _config_flag(parser, "--runs", section="report", key="runs_dir",
+                 help="folder of checkpoints, <runs>/<[report] name>/ (the report's: a model it trained is reused)")
     parser.add_argument("--out", default=out, help="folder for the maps and figures")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -502,13 +566,14 @@ def _add_consensus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser, sections: str) -> None:
+def _add_config_arguments(parser: argparse.ArgumentParser, sections: str,
+                          example: str = "--set models.k=5 --set gradient.methods='[\"saliency\"]'") -> None:
     """--config FILE and --set SECTION.KEY=VALUE (repeatable): the TOML layers of a command."""
     parser.add_argument("--config", default=None, help=f"TOML configuration ({sections}; see experiments/default.toml "
                                                        "for every key); a flag overrides it only when given")
     parser.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
-                        help="set any configuration key over the TOML file (repeatable; the value is TOML: "
-                             "--set models.k=5 --set gradient.methods='[\"saliency\"]'); a named flag still wins")
+                        help=f"set a configuration key over the TOML file (repeatable; the value is TOML: {example}); "
+                             "a named flag still wins")
 
 
 def _add_runs_flag(parser: argparse.ArgumentParser, name: bool = False) -> None:
@@ -536,8 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train_seeds)
 
     explain = commands.add_parser("explain", help="maps of test images for any method, sampler and grouping")
-    _add_data_arguments(explain)
-    explain.add_argument("--checkpoint", default=None, help="a model checkpoint from train-seeds (default: train one)")
+    _add_model_job_arguments(explain)
     explain.add_argument("--method", nargs="+", default=["saliency", "smoothgrad", "suppression"],
                          help="gradient methods (`stablesal list methods`)")
     explain.add_argument("--grouping", nargs="+", default=["pixel", "fastslic"],
@@ -557,8 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     perturb = commands.add_parser("perturb", help="perturbation maps (RISE, LIME, KernelSHAP, occlusion, PDA, CIU "
                                                    "or a custom pipeline) of test images")
-    _add_data_arguments(perturb)
-    perturb.add_argument("--checkpoint", default=None, help="a model checkpoint from train-seeds (default: train one)")
+    _add_model_job_arguments(perturb)
     perturb.add_argument("--preset", nargs="+", default=None,
                          help="presets (`stablesal list presets`; default: a custom pipeline from the stage options "
                               "below)")

@@ -144,3 +144,229 @@ def test_consensus_and_plan_refuse_bad_requests_before_training(argv, message, t
     assert main([*argv, "--runs", str(tmp_path / "runs")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing was trained
+
+
+# --- explain and perturb on the user's data and models (issue #31) ----------------------------------
+
+ARCH = '''
+from torch import nn
+
+
+def net(width=4, classes=3):
+    """A 2-layer CNN: conv 3x3, ReLU, conv 3x3, global average pool (the class scores)."""
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, classes, 3, padding=1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def fit(train_images, train_labels, seed, out_path):
+    import torch
+
+    with open(out_path.parent / "calls.txt", "a") as calls:
+        calls.write(f"{seed} ")
+    torch.manual_seed(seed)
+    torch.save(net().state_dict(), out_path)
+'''
+FORMS = ["plain", "wrapped", "dataparallel", "pickled", "torchscript", "train-seeds"]
+
+
+def _class_folders(root, per_class=5, side=16):
+    """A folder dataset: 3 class folders of small PNGs (each class its own colour ramp, seeded)."""
+    import numpy as np
+
+    from tests.helpers.image_files import save
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, side)[None, :, None]
+    for index, name in enumerate(["red", "green", "blue"]):
+        for i in range(per_class):
+            image = 0.3 * rng.random((side, side, 3))
+            image[..., index] += 0.7 * ramp[..., 0]
+            save(root / name / f"{i}.png", (image.clip(0, 1) * 255).astype(np.uint8))
+    return root
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    """The user's project: a factory module, a class-folder dataset and the data section of a TOML file."""
+    (tmp_path / "arch.py").write_text(ARCH)
+    data = _class_folders(tmp_path / "images")
+    return tmp_path, f'[data]\ndataset = "folder"\nroot = "{data}"\nsize = 16\n'
+
+
+def _checkpoint(form: str, tmp_path, data_toml: str, seed: int = 0):
+    """A checkpoint of ``form`` in tmp_path and the model it holds (eval mode, taking [0, 1] images)."""
+    import importlib.util
+
+    import torch
+
+    path = tmp_path / f"model-{form}-{seed}.pt"
+    if form == "train-seeds":
+        from stablesal.core.settings import TrainConfig
+        from stablesal.data.datasets import load_configured
+        from stablesal.models.training import train_seeds
+        from stablesal.pipeline.config import config_from_dict, read_toml
+
+        (tmp_path / "data.toml").write_text(data_toml)
+        dataset = load_configured(config_from_dict(read_toml(tmp_path / "data.toml")).data)
+        run = train_seeds(dataset, k=1, vary="seed", config=TrainConfig(epochs=1, batch_size=8,
+                                                                          model_options={"width": 4}),
+                          out_dir=tmp_path / "seeds", base_seed=seed, progress=False)[0]
+        written = next((tmp_path / "seeds").glob("model-*.pt"))
+        written.rename(path)
+        written.with_name(written.name + ".sha256").rename(path.with_name(path.name + ".sha256"))
+        return path, run.model
+    spec = importlib.util.spec_from_file_location("user_arch", tmp_path / "arch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(seed)
+    network = module.net().eval()
+    state = network.state_dict()
+    if form == "plain":
+        torch.save(state, path)
+    elif form == "wrapped":
+        torch.save({"model_state_dict": state, "epoch": 3}, path)
+    elif form == "dataparallel":
+        torch.save({f"module.{k}": v for k, v in state.items()}, path)
+    elif form == "pickled":
+        torch.save(network, path)
+    else:
+        torch.jit.script(network).save(str(path))
+    return path, network
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_explain_and_perturb_explain_the_users_checkpoint_from_the_toml(form, user_files, capsys):
+    """Issue #31: explain and perturb had no --config and trained their own small CNN. From the
+    user's TOML they explain the user's model (the maps equal the method run on that model), on the
+    user's data, and train nothing."""
+    import torch
+
+    from stablesal.data.datasets import load_configured
+    from stablesal.explain.gradient.methods import make_method
+    from stablesal.explain.perturbation import make_preset
+    from stablesal.models.user_models import prepare
+    from stablesal.pipeline.config import load_config
+
+    tmp_path, data = user_files
+    path, network = _checkpoint(form, tmp_path, data)
+    normalise = form != "train-seeds"  # stablesal's models carry their own Normalize
+    models = f'checkpoints = ["{path}"]\n' + (f'factory = "{tmp_path / "arch.py"}:net"\n'
+                                              'mean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\n'
+                                              if normalise else "")
+    (tmp_path / "mine.toml").write_text(f'{data}[models]\n{models}[report]\nruns_dir = "{tmp_path / "runs"}"\n')
+    common = ["--config", str(tmp_path / "mine.toml"), "--images", "2", "-q"]
+    assert main(["explain", *common, "--method", "saliency", "--grouping", "pixel", "--out", str(tmp_path / "e")]) == 0
+    assert main(["perturb", *common, "--preset", "occlusion", "--out", str(tmp_path / "p")]) == 0
+    assert "no model given" not in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+    config = load_config(tmp_path / "mine.toml")
+    dataset = load_configured(config.data)
+    model = prepare(network.eval(), "expected", *(([0.5] * 3, [0.25] * 3) if normalise else ()))
+    images, labels = dataset.test_images[:2], dataset.test_labels[:2]
+    saved = torch.load(tmp_path / "e" / "maps.pt", weights_only=False)
+    assert saved["checkpoint"] == str(path) and saved["model_index"] == 0
+    expected = make_method("saliency", model).attribute(images, target=labels, seed=0)
+    assert torch.allclose(saved["maps"]["saliency/pixel"], expected, atol=1e-6)
+    saved = torch.load(tmp_path / "p" / "perturbation_maps.pt", weights_only=False)
+    assert saved["checkpoint"] == str(path)
+    expected = make_preset("occlusion", model).attribute(images, target=labels, seed=0)
+    assert torch.allclose(saved["maps"]["occlusion"]["maps"], expected, atol=1e-6)
+
+
+def test_model_index_picks_a_model_of_the_file_and_is_checked(user_files, capsys):
+    """--model-index picks checkpoint i (or the i-th model of the user's training function, the only
+    one it trains); an index out of range is one line naming the flag, before any data is read."""
+    import torch
+
+    tmp_path, data = user_files
+    paths = [_checkpoint("plain", tmp_path, data, seed=seed)[0] for seed in range(3)]
+    factory = f'factory = "{tmp_path / "arch.py"}:net"\n'
+    (tmp_path / "three.toml").write_text(f'{data}[models]\ncheckpoints = ["{tmp_path}/model-plain-*.pt"]\n{factory}')
+    common = ["--config", str(tmp_path / "three.toml"), "--method", "saliency", "--grouping", "pixel", "--images", "2",
+              "-q"]
+    assert main(["explain", *common, "--model-index", "2", "--out", str(tmp_path / "e")]) == 0
+    assert torch.load(tmp_path / "e" / "maps.pt", weights_only=False)["checkpoint"] == str(paths[2])
+    assert main(["explain", *common, "--model-index", "3", "--out", str(tmp_path / "bad")]) == 2
+    assert ("--model-index must be a model of [models] (0 to 2: 3 checkpoint files (" in capsys.readouterr().err)
+    assert not (tmp_path / "bad").exists()
+    (tmp_path / "fit.toml").write_text(f'{data}[models]\ntrain = "{tmp_path / "arch.py"}:fit"\n{factory}k = 3\n'
+                                       f'vary = "seed"\n[report]\nruns_dir = "{tmp_path / "runs"}"\n')
+    assert main(["perturb", "--config", str(tmp_path / "fit.toml"), "--model-index", "1", "--preset", "occlusion",
+                 "--images", "2", "--out", str(tmp_path / "p"), "-q"]) == 0
+    assert (tmp_path / "runs" / "default" / "user-models" / "calls.txt").read_text().split() == ["1"]
+
+
+def test_without_a_model_explain_trains_the_default_once_and_says_so(tmp_path, capsys):
+    """Nothing names a model: the default small_cnn of the seed plan's model 0 is trained (the file
+    the report of the same configuration trains), with one line saying so; a re-run reuses it."""
+    common = ["--n-train", "120", "--n-test", "20", "--image-size", "16", "--set", "models.epochs=1", "--method",
+              "saliency", "--grouping", "pixel", "--images", "2", "--runs", str(tmp_path / "runs"), "-q"]
+    assert main(["explain", *common, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert ("explain: no model given (--checkpoint or [models] checkpoints): training the default small_cnn on "
+            "shapes") in err.splitlines()
+    trained = list((tmp_path / "runs" / "default" / "models").glob("model-00-*.pt"))
+    assert len(trained) == 1
+    stamp = trained[0].stat().st_mtime_ns
+    assert main(["explain", *common, "--out", str(tmp_path / "b")]) == 0
+    assert (f"explain: no model given (--checkpoint or [models] checkpoints): the default small_cnn on shapes, "
+            f"trained before ({trained[0]})") in capsys.readouterr().err
+    assert trained[0].stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_checkpoint_flag_loads_every_form_the_report_loads(form, user_files, capsys):
+    """Issue #31: --checkpoint refused a complete checkpoint as 'not written completely'. Without a
+    configuration file it loads every form the report loads; a state dict needs its architecture
+    (--set models.factory=...), and says so."""
+    tmp_path, data = user_files
+    path, _ = _checkpoint(form, tmp_path, data)
+    if form == "train-seeds":  # a train-seeds checkpoint copied without its checksum sidecar
+        path.with_name(path.name + ".sha256").unlink()
+    common = ["explain", "--dataset", "folder", "--data-root", str(tmp_path / "images"), "--image-size", "16",
+              "--checkpoint", str(path), "--method", "saliency", "--grouping", "pixel", "--images", "2",
+              "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "-q"]
+    code = main(common)
+    err = capsys.readouterr().err
+    assert "not written completely" not in err and "no model given" not in err
+    if form in ("plain", "wrapped", "dataparallel"):
+        assert code == 2
+        assert f"checkpoint {path} is a state dict: give the architecture ([models] factory" in err
+        assert main([*common, "--set", f'models.factory="{tmp_path / "arch.py"}:net"']) == 0
+    else:
+        assert code == 0, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("flipped byte", "is corrupt: SHA-256"),
+    ("junk", "is neither TorchScript nor a file torch.load can read"),
+    ("list", "holds a list; expected a state dict"),
+    ("missing", "[models] checkpoints: '{path}' does not exist (given as --checkpoint)"),
+    ("other architecture", "does not match the factory's model: shapes differ"),
+])
+def test_a_bad_checkpoint_is_one_line_saying_what_is_wrong(damage, message, user_files, capsys):
+    import torch
+
+    tmp_path, data = user_files
+    path, _ = _checkpoint("train-seeds" if damage == "flipped byte" else "plain", tmp_path, data)
+    if damage == "flipped byte":  # its sidecar records the checksum of the file as written
+        content = bytearray(path.read_bytes())
+        content[len(content) // 2] ^= 0xFF
+        path.write_bytes(bytes(content))
+    elif damage == "junk":
+        path.write_bytes(b"not a checkpoint")
+    elif damage == "list":
+        torch.save([1, 2], path)
+    elif damage == "missing":
+        path.unlink()
+    elif damage == "other architecture":
+        torch.save({f"0.{k}": v for k, v in torch.nn.Conv2d(3, 8, 3, padding=1).state_dict().items()}
+                   | {"2.weight": torch.zeros(3, 8, 3, 3), "2.bias": torch.zeros(3)}, path)
+    (tmp_path / "mine.toml").write_text(f'{data}[models]\nfactory = "{tmp_path / "arch.py"}:net"\n')
+    assert main(["explain", "--config", str(tmp_path / "mine.toml"), "--checkpoint", str(path), "--images", "2",
+                 "--method", "saliency", "--grouping", "pixel", "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(path=path) in err and "not written completely" not in err
+    assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from stablesal.cli import build_parser, config_flags, main, resolve_config, subcommands
-from stablesal.pipeline.config import StudyConfig
+from stablesal.pipeline.config import BUILT_IN_COPIES, StudyConfig
 
 DEFAULTS = StudyConfig()
 
@@ -56,6 +56,12 @@ TABLE = {
         "name": ("--name", "report", "name"), "out": ("--out", "report", "out_dir"),
         "runs": ("--runs", "report", "runs_dir"),
     },
+    **{command: {
+        "dataset": ("--dataset", "data", "dataset"), "data_root": ("--data-root", "data", "root"),
+        "n_train": ("--n-train", "data", "n_train"), "n_test": ("--n-test", "data", "n_test"),
+        "image_size": ("--image-size", "data", "size"), "checkpoint": ("--checkpoint", "models", "checkpoints"),
+        "device": ("--device", "models", "device"), "runs": ("--runs", "report", "runs_dir"),
+    } for command in ("explain", "perturb")},
 }
 # the other flags of those commands: not configuration keys
 NOT_CONFIG = {
@@ -64,9 +70,15 @@ NOT_CONFIG = {
     "plan": {"help", "config", "set", "what", "at_models", "quiet"},
     "factor-study": {"help", "config", "set", "workers", "dask", "scheduler", "quiet"},
     "report": {"help", "config", "set", "quick", "workers", "dask", "scheduler", "quiet"},
+    # explain and perturb read [data] and [models] (and [report] runs_dir) from the file; the
+    # explainers' settings are their own flags
+    "explain": {"help", "config", "set", "model_index", "method", "grouping", "n_segments", "n_samples", "n_steps",
+                "noise_level", "rng", "suppression_mode", "suppression_unit", "images", "seed", "out", "quiet"},
+    "perturb": {"help", "config", "set", "model_index", "preset", "segmenter", "smoothing", "sampler", "replacement",
+                "calculator", "map", "n_samples", "n_segments", "images", "seed", "out", "quiet"},
 }
 # commands that read no TOML file: their flags' defaults are the only ones (tests/test_defaults.py)
-WITHOUT_CONFIG = {"train-seeds", "explain", "perturb", "render", "list"}
+WITHOUT_CONFIG = {"train-seeds", "render", "list"}
 
 # Documented exceptions to "neither -> the configuration's default":
 # the run's name (the folder under --runs) of stability, consensus and plan is the command's name
@@ -94,6 +106,10 @@ VALUES = {
     ("consensus", "calibration_studies"): (5, 7), ("factors", "n_images"): (3, 4),
     ("report", "name"): ("from-toml", "from-flag"), ("report", "runs_dir"): ("toml-runs", "flag-runs"),
     ("report", "out_dir"): ("toml-reports", "flag-reports"),
+    ("data", "dataset"): ("lfw", "shapes"), ("data", "root"): ("toml-root", "flag-root"),
+    ("data", "n_train"): (300, 400), ("data", "n_test"): (50, 60), ("data", "size"): (24, 48),
+    # any existing files: reading the configuration checks only that the patterns match a file
+    ("models", "checkpoints"): (["pyproject.toml"], ["Makefile"]), ("models", "device"): ("cuda", "cpu"),
 }
 
 ROWS = [(command, dest, *entry) for command, entries in TABLE.items() for dest, entry in entries.items()]
@@ -221,7 +237,28 @@ def test_without_flags_or_file_the_configuration_is_the_default(command):
         expected.report.name = RUN_NAME[command]
     for (section, key), raw in FIXED.get(command, {}).items():
         setattr(getattr(expected, section), key, raw)
+    if command == "report":  # the built-in study as it is (`make report`) refreshes the repository's copies
+        for key, raw in BUILT_IN_COPIES.items():
+            setattr(expected.report, key, raw)
     assert resolve(command) == expected
+
+
+def test_only_the_built_in_report_copies_into_the_repository(tmp_path):
+    """The section's defaults copy nothing; `stablesal report` with no --config and no --set under
+    its default name is the built-in study and refreshes figures/ and experiments/results/, as
+    experiments/default.toml asks explicitly; a user's file, --set, --name or --quick copy nothing."""
+    none = ("", "")
+    copies = lambda config: (config.report.copy_figures_to, config.report.copy_results_to)  # noqa: E731
+    assert copies(StudyConfig()) == none
+    assert copies(resolve("report")) == tuple(BUILT_IN_COPIES.values()) == ("figures", "experiments/results")
+    assert copies(resolve("report", "--out", "elsewhere")) == tuple(BUILT_IN_COPIES.values())
+    assert copies(resolve("report", toml="experiments/default.toml")) == tuple(BUILT_IN_COPIES.values())
+    user = write_toml(tmp_path / "mine.toml", {("models", "k"): 3})
+    for argv, toml in (((), user), (("--set", "models.k=6"), None), (("--name", "mine"), None), (("--quick",), None),
+                       (("--quick",), "experiments/default.toml")):
+        assert copies(resolve("report", *argv, toml=toml)) == none, (argv, toml)
+    # a user who wants the copies sets them
+    assert copies(resolve("report", "--set", 'report.copy_figures_to="figs"', toml=user)) == ("figs", "")
 
 
 def test_the_reported_case_untrained_k_from_the_toml_file(tmp_path):
@@ -338,8 +375,11 @@ def test_factor_study_and_report_use_the_files_folders(captured, tmp_path):
 @pytest.mark.parametrize("command", sorted(TABLE))
 def test_set_overrides_the_file_and_a_named_flag_overrides_set(command, tmp_path):
     toml = write_toml(tmp_path / "c.toml", {("data", "seed"): 3, ("gradient", "n_samples"): 5})
-    config = resolve(command, "--set", "data.seed=4", "--set", "gradient.noise_level=0.25", toml=toml)
-    assert config.data.seed == 4 and config.gradient.noise_level == 0.25 and config.gradient.n_samples == 5
+    section = "models" if command in ("explain", "perturb") else "gradient"  # the sections they read
+    config = resolve(command, "--set", "data.seed=4", "--set", f"{section}.lr=0.25" if section == "models" else
+                     "gradient.noise_level=0.25", toml=toml)
+    assert config.data.seed == 4 and config.gradient.n_samples == 5
+    assert (config.models.lr if section == "models" else config.gradient.noise_level) == 0.25
     later = resolve(command, "--set", "data.seed=4", "--set", "data.seed=6", toml=toml)
     assert later.data.seed == 6  # in the order given
     keys = {(section, key) for _, section, key in TABLE[command].values()}
@@ -351,6 +391,17 @@ def test_set_overrides_the_file_and_a_named_flag_overrides_set(command, tmp_path
     if fixed:  # what the command fixes stays fixed
         (section, key), raw = next(iter(fixed.items()))
         assert value(resolve(command, "--set", f"{section}.{key}=7"), section, key) == raw
+
+
+@pytest.mark.parametrize("command", ["explain", "perturb"])
+def test_explain_and_perturb_refuse_a_set_they_would_not_read(command, tmp_path):
+    """They read [data], [models] and [report] (a report's file holds every section, read or not);
+    --set gradient.n_samples would change nothing, so it is refused naming it and the flags."""
+    with pytest.raises(ValueError, match=rf"--set gradient.n_samples: {command} reads only \[data\], \[models\], "
+                                         rf"\[report\] from the configuration; its explainer's settings are its own "
+                                         rf"flags \(stablesal {command} --help\)"):
+        resolve(command, "--set", "gradient.n_samples=64")
+    assert resolve(command, toml="experiments/default.toml").gradient == StudyConfig().gradient
 
 
 def test_set_reads_values_as_toml_and_bare_words_as_strings():

@@ -93,7 +93,10 @@ def load_checked(path: Path | str) -> bytes:
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if not sidecar.exists():
-        raise CorruptFileError(f"{path} has no checksum file {sidecar.name}: it was not written completely")
+        # stablesal writes the sidecar last: without it, the write was interrupted, or the file was
+        # made elsewhere (or copied without its sidecar) and cannot be checked
+        raise CorruptFileError(f"{path} has no checksum file {sidecar.name}: either its write did not finish or it "
+                               "was not written by stablesal's checked writer (or was copied without the sidecar)")
     data = path.read_bytes()
     expected = sidecar.read_text().strip()
     actual = hashlib.sha256(data).hexdigest()
@@ -109,9 +112,23 @@ def save_torch(path: Path | str, obj: Any) -> None:
     save_checked(path, buffer.getvalue())
 
 
-def load_torch(path: Path | str) -> Any:
-    """Load a file written by :func:`save_torch`; corrupt or truncated files raise :class:`CorruptFileError`."""
-    data = load_checked(path)
+def has_checksum(path: Path | str) -> bool:
+    """Whether ``path`` has the SHA-256 sidecar :func:`save_checked` writes."""
+    return _checksum_path(Path(path)).exists()
+
+
+def load_torch(path: Path | str, require_checksum: bool = True) -> Any:
+    """Load a file written by :func:`save_torch`; corrupt or truncated files raise :class:`CorruptFileError`.
+
+    ``require_checksum=False`` also reads a file without a sidecar (one written elsewhere, or copied
+    without it) as it is; a file with a sidecar is always verified."""
+    path = Path(path)
+    if not require_checksum and not has_checksum(path):
+        if not path.exists():
+            raise FileNotFoundError(f"no such file: {path}")
+        data = path.read_bytes()
+    else:
+        data = load_checked(path)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for a damaged pickle

@@ -432,12 +432,42 @@ class LearnedInpainter(Inpainter):
         return torch.cat(out)
 
 
+CHECKPOINT_EVERY = 50  # training steps between the resumable checkpoints of train_inpainter
+
+
+def partial_path(path: Path | str) -> Path:
+    """Where :func:`train_inpainter` keeps the resumable checkpoint of an unfinished training whose
+    finished inpainter goes to ``path``: ``<path>.partial`` (with its ``.sha256`` sidecar)."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
 def train_inpainter(images: torch.Tensor, labels: torch.Tensor | None, num_classes: int, config: InpainterConfig,
                     path: Path | str | None = None, device: str = "cpu", progress: bool = True,
-                    masks: torch.Tensor | None = None) -> LearnedInpainter:
+                    masks: torch.Tensor | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
+                    stop_after: int | None = None) -> LearnedInpainter:
     """Train (or load from ``path`` when a checkpoint of the same configuration and data exists) the
-    learned inpainter on ``images`` ``[N, C, H, W]`` with random holes; L1 loss on the holes plus a
-    tenth of it on the known pixels. Seeded: the same inputs give the same weights."""
+    learned inpainter on ``images`` ``[N, C, H, W]`` in [0, 1] with random holes (and, with
+    ``masks`` ``[N, H, W]`` bool, holes made from the objects); L1 loss on the holes plus a tenth of
+    it on the known pixels, ``config.steps`` steps of ``config.batch_size`` images. Seeded: the same
+    inputs give the same weights.
+
+    With a ``path``, an unfinished training is resumable: every ``checkpoint_every`` steps (default
+    :data:`CHECKPOINT_EVERY` = 50) the network, the optimiser and learning-rate schedule, the step
+    count, the losses so far and the state of every random generator it draws from are written
+    atomically (temporary file, then rename, with a SHA-256 sidecar) to ``<path>.partial``
+    (:func:`partial_path`). A later call with the same configuration and data resumes from it and
+    ends with weights bit-identical to an uninterrupted run (on the same machine and device), so an
+    interruption costs at most ``checkpoint_every`` steps; the file is removed when the inpainter is
+    saved to ``path``. A partial checkpoint of another configuration or data is not used; a damaged
+    one is reported and training restarts from step 0.
+
+    ``stop_after`` ends the training after that many steps as if it had been interrupted (the
+    partial checkpoint is written; the returned inpainter is the unfinished network, its ``meta``
+    says ``interrupted_after_step``); tests use it to check resumption.
+    """
+    import warnings
+
     from tqdm.auto import tqdm
 
     check_images(images, "images")
@@ -445,6 +475,12 @@ def train_inpainter(images: torch.Tensor, labels: torch.Tensor | None, num_class
                               or tuple(masks.shape[1:]) != tuple(images.shape[2:])):
         raise ValueError(f"masks must be bool [N, H, W] matching images {tuple(images.shape)}, "
                          f"got {tuple(masks.shape)}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive number of training steps, got {checkpoint_every!r}")
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int)
+                                   or not 1 <= stop_after <= config.steps):
+        raise ValueError(f"stop_after must be None or a number of steps in [1, {config.steps}] (config.steps), "
+                         f"got {stop_after!r}")
     key = config_hash({"config": asdict(config), "version": INPAINTER_VERSION, "n": int(images.shape[0]),
                        "shape": list(images.shape[1:]), "classes": num_classes, "first": float(images[:64].sum()),
                        "masks": None if masks is None else int(masks[:64].sum())})
@@ -458,14 +494,41 @@ def train_inpainter(images: torch.Tensor, labels: torch.Tensor | None, num_class
                 return LearnedInpainter(net.to(device), saved["meta"])
         except CorruptFileError:
             pass  # damaged checkpoint: retrain
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    net = InpaintingNet(images.shape[1], config.width, classes).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps)
+
+    def fresh():
+        """Step 0: the seeded initialisation, the batch generator, the optimiser and its schedule."""
+        torch.manual_seed(config.seed)
+        network = InpaintingNet(images.shape[1], config.width, classes).to(device)
+        adam = torch.optim.Adam(network.parameters(), lr=config.lr)
+        return (network, adam, torch.optim.lr_scheduler.OneCycleLR(adam, max_lr=config.lr, total_steps=config.steps),
+                torch.Generator().manual_seed(config.seed))
+
+    net, optimiser, schedule, generator = fresh()
+    start, losses, elapsed = 0, [], 0.0
+    partial = None if path is None else partial_path(path)
+    if partial is not None and partial.exists():
+        try:
+            state = load_torch(partial)
+            if state.get("key") == key:  # another configuration's or data's partial run is not resumed
+                net.load_state_dict(state["net"])
+                optimiser.load_state_dict(state["optimiser"])
+                schedule.load_state_dict(state["schedule"])
+                generator.set_state(state["generator"])
+                torch.set_rng_state(state["global_rng"])
+                start, losses, elapsed = state["step"], list(state["losses"]), state["seconds"]
+        except (CorruptFileError, KeyError, RuntimeError, ValueError) as error:
+            warnings.warn(f"inpainter: restarting from step 0, the partial checkpoint {partial} cannot be used "
+                          f"({type(error).__name__}: {error})")
+            net, optimiser, schedule, generator = fresh()
+            start, losses, elapsed = 0, [], 0.0
+
+    def save_partial(done: int) -> None:
+        save_torch(partial, {"key": key, "step": done, "net": net.state_dict(), "optimiser": optimiser.state_dict(),
+                             "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                             "global_rng": torch.get_rng_state(), "losses": losses, "seconds": elapsed})
+
     began = time.perf_counter()
-    losses = []
-    bar = tqdm(range(config.steps), desc="inpainter", disable=not progress)
+    bar = tqdm(range(start, config.steps), desc="inpainter", disable=not progress, initial=start, total=config.steps)
     for step in bar:
         picks = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator)
         batch = images[picks].to(device)
@@ -491,11 +554,22 @@ def train_inpainter(images: torch.Tensor, labels: torch.Tensor | None, num_class
         losses.append(float(loss.detach()))
         if step % 100 == 0:
             bar.set_postfix_str(f"L1 {np.mean(losses[-100:]):.4f}")
-    meta = {"seconds": time.perf_counter() - began, "final_loss": float(np.mean(losses[-100:])),
+        done = step + 1
+        stopping = stop_after is not None and done >= stop_after and done < config.steps
+        if partial is not None and done < config.steps and (done % checkpoint_every == 0 or stopping):
+            elapsed += time.perf_counter() - began
+            began = time.perf_counter()
+            save_partial(done)
+        if stopping:
+            return LearnedInpainter(net.eval(), {"interrupted_after_step": done})
+    elapsed += time.perf_counter() - began
+    meta = {"seconds": elapsed, "final_loss": float(np.mean(losses[-100:])),
             "config": asdict(config), "conditional": bool(classes)}
     net.eval()
     if path is not None:
         save_torch(path, {"key": key, "state": net.state_dict(), "meta": meta})
+        partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".sha256").unlink(missing_ok=True)
     return LearnedInpainter(net, meta)
 
 

@@ -157,6 +157,22 @@ def seed_plan(k: int, vary: str, base_seed: int, n_train: int) -> list[dict]:
     return plan
 
 
+def _run_digest(dataset: ImageDataset, run: dict, config: TrainConfig,
+                model_factory: Callable[[], nn.Module] | None = None) -> str:
+    """The hash of everything one seed-plan entry's weights depend on (its checkpoint's name)."""
+    return config_hash({
+        "run": run, "config": asdict(config), "dataset": dataset.describe(),
+        "custom_model": getattr(model_factory, "__qualname__", None),
+        "memory_format": "channels_last",  # the training layout changes the weights' floating-point path
+    })
+
+
+def checkpoint_file(dataset: ImageDataset, run: dict, config: TrainConfig, out_dir: Path | str,
+                    model_factory: Callable[[], nn.Module] | None = None) -> Path:
+    """The finished checkpoint :func:`train_one` writes (and reuses) for ``run`` in ``out_dir``."""
+    return Path(out_dir) / f"model-{run['index']:02d}-{_run_digest(dataset, run, config, model_factory)}.pt"
+
+
 def train_one(
     dataset: ImageDataset,
     run: dict,
@@ -174,17 +190,11 @@ def train_one(
     """
     from tqdm.auto import tqdm
 
-    identity = {
-        "run": run, "config": asdict(config), "dataset": dataset.describe(),
-        "custom_model": getattr(model_factory, "__qualname__", None),
-        "memory_format": "channels_last",  # the training layout changes the weights' floating-point path
-    }
-    digest = config_hash(identity)
+    digest = _run_digest(dataset, run, config, model_factory)
     final = partial = None
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        final = out_dir / f"model-{run['index']:02d}-{digest}.pt"
-        partial = out_dir / f"model-{run['index']:02d}-{digest}.partial.pt"
+        final = checkpoint_file(dataset, run, config, out_dir, model_factory)
+        partial = final.with_name(f"{final.stem}.partial.pt")
 
     def new_model() -> nn.Module:
         torch.manual_seed(derive(run["seed"], INITIALISATION))
@@ -315,13 +325,15 @@ def load_checkpoint(path: Path | str, model: nn.Module | None = None, dataset: I
     """Load a checkpoint written by :func:`train_seeds`.
 
     Either pass the ``model`` to fill, or a ``dataset`` from which the registered architecture
-    recorded in the checkpoint is rebuilt. Corrupt or truncated files raise
-    :class:`stablesal.storage.CorruptFileError`.
+    recorded in the checkpoint is rebuilt. A file with its checksum sidecar is verified (a corrupt or
+    truncated one raises :class:`stablesal.storage.CorruptFileError`); one copied without the
+    sidecar is read as it is. Any checkpoint form a user brings (TorchScript, pickled modules, state
+    dicts with a factory): :func:`stablesal.models.user_models.load_user_model`.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    saved = load_torch(path)
+    saved = load_torch(path, require_checksum=False)
     if not isinstance(saved, dict) or "state_dict" not in saved or "meta" not in saved:
         raise CorruptFileError(f"{path} is not a stablesal checkpoint (expected keys 'state_dict' and 'meta')")
     meta = saved["meta"]

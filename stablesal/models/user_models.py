@@ -1,5 +1,6 @@
 """Models a user brings: checkpoints with a factory, whole pickled models, TorchScript files,
-torchvision architectures by name, and the user's own training function.
+checkpoints stablesal's ``train-seeds`` wrote, torchvision architectures by name, and the user's
+own training function.
 
 Every loaded model is put in eval mode (with a warning when it arrived in training mode), its
 parameters frozen, and, when the configuration gives the input normalisation, wrapped as
@@ -24,7 +25,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .architectures import Normalize
+from .architectures import MODEL_FACTORIES, Normalize, build_model
+from ..core.storage import has_checksum, load_checked
 
 TORCHVISION_PREFIX = "torchvision:"
 
@@ -91,7 +93,11 @@ def _is_torchscript(path: Path) -> bool:
 
 def _read(path: Path) -> Any:
     """A TorchScript archive, or whatever ``torch.load`` reads (a state dict, a dict holding one,
-    a whole pickled module)."""
+    a whole pickled module). A file with stablesal's checksum sidecar (``<name>.sha256``) is
+    verified first (:class:`~stablesal.core.storage.CorruptFileError` when it does not match); a
+    file without one (any checkpoint made elsewhere) is read as it is."""
+    if has_checksum(path):
+        load_checked(path)
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():  # torch 2.x marks TorchScript deprecated; users still ship it
@@ -108,10 +114,41 @@ def _read(path: Path) -> Any:
                          f"({type(error).__name__}: {error})") from None
 
 
+def is_stablesal_checkpoint(loaded: Any) -> bool:
+    """Whether ``loaded`` (a checkpoint's content) is one stablesal's ``train_seeds`` wrote: its state
+    dict and metadata naming the registered architecture and its options."""
+    config = loaded.get("meta", {}).get("config") if isinstance(loaded, dict) else None
+    return (isinstance(loaded.get("state_dict"), dict) and isinstance(config, dict) and "model" in config
+            and "model_options" in config)
+
+
+def _stablesal_model(loaded: dict, path: Path) -> nn.Module:
+    """The registered architecture a ``train_seeds`` checkpoint names, rebuilt: input channels from
+    its :class:`Normalize` statistics, classes from its last weight matrix, and the weights (the
+    statistics among them) loaded strictly."""
+    config, state = loaded["meta"]["config"], loaded["state_dict"]
+    name = config["model"]
+    if name not in MODEL_FACTORIES:
+        raise ValueError(f"checkpoint {path} was trained by stablesal as architecture {name!r}, which is not "
+                         f"registered here (registered: {list(MODEL_FACTORIES)}; stablesal.models.register_model "
+                         "adds one, or give [models] factory)")
+    mean = state.get("0.mean")
+    matrices = [value for key, value in state.items() if key.endswith("weight") and value.dim() == 2]
+    if not isinstance(mean, torch.Tensor) or mean.dim() != 4 or not matrices:
+        raise ValueError(f"checkpoint {path} names stablesal's architecture {name!r} but its weights have no "
+                         "Normalize statistics ('0.mean') or no output layer")
+    channels = int(mean.shape[1])
+    model = build_model(name, channels, int(matrices[-1].shape[0]), [0.0] * channels, [1.0] * channels,
+                        **config["model_options"])
+    return _load_state(model, state, path, f"stablesal's {name!r}")
+
+
 def load_user_model(path: Path | str, factory: Callable[[], nn.Module] | None = None) -> nn.Module:
     """One checkpoint as a module: TorchScript and pickled modules as they are; a state dict (or a
     dict holding one under ``state_dict`` / ``model_state_dict`` / ``model``) loaded strictly into
-    ``factory()``, with a ``module.`` prefix removed."""
+    ``factory()``, with a ``module.`` prefix removed; without a factory, a checkpoint stablesal's
+    ``train_seeds`` wrote is loaded into the registered architecture it names. Every error says
+    what the file holds and what is missing, in one line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -121,6 +158,8 @@ def load_user_model(path: Path | str, factory: Callable[[], nn.Module] | None = 
     if not isinstance(loaded, dict):
         raise ValueError(f"checkpoint {path} holds a {type(loaded).__name__}; expected a state dict, a dict with "
                          "'state_dict', a pickled nn.Module or a TorchScript file")
+    if factory is None and is_stablesal_checkpoint(loaded):
+        return _stablesal_model(loaded, path)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(loaded.get(key), dict):
             loaded = loaded[key]
@@ -128,18 +167,23 @@ def load_user_model(path: Path | str, factory: Callable[[], nn.Module] | None = 
     if factory is None:
         raise ValueError(f"checkpoint {path} is a state dict: give the architecture ([models] factory = "
                          "'package.module:function' or arch = 'torchvision:<name>')")
-    model = factory()
+    return _load_state(factory(), loaded, path, "the factory's")
+
+
+def _load_state(model: nn.Module, loaded: dict, path: Path, whose: str) -> nn.Module:
+    """``loaded``'s tensors (a ``module.`` prefix removed) loaded strictly into ``model``; keys or
+    shapes that do not match are named. Returns the model in eval mode."""
     state = strip_prefix({k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)})
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match the factory's model: missing keys {missing[:8]}"
+        raise ValueError(f"checkpoint {path} does not match {whose} model: missing keys {missing[:8]}"
                          f"{' …' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}"
                          f"{' …' if len(unexpected) > 8 else ''}")
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
     if wrong:
-        raise ValueError(f"checkpoint {path} does not match the factory's model: shapes differ for {wrong[:4]}")
+        raise ValueError(f"checkpoint {path} does not match {whose} model: shapes differ for {wrong[:4]}")
     model.load_state_dict(state)
     # a state dict has no train/eval mode: the factory's fresh module is in training mode by
     # default, which is not the user's doing, so no warning is due

@@ -164,8 +164,14 @@ class ReportSection:
     name: str = "default"
     out_dir: str = "reports"
     runs_dir: str = "runs"
-    copy_figures_to: str = "figures"  # the default report also refreshes the repository's figures/
-    copy_results_to: str = "experiments/results"  # ... and keeps a copy of its results.json there (<name>.json)
+    copy_figures_to: str = ""        # a folder the figures are also copied to ("": none)
+    copy_results_to: str = ""        # a folder results.json is also copied to, as <name>.json ("": none)
+
+
+# The built-in run (experiments/default.toml, and `stablesal report` with no --config under its
+# default name: `make report`) also refreshes the repository's figures/ and the committed results
+# that the README's numbers trace to; every other run writes only under its own folders.
+BUILT_IN_COPIES = {"copy_figures_to": "figures", "copy_results_to": "experiments/results"}
 
 
 @dataclass
@@ -241,7 +247,8 @@ def check_user_models(models: ModelsSection) -> None:
 
     for pattern in models.checkpoints:
         if not glob.glob(str(Path(pattern).expanduser())):
-            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} matches no file")
+            missing = "matches no file" if glob.has_magic(pattern) else "does not exist"
+            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} {missing}")
     if models.factory or models.train:
         from ..models.user_models import import_object
 

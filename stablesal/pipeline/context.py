@@ -9,6 +9,7 @@ once per run whatever the stages that use them.
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .model_sets import train_model_sets, untrained_models, with_predicted_label
 class Context:
     """One run's shared state. ``stages``: the names of the stages this run will run (a stage that
     keeps maps for a later one asks whether that one runs); ``results``: each finished stage's
-    result, by stage name."""
+    result, by stage name; ``warnings``: what :meth:`warn` said, for ``results.json`` and the page."""
 
     config: StudyConfig
     dataset: ImageDataset
@@ -35,6 +36,13 @@ class Context:
     executor: object = None
     stages: tuple[str, ...] = ()
     results: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        """Say ``message`` now, on one line of stderr (``warning: <message>``), and keep it: the run
+        records it in ``results.json["warnings"]`` and the page shows it at the top."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        self.warnings.append(message)
 
     @property
     def device(self) -> str:

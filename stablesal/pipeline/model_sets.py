@@ -32,47 +32,99 @@ def checkpoint_paths(patterns: list[str]) -> list[Path]:
     for pattern in patterns:
         matched = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser())))
         if not matched:
-            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} matches no file")
+            missing = "matches no file" if glob.has_magic(pattern) else "does not exist"
+            raise FileNotFoundError(f"[models] checkpoints: {pattern!r} {missing}")
         paths += matched
     return paths
 
 
-def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
-    """The user's models as runs: checkpoint files loaded (TorchScript, pickled modules or state
-    dicts into the factory's architecture), or trained by the user's function on stablesal's seed
-    plan; each in eval mode with frozen parameters and, with [models] mean/std, Normalize in front.
-    Accuracies are measured on the data when it has labels."""
+def main_model_count(models) -> int:
+    """How many main models a ``[models]`` section gives, known before any is loaded or trained: the
+    checkpoint files its patterns match, else ``k`` (stablesal's seed plan, or the user's training
+    function run on it)."""
+    return len(checkpoint_paths(models.checkpoints)) if models.checkpoints else models.k
+
+
+def check_model_index(models, index: int, name: str = "index") -> None:
+    """Refuse an ``index`` that is not one of the main models of a ``[models]`` section, naming
+    ``name`` (the argument or flag) and the models there are."""
+    count = main_model_count(models)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        given = (f"{count} checkpoint file{'s' if count != 1 else ''} ({', '.join(models.checkpoints)})"
+                 if models.checkpoints else f"k = {count} models")
+        raise ValueError(f"{name} must be a model of [models] (0 to {count - 1}: {given}), got {index!r}")
+
+
+def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
+                    index: int | None = None) -> list:
+    """The user's models as runs: checkpoint files loaded (TorchScript, pickled modules, state
+    dicts into the factory's architecture, or stablesal's own ``train-seeds`` checkpoints), or trained
+    by the user's function on stablesal's seed plan; each in eval mode with frozen parameters and,
+    with [models] mean/std, Normalize in front. Accuracies are measured on the data when it has
+    labels. ``index``: only that model (checkpoint file or seed-plan entry), as a one-run list."""
     from ..models.training import SeedRun, accuracy, seed_plan
     from ..core.storage import config_hash
     from ..models.user_models import load_user_model, model_factory, output_classes, prepare, train_with_user_function
 
     models = config.models
+    if index is not None:
+        check_model_index(models, index)
+    chosen = slice(None) if index is None else slice(index, index + 1)
     factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
     if models.checkpoints:
         loaded = []
-        for path in checkpoint_paths(models.checkpoints):
+        for path in checkpoint_paths(models.checkpoints)[chosen]:
             digest = config_hash({"file": str(path.resolve()), "bytes": path.stat().st_size,
                                   "modified": path.stat().st_mtime_ns})
             loaded.append((load_user_model(path, factory), {"checkpoint": str(path), "config_hash": digest,
                                                             "seed": None, "split": None, "train_size": None,
                                                             "train_seconds": None}))
     else:
-        plan = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))
+        plan = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))[chosen]
         loaded = train_with_user_function(dataset, models.train, plan, runs_dir / "user-models", factory, progress)
     runs = []
     labelled = bool((dataset.test_labels >= 0).all())
-    for index, (model, meta) in enumerate(loaded):
-        model = prepare(model, meta.get("checkpoint", f"model {index}"), models.mean, models.std).to(models.device)
+    for number, (model, meta) in enumerate(loaded, start=index or 0):
+        model = prepare(model, meta.get("checkpoint", f"model {number}"), models.mean, models.std).to(models.device)
         test = accuracy(model, dataset.test_images, dataset.test_labels) if labelled else float("nan")
         train = (accuracy(model, dataset.train_images, dataset.train_labels)
                  if len(dataset.train_labels) and labelled else float("nan"))
-        runs.append(SeedRun(index, model, {"index": index, **meta, "test_accuracy": test, "train_accuracy": train}))
+        runs.append(SeedRun(number, model, {"index": number, **meta, "test_accuracy": test, "train_accuracy": train}))
     classes = output_classes([run.model for run in runs], [run.meta.get("checkpoint", f"model {run.index}")
                                                            for run in runs], dataset.image_shape)
     if labelled and classes != dataset.num_classes:
         raise ValueError(f"the models output {classes} classes but the data has {dataset.num_classes} "
                          f"({dataset.class_names[:6]}…)")
     return runs
+
+
+def explained_run(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, index: int = 0,
+                  progress: bool = True):
+    """Main model ``index`` of a configuration, alone (what ``stablesal explain`` and ``perturb``
+    explain): the user's checkpoint file or seed-plan entry (:func:`user_model_runs`), or, when
+    ``[models]`` names none, stablesal's model of that seed-plan entry, trained (or reused: the
+    report's model ``index`` of the same configuration and data is the same file) under
+    ``runs_dir/models``. Returns a :class:`~stablesal.models.training.SeedRun`."""
+    from ..models.training import seed_plan
+
+    models = config.models
+    check_model_index(models, index)
+    if models.user_models:
+        return user_model_runs(config, dataset, runs_dir, progress, index=index)[0]
+    if not dataset.labelled or not len(dataset.train_labels):
+        raise ValueError(f"[data] {dataset.name} has no labelled training images, so stablesal cannot train a model on "
+                         "it: give your own ([models] checkpoints or --checkpoint)")
+    run = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))[index]
+    return train_one(dataset, run, train_config_from(models), runs_dir / "models", models.device, progress=progress)
+
+
+def default_model_file(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, index: int = 0) -> Path:
+    """Where :func:`explained_run` keeps stablesal's model ``index`` when ``[models]`` names none."""
+    from ..models.training import checkpoint_file, seed_plan
+
+    models = config.models
+    run = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))[index]
+    return checkpoint_file(dataset, run, train_config_from(models), runs_dir / "models")
 
 
 def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:

@@ -26,12 +26,13 @@ from ..core.tables import format_table
 from ..core.version import __version__
 from ..data.datasets import load_configured
 from ..report.render import render_report
+from ..report.sections.stability import headline_table, split_summary
 from ..studies.stability.run import code_version
 from .config import StudyConfig
 from .context import Context
 from .model_sets import (  # noqa: F401  (re-exported: the names the report module had)
-    checkpoint_paths, train_config_from, train_model_sets, untrained_models, user_fold_runs, user_model_runs,
-    with_predicted_labels,
+    checkpoint_paths, main_model_count, train_config_from, train_model_sets, untrained_models, user_fold_runs,
+    user_model_runs, with_predicted_labels,
 )
 from .schema import SCHEMA_VERSION, check_results
 from .stages import STAGES, entry_types, example_panels, gradient_settings, ordered_stages  # noqa: F401
@@ -60,6 +61,8 @@ def apply_quick(config: StudyConfig) -> StudyConfig:
             setattr(getattr(config, section), key, value)
     if config.report.name == "default":
         config.report.name = "quick"
+    # a quick report is never the committed one: it copies nothing out of its folder
+    config.report.copy_figures_to = config.report.copy_results_to = ""
     return config
 
 
@@ -94,6 +97,18 @@ def _environment() -> dict:
     }
 
 
+# the fewest main models whose between-model statistics have an interval: each interval is a
+# delete-one-model jackknife, and a pairwise statistic needs a pair left after a deletion
+MIN_MODELS_FOR_INTERVALS = 3
+
+
+def few_models_warning(count: int) -> str:
+    """The warning of a run whose main model set has ``count`` < :data:`MIN_MODELS_FOR_INTERVALS` models."""
+    return (f"{count} model{'s' if count != 1 else ''}: the between-model intervals need at least "
+            f"{MIN_MODELS_FOR_INTERVALS} (each is a delete-one-model jackknife); the report shows point estimates "
+            "without intervals")
+
+
 def configured_seeds(config: StudyConfig) -> dict:
     """Every seed of the configuration, ``{"section.key": value}`` (keys that name a seed), so a
     reader of results.json finds them in one place."""
@@ -109,12 +124,18 @@ def interval_notes(results: dict) -> dict:
             for table, note in stage.interval_notes(results).items()}
 
 
-def terminal_summary(summary: list[dict], top: int = 8) -> str:
-    """The headline in a few lines for the terminal."""
-    rows = sorted((r for r in summary if r["model_set"] == "main"), key=lambda r: -r["ssim"])[:top]
-    return format_table([{"method": r["method"], "grouping": r["grouping"], "ssim": r["ssim"],
-                          "spearman": r["spearman"], "deletion_auc": r["deletion_auc"],
-                          "mu_fidelity": r["mu_fidelity"]} for r in rows])
+# the headline table's first columns, which the terminal shows: rank, method, grouping, draws,
+# Spearman above untrained, Spearman, untrained null
+TERMINAL_COLUMNS = 7
+
+
+def terminal_summary(results: dict, top: int | None = 8) -> str:
+    """The page's headline for the terminal: its ``top`` first rows (all with None), in its order
+    (:func:`~stablesal.report.sections.stability.headline_ranking`: cross-seed Spearman above the
+    untrained-network null) and with its first :data:`TERMINAL_COLUMNS` columns, as the page prints
+    them. ``results``: a report's parsed ``results.json``."""
+    rows = headline_table(split_summary(results)[1])[:top]
+    return format_table([dict(list(row.items())[:TERMINAL_COLUMNS]) for row in rows])
 
 
 def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path | str | None = None,
@@ -137,6 +158,10 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
     timings["data"] = time.perf_counter() - start
     chosen = [stage for stage in ordered_stages() if only is None or stage.name in only]
     ctx = Context(config, dataset, runs_dir, out, progress, executor)
+    if any(stage.compares_models for stage in chosen):  # said before the long work starts
+        count = main_model_count(config.models)
+        if count < MIN_MODELS_FOR_INTERVALS:
+            ctx.warn(few_models_warning(count))
     if any(stage.needs_models for stage in chosen):
         start = time.perf_counter()
         ctx.trained  # noqa: B018  (trains, resumes or loads the main and control models, timed on their own)
@@ -167,7 +192,7 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
     timings["total"] = time.perf_counter() - began
     results = {"schema": SCHEMA_VERSION, "config": config.to_dict(), "environment": _environment(), "dataset": ctx.dataset.describe(),
                "stages": list(ctx.stages), "timings_s": timings, **entries,
-               "seeds": configured_seeds(config)}
+               "seeds": configured_seeds(config), "warnings": list(ctx.warnings)}
     results["intervals"] = interval_notes(results)
     check_results(results, entry_types())
     for name, rows in tables.items():
@@ -181,15 +206,17 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
 
 def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Path:
     """The whole report (every stage the configuration enables) in ``<[report] out_dir>/<[report]
-    name>``; the built-in configuration's figures and results are also copied where the repository
-    keeps them (``[report] copy_figures_to``, ``copy_results_to``). Returns the report folder."""
+    name>``; the figures and ``results.json`` are also copied to ``[report] copy_figures_to`` and
+    ``copy_results_to`` (as ``<name>.json``) when those are set: only the built-in configuration
+    sets them (:data:`~.config.BUILT_IN_COPIES`), so any other run writes nothing outside its own
+    folders. Returns the report folder."""
     out = run_pipeline(config, progress=progress, executor=executor)
-    if config.report.name == "default" and config.report.copy_figures_to:
+    if config.report.copy_figures_to:
         target = Path(config.report.copy_figures_to)
         target.mkdir(parents=True, exist_ok=True)
         for figure in (out / "figures").glob("*.p*"):
             shutil.copy2(figure, target / figure.name)
-    if config.report.name == "default" and config.report.copy_results_to:
+    if config.report.copy_results_to:
         target = Path(config.report.copy_results_to)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(out / "results.json", target / f"{config.report.name}.json")

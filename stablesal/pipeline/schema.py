@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TypedDict, get_type_hints
 
-SCHEMA_VERSION = 2  # 2: the stage pipeline (the ``stages`` and ``schema`` keys)
+SCHEMA_VERSION = 3  # 2: the stage pipeline (the ``stages`` and ``schema`` keys); 3: ``warnings``
 
 
 class Results(TypedDict):
@@ -25,6 +25,7 @@ class Results(TypedDict):
     models: list                       # one row per model: main and control models, and a stage's own (folds)
     seeds: dict                        # every configured seed, "section.key" -> value
     intervals: dict                    # table -> how its intervals were computed
+    warnings: list                     # what the run warned about (one sentence each), in order
 
 
 def _allowed(annotation) -> tuple[type, ...]:

@@ -10,6 +10,8 @@ The protocol (:class:`Stage`):
 - ``name``: the key of its result, of its time in ``timings_s`` and of ``only=[...]``;
 - ``section``: the configuration section it reads (``[gradient]``, ``[folds]``, ...);
 - ``needs_models``: whether it uses the main model set (the pipeline trains them first, timed);
+- ``compares_models``: whether it computes between-model statistics on the main models (with
+  fewer than 3 the pipeline warns: their delete-one-model jackknife intervals need 3);
 - ``enabled(ctx)``: whether the configuration asks for it;
 - ``run(ctx) -> result``: the computation;
 - ``tables(result) -> {file name: rows}``: its CSV tables (rows of two stages that name the same
@@ -66,6 +68,7 @@ class Stage(Protocol):
     name: ClassVar[str]
     section: ClassVar[str]
     needs_models: ClassVar[bool]
+    compares_models: ClassVar[bool]
     entry_types: ClassVar[dict]
     absent: ClassVar[dict]
 
@@ -105,6 +108,7 @@ def gradient_settings(gradient, **overrides) -> StudySettings:
 
 class BaseStage:
     needs_models: ClassVar[bool] = True
+    compares_models: ClassVar[bool] = False
     entry_types: ClassVar[dict] = {}
     absent: ClassVar[dict] = {}
 
@@ -123,7 +127,7 @@ class StabilityStage(BaseStage):
     """The cross-seed study of the gradient methods × groupings on the main, control and untrained
     model sets, on the first ``[gradient] n_images`` test images."""
 
-    name, section = "stability", "gradient"
+    name, section, compares_models = "stability", "gradient", True
     entry_types = {"stability_summary": list, "n_images": int, "variance_reduction": list, "grid_contrasts": list,
                    "grouping_contrasts": list, "study_settings": (dict, type(None))}
     absent = {"stability_summary": [], "n_images": 0, "variance_reduction": [], "grid_contrasts": [],
@@ -220,7 +224,7 @@ class PerturbationStage(BaseStage):
     stability, null, decomposition, fidelity, localisation and sanity statistics (pixel maps), on
     ``[perturbation] n_images`` test images."""
 
-    name, section = "perturbation", "perturbation"
+    name, section, compares_models = "perturbation", "perturbation", True
     entry_types = {"perturbation_methods": list, "perturbation_n_images": int,
                    "perturbation_settings": (dict, type(None))}
     absent = {"perturbation_methods": [], "perturbation_n_images": 0, "perturbation_settings": None}

@@ -117,3 +117,78 @@ def test_constant_colour_fill_and_fresh_backgrounds_fill_only_the_holes():
         ConstantFill("colour", colour=torch.tensor([0.5]))(images, holes)
     with pytest.raises(ValueError, match="backgrounds have shape"):
         SampledBackground(torch.rand(2, 3, 4, 4))(images, holes)
+
+
+def _inpainter_inputs():
+    images = torch.cat([smooth_images(8, seed=s) for s in range(3)])
+    masks = torch.zeros(images.shape[0], 16, 16, dtype=torch.bool)
+    masks[:, 4:10, 3:11] = True
+    return images, torch.arange(images.shape[0]) % 3, masks
+
+
+def test_an_interrupted_inpainter_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Issue #31: an interrupted inpainting stage restarted from step 0. Six steps in one go, and six
+    steps as three, an interruption and a resumption, give bit-identical weights; so does a crash in
+    the middle of step 4 that resumes from the checkpoint of step 2."""
+    import stablesal.explain.inpainting as inpainting
+    from stablesal.explain.inpainting import partial_path
+
+    images, labels, masks = _inpainter_inputs()
+    config = InpainterConfig(width=4, steps=6, batch_size=4)
+    train = lambda path, **options: train_inpainter(images, labels, 3, config, path=path, progress=False,  # noqa: E731
+                                                    masks=masks, checkpoint_every=2, **options)
+    whole = train(tmp_path / "whole" / "inpainter.pt")
+    assert not partial_path(tmp_path / "whole" / "inpainter.pt").exists()
+
+    path = tmp_path / "stopped" / "inpainter.pt"
+    stopped = train(path, stop_after=3)
+    assert stopped.meta == {"interrupted_after_step": 3}
+    assert not path.exists() and partial_path(path).exists()
+    assert inpainting.load_torch(partial_path(path))["step"] == 3
+    resumed = train(path)
+    for name, value in whole.net.state_dict().items():
+        assert torch.equal(resumed.net.state_dict()[name], value), name
+    assert resumed.meta["final_loss"] == whole.meta["final_loss"]  # the losses before the interruption are kept
+    assert path.exists() and not partial_path(path).exists()
+    assert not partial_path(path).with_name(partial_path(path).name + ".sha256").exists()
+
+    # a crash inside step 4 (the fourth batch's holes): the checkpoint of step 2 is what is left
+    holes, calls = inpainting.training_holes, []
+
+    def crashing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return holes(*args, **kwargs)
+
+    path = tmp_path / "crashed" / "inpainter.pt"
+    monkeypatch.setattr(inpainting, "training_holes", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train(path)
+    monkeypatch.setattr(inpainting, "training_holes", holes)
+    assert inpainting.load_torch(partial_path(path))["step"] == 2
+    crashed = train(path)
+    for name, value in whole.net.state_dict().items():
+        assert torch.equal(crashed.net.state_dict()[name], value), name
+
+
+def test_a_partial_inpainter_checkpoint_of_other_settings_or_damaged_is_not_resumed(tmp_path):
+    from stablesal.explain.inpainting import partial_path
+
+    images, labels, masks = _inpainter_inputs()
+    config = InpainterConfig(width=4, steps=4, batch_size=4)
+    whole = train_inpainter(images, labels, 3, config, progress=False, masks=masks)
+    path = tmp_path / "inpainter.pt"
+    other = InpainterConfig(width=4, steps=4, batch_size=4, lr=1e-3)
+    train_inpainter(images, labels, 3, other, path=path, progress=False, masks=masks, stop_after=2)
+    again = train_inpainter(images, labels, 3, config, path=path, progress=False, masks=masks)  # from step 0
+    assert all(torch.equal(again.net.state_dict()[k], v) for k, v in whole.net.state_dict().items())
+    train_inpainter(images, labels, 3, config, path=tmp_path / "b.pt", progress=False, masks=masks, stop_after=2)
+    partial_path(tmp_path / "b.pt").write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="restarting from step 0, the partial checkpoint .* cannot be used"):
+        redone = train_inpainter(images, labels, 3, config, path=tmp_path / "b.pt", progress=False, masks=masks)
+    assert all(torch.equal(redone.net.state_dict()[k], v) for k, v in whole.net.state_dict().items())
+    for bad, message in (({"checkpoint_every": 0}, "checkpoint_every must be a positive number"),
+                         ({"stop_after": 5}, r"stop_after must be None or a number of steps in \[1, 4\]")):
+        with pytest.raises(ValueError, match=message):
+            train_inpainter(images, labels, 3, config, progress=False, **bad)

@@ -338,3 +338,28 @@ def test_seeded_reinitialisations_leave_the_global_generator_alone():
     assert torch.equal(torch.rand(3), expected)
     assert torch.equal(first[0].weight, randomised_copy(model, seed=5)[0].weight)
     assert not torch.equal(again[0].weight, model[0].weight)
+
+
+def test_a_train_seeds_checkpoint_loads_without_a_factory(tiny_shapes, tmp_path):
+    """stablesal's own checkpoint names its registered architecture: it loads without a factory, with
+    or without its checksum sidecar (verified when present); an architecture not registered here
+    is named."""
+    from stablesal.core.settings import TrainConfig
+    from stablesal.core.storage import CorruptFileError
+    from stablesal.models.training import train_seeds
+
+    run = train_seeds(tiny_shapes, k=1, vary="seed", progress=False, out_dir=tmp_path,
+                      config=TrainConfig(epochs=1, batch_size=64, model_options={"width": 4}))[0]
+    path = next(tmp_path.glob("model-*.pt"))
+    x = tiny_shapes.test_images[:4]
+    assert torch.equal(load_user_model(path)(x), run.model(x))
+    path.with_name(path.name + ".sha256").write_text("0" * 64 + "\n")
+    with pytest.raises(CorruptFileError, match="is corrupt: SHA-256"):
+        load_user_model(path)
+    path.with_name(path.name + ".sha256").unlink()
+    assert torch.equal(load_user_model(path)(x), run.model(x))  # copied without its sidecar: read as it is
+    saved = torch.load(path, weights_only=False)
+    saved["meta"]["config"]["model"] = "my_net"
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match="trained by stablesal as architecture 'my_net', which is not registered"):
+        load_user_model(path)

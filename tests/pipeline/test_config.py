@@ -2,11 +2,17 @@
 
 import pytest
 
-from stablesal.pipeline.config import StudyConfig, config_from_dict, load_config
+from stablesal.pipeline.config import BUILT_IN_COPIES, StudyConfig, config_from_dict, load_config
 
 
 def test_default_file_matches_built_in_defaults():
-    assert load_config("experiments/default.toml") == StudyConfig()
+    """experiments/default.toml is the defaults, plus the copies into the repository that only the
+    built-in run makes (the section's defaults copy nothing)."""
+    expected = StudyConfig()
+    assert (expected.report.copy_figures_to, expected.report.copy_results_to) == ("", "")
+    for key, value in BUILT_IN_COPIES.items():
+        setattr(expected.report, key, value)
+    assert load_config("experiments/default.toml") == expected
 
 
 def test_unknown_keys_and_types(tmp_path):

@@ -112,3 +112,143 @@ def test_report_rerun_reuses_work(quick_report, tmp_path):
     code = main(["report", "--quick", "-q", "--out", str(quick_report.parent), "--runs", str(runs.parent)])
     assert code == 0
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # models and study units reused
+
+
+# A user's own file, quick-sized: it names neither copy key
+USER_TOML = '''
+[data]
+n_train = 200
+n_test = 40
+size = 16
+[models]
+k = 3
+epochs = 1
+control_k = 0
+untrained_k = 0
+[gradient]
+methods = ["saliency"]
+groupings = ["pixel"]
+n_images = 4
+[perturbation]
+methods = []
+[folds]
+enabled = false
+[factors]
+enabled = false
+[inpainting]
+enabled = false
+[consensus]
+enabled = false
+[report]                # no name: the run is "default", as a user's first file has it
+out_dir = "out"
+runs_dir = "cache"
+'''
+
+
+def test_a_report_on_a_users_file_writes_only_under_its_own_folders(tmp_path, monkeypatch):
+    """Issue #31: a report on a user's TOML wrote figures/ and experiments/results/ into the user's
+    working directory. Only the built-in run copies there; a user who asks for copies gets them."""
+    (tmp_path / "mine.toml").write_text(USER_TOML)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--config", "mine.toml", "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "mine.toml", "out"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["default"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["default"]
+    assert (tmp_path / "out" / "default" / "index.html").exists()
+    # the copies are the configuration's to ask for (the re-run reuses every model and unit)
+    assert main(["report", "--config", "mine.toml", "-q", "--set", 'report.copy_figures_to="figs"',
+                 "--set", 'report.copy_results_to="kept"']) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "figs", "kept", "mine.toml", "out"]
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["default.json"]
+    assert {p.name for p in (tmp_path / "figs").iterdir()} == {
+        p.name for p in (tmp_path / "out" / "default" / "figures").glob("*.p*")}
+
+
+def test_the_terminal_names_the_pages_first_method_with_its_first_columns(tmp_path):
+    """Issue #31: the terminal ranked by SSIM and named another winner than the page. On the committed
+    experiments/results/default.json (json only, no model) the terminal's rows are the page's
+    headline rows, in its order and with its first columns as the page prints them."""
+    import re
+
+    import stablesal.report.sections.stability  # noqa: F401  (registers the headline section)
+    from stablesal.pipeline.run import TERMINAL_COLUMNS, terminal_summary
+    from stablesal.report.html import SECTIONS
+
+    from tests.helpers.report_results import load_default_results, page_text
+
+    results = load_default_results()
+    headline = SECTIONS["headline"](results, tmp_path)
+    page = page_text(headline)
+    first_on_page = re.search(r"<tr><td>1</td><td>([^<]+)</td><td>([^<]+)</td>", page).groups()
+    lines = terminal_summary(results).splitlines()
+    header, rows = lines[0].split(), [line.split() for line in lines[2:]]
+    assert (rows[0][1], rows[0][2]) == first_on_page == ("integrated_gradients", "grid@felzenszwalb")
+    table = headline.tables[0][0]
+    assert len(rows) == 8 and [(r[1], r[2]) for r in rows] == [(r["method"], r["grouping"]) for r in table[:8]]
+    columns = list(table[0])[:TERMINAL_COLUMNS]
+    assert " ".join(header) == " ".join(columns)
+    assert lines[2].split("  ")[-1].strip() == table[0][columns[-1]]  # a cell as the page prints it
+    assert len(terminal_summary(results, top=None).splitlines()) == 2 + len(table)
+
+
+TWO_OR_THREE = '''
+[data]
+n_train = 200
+n_test = 40
+size = 16
+[models]
+vary = "seed"
+epochs = 1
+control_k = 0
+untrained_k = 0
+[gradient]
+methods = ["saliency"]
+groupings = ["pixel"]
+n_images = 4
+'''
+FEW_MODELS = ("warning: 2 models: the between-model intervals need at least 3 (each is a delete-one-model "
+              "jackknife); the report shows point estimates without intervals")
+
+
+def test_two_models_are_warned_about_before_training_in_results_and_on_the_page(tmp_path, capsys, monkeypatch):
+    """Issue #31: K = 2 was accepted silently, although no between-model statistic has an interval
+    with 2 models. One line on stderr before the models are trained, the same sentence in
+    results.json["warnings"] and at the top of the page; with K = 3 none."""
+    import stablesal.pipeline.context
+
+    (tmp_path / "c.toml").write_text(TWO_OR_THREE)
+    train, said_before_training = stablesal.pipeline.context.train_model_sets, []
+
+    def watched(*args, **kwargs):
+        said_before_training.append(capsys.readouterr().err)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(stablesal.pipeline.context, "train_model_sets", watched)
+    common = ["--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "-q"]
+    assert main(["stability", "-k", "2", "--out", str(tmp_path / "two"), *common]) == 0
+    assert said_before_training[0].splitlines().count(FEW_MODELS) == 1
+    assert FEW_MODELS not in capsys.readouterr().err  # said once
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert results["warnings"] == [FEW_MODELS.removeprefix("warning: ")]
+    page = html.unescape((tmp_path / "two" / "index.html").read_text())
+    assert page.index("<h2>Warnings</h2>") < page.index("<h2>Setup</h2>") < page.index("<h2>Headline")
+    assert f"Warning: {results['warnings'][0]}." in page
+    row = next(r for r in results["stability_summary"] if r["model_set"] == "main" and r["method"] == "saliency")
+    assert math.isfinite(row["spearman"]) and math.isnan(row["spearman_ci_low"])  # as the warning says
+
+    assert main(["stability", "-k", "3", "--out", str(tmp_path / "three"), *common]) == 0
+    assert "warning:" not in said_before_training[1] + capsys.readouterr().err
+    results = json.loads((tmp_path / "three" / "results.json").read_text())
+    assert results["warnings"] == [] and "<h2>Warnings</h2>" not in (tmp_path / "three" / "index.html").read_text()
+
+
+def test_the_warning_counts_the_checkpoints_matched(tmp_path):
+    from stablesal.pipeline.config import ModelsSection
+    from stablesal.pipeline.run import few_models_warning, main_model_count
+
+    for name in ("a-0.pt", "a-1.pt", "b.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert main_model_count(ModelsSection(checkpoints=[f"{tmp_path}/a-*.pt"], k=4)) == 2
+    assert main_model_count(ModelsSection(checkpoints=[f"{tmp_path}/a-*.pt", f"{tmp_path}/b.pt"], k=1)) == 3
+    assert main_model_count(ModelsSection(k=2)) == 2 and main_model_count(ModelsSection(train="m:f", k=5)) == 5
+    assert few_models_warning(1).startswith("1 model: the between-model intervals need at least 3")

@@ -52,6 +52,16 @@ def report_sections(results: dict, out: Path) -> list[Section]:
     return sections
 
 
+@report_section("warnings", order=5)
+def warnings_section(results: dict, out: Path) -> Section | None:
+    """What the run warned about (``results.json["warnings"]``, e.g. too few models for intervals),
+    first on the page; None when it warned about nothing (or predates the key)."""
+    said = results.get("warnings") or []
+    if not said:
+        return None
+    return Section("Warnings", " ".join(f"Warning: {text.rstrip('.')}." for text in said))
+
+
 @report_section("setup", order=10)
 def setup(results: dict, out: Path) -> Section:
     drawn = results["figures"]

@@ -58,14 +58,23 @@ def draws_note(summary: list[dict]) -> str:
             "between-model similarity includes the draws they share and is not a stability number.")
 
 
-def headline_section(summary: list[dict]) -> Section:
-    """Every method × grouping ranked by cross-seed Spearman above the untrained-network null."""
+def headline_ranking(summary: list[dict]) -> tuple[list[dict], str]:
+    """The headline's order, the one ranking of methods (the page's headline and the terminal
+    summary, :func:`stablesal.pipeline.run.terminal_summary`): the main-model rows of ``summary``
+    but the random maps, best first by cross-seed Spearman above the untrained-network null
+    (``spearman_above_untrained``), or by raw Spearman when no untrained networks ran (a NaN ranks
+    last; ties keep the summary's order). Returns the ranked rows and the key they are ranked by."""
     rows = [r for r in _main(summary) if r["method"] != "random"]
+    key = "spearman_above_untrained" if rows and all("spearman_above_untrained" in r for r in rows) else "spearman"
+    return sorted(rows, key=lambda r: -(r[key] if math.isfinite(r[key]) else -math.inf)), key
+
+
+def headline_table(summary: list[dict]) -> list[dict]:
+    """The headline's table, one row per method × grouping in :func:`headline_ranking`'s order,
+    each value as the page prints it (with its interval)."""
+    ranked, _ = headline_ranking(summary)
     random_rows = {r["grouping"]: r for r in _main(summary) if r["method"] == "random"}
-    has_null = all("spearman_above_untrained" in r for r in rows) and rows
-    key = "spearman_above_untrained" if has_null else "spearman"
-    ranked = sorted(rows, key=lambda r: -(r[key] if math.isfinite(r[key]) else -math.inf))
-    table = [{
+    return [{
         "rank": rank, "method": r["method"], "grouping": r["grouping"], "draws": r.get("draws", "independent"),
         "Spearman above untrained": fmt(r, "spearman_above_untrained"),
         "Spearman": fmt(r, "spearman"), "untrained null": fmt(r, "spearman_untrained"),
@@ -74,6 +83,15 @@ def headline_section(summary: list[dict]) -> Section:
         "SSIM": fmt(r, "ssim"), "SSIM untrained": fmt(r, "ssim_untrained"),
         f"deletion AUC {DELETION}": fmt(r, "deletion_auc", 3), f"µFidelity {MU_FIDELITY}": fmt(r, "mu_fidelity"),
     } for rank, r in enumerate(ranked, 1)]
+
+
+def headline_section(summary: list[dict]) -> Section:
+    """Every method × grouping ranked by cross-seed Spearman above the untrained-network null."""
+    rows = [r for r in _main(summary) if r["method"] != "random"]
+    random_rows = {r["grouping"]: r for r in _main(summary) if r["method"] == "random"}
+    ranked, key = headline_ranking(summary)
+    has_null = key == "spearman_above_untrained"
+    table = headline_table(summary)
     if not ranked:
         return Section("Headline: every method ranked", "No method ran.")
     best = ranked[0]

@@ -14,7 +14,7 @@ from stablesal.report.html import SECTIONS
 
 from tests.helpers.report_results import interval, page_text, section_list
 
-COMMON = ["setup", "left out", "sampling", "fidelity", "sanity", "factors", "inpainting", "examples", "timing"]
+COMMON = ["warnings", "setup", "left out", "sampling", "fidelity", "sanity", "factors", "inpainting", "examples", "timing"]
 
 
 def test_the_tests_cover_every_section_of_the_module():
@@ -24,12 +24,13 @@ def test_the_tests_cover_every_section_of_the_module():
 
 @pytest.mark.parametrize("name", COMMON)
 def test_every_section_builds_from_the_results_alone(name, default_results, tmp_path):
-    """Each builder returns titled sections (Left out: none when nothing was left out); every figure
-    is either drawn under the report folder it is given or one the results name in that folder."""
+    """Each builder returns titled sections (Left out: none when nothing was left out; Warnings: none
+    when the run warned about nothing, as the committed run did); every figure is either drawn under
+    the report folder it is given or one the results name in that folder."""
     named = default_results["figures"]
     named = {tmp_path / path for path, _ in [named["dataset_examples"], named["removal_maps"], *named["example_panels"]]}
     sections = section_list(SECTIONS[name](default_results, tmp_path))
-    assert sections or name == "left out"
+    assert sections or name in ("left out", "warnings")
     for section in sections:
         assert section.title
         for path, caption in section.figures:
@@ -108,7 +109,7 @@ def test_the_page_has_one_order_and_a_shared_place_is_refused():
     from stablesal.report.sections.common import page_order
 
     order = page_order()
-    assert order[0] == "setup" and len(order) == len(set(order)) == len(SECTIONS)
+    assert order[:2] == ["warnings", "setup"] and len(order) == len(set(order)) == len(SECTIONS)
     places = [SECTIONS.info(name, "order") for name in order]
     assert places == sorted(places)
     with pytest.raises(TypeError):
@@ -120,3 +121,13 @@ def test_the_page_has_one_order_and_a_shared_place_is_refused():
             page_order()
     finally:
         SECTIONS.unregister("same place for test")
+
+
+def test_warnings_open_the_page_and_are_left_out_when_there_are_none(default_results, tmp_path):
+    assert SECTIONS["warnings"](default_results, tmp_path) is None  # the committed run warned about nothing
+    assert SECTIONS["warnings"](dict(default_results, warnings=[]), tmp_path) is None
+    said = ["2 models: the between-model intervals need at least 3 (each is a delete-one-model jackknife); the "
+            "report shows point estimates without intervals", "something else."]
+    section = SECTIONS["warnings"](dict(default_results, warnings=said), tmp_path)
+    assert section.title == "Warnings" and section.reading == f"Warning: {said[0]}. Warning: something else."
+    assert min(SECTIONS, key=lambda name: SECTIONS.info(name, "order")) == "warnings"  # first on the page
