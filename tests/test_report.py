@@ -166,6 +166,26 @@ def test_a_registered_section_joins_the_page_in_its_place(quick_report, tmp_path
     assert "Accuracy" not in [section.title for section in report_sections(results, copy)]
 
 
+def test_sections_of_results_without_row_families_read_the_same(quick_report, tmp_path):
+    """A results.json written before rows carried their ``family`` renders the same sections: the
+    random-map control is then found by its registered name."""
+    from stablesal.report_sections import report_sections
+
+    def without_family(value):
+        if isinstance(value, dict):
+            return {k: without_family(v) for k, v in value.items() if k != "family"}
+        return [without_family(v) for v in value] if isinstance(value, list) else value
+
+    results = json.loads((quick_report / "results.json").read_text())
+    old = without_family(results)
+    assert '"family"' in json.dumps(results) and '"family"' not in json.dumps(old)
+    copy = tmp_path / "copy"  # sections draw figures into the report folder: work on a copy
+    shutil.copytree(quick_report, copy)
+    now, before = report_sections(results, copy), report_sections(old, copy)
+    assert [(s.title, s.reading, s.tables) for s in before] == [(s.title, s.reading, s.tables) for s in now]
+    assert any("random map" in s.reading for s in now)  # the control was found and read
+
+
 def test_render_of_a_folder_without_results_names_it(tmp_path, capsys):
     assert main(["render", str(tmp_path)]) == 2
     assert "results.json does not exist" in capsys.readouterr().err
