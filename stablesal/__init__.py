@@ -14,6 +14,8 @@ from .core.version import __version__
 
 # public name -> the module that defines it
 _API = {
+    **dict.fromkeys(['Explainer'], "explain.protocol"),
+    **dict.fromkeys(['CONTROLS', 'RandomMap'], "explain.controls"),
     **dict.fromkeys(['METHODS', 'make_method'], "explain.gradient.methods"),
     **dict.fromkeys(['Perturbation', 'RISE', 'LIME', 'KernelSHAP', 'Occlusion', 'PDA', 'CIU', 'PRESETS', 'make_preset'], "explain.perturbation"),
     **dict.fromkeys(['MeaningfulPerturbation'], "explain.perturbation.meaningful"),

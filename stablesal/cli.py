@@ -304,7 +304,7 @@ def cmd_explain(args) -> int:
         method = make_method(method_name, model, grouping="segments", n_samples=args.n_samples, n_steps=args.n_steps,
                              noise_level=args.noise_level, rng=args.rng, **options)
         extra = {}
-        if method_name == "gradient_shap":
+        if method.needs_baselines:
             extra["baselines"] = dataset.train_images[:16].to(config.models.device)
         maps = method.attribute_groupings(images, target=labels, groupings=groupings, seed=args.seed, **extra)
         greys = {f"{method_name} / {g}": grey_maps(m).cpu() for g, m in maps.items()}

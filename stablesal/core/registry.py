@@ -6,15 +6,17 @@ datasets each live in a :class:`Registry`, and each entry is registered next to 
 
     METHODS = Registry("gradient method")
 
-    @METHODS.register("saliency", random=False, budget=None)
+    @METHODS.register("saliency", family="gradient")
     class Saliency(GradientIntegration): ...
 
 A registry is a read-only mapping from name to object, so ``name in METHODS``, ``sorted(METHODS)``
 and ``METHODS[name]`` work as on a dict; :meth:`Registry.lookup` is the checked access that every
 public entry uses: an unknown name raises a ``ValueError`` naming the argument, the closest valid
-name and all of them. Each entry may carry metadata (``random``, ``budget``, ``higher_is_better``,
-...), read back with :meth:`Registry.info`; the studies, the CLI and the configuration read it
-instead of keeping lists of their own.
+name and all of them. Each entry may carry metadata (an explainer's ``family``, a metric's
+``higher_is_better``, ...), read back with :meth:`Registry.info`; the studies, the CLI and the
+configuration read it instead of keeping lists of their own. Metadata holds only what cannot be
+computed from the entry: what an object can say about itself (an explainer's ``random``,
+``budget``, ``needs_baselines``) is a property of the object, never a copy kept here.
 """
 
 from __future__ import annotations

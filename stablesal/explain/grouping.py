@@ -15,6 +15,7 @@ Grouping is a scatter-add and a gather on the attributions' device, batched over
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 
@@ -88,9 +89,16 @@ class Grouped:
     top-k, variance) use stablesal's own methods with ``grouping=...`` which group inside each
     sample, before the nonlinearity.
 
+    A :class:`~stablesal.explain.protocol.Explainer`: its ``random``, ``budget`` and
+    ``needs_baselines`` are those of the wrapped method. A wrapped object that does not state them
+    (a Captum ``Attribution``) takes no seed from here, so its map cannot depend on it (``random``
+    False: Captum's own random methods draw from torch's global generator, which is not seeded
+    here), has no budget, and needs baselines when its ``attribute`` requires a ``baselines``
+    argument (Captum's ``GradientShap``).
+
     Parameters
     ----------
-    method : object with ``attribute(inputs, **kwargs)``.
+    method : object with ``attribute(inputs, target=..., **kwargs)``.
     segmenter : callable images → segments ``[B, H, W]`` (see :mod:`stablesal.segmentation`),
         used when ``attribute`` gets no ``segments``.
     reduce : ``"mean"`` (projection) or ``"sum"``.
@@ -99,7 +107,26 @@ class Grouped:
     def __init__(self, method, segmenter=None, reduce: str = "mean"):
         self.method, self.segmenter, self.reduce = method, segmenter, reduce
 
-    def attribute(self, inputs: torch.Tensor, segments: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    @property
+    def random(self) -> bool:
+        return bool(getattr(self.method, "random", False))
+
+    @property
+    def budget(self) -> str | None:
+        return getattr(self.method, "budget", None)
+
+    @property
+    def needs_baselines(self) -> bool:
+        if hasattr(self.method, "needs_baselines"):
+            return bool(self.method.needs_baselines)
+        parameter = _parameters(self.method.attribute).get("baselines")
+        return parameter is not None and parameter.default is inspect.Parameter.empty
+
+    def attribute(self, inputs: torch.Tensor, target=None, *, seed: int | torch.Generator = 0,
+                  segments: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """The wrapped method's map ``[B, C, H, W]`` grouped over ``segments`` (or the segmenter's);
+        ``target`` and ``kwargs`` go to the method, and ``seed`` too when its ``attribute`` takes
+        one (a Captum method takes none: its map does not depend on the seed, see ``random``)."""
         from .segmentation import check_segments
 
         if segments is None:
@@ -107,7 +134,17 @@ class Grouped:
                 raise ValueError("Grouped.attribute needs segments=... or a segmenter at construction")
             segments = self.segmenter(inputs.detach())
         segments = check_segments(segments, inputs)
+        if target is not None:
+            kwargs["target"] = target
+        if "seed" in _parameters(self.method.attribute):
+            kwargs["seed"] = seed
         return group_attributions(self.method.attribute(inputs, **kwargs), segments, self.reduce)
+
+
+def _parameters(function) -> dict:
+    """The named parameters of ``function`` (a ``**kwargs`` catch-all is not a name)."""
+    return {name: parameter for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
 
 
 # --------------------------------------------------------------------------------------

@@ -260,6 +260,7 @@ def check_user_models(models: ModelsSection) -> None:
 
 def check_names(config: StudyConfig) -> None:
     """Every name in the configuration against the registry it is looked up in later."""
+    from ..explain.explainers import explainer_names
     from ..explain.gradient.methods import METHODS
     from ..data.datasets import DATASETS
     from ..models.architectures import MODEL_FACTORIES
@@ -276,7 +277,7 @@ def check_names(config: StudyConfig) -> None:
     if not config.models.arch.startswith("torchvision:"):
         check_name("[models] arch", config.models.arch, MODEL_FACTORIES)
     for name in config.gradient.methods:
-        check_name("[gradient] methods", name, set(METHODS) | set(PRESETS) | {"random"})
+        check_name("[gradient] methods", name, explainer_names())
     for name in config.gradient.groupings:
         check_name("[gradient] groupings", name, {"pixel"} | set(SEGMENTERS))
     for name in config.perturbation.methods:

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..explain.explainers import is_control, label as explainer_label
 from ..studies.removal.run import HIGHER_IS_BETTER
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110})
@@ -54,9 +55,8 @@ def plot_dataset_examples(images, labels, masks, class_names, path_stem) -> Path
 
 
 def _short(name: str) -> str:
-    return {"integrated_gradients": "IG", "smoothgrad": "SmoothGrad", "saliency": "Saliency", "vargrad": "VarGrad",
-            "gradient_shap": "GradSHAP", "sparsified_smoothgrad": "Sparse SG", "suppression": "Suppression",
-            "smoothgrad_sq": "SmoothGrad²", "random": "random"}.get(name, name)
+    """The explainer's registered label (stablesal.explain.explainers), else its name."""
+    return explainer_label(name)
 
 
 def plot_stability_bars(summary: list[dict], path_stem, metrics=("spearman", "ssim"), model_set: str = "main") -> Path:
@@ -196,7 +196,7 @@ def plot_model_maps(image, mask, maps: list, path_stem, title: str = "") -> Path
 
 def plot_timing(summary: list[dict], path_stem, model_set: str = "main") -> Path:
     """Seconds per model to explain the study's images, per method and grouping."""
-    rows = [r for r in summary if r["model_set"] == model_set and r["method"] != "random"]
+    rows = [r for r in summary if r["model_set"] == model_set and not is_control(r)]
     labels = [f"{_short(r['method'])} / {r['grouping']}" for r in rows]
     fig, axis = plt.subplots(figsize=(5.0, 0.18 * len(rows) + 0.8))
     axis.barh(range(len(rows)), [r["explain_seconds_per_model"] for r in rows], color="#4a78c2")
@@ -329,6 +329,7 @@ def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean"
                                                                "relevance_mass", "iou")) -> Path:
     """Classical fill vs inpainting for SP, LIME and MP on each metric (random map as a dashed line)."""
     by_name = {r["method"]: r for r in rows}
+    control = next((r for r in rows if is_control(r)), None)  # the random map
     pairs = [p for p in ("SP", "LIME", "MP") if p in by_name and f"{p}-G" in by_name]
     metrics = [m for m in metrics if all(m in by_name[p] for p in pairs)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics), 2.5), squeeze=False)
@@ -336,8 +337,8 @@ def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean"
         x = np.arange(len(pairs))
         axis.bar(x - 0.2, [by_name[p][metric] for p in pairs], 0.4, label="classical fill", color="#bdbdbd")
         axis.bar(x + 0.2, [by_name[f"{p}-G"][metric] for p in pairs], 0.4, label="inpainting", color="#3182bd")
-        if "random" in by_name and metric in by_name["random"]:
-            axis.axhline(by_name["random"][metric], color="k", linestyle="--", linewidth=0.8)
+        if control is not None and metric in control:
+            axis.axhline(control[metric], color="k", linestyle="--", linewidth=0.8)
         axis.set_xticks(x, pairs)
         arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"  # the metric's registered direction
         axis.set_title(f"{metric.replace('_', ' ')} {arrow}", fontsize=8)

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from stablesal.explain.gradient.methods import METHODS, make_method
+from stablesal.explain.explainers import describe, explainer_names, explainer_registry, family
+from stablesal.explain.protocol import Explainer
 from stablesal.data import DATASETS
 from stablesal.core.fills import FILLS
 from stablesal.metrics import METRICS, MetricInfo
@@ -27,6 +29,8 @@ def small_model():
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
                          nn.Linear(16, 3)).eval()
 
+
+# ----------------------------------------------------------------------------- the mechanism
 
 def test_register_lookup_info_and_unregister():
     things = Registry("thing")
@@ -77,32 +81,71 @@ def test_register_model_replaces_an_entry_of_the_same_name():
         MODEL_FACTORIES.unregister("registry_test_net")
 
 
-@pytest.mark.parametrize("name", list(METHODS))
-def test_gradient_method_metadata_matches_the_method(name):
-    method = make_method(name, small_model())
-    info = METHODS.info(name)
-    assert info["family"] == "gradient" and info["grouping"] == "inside samples"
-    assert info["random"] is method.sampler.random
-    if info["budget"] == "n_samples":
-        assert make_method(name, small_model(), n_samples=3).sampler.n_samples == 3
-    elif info["budget"] == "n_steps":
-        assert isinstance(method.sampler, StraightLinePath)
-        assert make_method(name, small_model(), n_steps=5).sampler.n_samples == 5
+# ----------------------------------------------------------------------------- generated from the registries
+
+def _explainer(name, model):
+    """Explainer ``name`` around ``model`` with a small budget where it has one (its own ``budget``)."""
+    budget = describe(name).budget
+    if name in METHODS:
+        return make_method(name, model, **({budget: 3} if budget else {}))
+    return explainer_registry(name).lookup(name)(model, **({budget: 24} if budget else {}))
+
+
+def _maps(explainer, seed, **kwargs):
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    return explainer.attribute(x, target=[0, 2], seed=seed, **kwargs)
+
+
+@pytest.mark.parametrize("name", explainer_names())
+def test_every_registered_explainer_satisfies_the_protocol_and_keeps_only_its_family(name):
+    explainer = describe(name)
+    assert isinstance(explainer, Explainer)
+    assert family(name) in ("gradient", "perturbation", "control")
+    assert set(explainer_registry(name).info(name)) <= {"family", "label"}  # nothing the object computes
+
+
+@pytest.mark.parametrize("name", explainer_names())
+def test_random_is_true_exactly_when_two_seeds_give_different_maps(name):
+    explainer = _explainer(name, small_model())  # nonlinear (ReLU): sampled inputs change the gradients
+    kwargs = {"baselines": torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))} \
+        if explainer.needs_baselines else {}
+    first, again, other = _maps(explainer, 1, **kwargs), _maps(explainer, 1, **kwargs), _maps(explainer, 2, **kwargs)
+    assert torch.equal(first, again)
+    assert explainer.random is not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("name", explainer_names())
+def test_needs_baselines_is_true_exactly_when_attribute_refuses_to_run_without(name):
+    explainer = _explainer(name, small_model())
+    if explainer.needs_baselines:
+        with pytest.raises(ValueError, match="baselines"):
+            _maps(explainer, 1)
+        references = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+        other = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+        assert not torch.equal(_maps(explainer, 1, baselines=references), _maps(explainer, 1, baselines=other))
     else:
-        assert info["budget"] is None and method.sampler.n_samples == 1
+        assert _maps(explainer, 1).shape == (2, 3, 16, 16)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_gradient_methods_budget_sets_its_number_of_samples(name):
+    method = make_method(name, small_model())
+    if method.budget is None:
+        assert method.sampler.n_samples == 1
+    else:
+        assert method.budget in ("n_samples", "n_steps")
+        assert (method.budget == "n_steps") is isinstance(method.sampler, StraightLinePath)
+        assert make_method(name, small_model(), **{method.budget: 5}).sampler.n_samples == 5
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_preset_metadata_matches_the_preset(name):
-    info = PRESETS.info(name)
+def test_a_presets_budget_sets_its_number_of_samples(name):
     pipeline = make_preset(name, small_model())
-    assert info["family"] == "perturbation" and info["grouping"] == "after"
-    assert info["random"] is pipeline.random
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    if info["budget"] == "n_samples":  # the budget sets the number of samples drawn
+    if pipeline.budget == "n_samples":  # the budget sets the number of samples drawn
         assert make_preset(name, small_model(), n_samples=37).n_samples == 37
     else:  # one sample per feature: a budget, if the function takes one, must not be what sets the passes
-        assert info["budget"] is None and not pipeline.random
+        assert pipeline.budget is None and not pipeline.random
         if "n_samples" in inspect.signature(PRESETS[name]).parameters:
             with_budget = make_preset(name, small_model(), n_samples=37)
             assert torch.equal(with_budget.attribute(x, target=[0], seed=1), pipeline.attribute(x, target=[0], seed=1))

@@ -154,6 +154,24 @@ class GradientIntegration(GradientAttribution):
         return (f"{self.method_name}[{self.sampler}|{self.linear}|{self.nonlinearity}|{self.aggregate}|"
                 f"{self.score}|{group}|{self.reduce}]")
 
+    @property
+    def random(self) -> bool:
+        """Whether the maps depend on the seed: the sampler draws (noise, path positions,
+        references, suppression masks)."""
+        return self.sampler.random
+
+    @property
+    def budget(self) -> str | None:
+        """The keyword that sets the number of samples (model passes) per image: ``"n_samples"``
+        for random samplers, ``"n_steps"`` for the straight-line path (IG), None for one pass."""
+        return self.sampler.budget
+
+    @property
+    def needs_baselines(self) -> bool:
+        """Whether :meth:`attribute` needs ``baselines``: GradientSHAP draws its references from
+        them (a set of images ``[M, C, H, W]``) and raises without them."""
+        return isinstance(self.sampler, BaselineDistribution)
+
     def stream_kind(self, device) -> str:
         """The streams a call on ``device`` draws from: ``"generator"``, ``"counter"``, or
         ``"none"`` for a deterministic sampler."""
@@ -239,7 +257,7 @@ class GradientIntegration(GradientAttribution):
             raise ValueError(f"inputs are on {device} but the model is on {model_device(model)}; move one of them")
         partitions = {name: None if seg is None else Partition(seg) for name, seg in groupings.items()}
 
-        if isinstance(self.sampler, BaselineDistribution):
+        if self.needs_baselines:
             if baselines is None:
                 raise ValueError("baselines is required for GradientSHAP: a tensor [M, C, H, W] of reference images")
             reference = torch.as_tensor(baselines, dtype=inputs.dtype, device=device)
@@ -427,13 +445,13 @@ def _welford_merge(rows, values, count, mean, m2) -> None:
 # Named methods: Captum's names and arguments, plus seed and grouping
 # --------------------------------------------------------------------------------------
 
-# Every gradient method, registered next to its definition. Metadata: ``random`` (the sampler
-# draws: the method takes a seed and a sample budget), ``budget`` (the keyword that sets the
-# number of model passes per image, None for one pass) and ``grouping`` ("inside samples": a
-# grouping is applied to each sample's gradient before the nonlinearity).
+# Every gradient method, registered next to its definition with what cannot be computed from it:
+# its ``family`` and, where figures shorten its name, a ``label``. What can (``random``,
+# ``budget``, ``needs_baselines``; grouping inside samples, through ``attribute_groupings``) is
+# read from the method itself (stablesal.explain.protocol).
 METHODS = Registry("gradient method")
 
-@METHODS.register("saliency", family="gradient", random=False, budget=None, grouping="inside samples")
+@METHODS.register("saliency", family="gradient", label="Saliency")
 class Saliency(GradientIntegration):
     """|∇f| (``abs=True``, Captum's default) or ∇f (Simonyan, Vedaldi & Zisserman, 2014)."""
 
@@ -443,7 +461,7 @@ class Saliency(GradientIntegration):
         super().__init__(forward_func, Identity(), nonlinearity="abs" if abs else "none", **options)
 
 
-@METHODS.register("input_x_gradient", family="gradient", random=False, budget=None, grouping="inside samples")
+@METHODS.register("input_x_gradient", family="gradient")
 class InputXGradient(GradientIntegration):
     """x ⊙ ∇f (Shrikumar et al., 2016)."""
 
@@ -453,7 +471,7 @@ class InputXGradient(GradientIntegration):
         super().__init__(forward_func, Identity(), linear="grad_x_delta", **options)
 
 
-@METHODS.register("integrated_gradients", family="gradient", random=False, budget="n_steps", grouping="inside samples")
+@METHODS.register("integrated_gradients", family="gradient", label="IG")
 class IntegratedGradients(GradientIntegration):
     """(x − x') ⊙ ∫₀¹ ∇f(x' + α(x − x')) dα by quadrature (Sundararajan, Taly & Yan, 2017).
     Grouped IG keeps completeness: the projection preserves each segment's sum."""
@@ -464,7 +482,7 @@ class IntegratedGradients(GradientIntegration):
         super().__init__(forward_func, StraightLinePath(n_steps, method), linear="grad_x_delta", **options)
 
 
-@METHODS.register("smoothgrad", family="gradient", random=True, budget="n_samples", grouping="inside samples")
+@METHODS.register("smoothgrad", family="gradient", label="SmoothGrad")
 class SmoothGrad(GradientIntegration):
     """Mean gradient over Gaussian-noised inputs (Smilkov et al., 2017); σ = ``noise_level`` × input range."""
 
@@ -474,7 +492,7 @@ class SmoothGrad(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), **options)
 
 
-@METHODS.register("smoothgrad_sq", family="gradient", random=True, budget="n_samples", grouping="inside samples")
+@METHODS.register("smoothgrad_sq", family="gradient", label="SmoothGrad²")
 class SmoothGradSquared(GradientIntegration):
     """Mean squared gradient over noised inputs (SmoothGrad², Hooker et al., 2019)."""
 
@@ -484,7 +502,7 @@ class SmoothGradSquared(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), nonlinearity="square", **options)
 
 
-@METHODS.register("vargrad", family="gradient", random=True, budget="n_samples", grouping="inside samples")
+@METHODS.register("vargrad", family="gradient", label="VarGrad")
 class VarGrad(GradientIntegration):
     """Variance of the gradient over noised inputs (Adebayo et al., 2018), by Welford/Chan updates."""
 
@@ -494,7 +512,7 @@ class VarGrad(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), aggregate="var", **options)
 
 
-@METHODS.register("sparsified_smoothgrad", family="gradient", random=True, budget="n_samples", grouping="inside samples")
+@METHODS.register("sparsified_smoothgrad", family="gradient", label="Sparse SG")
 class SparsifiedSmoothGrad(GradientIntegration):
     """SmoothGrad over binarised top-k gradients: each noisy sample's top ``topk`` fraction of
     |∇f| is set to 1, the rest to 0 (Levine, Singla & Feizi, *Certifiably Robust Interpretation
@@ -506,8 +524,7 @@ class SparsifiedSmoothGrad(GradientIntegration):
         super().__init__(forward_func, GaussianNoise(n_samples, noise_level), nonlinearity="topk", topk=topk, **options)
 
 
-@METHODS.register("gradient_shap", family="gradient", random=True, budget="n_samples", grouping="inside samples",
-                  needs_baselines=True)  # a set of reference images [M, C, H, W]
+@METHODS.register("gradient_shap", family="gradient", label="GradSHAP")
 class GradientShap(GradientIntegration):
     """Expected Gradients / GradientSHAP: (x − x') ⊙ ∇f(x' + α(x − x')), x' from ``baselines``,
     α ~ U(0, 1) (Erion et al., 2021; Lundberg & Lee, 2017). ``noise_level`` adds Gaussian noise
@@ -519,7 +536,7 @@ class GradientShap(GradientIntegration):
         super().__init__(forward_func, BaselineDistribution(n_samples, noise_level), linear="grad_x_delta", **options)
 
 
-@METHODS.register("suppression", family="gradient", random=True, budget="n_samples", grouping="inside samples")
+@METHODS.register("suppression", family="gradient", label="Suppression")
 class SuppressionGrad(GradientIntegration):
     """Mean |∇f| over suppressed samples (Luo, McDermott & O'Riordan, 2025; reconstruction, see
     :class:`stablesal.sampling.Suppression`). ``aggregate_input=True`` uses g ⊙ x̂ instead of |g|."""
@@ -536,30 +553,29 @@ class SuppressionGrad(GradientIntegration):
             super().__init__(forward_func, sampler, nonlinearity="abs", **options)
 
 
-_EXTRA = dict(family="gradient", grouping="inside samples")
-METHODS.register("gradient", lambda model, **o: Saliency(model, abs=False, **o), random=False, budget=None, **_EXTRA)
+METHODS.register("gradient", lambda model, **o: Saliency(model, abs=False, **o), family="gradient")
 METHODS.register("suppression_continuous", lambda model, **o: SuppressionGrad(model, mode="continuous", **o),
-                 random=True, budget="n_samples", **_EXTRA)
+                 family="gradient")
 METHODS.register("suppression_patch", lambda model, **o: SuppressionGrad(model, unit="patch", **o),
-                 random=True, budget="n_samples", **_EXTRA)
+                 family="gradient")
 METHODS.register("suppression_global", lambda model, **o: SuppressionGrad(model, mode="global", **o),
-                 random=True, budget="n_samples", **_EXTRA)
+                 family="gradient")
 
 def make_method(name: str, model, grouping=None, n_samples: int | None = None, n_steps: int | None = None,
                 noise_level: float | None = None, **options) -> GradientIntegration:
     """A method by name (an unknown name is a ``ValueError`` with the closest one). ``"s-<name>"`` is the grouped variant (fast-slic unless ``grouping`` says
     otherwise), e.g. ``make_method("s-smoothgrad", model)``. The study-wide settings go to the
-    methods whose sampler reads them, as the method itself says (no hand-kept list): ``n_samples``
-    to every random sampler, ``n_steps`` to the straight-line path (IG), ``noise_level`` to
-    Gaussian noise (the SmoothGrad family)."""
+    methods that read them, as the method itself says (its ``budget``, no hand-kept list):
+    ``n_samples`` to every method whose budget is ``n_samples`` (the random samplers), ``n_steps``
+    to the one whose budget is ``n_steps`` (IG's straight-line path), ``noise_level`` to Gaussian
+    noise (the SmoothGrad family)."""
     if name.startswith("s-"):
         name, grouping = name[2:], grouping or "fastslic"
     method = METHODS.lookup(name)(model, grouping=grouping, **options)
-    sampler, settings = method.sampler, {}
-    if n_samples is not None and sampler.random:
-        settings["n_samples"] = n_samples
-    if n_steps is not None and isinstance(sampler, StraightLinePath):
-        settings["n_steps"] = n_steps
-    if noise_level is not None and isinstance(sampler, GaussianNoise):
+    settings = {}
+    budget = {"n_samples": n_samples, "n_steps": n_steps}.get(method.budget)
+    if budget is not None:
+        settings[method.budget] = budget
+    if noise_level is not None and isinstance(method.sampler, GaussianNoise):
         settings["noise_level"] = noise_level
     return METHODS[name](model, grouping=grouping, **options, **settings) if settings else method

@@ -33,6 +33,7 @@ class Sampler(abc.ABC):
 
     block = 16  # samples per generator call; fixed so draws are independent of chunk sizes
     random = True
+    budget = "n_samples"  # the constructor keyword that sets n_samples (None: the count is fixed)
     normalise_weights = True  # divide by Σ w (Monte Carlo); quadrature rules use their weights as they are
     name = "sampler"
 
@@ -87,6 +88,7 @@ class Identity(Sampler):
     """The input itself, once: plain gradients (Simonyan et al., 2014)."""
 
     random = False
+    budget = None  # always one sample
     name = "identity"
 
     def __init__(self):
@@ -112,6 +114,7 @@ class StraightLinePath(Sampler):
     """
 
     random = False
+    budget = "n_steps"
     normalise_weights = False  # Captum's quadrature weights as they are, so results equal Captum's
     name = "path"
 

@@ -51,7 +51,25 @@ class MeaningfulPerturbation:
     def __str__(self) -> str:
         return "mp-g" if self.inpainter is not None else "mp"
 
+    @property
+    def random(self) -> bool:
+        """Whether the map depends on the seed: the seed draws the random jitter of every
+        iteration, so the map is deterministic only without jitter (``jitter=0``)."""
+        return self.jitter != 0
+
+    @property
+    def budget(self) -> str:
+        """``"iterations"``: the optimisation steps, one model pass each per image."""
+        return "iterations"
+
+    @property
+    def needs_baselines(self) -> bool:
+        """False: the filler (blur, or the inpainter) is computed from the image itself."""
+        return False
+
     def attribute(self, images: torch.Tensor, target=None, seed: int = 0) -> torch.Tensor:
+        """Saliency ``[B, C, H, W]`` (1 − m) of ``images`` ``[B, C, H, W]`` for ``target``; ``seed``
+        draws the jitter."""
         check_images(images, "images")
         device = model_device(self.model)
         images = images.to(device)

@@ -110,6 +110,18 @@ class Perturbation(PerturbationAttribution):
         return (not self.sampler.fixed_count or isinstance(self.smoothing, RandomShift)
                 or self.replacement.random)
 
+    @property
+    def budget(self) -> str | None:
+        """``"n_samples"`` when the sampler draws that many samples; None when it takes one sample
+        per feature (occlusion, CIU, the sliding patch, single-feature PDA): then ``n_samples``
+        sets nothing."""
+        return None if self.sampler.fixed_count else "n_samples"
+
+    @property
+    def needs_baselines(self) -> bool:
+        """False: removed features are filled by the replacement given at construction."""
+        return False
+
     def __str__(self) -> str:
         count = "n=S" if self.sampler.fixed_count else f"n={self.n_samples}"
         return "|".join([str(self.segmenter), str(self.smoothing), str(self.sampler), count,

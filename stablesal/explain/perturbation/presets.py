@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch
+
 from ...core.registry import Registry
 from .pipeline import Perturbation
 from .replacement import Blur
@@ -17,10 +19,9 @@ from .samplers import ProbabilitySampler
 
 PDA_BLUR = 5.0 / 32  # PDA's blur σ as a share of the image side (the stand-in for conditional sampling)
 
-# Every perturbation preset, registered next to its definition. Metadata: ``random`` (with its
-# defaults the preset draws samples, so it takes a seed), ``budget`` (the keyword that sets the
-# number of samples; None when there is one sample per feature) and ``grouping`` ("after": a
-# study's grouping projects the finished map).
+# Every perturbation preset, registered next to its definition with what cannot be computed from
+# it: its ``family``. What can (``random``, ``budget``, ``needs_baselines``) is read from the
+# pipeline it builds (stablesal.explain.protocol); a study's grouping projects the finished map.
 PRESETS = Registry("perturbation preset")
 
 
@@ -28,7 +29,7 @@ def _build(model, defaults: dict, overrides: dict) -> Perturbation:
     return Perturbation(model, **{**defaults, **overrides})
 
 
-@PRESETS.register("rise", family="perturbation", random=True, budget="n_samples", grouping="after")
+@PRESETS.register("rise", family="perturbation")
 def RISE(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: int | None = None,
          **overrides) -> Perturbation:
     """RISE (Petsiuk, Das & Saenko, BMVC 2018): 7×7 binary grids kept with p = 0.5, upsampled
@@ -44,7 +45,7 @@ def RISE(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: i
                           "replacement": "imagenet", "calculator": "rise", "map": "pixel"}, overrides)
 
 
-@PRESETS.register("lime", family="perturbation", random=True, budget="n_samples", grouping="after")
+@PRESETS.register("lime", family="perturbation")
 def LIME(model, n_samples: int = 1000, segmenter: str = "quickshift", **overrides) -> Perturbation:
     """LIME for images (Ribeiro, Singh & Guestrin, KDD 2016) as the ``lime`` package runs it:
     quick-shift super-pixels, 1000 samples whose number of removed features is uniform, removed
@@ -54,7 +55,7 @@ def LIME(model, n_samples: int = 1000, segmenter: str = "quickshift", **override
                           "replacement": "segment-mean", "calculator": "lime-ridge", "map": "segment"}, overrides)
 
 
-@PRESETS.register("kernel_shap", family="perturbation", random=True, budget="n_samples", grouping="after")
+@PRESETS.register("kernel_shap", family="perturbation")
 def KernelSHAP(model, n_samples: int | None = None, n_segments: int = 50, **overrides) -> Perturbation:
     """KernelSHAP (Lundberg & Lee, NeurIPS 2017) on SLIC super-pixels: coalitions enumerated by
     size and then sampled, Shapley-kernel weighted least squares, removed super-pixels set to the
@@ -64,7 +65,7 @@ def KernelSHAP(model, n_samples: int | None = None, n_segments: int = 50, **over
                           "replacement": "image-mean", "calculator": "kernel-shap", "map": "segment"}, overrides)
 
 
-@PRESETS.register("occlusion", family="perturbation", random=False, budget=None, grouping="after")
+@PRESETS.register("occlusion", family="perturbation")
 def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overrides) -> Perturbation:
     """Occlusion (Zeiler & Fergus, ECCV 2014), sliding square patches: the drop in the target's
     probability when each patch is filled, averaged over the patches covering each pixel (the
@@ -74,7 +75,7 @@ def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overri
 
 
 # one sample per feature by default; n_samples is the budget only with multi_segment=True
-@PRESETS.register("pda", family="perturbation", random=False, budget=None, grouping="after")
+@PRESETS.register("pda", family="perturbation")
 def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int = 1000, **overrides) -> Perturbation:
     """Prediction difference analysis (Zintgraf et al., ICLR 2017): y(x) minus the mean output with
     a feature removed; removed pixels are drawn from a blurred copy of the image (a stand-in for
@@ -86,7 +87,7 @@ def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int
                           "calculator": "pda", "map": "pixel", "smoothing": "none"}, overrides)
 
 
-@PRESETS.register("ciu", family="perturbation", random=False, budget=None, grouping="after")
+@PRESETS.register("ciu", family="perturbation")
 def CIU(model, n_segments: int = 49, inverse: bool = False, **overrides) -> Perturbation:
     """Contextual importance and utility (Främling, 2020) from single-feature (or inverse) samples
     on SLIC super-pixels, removed pixels set to the image mean."""
@@ -99,15 +100,22 @@ def make_preset(name: str, model, **overrides) -> Perturbation:
     return PRESETS.lookup(name)(model, **overrides)
 
 
+def preset_budget(name: str) -> str | None:
+    """The ``budget`` of the pipeline that preset ``name`` builds with its defaults (around a
+    stand-in model): ``"n_samples"``, or None for the single-feature presets (occlusion, CIU,
+    sliding patch, PDA), which have as many samples as features."""
+    return make_preset(name, torch.nn.Identity().eval()).budget
+
+
 def takes_budget(name: str) -> bool:
-    """Whether preset ``name`` draws a number of samples (its registered ``budget``); the
-    single-feature presets (occlusion, CIU, sliding patch) have as many samples as features."""
-    return PRESETS.info(name, "budget") is not None
+    """Whether preset ``name`` draws a number of samples (see :func:`preset_budget`)."""
+    return preset_budget(name) is not None
 
 
 def budget_options(name: str, n_samples: int) -> dict:
-    """``{"n_samples": n_samples}`` for a preset that takes a budget, ``{}`` for one that does not."""
-    return {"n_samples": n_samples} if takes_budget(name) else {}
+    """``{budget: n_samples}`` for a preset that takes a budget, ``{}`` for one that does not."""
+    budget = preset_budget(name)
+    return {} if budget is None else {budget: n_samples}
 
 
 def _inpaint_or(fill, inpainter):
@@ -116,7 +124,7 @@ def _inpaint_or(fill, inpainter):
     return Inpaint(inpainter) if inpainter is not None else fill
 
 
-@PRESETS.register("sliding_patch", family="perturbation", random=False, budget=None, grouping="after")
+@PRESETS.register("sliding_patch", family="perturbation")
 def SlidingPatch(model, size: int | None = None, stride: int | None = None, inpainter=None, **overrides):
     """SP / SP-G (GEN-REMOVE): square patches of 29 px every 3 px at 224 px (scaled to the image
     side when ``size``/``stride`` are None, resolved at the first call), score p_c(x) − p_c(x̃)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import stability as sections_
+from ...explain.explainers import is_control
 from ..figures import plot_stability_fidelity, plot_timing
 from ..html import SECTIONS, Section, report_section
 from .stability import split_summary
@@ -310,12 +311,12 @@ def inpainting_section(removal: dict, figures_dir: Path, maps_figure: Path) -> S
                  for p in ("SP", "LIME", "MP") if p in robust and p + "-G" in robust]
         parts.append("Similarity of maps across hyperparameter settings (random floor "
                      f"{robustness[0]['random_spearman']:.2f}): " + "; ".join(gains))
-    random_row = by_name.get("random")
+    random_row = next((r for r in rows if is_control(r)), None)
     if random_row:
         from ...studies.removal.run import HIGHER_IS_BETTER
 
         last = [m for m in HIGHER_IS_BETTER if m in random_row and
-                sorted(rows, key=lambda r: r.get(m, float("nan")), reverse=HIGHER_IS_BETTER[m])[-1]["method"] == "random"]
+                sorted(rows, key=lambda r: r.get(m, float("nan")), reverse=HIGHER_IS_BETTER[m])[-1] is random_row]
         parts.append(f"The random map ranks last by {len(last)} of "
                      f"{sum(1 for m in HIGHER_IS_BETTER if m in random_row)} metrics ({', '.join(last) or 'none'})")
     if agreement:

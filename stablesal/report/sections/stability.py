@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from ..html import Section, report_section
+from ...explain.explainers import is_control, row_family
 from ...metrics.registry import metric_info
 
 DELETION, MU_FIDELITY = metric_info("deletion_auc").arrow, metric_info("mu_fidelity").arrow  # registered directions
@@ -64,7 +65,7 @@ def headline_ranking(summary: list[dict]) -> tuple[list[dict], str]:
     but the random maps, best first by cross-seed Spearman above the untrained-network null
     (``spearman_above_untrained``), or by raw Spearman when no untrained networks ran (a NaN ranks
     last; ties keep the summary's order). Returns the ranked rows and the key they are ranked by."""
-    rows = [r for r in _main(summary) if r["method"] != "random"]
+    rows = [r for r in _main(summary) if not is_control(r)]
     key = "spearman_above_untrained" if rows and all("spearman_above_untrained" in r for r in rows) else "spearman"
     return sorted(rows, key=lambda r: -(r[key] if math.isfinite(r[key]) else -math.inf)), key
 
@@ -73,7 +74,7 @@ def headline_table(summary: list[dict]) -> list[dict]:
     """The headline's table, one row per method × grouping in :func:`headline_ranking`'s order,
     each value as the page prints it (with its interval)."""
     ranked, _ = headline_ranking(summary)
-    random_rows = {r["grouping"]: r for r in _main(summary) if r["method"] == "random"}
+    random_rows = {r["grouping"]: r for r in _main(summary) if is_control(r)}
     return [{
         "rank": rank, "method": r["method"], "grouping": r["grouping"], "draws": r.get("draws", "independent"),
         "Spearman above untrained": fmt(r, "spearman_above_untrained"),
@@ -87,8 +88,8 @@ def headline_table(summary: list[dict]) -> list[dict]:
 
 def headline_section(summary: list[dict]) -> Section:
     """Every method × grouping ranked by cross-seed Spearman above the untrained-network null."""
-    rows = [r for r in _main(summary) if r["method"] != "random"]
-    random_rows = {r["grouping"]: r for r in _main(summary) if r["method"] == "random"}
+    rows = [r for r in _main(summary) if not is_control(r)]
+    random_rows = {r["grouping"]: r for r in _main(summary) if is_control(r)}
     ranked, key = headline_ranking(summary)
     has_null = key == "spearman_above_untrained"
     table = headline_table(summary)
@@ -137,7 +138,7 @@ def headline_section(summary: list[dict]) -> Section:
 
 def retest_section(summary: list[dict]) -> Section:
     """Test–retest ceiling of every random method and the between-model similarity relative to it."""
-    rows = [r for r in _main(summary) if r.get("random") and r["method"] != "random"]
+    rows = [r for r in _main(summary) if r.get("random") and not is_control(r)]
     if not rows:
         return Section("Test–retest ceiling", "No random explainer ran, so every map is reproducible exactly.")
     table = [{"method": r["method"], "grouping": r["grouping"], "retest Spearman": fmt(r, "spearman_retest"),
@@ -179,7 +180,7 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
     table = [{"method": r["method"], "grouping": r["grouping"],
               **{f"{c} share": fmt(r, f"share_{c}") for c in components},
               "total variance": fmt(r, "variance_total", 3)} for r in rows]
-    random_methods = [r for r in rows if r.get("random") and r["method"] != "random"]
+    random_methods = [r for r in rows if r.get("random") and not is_control(r)]
     deterministic = [r for r in rows if not r.get("random")]
     reading = ("Across-model variance of the unit-norm maps, split by a nested design: two explainer runs on each "
                "main model (explainer draws), models on one data split with other seeds (optimiser seed), and models "
@@ -189,7 +190,7 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
     for component in components:
         key = f"share_{component}"
         pool = [r for r in (random_methods if component == "explainer" else rows)
-                if r["method"] != "random" and key in r and math.isfinite(r[key])]
+                if not is_control(r) and key in r and math.isfinite(r[key])]
         if not pool:
             continue
         largest, smallest = max(pool, key=lambda r: r[key]), min(pool, key=lambda r: r[key])
@@ -198,13 +199,13 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
                     f"{fmt(largest, key)} ({_label(largest)}), above 0 in {resolved} of {len(pool)}"
                     + (" random combinations" if component == "explainer" else "") + ". ")
     if "split" in components and "seed" in components:
-        split_larger = [r for r in rows if r["method"] != "random" and "share_split" in r
+        split_larger = [r for r in rows if not is_control(r) and "share_split" in r
                         and r["share_split_ci_low"] > r["share_seed_ci_high"]]
-        seed_larger = [r for r in rows if r["method"] != "random" and "share_split" in r
+        seed_larger = [r for r in rows if not is_control(r) and "share_split" in r
                        and r["share_seed_ci_low"] > r["share_split_ci_high"]]
         reading += (f"The data split outweighs the optimiser seed (intervals separated) in {len(split_larger)} "
                     f"combinations and the seed outweighs the split in {len(seed_larger)}. ")
-    contrasts = [r for r in rows if r["method"] != "random" and "spearman_main_minus_control" in r]
+    contrasts = [r for r in rows if not is_control(r) and "spearman_main_minus_control" in r]
     if contrasts:
         lower = [r for r in contrasts if side(r, "spearman_main_minus_control") == "below"]
         higher = [r for r in contrasts if side(r, "spearman_main_minus_control") == "above"]
@@ -214,7 +215,7 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
                     f"in {len(lower)} of {len(contrasts)} combinations and more in {len(higher)}; with "
                     f"{rows[0].get('n_control', 'few')} control models the intervals are wide (up to {widest:.2f}), so "
                     "a split effect smaller than that is not ruled out. ")
-    random_rows = [r for r in rows if r["method"] == "random"]
+    random_rows = [r for r in rows if is_control(r)]
     if random_rows:
         r = random_rows[0]
         reading += (f"Check on the i.i.d. random maps, which no model influences: explainer share "
@@ -229,8 +230,8 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
 
 def grid_section(contrasts: list[dict]) -> Section:
     """Super-pixels against the grid matched to their mean segment size."""
-    random_contrasts = [c for c in contrasts if c["method"] == "random"]
-    contrasts = [c for c in contrasts if c["method"] != "random"]
+    random_contrasts = [c for c in contrasts if is_control(c)]
+    contrasts = [c for c in contrasts if not is_control(c)]
     if not contrasts:
         return Section("Super-pixels vs the matched grid", "No super-pixel grouping with a matched grid ran.")
     metrics = [("spearman", "Spearman", +1), ("ssim", "SSIM", +1), ("topk_intersection", "top-10 % overlap", +1),
@@ -268,7 +269,7 @@ def grid_section(contrasts: list[dict]) -> Section:
 
 def grouping_section(contrasts: list[dict], summary: list[dict], figures: list) -> Section:
     """Grouped against pixel maps of the same method."""
-    rows = [c for c in contrasts if c["method"] != "random"]
+    rows = [c for c in contrasts if not is_control(c)]
     up = [c for c in rows if side(c, "spearman_difference") == "above"]
     down = [c for c in rows if side(c, "spearman_difference") == "below"]
     reading = (f"Grouping changed the cross-seed Spearman correlation against the pixel map of the same method: up "
@@ -280,7 +281,7 @@ def grouping_section(contrasts: list[dict], summary: list[dict], figures: list) 
     if down:
         reading += "Worse with grouping: " + ", ".join(
             f"{c['method']} / {c['grouping']} ({fmt(c, 'spearman_difference')})" for c in down) + ". "
-    random_rows = [r for r in _main(summary) if r["method"] == "random"]
+    random_rows = [r for r in _main(summary) if is_control(r)]
     if random_rows:
         reading += ("I.i.d. random maps, for comparison: " + ", ".join(
             f"{r['grouping']} Spearman {fmt(r, 'spearman')}, SSIM {fmt(r, 'ssim')}" for r in random_rows)
@@ -298,14 +299,14 @@ def reduction_section(rows: list[dict], figures_dir: Path) -> Section:
 
     if not rows:
         return Section("Variance reduction vs segment size", "No pixel-level method ran, so nothing was projected.")
-    real = [r for r in rows if r["method"] != "random"]
+    real = [r for r in rows if not is_control(r)]
     below_independent = [r for r in real if r.get("measured_ci_high", math.inf) < r["mean_segment_size"]]
     predicted_ok = [r for r in real if side(r, "measured_over_predicted", 1.0) == "not separated"]
     above_prediction = [r for r in real if side(r, "measured_over_predicted", 1.0) == "above"]
     below_prediction = [r for r in real if side(r, "measured_over_predicted", 1.0) == "below"]
     worse = [r for r in real if side(r, "nsr_gain", 1.0) == "below"]
     better = [r for r in real if side(r, "nsr_gain", 1.0) == "above"]
-    random_rows = [r for r in rows if r["method"] == "random"]
+    random_rows = [r for r in rows if is_control(r)]
     reading = (f"Projecting the pixel maps onto segments reduces their across-model variance by less than the "
                f"independent-pixel factor d/m in {len(below_independent)} of {len(real)} method × partition cases "
                "(interval below d/m): neighbouring pixels vary together. The reduction predicted from the spatial "
@@ -356,7 +357,7 @@ def sampling_reading(summary: list[dict]) -> str:
 def fidelity_reading(summary: list[dict]) -> str:
     """Stability above the null against fidelity, one point per method (pixel maps): the
     groupings of one method are not independent evidence."""
-    rows = [r for r in _main(summary) if r["method"] != "random" and r["grouping"] == "pixel"
+    rows = [r for r in _main(summary) if not is_control(r) and r["grouping"] == "pixel"
             and "spearman_above_untrained" in r]
     if len(rows) < 4:
         return "Too few methods for a trade-off."
@@ -388,9 +389,9 @@ def perturbation_section(rows: list[dict], summary: list[dict], samples: int, co
     """Perturbation presets next to the gradient methods, pixel maps, same statistics."""
     main = [r for r in _main(summary) if r["grouping"] == "pixel"]
     key = "spearman_above_untrained"
-    presets = [r for r in _main(rows) if r["method"] != "random"]
+    presets = [r for r in _main(rows) if not is_control(r)]
     ranked = sorted(main, key=lambda r: -(r.get(key, r["spearman"])))
-    table = [{"family": r["family"], "method": r["method"], "n images": r["n_images"],
+    table = [{"family": row_family(r), "method": r["method"], "n images": r["n_images"],
               "Spearman above untrained": fmt(r, key), "Spearman": fmt(r, "spearman"),
               "untrained": fmt(r, "spearman_untrained"), "retest": fmt(r, "spearman_retest"),
               "corrected": fmt(r, "spearman_corrected"), f"deletion AUC {DELETION}": fmt(r, "deletion_auc", 3),
@@ -425,8 +426,8 @@ def perturbation_section(rows: list[dict], summary: list[dict], samples: int, co
 def mege_section(fold_rows: list[dict], summary: list[dict], n_samples: int, models: list[dict]) -> Section:
     """MeGe and ReCo by Fel et al.'s fold protocol, beside the held-out test-image variant."""
     test = {(r["method"], r["grouping"]): r for r in _main(summary)}
-    rows = sorted([r for r in fold_rows if r["method"] != "random"], key=lambda r: -r["mege"])
-    null = [r for r in fold_rows if r["method"] == "random"]
+    rows = sorted([r for r in fold_rows if not is_control(r)], key=lambda r: -r["mege"])
+    null = [r for r in fold_rows if is_control(r)]
     above = [r for r in rows if side(r, "mege_above_random") == "above"]
     accuracies = [m["test_acc"] for m in models]
     reading = (f"{len(models)} models, each trained on every fold but one of the first training images (test "

@@ -37,6 +37,7 @@ import math
 import numpy as np
 import torch
 
+from ...explain.explainers import is_control
 from ...core.intervals import (
     Weights, design_interval, interval_note, model_mean, pair_mean, rows_to_model_array, rows_to_pair_array,
 )
@@ -164,10 +165,10 @@ def fold_rows(results: list[dict], fold_of, held_out: list[int]) -> list[dict]:
     samples and models, with its design interval."""
     arrays = [fold_distance_arrays(r["rows"], fold_of, held_out, r["n_models"]) for r in results]
     rows = [_summary(result, *pair) for result, pair in zip(results, arrays)]
-    nulls = {r["grouping"]: same for r, (same, _) in zip(results, arrays) if r["method"] == "random"}
+    nulls = {r["grouping"]: same for r, (same, _) in zip(results, arrays) if is_control(r)}
     for row, result, (same, _) in zip(rows, results, arrays):
         same_null = nulls.get(result["grouping"])
-        if same_null is None or result["method"] == "random":
+        if same_null is None or is_control(result):
             continue
 
         def difference(weights: Weights, same=same, same_null=same_null) -> float:

@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from ...explain.controls import CONTROLS, RANDOM_MAP
 from ...explain.gradient.methods import make_method
 from .fill_quality import inpainting_quality
 from ...explain.inpainting import SampledBackground, classical_inpainters
@@ -33,7 +34,7 @@ from ...explain.perturbation.features import SlidingPatches
 from ...explain.perturbation.pipeline import Perturbation
 from ...explain.perturbation.presets import GenLIME, Occlusion, SlidingPatch
 from ...explain.perturbation.replacement import Inpaint
-from ...core.seeding import derive, image_seeds
+from ...core.seeding import derive
 from ...core.settings import RemovalSettings
 
 # the study's columns and the registered metric each one holds; directions come from the metric's
@@ -63,15 +64,11 @@ def _methods(model, inpainter, settings: RemovalSettings, side: int) -> dict:
         methods[name] = lambda x, t, s, m=method: m.attribute(x, target=t, seed=s)
     occlusion = Occlusion(model, size=max(2, side // 4), stride=max(1, side // 8))
     methods["occlusion"] = lambda x, t, s: occlusion.attribute(x, t, seed=s)
-    methods["random"] = lambda x, t, s: _random_maps(x, s)
+    # the random-map control, drawn per image from the image's content: an edited image gets a new
+    # random map (a fixed map would 'explain' every edit perfectly under INPAINT-METRIC)
+    random_map = CONTROLS[RANDOM_MAP](model)
+    methods[RANDOM_MAP] = lambda x, t, s: random_map.attribute(x, t, seed=s)
     return methods
-
-
-def _random_maps(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """The random-map control, drawn per image from the image's content: an edited image gets a new
-    random map (a fixed map would 'explain' every edit perfectly under INPAINT-METRIC)."""
-    return torch.stack([torch.rand(image.shape, generator=torch.Generator().manual_seed(s)) for image, s in
-                        zip(images.cpu(), image_seeds(images, seed))]).to(images)
 
 
 def _variants(model, inpainter, settings: RemovalSettings) -> dict:
@@ -144,7 +141,7 @@ def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tens
         rows.append(row)
 
     # INPAINT-METRIC on the methods cheap enough to re-explain every edited image
-    cheap = [m for m in ("saliency", "integrated_gradients", "occlusion", "random") if m in methods]
+    cheap = [m for m in ("saliency", "integrated_gradients", "occlusion", RANDOM_MAP) if m in methods]
     few = min(settings.inpaint_metric_images, count)
     conditional = getattr(getattr(inpainter, "net", None), "num_classes", 0) > 0
     for row in rows:

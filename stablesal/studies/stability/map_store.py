@@ -59,10 +59,10 @@ class MapStore:
         self.methods = None if methods is None else tuple(methods)
 
     def wants(self, method: str, grouping: str) -> bool:
-        from ...explain.gradient.methods import METHODS
+        from ...explain.explainers import describe, explainer_names
         from .run import SHAP_REFERENCE_IMAGES
 
-        if method in METHODS and METHODS.info(method, "needs_baselines", False) and self.n_images < SHAP_REFERENCE_IMAGES:
+        if self.n_images < SHAP_REFERENCE_IMAGES and method in explainer_names() and describe(method).needs_baselines:
             return False  # its references come from the batch's first images: a smaller batch draws others
         return grouping in self.groupings and (self.methods is None or method in self.methods)
 

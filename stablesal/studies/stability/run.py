@@ -34,14 +34,17 @@ from typing import Sequence
 
 import torch
 
-from ...explain.gradient.methods import make_method
+from ...explain.controls import RANDOM_MAP
+from ...explain.explainers import explainer_registry, family
+from ...explain.gradient.methods import METHODS, make_method
 from ...explain.grouping import Partition, lag_weights, stationary_projection_energy
+from ...explain.protocol import Explainer, attribute_groupings
 from ...metrics.fidelity import deletion_insertion, mu_fidelity, output_drops, random_cell_subsets, randomised_copy
 from ...metrics.similarity import grey_maps, pairwise_similarity, pairwise_metrics, spearman, ssim, unit_maps
 from ...metrics.localisation import pointing_game, relevance_mass
 from ...explain.perturbation import PRESETS, make_preset
 from ...explain.perturbation.presets import budget_options
-from ...core.seeding import derive, image_seeds
+from ...core.seeding import derive
 from ...core.settings import MAIN, StudySettings
 from ...explain.segmentation import count_segments, make_segmenter, matched_grid
 from ...core.storage import cached_unit, save_json_checked
@@ -62,19 +65,27 @@ def explainer_seed(settings: StudySettings, model_set: str, index: int | str, re
     return derive(settings.seed, "explainer", model_set, index, repeat)
 
 
+def make_explainer(method_name: str, model, settings: StudySettings | None = None) -> Explainer:
+    """The explainer registered as ``method_name`` (a gradient method, a perturbation preset or a
+    control), built with the study's settings (the defaults without ``settings``): a gradient
+    method groups inside each sample (``grouping="segments"``) and takes ``n_samples``,
+    ``n_steps``, ``noise_level`` and ``rng`` where it reads them; a preset takes
+    ``perturbation_samples`` as its budget when it has one; a control takes nothing."""
+    registry = explainer_registry(method_name)
+    if settings is None:
+        return registry.lookup(method_name)(model)
+    if registry is METHODS:
+        return make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,
+                           n_steps=settings.n_steps, noise_level=settings.noise_level, rng=settings.rng)
+    if registry is PRESETS:
+        return make_preset(method_name, model, **budget_options(method_name, settings.perturbation_samples))
+    return registry.lookup(method_name)(model)
+
+
 def method_is_random(method_name: str, model) -> bool:
-    """Whether the method's maps depend on its seed (a test–retest repeat is then informative)."""
-    if method_name == "random":
-        return True
-    if method_name in PRESETS:
-        return make_preset(method_name, model).random
-    return make_method(method_name, model).sampler.random
-
-
-def random_maps(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """The i.i.d. random-map null: uniform maps, one generator per image derived from ``seed``."""
-    return torch.stack([torch.rand(image.shape, generator=torch.Generator().manual_seed(s))
-                        for image, s in zip(images.cpu(), image_seeds(images, seed))]).to(images.device)
+    """Whether the method's maps depend on its seed (a test–retest repeat is then informative):
+    the ``random`` of the explainer itself."""
+    return make_explainer(method_name, model).random
 
 
 def compute_partitions(images: torch.Tensor, groupings: Sequence[str], n_segments: int) -> dict[str, torch.Tensor]:
@@ -101,19 +112,13 @@ def study_groupings(groupings: Sequence[str], partitions: dict) -> list[str]:
 def explain_groupings(method_name: str, model, seed: int, images, targets, partitions: dict,
                       settings: StudySettings) -> dict[str, torch.Tensor]:
     """Maps of one model under every grouping (``partitions``: name → segments or None), from
-    one set of model passes, drawing from ``seed``. Gradient methods group inside each sample;
-    perturbation presets and the random map are projected afterwards."""
-    if method_name == "random" or method_name in PRESETS:
-        if method_name == "random":
-            maps = random_maps(images, seed)
-        else:
-            options = budget_options(method_name, settings.perturbation_samples)
-            maps = make_preset(method_name, model, **options).attribute(images, target=targets, seed=seed)
-        return {name: maps if seg is None else Partition(seg).project(maps) for name, seg in partitions.items()}
-    method = make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,
-                         n_steps=settings.n_steps, noise_level=settings.noise_level, rng=settings.rng)
-    kwargs = {"baselines": shap_references(images, seed)} if method_name == "gradient_shap" else {}
-    return method.attribute_groupings(images, target=targets, groupings=partitions, seed=seed, **kwargs)
+    one set of model passes, drawing from ``seed``: the registered explainer (gradient method,
+    perturbation preset or control) through :func:`stablesal.explain.protocol.attribute_groupings`.
+    Gradient methods group inside each sample; the others are projected afterwards. An explainer
+    that needs baselines gets :func:`shap_references`."""
+    explainer = make_explainer(method_name, model, settings)
+    kwargs = {"baselines": shap_references(images, seed)} if explainer.needs_baselines else {}
+    return attribute_groupings(explainer, images, targets, partitions, seed=seed, **kwargs)
 
 
 SHAP_REFERENCE_IMAGES = 8  # GradientSHAP's references: the batch's first images, shuffled, and black
@@ -148,7 +153,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     main = model_set == MAIN
     groupings = {name: (None if name == "pixel" else partitions[name])
                  for name in study_groupings(settings.groupings, partitions)}
-    random = method_is_random(method_name, models[0])
+    random = make_explainer(method_name, models[0], settings).random
     retest = random and model_set in settings.retest_sets
     with torch.inference_mode():
         correct = [model(images).argmax(1).eq(targets).cpu() for model in models]
@@ -185,7 +190,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         if index == 0:
             first_maps = maps
     sanity_greys = {}
-    if main and settings.sanity and method_name != "random":
+    control = family(method_name) == "control"  # its maps ignore the model: no sanity check
+    if main and settings.sanity and not control:
         randomised = randomised_copy(models[0], seed=derive(settings.seed, "sanity", "weights"))
         sanity_maps = explain_groupings(method_name, randomised, explainer_seed(settings, model_set, "sanity"),
                                         images, targets, groupings, settings)
@@ -213,7 +219,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
                              **{k: float(v[image]) for k, v in extra.items()},
                              "a_correct": bool(correct[a][image]), "b_correct": bool(correct[b][image])})
         result = {
-            "model_set": model_set, "method": method_name, "grouping": name, "rows": rows,
+            "model_set": model_set, "method": method_name, "family": family(method_name), "grouping": name,
+            "rows": rows,
             "retest_rows": retest_rows[name], "random": random, "draws": settings.draws,
             "n_models": len(models), "n_images": int(images.shape[0]),
             "explain_seconds_per_model": explain_seconds / len(models),  # all groupings together
@@ -297,7 +304,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
             raise ValueError(f"varies[{name!r}] must be one of {VARIES}, got {value!r}")
     _DROPS.clear()  # one study's drops: a model whose state does not say everything cannot leak across studies
     partitions = compute_partitions(images, settings.groupings, settings.n_segments)
-    methods = list(settings.methods) + (["random"] if include_random and "random" not in settings.methods else [])
+    methods = list(settings.methods) + ([RANDOM_MAP] if include_random and RANDOM_MAP not in settings.methods else [])
     units = [(s, m) for s in model_sets for m in methods]
     results: dict[int, list] = {}
     pending = []

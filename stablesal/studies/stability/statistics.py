@@ -21,7 +21,7 @@ from ...core.intervals import (
     rows_to_pair_array,
 )
 from ...metrics.agreement import mege, reco
-from ...explain.perturbation import PRESETS
+from ...explain.explainers import family as registered_family
 from ...core.settings import MAIN
 from ...metrics.similarity import pairwise_metrics
 
@@ -146,8 +146,10 @@ def _group_results(results: list[dict]) -> dict[tuple[str, str], dict[str, dict]
     return grouped
 
 
-def family(method: str) -> str:
-    return "perturbation" if method in PRESETS else "control" if method == "random" else "gradient"
+def family(method: str) -> str | None:
+    """The registered family of ``method`` (``"gradient"``, ``"perturbation"``, ``"control"``);
+    None for a name no registry holds."""
+    return registered_family(method)
 
 
 def summarise(results: list[dict]) -> list[dict]:
@@ -161,7 +163,8 @@ def summarise(results: list[dict]) -> list[dict]:
             continue
         units = UnitArrays(by_set)
         for model_set, result in by_set.items():
-            row = {"model_set": model_set, "method": method, "grouping": grouping, "family": family(method),
+            row = {"model_set": model_set, "method": method, "grouping": grouping,
+                   "family": result.get("family") or family(method),
                    "draws": result.get("draws", "independent"), "n_images": result["n_images"],
                    "n_models": result["n_models"], "random": result.get("random")}
             if "mean_segment_size" in result:

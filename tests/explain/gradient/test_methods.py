@@ -12,6 +12,7 @@ from stablesal.explain.gradient.methods import (
     SuppressionGrad, VarGrad, make_method,
 )
 from stablesal.explain.gradient.sampling import GaussianNoise, Identity
+from stablesal.explain.explainers import describe
 from stablesal.explain.grouping import group_attributions
 from stablesal.explain.segmentation import Grid
 
@@ -113,17 +114,17 @@ def test_vargrad_matches_two_pass_variance(images):
         assert torch.allclose(ours[i], grad.var(0, unbiased=False), atol=1e-9, rtol=1e-4)
 
 
-STREAMS = [(name, rng) for name in sorted(METHODS) for rng in (("generator", "counter") if METHODS.info(name, "random")
+STREAMS = [(name, rng) for name in sorted(METHODS) for rng in (("generator", "counter") if describe(name).random
                                                                  else ("auto",))]
 
 
 @pytest.mark.parametrize("name, rng", STREAMS)
 def test_batched_equals_per_image_and_seeded_runs_identical(name, rng, images):
     model = tiny_cnn()
-    random = METHODS.info(name, "random")  # the registry's metadata, so a new method is covered as registered
+    random = make_method(name, model).random  # the method's own property, so a new method is covered as registered
     options = {"n_samples": 6, "rng": rng} if random else {}
     method = make_method(name, model, internal_batch_size=7, **options)
-    kwargs = {"baselines": torch.rand(3, 3, 8, 8)} if METHODS.info(name, "needs_baselines", False) else {}
+    kwargs = {"baselines": torch.rand(3, 3, 8, 8)} if method.needs_baselines else {}
     batched = method.attribute(images, target=[0, 1, 2, 3, 4], seed=11, **kwargs)
     again = method.attribute(images, target=[0, 1, 2, 3, 4], seed=11, **kwargs)
     assert torch.equal(batched, again)  # bit-identical
@@ -185,6 +186,24 @@ def test_grouped_names_and_captum_wrapper(images):
     wrapped = Grouped(ca.IntegratedGradients(model), Grid(n_segments=4)).attribute(images, target=1, n_steps=10)
     ours = IntegratedGradients(model, n_steps=10, grouping=Grid(n_segments=4)).attribute(images, target=1)
     assert torch.allclose(wrapped, ours, atol=1e-6)
+
+
+def test_grouped_is_an_explainer_with_the_wrapped_methods_properties(images):
+    from stablesal.explain.grouping import Grouped
+    from stablesal.explain.protocol import Explainer
+
+    model, grid = tiny_cnn(), Grid(n_segments=4)
+    ours = Grouped(SmoothGrad(model, n_samples=4), grid)
+    assert isinstance(ours, Explainer) and (ours.random, ours.budget, ours.needs_baselines) == (True, "n_samples", False)
+    assert torch.equal(ours.attribute(images, 1, seed=3), group_attributions(
+        SmoothGrad(model, n_samples=4).attribute(images, target=1, seed=3), grid(images)))  # the seed reaches it
+    assert not torch.equal(ours.attribute(images, 1, seed=3), ours.attribute(images, 1, seed=4))
+    assert Grouped(GradientShap(model), grid).needs_baselines
+    # a Captum method states nothing: no seed reaches it, and it needs baselines when its signature requires them
+    captum_shap, captum_saliency = Grouped(ca.GradientShap(model), grid), Grouped(ca.Saliency(model), grid)
+    assert (captum_shap.random, captum_shap.budget, captum_shap.needs_baselines) == (False, None, True)
+    assert not captum_saliency.needs_baselines
+    assert torch.equal(captum_saliency.attribute(images, 1, seed=5), captum_saliency.attribute(images, target=1))
 
 
 def test_suppression_method_runs_with_segments(images):
@@ -259,9 +278,8 @@ def test_study_settings_reach_exactly_the_methods_whose_sampler_reads_them(name)
 
 
 def test_a_newly_registered_random_method_takes_the_sample_budget():
-    METHODS.register("vargrad_copy_for_test", lambda model, **options: VarGrad(model, **options), random=True,
-                     budget="n_samples")
-    try:
+    METHODS.register("vargrad_copy_for_test", lambda model, **options: VarGrad(model, **options), family="gradient")
+    try:  # nothing declared but the family: random and budget are the method's own
         assert make_method("vargrad_copy_for_test", tiny_cnn(), n_samples=7).sampler.n_samples == 7
     finally:
         METHODS.unregister("vargrad_copy_for_test")

@@ -28,3 +28,27 @@ def test_meaningful_perturbation_finds_the_evidence_and_mp_g_runs():
     mp_g = MeaningfulPerturbation(Quadrant().eval(), inpainter=OpenCVInpainter("telea"), iterations=10,
                                   mask_side=4).attribute(images, target=0)
     assert mp_g.shape == images.shape and torch.isfinite(mp_g).all()
+
+
+def test_meaningful_perturbation_is_an_explainer_random_exactly_through_its_jitter():
+    from torch import nn
+
+    from stablesal.explain.protocol import Explainer
+
+    calls = []
+
+    class Counted(nn.Module):
+        def forward(self, x):
+            calls.append(len(x))
+            return nn.functional.softplus(Quadrant()(x))  # nonlinear in the image
+
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    jittered = MeaningfulPerturbation(Counted().eval(), iterations=3, mask_side=4)
+    assert isinstance(jittered, Explainer) and not jittered.needs_baselines
+    assert jittered.budget == "iterations" and getattr(jittered, jittered.budget) == 3
+    first = jittered.attribute(images, target=0, seed=1)
+    assert len(calls) == 1 + 3  # the class count, then one pass per iteration: the budget
+    assert jittered.random and not torch.equal(first, jittered.attribute(images, target=0, seed=2))
+    still = MeaningfulPerturbation(Counted().eval(), iterations=3, mask_side=4, jitter=0)
+    assert not still.random and torch.equal(still.attribute(images, target=0, seed=1),
+                                            still.attribute(images, target=0, seed=2))

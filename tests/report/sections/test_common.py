@@ -131,3 +131,23 @@ def test_warnings_open_the_page_and_are_left_out_when_there_are_none(default_res
     section = SECTIONS["warnings"](dict(default_results, warnings=said), tmp_path)
     assert section.title == "Warnings" and section.reading == f"Warning: {said[0]}. Warning: something else."
     assert min(SECTIONS, key=lambda name: SECTIONS.info(name, "order")) == "warnings"  # first on the page
+
+
+def test_sections_of_results_without_row_families_read_the_same(quick_report, tmp_path):
+    """A results.json written before rows carried their ``family`` renders the same sections: the
+    random-map control is then found by its registered name."""
+    from stablesal.report.sections.common import report_sections
+
+    def without_family(value):
+        if isinstance(value, dict):
+            return {k: without_family(v) for k, v in value.items() if k != "family"}
+        return [without_family(v) for v in value] if isinstance(value, list) else value
+
+    results = json.loads((quick_report / "results.json").read_text())
+    old = without_family(results)
+    assert '"family"' in json.dumps(results) and '"family"' not in json.dumps(old)
+    copy = tmp_path / "copy"  # sections draw figures into the report folder: work on a copy
+    shutil.copytree(quick_report, copy)
+    now, before = report_sections(results, copy), report_sections(old, copy)
+    assert [(s.title, s.reading, s.tables) for s in before] == [(s.title, s.reading, s.tables) for s in now]
+    assert any("random map" in s.reading for s in now)  # the control was found and read

@@ -148,6 +148,7 @@ def test_variance_reduction_of_random_maps_is_the_segment_size(tiny_shapes, thre
     images, labels = tiny_shapes.test_images[:12], tiny_shapes.test_labels[:12]
     settings = StudySettings(methods=["saliency"], groupings=["pixel", "grid"], n_segments=16, sanity=False)
     results = run_study({"main": three_models}, images, labels, None, settings, progress=False)
+    assert {r["method"]: r["family"] for r in results} == {"saliency": "gradient", "random": "control"}
     rows = {r["method"]: r for r in variance_reduction_rows(results)}
     random = rows["random"]
     assert random["mean_segment_size"] == 16.0
@@ -259,3 +260,23 @@ def test_output_drops_are_computed_once_per_model_and_follow_its_weights():
     assert torch.equal(changed, output_drops(model, images, targets, subsets))
     other = _output_drops(model, images.flip(3), targets, subsets)
     assert torch.equal(other, output_drops(model, images.flip(3), targets, subsets))
+
+
+def test_the_random_map_control_is_a_registered_explainer_with_the_old_draws(tiny_shapes):
+    """The control goes through the explainers' path and draws what the study's null always drew:
+    per image, uniform maps from a generator seeded with image_seeds(images, seed)."""
+    from stablesal.core.seeding import image_seeds
+    from stablesal.explain.explainers import describe
+    from stablesal.explain.grouping import Partition
+    from stablesal.studies.stability.run import compute_partitions, explain_groupings
+    from stablesal.studies.stability.statistics import family
+
+    images, labels = tiny_shapes.test_images[:4], tiny_shapes.test_labels[:4]
+    expected = torch.stack([torch.rand(image.shape, generator=torch.Generator().manual_seed(s))
+                            for image, s in zip(images, image_seeds(images, 11))])
+    grid = compute_partitions(images, ["grid"], 16)["grid"]
+    maps = explain_groupings("random", torch.nn.Identity().eval(), 11, images, labels, {"pixel": None, "grid": grid},
+                             StudySettings())
+    assert torch.equal(maps["pixel"], expected) and torch.equal(maps["grid"], Partition(grid).project(expected))
+    control = describe("random")
+    assert family("random") == "control" and control.random and control.budget is None and not control.needs_baselines
