@@ -216,7 +216,9 @@ class Perturbation(PerturbationAttribution):
             outputs[start:stop] = scores.double()
             real = max(0, min(stop, n_samples) - start)
             if real and rise_sum is not None:
-                rise_sum += (scores[:real].float() @ masks[:real, 0].flatten(1).float()).view_as(rise_sum).double()
+                # in float64: a float32 product's rounding would depend on the chunk size, which is
+                # chosen by timing, and make the same RISE map differ from run to run (~1e-6)
+                rise_sum += (scores[:real].double() @ masks[:real, 0].flatten(1).double()).view_as(rise_sum)
         obs = Observations(z=z.double(), y=outputs[:n_samples].cpu(), y_full=float(outputs[n_samples]),
                            y_empty=float(outputs[n_samples + 1]), weights=weights,
                            single_feature=self.sampler.single_feature,
