@@ -185,3 +185,37 @@ def test_the_layers_are_folders():
     is found in a module the graph has never seen."""
     assert {name.split(".")[0] for name in MODULES} == set(LAYER_OF)
     assert layer_of("studies.new_study.run") == LAYER_OF["studies"] > layer_of("metrics.new_metric")
+
+
+# A function imports inside itself only what must stay out of import time: an optional dependency
+# (fast-slic, OpenCV, torchvision, Dask, scikit-learn), or anything in a module the command line's
+# parser imports, which must not load torch (``stablesal --help`` stays fast); the package's lazy
+# re-exports (``__getattr__``) are the third case.
+OPTIONAL_DEPENDENCIES = {"fast_slic", "cv2", "torchvision", "distributed", "dask", "dask_jobqueue", "sklearn", "tomli"}
+LIGHT_MODULES = {"cli", "pipeline.config", "core.settings", "stablesal"}
+
+
+def function_imports(path: Path) -> list[tuple[str, int, str]]:
+    """``(function, line, imported module)`` for every import inside a function of the file."""
+    found = []
+    for function in ast.walk(ast.parse(path.read_text())):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) and function.name != "__getattr__":
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom):
+                    found.append((function.name, node.lineno, "." * node.level + (node.module or "")))
+                elif isinstance(node, ast.Import):
+                    found.extend((function.name, node.lineno, alias.name) for alias in node.names)
+    return found
+
+
+def test_imports_inside_functions_are_only_optional_dependencies_or_keep_the_cli_light():
+    misplaced = [(name, line, module) for name, path in MODULES.items() if name not in LIGHT_MODULES
+                 for _, line, module in function_imports(path)
+                 if module.startswith(".") or module.split(".")[0] not in OPTIONAL_DEPENDENCIES]
+    assert not misplaced, f"move these imports to the top of their module: {misplaced}"
+
+
+def test_the_function_import_check_sees_one(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text("import torch\ndef f():\n    from ..core import seeding\n    import cv2\n    import json\n")
+    assert [module for _, _, module in function_imports(path)] == ["..core", "cv2", "json"]

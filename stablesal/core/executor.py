@@ -16,6 +16,11 @@ from __future__ import annotations
 import abc
 import os
 from typing import Callable, Sequence
+import torch
+from tqdm.auto import tqdm
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed
 
 
 def _cores() -> int:
@@ -26,8 +31,6 @@ def _cores() -> int:
 
 
 def _run_with_threads(fn: Callable, threads: int, item, *shared):
-    import torch
-
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -72,8 +75,6 @@ class SerialExecutor(Executor):
     name = "serial"
 
     def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
-        from tqdm.auto import tqdm
-
         results = []
         for index, item in enumerate(tqdm(items, desc=desc, disable=not progress)):
             result = _run_with_threads(fn, self.threads, item, *shared)
@@ -90,16 +91,10 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int = 2, threads: int | None = None):
         super().__init__(workers, threads)
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
     def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
-        from concurrent.futures import as_completed
-
-        from tqdm.auto import tqdm
-
         futures = {self._pool.submit(_run_with_threads, fn, self.threads, item, *shared): index
                    for index, item in enumerate(items)}
         results = [None] * len(futures)
@@ -140,7 +135,6 @@ class DaskExecutor(Executor):
 
     def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
         from distributed import as_completed
-        from tqdm.auto import tqdm
 
         # large shared inputs (the dataset, the models) go to every worker once
         scattered = [self.client.scatter(value, broadcast=True) for value in shared]

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Mapping
 
 import numpy as np
+from scipy import stats
 
 CONFIDENCE = 0.95  # the level of every interval in the report
 
@@ -161,8 +162,6 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
     fixed. Returns NaN bounds when a deletion leaves the statistic undefined (e.g. 2 models:
     deleting one leaves no pair).
     """
-    from scipy import stats
-
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     if n_images < 2:

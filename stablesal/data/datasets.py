@@ -19,9 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import skimage.data
+from skimage.transform import rescale
+import colorsys
 
 from ..core.registry import Registry
 from ..core.storage import CorruptFileError, config_hash, load_checked, save_checked
+from .image_files import image_files, read_images, read_masks
+from .image_files import as_tensor, npz_arrays
 
 # Every dataset loader, registered next to its definition; ``needs_root``: it reads a local path.
 DATASETS = Registry("dataset")
@@ -129,9 +134,6 @@ def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def _texture_pyramid(size: int) -> tuple[np.ndarray, ...]:
     """Background textures from scikit-image's bundled photographs, rescaled so that a
     ``size``-pixel crop covers 60-300 pixels of the original: float32 [h, w, 3] in [0, 1]."""
-    import skimage.data
-    from skimage.transform import rescale
-
     textures = []
     for name in TEXTURE_NAMES:
         image = getattr(skimage.data, name)().astype(np.float32) / 255.0
@@ -148,8 +150,6 @@ def _texture_pyramid(size: int) -> tuple[np.ndarray, ...]:
 
 def _random_colour(rng: np.random.Generator, background_luma: float) -> np.ndarray:
     """A saturated colour whose brightness contrasts with the background under the object."""
-    import colorsys
-
     hue, sat = rng.uniform(0, 1), rng.uniform(0.45, 1.0)
     value = rng.uniform(0.05, 0.4) if background_luma > 0.5 else rng.uniform(0.7, 1.0)
     return np.array(colorsys.hsv_to_rgb(hue, sat, value), dtype=np.float32)
@@ -326,8 +326,6 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tu
 def lfw_dataset(test_fraction: float = 0.25, seed: int = 0) -> ImageDataset:
     """scikit-image's bundled ``lfw_subset``: 200 grayscale 25×25 photographs, 100 faces then
     100 non-faces (labels 1 and 0), split stratified and seeded. One channel."""
-    import skimage.data
-
     images = skimage.data.lfw_subset().astype(np.float32)
     labels = np.array([1] * 100 + [0] * 100, dtype=np.int64)
     train, test = _stratified_split(labels, test_fraction, seed)
@@ -393,8 +391,6 @@ def cifar10_dataset(root: Path | str) -> ImageDataset:
 
 
 def _load_class_folders(root: Path, size: int, classes: list[str] | None, masks: Path | None = None):
-    from .image_files import image_files, read_images, read_masks
-
     found = sorted(p.name for p in root.iterdir() if p.is_dir())
     classes = classes or found
     if len(classes) < 2:
@@ -455,8 +451,6 @@ def unlabelled_folder_dataset(root: Path | str, size: int = 32, masks: Path | st
     """A plain folder of images without labels: every image is a test image whose label is −1 until
     a model predicts it (the report explains the class model 0 predicts); no training images, so
     nothing is retrained. Classes are named when the models' output size is known."""
-    from .image_files import image_files, read_images, read_masks
-
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder root {root} does not exist or is not a directory")
@@ -476,8 +470,6 @@ def npz_dataset(path: Path | str, test_fraction: float = 0.2, seed: int = 0) -> 
     """Arrays from a ``.npz`` (:func:`stablesal.image_files.npz_arrays`): ``train_*``/``test_*`` keys
     give the split; plain ``images``/``labels``/``masks`` are split stratified by ``test_fraction``
     (all test images, labels −1, when there are no labels)."""
-    from .image_files import as_tensor, npz_arrays
-
     arrays = npz_arrays(Path(path))
     if "train_images" in arrays and "test_images" in arrays:
         parts = {kind: {key: arrays.get(f"{kind}_{key}") for key in ("images", "labels", "masks")}

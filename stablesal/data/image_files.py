@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from skimage.transform import resize
+from skimage.io import imread
+from tqdm.auto import tqdm
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -36,8 +39,6 @@ def to_unit_range(array: np.ndarray) -> np.ndarray:
 def resize_centre_crop(image: np.ndarray, size: int, order: int = 1) -> np.ndarray:
     """``[H, W, C]`` → ``[size, size, C]``: shorter side to ``size``, then the centre crop
     (torchvision's ``Resize(size)`` + ``CenterCrop(size)``); ``order=0`` for masks."""
-    from skimage.transform import resize
-
     height, width = image.shape[:2]
     scale = size / min(height, width)
     new_height, new_width = max(size, int(round(height * scale))), max(size, int(round(width * scale)))
@@ -50,8 +51,6 @@ def resize_centre_crop(image: np.ndarray, size: int, order: int = 1) -> np.ndarr
 
 def read_image(path: Path, size: int, channels: int = 3) -> np.ndarray:
     """One image file as float32 ``[channels, size, size]`` in [0, 1]."""
-    from skimage.io import imread
-
     array = np.asarray(imread(path))
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
         array = array.transpose(1, 2, 0)  # a channels-first TIFF
@@ -70,8 +69,6 @@ def read_image(path: Path, size: int, channels: int = 3) -> np.ndarray:
 def read_images(paths: list[Path], size: int, channels: int = 3, what: str = "images") -> tuple[np.ndarray, list[int]]:
     """Every readable file of ``paths``: ``([N, C, size, size], indices kept)``; unreadable files are
     skipped with one warning that counts them."""
-    from tqdm.auto import tqdm
-
     images, kept, failed = [], [], []
     # a bar for folders large enough to take a while (it shows the time left)
     for index, path in enumerate(tqdm(paths, desc=f"reading {what}", disable=len(paths) < 500, leave=False)):
@@ -98,8 +95,6 @@ def read_masks(mask_folder: Path, image_paths: list[Path], size: int, root: Path
     path (any image suffix) under ``mask_folder``; None, with one warning naming how many are
     missing, when any image has none (localisation is then left out rather than biased to the
     images that have masks)."""
-    from skimage.io import imread
-
     masks, missing = [], []
     for path in image_paths:
         relative = path.relative_to(root).with_suffix("")

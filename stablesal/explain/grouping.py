@@ -18,6 +18,7 @@ import functools
 import inspect
 
 import torch
+from .segmentation import check_segments
 
 REDUCTIONS = ("mean", "sum")
 
@@ -127,8 +128,6 @@ class Grouped:
         """The wrapped method's map ``[B, C, H, W]`` grouped over ``segments`` (or the segmenter's);
         ``target`` and ``kwargs`` go to the method, and ``seed`` too when its ``attribute`` takes
         one (a Captum method takes none: its map does not depend on the seed, see ``random``)."""
-        from .segmentation import check_segments
-
         if segments is None:
             if self.segmenter is None:
                 raise ValueError("Grouped.attribute needs segments=... or a segmenter at construction")

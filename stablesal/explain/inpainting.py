@@ -30,6 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+import warnings
+from tqdm.auto import tqdm
+from skimage.restoration import inpaint_biharmonic
+import scipy.sparse as sparse
+from scipy.sparse.linalg import spsolve
 
 from ..core.imaging import gaussian_blur
 from ..core.fills import fill_images
@@ -104,8 +109,6 @@ class BiharmonicInpainter(Inpainter):
     name = "biharmonic"
 
     def fill(self, images, holes, labels):
-        from skimage.restoration import inpaint_biharmonic
-
         out = torch.empty_like(images)
         for index in range(images.shape[0]):
             pixels = images[index].detach().cpu().double().numpy().transpose(1, 2, 0)
@@ -126,9 +129,6 @@ class NoisyLinearImputation(Inpainter):
         self.noise, self.seed = float(noise), int(seed)
 
     def fill(self, images, holes, labels):
-        import scipy.sparse as sparse
-        from scipy.sparse.linalg import spsolve
-
         out = images.detach().clone()
         height, width = images.shape[-2:]
         neighbours = [(-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
@@ -466,10 +466,6 @@ def train_inpainter(images: torch.Tensor, labels: torch.Tensor | None, num_class
     partial checkpoint is written; the returned inpainter is the unfinished network, its ``meta``
     says ``interrupted_after_step``); tests use it to check resumption.
     """
-    import warnings
-
-    from tqdm.auto import tqdm
-
     check_images(images, "images")
     if masks is not None and (masks.dim() != 3 or masks.shape[0] != images.shape[0]
                               or tuple(masks.shape[1:]) != tuple(images.shape[2:])):

@@ -16,6 +16,12 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from skimage.segmentation import slic
+from skimage.segmentation import felzenszwalb
+from skimage.segmentation import quickshift
+from skimage.color import rgb2gray
+from skimage.filters import sobel
+from skimage.segmentation import watershed
 
 from ..core.registry import Registry
 from ..core.checks import check_images
@@ -121,8 +127,6 @@ class SkimageSLIC(Segmenter):
         return {"n": self.n_segments, "compactness": self.compactness, "sigma": self.sigma}
 
     def segment_one(self, image):
-        from skimage.segmentation import slic
-
         return slic(image, n_segments=self.n_segments, compactness=self.compactness, sigma=self.sigma,
                     start_label=0, channel_axis=2)
 
@@ -142,8 +146,6 @@ class Felzenszwalb(Segmenter):
         return {"scale": self.scale, "sigma": self.sigma, "min_size": self.min_size, "n": self.n_segments}
 
     def segment_one(self, image):
-        from skimage.segmentation import felzenszwalb
-
         area = image.shape[0] * image.shape[1]
         min_size = self.min_size or max(2, area // (2 * self.n_segments))
         scale = self.scale * area / (224 * 224)  # the gallery's scale=100 is for 224-pixel images
@@ -169,8 +171,6 @@ class Quickshift(Segmenter):
         return {"kernel_size": self.kernel_size, "max_dist": self.max_dist, "ratio": self.ratio}
 
     def segment_one(self, image):
-        from skimage.segmentation import quickshift
-
         growth = math.sqrt(max(1.0, math.sqrt(image.shape[0] * image.shape[1]) / 32))
         return quickshift(image, kernel_size=self.kernel_size * growth, max_dist=self.max_dist * growth,
                           ratio=self.ratio)
@@ -190,10 +190,6 @@ class Watershed(Segmenter):
         return {"n": self.n_segments, "compactness": self.compactness}
 
     def segment_one(self, image):
-        from skimage.color import rgb2gray
-        from skimage.filters import sobel
-        from skimage.segmentation import watershed
-
         return watershed(sobel(rgb2gray(image)), markers=self.n_segments, compactness=self.compactness)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
+from scipy.stats import kendalltau
 
 from .registry import register_metric
 
@@ -17,8 +19,6 @@ from .registry import register_metric
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and a t-based confidence interval ``(mean, low, high)``, ignoring NaN."""
-    from scipy import stats
-
     array = np.asarray(values, dtype=float)
     array = array[np.isfinite(array)]
     if array.size == 0:
@@ -64,8 +64,6 @@ def kendall_tau_matrix(scores: dict[str, dict[str, float]], higher_is_better: di
     ``scores``: metric → {method: score}; rankings put the best method first by each metric's
     direction. Rows ``{metric_a, metric_b, tau, p_value, n_methods}``.
     """
-    from scipy.stats import kendalltau
-
     names = list(scores)
     rows = []
     for i, a in enumerate(names):

@@ -7,11 +7,14 @@ from __future__ import annotations
 import functools
 
 import torch
+import copy
+from scipy.stats import rankdata
 
 from ..core.checks import check_model_inputs
 from ..core.fills import canonical, fill_images
 from .registry import register_metric
 from .similarity import flat_scores, spearman
+from ..core.chunking import measure_forward_chunk
 
 
 # --------------------------------------------------------------------------------------
@@ -112,8 +115,6 @@ def _rows_per_call(model, images: torch.Tensor, batch_size: int | str) -> int:
     """Rows per model call: ``batch_size``, or with ``"auto"`` the measured best of
     :func:`stablesal.chunking.measure_forward_chunk`."""
     if batch_size == "auto":
-        from ..core.chunking import measure_forward_chunk
-
         return measure_forward_chunk(model, images.shape[1:], images.device, images.dtype)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
@@ -154,8 +155,6 @@ register_metric("insertion_auc", higher_is_better=True, low=0.0, high=1.0,
 def randomised_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """A copy of ``model`` with every learnable layer re-initialised (Adebayo et al., 2018, the
     'full randomisation' variant of the model-randomisation sanity check)."""
-    import copy
-
     clone = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's global generator
         torch.manual_seed(seed)
@@ -220,8 +219,6 @@ def mu_fidelity(maps: torch.Tensor, subsets: torch.Tensor, drops: torch.Tensor,
     removed = summed @ subsets.flatten(1).to(summed.device).double().T  # [B, S]
     drops = drops.double()
     if correlation == "spearman":
-        from scipy.stats import rankdata
-
         removed = torch.from_numpy(rankdata(removed.cpu().numpy(), axis=1)).to(summed.device)
         drops = torch.from_numpy(rankdata(drops.cpu().numpy(), axis=1)).to(summed.device)
     a = removed - removed.mean(1, keepdim=True)

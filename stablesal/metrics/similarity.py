@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from skimage.metrics import structural_similarity
+from scipy.stats import rankdata
 
 from .registry import METRICS, register_metric
 
@@ -63,8 +65,6 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: boo
     averages the whole SSIM map, whose local statistics are computed with reflected borders
     (scikit-image's own filter mode), so every pixel counts; ``crop=True`` gives scikit-image's
     cropped mean. Both are tested against scikit-image."""
-    from skimage.metrics import structural_similarity
-
     a_np, b_np = a.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()
     sigma = ssim_sigma(*a_np.shape[-2:]) if sigma is None else sigma
     values = []
@@ -81,8 +81,6 @@ def ssim(a: torch.Tensor, b: torch.Tensor, sigma: float | None = None, crop: boo
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman's ρ per image between maps ``[B, ...]``; tied values get average ranks, so
     piecewise-constant (grouped) maps are handled correctly. NaN when a map is constant."""
-    from scipy.stats import rankdata
-
     ra = rankdata(a.detach().cpu().flatten(1).double().numpy(), axis=1)
     rb = rankdata(b.detach().cpu().flatten(1).double().numpy(), axis=1)
     ra -= ra.mean(1, keepdims=True)

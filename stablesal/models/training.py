@@ -29,6 +29,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 import torch.nn.functional as F
+import math
+from tqdm.auto import tqdm
 
 from ..data.datasets import ImageDataset
 from .architectures import build_model
@@ -120,8 +122,6 @@ def _train_epoch(model, optimizer, scheduler, images, labels, config: TrainConfi
 
 def _make_training(model, config: TrainConfig, steps_per_epoch: int):
     """AdamW with a linear warm-up over the first 20 % of steps, then cosine decay to zero."""
-    import math
-
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * steps_per_epoch
     warmup = max(1, int(0.2 * total))
@@ -188,8 +188,6 @@ def train_one(
     ``stop_after_epoch`` ends the run after that many epochs as if it had been interrupted
     (the partial checkpoint is kept); tests use it to check resumption.
     """
-    from tqdm.auto import tqdm
-
     digest = _run_digest(dataset, run, config, model_factory)
     final = partial = None
     if out_dir is not None:

@@ -24,9 +24,16 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
+import difflib
+import copy
+import os
+import time
+from tqdm.auto import tqdm
 
 from .architectures import MODEL_FACTORIES, Normalize, build_model
 from ..core.storage import has_checksum, load_checked
+from .training import training_indices
+from ..core.storage import config_hash
 
 TORCHVISION_PREFIX = "torchvision:"
 
@@ -68,8 +75,6 @@ def torchvision_factory(name: str, num_classes: int) -> Callable[[], nn.Module]:
                          ) from None
     available = torchvision.models.list_models()
     if name not in available:
-        import difflib
-
         close = difflib.get_close_matches(name, available, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown torchvision architecture {name!r}{hint}")
@@ -252,8 +257,6 @@ def reinitialised(model: nn.Module, seed: int) -> nn.Module | None:
     """A copy of ``model`` with every layer's ``reset_parameters`` called under ``seed``: an
     untrained network of the same architecture when no factory is known (None for TorchScript,
     whose layers cannot be re-initialised)."""
-    import copy
-
     if isinstance(model, torch.jit.ScriptModule):
         return None
     fresh = copy.deepcopy(model)
@@ -278,14 +281,6 @@ def train_with_user_function(dataset, train: str, plan: Sequence[dict], out_dir:
     is loaded, not retrained; the function writes to a temporary name that is renamed only when it
     returns, so an interrupted run never leaves a file that looks finished. Returns
     ``[(model, meta)]`` (models not yet prepared)."""
-    import os
-    import time
-
-    from tqdm.auto import tqdm
-
-    from .training import training_indices
-    from ..core.storage import config_hash
-
     function = import_object(train, "[models] train")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

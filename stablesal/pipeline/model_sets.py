@@ -11,12 +11,21 @@ import functools
 from pathlib import Path
 
 import torch
+import glob
+import dataclasses
 
 from ..core.seeding import derive
 from ..data.datasets import ImageDataset
 from ..models.architectures import build_model
 from ..models.training import TrainConfig, train_one, train_seeds, train_unit
 from .config import StudyConfig
+from ..models.training import SeedRun, accuracy, seed_plan
+from ..core.storage import config_hash
+from ..models.user_models import load_user_model, model_factory, output_classes, prepare, train_with_user_function
+from ..models.training import seed_plan
+from ..models.training import checkpoint_file, seed_plan
+from ..models.user_models import model_factory, prepare, train_with_user_function
+from ..models.user_models import model_factory, prepare, reinitialised
 
 
 def train_config_from(models) -> TrainConfig:
@@ -26,8 +35,6 @@ def train_config_from(models) -> TrainConfig:
 
 def checkpoint_paths(patterns: list[str]) -> list[Path]:
     """The files of ``[models] checkpoints``: paths or glob patterns, sorted within each pattern."""
-    import glob
-
     paths = []
     for pattern in patterns:
         matched = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser())))
@@ -62,10 +69,6 @@ def user_model_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, 
     by the user's function on stablesal's seed plan; each in eval mode with frozen parameters and,
     with [models] mean/std, Normalize in front. Accuracies are measured on the data when it has
     labels. ``index``: only that model (checkpoint file or seed-plan entry), as a one-run list."""
-    from ..models.training import SeedRun, accuracy, seed_plan
-    from ..core.storage import config_hash
-    from ..models.user_models import load_user_model, model_factory, output_classes, prepare, train_with_user_function
-
     models = config.models
     if index is not None:
         check_model_index(models, index)
@@ -105,8 +108,6 @@ def explained_run(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, in
     ``[models]`` names none, stablesal's model of that seed-plan entry, trained (or reused: the
     report's model ``index`` of the same configuration and data is the same file) under
     ``runs_dir/models``. Returns a :class:`~stablesal.models.training.SeedRun`."""
-    from ..models.training import seed_plan
-
     models = config.models
     check_model_index(models, index)
     if models.user_models:
@@ -120,8 +121,6 @@ def explained_run(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, in
 
 def default_model_file(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, index: int = 0) -> Path:
     """Where :func:`explained_run` keeps stablesal's model ``index`` when ``[models]`` names none."""
-    from ..models.training import checkpoint_file, seed_plan
-
     models = config.models
     run = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))[index]
     return checkpoint_file(dataset, run, train_config_from(models), runs_dir / "models")
@@ -130,8 +129,6 @@ def default_model_file(config: StudyConfig, dataset: ImageDataset, runs_dir: Pat
 def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:
     """Unlabelled test images labelled with ``model``'s predicted class (the class every map then
     explains); classes named ``class i`` when the data named none."""
-    import dataclasses
-
     with torch.inference_mode():
         outputs = torch.cat([model(chunk) for chunk in dataset.test_images.split(256)])
     names = dataset.class_names or [f"class {i}" for i in range(outputs.shape[1])]
@@ -142,9 +139,6 @@ def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:
 def user_fold_runs(config: StudyConfig, subset: ImageDataset, runs_dir: Path, progress: bool = True) -> list:
     """The fold models of the MeGe protocol trained by the user's function: model i on every fold of
     ``subset`` but fold i, seed ``base_seed + i``; prepared like the main models."""
-    from ..models.training import SeedRun, accuracy, seed_plan
-    from ..models.user_models import model_factory, prepare, train_with_user_function
-
     models = config.models
     factory = model_factory(models.factory, models.factory_kwargs, models.arch, subset.num_classes)
     plan = seed_plan(config.folds.k, "leave-fold-out", models.base_seed, len(subset.train_labels))
@@ -211,8 +205,6 @@ def untrained_models(config: StudyConfig, dataset: ImageDataset, template=None) 
 
 
 def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds: list[int]) -> tuple[list, dict]:
-    from ..models.user_models import model_factory, prepare, reinitialised
-
     models = config.models
     factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
     built = []

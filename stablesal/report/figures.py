@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from skimage.segmentation import mark_boundaries
+from skimage.segmentation import find_boundaries
 
 from ..explain.explainers import is_control, label as explainer_label
 from ..studies.removal.run import HIGHER_IS_BETTER
@@ -352,8 +354,6 @@ def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean"
 def plot_boundaries(images, segments, path_stem, titles=None):
     """Figure of segment boundaries drawn over each image (PNG and PDF); ``images`` ``[B, C, H, W]``
     in [0, 1] and ``segments`` ``[B, H, W]`` integer labels (tensors)."""
-    from skimage.segmentation import mark_boundaries
-
     count = images.shape[0]
     fig, axes = plt.subplots(1, count, figsize=(1.6 * count, 1.8), squeeze=False)
     for index in range(count):
@@ -374,8 +374,6 @@ def plot_consensus(unit: dict, maps_dir, path_stem, max_models: int = 6) -> Path
     """Consensus overlays beside the single-model maps, one row per example image: the image, up to
     ``max_models`` models' grey maps, then the K-model mean map with the significant regions of each
     test outlined (read from the unit's ``.npz`` files in ``maps_dir``)."""
-    from skimage.segmentation import find_boundaries
-
     maps_dir = Path(maps_dir)
     models = np.load(maps_dir / f"consensus-{unit['method']}-{unit['grouping']}-models.npz")
     tests = [(row["test"], np.load(maps_dir / row["file"])) for row in unit["tests"] if "file" in row]

@@ -22,6 +22,7 @@ import abc
 import math
 
 import torch
+from captum.attr._utils.approximation_methods import approximation_parameters
 
 from ...core.counter_streams import normal, substream, uniform
 from ...core.fills import canonical, fill_images, is_random
@@ -120,7 +121,6 @@ class StraightLinePath(Sampler):
 
     def __init__(self, n_steps: int = 50, method: str = "gausslegendre"):
         super().__init__(n_steps)
-        from captum.attr._utils.approximation_methods import approximation_parameters
 
         step_sizes, alphas = approximation_parameters(method)
         self.method = method

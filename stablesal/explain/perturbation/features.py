@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.transform import resize
 
 from ...core.imaging import gaussian_blur
 from ..segmentation import Grid, Segmenter, make_segmenter
@@ -96,8 +97,6 @@ EDGES = ("reflect", "clamp")
 @functools.lru_cache(maxsize=16)
 def _reflected_tents(rows: int, cols: int, size: tuple[int, int]) -> np.ndarray:
     """Each cell's indicator upsampled as RISE's code does it: ``[rows·cols, *size]``."""
-    from skimage.transform import resize
-
     grids = np.eye(rows * cols).reshape(rows * cols, rows, cols)
     return np.stack([resize(g, size, order=1, mode="reflect", anti_aliasing=False) for g in grids])
 

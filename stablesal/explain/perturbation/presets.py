@@ -16,6 +16,10 @@ from ...core.registry import Registry
 from .pipeline import Perturbation
 from .replacement import Blur
 from .samplers import ProbabilitySampler
+from .replacement import Inpaint
+from .features import SlidingPatches
+from ..segmentation import SkimageSLIC
+from .features import Segments
 
 PDA_BLUR = 5.0 / 32  # PDA's blur σ as a share of the image side (the stand-in for conditional sampling)
 
@@ -119,8 +123,6 @@ def budget_options(name: str, n_samples: int) -> dict:
 
 
 def _inpaint_or(fill, inpainter):
-    from .replacement import Inpaint
-
     return Inpaint(inpainter) if inpainter is not None else fill
 
 
@@ -130,8 +132,6 @@ def SlidingPatch(model, size: int | None = None, stride: int | None = None, inpa
     side when ``size``/``stride`` are None, resolved at the first call), score p_c(x) − p_c(x̃)
     averaged over the patches covering each pixel; SP fills with the image mean colour, SP-G
     (``inpainter`` given) inpaints each patch."""
-    from .features import SlidingPatches
-
     return _build(model, {"segmenter": SlidingPatches(size, stride, scale_from=(29, 3)), "sampler": "single",
                           "replacement": _inpaint_or("image-mean", inpainter), "calculator": "pda",
                           "map": "pixel"}, overrides)
@@ -141,9 +141,6 @@ def GenLIME(model, inpainter=None, n_samples: int = 500, n_segments: int = 50, *
     """LIME / LIME-G as GEN-REMOVE runs them: SLIC with 50 segments (compactness 30, σ 3), 500
     samples, ridge with the cosine kernel of width 0.25; mean-pixel fill (LIME) or inpainting
     (LIME-G)."""
-    from ..segmentation import SkimageSLIC
-    from .features import Segments
-
     return _build(model, {"segmenter": Segments(SkimageSLIC(n_segments=n_segments, compactness=30.0, sigma=3.0)),
                           "sampler": ProbabilitySampler(0.0, 1.0), "n_samples": n_samples,
                           "replacement": _inpaint_or("image-mean", inpainter), "calculator": "lime-ridge",

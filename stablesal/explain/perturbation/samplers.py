@@ -11,6 +11,7 @@ import abc
 import math
 
 import torch
+import itertools
 
 from ...core.registry import Registry
 
@@ -155,8 +156,6 @@ class ShapSampler(PerturbationSampler):
 
 
 def _subsets(m: int, k: int):
-    import itertools
-
     return itertools.combinations(range(m), k)
 
 

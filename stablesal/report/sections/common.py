@@ -23,6 +23,11 @@ from ...explain.explainers import is_control
 from ..figures import plot_stability_fidelity, plot_timing
 from ..html import SECTIONS, Section, report_section
 from .stability import split_summary
+from ..figures import plot_sampling_confidence
+from ...studies.factors.effects import factor_reading
+from ..figures import plot_factor_effects, plot_factor_levels
+from ..figures import plot_inpainting_quality, plot_removal_pairs
+from ...studies.removal.run import HIGHER_IS_BETTER
 
 
 def page_order() -> list[str]:
@@ -81,8 +86,6 @@ def left_out(results: dict, out: Path) -> list[Section]:
 
 @report_section("sampling", order=90, stage="figures")
 def sampling(results: dict, out: Path) -> Section:
-    from ..figures import plot_sampling_confidence
-
     gradient_summary = split_summary(results)[1]
     confidence = results["sampling_confidence"]
     return Section(
@@ -200,9 +203,6 @@ def left_out_sections(results: dict) -> list[Section]:
 
 
 def factor_section(factors: dict, figures_dir: Path) -> Section:
-    from ...studies.factors.effects import factor_reading
-    from ..figures import plot_factor_effects, plot_factor_levels
-
     configurations, analysis, settings = factors["configurations"], factors["analysis"], factors["settings"]
     top = sorted(configurations, key=lambda c: -c["srg"])[:8]
     tables = []
@@ -290,8 +290,6 @@ def _fill_comparison(learned: dict, quality: list[dict], train_seconds: float) -
 def inpainting_section(removal: dict, figures_dir: Path, maps_figure: Path) -> Section:
     """The inpainting section from ``results["inpainting"]``; ``maps_figure``: the methods' maps,
     drawn when the report ran."""
-    from ..figures import plot_inpainting_quality, plot_removal_pairs
-
     quality, rows, agreement, robustness = (removal["quality"], removal["methods"], removal["metric_agreement"],
                                             removal["robustness"])
     learned = next(q for q in quality if q["inpainter"] == removal["inpainter"])
@@ -313,8 +311,6 @@ def inpainting_section(removal: dict, figures_dir: Path, maps_figure: Path) -> S
                      f"{robustness[0]['random_spearman']:.2f}): " + "; ".join(gains))
     random_row = next((r for r in rows if is_control(r)), None)
     if random_row:
-        from ...studies.removal.run import HIGHER_IS_BETTER
-
         last = [m for m in HIGHER_IS_BETTER if m in random_row and
                 sorted(rows, key=lambda r: r.get(m, float("nan")), reverse=HIGHER_IS_BETTER[m])[-1] is random_row]
         parts.append(f"The random map ranks last by {len(last)} of "

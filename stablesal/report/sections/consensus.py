@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..html import Section, report_section
+from ..figures import plot_consensus
+from ..figures import plot_reliability
 
 
 def fmt(row: dict, key: str, digits: int = 2) -> str:
@@ -120,8 +122,6 @@ def planner_reading(units: list[dict]) -> str:
 
 def consensus_section(consensus: dict, out: Path) -> Section:
     """Consensus maps, their calibration and power (figures first, then short tables)."""
-    from ..figures import plot_consensus
-
     units = consensus["units"]
     maps_dir = out / "consensus"
     figures = []
@@ -158,8 +158,6 @@ def consensus_section(consensus: dict, out: Path) -> Section:
 
 def planner_section(consensus: dict, out: Path) -> Section:
     """Reliability of the K′-model mean map against K′, predicted from the pilot, with checks."""
-    from ..figures import plot_reliability
-
     units = consensus["units"]
     settings = consensus["settings"]
     reading = (f"From a pilot of {settings['pilot_models']} models (random explainers run twice), the reliability "

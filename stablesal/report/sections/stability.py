@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from scipy.stats import spearmanr
 
 from ..html import Section, report_section
 from ...explain.explainers import is_control, row_family
 from ...metrics.registry import metric_info
+from ..figures import plot_variance_decomposition
+from ..figures import plot_variance_reduction
+from ..figures import plot_stability_bars
 
 DELETION, MU_FIDELITY = metric_info("deletion_auc").arrow, metric_info("mu_fidelity").arrow  # registered directions
 
@@ -151,7 +155,6 @@ def retest_section(summary: list[dict]) -> Section:
     raw_order = sorted(rows, key=lambda r: -r["spearman"])
     corrected_order = sorted(rows, key=lambda r: -(r["spearman_corrected"] if math.isfinite(r["spearman_corrected"])
                                                    else -math.inf))
-    from scipy.stats import spearmanr
 
     agreement = spearmanr([raw_order.index(r) for r in rows], [corrected_order.index(r) for r in rows]).statistic \
         if len(rows) > 2 else float("nan")
@@ -173,8 +176,6 @@ def retest_section(summary: list[dict]) -> Section:
 
 def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
     """Shares of the across-model variance: explainer draws, optimiser seed, data split."""
-    from ..figures import plot_variance_decomposition
-
     rows = [r for r in _main(summary) if "share_explainer" in r]
     components = [c for c in ("explainer", "seed", "split", "models") if any(f"share_{c}" in r for r in rows)]
     table = [{"method": r["method"], "grouping": r["grouping"],
@@ -295,8 +296,6 @@ def grouping_section(contrasts: list[dict], summary: list[dict], figures: list) 
 
 def reduction_section(rows: list[dict], figures_dir: Path) -> Section:
     """The variance-reduction check, as predictions that can fail."""
-    from ..figures import plot_variance_reduction
-
     if not rows:
         return Section("Variance reduction vs segment size", "No pixel-level method ran, so nothing was projected.")
     real = [r for r in rows if not is_control(r)]
@@ -361,7 +360,6 @@ def fidelity_reading(summary: list[dict]) -> str:
             and "spearman_above_untrained" in r]
     if len(rows) < 4:
         return "Too few methods for a trade-off."
-    from scipy.stats import spearmanr
 
     test = spearmanr([r["spearman_above_untrained"] for r in rows], [r["deletion_auc"] for r in rows])
     verdict = ("stabler maps tend to be less faithful" if test.statistic > 0 and test.pvalue < 0.05 else
@@ -500,8 +498,6 @@ def _decomposition(results: dict, out: Path) -> Section:
 
 @report_section("grouping", order=60, stage="stability")
 def _grouping(results: dict, out: Path) -> Section:
-    from ..figures import plot_stability_bars
-
     gradient_summary = split_summary(results)[1]
     model_sets = {r["model_set"] for r in gradient_summary}
     bars = [(plot_stability_bars(gradient_summary, out / "figures" / f"stability_{name}", model_set=name),

@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ...metrics.similarity import grey_maps
 from ...core.seeding import derive
@@ -176,8 +177,6 @@ def pilot(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torc
           groupings: dict, settings: StudySettings, progress: bool = False) -> Plan:
     """A :class:`Plan` from pilot ``models`` (K ≥ 3): every model explained once, random methods
     twice with independent draws (``derive(settings.seed, "pilot", k, repeat)``)."""
-    from tqdm.auto import tqdm
-
     if len(models) < 3:
         raise ValueError(f"models: a pilot needs at least 3 models, got {len(models)}")
     grouping = next(iter(groupings))

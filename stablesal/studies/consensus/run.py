@@ -19,6 +19,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from dataclasses import replace
+from tqdm.auto import tqdm
+import hashlib
 
 from .test import (
     ConsensusMap, consensus_regions, consensus_test, explain_one, false_discovery_proportions, model_ranks,
@@ -31,6 +34,7 @@ from ...core.seeding import derive
 from ...core.settings import ConsensusSettings, StudySettings
 from ..stability.run import code_version, explain_groupings, method_is_random
 from ...core.storage import atomic_write_bytes, cached_unit, save_json_checked
+from .planner import pilot
 
 VALIDATION_MODELS = (4, 8)   # K′ at which the planner is checked against held-out groups
 EXAMPLE_IMAGES = 4           # images whose single-model maps are kept for the overlay figure
@@ -206,8 +210,6 @@ def validate_plan(plan: Plan, trained, held_out: list[torch.Tensor], images, tar
     checks the split of the noise between models and samples and its 1/n scaling. Beside each
     prediction: what the formula gives without the noise correction of V_μ, and without the split
     (all noise treated as model noise), so a reader sees whether the check can tell them apart."""
-    from dataclasses import replace
-
     grouping = next(iter(groupings))
     runs = [(study.n_samples if plan.random else None, held_out)]
     if plan.random and settings.validation_samples and settings.validation_samples != study.n_samples and \
@@ -251,7 +253,6 @@ def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[
     if len(trained) < settings.pilot_models:
         raise ValueError(f"ConsensusSettings.pilot_models = {settings.pilot_models} is more than the "
                          f"{len(trained)} trained models")
-    from tqdm.auto import tqdm
 
     units = []
     pairs = [(method, grouping) for method in settings.methods for grouping in settings.groupings]
@@ -274,8 +275,6 @@ def consensus_code_version() -> str:
     """The stability study's code hash and this stage's own modules (every file of
     ``studies/consensus``; the multiple-testing procedures are in ``core``, which the stability
     hash covers)."""
-    import hashlib
-
     digest = hashlib.sha256(code_version().encode())
     for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
         digest.update(path.read_bytes())
@@ -286,8 +285,6 @@ def pilot_plans(models: Sequence[torch.nn.Module], images: torch.Tensor, targets
                 study: StudySettings, settings: ConsensusSettings, progress: bool = True) -> list[Plan]:
     """A :class:`~stablesal.planner.Plan` per method × grouping of ``settings`` from the pilot
     ``models`` (all of them; K ≥ 3)."""
-    from .planner import pilot
-
     plans = []
     for method in settings.methods:
         for grouping in settings.groupings:

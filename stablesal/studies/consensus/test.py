@@ -27,6 +27,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import io
+from matplotlib.image import imsave
+from tqdm.auto import tqdm
 
 from ...explain.grouping import Partition
 from ...core.intervals import interval_note
@@ -172,8 +175,6 @@ class ConsensusMap:
 
     def save(self, path: Path | str) -> None:
         """Everything in one ``.npz`` (mean map, region mask, p-values, segments), written atomically."""
-        import io
-
         buffer = io.BytesIO()
         np.savez_compressed(buffer, mean_map=self.mean_map.cpu().numpy(), mask=self.mask().numpy(),
                             p_values=self.p_values, significant=self.significant,
@@ -183,10 +184,6 @@ class ConsensusMap:
 
 def write_mask_pngs(masks: np.ndarray, folder: Path | str, prefix: str = "mask") -> list[Path]:
     """Region masks ``[N, H, W]`` as ``<prefix>_<i>.png``, one per image, each written atomically."""
-    import io
-
-    from matplotlib.image import imsave
-
     paths = []
     for index, mask in enumerate(np.asarray(masks)):
         buffer = io.BytesIO()
@@ -238,8 +235,6 @@ def model_ranks(models: Sequence[torch.nn.Module], images: torch.Tensor, targets
     """Region ranks ``[K, N, R]`` of every model and the mean grey map ``[N, H, W]``, one model at a
     time (model k draws from :func:`model_seed`). ``on_model(k, grey)``, when given, sees each
     model's grey maps ``[N, H, W]`` before they are dropped."""
-    from tqdm.auto import tqdm
-
     grouping = next(iter(groupings))
     ranks, mean_map = [], None
     for index, model in enumerate(tqdm(models, desc=f"consensus {method}/{grouping}", disable=not progress)):

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict
 
 import torch
+from tqdm.auto import tqdm
 
 from .effects import FACTORS, SINGLE_FEATURE_SAMPLERS
 from ...metrics.fidelity import deletion_insertion, srg
@@ -134,8 +135,6 @@ def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir
     shared = (model, images, targets)
     items = [all_units[index] for index, _ in pending]
     if executor is None:
-        from tqdm.auto import tqdm
-
         bar = tqdm(items, desc="factor study", disable=not progress)
         for position, unit in enumerate(bar):
             bar.set_postfix_str(f"{unit[0]} {unit[1]} N={unit[2]}")

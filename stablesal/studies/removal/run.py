@@ -19,6 +19,7 @@ import itertools
 import time
 
 import torch
+from tqdm.auto import tqdm
 
 from ...explain.controls import CONTROLS, RANDOM_MAP
 from ...explain.gradient.methods import make_method
@@ -106,8 +107,6 @@ def run_removal_study(model, inpainter, images: torch.Tensor, labels: torch.Tens
     training set's mean pixel), ``inpainter``, and with ``backgrounds`` ``[M, C, H, W]`` the
     :class:`SampledBackground` control; ``other_models`` (the other retrained seeds) also judge
     the keep-prediction rate."""
-    from tqdm.auto import tqdm
-
     inpainters = {**classical_inpainters(dataset_mean), str(inpainter): inpainter}
     if backgrounds is not None:
         inpainters["fresh-background"] = SampledBackground(backgrounds.to(images.device))

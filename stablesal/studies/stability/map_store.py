@@ -24,6 +24,9 @@ from pathlib import Path
 import torch
 
 from ...core.settings import StudySettings
+from ...explain.explainers import describe, explainer_names
+from .run import SHAP_REFERENCE_IMAGES
+from .run import code_version
 
 _WEIGHT_DIGESTS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[int, str]]" = weakref.WeakKeyDictionary()
 
@@ -59,17 +62,12 @@ class MapStore:
         self.methods = None if methods is None else tuple(methods)
 
     def wants(self, method: str, grouping: str) -> bool:
-        from ...explain.explainers import describe, explainer_names
-        from .run import SHAP_REFERENCE_IMAGES
-
         if self.n_images < SHAP_REFERENCE_IMAGES and method in explainer_names() and describe(method).needs_baselines:
             return False  # its references come from the batch's first images: a smaller batch draws others
         return grouping in self.groupings and (self.methods is None or method in self.methods)
 
     def _path(self, method: str, model, seed: int, settings: StudySettings, grouping: str, images: torch.Tensor,
               targets: torch.Tensor, segments: torch.Tensor | None) -> Path:
-        from .run import code_version
-
         count = min(self.n_images, images.shape[0])
         shaping = (settings.n_samples, settings.n_steps, settings.noise_level, settings.perturbation_samples,
                    settings.rng, images.device.type)  # rng="auto" draws other streams on other devices

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from ...explain.controls import RANDOM_MAP
 from ...explain.explainers import explainer_registry, family
@@ -327,8 +328,6 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     work = functools.partial(_study_unit, settings=settings, store=store)
     shared = (model_sets, images, targets, masks, partitions)
     if executor is None:
-        from tqdm.auto import tqdm
-
         bar = tqdm(pending, desc="stability", disable=not progress)
         for position, (_, model_set, method, _) in enumerate(bar):
             bar.set_postfix_str(f"{model_set}/{method}")
@@ -348,8 +347,6 @@ def code_version() -> str:
     ``explain`` (explainers, grouping, segmentation, perturbation), ``metrics`` and
     ``studies/stability`` (this study), every file in them, so a module added or moved there is
     covered: a cached unit computed by other code is recomputed, never silently reused."""
-    import hashlib
-
     package = Path(__file__).resolve().parents[2]
     files = sorted(path for folder in ("core", "explain", "metrics", "studies/stability")
                    for path in (package / folder).rglob("*.py"))
