@@ -34,7 +34,7 @@ def _build(model, defaults: dict, overrides: dict) -> Perturbation:
 
 
 @PRESETS.register("rise", family="perturbation")
-def RISE(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: int | None = None,
+def rise(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: int | None = None,
          **overrides) -> Perturbation:
     """RISE (Petsiuk, Das & Saenko, BMVC 2018): 7×7 binary grids kept with p = 0.5, upsampled
     bilinearly and randomly shifted, 4000 masks, masked pixels set to the ImageNet mean (0 after
@@ -50,7 +50,7 @@ def RISE(model, n_samples: int = 4000, grid: int = 7, p: float = 0.5, n_masks: i
 
 
 @PRESETS.register("lime", family="perturbation")
-def LIME(model, n_samples: int = 1000, segmenter: str = "quickshift", **overrides) -> Perturbation:
+def lime(model, n_samples: int = 1000, segmenter: str = "quickshift", **overrides) -> Perturbation:
     """LIME for images (Ribeiro, Singh & Guestrin, KDD 2016) as the ``lime`` package runs it:
     quick-shift super-pixels, 1000 samples whose number of removed features is uniform, removed
     super-pixels filled with their mean colour, ridge regression (α = 1) weighted by an exponential
@@ -60,7 +60,7 @@ def LIME(model, n_samples: int = 1000, segmenter: str = "quickshift", **override
 
 
 @PRESETS.register("kernel_shap", family="perturbation")
-def KernelSHAP(model, n_samples: int | None = None, n_segments: int = 50, **overrides) -> Perturbation:
+def kernel_shap(model, n_samples: int | None = None, n_segments: int = 50, **overrides) -> Perturbation:
     """KernelSHAP (Lundberg & Lee, NeurIPS 2017) on SLIC super-pixels: coalitions enumerated by
     size and then sampled, Shapley-kernel weighted least squares, removed super-pixels set to the
     image mean. ``n_samples`` defaults to the shap package's 2M + 2048."""
@@ -70,7 +70,7 @@ def KernelSHAP(model, n_samples: int | None = None, n_segments: int = 50, **over
 
 
 @PRESETS.register("occlusion", family="perturbation")
-def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overrides) -> Perturbation:
+def occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overrides) -> Perturbation:
     """Occlusion (Zeiler & Fergus, ECCV 2014), sliding square patches: the drop in the target's
     probability when each patch is filled, averaged over the patches covering each pixel (the
     same map as Captum's ``Occlusion`` with ``strides=stride``)."""
@@ -80,7 +80,7 @@ def Occlusion(model, size: int = 8, stride: int = 4, fill: float = 0.0, **overri
 
 # one sample per feature by default; n_samples is the budget only with multi_segment=True
 @PRESETS.register("pda", family="perturbation")
-def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int = 1000, **overrides) -> Perturbation:
+def pda(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int = 1000, **overrides) -> Perturbation:
     """Prediction difference analysis (Zintgraf et al., ICLR 2017): y(x) minus the mean output with
     a feature removed; removed pixels are drawn from a blurred copy of the image (a stand-in for
     the paper's conditional sampling; σ = side / 6.4, 5 px at 32 px, so that a removed segment
@@ -92,7 +92,7 @@ def PDA(model, n_segments: int = 49, multi_segment: bool = False, n_samples: int
 
 
 @PRESETS.register("ciu", family="perturbation")
-def CIU(model, n_segments: int = 49, inverse: bool = False, **overrides) -> Perturbation:
+def ciu(model, n_segments: int = 49, inverse: bool = False, **overrides) -> Perturbation:
     """Contextual importance and utility (Främling, 2020) from single-feature (or inverse) samples
     on SLIC super-pixels, removed pixels set to the image mean."""
     return _build(model, {"segmenter": "slic", "n_segments": n_segments,
@@ -127,7 +127,7 @@ def _inpaint_or(fill, inpainter):
 
 
 @PRESETS.register("sliding_patch", family="perturbation")
-def SlidingPatch(model, size: int | None = None, stride: int | None = None, inpainter=None, **overrides):
+def sliding_patch(model, size: int | None = None, stride: int | None = None, inpainter=None, **overrides):
     """SP / SP-G (GEN-REMOVE): square patches of 29 px every 3 px at 224 px (scaled to the image
     side when ``size``/``stride`` are None, resolved at the first call), score p_c(x) − p_c(x̃)
     averaged over the patches covering each pixel; SP fills with the image mean colour, SP-G
@@ -137,7 +137,7 @@ def SlidingPatch(model, size: int | None = None, stride: int | None = None, inpa
                           "map": "pixel"}, overrides)
 
 
-def GenLIME(model, inpainter=None, n_samples: int = 500, n_segments: int = 50, **overrides):
+def gen_lime(model, inpainter=None, n_samples: int = 500, n_segments: int = 50, **overrides):
     """LIME / LIME-G as GEN-REMOVE runs them: SLIC with 50 segments (compactness 30, σ 3), 500
     samples, ridge with the cosine kernel of width 0.25; mean-pixel fill (LIME) or inpainting
     (LIME-G)."""
@@ -146,3 +146,9 @@ def GenLIME(model, inpainter=None, n_samples: int = 500, n_segments: int = 50, *
                           "replacement": _inpaint_or("image-mean", inpainter), "calculator": "lime-ridge",
                           "map": "segment"}, overrides)
 
+
+
+# The factories' names as the papers and Captum write them (RISE, LIME, KernelSHAP, ...): the same
+# functions, so ``stablesal.RISE(model)`` and ``stablesal.explain.perturbation.rise(model)`` are one.
+RISE, LIME, KernelSHAP, Occlusion, PDA, CIU = rise, lime, kernel_shap, occlusion, pda, ciu
+SlidingPatch, GenLIME = sliding_patch, gen_lime

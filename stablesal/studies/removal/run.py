@@ -33,7 +33,7 @@ from ...metrics.agreement import kendall_tau_matrix, mean_ci
 from ...metrics.registry import metric_info
 from ...explain.perturbation.features import SlidingPatches
 from ...explain.perturbation.pipeline import Perturbation
-from ...explain.perturbation.presets import GenLIME, Occlusion, SlidingPatch
+from ...explain.perturbation.presets import gen_lime, occlusion, sliding_patch
 from ...explain.perturbation.replacement import Inpaint
 from ...core.seeding import derive
 from ...core.settings import RemovalSettings
@@ -50,9 +50,9 @@ HIGHER_IS_BETTER = {column: metric_info(metric).higher_is_better for column, met
 
 def _methods(model, inpainter, settings: RemovalSettings, side: int) -> dict:
     """Name → explain(images, target, seed) for the methods compared."""
-    sp, sp_g = SlidingPatch(model), SlidingPatch(model, inpainter=inpainter)
-    lime, lime_g = (GenLIME(model, n_samples=settings.lime_samples),
-                    GenLIME(model, inpainter=inpainter, n_samples=settings.lime_samples))
+    sp, sp_g = sliding_patch(model), sliding_patch(model, inpainter=inpainter)
+    lime, lime_g = (gen_lime(model, n_samples=settings.lime_samples),
+                    gen_lime(model, inpainter=inpainter, n_samples=settings.lime_samples))
     mp = MeaningfulPerturbation(model, iterations=settings.mp_iterations)
     mp_g = MeaningfulPerturbation(model, inpainter=inpainter, iterations=settings.mp_iterations)
     methods = {
@@ -63,8 +63,8 @@ def _methods(model, inpainter, settings: RemovalSettings, side: int) -> dict:
     for name in settings.gradient_methods:
         method = make_method(name, model, n_steps=16, n_samples=16)
         methods[name] = lambda x, t, s, m=method: m.attribute(x, target=t, seed=s)
-    occlusion = Occlusion(model, size=max(2, side // 4), stride=max(1, side // 8))
-    methods["occlusion"] = lambda x, t, s: occlusion.attribute(x, t, seed=s)
+    occluder = occlusion(model, size=max(2, side // 4), stride=max(1, side // 8))
+    methods["occlusion"] = lambda x, t, s: occluder.attribute(x, t, seed=s)
     # the random-map control, drawn per image from the image's content: an edited image gets a new
     # random map (a fixed map would 'explain' every edit perfectly under INPAINT-METRIC)
     random_map = CONTROLS[RANDOM_MAP](model)
@@ -87,7 +87,7 @@ def _variants(model, inpainter, settings: RemovalSettings) -> dict:
     for label, fill in (("LIME", None), ("LIME-G", inpainter)):
         variants = {}
         for segments, seed in ((30, 0), (50, 0), (70, 0), (50, 1)):  # segment count, and the seed at 50
-            pipeline = GenLIME(model, inpainter=fill, n_samples=settings.lime_samples, n_segments=segments)
+            pipeline = gen_lime(model, inpainter=fill, n_samples=settings.lime_samples, n_segments=segments)
             variants[f"{segments} segments, seed {seed}"] = lambda x, t, p=pipeline, s=seed: p.attribute(x, t, seed=s)
         out[label] = variants
     for label, fill in (("MP", None), ("MP-G", inpainter)):

@@ -85,3 +85,17 @@ def test_occlusion_matches_captum():
     theirs = CaptumOcclusion(probability).attribute(x, target=[1, 3], sliding_window_shapes=(3, 6, 6),
                                                     strides=(3, 4, 4), baselines=0.0)
     assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_preset_factories_are_snake_case_with_the_papers_names_as_aliases():
+    import stablesal
+    from stablesal.explain import perturbation
+    from stablesal.explain.perturbation import presets
+
+    for snake, camel in (("rise", "RISE"), ("lime", "LIME"), ("kernel_shap", "KernelSHAP"), ("occlusion", "Occlusion"),
+                         ("pda", "PDA"), ("ciu", "CIU"), ("sliding_patch", "SlidingPatch"), ("gen_lime", "GenLIME")):
+        assert getattr(presets, snake) is getattr(presets, camel), snake
+        assert getattr(presets, snake).__name__ == snake
+        if snake in presets.PRESETS:
+            assert presets.PRESETS[snake] is getattr(presets, snake)
+    assert perturbation.rise is stablesal.rise is stablesal.RISE
