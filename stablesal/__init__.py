@@ -120,10 +120,20 @@ class _MovedModuleFinder:
 
     @staticmethod
     def exec_module(module):
-        pass  # the moved module ran when it was imported under its new name
+        # the moved module ran when it was imported under its new name; the import system has just
+        # set its __spec__ to the old name's, which would misdirect reloads and resource lookups
+        module.__spec__ = _path_spec(module.__name__)
 
 
 import sys as _sys
+
+
+def _path_spec(name: str):
+    """The module spec of ``name`` from the path finders (not the moved-module finder)."""
+    import importlib.machinery
+
+    parent = _sys.modules[name.rpartition(".")[0]]
+    return importlib.machinery.PathFinder.find_spec(name, getattr(parent, "__path__", None))
 
 if not any(isinstance(finder, type) and finder.__name__ == "_MovedModuleFinder" for finder in _sys.meta_path):
     _sys.meta_path.insert(0, _MovedModuleFinder)  # before the path finder, which would load a moved

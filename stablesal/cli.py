@@ -138,11 +138,15 @@ def resolve_config(args) -> StudyConfig:
         named += [f"--set {section}.{key}" for section, key, _ in assignments
                   if re.search(rf"\[{section}\] {key}\b|{key!r} in \[{section}\]|section \[{section}\]", str(error))]
         raise type(error)(str(error) + "".join(f" (given as {flag})" for flag in dict.fromkeys(named))) from None
-    k = config.models.k
-    if args.command == "consensus" and k < 3:
-        raise ValueError(f"[models] k (-k/--models): a consensus map needs at least 3 retrained models, got {k}")
-    if args.command == "plan" and k < 3:
-        raise ValueError(f"[models] k (-k/--models): the planner needs a pilot of at least 3 models, got {k}")
+    if args.command in ("consensus", "plan"):
+        from .pipeline.model_sets import main_model_count
+
+        k = main_model_count(config.models)  # k, or the checkpoint files the patterns match
+        what = "[models] checkpoints" if config.models.checkpoints else "[models] k (-k/--models)"
+        if args.command == "consensus" and k < 3:
+            raise ValueError(f"{what}: a consensus map needs at least 3 retrained models, got {k}")
+        if args.command == "plan" and k < 3:
+            raise ValueError(f"{what}: the planner needs a pilot of at least 3 models, got {k}")
     if args.command == "report" and args.quick:
         from .pipeline.run import apply_quick
 
@@ -153,36 +157,20 @@ def resolve_config(args) -> StudyConfig:
     return config
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="shapes", help="a dataset name (`stablesal list datasets`)")
-    parser.add_argument("--data-root", default=None, help="local path for cifar10 / folder datasets")
-    parser.add_argument("--n-train", type=int, default=None, help="shapes: number of training images")
-    parser.add_argument("--n-test", type=int, default=None, help="shapes: number of test images")
-    parser.add_argument("--image-size", type=int, default=None, help="shapes / folder: image side in pixels")
-
-
-def _load_data(args):
-    from .data.datasets import load_dataset
-
-    options = {}
-    if args.dataset == "shapes":
-        options = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test), ("size", args.image_size)) if v}
-    elif args.dataset == "folder" and args.image_size:
-        options = {"size": args.image_size}
-    return load_dataset(args.dataset, root=args.data_root, **options)
-
-
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-k", "--models", type=int, default=_MODELS.k, help="number of retrained models K")
-    parser.add_argument("--vary", default=_MODELS.vary, choices=VARY_CHOICES,
+    """The flags that set [models] keys of stablesal's seed plan, and --vary, which also takes the
+    leave-fold-out plan (not a [models] vary: the report's fold models are the [folds] section)."""
+    _config_flag(parser, "-k", "--models", type=int, section="models", key="k", help="number of retrained models K")
+    parser.add_argument("--vary", default=None, choices=VARY_CHOICES,
                         help="what differs between models: seed, disjoint data split, both, or leave-fold-out "
-                             "(model i trains on every fold but fold i: the MeGe protocol)")
-    parser.add_argument("--arch", default=_TRAIN.model, help="an architecture (`stablesal list architectures`)")
-    parser.add_argument("--epochs", type=int, default=_TRAIN.epochs)
-    parser.add_argument("--batch-size", type=int, default=_TRAIN.batch_size)
-    parser.add_argument("--lr", type=float, default=_TRAIN.lr)
-    parser.add_argument("--base-seed", type=int, default=_MODELS.base_seed)
-    parser.add_argument("--device", default=_MODELS.device, help="cpu or cuda")
+                             "(model i trains on every fold but fold i: the MeGe protocol; default [models] vary, "
+                             f"{_MODELS.vary})")
+    _config_flag(parser, "--arch", section="models", key="arch", help="an architecture (`stablesal list architectures`)")
+    _config_flag(parser, "--epochs", type=int, section="models", key="epochs")
+    _config_flag(parser, "--batch-size", type=int, section="models", key="batch_size")
+    _config_flag(parser, "--lr", type=float, section="models", key="lr")
+    _config_flag(parser, "--base-seed", type=int, section="models", key="base_seed")
+    _config_flag(parser, "--device", section="models", key="device", help="cpu or cuda")
 
 
 def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -204,20 +192,18 @@ def _executor(args):
         yield executor
 
 
-def _train(args, dataset, out_dir: Path):
-    from .models.training import TrainConfig, train_seeds
-
-    config = TrainConfig(model=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    with _executor(args) as executor:
-        return train_seeds(dataset, k=args.models, vary=args.vary, config=config, out_dir=out_dir,
-                           base_seed=args.base_seed, device=args.device, progress=not args.quiet, executor=executor)
-
-
 def cmd_train_seeds(args) -> int:
-    from .models.training import summary_rows
+    from .data.datasets import load_configured
+    from .models.training import summary_rows, train_seeds
+    from .pipeline.model_sets import train_config_from
 
-    dataset = _load_data(args)
-    runs = _train(args, dataset, Path(args.out))
+    config = resolve_config(args)  # checked before any data is made
+    models = config.models
+    dataset = load_configured(config.data)
+    with _executor(args) as executor:
+        runs = train_seeds(dataset, k=models.k, vary=args.vary or models.vary, config=train_config_from(models),
+                           out_dir=Path(args.out), base_seed=models.base_seed, device=models.device,
+                           progress=not args.quiet, executor=executor)
     print(format_table(summary_rows(runs)))
     print(f"checkpoints in {args.out}")
     return 0
@@ -519,12 +505,8 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _add_model_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """The data and the model of the commands that explain a few test images with one model
-    (explain, perturb): from --config's [data] and [models] (as the report reads them), --set, or
-    these flags."""
-    _add_config_arguments(parser, "[data] and [models], as the report reads them; e.g. your report's file",
-                          example="--set models.factory='\"mypkg.nets:build\"' --set data.size=64")
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that set [data] keys."""
     _config_flag(parser, "--dataset", section="data", key="dataset", help="a dataset name (`stablesal list datasets`)")
     _config_flag(parser, "--data-root", section="data", key="root", default_text="none",
                  help="local path for cifar10 / folder / unlabelled / npz data")
@@ -532,6 +514,15 @@ def _add_model_job_arguments(parser: argparse.ArgumentParser) -> None:
     _config_flag(parser, "--n-test", type=int, section="data", key="n_test", help="shapes: number of test images")
     _config_flag(parser, "--image-size", type=int, section="data", key="size",
                  help="shapes / folder / unlabelled: image side in pixels")
+
+
+def _add_model_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data and the model of the commands that explain a few test images with one model
+    (explain, perturb): from --config's [data] and [models] (as the report reads them), --set, or
+    these flags."""
+    _add_config_arguments(parser, "[data] and [models], as the report reads them; e.g. your report's file",
+                          example="--set models.factory='\"mypkg.nets:build\"' --set data.size=64")
+    _add_data_flags(parser)
     _config_flag(parser, "--checkpoint", nargs="+", metavar="FILE", section="models", key="checkpoints",
                  default_text="none: stablesal's default model, trained once and reused",
                  help="checkpoint files or glob patterns: TorchScript, a pickled nn.Module, a state dict (with "
@@ -593,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train-seeds", help="train K models that differ only in seed and/or data split")
-    _add_data_arguments(train)
+    _add_config_arguments(train, "[data] and [models]")
+    _add_data_flags(train)
     _add_training_arguments(train)
     train.add_argument("--out", default="runs/seeds", help="checkpoint folder (re-runs resume here)")
     _add_executor_arguments(train)

@@ -120,6 +120,7 @@ def test_moved_modules_are_served_by_the_finder_not_by_files():
             warnings.simplefilter("always")
             module = importlib.import_module(f"stablesal.{old}")
         assert module is importlib.import_module(f"stablesal.{new}"), old
+        assert module.__spec__.name == f"stablesal.{new}", old  # its own spec, not the old name's
     moved_submodule = importlib.import_module("stablesal.perturbation.samplers")
     assert moved_submodule is importlib.import_module("stablesal.explain.perturbation.samplers")
     with pytest.warns(DeprecationWarning, match="stablesal.seeds moved to stablesal.models.training"):

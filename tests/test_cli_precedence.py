@@ -62,6 +62,14 @@ TABLE = {
         "image_size": ("--image-size", "data", "size"), "checkpoint": ("--checkpoint", "models", "checkpoints"),
         "device": ("--device", "models", "device"), "runs": ("--runs", "report", "runs_dir"),
     } for command in ("explain", "perturb")},
+    "train-seeds": {
+        "dataset": ("--dataset", "data", "dataset"), "data_root": ("--data-root", "data", "root"),
+        "n_train": ("--n-train", "data", "n_train"), "n_test": ("--n-test", "data", "n_test"),
+        "image_size": ("--image-size", "data", "size"), "models": ("-k/--models", "models", "k"),
+        "arch": ("--arch", "models", "arch"), "epochs": ("--epochs", "models", "epochs"),
+        "batch_size": ("--batch-size", "models", "batch_size"), "lr": ("--lr", "models", "lr"),
+        "base_seed": ("--base-seed", "models", "base_seed"), "device": ("--device", "models", "device"),
+    },
 }
 # the other flags of those commands: not configuration keys
 NOT_CONFIG = {
@@ -72,13 +80,15 @@ NOT_CONFIG = {
     "report": {"help", "config", "set", "quick", "workers", "dask", "scheduler", "quiet"},
     # explain and perturb read [data] and [models] (and [report] runs_dir) from the file; the
     # explainers' settings are their own flags
+    # train-seeds: --vary also takes leave-fold-out, which [models] vary does not; --out is its folder
+    "train-seeds": {"help", "config", "set", "vary", "out", "workers", "dask", "scheduler", "quiet"},
     "explain": {"help", "config", "set", "model_index", "method", "grouping", "n_segments", "n_samples", "n_steps",
                 "noise_level", "rng", "suppression_mode", "suppression_unit", "images", "seed", "out", "quiet"},
     "perturb": {"help", "config", "set", "model_index", "preset", "segmenter", "smoothing", "sampler", "replacement",
                 "calculator", "map", "n_samples", "n_segments", "images", "seed", "out", "quiet"},
 }
 # commands that read no TOML file: their flags' defaults are the only ones (tests/test_defaults.py)
-WITHOUT_CONFIG = {"train-seeds", "render", "list"}
+WITHOUT_CONFIG = {"render", "list"}
 
 # Documented exceptions to "neither -> the configuration's default":
 # the run's name (the folder under --runs) of stability, consensus and plan is the command's name
@@ -110,6 +120,8 @@ VALUES = {
     ("data", "n_train"): (300, 400), ("data", "n_test"): (50, 60), ("data", "size"): (24, 48),
     # any existing files: reading the configuration checks only that the patterns match a file
     ("models", "checkpoints"): (["pyproject.toml"], ["Makefile"]), ("models", "device"): ("cuda", "cpu"),
+    ("models", "arch"): ("resnet20", "small_cnn"), ("models", "epochs"): (3, 5), ("models", "batch_size"): (32, 64),
+    ("models", "lr"): (0.01, 0.02), ("models", "base_seed"): (7, 9),
 }
 
 ROWS = [(command, dest, *entry) for command, entries in TABLE.items() for dest, entry in entries.items()]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..core.registry import check_name
 from ..core.settings import (
-    MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings,
+    DRAWS, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings,
     TrainConfig,
 )
 
@@ -235,8 +235,8 @@ def config_from_dict(raw: dict) -> StudyConfig:
         raise ValueError(f"[gradient] rng must be one of {', '.join(map(repr, RNG_KINDS))}, got {config.gradient.rng!r}")
     for section in ("gradient", "perturbation"):
         draws = getattr(config, section).draws
-        if draws not in ("independent", "common"):
-            raise ValueError(f"[{section}] draws must be 'independent' or 'common', got {draws!r}")
+        if draws not in DRAWS:
+            raise ValueError(f"[{section}] draws must be one of {', '.join(map(repr, DRAWS))}, got {draws!r}")
     check_names(config)
     return config
 

@@ -76,7 +76,8 @@ class Context:
         """``(models, identity)`` of the untrained-network null (none when ``[models] untrained_k`` is 0)."""
         if not self.config.models.untrained_k:
             return [], {}
-        return untrained_models(self.config, self.dataset, self.runs[0].model)
+        template = self.runs[0].model  # first: loading the models may relabel the dataset
+        return untrained_models(self.config, self.dataset, template)
 
     @functools.cached_property
     def model_sets(self) -> tuple[dict, dict, dict]:

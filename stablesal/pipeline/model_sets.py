@@ -7,25 +7,24 @@ Each function takes the configuration sections it reads.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import glob
 from pathlib import Path
 
 import torch
-import glob
-import dataclasses
 
 from ..core.seeding import derive
+from ..core.storage import config_hash
 from ..data.datasets import ImageDataset
 from ..models.architectures import build_model
-from ..models.training import TrainConfig, train_one, train_seeds, train_unit
+from ..models.training import (
+    SeedRun, TrainConfig, accuracy, checkpoint_file, seed_plan, train_one, train_seeds, train_unit,
+)
+from ..models.user_models import (
+    load_user_model, model_factory, output_classes, prepare, reinitialised, train_with_user_function,
+)
 from .config import StudyConfig
-from ..models.training import SeedRun, accuracy, seed_plan
-from ..core.storage import config_hash
-from ..models.user_models import load_user_model, model_factory, output_classes, prepare, train_with_user_function
-from ..models.training import seed_plan
-from ..models.training import checkpoint_file, seed_plan
-from ..models.user_models import model_factory, prepare, train_with_user_function
-from ..models.user_models import model_factory, prepare, reinitialised
 
 
 def train_config_from(models) -> TrainConfig:

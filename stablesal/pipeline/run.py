@@ -23,18 +23,17 @@ import torch
 
 from ..core.storage import atomic_write_json, atomic_write_text
 from ..core.tables import format_table
-from ..core.version import __version__
+from ..core.version import __version__, source_hash
 from ..data.datasets import load_configured
 from ..report.render import render_report
 from ..report.sections.stability import headline_table, split_summary
-from ..studies.stability.run import code_version
 from .config import StudyConfig
 from .context import Context
 from .model_sets import (  # noqa: F401  (re-exported: the names the report module had)
     checkpoint_paths, main_model_count, train_config_from, train_model_sets, untrained_models, user_fold_runs,
     user_model_runs, with_predicted_labels,
 )
-from .schema import SCHEMA_VERSION, check_results
+from .schema import SCHEMA_VERSION, SHARED_LISTS, check_results
 from .stages import STAGES, entry_types, example_panels, gradient_settings, ordered_stages  # noqa: F401
 
 QUICK_OVERRIDES = {
@@ -93,7 +92,7 @@ def _environment() -> dict:
         "stablesal": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "libraries": versions,
-        "code_version": code_version(),
+        "code_version": source_hash(),  # the whole package
     }
 
 
@@ -162,15 +161,17 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
         count = main_model_count(config.models)
         if count < MIN_MODELS_FOR_INTERVALS:
             ctx.warn(few_models_warning(count))
-    if any(stage.needs_models for stage in chosen):
-        start = time.perf_counter()
-        ctx.trained  # noqa: B018  (trains, resumes or loads the main and control models, timed on their own)
-        timings["training"] = time.perf_counter() - start
-    # which stages run is known before the first one does (the stability stage keeps maps for the
-    # consensus); a stage may ask whether an earlier one runs
+    # which stages run is known before any model is trained (the stability stage keeps maps for the
+    # consensus; a stage may ask whether an earlier one runs), from the configuration alone
     for stage in chosen:
         if stage.enabled(ctx):
             ctx.stages += (stage.name,)
+        elif only is not None:  # asked for by name: say why it cannot run, before the long work
+            raise ValueError(f"only: the {stage.name} stage does not run with this configuration: {stage.off_reason}")
+    if any(stage.needs_models for stage in chosen if stage.name in ctx.stages):
+        start = time.perf_counter()
+        ctx.trained  # noqa: B018  (trains, resumes or loads the main and control models, timed on their own)
+        timings["training"] = time.perf_counter() - start
 
     tables: dict[str, list[dict]] = {}
     entries: dict = {"models": ctx.model_rows() if "training" in timings else []}
@@ -181,8 +182,13 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
         for name, rows in stage.tables(result).items():
             tables.setdefault(name, []).extend(rows)
         for key, value in stage.entries(result).items():
-            if isinstance(entries.get(key), list) and isinstance(value, list):
-                entries[key] = entries[key] + value  # a list two stages give is one list, in stage order
+            if key in SHARED_LISTS:  # a list several stages give is one list, in stage order
+                if not isinstance(value, list):
+                    raise TypeError(f"stage {stage.name}: results.json[{key!r}] is a shared list, got {type(value)}")
+                entries[key] = entries.get(key, []) + value
+            elif key not in stage.entry_types or key in entries:
+                raise ValueError(f"stage {stage.name} writes results.json[{key!r}], which is "
+                                 + ("another stage's" if key in entries else "not among its entry_types"))
             else:
                 entries[key] = value
     for stage in ordered_stages():

@@ -28,6 +28,12 @@ class Results(TypedDict):
     warnings: list                     # what the run warned about (one sentence each), in order
 
 
+# The lists several stages add rows to, in stage order: the summary (the stability stage's rows,
+# then the perturbation stage's) and the models (main and control, then a stage's own, e.g. the
+# fold models). Any other key belongs to one stage.
+SHARED_LISTS = ("stability_summary", "models")
+
+
 def _allowed(annotation) -> tuple[type, ...]:
     """The runtime types of an annotation (``dict | None`` → ``(dict, NoneType)``)."""
     args = getattr(annotation, "__args__", None)

@@ -12,7 +12,8 @@ The protocol (:class:`Stage`):
 - ``needs_models``: whether it uses the main model set (the pipeline trains them first, timed);
 - ``compares_models``: whether it computes between-model statistics on the main models (with
   fewer than 3 the pipeline warns: their delete-one-model jackknife intervals need 3);
-- ``enabled(ctx)``: whether the configuration asks for it;
+- ``enabled(ctx)``: whether the configuration asks for it, decided from the configuration (and the
+  stages before it) before any model is trained; ``off_reason`` says what switches it off;
 - ``run(ctx) -> result``: the computation;
 - ``tables(result) -> {file name: rows}``: its CSV tables (rows of two stages that name the same
   file are one table, in stage order);
@@ -58,7 +59,7 @@ from ..studies.stability.statistics import (
 )
 from .config import settings_of
 from .context import Context
-from .model_sets import train_config_from, user_fold_runs
+from .model_sets import main_model_count, train_config_from, user_fold_runs
 
 STAGES = Registry("stage")
 
@@ -71,6 +72,8 @@ class Stage(Protocol):
     compares_models: ClassVar[bool]
     entry_types: ClassVar[dict]
     absent: ClassVar[dict]
+
+    off_reason: ClassVar[str]
 
     def enabled(self, ctx: Context) -> bool: ...
 
@@ -107,6 +110,7 @@ def gradient_settings(gradient, **overrides) -> StudySettings:
 
 
 class BaseStage:
+    off_reason: ClassVar[str] = "it is switched off"
     needs_models: ClassVar[bool] = True
     compares_models: ClassVar[bool] = False
     entry_types: ClassVar[dict] = {}
@@ -175,6 +179,9 @@ class FoldStage(BaseStage):
     entry_types = {"mege_folds": (dict, type(None))}
     absent = {"mege_folds": None}
 
+    off_reason = ("[folds] enabled is false, or the models are checkpoints (the fold plan needs stablesal's "
+                  "training or [models] train)")
+
     def enabled(self, ctx: Context) -> bool:
         models = ctx.config.models
         return ctx.config.folds.enabled and bool(models.train or not models.user_models)
@@ -229,6 +236,8 @@ class PerturbationStage(BaseStage):
                    "perturbation_settings": (dict, type(None))}
     absent = {"perturbation_methods": [], "perturbation_n_images": 0, "perturbation_settings": None}
 
+    off_reason = '[perturbation] methods is empty'
+
     def enabled(self, ctx: Context) -> bool:
         return bool(ctx.config.perturbation.methods)
 
@@ -264,6 +273,8 @@ class FactorStage(BaseStage):
     name, section = "factor_study", "factors"
     entry_types = {"factor_study": (dict, type(None))}
     absent = {"factor_study": None}
+
+    off_reason = '[factors] enabled is false'
 
     def enabled(self, ctx: Context) -> bool:
         return ctx.config.factors.enabled
@@ -307,8 +318,10 @@ class ConsensusStage(BaseStage):
     entry_types = {"consensus": (dict, type(None))}
     absent = {"consensus": None}
 
+    off_reason = '[consensus] enabled is false, or there are fewer than 3 main models'
+
     def enabled(self, ctx: Context) -> bool:
-        return ctx.config.consensus.enabled and len(ctx.runs) >= 3
+        return ctx.config.consensus.enabled and main_model_count(ctx.config.models) >= 3
 
     def run(self, ctx: Context) -> dict:
         section = ctx.config.consensus
@@ -348,6 +361,8 @@ class InpaintingStage(BaseStage):
     name, section = "inpainting", "inpainting"
     entry_types = {"inpainting": (dict, type(None))}
     absent = {"inpainting": None}
+
+    off_reason = '[inpainting] enabled is false, or the data has no labelled training images'
 
     def enabled(self, ctx: Context) -> bool:
         return ctx.config.inpainting.enabled and bool(len(ctx.dataset.train_labels)) and ctx.dataset.labelled
@@ -399,6 +414,8 @@ class ModelFiguresStage(BaseStage):
     name, section = "figures", "report"
     entry_types = {"figures": dict, "sampling_confidence": list}
     absent = {"figures": {}, "sampling_confidence": []}
+
+    off_reason = "it draws the stability stage's images, and that stage does not run"
 
     def enabled(self, ctx: Context) -> bool:
         return "stability" in ctx.stages

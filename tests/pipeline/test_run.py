@@ -112,6 +112,7 @@ def test_report_rerun_reuses_work(quick_report, tmp_path):
     code = main(["report", "--quick", "-q", "--out", str(quick_report.parent), "--runs", str(runs.parent)])
     assert code == 0
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # models and study units reused
+    assert {p for p in runs.rglob("*") if p.is_file()} == set(stamps)  # and none recomputed under a new name
 
 
 # A user's own file, quick-sized: it names neither copy key

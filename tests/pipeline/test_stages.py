@@ -9,9 +9,11 @@ import pytest
 
 import stablesal.pipeline.context
 import stablesal.pipeline.run
+import stablesal.pipeline.model_sets
+import stablesal.pipeline.stages
 from stablesal.pipeline.config import config_from_dict
 from stablesal.pipeline.run import run_pipeline
-from stablesal.pipeline.schema import Results, check_results
+from stablesal.pipeline.schema import SHARED_LISTS, Results, check_results
 from stablesal.pipeline.stages import STAGES, BaseStage, Stage, entry_types, ordered_stages, register_stage
 
 TINY = {
@@ -44,8 +46,8 @@ def test_every_registered_stage_follows_the_protocol():
         assert set(stage.absent) == set(stage.entry_types), stage.name
         assert all(isinstance(value, stage.entry_types[key]) for key, value in stage.absent.items()), stage.name
     keys = [key for stage in stages for key in stage.entry_types]
-    # two stages share a key only where their lists are one list (the summary, gradient then perturbation)
-    assert not set(keys) & set(Results.__annotations__)
+    # each entry belongs to one stage; the run-level keys and the shared lists to none
+    assert len(keys) == len(set(keys)) and not set(keys) & (set(Results.__annotations__) | set(SHARED_LISTS))
 
 
 def test_the_schema_refuses_a_missing_an_unexpected_and_a_mistyped_key():
@@ -71,13 +73,13 @@ def test_an_unknown_stage_is_refused_before_any_work(tmp_path):
 def full_run(tmp_path_factory):
     """The tiny configuration's whole pipeline, counting model-set builds and table writes."""
     tmp_path = tmp_path_factory.mktemp("pipeline")
-    calls = {"train_model_sets": 0, "untrained_models": 0, "tables": []}
+    calls = {"train_seeds": 0, "untrained_models": 0, "tables": []}
     patch = pytest.MonkeyPatch()
-    train, untrained = stablesal.pipeline.context.train_model_sets, stablesal.pipeline.context.untrained_models
+    train, untrained = stablesal.pipeline.model_sets.train_seeds, stablesal.pipeline.model_sets.untrained_models
     write = stablesal.pipeline.run.write_csv
 
     def counted_train(*args, **kwargs):
-        calls["train_model_sets"] += 1
+        calls["train_seeds"] += 1
         return train(*args, **kwargs)
 
     def counted_untrained(*args, **kwargs):
@@ -88,8 +90,12 @@ def full_run(tmp_path_factory):
         calls["tables"].append(path.name)
         return write(path, rows)
 
-    patch.setattr(stablesal.pipeline.context, "train_model_sets", counted_train)
-    patch.setattr(stablesal.pipeline.context, "untrained_models", counted_untrained)
+    # counted where they are defined and everywhere they were imported, so any stage's call counts
+    for module in (stablesal.pipeline.model_sets, stablesal.pipeline.context, stablesal.pipeline.stages):
+        if hasattr(module, "train_seeds"):
+            patch.setattr(module, "train_seeds", counted_train)
+        if hasattr(module, "untrained_models"):
+            patch.setattr(module, "untrained_models", counted_untrained)
     patch.setattr(stablesal.pipeline.run, "write_csv", recorded_write)
     try:
         out = run_pipeline(tiny_config(tmp_path), progress=False)
@@ -102,8 +108,12 @@ def test_model_sets_are_built_once_and_every_table_written_once(full_run):
     out, results, calls, _ = full_run
     # stability, perturbation, consensus and figures all use the main and untrained models
     assert results["stages"] == ["stability", "perturbation", "consensus", "figures"]
-    assert calls["train_model_sets"] == 1 and calls["untrained_models"] == 1
-    assert len(calls["tables"]) == len(set(calls["tables"]))
+    assert calls["train_seeds"] == 1 and calls["untrained_models"] == 1
+    # every CSV in the folder was written by the pipeline, once
+    assert len(calls["tables"]) == len(set(calls["tables"])) and calls["tables"]
+    assert {path.name for path in out.glob("*.csv")} == set(calls["tables"])
+    # the stability stage kept the consensus images' maps for the consensus stage
+    assert list((out.parents[1] / "runs" / "tiny" / "maps").rglob("*.pt"))
     # the summary table is the gradient rows then the perturbation rows, as in results.json
     summary = (out / "stability_summary.csv").read_text().splitlines()
     assert len(summary) == 1 + len(results["stability_summary"])
@@ -201,3 +211,34 @@ def test_the_fold_script_runs_the_pipeline_and_needs_no_scratch_folder(tmp_path)
     assert results["stages"] == ["folds"] and "training" not in results["timings_s"]
     assert (folder / "mege_folds.csv").exists() and (folder / "index.html").exists()
     assert not (tmp_path / "runs" / "folds-tiny" / "models").exists()  # no main model was trained
+
+
+def test_a_stage_asked_for_by_name_that_cannot_run_is_refused_before_any_training(tmp_path):
+    config = tiny_config(tmp_path, "two-models")
+    config.models.k = 2
+    with pytest.raises(ValueError, match=r"only: the consensus stage does not run .*fewer than 3 main models"):
+        run_pipeline(config, only=["consensus"], progress=False)
+    config.factors.enabled = False
+    with pytest.raises(ValueError, match=r"only: the factor_study stage does not run .*\[factors\] enabled"):
+        run_pipeline(config, only=["factor_study"], progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before any model was trained
+
+
+def test_a_stage_may_write_only_its_own_entries(tmp_path):
+    @register_stage(order=66)
+    class Trespasser(BaseStage):
+        name, section, needs_models = "trespasser", "data", False
+        entry_types = {"trespasser": (dict, type(None))}
+        absent = {"trespasser": None}
+
+        def run(self, ctx):
+            return {}
+
+        def entries(self, result):
+            return {"trespasser": {}, "consensus": {"units": []}}  # another stage's entry
+
+    try:
+        with pytest.raises(ValueError, match=r"stage trespasser writes results.json\['consensus'\], which is not"):
+            run_pipeline(tiny_config(tmp_path, "trespass"), only=["trespasser"], progress=False)
+    finally:
+        STAGES.unregister("trespasser")

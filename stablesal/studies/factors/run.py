@@ -28,6 +28,7 @@ from ...metrics.agreement import mean_ci
 from ...metrics.similarity import spearman
 from ...explain.perturbation import Perturbation
 from ...core.settings import FactorSettings
+from ...core.version import source_hash
 from ...core.storage import cached_unit, save_json_checked
 
 IDENTICAL_ORDER = 0.999  # Spearman ρ above which two maps order the pixels the same way
@@ -119,7 +120,8 @@ def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir
     for index, (segmentation, sampler, size) in enumerate(all_units):
         path, cached = cached_unit(cache_dir, "", {"settings": asdict(settings),
                                                    "unit": [segmentation, sampler, str(size)],
-                                                   "identity": identity or {}, "n_images": int(images.shape[0])})
+                                                   "identity": identity or {}, "n_images": int(images.shape[0]),
+                                                   "code": source_hash("core", "explain", "metrics", "studies/factors")})
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached
             continue

@@ -25,8 +25,7 @@ import torch
 
 from ...core.settings import StudySettings
 from ...explain.explainers import describe, explainer_names
-from .run import SHAP_REFERENCE_IMAGES
-from .run import code_version
+from .run import SHAP_REFERENCE_IMAGES, code_version
 
 _WEIGHT_DIGESTS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[int, str]]" = weakref.WeakKeyDictionary()
 

@@ -48,6 +48,7 @@ from ...explain.perturbation.presets import budget_options
 from ...core.seeding import derive
 from ...core.settings import MAIN, StudySettings
 from ...explain.segmentation import count_segments, make_segmenter, matched_grid
+from ...core.version import source_hash
 from ...core.storage import cached_unit, save_json_checked
 
 # What differs between the models of a set, for the variance decomposition.
@@ -341,19 +342,11 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     return out
 
 
-@functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """A hash of the source of every module that computes a unit's rows: the folders ``core``,
-    ``explain`` (explainers, grouping, segmentation, perturbation), ``metrics`` and
-    ``studies/stability`` (this study), every file in them, so a module added or moved there is
-    covered: a cached unit computed by other code is recomputed, never silently reused."""
-    package = Path(__file__).resolve().parents[2]
-    files = sorted(path for folder in ("core", "explain", "metrics", "studies/stability")
-                   for path in (package / folder).rglob("*.py"))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
+    """The hash of the source that computes a unit's rows (:func:`stablesal.core.version.source_hash`
+    of ``core``, ``explain``, ``metrics`` and ``studies/stability``): a cached unit computed by
+    other code is recomputed, never silently reused."""
+    return source_hash("core", "explain", "metrics", "studies/stability")
 
 
 def _keep(store, method_name, model, seed, settings, images, targets, groupings, maps) -> None:
