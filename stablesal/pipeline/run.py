@@ -174,7 +174,7 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
         timings["training"] = time.perf_counter() - start
 
     tables: dict[str, list[dict]] = {}
-    entries: dict = {"models": ctx.model_rows() if "training" in timings else []}
+    entries: dict = {"models": ctx.model_rows() if "training" in timings else [], "stability_summary": []}
     for stage in (stage for stage in chosen if stage.name in ctx.stages):
         start = time.perf_counter()
         result = ctx.results[stage.name] = stage.run(ctx)

@@ -23,6 +23,7 @@ class Results(TypedDict):
     stages: list                       # the stages that ran, in order
     timings_s: dict                    # seconds: data, training, each stage, total
     models: list                       # one row per model: main and control models, and a stage's own (folds)
+    stability_summary: list            # one row per model set × method × grouping (gradient, then perturbation)
     seeds: dict                        # every configured seed, "section.key" -> value
     intervals: dict                    # table -> how its intervals were computed
     warnings: list                     # what the run warned about (one sentence each), in order

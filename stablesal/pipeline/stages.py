@@ -132,9 +132,9 @@ class StabilityStage(BaseStage):
     model sets, on the first ``[gradient] n_images`` test images."""
 
     name, section, compares_models = "stability", "gradient", True
-    entry_types = {"stability_summary": list, "n_images": int, "variance_reduction": list, "grid_contrasts": list,
-                   "grouping_contrasts": list, "study_settings": (dict, type(None))}
-    absent = {"stability_summary": [], "n_images": 0, "variance_reduction": [], "grid_contrasts": [],
+    entry_types = {"n_images": int, "variance_reduction": list, "grid_contrasts": list, "grouping_contrasts": list,
+                   "study_settings": (dict, type(None))}
+    absent = {"n_images": 0, "variance_reduction": [], "grid_contrasts": [],
               "grouping_contrasts": [], "study_settings": None}
 
     def run(self, ctx: Context) -> dict:
