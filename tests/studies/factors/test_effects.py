@@ -261,6 +261,11 @@ def test_interval_notes_name_the_bootstrap_that_ran():
     assert table["fixed"] == ["model 0", "the explainers' draws"]
     empty = interval_notes({"designs": {}}, seed=0)["factor_study.analysis"]
     assert (empty["level"], empty["n_boot"]) == (0.95, 0)
+    # the exceptions it names are the analysis's own columns: η² bounds per metric, then the orderings'
+    # and the rank agreements' bounds
+    parts = [part.strip() for part in boot["columns"].split(",")]
+    assert parts[0].split(" / ") == ["eta2_<metric>_ci_low", "_ci_high"]
+    assert parts[1] == "orderings' ci_low / ci_high" and parts[2] == "rank_agreement's *_ci_low"
 
 
 # ------------------------------ tests the mutation run asked for (marked mutation)
