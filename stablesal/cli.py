@@ -230,6 +230,7 @@ def _explain_inputs(args) -> ExplainInputs:
     otherwise stablesal's default model of the seed plan, trained or reused, which one line says."""
     from .data.datasets import load_configured
     from .pipeline.model_sets import check_model_index, default_model_file, explained_run, with_predicted_labels
+    from .data.selection import ordered_for_explaining
 
     config = resolve_config(args)
     if args.images < 1:
@@ -247,6 +248,7 @@ def _explain_inputs(args) -> ExplainInputs:
     model = run.model.to(device)
     if not dataset.labelled:
         dataset = with_predicted_labels(dataset, model)
+    dataset = ordered_for_explaining(dataset, config.data.selection, config.data.selection_seed)  # as a report does
     count = min(args.images, len(dataset.test_labels))
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
@@ -412,6 +414,8 @@ def cmd_plan(args) -> int:
     from .studies.consensus.run import is_random_method, pilot_plans
     from .data.datasets import load_configured
     from .pipeline.run import gradient_settings, train_model_sets
+    from .pipeline.model_sets import with_predicted_labels
+    from .data.selection import ordered_for_explaining
 
     config = resolve_config(args)  # checked (names, target, counts, k >= 3) before any model is trained
     settings = config.consensus.settings()
@@ -422,6 +426,9 @@ def cmd_plan(args) -> int:
     dataset = load_configured(config.data)
     runs, _ = train_model_sets(config, dataset, Path(config.report.runs_dir) / config.report.name,
                                progress=not args.quiet)
+    if not dataset.labelled:
+        dataset = with_predicted_labels(dataset, runs[0].model)
+    dataset = ordered_for_explaining(dataset, config.data.selection, config.data.selection_seed)  # as a report does
     count = min(settings.n_images, len(dataset.test_labels))
     device = config.models.device
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)

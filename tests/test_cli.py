@@ -3,6 +3,7 @@ import json
 import pytest
 
 from stablesal.cli import main
+from tests.helpers.image_files import class_folders
 
 
 def test_train_seeds_cli(tmp_path, capsys):
@@ -169,27 +170,11 @@ def fit(train_images, train_labels, seed, out_path):
 FORMS = ["plain", "wrapped", "dataparallel", "pickled", "torchscript", "train-seeds"]
 
 
-def _class_folders(root, per_class=5, side=16):
-    """A folder dataset: 3 class folders of small PNGs (each class its own colour ramp, seeded)."""
-    import numpy as np
-
-    from tests.helpers.image_files import save
-
-    rng = np.random.default_rng(0)
-    ramp = np.linspace(0, 1, side)[None, :, None]
-    for index, name in enumerate(["red", "green", "blue"]):
-        for i in range(per_class):
-            image = 0.3 * rng.random((side, side, 3))
-            image[..., index] += 0.7 * ramp[..., 0]
-            save(root / name / f"{i}.png", (image.clip(0, 1) * 255).astype(np.uint8))
-    return root
-
-
 @pytest.fixture
 def user_files(tmp_path):
     """The user's project: a factory module, a class-folder dataset and the data section of a TOML file."""
     (tmp_path / "arch.py").write_text(ARCH)
-    data = _class_folders(tmp_path / "images")
+    data = class_folders(tmp_path / "images")
     return tmp_path, f'[data]\ndataset = "folder"\nroot = "{data}"\nsize = 16\n'
 
 

@@ -23,7 +23,9 @@ The delete-one-model jackknife of a pairwise mean is the jackknife of a U-statis
 *Ann. Math. Stat.* 1969); summing the two factors counts the image × model interaction twice,
 which errs on the wide side. With few models (K = 4) the model factor has 3 degrees of freedom
 and Satterthwaite's ν keeps the t quantile honest. ``conditional=True`` deletes images only: an
-interval for these trained models.
+interval for these trained models. A statistic with a bounded range (a mean correlation) is
+jackknifed on Fisher's z scale and transformed back (``bounds=``), so its interval cannot leave
+the range when models are few.
 
 The pigeonhole bootstrap (Owen, *Ann. Appl. Stat.* 2007: resample images and models
 independently, with replacement) is here too, for comparison. With K = 4 models its percentile
@@ -47,7 +49,9 @@ CONFIDENCE = 0.95  # the level of every interval in the report
 INTERVAL_KINDS = {
     "design-jackknife": "two-way delete-one jackknife (each image deleted in turn, then each model of each model "
                         "set the statistic reads); variance = sum of the factors' jackknife variances; Student t "
-                        "quantile with Satterthwaite's degrees of freedom (stablesal.core.intervals.design_interval)",
+                        "quantile with Satterthwaite's degrees of freedom; a mean of a bounded similarity (and a "
+                        "difference of two) is jackknifed on Fisher's z of its value rescaled to [-1, 1] and "
+                        "transformed back, so the interval stays in the range (stablesal.core.intervals.design_interval)",
     "t-over-units": "mean ± Student t quantile (n − 1 degrees of freedom) × SD / √n over n units treated as "
                     "independent; NaN units are dropped (stablesal.metrics.agreement.mean_ci)",
     "percentile-bootstrap": "percentile interval of the statistic over bootstrap resamples of images drawn with "
@@ -152,8 +156,23 @@ def _jackknife_variance(replicates: list[float]) -> float:
     return float((values.size - 1) / values.size * np.square(values - values.mean()).sum())
 
 
+def to_fisher_z(value: float, bounds: tuple[float, float]) -> float:
+    """Fisher's z of ``value`` rescaled from ``bounds`` to [−1, 1]: atanh((2v − lo − hi)/(hi − lo)).
+    A value on a bound is moved 1e-12 inside it (its z is then large but finite)."""
+    low, high = bounds
+    scaled = (2 * value - low - high) / (high - low)
+    return math.atanh(min(max(scaled, -1 + 1e-12), 1 - 1e-12))
+
+
+def from_fisher_z(z: float, bounds: tuple[float, float]) -> float:
+    """The inverse of :func:`to_fisher_z`: a value inside ``bounds``."""
+    low, high = bounds
+    return low + (high - low) * (math.tanh(z) + 1) / 2
+
+
 def design_interval(statistic: Callable[[Weights], float], n_images: int, model_counts: Mapping[str, int],
-                    confidence: float = CONFIDENCE, conditional: bool = False) -> Interval:
+                    confidence: float = CONFIDENCE, conditional: bool = False,
+                    bounds: tuple[float, float] | None = None) -> Interval:
     """The two-way (images × models of every set) delete-one jackknife interval of ``statistic``.
 
     ``statistic(weights)`` must return the statistic computed with those weights (see the
@@ -161,18 +180,29 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
     one model contribute no model variance (nothing to delete). ``conditional`` keeps the models
     fixed. Returns NaN bounds when a deletion leaves the statistic undefined (e.g. 2 models:
     deleting one leaves no pair).
+
+    ``bounds = (lo, hi)``: the statistic's range (a mean correlation: (−1, 1); a difference of two:
+    (−2, 2)). The jackknife then runs on Fisher's z of the rescaled statistic
+    (:func:`to_fisher_z`) and the interval is transformed back, so it stays inside the range
+    (a t interval on the raw scale leaves it with few models: 0.09 [−1.08, 1.26]); ``se`` is on
+    the z scale. The estimate itself is not transformed.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     if n_images < 2:
         raise ValueError(f"an interval needs at least 2 images, got n_images={n_images}")
+    if bounds is not None and not bounds[0] < bounds[1]:
+        raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
+    scale = (lambda value: value) if bounds is None else (
+        lambda value: to_fisher_z(value, bounds) if math.isfinite(value) else value)
     full = Weights.ones(n_images, model_counts)
     estimate = float(statistic(full))
-    variances = [(_jackknife_variance([statistic(full.without_image(i)) for i in range(n_images)]), n_images - 1)]
+    variances = [(_jackknife_variance([scale(statistic(full.without_image(i))) for i in range(n_images)]),
+                  n_images - 1)]
     if not conditional:
         for name, count in model_counts.items():
             if count >= 2:
-                replicates = [statistic(full.without_model(name, a)) for a in range(count)]
+                replicates = [scale(statistic(full.without_model(name, a))) for a in range(count)]
                 variances.append((_jackknife_variance(replicates), count - 1))
     total = sum(v for v, _ in variances)
     if not math.isfinite(estimate) or not math.isfinite(total):
@@ -181,7 +211,11 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
     df = total * total / denominator if denominator > 0 else float(n_images - 1)
     se = math.sqrt(total)
     half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-    return Interval(estimate, estimate - half, estimate + half, se, df, confidence)
+    if bounds is None or total == 0:  # no spread: nothing to transform
+        return Interval(estimate, estimate - half, estimate + half, se, df, confidence)
+    centre = scale(estimate)
+    return Interval(estimate, from_fisher_z(centre - half, bounds), from_fisher_z(centre + half, bounds), se, df,
+                    confidence)
 
 
 def bootstrap_interval(statistic: Callable[[Weights], float], n_images: int, model_counts: Mapping[str, int],

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.registry import check_name
+from ..data.selection import SELECTIONS
 from ..core.settings import (
     DRAWS, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings,
     TrainConfig,
@@ -54,6 +55,8 @@ class DataSection:
     size: int = 32                   # shapes / folder / unlabelled: image side in pixels (resize + centre crop)
     seed: int = 0
     masks: str = ""                  # folder / unlabelled: object masks with the images' relative paths
+    selection: str = "stratified"    # images to explain: stratified (seeded, class-balanced) | first (the split's order)
+    selection_seed: int = 0          # the stratified order's shuffle within each class
 
 
 @dataclass
@@ -274,6 +277,7 @@ def check_names(config: StudyConfig) -> None:
     from ..explain.segmentation import SEGMENTERS
 
     check_name("[data] dataset", config.data.dataset, DATASETS)
+    check_name("[data] selection", config.data.selection, SELECTIONS)
     if not config.models.arch.startswith("torchvision:"):
         check_name("[models] arch", config.models.arch, MODEL_FACTORIES)
     for name in config.gradient.methods:

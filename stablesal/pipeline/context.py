@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..data.datasets import ImageDataset
+from ..data.selection import class_counts, ordered_for_explaining
 from ..models.training import summary_rows
 from ..studies.stability.map_store import MapStore
 from .config import StudyConfig
@@ -26,7 +27,12 @@ from .model_sets import train_model_sets, untrained_models, with_predicted_label
 class Context:
     """One run's shared state. ``stages``: the names of the stages this run will run (a stage that
     keeps maps for a later one asks whether that one runs); ``results``: each finished stage's
-    result, by stage name; ``warnings``: what :meth:`warn` said, for ``results.json`` and the page."""
+    result, by stage name; ``warnings``: what :meth:`warn` said, for ``results.json`` and the page;
+    ``explained``: the runs of test images the stages took (:meth:`test_images`), with their classes.
+
+    ``dataset``'s test split is in the order studies take images from (``[data] selection``,
+    :func:`~stablesal.data.selection.ordered_for_explaining`); an unlabelled split is put in that
+    order once model 0 has labelled it."""
 
     config: StudyConfig
     dataset: ImageDataset
@@ -37,6 +43,7 @@ class Context:
     stages: tuple[str, ...] = ()
     results: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    explained: list = field(default_factory=list)
 
     def warn(self, message: str) -> None:
         """Say ``message`` now, on one line of stderr (``warning: <message>``), and keep it: the run
@@ -55,7 +62,9 @@ class Context:
         Unlabelled test images are labelled here with main model 0's predictions."""
         runs, control = train_model_sets(self.config, self.dataset, self.runs_dir, self.progress, self.executor)
         if not self.dataset.labelled:
-            self.dataset = with_predicted_labels(self.dataset, runs[0].model)
+            data = self.config.data
+            self.dataset = ordered_for_explaining(with_predicted_labels(self.dataset, runs[0].model),
+                                                  data.selection, data.selection_seed)
         return runs, control
 
     @property
@@ -110,8 +119,13 @@ class Context:
         return MapStore(self.runs_dir / "maps", section.n_images, section.groupings, section.methods)
 
     def test_images(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Test images ``start:stop`` and their labels on the device, and their object masks (or None)."""
+        """Test images ``start:stop`` (of the selection order) and their labels on the device, and their
+        object masks (or None); the run and its classes are kept in :attr:`explained`."""
         dataset = self.dataset
+        chosen = {"first": start, "stop": min(stop, len(dataset.test_labels)),
+                  "classes": class_counts(dataset.test_labels[start:stop], dataset.class_names)}
+        if chosen not in self.explained:
+            self.explained.append(chosen)
         images = dataset.test_images[start:stop].to(self.device)
         labels = dataset.test_labels[start:stop].to(self.device)
         return images, labels, None if dataset.test_masks is None else dataset.test_masks[start:stop]

@@ -25,6 +25,7 @@ from ..core.storage import atomic_write_json, atomic_write_text
 from ..core.tables import format_table
 from ..core.version import __version__, source_hash
 from ..data.datasets import load_configured
+from ..data.selection import ordered_for_explaining
 from ..report.render import render_report
 from ..report.sections.stability import headline_table, split_summary
 from .config import StudyConfig
@@ -108,6 +109,15 @@ def few_models_warning(count: int) -> str:
             "without intervals")
 
 
+def explained_images(ctx: Context) -> dict:
+    """How the run chose the images it explains (``results.json["dataset"]["explained"]``): the
+    selection rule and its seed, and each run of test images a stage took, ``{"first", "stop",
+    "classes": {class name: count}}``, in the order the stages took them."""
+    data = ctx.config.data
+    return {"selection": data.selection if ctx.dataset.labelled else "first",
+            "seed": data.selection_seed, "runs": list(ctx.explained)}
+
+
 def configured_seeds(config: StudyConfig) -> dict:
     """Every seed of the configuration, ``{"section.key": value}`` (keys that name a seed), so a
     reader of results.json finds them in one place."""
@@ -153,7 +163,7 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    dataset = load_configured(config.data)
+    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
     timings["data"] = time.perf_counter() - start
     chosen = [stage for stage in ordered_stages() if only is None or stage.name in only]
     ctx = Context(config, dataset, runs_dir, out, progress, executor)
@@ -196,7 +206,7 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
             entries.setdefault(key, value)
 
     timings["total"] = time.perf_counter() - began
-    results = {"schema": SCHEMA_VERSION, "config": config.to_dict(), "environment": _environment(), "dataset": ctx.dataset.describe(),
+    results = {"schema": SCHEMA_VERSION, "config": config.to_dict(), "environment": _environment(), "dataset": {**ctx.dataset.describe(), "explained": explained_images(ctx)},
                "stages": list(ctx.stages), "timings_s": timings, **entries,
                "seeds": configured_seeds(config), "warnings": list(ctx.warnings)}
     results["intervals"] = interval_notes(results)

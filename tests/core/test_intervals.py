@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from stablesal.core.intervals import (
-    Weights, bootstrap_interval, design_interval, image_mean, model_mean, pair_mean, rows_to_pair_array,
+    Weights, bootstrap_interval, design_interval, from_fisher_z, image_mean, model_mean, pair_mean,
+    rows_to_pair_array, to_fisher_z,
 )
 from stablesal.metrics import mean_ci, spearman
 
@@ -82,16 +83,70 @@ def test_design_interval_covers_in_simulated_studies():
     truth = _true_mean_spearman()
     generator = np.random.default_rng(0)
     n_images, n_models, studies = 48, 4, 200
-    covered = naive_covered = 0
+    covered = naive_covered = fisher_covered = 0
     for _ in range(studies):
         similarity = _simulated_study(generator, n_images, n_models)
         interval = design_interval(lambda w: pair_mean(similarity, w, "main"), n_images, {"main": n_models})
         covered += interval.low <= truth <= interval.high
+        bounded = design_interval(lambda w: pair_mean(similarity, w, "main"), n_images, {"main": n_models},
+                                  bounds=(-1.0, 1.0))
+        fisher_covered += bounded.low <= truth <= bounded.high
         a, b = np.triu_indices(n_models, 1)
         _, low, high = mean_ci(similarity[:, a, b].ravel())
         naive_covered += low <= truth <= high
     assert 0.92 <= covered / studies <= 0.98, covered / studies
+    assert 0.92 <= fisher_covered / studies <= 0.98, fisher_covered / studies  # on Fisher's z (the report's)
     assert naive_covered / studies < 0.85, naive_covered / studies
+
+
+def test_fisher_z_interval_by_hand():
+    """With one factor, ``bounds=(lo, hi)``: the jackknife of z = atanh((2v − lo − hi)/(hi − lo))
+    of the delete-one means, a t interval on z with n − 1 degrees of freedom, ends mapped back."""
+    from scipy import stats
+
+    values = np.array([0.9, 0.95, 0.2, 0.99, 0.97, 0.6, 0.98])  # correlations near their upper end
+    n = len(values)
+    for low, high in ((-1.0, 1.0), (0.0, 1.0)):
+        z = lambda v: np.arctanh((2 * v - low - high) / (high - low))  # noqa: E731
+        back = lambda t: low + (high - low) * (np.tanh(t) + 1) / 2  # noqa: E731
+        deleted = np.array([np.delete(values, i).mean() for i in range(n)])
+        se = math.sqrt((n - 1) / n * np.square(z(deleted) - z(deleted).mean()).sum())
+        half = stats.t.ppf(0.975, n - 1) * se
+        interval = design_interval(lambda w: image_mean(values, w), n, {}, bounds=(low, high))
+        assert interval.estimate == pytest.approx(values.mean()) and interval.se == pytest.approx(se)
+        assert (interval.low, interval.high) == pytest.approx((back(z(values.mean()) - half),
+                                                               back(z(values.mean()) + half)))
+        assert low < interval.low < interval.estimate < interval.high < high
+        assert interval.high - interval.estimate < interval.estimate - interval.low  # squeezed towards the end
+    raw = design_interval(lambda w: image_mean(values, w), n, {})
+    assert raw.high > 1  # what the transform prevents
+
+
+def test_bounded_intervals_stay_in_range_with_three_models():
+    """Issue #31: with three models a mean Spearman's raw interval left [−1, 1] (0.09 [−1.08, 1.26])."""
+    generator = np.random.default_rng(2)
+    values = np.full((12, 3, 3), np.nan)
+    model_effect = np.array([[0, 0.9, -0.8], [0, 0, -0.7], [0, 0, 0]])
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        values[:, a, b] = np.clip(model_effect[a, b] + 0.1 * generator.normal(size=12), -1, 1)
+    raw = design_interval(lambda w: pair_mean(values, w, "main"), 12, {"main": 3})
+    bounded = design_interval(lambda w: pair_mean(values, w, "main"), 12, {"main": 3}, bounds=(-1.0, 1.0))
+    assert raw.low < -1 and raw.high > 1
+    assert -1 < bounded.low < bounded.estimate == raw.estimate < bounded.high < 1
+    difference = design_interval(lambda w: pair_mean(values, w, "main") - 1.5, 12, {"main": 3}, bounds=(-2.0, 2.0))
+    assert -2 <= difference.low < difference.estimate < difference.high <= 2  # reaching the ends: nothing known
+
+
+def test_fisher_z_edges():
+    assert from_fisher_z(to_fisher_z(0.3, (-1, 1)), (-1, 1)) == pytest.approx(0.3)
+    assert from_fisher_z(to_fisher_z(0.25, (0, 1)), (0, 1)) == pytest.approx(0.25)
+    assert to_fisher_z(0.5, (0, 1)) == 0 and to_fisher_z(0.0, (-2, 2)) == 0
+    assert math.isfinite(to_fisher_z(1.0, (-1, 1))) and to_fisher_z(1.0, (-1, 1)) > 10  # a bound: just inside
+    assert to_fisher_z(-1.0, (-1, 1)) == -to_fisher_z(1.0, (-1, 1))
+    constant = design_interval(lambda w: 1.0, 5, {"main": 3}, bounds=(-1.0, 1.0))  # a deterministic ceiling
+    assert (constant.low, constant.estimate, constant.high) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"bounds must be \(low, high\) with low < high, got \(1.0, -1.0\)"):
+        design_interval(lambda w: 0.0, 5, {}, bounds=(1.0, -1.0))
 
 
 def test_pigeonhole_bootstrap_is_too_narrow_with_four_models():

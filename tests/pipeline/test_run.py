@@ -253,3 +253,28 @@ def test_the_warning_counts_the_checkpoints_matched(tmp_path):
     assert main_model_count(ModelsSection(checkpoints=[f"{tmp_path}/a-*.pt", f"{tmp_path}/b.pt"], k=1)) == 3
     assert main_model_count(ModelsSection(k=2)) == 2 and main_model_count(ModelsSection(train="m:f", k=5)) == 5
     assert few_models_warning(1).startswith("1 model: the between-model intervals need at least 3")
+
+
+def test_every_class_of_a_class_ordered_folder_is_explained_and_setup_lists_them(tmp_path):
+    """Issue #31: a class-folder test split lists class 0 first, and the studies took the first
+    images, so every map explained one class. With the default selection the stability stage's 3
+    images are one per class, results.json records them and Setup lists them; ``first`` (the old
+    behaviour, now asked for by name) takes the folder's order."""
+    from tests.helpers.image_files import class_folders
+
+    images = class_folders(tmp_path / "images", per_class=10)
+    toml = (f'[data]\ndataset = "folder"\nroot = "{images}"\nsize = 16\n'
+            + USER_TOML.split("[models]", 1)[1].join(["[models]", ""]).replace("n_images = 4", "n_images = 3"))
+    (tmp_path / "c.toml").write_text(toml)
+    common = ["--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "-q"]
+    assert main(["stability", "--out", str(tmp_path / "balanced"), *common]) == 0
+    results = json.loads((tmp_path / "balanced" / "results.json").read_text())
+    assert results["dataset"]["explained"] == {"selection": "stratified", "seed": 0, "runs": [
+        {"first": 0, "stop": 3, "classes": {"blue": 1, "green": 1, "red": 1}}]}
+    page = html.unescape((tmp_path / "balanced" / "index.html").read_text())
+    assert ("The studies explain runs of a class-balanced order of the test images (seeded with 0); "
+            "images 1–3: blue 1, green 1, red 1.") in page
+    assert main(["stability", "--out", str(tmp_path / "first"), *common, "--set", 'data.selection="first"']) == 0
+    results = json.loads((tmp_path / "first" / "results.json").read_text())
+    assert results["dataset"]["explained"]["runs"] == [{"first": 0, "stop": 3, "classes": {"blue": 2, "green": 1}}]
+    assert "No image of red is explained." in html.unescape((tmp_path / "first" / "index.html").read_text())

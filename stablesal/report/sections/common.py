@@ -178,7 +178,26 @@ def setup_reading(results: dict) -> str:
                  f"{sum(accuracies) / len(accuracies):.1%})")
     else:
         text += ". The test images have no labels: every map explains the class model 0 predicts"
-    return text + f"; loading or training the models took {timings['training']:.0f} s in total."
+    return (text + f"; loading or training the models took {timings['training']:.0f} s in total. "
+            + explained_reading(dataset))
+
+
+def explained_reading(dataset: dict) -> str:
+    """Which test images the studies explain and how many of each class (``dataset["explained"]``,
+    absent from results written before it was recorded: then nothing is said)."""
+    explained = dataset.get("explained")
+    if not explained or not explained["runs"]:
+        return ""
+    how = (f"a class-balanced order of the test images (seeded with {explained['seed']})"
+           if explained["selection"] == "stratified" else "the test images in the dataset's own order")
+    runs = sorted(explained["runs"], key=lambda run: (run["first"], run["stop"]))
+    parts = [f"images {run['first'] + 1}–{run['stop']}: "
+             + ", ".join(f"{name} {count}" for name, count in run["classes"].items()) for run in runs]
+    missing = sorted({name for name in dataset["classes"]} - {name for run in runs for name in run["classes"]})
+    text = f"The studies explain runs of {how}; " + "; ".join(parts) + "."
+    if missing:
+        text += f" No image of {', '.join(missing)} is explained."
+    return text
 
 
 def left_out_sections(results: dict) -> list[Section]:

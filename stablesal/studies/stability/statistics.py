@@ -23,6 +23,7 @@ from ...core.intervals import (
 from ...metrics.agreement import mege, reco
 from ...explain.explainers import family as registered_family
 from ...core.settings import MAIN
+from ...metrics.registry import METRICS, metric_info
 from ...metrics.similarity import pairwise_metrics
 
 # Spearman's correction for attenuation needs a similarity whose chance level is 0: a rank
@@ -80,9 +81,24 @@ class UnitArrays:
     def has_retest(self) -> bool:
         return bool(self.by_set[MAIN].get("retest_rows"))
 
-    def interval(self, statistic, sets=(MAIN,), conditional: bool = False):
+    def interval(self, statistic, sets=(MAIN,), conditional: bool = False, bounds=None):
         return design_interval(statistic, self.n_images, {s: self.counts[s] for s in sets if s in self.counts},
-                               conditional=conditional)
+                               conditional=conditional, bounds=bounds)
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The range of a registered pairwise metric's mean (its MetricInfo's low and high; None for an
+    unregistered key such as ``sq_distance`` or an unbounded metric): its interval stays inside."""
+    if metric not in METRICS:
+        return None
+    info = metric_info(metric)
+    return None if info.low is None or info.high is None else (info.low, info.high)
+
+
+def difference_range(metric: str) -> tuple[float, float] | None:
+    """The range of a difference of two means of ``metric``: ±(high − low) (a Spearman difference: ±2)."""
+    bounds = metric_range(metric)
+    return None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -171,7 +187,7 @@ def summarise(results: list[dict]) -> list[dict]:
                 row["mean_segment_size"] = result["mean_segment_size"]
             for metric in pairwise_metrics() + ("sq_distance",):
                 row.update(units.interval(lambda w, m=metric, s=model_set: pair_mean(units.pair(s, m), w, s),
-                                          (model_set,)).as_dict(metric))
+                                          (model_set,), bounds=metric_range(metric)).as_dict(metric))
             if model_set == MAIN:
                 row.update(_main_statistics(units))
             row["explain_seconds_per_model"] = result["explain_seconds_per_model"]
@@ -185,7 +201,8 @@ def _main_statistics(units: UnitArrays) -> dict:
     row["retest_exact"] = not main["random"]
     row["n_control"], row["n_untrained"] = units.counts.get("control", 0), units.counts.get("untrained", 0)
     for metric in pairwise_metrics():
-        row.update(units.interval(lambda w, m=metric: _ceiling(units, m, w)).as_dict(f"{metric}_retest"))
+        row.update(units.interval(lambda w, m=metric: _ceiling(units, m, w), bounds=metric_range(metric))
+                   .as_dict(f"{metric}_retest"))
     for metric in CORRECTED_METRICS:
         # Spearman's (1904) correction for attenuation with equal reliabilities: r_ab / √(r_aa r_bb)
         # = r_ab / r_retest, the between-model similarity as a share of what the explainer's own
@@ -201,17 +218,17 @@ def _main_statistics(units: UnitArrays) -> dict:
     if "untrained" in units.by_set:
         for metric in pairwise_metrics():
             row.update(units.interval(lambda w, m=metric: pair_mean(units.pair("untrained", m), w, "untrained"),
-                                      ("untrained",)).as_dict(f"{metric}_untrained"))
+                                      ("untrained",), bounds=metric_range(metric)).as_dict(f"{metric}_untrained"))
             row.update(units.interval(
                 lambda w, m=metric: pair_mean(units.pair(MAIN, m), w, MAIN)
                 - pair_mean(units.pair("untrained", m), w, "untrained"),
-                (MAIN, "untrained")).as_dict(f"{metric}_above_untrained"))
+                (MAIN, "untrained"), bounds=difference_range(metric)).as_dict(f"{metric}_above_untrained"))
     if "control" in units.by_set:
         # main (splits and seeds differ) minus control (seeds only): what disjoint data adds
         row.update(units.interval(
             lambda w: pair_mean(units.pair(MAIN, "spearman"), w, MAIN)
             - pair_mean(units.pair("control", "spearman"), w, "control"),
-            (MAIN, "control")).as_dict("spearman_main_minus_control"))
+            (MAIN, "control"), bounds=difference_range("spearman")).as_dict("spearman_main_minus_control"))
     sets = tuple(s for s in (MAIN, "control") if s in units.by_set)
     components = variance_components(units, Weights.ones(units.n_images, units.counts))
     for component in components:
@@ -253,7 +270,8 @@ def grouping_contrast(grouped: dict, method: str, grouping: str, reference: str)
            second.get("mean_segment_size", 1.0)}
     for metric in pairwise_metrics():
         row.update(a.interval(lambda w, m=metric: pair_mean(a.pair(MAIN, m), w, MAIN)
-                              - pair_mean(b.pair(MAIN, m), w, MAIN)).as_dict(f"{metric}_difference"))
+                              - pair_mean(b.pair(MAIN, m), w, MAIN), bounds=difference_range(metric))
+                   .as_dict(f"{metric}_difference"))
     for metric in MODEL_0_METRICS[:5]:  # the sanity check is not compared across groupings
         if metric in first and metric in second:
             difference = a.image(metric) - b.image(metric)
