@@ -14,7 +14,7 @@ from typing import NamedTuple
 from .core.version import __version__
 from .pipeline.config import BUILT_IN_COPIES, ModelsSection, StudyConfig, config_from_dict, read_toml
 from .core.settings import (
-    DRAWS, MODEL_VARY, PROCEDURES, RNG_KINDS, SCOPES, SUPPRESSION_MODES, SUPPRESSION_UNITS, VARY_CHOICES,
+    DRAWS, FIDELITY_CHOICES, MODEL_VARY, PROCEDURES, RNG_KINDS, SCOPES, SUPPRESSION_MODES, SUPPRESSION_UNITS, VARY_CHOICES,
     StudySettings, TrainConfig,
 )
 from .core.tables import format_table
@@ -656,6 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="explainer draws: independent per model or shared (labelled)")
     _config_flag(stability, "--rng", choices=RNG_KINDS, section="gradient", key="rng",
                  help="random streams: per-image generators or counter streams (auto: counter on CUDA)")
+    _config_flag(stability, "--fidelity", choices=FIDELITY_CHOICES, section="gradient", key="fidelity",
+                 help="model 0's deletion/insertion AUC and µFidelity: auto (images up to 64 px), on or off")
     _config_flag(stability, "--methods", nargs="+", section="gradient", key="methods")
     _config_flag(stability, "--groupings", nargs="+", section="gradient", key="groupings")
     _config_flag(stability, "--n-images", type=int, section="gradient", key="n_images", help="test images")

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 MAIN = "main"                          # the model set of the K retrained models
 DRAWS = ("independent", "common")      # explainer draws: one stream per model, or shared
 RNG_KINDS = ("auto", "generator", "counter")  # random streams (explain.gradient.methods: generator on the CPU)
+# model 0's fidelity metrics (deletion/insertion AUC, µFidelity) in the stability study: "auto"
+# computes them for images up to FIDELITY_AUTO_MAX_SIDE pixels a side and leaves them out above
+# (at 224 px they cost ~35 forward passes per image per method × grouping: 80 % of a study unit)
+FIDELITY_CHOICES = ("auto", "on", "off")
+FIDELITY_AUTO_MAX_SIDE = 64
 # What differs between the models of a seed plan (models.training); [models] vary takes the first
 # three (the leave-fold-out plan is the [folds] section's)
 VARY_CHOICES = ("seed", "split", "both", "leave-fold-out")
@@ -60,6 +65,7 @@ class StudySettings:
     deletion_substrate: str = "mean"
     insertion_substrate: str = "mean"
     mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
+    fidelity: str = "auto"           # auto | on | off: model 0's deletion/insertion AUC and µFidelity (auto: ≤ 64 px)
     sanity: bool = True
     # RISE masks / LIME and KernelSHAP samples of perturbation presets (not a [gradient] key: the
     # perturbation study sets it from [perturbation] n_samples)
@@ -75,6 +81,13 @@ class StudySettings:
             raise ValueError(f"StudySettings.draws must be one of {DRAWS}, got {self.draws!r}")
         if self.rng not in RNG_KINDS:
             raise ValueError(f"StudySettings.rng must be one of {RNG_KINDS}, got {self.rng!r}")
+        if self.fidelity not in FIDELITY_CHOICES:
+            raise ValueError(f"StudySettings.fidelity must be one of {FIDELITY_CHOICES}, got {self.fidelity!r}")
+
+    def computes_fidelity(self, image_side: int) -> bool:
+        """Whether model 0's fidelity metrics are computed on images ``image_side`` pixels a side
+        (the larger side): ``fidelity`` "on", or "auto" up to :data:`FIDELITY_AUTO_MAX_SIDE`."""
+        return self.fidelity == "on" or (self.fidelity == "auto" and image_side <= FIDELITY_AUTO_MAX_SIDE)
 
 
 @dataclass

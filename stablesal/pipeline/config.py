@@ -16,7 +16,7 @@ from pathlib import Path
 from ..core.registry import check_name
 from ..data.selection import SELECTIONS
 from ..core.settings import (
-    DRAWS, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings,
+    DRAWS, FIDELITY_CHOICES, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings,
     TrainConfig,
 )
 
@@ -236,6 +236,9 @@ def config_from_dict(raw: dict) -> StudyConfig:
                          "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
     if config.gradient.rng not in RNG_KINDS:
         raise ValueError(f"[gradient] rng must be one of {', '.join(map(repr, RNG_KINDS))}, got {config.gradient.rng!r}")
+    if config.gradient.fidelity not in FIDELITY_CHOICES:
+        raise ValueError(f"[gradient] fidelity must be one of {', '.join(map(repr, FIDELITY_CHOICES))}, got "
+                         f"{config.gradient.fidelity!r}")
     for section in ("gradient", "perturbation"):
         draws = getattr(config, section).draws
         if draws not in DRAWS:

@@ -244,7 +244,8 @@ class PerturbationStage(BaseStage):
     def run(self, ctx: Context) -> dict:
         section = ctx.config.perturbation
         settings = StudySettings(methods=list(section.methods), groupings=["pixel"], seed=section.seed,
-                                 perturbation_samples=section.n_samples, draws=section.draws)
+                                 perturbation_samples=section.n_samples, draws=section.draws,
+                                 fidelity=ctx.config.gradient.fidelity)  # one switch for both studies
         images, labels, masks = ctx.test_images(0, min(section.n_images, len(ctx.dataset.test_labels)))
         model_sets, varies, identity = ctx.model_sets
         results = run_study(model_sets, images, labels, masks, settings, cache_dir=ctx.runs_dir / "stability",

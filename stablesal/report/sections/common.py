@@ -28,6 +28,7 @@ from ...studies.factors.effects import factor_reading
 from ..figures import plot_factor_effects, plot_factor_levels
 from ..figures import plot_inpainting_quality, plot_removal_pairs
 from ...studies.removal.run import HIGHER_IS_BETTER
+from ...core.settings import FIDELITY_AUTO_MAX_SIDE
 
 
 def page_order() -> list[str]:
@@ -97,7 +98,9 @@ def sampling(results: dict, out: Path) -> Section:
 
 
 @report_section("fidelity", order=100, stage="stability")
-def fidelity(results: dict, out: Path) -> Section:
+def fidelity(results: dict, out: Path) -> Section | None:
+    if not has_fidelity(results):  # said in "Left out"
+        return None
     gradient_summary = split_summary(results)[1]
     return Section(
         "Stability vs fidelity", sections_.fidelity_reading(gradient_summary),
@@ -218,7 +221,20 @@ def left_out_sections(results: dict) -> list[Section]:
     if not dataset.get("has_masks"):
         notes.append("Localisation (relevance mass, pointing game) and the consensus power: left out, the data has "
                      "no object masks.")
+    if not has_fidelity(results) and results.get("stability_summary"):
+        side = max(dataset["image_shape"][-2:])
+        why = ("[gradient] fidelity is \"off\"" if config["gradient"].get("fidelity") == "off" else
+               f"the images are {side} px a side and [gradient] fidelity = \"auto\" computes them up to "
+               f"{FIDELITY_AUTO_MAX_SIDE} px (at 224 px they took 80 % of a study unit's time)")
+        notes.append(f"Model 0's fidelity (deletion and insertion AUC, µFidelity) and the stability-vs-fidelity "
+                     f"section: left out, {why}; set [gradient] fidelity = \"on\" to compute them.")
     return [Section("Left out", " ".join(notes))] if notes else []
+
+
+def has_fidelity(results: dict) -> bool:
+    """Whether the stability rows carry model 0's fidelity (``deletion_auc``): not when ``[gradient]
+    fidelity`` left it out."""
+    return any("deletion_auc" in row for row in results.get("stability_summary") or [])
 
 
 def factor_section(factors: dict, figures_dir: Path) -> Section:

@@ -349,15 +349,16 @@ def sampling_reading(summary: list[dict]) -> str:
     return (f"Suppression sampling vs Gaussian noise (SmoothGrad), pixel maps: cross-seed Spearman above the untrained "
             f"null {fmt(erased, key)} vs {fmt(noise, key)} ({'separated' if separated else 'not separated'}); raw "
             f"{fmt(erased, 'spearman')} vs {fmt(noise, 'spearman')}; retest ceiling {fmt(erased, 'spearman_retest')} vs "
-            f"{fmt(noise, 'spearman_retest')}; deletion AUC {fmt(erased, 'deletion_auc', 3)} vs "
-            f"{fmt(noise, 'deletion_auc', 3)}.")
+            f"{fmt(noise, 'spearman_retest')}" + (f"; deletion AUC {fmt(erased, 'deletion_auc', 3)} vs "
+                                                  f"{fmt(noise, 'deletion_auc', 3)}." if "deletion_auc" in noise
+                                                  else "."))
 
 
 def fidelity_reading(summary: list[dict]) -> str:
     """Stability above the null against fidelity, one point per method (pixel maps): the
     groupings of one method are not independent evidence."""
     rows = [r for r in _main(summary) if not is_control(r) and r["grouping"] == "pixel"
-            and "spearman_above_untrained" in r]
+            and "spearman_above_untrained" in r and "deletion_auc" in r]
     if len(rows) < 4:
         return "Too few methods for a trade-off."
 

@@ -265,16 +265,18 @@ def _output_drops(model, images, targets, subsets) -> torch.Tensor:
 
 
 def _image_metrics(model, images, targets, masks, maps, settings: StudySettings) -> dict:
-    """Fidelity and localisation of model 0's maps, per image."""
+    """Fidelity (when :meth:`StudySettings.computes_fidelity` says so for these images) and
+    localisation of model 0's maps, per image."""
     out = {}
-    _, deletion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
-                                     mode="deletion", substrate=settings.deletion_substrate)
-    _, insertion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
-                                      mode="insertion", substrate=settings.insertion_substrate)
-    out["deletion_auc"], out["insertion_auc"] = deletion.tolist(), insertion.tolist()
-    subsets = random_cell_subsets(images.shape[2], images.shape[3], settings.mu_fidelity_subsets,
-                                  seed=derive(settings.seed, "mu_fidelity"))
-    out["mu_fidelity"] = mu_fidelity(maps, subsets, _output_drops(model, images, targets, subsets)).tolist()
+    if settings.computes_fidelity(max(images.shape[-2:])):
+        _, deletion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
+                                         mode="deletion", substrate=settings.deletion_substrate)
+        _, insertion = deletion_insertion(model, images, maps, targets, steps=settings.deletion_steps,
+                                          mode="insertion", substrate=settings.insertion_substrate)
+        out["deletion_auc"], out["insertion_auc"] = deletion.tolist(), insertion.tolist()
+        subsets = random_cell_subsets(images.shape[2], images.shape[3], settings.mu_fidelity_subsets,
+                                      seed=derive(settings.seed, "mu_fidelity"))
+        out["mu_fidelity"] = mu_fidelity(maps, subsets, _output_drops(model, images, targets, subsets)).tolist()
     if masks is not None:
         out["relevance_mass"] = relevance_mass(maps, masks).tolist()
         out["pointing_game"] = pointing_game(maps, masks).tolist()

@@ -151,3 +151,24 @@ def test_sections_of_results_without_row_families_read_the_same(quick_report, tm
     now, before = report_sections(results, copy), report_sections(old, copy)
     assert [(s.title, s.reading, s.tables) for s in before] == [(s.title, s.reading, s.tables) for s in now]
     assert any("random map" in s.reading for s in now)  # the control was found and read
+
+
+def test_fidelity_left_out_says_why_and_how_to_ask_for_it(default_results, tmp_path):
+    """Issue #31: fidelity is opt-in above 64 px. Results whose rows carry no fidelity (as a 224-px
+    run's) get no fidelity section and one line in "Left out" with the reason and the key to set."""
+    assert SECTIONS["fidelity"](default_results, tmp_path) is not None  # the built-in run has it
+    assert not any("fidelity" in s.reading for s in section_list(SECTIONS["left out"](default_results, tmp_path)))
+    for row in default_results["stability_summary"]:
+        for key in [k for k in row if k.startswith(("deletion_auc", "insertion_auc", "mu_fidelity"))]:
+            del row[key]
+    default_results["dataset"]["image_shape"] = [3, 224, 224]
+    assert SECTIONS["fidelity"](default_results, tmp_path) is None
+    note = page_text(section_list(SECTIONS["left out"](default_results, tmp_path))[0])
+    assert ("Model 0's fidelity (deletion and insertion AUC, µFidelity) and the stability-vs-fidelity section: left "
+            "out, the images are 224 px a side and [gradient] fidelity = \"auto\" computes them up to 64 px") in note
+    assert "set [gradient] fidelity = \"on\" to compute them" in note
+    default_results["config"]["gradient"]["fidelity"] = "off"
+    assert "left out, [gradient] fidelity is \"off\"" in page_text(
+        section_list(SECTIONS["left out"](default_results, tmp_path))[0])
+    for name in COMMON:  # every other section still builds
+        section_list(SECTIONS[name](default_results, tmp_path))

@@ -280,3 +280,28 @@ def test_the_random_map_control_is_a_registered_explainer_with_the_old_draws(tin
     assert torch.equal(maps["pixel"], expected) and torch.equal(maps["grid"], Partition(grid).project(expected))
     control = describe("random")
     assert family("random") == "control" and control.random and control.budget is None and not control.needs_baselines
+
+
+def test_fidelity_is_computed_up_to_64_px_unless_asked_and_never_when_off():
+    """Issue #31: at 224 px model 0's fidelity metrics took 80 % of a study unit although nobody
+    asked for them. ``fidelity = "auto"`` computes them up to 64 px a side; "on" and "off" decide."""
+    from stablesal.core.settings import FIDELITY_AUTO_MAX_SIDE
+    from stablesal.studies.stability.run import _image_metrics
+
+    from tests.helpers.basic_models import small_model
+
+    assert FIDELITY_AUTO_MAX_SIDE == 64
+    auto, on, off = (StudySettings(fidelity=choice, deletion_steps=4, mu_fidelity_subsets=8)
+                     for choice in ("auto", "on", "off"))
+    assert [s.computes_fidelity(side) for s in (auto, on, off) for side in (64, 65)] == [
+        True, False, True, True, False, False]
+    with pytest.raises(ValueError, match=r"StudySettings.fidelity must be one of \('auto', 'on', 'off'\), got 'yes'"):
+        StudySettings(fidelity="yes")
+    fidelity_keys = {"deletion_auc", "insertion_auc", "mu_fidelity"}
+    for side, settings, computed in ((16, auto, True), (72, auto, False), (72, on, True), (16, off, False)):
+        images = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(side))
+        model, masks = small_model(side=side), torch.zeros(2, side, side, dtype=torch.bool)
+        masks[:, :4, :4] = True
+        out = _image_metrics(model, images, torch.tensor([0, 1]), masks, torch.rand(2, 1, side, side), settings)
+        assert (fidelity_keys <= set(out)) == computed and not (fidelity_keys & set(out)) != computed, (side, settings)
+        assert {"relevance_mass", "pointing_game"} <= set(out)  # localisation is cheap: always computed
