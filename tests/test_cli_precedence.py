@@ -26,6 +26,7 @@ TABLE = {
         "models": ("-k/--models", "models", "k"), "vary": ("--vary", "models", "vary"),
         "control_k": ("--control-k", "models", "control_k"), "untrained_k": ("--untrained-k", "models", "untrained_k"),
         "draws": ("--draws", "gradient", "draws"), "rng": ("--rng", "gradient", "rng"),
+        "fidelity": ("--fidelity", "gradient", "fidelity"),
         "methods": ("--methods", "gradient", "methods"), "groupings": ("--groupings", "gradient", "groupings"),
         "n_images": ("--n-images", "gradient", "n_images"),
         "name": ("--name", "report", "name"), "runs": ("--runs", "report", "runs_dir"),
@@ -106,6 +107,7 @@ VALUES = {
     ("models", "k"): (5, 6), ("models", "vary"): ("split", "seed"), ("models", "control_k"): (0, 5),
     ("models", "untrained_k"): (3, 0),
     ("gradient", "draws"): ("common", "independent"), ("gradient", "rng"): ("generator", "counter"),
+    ("gradient", "fidelity"): ("on", "off"),
     ("gradient", "methods"): (["saliency"], ["smoothgrad", "vargrad"]),
     ("gradient", "groupings"): (["grid"], ["pixel", "slic"]), ("gradient", "n_images"): (7, 9),
     ("consensus", "methods"): (["smoothgrad"], ["saliency", "vargrad"]),
@@ -349,6 +351,7 @@ def captured(monkeypatch):
     # runs; every other study command runs the pipeline, which trains through its context
     monkeypatch.setattr(stablesal.data.datasets, "load_configured", lambda data: seen.setdefault("data", data))
     monkeypatch.setattr(stablesal.pipeline.run, "load_configured", lambda data: seen.setdefault("data", data))
+    monkeypatch.setattr(stablesal.pipeline.run, "ordered_for_explaining", lambda data, *args: data)
     monkeypatch.setattr(stablesal.pipeline.run, "train_model_sets", train_model_sets)
     monkeypatch.setattr(stablesal.pipeline.context, "train_model_sets", train_model_sets)
     monkeypatch.setattr(stablesal.models.training, "train_seeds", train_seeds)

@@ -140,8 +140,11 @@ def test_summary_intervals_read_the_right_model_sets():
     assert (row["share_seed_ci_low"], row["share_seed_ci_high"]) == pytest.approx((both.low, both.high))
     difference = design_interval(lambda w: pair_mean(units.pair("main", "spearman"), w, "main")
                                  - pair_mean(units.pair("control", "spearman"), w, "control"),
-                                 n, {"main": k, "control": 3})
+                                 n, {"main": k, "control": 3}, bounds=(-2.0, 2.0))  # a Spearman difference's range
     assert row["spearman_main_minus_control_ci_low"] == pytest.approx(difference.low)
+    raw = design_interval(lambda w: pair_mean(units.pair("main", "spearman"), w, "main")
+                          - pair_mean(units.pair("control", "spearman"), w, "control"), n, {"main": k, "control": 3})
+    assert raw.low != pytest.approx(difference.low)  # the check can tell the two scales apart
     # the correction for attenuation is Spearman's only (SSIM and top-k have chance levels above 0)
     assert "spearman_corrected" in row and "ssim_corrected" not in row and "topk_intersection_corrected" not in row
 
@@ -365,7 +368,8 @@ def test_corrected_similarity_is_blank_when_the_ceiling_interval_reaches_zero():
         z = np.random.default_rng(seed).normal(size=(n, k)) * 0.1
 
         def low(shift, z=z):
-            return design_interval(lambda w: model_mean(shift + z, w, "main"), n, {"main": k}).low
+            return design_interval(lambda w: model_mean(shift + z, w, "main"), n, {"main": k},
+                                   bounds=(-1.0, 1.0)).low  # the retest Spearman's interval is on Fisher's z
 
         below, above = 0.0, 1.0
         assert low(below) < 0 < low(above)
