@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stablesal.pipeline.config import StudyConfig  # noqa: E402
 from stablesal.explain.inpainting import InpainterConfig, train_inpainter  # noqa: E402
 from stablesal.data import load_configured  # noqa: E402
+from stablesal.data.selection import ordered_for_explaining  # noqa: E402
 from stablesal.models.training import load_checkpoint  # noqa: E402
 
 
@@ -41,13 +42,14 @@ def main(argv=None) -> int:
     checkpoint = runs / "inpainter.pt"
     if not checkpoint.exists():
         raise SystemExit(f"no learned inpainter at {checkpoint}: run `make report` first")
-    dataset = load_configured(config.data)
+    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
     section = config.inpainting
     inpainter = train_inpainter(dataset.train_images, dataset.train_labels, dataset.num_classes,
                                 InpainterConfig(width=section.width, conditional=section.conditional,
                                                 steps=section.steps, seed=section.seed),
                                 path=checkpoint, progress=False, masks=dataset.train_masks)
-    start = config.gradient.n_images  # the report's quality images
+    # the report's quality images: the removal stage's start in the report's order
+    start = min(config.gradient.n_images, max(0, len(dataset.test_labels) - section.n_images))
     images = dataset.test_images[start:start + args.images]
     background = ~dataset.test_masks[start:start + args.images].unsqueeze(1)
     share = background.float().sum((2, 3), keepdim=True)

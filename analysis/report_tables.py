@@ -109,7 +109,7 @@ def perturbation_presets(results: dict) -> str:
                   "deletion AUC ↓", "µFidelity", "sanity ρ ↓", "s per model"],
                  [[r["method"], ci(r, "spearman_above_untrained", 2), ci(r, "spearman", 2),
                    ci(r, "spearman_untrained", 2), ci(r, "spearman_retest", 2), ci(r, "spearman_corrected", 2),
-                   number(r["deletion_auc"]), number(r["mu_fidelity"], 2), number(r.get("sanity_spearman"), 2),
+                   number(r.get("deletion_auc")), number(r.get("mu_fidelity"), 2), number(r.get("sanity_spearman"), 2),
                    number(r.get("explain_seconds_per_model"), 2)] for r in rows])
 
 

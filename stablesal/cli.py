@@ -211,8 +211,9 @@ def cmd_train_seeds(args) -> int:
 
 class ExplainInputs(NamedTuple):
     """What ``explain`` and ``perturb`` explain: the data, the model's run and module (on the
-    device), the first test images ``[n, C, H, W]`` in [0, 1] with their labels (the model's
-    predictions on unlabelled data) and object masks ``[n, H, W]`` (or None)."""
+    device), the first test images ``[n, C, H, W]`` in [0, 1] of the class-balanced order a report
+    explains (``[data] selection``) with their labels (the model's predictions on unlabelled data)
+    and object masks ``[n, H, W]`` (or None)."""
 
     config: StudyConfig
     dataset: object
@@ -248,7 +249,8 @@ def _explain_inputs(args) -> ExplainInputs:
     model = run.model.to(device)
     if not dataset.labelled:
         dataset = with_predicted_labels(dataset, model)
-    dataset = ordered_for_explaining(dataset, config.data.selection, config.data.selection_seed)  # as a report does
+    # class-balanced as a report orders them (on unlabelled data: by the classes this model predicts)
+    dataset = ordered_for_explaining(dataset, config.data.selection, config.data.selection_seed)
     count = min(args.images, len(dataset.test_labels))
     images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
     masks = None if dataset.test_masks is None else dataset.test_masks[:count]
@@ -267,6 +269,7 @@ def cmd_explain(args) -> int:
     from .metrics.similarity import grey_maps
     from .explain.segmentation import make_segmenter
     from .core.storage import save_torch
+    from .data.selection import test_positions
 
     from .core.registry import check_name
     from .explain.segmentation import SEGMENTERS
@@ -300,7 +303,8 @@ def cmd_explain(args) -> int:
                                  dataset.class_names, labels.cpu())
         saved.update({f"{method_name}/{g}": m.cpu() for g, m in maps.items()})
         print(f"{method_name}: {str(method)} -> {path}")
-    save_torch(out / "maps.pt", {"maps": saved, "labels": labels.cpu(), **_model_record(run)})
+    save_torch(out / "maps.pt", {"maps": saved, "labels": labels.cpu(),
+                                 "test_positions": test_positions(dataset, 0, len(labels)), **_model_record(run)})
     print(f"maps saved to {out / 'maps.pt'} (test accuracy of the model: {run.meta.get('test_accuracy', float('nan')):.3f})")
     return 0
 
@@ -315,6 +319,7 @@ def cmd_perturb(args) -> int:
     from .explain.perturbation.pipeline import MAPS
     from .explain.perturbation.samplers import SAMPLERS
     from .core.storage import save_torch
+    from .data.selection import test_positions
 
     for name in args.preset or []:  # before any data is made or model trained
         check_name("--preset", name, PRESETS)
@@ -348,7 +353,8 @@ def cmd_perturb(args) -> int:
         path = plot_explanations(images.cpu(), masks, {f"{name}": grey_maps(maps).cpu()}, out / f"perturb_{name}",
                                  dataset.class_names, labels.cpu())
         print(f"{name}: {pipeline} -> {path}")
-    save_torch(out / "perturbation_maps.pt", {"maps": saved, "labels": labels.cpu(), **_model_record(run)})
+    save_torch(out / "perturbation_maps.pt", {"maps": saved, "labels": labels.cpu(),
+                                 "test_positions": test_positions(dataset, 0, len(labels)), **_model_record(run)})
     print(f"maps saved to {out / 'perturbation_maps.pt'}")
     return 0
 

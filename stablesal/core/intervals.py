@@ -24,8 +24,8 @@ The delete-one-model jackknife of a pairwise mean is the jackknife of a U-statis
 which errs on the wide side. With few models (K = 4) the model factor has 3 degrees of freedom
 and Satterthwaite's ν keeps the t quantile honest. ``conditional=True`` deletes images only: an
 interval for these trained models. A statistic with a bounded range (a mean correlation) is
-jackknifed on Fisher's z scale and transformed back (``bounds=``), so its interval cannot leave
-the range when models are few.
+jackknifed on Fisher's z scale and transformed back (``bounds=``), or, next to a bound, on the raw
+scale and clipped, so its interval cannot leave the range when models are few.
 
 The pigeonhole bootstrap (Owen, *Ann. Appl. Stat.* 2007: resample images and models
 independently, with replacement) is here too, for comparison. With K = 4 models its percentile
@@ -49,9 +49,10 @@ CONFIDENCE = 0.95  # the level of every interval in the report
 INTERVAL_KINDS = {
     "design-jackknife": "two-way delete-one jackknife (each image deleted in turn, then each model of each model "
                         "set the statistic reads); variance = sum of the factors' jackknife variances; Student t "
-                        "quantile with Satterthwaite's degrees of freedom; a mean of a bounded similarity (and a "
-                        "difference of two) is jackknifed on Fisher's z of its value rescaled to [-1, 1] and "
-                        "transformed back, so the interval stays in the range (stablesal.core.intervals.design_interval)",
+                        "quantile with Satterthwaite's degrees of freedom; a mean of a bounded metric (and a difference "
+                        "of two) is jackknifed on Fisher's z of its value rescaled to [-1, 1] and transformed back "
+                        "while it and every replicate lie 1 % of the range inside it, else on the raw scale clipped "
+                        "to the range, so the interval stays in the range (stablesal.core.intervals.design_interval)",
     "t-over-units": "mean ± Student t quantile (n − 1 degrees of freedom) × SD / √n over n units treated as "
                     "independent; NaN units are dropped (stablesal.metrics.agreement.mean_ci)",
     "percentile-bootstrap": "percentile interval of the statistic over bootstrap resamples of images drawn with "
@@ -131,7 +132,9 @@ def image_mean(values: np.ndarray, weights: Weights) -> float:
 @dataclass
 class Interval:
     """A point estimate with its interval: ``low``/``high`` at ``confidence``, the standard error
-    ``se`` and the degrees of freedom ``df`` of the t quantile (NaN where not estimable)."""
+    ``se`` and the degrees of freedom ``df`` of the t quantile (NaN where not estimable). ``method``
+    says how: "jackknife", "jackknife-z" (on Fisher's z: ``se`` is on that scale) or
+    "jackknife-clipped" (raw scale, clipped to the statistic's range); see :func:`design_interval`."""
 
     estimate: float
     low: float
@@ -170,6 +173,13 @@ def from_fisher_z(z: float, bounds: tuple[float, float]) -> float:
     return low + (high - low) * (math.tanh(z) + 1) / 2
 
 
+# The Fisher-z scale is used only while the estimate and every jackknife replicate lie at least
+# this share of the range inside it: near a bound z runs off to infinity, and one replicate on the
+# bound (a top-k overlap of exactly 1 on all images but one) would stretch the interval over the
+# whole range. There the interval is computed on the raw scale and clipped to the range.
+FISHER_MARGIN = 0.01
+
+
 def design_interval(statistic: Callable[[Weights], float], n_images: int, model_counts: Mapping[str, int],
                     confidence: float = CONFIDENCE, conditional: bool = False,
                     bounds: tuple[float, float] | None = None) -> Interval:
@@ -182,10 +192,12 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
     deleting one leaves no pair).
 
     ``bounds = (lo, hi)``: the statistic's range (a mean correlation: (−1, 1); a difference of two:
-    (−2, 2)). The jackknife then runs on Fisher's z of the rescaled statistic
-    (:func:`to_fisher_z`) and the interval is transformed back, so it stays inside the range
-    (a t interval on the raw scale leaves it with few models: 0.09 [−1.08, 1.26]); ``se`` is on
-    the z scale. The estimate itself is not transformed.
+    (−2, 2)); the interval then stays inside it (a t interval on the raw scale leaves it with few
+    models: 0.09 [−1.08, 1.26]). The jackknife runs on Fisher's z of the statistic rescaled to
+    [−1, 1] (:func:`to_fisher_z`) and the ends are transformed back (``method`` "jackknife-z", ``se``
+    on the z scale) while the estimate and every replicate lie :data:`FISHER_MARGIN` of the range
+    inside it; otherwise on the raw scale, clipped to the range (``method`` "jackknife-clipped").
+    The estimate itself is never transformed.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
@@ -193,29 +205,38 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
         raise ValueError(f"an interval needs at least 2 images, got n_images={n_images}")
     if bounds is not None and not bounds[0] < bounds[1]:
         raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
-    scale = (lambda value: value) if bounds is None else (
-        lambda value: to_fisher_z(value, bounds) if math.isfinite(value) else value)
     full = Weights.ones(n_images, model_counts)
     estimate = float(statistic(full))
-    variances = [(_jackknife_variance([scale(statistic(full.without_image(i))) for i in range(n_images)]),
-                  n_images - 1)]
+    factors = [([float(statistic(full.without_image(i))) for i in range(n_images)], n_images - 1)]
     if not conditional:
         for name, count in model_counts.items():
             if count >= 2:
-                replicates = [scale(statistic(full.without_model(name, a))) for a in range(count)]
-                variances.append((_jackknife_variance(replicates), count - 1))
+                factors.append(([float(statistic(full.without_model(name, a))) for a in range(count)], count - 1))
+    scale, method = (lambda value: value), "jackknife"
+    if bounds is not None:
+        margin = FISHER_MARGIN * (bounds[1] - bounds[0])
+        values = [estimate] + [v for replicates, _ in factors for v in replicates]
+        if all(bounds[0] + margin <= v <= bounds[1] - margin for v in values):
+            scale, method = (lambda value: to_fisher_z(value, bounds)), "jackknife-z"
+        else:
+            method = "jackknife-clipped"
+    variances = [(_jackknife_variance([scale(v) if math.isfinite(v) else v for v in replicates]), df)
+                 for replicates, df in factors]
     total = sum(v for v, _ in variances)
     if not math.isfinite(estimate) or not math.isfinite(total):
-        return Interval(estimate, float("nan"), float("nan"), float("nan"), float("nan"), confidence)
+        return Interval(estimate, float("nan"), float("nan"), float("nan"), float("nan"), confidence, method)
     denominator = sum(v * v / df for v, df in variances)
     df = total * total / denominator if denominator > 0 else float(n_images - 1)
     se = math.sqrt(total)
     half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-    if bounds is None or total == 0:  # no spread: nothing to transform
-        return Interval(estimate, estimate - half, estimate + half, se, df, confidence)
-    centre = scale(estimate)
-    return Interval(estimate, from_fisher_z(centre - half, bounds), from_fisher_z(centre + half, bounds), se, df,
-                    confidence)
+    if method == "jackknife-z":
+        centre = scale(estimate)
+        low, high = from_fisher_z(centre - half, bounds), from_fisher_z(centre + half, bounds)
+    else:
+        low, high = estimate - half, estimate + half
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(estimate, low, high, se, df, confidence, method)
 
 
 def bootstrap_interval(statistic: Callable[[Weights], float], n_images: int, model_counts: Mapping[str, int],

@@ -29,6 +29,20 @@ def config_hash(config: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def tensor_digest(*tensors, length: int = 16) -> str:
+    """A short hash of the contents, shapes and dtypes of ``tensors`` (None allowed): a cached unit
+    keyed on it is recomputed when the images it explained change, whatever the configuration says."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        if tensor is None:
+            digest.update(b"none")
+            continue
+        array = tensor.detach().cpu().contiguous()
+        digest.update(f"{tuple(array.shape)}{array.dtype}".encode())
+        digest.update(array.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:length]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

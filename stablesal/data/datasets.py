@@ -49,6 +49,8 @@ class ImageDataset:
     train_masks, test_masks : bool ``[N, H, W]`` ground-truth object masks, or None when unknown.
     class_names : one name per class.
     mean, std : per-channel statistics of the training images (for the model's normalisation).
+    test_positions : int64 ``[N]`` position of each test image in the split as loaded, once
+        reordered for explaining (:mod:`stablesal.data.selection`); None in the loader's order.
     """
 
     name: str
@@ -61,6 +63,9 @@ class ImageDataset:
     test_masks: torch.Tensor | None = None
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    # where each test image was in the split as its loader returned it ([N] int64), once the split
+    # has been reordered (stablesal.data.selection); None: the loader's own order
+    test_positions: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.mean:

@@ -39,6 +39,15 @@ def grey_maps(maps: torch.Tensor, clip_percentile: float = 99.0) -> torch.Tensor
     return torch.where(flat_map, torch.zeros_like(out), out).float()
 
 
+def degenerate_maps(greys: torch.Tensor) -> torch.Tensor:
+    """Whether each grey map ``[B, H, W]`` (:func:`grey_maps`) is constant, ``[B]`` bool: a map with
+    no spread points nowhere (a model whose output ignores its input gives one). Two such maps are
+    "identical" to SSIM (1.0) and undefined to Spearman, so the stability study leaves every pair
+    with one out of every similarity and counts them."""
+    flat = greys.flatten(1)
+    return flat.amax(1) <= flat.amin(1)
+
+
 SSIM_SIGMA = 1.5
 
 
@@ -99,14 +108,27 @@ def normalised_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).norm(dim=1)
 
 
+def _top_set(values: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``[B, P]`` bool: the k largest values of each row, ties broken by a random order of the
+    positions drawn from ``generator`` (one order for the batch)."""
+    order = torch.randperm(values.shape[1], generator=generator)
+    _, by_value = values[:, order].sort(dim=1, descending=True, stable=True)
+    return torch.zeros_like(values, dtype=torch.bool).scatter_(1, order[by_value[:, :k]], True)
+
+
 @register_metric("topk_intersection", higher_is_better=True, low=0.0, high=1.0,
                  description="shared fraction of the top 10 % pixels", kind="pairwise")
-def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
-    """|top-k(a) ∩ top-k(b)| / k with k = ``fraction`` of the pixels (ties broken by position)."""
+def topk_intersection(a: torch.Tensor, b: torch.Tensor, fraction: float = 0.1, seed: int = 0) -> torch.Tensor:
+    """|top-k(a) ∩ top-k(b)| / k with k = ``fraction`` of the pixels, per image of ``[B, ...]`` maps.
+
+    Ties at the k-th value (a grouped map's segments, a map that is zero over most of the image)
+    are broken at random, each map with its own random order of positions from ``seed``: by position,
+    two maps tied in the same places would share their first pixels and overlap more than their
+    values say."""
     a, b = a.flatten(1), b.flatten(1)
     k = max(1, int(round(fraction * a.shape[1])))
-    top_a = torch.zeros_like(a, dtype=torch.bool).scatter_(1, a.topk(k, dim=1).indices, True)
-    top_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)
+    generator = torch.Generator().manual_seed(seed)
+    top_a, top_b = _top_set(a.cpu(), k, generator), _top_set(b.cpu(), k, generator)
     return (top_a & top_b).sum(1).double() / k
 
 

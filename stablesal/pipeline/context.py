@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..data.datasets import ImageDataset
-from ..data.selection import class_counts, ordered_for_explaining
+from ..data.selection import class_counts, ordered_for_explaining, test_positions
 from ..models.training import summary_rows
 from ..studies.stability.map_store import MapStore
 from .config import StudyConfig
@@ -123,7 +123,8 @@ class Context:
         object masks (or None); the run and its classes are kept in :attr:`explained`."""
         dataset = self.dataset
         chosen = {"first": start, "stop": min(stop, len(dataset.test_labels)),
-                  "classes": class_counts(dataset.test_labels[start:stop], dataset.class_names)}
+                  "classes": class_counts(dataset.test_labels[start:stop], dataset.class_names),
+                  "positions": test_positions(dataset, start, stop)}
         if chosen not in self.explained:
             self.explained.append(chosen)
         images = dataset.test_images[start:stop].to(self.device)

@@ -128,8 +128,9 @@ def default_model_file(config: StudyConfig, dataset: ImageDataset, runs_dir: Pat
 def with_predicted_labels(dataset: ImageDataset, model) -> ImageDataset:
     """Unlabelled test images labelled with ``model``'s predicted class (the class every map then
     explains); classes named ``class i`` when the data named none."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))  # the images stay on the CPU
     with torch.inference_mode():
-        outputs = torch.cat([model(chunk) for chunk in dataset.test_images.split(256)])
+        outputs = torch.cat([model(chunk.to(device)).cpu() for chunk in dataset.test_images.split(256)])
     names = dataset.class_names or [f"class {i}" for i in range(outputs.shape[1])]
     return dataclasses.replace(dataset, test_labels=outputs.argmax(1).cpu(), class_names=names,
                                name=f"{dataset.name} (labels: model 0's predictions)")

@@ -137,6 +137,20 @@ def test_bounded_intervals_stay_in_range_with_three_models():
     assert -2 <= difference.low < difference.estimate < difference.high <= 2  # reaching the ends: nothing known
 
 
+def test_next_to_a_bound_the_interval_is_clipped_not_stretched():
+    """One replicate on the bound (47 images with a top-k overlap of exactly 1, one with 0.9) would
+    put z near infinity and the Fisher interval over the whole range; the raw interval, clipped to
+    the range, is used instead and says so."""
+    values = np.array([1.0] * 47 + [0.9])
+    interval = design_interval(lambda w: image_mean(values, w), 48, {}, bounds=(0.0, 1.0))
+    raw = design_interval(lambda w: image_mean(values, w), 48, {})
+    assert interval.method == "jackknife-clipped" and raw.method == "jackknife"
+    assert interval.low == pytest.approx(raw.low) and interval.high == 1.0 < raw.high
+    assert 0.99 < interval.low < interval.estimate < 1.0
+    inside = design_interval(lambda w: image_mean(values - 0.05, w), 48, {}, bounds=(0.0, 1.0))
+    assert inside.method == "jackknife-z" and 0.9 < inside.low < inside.high < 0.99  # 1 % of the range inside
+
+
 def test_fisher_z_edges():
     assert from_fisher_z(to_fisher_z(0.3, (-1, 1)), (-1, 1)) == pytest.approx(0.3)
     assert from_fisher_z(to_fisher_z(0.25, (0, 1)), (0, 1)) == pytest.approx(0.25)

@@ -191,3 +191,34 @@ def test_pairwise_similarity_takes_a_subset_and_names_an_unknown_metric():
     assert set(pairwise_similarity(a, b, ["spearman"])) == {"spearman"}
     with pytest.raises(ValueError, match="^metrics: unknown metric 'pearsn'"):
         pairwise_similarity(a, b, ["pearsn"])
+
+
+def test_topk_ties_are_broken_at_random_with_a_seed():
+    """Issue #28: ties were broken by position, so two maps tied in the same places shared their
+    first pixels. Two constant maps overlap by chance (k/P on average over seeds), not fully; a
+    seed gives the same result twice; untied maps are unaffected (the numpy reference above)."""
+    flat = torch.zeros(1, 10, 10)
+    overlaps = torch.cat([topk_intersection(flat, flat, seed=seed) for seed in range(400)])
+    assert overlaps.mean().item() == pytest.approx(0.1, abs=0.03)  # by position it was 1.0
+    assert torch.equal(topk_intersection(flat, flat, seed=7), topk_intersection(flat, flat, seed=7))
+    tied = torch.tensor([[3.0, 3.0, 3.0, 3.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # k = 2 of four tied pixels
+    chosen = {int(topk_intersection(tied, torch.eye(10)[[0]] + torch.eye(10)[[1]], fraction=0.2, seed=s).item() * 2)
+              for s in range(60)}
+    assert chosen == {0, 1, 2}  # the two tied pixels taken vary with the seed
+    generator = np.random.default_rng(4)
+    for _ in range(5):
+        a, b = generator.normal(size=30), generator.normal(size=30)
+        assert topk_intersection(torch.from_numpy(a)[None], torch.from_numpy(b)[None], fraction=0.2,
+                                 seed=3).item() == pytest.approx(numpy_topk_overlap(a, b, 6))
+
+
+def test_degenerate_maps_are_the_constant_ones():
+    from stablesal.metrics.similarity import degenerate_maps
+
+    maps = torch.rand(4, 3, 8, 8)
+    maps[1] = 0.0
+    maps[2] = 5.0          # constant, not zero
+    maps[3, :, 0, 0] += 1e-3  # one pixel differs: not constant
+    maps[3, :, 1:, :] = 0.2
+    maps[3, :, 0, 1:] = 0.2
+    assert degenerate_maps(grey_maps(maps)).tolist() == [False, True, True, False]

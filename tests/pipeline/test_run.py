@@ -269,12 +269,18 @@ def test_every_class_of_a_class_ordered_folder_is_explained_and_setup_lists_them
     common = ["--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "-q"]
     assert main(["stability", "--out", str(tmp_path / "balanced"), *common]) == 0
     results = json.loads((tmp_path / "balanced" / "results.json").read_text())
-    assert results["dataset"]["explained"] == {"selection": "stratified", "seed": 0, "runs": [
+    explained = results["dataset"]["explained"]
+    positions = explained["runs"][0].pop("positions")  # where they were in the class-ordered split
+    assert explained == {"selection": "stratified", "seed": 0, "runs": [
         {"first": 0, "stop": 3, "classes": {"blue": 1, "green": 1, "red": 1}}]}
+    assert sorted(position // 2 for position in positions) == [0, 1, 2]  # the split is [0, 0, 1, 1, 2, 2]
+    units = set((tmp_path / "runs").rglob("main-saliency-*.json"))
     page = html.unescape((tmp_path / "balanced" / "index.html").read_text())
     assert ("The studies explain runs of a class-balanced order of the test images (seeded with 0); "
             "images 1–3: blue 1, green 1, red 1.") in page
     assert main(["stability", "--out", str(tmp_path / "first"), *common, "--set", 'data.selection="first"']) == 0
     results = json.loads((tmp_path / "first" / "results.json").read_text())
-    assert results["dataset"]["explained"]["runs"] == [{"first": 0, "stop": 3, "classes": {"blue": 2, "green": 1}}]
+    assert results["dataset"]["explained"]["runs"] == [{"first": 0, "stop": 3, "classes": {"blue": 2, "green": 1},
+                                                        "positions": [0, 1, 2]}]
+    assert units and set((tmp_path / "runs").rglob("main-saliency-*.json")) > units  # other images: not the cached units
     assert "No image of red is explained." in html.unescape((tmp_path / "first" / "index.html").read_text())

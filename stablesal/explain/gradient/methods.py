@@ -70,12 +70,23 @@ def _expand_args(additional, rows: torch.Tensor, batch: int):
                  for a in additional)
 
 
-def _topk_binary(values: torch.Tensor, fraction: float) -> torch.Tensor:
-    """1 on the top ``fraction`` of |values| of each sample, 0 elsewhere."""
+def _topk_binary(values: torch.Tensor, fraction: float, tie_keys: torch.Tensor | None = None) -> torch.Tensor:
+    """1 on the top ``fraction`` of |values| of each sample ``[rows, ...]``, 0 elsewhere.
+
+    Ties (a zero gradient over much of the image, a grouped map's constant segments) are broken by
+    ``tie_keys`` (same shape: larger first) when given, else by position. By position, two models
+    whose gradients are all zero pick the same first pixels and their maps agree perfectly;
+    Sparsified SmoothGrad passes the sample's seeded noise, so ties fall at random, per sample."""
     flat = values.abs().flatten(1)
     k = max(1, int(round(fraction * flat.shape[1])))
     out = torch.zeros_like(flat)
-    out.scatter_(1, flat.topk(k, dim=1).indices, 1.0)
+    if tie_keys is None:
+        out.scatter_(1, flat.topk(k, dim=1).indices, 1.0)
+        return out.view_as(values)
+    # order the pixels by their keys, then sort by value keeping that order among equal values
+    by_key = tie_keys.reshape(flat.shape).argsort(dim=1, descending=True, stable=True)
+    _, by_value = flat.gather(1, by_key).sort(dim=1, descending=True, stable=True)
+    out.scatter_(1, by_key.gather(1, by_value[:, :k]), 1.0)
     return out.view_as(values)
 
 
@@ -312,7 +323,10 @@ class GradientIntegration(GradientAttribution):
                 elif self.nonlinearity == "square":
                     values = values.square()
                 elif self.nonlinearity == "topk":
-                    values = _topk_binary(values, self.topk)
+                    # ties at random: the sample's own seeded noise (x̂ − x summed over channels) orders
+                    # tied pixels, independently per sample and per model, whatever the chunking
+                    noise = (x_hat.detach() - inputs[rows].detach()).sum(1, keepdim=True).expand_as(values)
+                    values = _topk_binary(values, self.topk, tie_keys=noise)
                 aggregates[name].add(rows, values, row_weight)
 
         pending: list[tuple] = []

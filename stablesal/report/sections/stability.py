@@ -90,6 +90,19 @@ def headline_table(summary: list[dict]) -> list[dict]:
     } for rank, r in enumerate(ranked, 1)]
 
 
+def degenerate_note(summary: list[dict]) -> str:
+    """A sentence naming the model sets × methods × groupings with constant (degenerate) maps and the
+    pairs left out because of them; empty when there are none."""
+    flagged = [r for r in summary if r.get("degenerate_pairs")]
+    if not flagged:
+        return ""
+    parts = [f"{r['model_set']} {_label(r)}: {r['degenerate_maps']} maps, {r['degenerate_pairs']} of "
+             f"{r['n_images'] * r['n_models'] * (r['n_models'] - 1) // 2} pairs" for r in flagged]
+    return ("Constant maps (a model whose output ignores the image) have no similarity and are left out of every "
+            "similarity, so they cannot read as perfectly stable: " + "; ".join(parts[:8])
+            + (f"; and {len(parts) - 8} more" if len(parts) > 8 else "") + ". ")
+
+
 def headline_section(summary: list[dict]) -> Section:
     """Every method × grouping ranked by cross-seed Spearman above the untrained-network null."""
     rows = [r for r in _main(summary) if not is_control(r)]
@@ -126,6 +139,7 @@ def headline_section(summary: list[dict]) -> Section:
                         "alone give that much agreement. ")
     else:
         reading += f"The most similar maps across retrained models are {_label(best)} (Spearman {fmt(best, 'spearman')}). "
+    reading += degenerate_note(summary)
     if random_rows:
         pixel_random = random_rows.get("pixel") or next(iter(random_rows.values()))
         reading += (f"I.i.d. random maps score Spearman {fmt(pixel_random, 'spearman')} ({pixel_random['grouping']}); "

@@ -33,7 +33,7 @@ from .planner import PilotAccumulator, Plan, held_out_reliability, predicted_rel
 from ...core.seeding import derive
 from ...core.settings import ConsensusSettings, StudySettings
 from ..stability.run import code_version, explain_groupings, method_is_random
-from ...core.storage import atomic_write_bytes, cached_unit, save_json_checked
+from ...core.storage import atomic_write_bytes, cached_unit, save_json_checked, tensor_digest
 from .planner import pilot
 
 VALIDATION_MODELS = (4, 8)   # K′ at which the planner is checked against held-out groups
@@ -259,7 +259,8 @@ def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[
     for method, grouping in tqdm(pairs, desc="consensus units", disable=not progress):
         path, cached = cached_unit(cache_dir, f"consensus-{method}-{grouping}-", {
             "study": asdict(study), "settings": asdict(settings), "unit": [method, grouping],
-            "identity": identity or {}, "n_images": int(images.shape[0]), "code": consensus_code_version()})
+            "identity": identity or {}, "n_images": int(images.shape[0]), "images": tensor_digest(images, targets),
+            "code": consensus_code_version()})
         files_gone = cached is not None and out_dir is not None and (
             not cached.get("files") or not all((Path(out_dir) / name).exists() for name in cached["files"]))
         if cached is None or files_gone:  # a new report folder needs the maps' files: recompute them

@@ -29,7 +29,7 @@ from ...metrics.similarity import spearman
 from ...explain.perturbation import Perturbation
 from ...core.settings import FactorSettings
 from ...core.version import source_hash
-from ...core.storage import cached_unit, save_json_checked
+from ...core.storage import cached_unit, save_json_checked, tensor_digest
 
 IDENTICAL_ORDER = 0.999  # Spearman ρ above which two maps order the pixels the same way
 
@@ -121,6 +121,7 @@ def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir
         path, cached = cached_unit(cache_dir, "", {"settings": asdict(settings),
                                                    "unit": [segmentation, sampler, str(size)],
                                                    "identity": identity or {}, "n_images": int(images.shape[0]),
+                                                   "images": tensor_digest(images, targets),
                                                    "code": source_hash("core", "explain", "metrics", "studies/factors")})
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached

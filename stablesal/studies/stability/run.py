@@ -41,7 +41,9 @@ from ...explain.gradient.methods import METHODS, make_method
 from ...explain.grouping import Partition, lag_weights, stationary_projection_energy
 from ...explain.protocol import Explainer, attribute_groupings
 from ...metrics.fidelity import deletion_insertion, mu_fidelity, output_drops, random_cell_subsets, randomised_copy
-from ...metrics.similarity import grey_maps, pairwise_similarity, pairwise_metrics, spearman, ssim, unit_maps
+from ...metrics.similarity import (
+    degenerate_maps, grey_maps, pairwise_similarity, pairwise_metrics, spearman, ssim, unit_maps,
+)
 from ...metrics.localisation import pointing_game, relevance_mass
 from ...explain.perturbation import PRESETS, make_preset
 from ...explain.perturbation.presets import budget_options
@@ -49,7 +51,7 @@ from ...core.seeding import derive
 from ...core.settings import MAIN, StudySettings
 from ...explain.segmentation import count_segments, make_segmenter, matched_grid
 from ...core.version import source_hash
-from ...core.storage import cached_unit, save_json_checked
+from ...core.storage import cached_unit, save_json_checked, tensor_digest
 
 # What differs between the models of a set, for the variance decomposition.
 VARIES = ("seed", "split", "both", "init")
@@ -183,11 +185,13 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             again = explain_groupings(method_name, model, seed, images, targets, groupings, settings)
             _keep(store, method_name, model, seed, settings, images, targets, groupings, again)
             for name, grouped in again.items():
-                scores = pairwise_similarity(greys[name][-1], grey_maps(grouped).cpu(), pairwise_metrics())
-                distance = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
+                grey_again = grey_maps(grouped).cpu()
+                scores = pairwise_similarity(greys[name][-1], grey_again, pairwise_metrics())
+                scores["sq_distance"] = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
+                flat = degenerate_maps(greys[name][-1]) | degenerate_maps(grey_again)
                 retest_rows[name] += [{"image": i, "model": index, "correct": bool(correct[index][i]),
-                                       "sq_distance": float(distance[i]),
-                                       **{k: float(v[i]) for k, v in scores.items()}}
+                                       "degenerate": bool(flat[i]),
+                                       **{k: NAN if flat[i] else float(v[i]) for k, v in scores.items()}}
                                       for i in range(images.shape[0])]
         if index == 0:
             first_maps = maps
@@ -214,17 +218,21 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
                     residual_a = units["pixel"][a] - projected[partition][a]
                     residual_b = units["pixel"][b] - projected[partition][b]
                     extra[f"residual_cross@{partition}"] = (residual_a * residual_b).flatten(1).sum(1)
+            # a pair with a constant map has no similarity (SSIM would call two constant maps
+            # identical): every value of its row is left out, and the row says why
+            flat = degenerate_maps(greys[name][a]) | degenerate_maps(greys[name][b])
             for image in range(images.shape[0]):
                 rows.append({"model_set": model_set, "method": method_name, "grouping": name, "image": image,
-                             "model_a": a, "model_b": b, "draws": settings.draws,
-                             **{k: float(v[image]) for k, v in scores.items()},
-                             **{k: float(v[image]) for k, v in extra.items()},
+                             "model_a": a, "model_b": b, "draws": settings.draws, "degenerate": bool(flat[image]),
+                             **{k: NAN if flat[image] else float(v[image]) for k, v in scores.items()},
+                             **{k: NAN if flat[image] else float(v[image]) for k, v in extra.items()},
                              "a_correct": bool(correct[a][image]), "b_correct": bool(correct[b][image])})
         result = {
             "model_set": model_set, "method": method_name, "family": family(method_name), "grouping": name,
             "rows": rows,
             "retest_rows": retest_rows[name], "random": random, "draws": settings.draws,
             "n_models": len(models), "n_images": int(images.shape[0]),
+            "degenerate_maps": int(sum(int(degenerate_maps(grey).sum()) for grey in greys[name])),
             "explain_seconds_per_model": explain_seconds / len(models),  # all groupings together
         }
         if groupings[name] is not None:
@@ -242,6 +250,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         result["seconds"] = (time.perf_counter() - began) / len(results)
     return results
 
+
+NAN = float("nan")  # a value left out (a pair with a constant map)
 
 _DROPS: OrderedDict[bytes, torch.Tensor] = OrderedDict()  # µFidelity's output drops of the last few models
 
@@ -315,7 +325,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     for index, (model_set, method) in enumerate(units):
         path, cached = cached_unit(cache_dir, f"{model_set}-{method}-", {
             "settings": asdict(settings), "unit": [model_set, method], "identity": identity or {},
-            "n_images": int(images.shape[0]), "code": code_version(),
+            "n_images": int(images.shape[0]), "images": tensor_digest(images, targets), "code": code_version(),
             "device": images.device.type})  # rng="auto" draws other streams on other devices
         if cached is not None:  # a missing, unfinished or corrupt (checksum) unit is recomputed
             results[index] = cached

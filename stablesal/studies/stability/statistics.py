@@ -185,6 +185,10 @@ def summarise(results: list[dict]) -> list[dict]:
                    "n_models": result["n_models"], "random": result.get("random")}
             if "mean_segment_size" in result:
                 row["mean_segment_size"] = result["mean_segment_size"]
+            # constant maps (degenerate: a model whose output ignores the image) and the pairs
+            # left out of every similarity because of them
+            row["degenerate_maps"] = result.get("degenerate_maps", 0)
+            row["degenerate_pairs"] = sum(bool(r.get("degenerate")) for r in result["rows"])
             for metric in pairwise_metrics() + ("sq_distance",):
                 row.update(units.interval(lambda w, m=metric, s=model_set: pair_mean(units.pair(s, m), w, s),
                                           (model_set,), bounds=metric_range(metric)).as_dict(metric))

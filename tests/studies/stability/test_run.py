@@ -306,3 +306,30 @@ def test_fidelity_is_computed_up_to_64_px_unless_asked_and_never_when_off():
         out = _image_metrics(model, images, torch.tensor([0, 1]), masks, torch.rand(2, 1, side, side), settings)
         assert fidelity_keys & set(out) == (fidelity_keys if computed else set()), (side, settings.fidelity)
         assert {"relevance_mass", "pointing_game"} <= set(out)  # localisation is cheap: always computed
+
+
+def test_constant_models_are_flagged_not_perfectly_stable():
+    """Issue #28: two models whose output ignores the image got SSIM 1.00 for every gradient method
+    (their maps are constant) and Sparsified SmoothGrad Spearman 1.00 (top-k ties broken by
+    position). Pairs with a constant map are left out of every similarity and counted."""
+    import math
+
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return x.sum((1, 2, 3))[:, None] * 0 + torch.tensor([[1.0, 0.0, 0.0]])
+
+    images = torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(4, dtype=torch.long)
+    settings = StudySettings(methods=["saliency", "smoothgrad", "sparsified_smoothgrad"], groupings=["pixel"],
+                             n_samples=8, sanity=False, fidelity="off")
+    results = run_study({"main": [Constant().eval(), Constant().eval(), Constant().eval()]}, images, labels, None, settings,
+                        progress=False, include_random=False)
+    rows = {r["method"]: r for r in summarise(results)}
+    for method in ("saliency", "smoothgrad"):
+        row = rows[method]
+        assert row["degenerate_maps"] == 4 * 3 and row["degenerate_pairs"] == 4 * 3  # images × maps, × pairs
+        assert math.isnan(row["ssim"]) and math.isnan(row["spearman"]), row["ssim"]  # not 1.00
+    unit = next(r for r in results if r["method"] == "smoothgrad")
+    assert all(r["degenerate"] and math.isnan(r["ssim"]) for r in unit["rows"] + unit["retest_rows"])
+    sparse = rows["sparsified_smoothgrad"]
+    assert sparse["degenerate_pairs"] == 0 and abs(sparse["spearman"]) < 0.2, sparse["spearman"]  # not 1.00
