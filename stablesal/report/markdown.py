@@ -52,4 +52,4 @@ def results_markdown(results: dict, out: Path | str, figures: str = "../figures"
                     "reading is computed from the numbers beside it, as on the report page.", ""]
     body = [section_markdown(section, lambda path: f"{figures}/{path.with_suffix('.png').name}")
             for section in sections]
-    return "\n".join(heading) + "\n\n".join(body) + "\n"
+    return "\n".join(heading) + "\n" + "\n\n".join(body) + "\n"

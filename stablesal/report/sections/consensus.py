@@ -125,7 +125,9 @@ def consensus_section(consensus: dict, out: Path) -> Section:
     units = consensus["units"]
     maps_dir = out / "consensus"
     figures = []
-    shown = [unit for unit in units if unit.get("files")][:2]
+    # the overlays need the maps' .npz files: a folder without them (a results file alone) gets none
+    shown = [unit for unit in units if unit.get("files")
+             and all((maps_dir / name).exists() for name in unit["files"])][:2]
     for unit in shown:
         figures.append((plot_consensus(unit, maps_dir, out / "figures" / f"consensus_{unit['method']}_"
                                        f"{unit['grouping']}"),
