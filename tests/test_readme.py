@@ -1,12 +1,14 @@
-"""Every code block of README.md is run, parsed or says why not (issue #31: 3 of 7 Python blocks
-ran as written).
+"""Every code block of README.md and of the user guide (docs/guide.md) is run, parsed or says why
+not (issue #31: 3 of 7 Python blocks ran as written).
 
 - ``python`` blocks run in order in one namespace, as one session, with a small generated dataset
   standing in for ``load_dataset("shapes")`` and a 40-step inpainter for the default 600 (the
-  README says so), in a temporary folder;
+  guide says so), in a temporary folder;
 - a block preceded by ``<!-- parsed by tests: ... -->`` is parsed: each ``stablesal`` line by the
   command line's parser, a ``toml`` block by the configuration reader (every key and value checked);
-- a block preceded by ``<!-- not run by tests: <reason> -->`` is skipped, and must give a reason.
+- a block preceded by ``<!-- not run by tests: <reason> -->`` is skipped, and must give a reason;
+- the README's headline block (``<!-- results:headline -->``) is output, generated from the
+  committed results and checked against them by ``tests/report/test_markdown.py``.
 """
 
 import re
@@ -16,13 +18,15 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = (ROOT / "README.md", ROOT / "docs" / "guide.md")
 FENCE = re.compile(r"(?:<!-- (?P<marker>[^>]*?) -->\n)?```(?P<language>\w*)\n(?P<code>.*?)```", re.S)
 
 
-def readme_blocks() -> list[dict]:
-    """The README's fenced blocks: language, code, and the marker comment right above (or None)."""
-    return [match.groupdict() for match in FENCE.finditer(README.read_text())]
+def readme_blocks(pages=PAGES) -> list[dict]:
+    """The fenced blocks of ``pages``: language, code, the marker comment right above (or None) and
+    the page's name."""
+    return [dict(match.groupdict(), page=page.name) for page in pages for match in FENCE.finditer(page.read_text())]
 
 
 def _commands(code: str) -> list[list[str]]:
@@ -33,12 +37,15 @@ def _commands(code: str) -> list[list[str]]:
 
 def test_every_block_is_run_parsed_or_says_why_not():
     blocks = readme_blocks()
-    assert len(blocks) >= 10
+    assert len(blocks) >= 12 and {b["page"] for b in blocks} == {"README.md", "guide.md"}
     for block in blocks:
         marker = block["marker"]
         if block["language"] == "python" and marker is None:
             continue  # run below
         assert marker is not None, f"a {block['language']} block has no marker: {block['code'][:60]!r}"
+        if marker == "results:headline":  # generated from the results: tests/report/test_markdown.py
+            assert block["language"] == "text"
+            continue
         kind, _, reason = marker.partition(":")
         assert kind in ("not run by tests", "parsed by tests") and len(reason.strip()) > 10, marker
         if kind == "parsed by tests":
@@ -57,7 +64,7 @@ def test_every_command_line_in_the_readme_parses():
             for arguments in commands:
                 parser.parse_args(arguments)  # an unknown flag or choice exits with status 2
                 parsed += 1
-    assert parsed >= 15
+    assert parsed >= 18
 
 
 def test_every_toml_block_in_the_readme_is_a_valid_configuration(tmp_path, monkeypatch):
@@ -78,7 +85,7 @@ def test_every_toml_block_in_the_readme_is_a_valid_configuration(tmp_path, monke
     else:  # pragma: no cover
         import tomli as tomllib
     blocks = [b for b in readme_blocks() if b["language"] == "toml"]
-    assert blocks
+    assert {b["page"] for b in blocks} == {"README.md", "guide.md"}
     for block in blocks:
         config = config_from_dict(tomllib.loads(block["code"]))  # unknown keys and wrong types are errors
         assert config.models.checkpoints and config.data.dataset == "folder"
@@ -93,15 +100,15 @@ def test_the_python_blocks_run_in_order(tmp_path, monkeypatch, tiny_shapes):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(stablesal.data, "load_dataset", lambda name="shapes", **options: tiny_shapes)
-    # the README says so: 40 steps stand in for the default 600 (3 minutes on two cores)
+    # the guide says so: 40 steps stand in for the default 600 (3 minutes on two cores)
     monkeypatch.setattr(stablesal.explain.inpainting, "InpainterConfig", functools.partial(InpainterConfig, steps=40))
     namespace: dict = {"__name__": "readme"}
     blocks = [b for b in readme_blocks() if b["language"] == "python" and b["marker"] is None]
-    assert len(blocks) >= 6
+    assert len(blocks) >= 6 and {b["page"] for b in blocks} == {"guide.md"}  # the guide's API session
     for number, block in enumerate(blocks):
         try:
-            exec(compile(block["code"], f"README.md python block {number + 1}", "exec"), namespace)
+            exec(compile(block["code"], f"{block['page']} python block {number + 1}", "exec"), namespace)
         except Exception as error:  # name the block that failed
-            pytest.fail(f"README python block {number + 1} failed: {error!r}\n{block['code']}")
+            pytest.fail(f"{block['page']} python block {number + 1} failed: {error!r}\n{block['code']}")
     assert namespace["row"]["method"] in ("saliency", "smoothgrad", "suppression")
     assert namespace["result"].mask().shape[-2:] == tiny_shapes.test_images.shape[-2:]
