@@ -14,7 +14,8 @@ DRAWS = ("independent", "common")      # explainer draws: one stream per model, 
 RNG_KINDS = ("auto", "generator", "counter")  # random streams (explain.gradient.methods: generator on the CPU)
 # model 0's fidelity metrics (deletion/insertion AUC, µFidelity) in the stability study: "auto"
 # computes them for images up to FIDELITY_AUTO_MAX_SIDE pixels a side and leaves them out above
-# (at 224 px they cost ~35 forward passes per image per method × grouping: 80 % of a study unit)
+# (~35 forward passes per image per method × grouping: at 224 px 45 % of a study of Saliency and
+# SmoothGrad, benchmarks/bench_study_224.py)
 FIDELITY_CHOICES = ("auto", "on", "off")
 FIDELITY_AUTO_MAX_SIDE = 64
 # What differs between the models of a seed plan (models.training); [models] vary takes the first

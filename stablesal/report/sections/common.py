@@ -225,7 +225,8 @@ def left_out_sections(results: dict) -> list[Section]:
         side = max(dataset["image_shape"][-2:])
         why = ("[gradient] fidelity is \"off\"" if config["gradient"].get("fidelity") == "off" else
                f"the images are {side} px a side and [gradient] fidelity = \"auto\" computes them up to "
-               f"{FIDELITY_AUTO_MAX_SIDE} px (at 224 px they took 80 % of a study unit's time)")
+               f"{FIDELITY_AUTO_MAX_SIDE} px (at 224 px they took 45 % of a study of Saliency and SmoothGrad, "
+               "benchmarks/results/study_224.json)")
         notes.append(f"Model 0's fidelity (deletion and insertion AUC, µFidelity) and the stability-vs-fidelity "
                      f"section: left out, {why}; set [gradient] fidelity = \"on\" to compute them.")
     return [Section("Left out", " ".join(notes))] if notes else []
