@@ -1,4 +1,4 @@
-"""Controls behind the README's keep-prediction reading, on the default report's models and
+"""Controls behind the inpainting section's keep-prediction reading, on the default report's models and
 learned inpainter (run ``make report`` first):
 
     python analysis/fill_controls.py [--runs runs/default] [--images 1024]

@@ -1,12 +1,12 @@
-"""Print the Markdown tables of one stability report (the ones the README's "What the default
-report measured" section shows), straight from its ``results.json``:
+"""Print compact Markdown tables of one stability report straight from its ``results.json`` (the
+full results page with its readings is ``docs/results.md``, from ``analysis/results_page.py``):
 
     python analysis/report_tables.py reports/default/results.json
 
 Sections: models, gradient stability per method and grouping (above the untrained null, with the
 test–retest ceiling), the variance decomposition, main vs control vs untrained models, super-pixels
 vs the matched grid, variance reduction against its predictions, MeGe/ReCo by the fold protocol, perturbation presets, the factor study's effects, inpainting quality and the removal methods under the
-evaluation suite. Numbers only: the reading stays in the README and the report page.
+evaluation suite. Numbers only: the readings are the report page's (and docs/results.md's).
 """
 
 from __future__ import annotations

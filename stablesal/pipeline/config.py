@@ -173,7 +173,7 @@ class ReportSection:
 
 # The built-in run (experiments/default.toml, and `stablesal report` with no --config under its
 # default name: `make report`) also refreshes the repository's figures/ and the committed results
-# that the README's numbers trace to; every other run writes only under its own folders.
+# that the README's and docs' numbers trace to; every other run writes only under its own folders.
 BUILT_IN_COPIES = {"copy_figures_to": "figures", "copy_results_to": "experiments/results"}
 
 
