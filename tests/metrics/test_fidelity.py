@@ -395,3 +395,56 @@ def test_removal_engine_keeps_to_its_rows_per_call():
         expected = torch.softmax(torch.stack([torch.where(masks[m], 0.0, images).mean((1, 2, 3)) for m in range(7)],
                                              1).unsqueeze(-1) * torch.tensor([1.0, -1.0]), -1)[..., 0]
         assert torch.allclose(out, expected, atol=1e-6)
+
+
+@pytest.mark.mutation
+def test_inpainted_deletion_and_insertion_curves_by_hand():
+    """Deletion/insertion with an inpainter as substrate, recomputed with NumPy: at each of the
+    ``steps + 1`` equal fractions the removed (deletion) or not-yet-inserted (insertion) pixels are
+    holes ``[B, 1, H, W]`` that the inpainter fills; with no hole the image itself is scored, with
+    every pixel a hole each image's own mean colour (the inpainter is not called); the area is the
+    trapezoid rule on fractions in [0, 1]. A nonlinear model, a non-square image (H·W = 12, so
+    every count f·H·W is an integer) and every chunking of the model calls."""
+    generator = torch.Generator().manual_seed(7)
+    images = torch.rand(2, 3, 3, 4, generator=generator)
+    maps = torch.rand(2, 1, 3, 4, generator=generator)  # distinct values: one order of removal
+    weights = torch.randn(3, 36, generator=generator)
+    model = nn.Sequential(nn.Flatten(), nn.Tanh(), nn.Linear(36, 3, bias=False)).eval()
+    model[2].weight.data = weights
+    target = torch.tensor([2, 0])
+    steps, fill_value = 4, 0.9
+    holes_seen = []
+
+    def inpainter(x, holes):  # a plain callable: fills the holes with a constant grey
+        holes_seen.append((tuple(holes.shape), int(holes.sum())))
+        return torch.where(holes, torch.full_like(x, fill_value), x)
+
+    def expected_curve(i, mode):
+        pixels = images[i].double().numpy().reshape(3, 12)
+        order = np.argsort(-maps[i].double().numpy().ravel(), kind="stable")
+        values = []
+        for count in (0, 3, 6, 9, 12):  # the fractions 0, 1/4, ..., 1 of 12 pixels
+            first = np.zeros(12, bool)
+            first[order[:count]] = True
+            holes = first if mode == "deletion" else ~first
+            if holes.all():
+                current = np.repeat(pixels.mean(1, keepdims=True), 12, 1)
+            else:
+                current = np.where(holes[None], fill_value, pixels)
+            logits = weights.double().numpy() @ np.tanh(current.ravel())
+            values.append(np.exp(logits[int(target[i])]) / np.exp(logits).sum())
+        return np.array(values)
+
+    for mode in ("deletion", "insertion"):
+        expected = np.stack([expected_curve(i, mode) for i in range(2)])
+        area = ((expected[:, 1:] + expected[:, :-1]) / 2).sum(1) / steps
+        for batch_size in (1, 2, 5):
+            holes_seen.clear()
+            curves, auc = deletion_insertion(model, images, maps, target, steps=steps, mode=mode,
+                                             substrate=inpainter, batch_size=batch_size)
+            assert curves.shape == (2, steps + 1) and auc.shape == (2,)
+            assert np.allclose(curves.double().numpy(), expected, atol=1e-5), (mode, batch_size)
+            assert np.allclose(auc.double().numpy(), area, atol=1e-5), (mode, batch_size)
+            # the inpainter sees only partial masks, as [B, 1, H, W] with the whole batch at once
+            removed = (1, 2, 3) if mode == "deletion" else (3, 2, 1)  # quarters of each image
+            assert holes_seen == [((2, 1, 3, 4), 2 * 3 * k) for k in removed], (mode, batch_size)
