@@ -395,3 +395,127 @@ def test_removal_engine_keeps_to_its_rows_per_call():
         expected = torch.softmax(torch.stack([torch.where(masks[m], 0.0, images).mean((1, 2, 3)) for m in range(7)],
                                              1).unsqueeze(-1) * torch.tensor([1.0, -1.0]), -1)[..., 0]
         assert torch.allclose(out, expected, atol=1e-6)
+
+
+@pytest.mark.mutation
+def test_inpainted_deletion_and_insertion_curves_by_hand():
+    """Deletion/insertion with an inpainter as substrate, recomputed with NumPy: at each of the
+    ``steps + 1`` equal fractions the removed (deletion) or not-yet-inserted (insertion) pixels are
+    holes ``[B, 1, H, W]`` that the inpainter fills; with no hole the image itself is scored, with
+    every pixel a hole each image's own mean colour (the inpainter is not called); the area is the
+    trapezoid rule on fractions in [0, 1]. A nonlinear model, a non-square image (H·W = 12, so
+    every count f·H·W is an integer) and every chunking of the model calls."""
+    generator = torch.Generator().manual_seed(7)
+    images = torch.rand(2, 3, 3, 4, generator=generator)
+    maps = torch.rand(2, 1, 3, 4, generator=generator)  # distinct values: one order of removal
+    weights = torch.randn(3, 36, generator=generator)
+    model = nn.Sequential(nn.Flatten(), nn.Tanh(), nn.Linear(36, 3, bias=False)).eval()
+    model[2].weight.data = weights
+    target = torch.tensor([2, 0])
+    steps, fill_value = 4, 0.9
+    holes_seen = []
+
+    def inpainter(x, holes):  # a plain callable: fills the holes with a constant grey
+        holes_seen.append((tuple(holes.shape), int(holes.sum())))
+        return torch.where(holes, torch.full_like(x, fill_value), x)
+
+    def expected_curve(i, mode):
+        pixels = images[i].double().numpy().reshape(3, 12)
+        order = np.argsort(-maps[i].double().numpy().ravel(), kind="stable")
+        values = []
+        for count in (0, 3, 6, 9, 12):  # the fractions 0, 1/4, ..., 1 of 12 pixels
+            first = np.zeros(12, bool)
+            first[order[:count]] = True
+            holes = first if mode == "deletion" else ~first
+            if holes.all():
+                current = np.repeat(pixels.mean(1, keepdims=True), 12, 1)
+            else:
+                current = np.where(holes[None], fill_value, pixels)
+            logits = weights.double().numpy() @ np.tanh(current.ravel())
+            values.append(np.exp(logits[int(target[i])]) / np.exp(logits).sum())
+        return np.array(values)
+
+    for mode in ("deletion", "insertion"):
+        expected = np.stack([expected_curve(i, mode) for i in range(2)])
+        area = ((expected[:, 1:] + expected[:, :-1]) / 2).sum(1) / steps
+        for batch_size in (1, 2, 5):
+            holes_seen.clear()
+            curves, auc = deletion_insertion(model, images, maps, target, steps=steps, mode=mode,
+                                             substrate=inpainter, batch_size=batch_size)
+            assert curves.shape == (2, steps + 1) and auc.shape == (2,)
+            assert np.allclose(curves.double().numpy(), expected, atol=1e-5), (mode, batch_size)
+            assert np.allclose(auc.double().numpy(), area, atol=1e-5), (mode, batch_size)
+            # the inpainter sees only partial masks, as [B, 1, H, W] with the whole batch at once
+            removed = (1, 2, 3) if mode == "deletion" else (3, 2, 1)  # quarters of each image
+            assert holes_seen == [((2, 1, 3, 4), 2 * 3 * k) for k in removed], (mode, batch_size)
+
+
+def _region_pixels(region):
+    """The (row, column) pairs of a boolean ``[1, 1, H, W]`` region, in raster order."""
+    assert region.dtype == torch.bool and region.shape[:2] == (1, 1)
+    return [tuple(p) for p in region[0, 0].nonzero().tolist()]
+
+
+@pytest.mark.mutation
+def test_top_region_on_a_zero_mean_map_is_the_top_raw_pixels():
+    """With ``factor`` 4 a 4 × 8 map is pooled to 1 × 2 cells (and an 8 × 4 map to 2 × 1): here both
+    cells average exactly 0, so the smoothed map is flat and the raw map alone (the 1e-9 tie-break)
+    orders the pixels: the top pixel is the raw maximum 6, the next the first of the 1s in raster
+    order. A fraction rounding to 0 pixels still takes 1. Maps ``[B, H, W]`` and ``[B, C, H, W]``
+    (channels summed) give the same region."""
+    from stablesal.metrics.fidelity import _top_region
+
+    wide = torch.zeros(4, 8)
+    wide[:2, :4] = 1.0  # left cell: eight 1s, one 6 and seven -2s: sum 0
+    wide[2:, :4] = -2.0
+    wide[3, 1] = 6.0  # right cell: all 0
+    for grid, first, second in ((wide, (3, 1), (0, 0)), (wide.T.contiguous(), (1, 3), (0, 0))):
+        for fraction, expected in ((0.01, [first]), (1 / 32, [first]), (2 / 32, sorted([first, second]))):
+            channels = torch.stack([2 * grid, -grid])[None]  # [1, 2, H, W], summing to the map
+            for maps in (grid[None, None], grid[None], channels):
+                region = _top_region(maps, fraction, 4)
+                assert region.shape == (1, 1, *grid.shape)
+                assert _region_pixels(region) == expected, (tuple(grid.shape), fraction, maps.dim())
+
+
+@pytest.mark.mutation
+def test_top_region_smooths_by_area_pooling_and_half_pixel_bilinear_upsampling():
+    """A 6 × 2 map whose rows are 1, 1, 2, 2, 0.5, 0.5, with ``factor`` 2: pooled to the 3 × 1 cell
+    means (1, 2, 0.5), then upsampled bilinearly with half-pixel centres (``align_corners=False``:
+    output row i samples input row 0.5·i − 0.25, clamped) to the rows 1, 1.25, 1.75, 1.625, 0.875,
+    0.5. The top 8 of the 12 pixels are rows 0–3. (Sampling corner to corner would give rows
+    1, 1.4, 1.8, 1.7, 1.1, 0.5, whose top 4 rows are 1–4.)"""
+    from stablesal.metrics.fidelity import _top_region
+
+    maps = torch.tensor([1.0, 1.0, 2.0, 2.0, 0.5, 0.5]).view(1, 1, 6, 1).expand(1, 1, 6, 2).contiguous()
+    region = _top_region(maps, 2 / 3, 2)
+    assert _region_pixels(region) == [(r, c) for r in range(4) for c in range(2)]
+
+
+@pytest.mark.mutation
+def test_top_region_ranks_by_the_smoothed_map_not_the_raw_one():
+    """A single bright pixel (10) is diluted by the 2 × 2 pooling (cell mean 2.5) and loses to a
+    uniformly warm cell (3 everywhere): the top pixel is the corner of the warm cell, where the
+    upsampled map is exactly 3, although the raw maximum is elsewhere; the raw map only breaks ties."""
+    from stablesal.metrics.fidelity import _top_region
+
+    maps = torch.zeros(1, 1, 4, 4)
+    maps[0, 0, 0, 0] = 10.0
+    maps[0, 0, 2:, 2:] = 3.0
+    assert _region_pixels(_top_region(maps, 1 / 16, 2)) == [(3, 3)]
+    # the next is (0, 0): the clamped corner of the bright cell, 2.5 > 2.25 at (2, 3) and (3, 2)
+    assert _region_pixels(_top_region(maps, 2 / 16, 2)) == [(0, 0), (3, 3)]
+
+
+@pytest.mark.mutation
+def test_top_region_breaks_ties_by_position():
+    """On a flat map every pixel ties; the region is the first pixels in raster order (a stable
+    sort). PyTorch's default CPU sort keeps equal keys in index order only in rows of up to 16
+    entries, hence the 25- and 36-pixel maps."""
+    from stablesal.metrics.fidelity import _top_region
+
+    maps = torch.ones(1, 1, 5, 5)
+    for factor in (1, 5):
+        assert _region_pixels(_top_region(maps, 0.4, factor)) == [(r, c) for r in range(2) for c in range(5)]
+    maps = torch.zeros(1, 3, 6, 6)  # 36 ties
+    assert _region_pixels(_top_region(maps, 0.5, 2)) == [(r, c) for r in range(3) for c in range(6)]
