@@ -519,3 +519,24 @@ def test_top_region_breaks_ties_by_position():
         assert _region_pixels(_top_region(maps, 0.4, factor)) == [(r, c) for r in range(2) for c in range(5)]
     maps = torch.zeros(1, 3, 6, 6)  # 36 ties
     assert _region_pixels(_top_region(maps, 0.5, 2)) == [(r, c) for r in range(3) for c in range(6)]
+
+
+@pytest.mark.mutation
+def test_removal_curves_remove_tied_pixels_in_index_order():
+    """SRG's curves promise ties broken by position (a flat map removes pixels row by row). On a
+    6×6 map of zeros (36 ties: PyTorch's CPU sort returns ties in index order only for rows of up to
+    16 entries without ``stable=True``) the first sixth removed is exactly the first row, which the
+    model reads: its probability falls from sigmoid(5) to sigmoid(−5) at the first step."""
+    from stablesal.metrics.fidelity import removal_curves
+
+    class FirstRow(torch.nn.Module):
+        def forward(self, x):
+            score = 10 * x[:, 0, 0, :].mean(1) - 5
+            return torch.stack([score, torch.zeros_like(score)], 1)
+
+    images = torch.ones(2, 3, 6, 6)
+    curves = removal_curves(FirstRow().eval(), images, torch.zeros(2, 1, 6, 6), torch.zeros(2, dtype=torch.long),
+                            steps=7, fill=0.0)
+    high, low = torch.sigmoid(torch.tensor(5.0)).item(), torch.sigmoid(torch.tensor(-5.0)).item()
+    assert curves[:, 0].tolist() == pytest.approx([high, high])
+    assert curves[:, 1].tolist() == pytest.approx([low, low])  # row 0 (pixels 0-5) went first
