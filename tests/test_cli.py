@@ -227,6 +227,7 @@ def test_explain_and_perturb_explain_the_users_checkpoint_from_the_toml(form, us
     import torch
 
     from stablesal.data.datasets import load_configured
+    from stablesal.data.selection import stratified_order
     from stablesal.explain.gradient.methods import make_method
     from stablesal.explain.perturbation import make_preset
     from stablesal.models.user_models import prepare
@@ -248,13 +249,17 @@ def test_explain_and_perturb_explain_the_users_checkpoint_from_the_toml(form, us
     config = load_config(tmp_path / "mine.toml")
     dataset = load_configured(config.data)
     model = prepare(network.eval(), "expected", *(([0.5] * 3, [0.25] * 3) if normalise else ()))
-    images, labels = dataset.test_images[:2], dataset.test_labels[:2]
+    # the images a report explains: the first two of the class-balanced order, traced to the split
+    positions = stratified_order(dataset.test_labels, config.data.selection_seed)[:2]
+    images, labels = dataset.test_images[positions], dataset.test_labels[positions]
+    assert labels[0] != labels[1]  # two classes, not the folder's first class twice
     saved = torch.load(tmp_path / "e" / "maps.pt", weights_only=False)
     assert saved["checkpoint"] == str(path) and saved["model_index"] == 0
+    assert saved["test_positions"] == positions.tolist()
     expected = make_method("saliency", model).attribute(images, target=labels, seed=0)
     assert torch.allclose(saved["maps"]["saliency/pixel"], expected, atol=1e-6)
     saved = torch.load(tmp_path / "p" / "perturbation_maps.pt", weights_only=False)
-    assert saved["checkpoint"] == str(path)
+    assert saved["checkpoint"] == str(path) and saved["test_positions"] == positions.tolist()
     expected = make_preset("occlusion", model).attribute(images, target=labels, seed=0)
     assert torch.allclose(saved["maps"]["occlusion"]["maps"], expected, atol=1e-6)
 
