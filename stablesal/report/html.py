@@ -66,6 +66,8 @@ def _table(rows: list[dict], caption: str, digits: int) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
 
     def cell(value) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return "–"  # not known (a user's checkpoint has no seed or split) or not defined: never "None"/"nan"
         if isinstance(value, float):
             return f"{value:.{digits}f}"
         return html.escape(str(value))

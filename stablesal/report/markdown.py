@@ -12,6 +12,8 @@ from .sections.common import report_sections
 
 
 def _cell(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"  # as on the page
     text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
 

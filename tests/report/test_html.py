@@ -32,3 +32,12 @@ def test_sections_lead_with_their_figure(tmp_path):
     Image.new("RGB", (4, 4)).save(image)
     page = render_page("t", "lead", [Section("S", "reading", figures=[(image, "fig")], tables=[([{"a": 1}], "tab")])])
     assert page.index("<figure>") < page.index("<table>")
+
+
+def test_unknown_and_undefined_cells_read_as_a_dash():
+    """Issue #30: a user's checkpoint has no seed, split or training time, and the model table
+    printed "None"; an undefined number printed "nan"."""
+    rows = [{"model": 0, "seed": None, "test_acc": 0.9312, "seconds": float("nan"), "split": 0}]
+    page = table_html(rows)
+    assert "None" not in page and "nan" not in page
+    assert "<td>0</td><td>–</td><td>0.931</td><td>–</td><td>0</td>" in page
