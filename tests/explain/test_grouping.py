@@ -170,3 +170,20 @@ def test_stationary_projection_energy_of_one_unbatched_map():
     assert energy.shape == () and energy.item() == pytest.approx(12 * 0.25)
     batched = stationary_projection_energy(constant[None], weights[None])
     assert batched.tolist() == pytest.approx([12 * 0.25])
+
+
+@pytest.mark.mutation
+def test_grouped_passes_the_protocols_default_seed_zero():
+    """The explainer protocol's default seed is 0: a wrapped random method called without a seed
+    gives the map of seed 0, not of another seed."""
+    from stablesal.explain.gradient.methods import SmoothGrad
+    from stablesal.explain.grouping import Grouped
+
+    from tests.helpers.basic_models import small_model
+
+    model = small_model(side=8)
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    grouped = Grouped(SmoothGrad(model, n_samples=4), Grid(n_segments=4))
+    default = grouped.attribute(images, target=0)
+    assert torch.equal(default, grouped.attribute(images, target=0, seed=0))
+    assert not torch.equal(default, grouped.attribute(images, target=0, seed=1))
