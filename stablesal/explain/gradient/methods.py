@@ -316,6 +316,10 @@ class GradientIntegration(GradientAttribution):
                 linear = grad * x_hat.detach()
             else:
                 linear = grad
+            # top-k ties at random: the sample's own seeded noise (x̂ − x summed over channels) orders
+            # tied pixels, independently per sample and per model, whatever the chunking
+            tie_keys = ((x_hat.detach() - inputs[rows].detach()).sum(1, keepdim=True).expand_as(linear)
+                        if self.nonlinearity == "topk" else None)
             for name, partition in partitions.items():
                 values = linear if partition is None else partition.select(rows).project(linear, self.reduce)
                 if self.nonlinearity == "abs":
@@ -323,10 +327,7 @@ class GradientIntegration(GradientAttribution):
                 elif self.nonlinearity == "square":
                     values = values.square()
                 elif self.nonlinearity == "topk":
-                    # ties at random: the sample's own seeded noise (x̂ − x summed over channels) orders
-                    # tied pixels, independently per sample and per model, whatever the chunking
-                    noise = (x_hat.detach() - inputs[rows].detach()).sum(1, keepdim=True).expand_as(values)
-                    values = _topk_binary(values, self.topk, tie_keys=noise)
+                    values = _topk_binary(values, self.topk, tie_keys=tie_keys)
                 aggregates[name].add(rows, values, row_weight)
 
         pending: list[tuple] = []

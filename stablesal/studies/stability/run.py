@@ -162,6 +162,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     with torch.inference_mode():
         correct = [model(images).argmax(1).eq(targets).cpu() for model in models]
     greys = {name: [] for name in groupings}
+    constant = {name: [] for name in groupings}  # [B] bool per model: its grey map is constant (degenerate)
     units = {name: [] for name in groupings}
     projected = {name: [] for name in partitions}  # P applied to the pixel unit maps, per model
     retest_rows = {name: [] for name in groupings}
@@ -176,6 +177,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         _keep(store, method_name, model, seed, settings, images, targets, groupings, maps)
         for name, grouped in maps.items():
             greys[name].append(grey_maps(grouped).cpu())
+            constant[name].append(degenerate_maps(greys[name][-1]))
             units[name].append(unit_maps(grouped).double().cpu())
         if lags:
             for name, segments in partitions.items():
@@ -188,7 +190,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
                 grey_again = grey_maps(grouped).cpu()
                 scores = pairwise_similarity(greys[name][-1], grey_again, pairwise_metrics())
                 scores["sq_distance"] = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
-                flat = degenerate_maps(greys[name][-1]) | degenerate_maps(grey_again)
+                flat = constant[name][-1] | degenerate_maps(grey_again)
                 retest_rows[name] += [{"image": i, "model": index, "correct": bool(correct[index][i]),
                                        "degenerate": bool(flat[i]),
                                        **{k: NAN if flat[i] else float(v[i]) for k, v in scores.items()}}
@@ -220,7 +222,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
                     extra[f"residual_cross@{partition}"] = (residual_a * residual_b).flatten(1).sum(1)
             # a pair with a constant map has no similarity (SSIM would call two constant maps
             # identical): every value of its row is left out, and the row says why
-            flat = degenerate_maps(greys[name][a]) | degenerate_maps(greys[name][b])
+            flat = constant[name][a] | constant[name][b]
             for image in range(images.shape[0]):
                 rows.append({"model_set": model_set, "method": method_name, "grouping": name, "image": image,
                              "model_a": a, "model_b": b, "draws": settings.draws, "degenerate": bool(flat[image]),
@@ -232,7 +234,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             "rows": rows,
             "retest_rows": retest_rows[name], "random": random, "draws": settings.draws,
             "n_models": len(models), "n_images": int(images.shape[0]),
-            "degenerate_maps": int(sum(int(degenerate_maps(grey).sum()) for grey in greys[name])),
+            "degenerate_maps": int(sum(int(flags.sum()) for flags in constant[name])),
             "explain_seconds_per_model": explain_seconds / len(models),  # all groupings together
         }
         if groupings[name] is not None:
