@@ -14,7 +14,7 @@ from typing import NamedTuple
 from .core.version import __version__
 from .pipeline.config import BUILT_IN_COPIES, ModelsSection, StudyConfig, config_from_dict, read_toml
 from .core.settings import (
-    DRAWS, FIDELITY_CHOICES, MODEL_VARY, PROCEDURES, RNG_KINDS, SCOPES, SUPPRESSION_MODES, SUPPRESSION_UNITS, VARY_CHOICES,
+    DRAWS, FIDELITY_CHOICES, MODEL_VARY, NULL_SETS, PROCEDURES, RNG_KINDS, SCOPES, SUPPRESSION_MODES, SUPPRESSION_UNITS, VARY_CHOICES,
     StudySettings, TrainConfig,
 )
 from .core.tables import format_table
@@ -37,10 +37,11 @@ _CONFIG = StudyConfig()
 # the TOML's [report] name names the run, its folder under --runs is the command's own name
 # (RUN_NAMES), not [report] name's default "default" (the report's folder).
 RUN_NAMES = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
-# consensus and plan use neither the control models nor (plan) the untrained networks: none is trained.
-# factor-study explains one model (main model 0 of a one-model seed plan).
-FIXED = {"consensus": {"models": {"control_k": 0}}, "plan": {"models": {"control_k": 0, "untrained_k": 0}},
-         "factor-study": {"models": {"k": 1, "vary": "seed", "control_k": 0, "untrained_k": 0}}}
+# consensus and plan use no control models: none is trained (of the null families they build only
+# their [consensus] reference). factor-study explains one model (main model 0 of a one-model seed plan).
+_NO_NULLS = {"untrained_k": 0, "random_label_k": 0, "bn_calibrated_k": 0}
+FIXED = {"consensus": {"models": {"control_k": 0}}, "plan": {"models": {"control_k": 0}},
+         "factor-study": {"models": {"k": 1, "vary": "seed", "control_k": 0, **_NO_NULLS}}}
 # explain and perturb read only these sections (their explainers' settings are their own flags): a
 # --set elsewhere would change nothing, so it is refused; the file may hold every section (the report's)
 READS = {"explain": ("data", "models", "report"), "perturb": ("data", "models", "report")}
@@ -419,8 +420,8 @@ def cmd_consensus(args) -> int:
 def cmd_plan(args) -> int:
     from .studies.consensus.run import is_random_method, pilot_plans
     from .data.datasets import load_configured
-    from .pipeline.run import gradient_settings, train_model_sets
-    from .pipeline.model_sets import with_predicted_labels
+    from .pipeline.context import Context
+    from .pipeline.run import gradient_settings
     from .data.selection import ordered_for_explaining
 
     config = resolve_config(args)  # checked (names, target, counts, k >= 3) before any model is trained
@@ -429,26 +430,29 @@ def cmd_plan(args) -> int:
         raise ValueError(f"--what samples: the sample planner needs a random method (smoothgrad, vargrad, "
                          f"gradient_shap, sparsified_smoothgrad, suppression, rise, lime, kernel_shap); got "
                          f"{settings.methods}")
-    dataset = load_configured(config.data)
-    runs, _ = train_model_sets(config, dataset, Path(config.report.runs_dir) / config.report.name,
-                               progress=not args.quiet)
-    if not dataset.labelled:
-        dataset = with_predicted_labels(dataset, runs[0].model)
-    dataset = ordered_for_explaining(dataset, config.data.selection, config.data.selection_seed)  # as a report does
-    count = min(settings.n_images, len(dataset.test_labels))
-    device = config.models.device
-    images, labels = dataset.test_images[:count].to(device), dataset.test_labels[:count].to(device)
+    runs_dir = Path(config.report.runs_dir) / config.report.name
+    # the models as a report builds them: the main set (unlabelled data labelled by model 0 and put in order)
+    # and the [consensus] reference null family, whose mean map the plan partials out
+    ctx = Context(config, load_configured(config.data), runs_dir, runs_dir, progress=not args.quiet)
+    runs = ctx.runs
+    if ctx.dataset.labelled:  # as a report does (an unlabelled split was put in order once model 0 labelled it)
+        ctx.dataset = ordered_for_explaining(ctx.dataset, config.data.selection, config.data.selection_seed)
+    reference_name, reference, _ = ctx.consensus_reference
+    count = min(settings.n_images, len(ctx.dataset.test_labels))
+    images, labels, _ = ctx.test_images(0, count)
     plans = pilot_plans([run.model for run in runs], images, labels, gradient_settings(config.gradient), settings,
-                        progress=not args.quiet)
+                        progress=not args.quiet, reference=reference if len(reference) >= 3 else None,
+                        reference_name=reference_name or None)
     for plan in plans:
         if args.what == "samples":
             if not plan.random:
                 continue
             samples = plan.samples_needed(settings.target, args.at_models)
+            goal = (f"a mean map whose correlation with the infinite-model mean map is {settings.target:g} "
+                    f"(reliability ρ² = {settings.target ** 2:.2f})")
             print(f"{plan.method} with {plan.grouping}: " + (
-                f"{samples} samples with {args.at_models} models for reliability {settings.target:g}"
-                if samples is not None else
-                f"{args.at_models} models cannot reach reliability {settings.target:g} at any sample count"))
+                f"{samples} samples with {args.at_models} models for {goal}" if samples is not None else
+                f"{args.at_models} models cannot reach {goal} at any sample count"))
         else:
             print(plan.sentence(settings.target, settings.max_samples))
     return 0
@@ -657,7 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flag(stability, "--control-k", type=int, section="models", key="control_k",
                  help="control models: model 0's split, other seeds (0, or >= 3)")
     _config_flag(stability, "--untrained-k", type=int, section="models", key="untrained_k",
-                 help="untrained networks of the same architecture, the null (0, or >= 3)")
+                 help="untrained networks of the same architecture, a null (0, or >= 3)")
+    _config_flag(stability, "--random-label-k", type=int, section="models", key="random_label_k",
+                 help="networks trained by the main recipe on permuted labels, the strictest null (0, or >= 3)")
+    _config_flag(stability, "--bn-calibrated-k", type=int, section="models", key="bn_calibrated_k",
+                 help="untrained networks with batch-norm statistics re-estimated on training images (0, or >= 3)")
     _config_flag(stability, "--draws", choices=DRAWS, section="gradient", key="draws",
                  help="explainer draws: independent per model or shared (labelled)")
     _config_flag(stability, "--rng", choices=RNG_KINDS, section="gradient", key="rng",
@@ -678,8 +686,12 @@ def build_parser() -> argparse.ArgumentParser:
     consensus = commands.add_parser("consensus", help="consensus maps: regions K retrained models attribute "
                                                       "consistently, with the false-discovery rate controlled")
     _add_consensus_arguments(consensus)
+    _config_flag(consensus, "--reference", choices=NULL_SETS, section="consensus", key="reference",
+                 help="the null family the trained models are tested against")
     _config_flag(consensus, "--untrained-k", type=int, section="models", key="untrained_k",
-                 help="untrained networks, the reference of the trained-vs-untrained test (0: rank-sum only; or >= 3)")
+                 help="untrained networks (with --reference untrained: 0 leaves the rank-sum test only; or >= 3)")
+    _config_flag(consensus, "--random-label-k", type=int, section="models", key="random_label_k",
+                 help="random-label networks, the default reference (0, or >= 3)")
     _config_flag(consensus, "--q", type=float, section="consensus", key="q", help="false-discovery rate")
     _config_flag(consensus, "--procedure", choices=PROCEDURES, section="consensus", key="procedure",
                  help="Benjamini-Hochberg, or Benjamini-Yekutieli (any dependence)")

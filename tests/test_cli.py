@@ -110,11 +110,11 @@ def test_consensus_and_plan_cli(tmp_path, capsys):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
     common = ["--config", str(config), "--groupings", "grid", "--n-images", "4", "--runs", str(tmp_path / "runs"), "-q"]
-    code = main(["consensus", "-k", "3", "--untrained-k", "3", "--methods", "saliency", "smoothgrad", "--png",
+    code = main(["consensus", "-k", "3", "--random-label-k", "3", "--methods", "saliency", "smoothgrad", "--png",
                  "--out", str(tmp_path / "out"), *common])
     assert code == 0
     out = capsys.readouterr().out
-    assert "trained vs untrained" in out and "rank-sum" in out
+    assert "trained vs random_label" in out and "rank-sum" in out
     assert (tmp_path / "out" / "results.json").exists() and (tmp_path / "out" / "consensus_tests.csv").exists()
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["stages"] == ["consensus"] and len(results["consensus"]["units"]) == 2

@@ -25,6 +25,8 @@ TABLE = {
     "stability": {
         "models": ("-k/--models", "models", "k"), "vary": ("--vary", "models", "vary"),
         "control_k": ("--control-k", "models", "control_k"), "untrained_k": ("--untrained-k", "models", "untrained_k"),
+        "random_label_k": ("--random-label-k", "models", "random_label_k"),
+        "bn_calibrated_k": ("--bn-calibrated-k", "models", "bn_calibrated_k"),
         "draws": ("--draws", "gradient", "draws"), "rng": ("--rng", "gradient", "rng"),
         "fidelity": ("--fidelity", "gradient", "fidelity"),
         "methods": ("--methods", "gradient", "methods"), "groupings": ("--groupings", "gradient", "groupings"),
@@ -34,6 +36,8 @@ TABLE = {
     "consensus": {
         "models": ("-k/--models", "models", "k"), "vary": ("--vary", "models", "vary"),
         "untrained_k": ("--untrained-k", "models", "untrained_k"),
+        "random_label_k": ("--random-label-k", "models", "random_label_k"),
+        "reference": ("--reference", "consensus", "reference"),
         "methods": ("--methods", "consensus", "methods"), "groupings": ("--groupings", "consensus", "groupings"),
         "n_images": ("--n-images", "consensus", "n_images"), "target": ("--target", "consensus", "target"),
         "max_samples": ("--max-samples", "consensus", "max_samples"), "q": ("--q", "consensus", "q"),
@@ -97,15 +101,16 @@ WITHOUT_CONFIG = {"render", "list"}
 RUN_NAME = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
 # consensus and plan train no control models, plan no untrained networks, and factor-study explains
 # one model of a one-seed plan, whatever the TOML says.
+_NO_NULLS = {("models", "untrained_k"): 0, ("models", "random_label_k"): 0, ("models", "bn_calibrated_k"): 0}
 FIXED = {"consensus": {("models", "control_k"): 0},
-         "plan": {("models", "control_k"): 0, ("models", "untrained_k"): 0},
-         "factor-study": {("models", "k"): 1, ("models", "vary"): "seed", ("models", "control_k"): 0,
-                          ("models", "untrained_k"): 0}}
+         "plan": {("models", "control_k"): 0},
+         "factor-study": {("models", "k"): 1, ("models", "vary"): "seed", ("models", "control_k"): 0, **_NO_NULLS}}
 
 # (section, key) -> two valid values: A differs from the default, B from A
 VALUES = {
     ("models", "k"): (5, 6), ("models", "vary"): ("split", "seed"), ("models", "control_k"): (0, 5),
-    ("models", "untrained_k"): (3, 0),
+    ("models", "untrained_k"): (3, 0), ("models", "random_label_k"): (3, 0), ("models", "bn_calibrated_k"): (3, 0),
+    ("consensus", "reference"): ("untrained", "bn_calibrated"),
     ("gradient", "draws"): ("common", "independent"), ("gradient", "rng"): ("generator", "counter"),
     ("gradient", "fidelity"): ("on", "off"),
     ("gradient", "methods"): (["saliency"], ["smoothgrad", "vargrad"]),

@@ -107,8 +107,12 @@ def test_tutorial_notebook_runs(trained, monkeypatch, capsys):
     plans = re.findall(r"^(saliency|smoothgrad) with fastslic: (.*)$", out, flags=re.M)
     assert [method for method, _ in plans] == ["saliency", "smoothgrad"]
     for _, text in plans:
-        assert (re.match(r"\d+ models?( and \d+ samples)? for reliability 0\.9 \(predicted from 3 pilot models\)", text)
-                or re.match(r"reliability 0\.9 is out of reach \(more than \d+ models( at \d+ samples)?\)", text)), text
+        assert (re.match(r"\d+ models?( and \d+ samples?)? for a mean map whose correlation with the infinite-model "
+                         r"mean map( beyond the [\w-]+ null \(its mean map partialled out\))? is 0\.9 \(reliability "
+                         r"ρ² = 0\.81\) \(predicted from 3 pilot models\)", text)
+                or re.match(r"a mean map whose correlation .* is out of reach \(more than \d+ models( at \d+ samples)?\)",
+                            text)
+                or re.match(r"no plan, because ", text)), text
     assert (trained / "consensus-smoothgrad.npz").exists()
 
 

@@ -11,19 +11,39 @@ each model set. Every weighted mean below takes them:
 * ``image_mean(values[n], w)``.
 
 The interval is the two-way delete-one jackknife: delete each image in turn (all models kept),
-then each model of each set in turn (all images kept); the variance is the sum of the factors'
-jackknife variances, and the quantile is Student's t with Satterthwaite's degrees of freedom
+then each model of each set in turn (all images kept); the standard error is the root of the sum
+of the factors' jackknife variances, and the half-width adds the factors' own Student-t
+half-widths in quadrature (Banerjee, *Sankhyā* 1960),
 
-    V = V_images + Σ_s V_models(s),   ν = V² / (V_images²/(n − 1) + Σ_s V_models(s)²/(K_s − 1)).
+    V = V_images + Σ_s V_models(s),   half = √(t²_{n−1} V_images + Σ_s t²_{K_s−1} V_models(s)),
+
+t_ν the (1 + confidence)/2 quantile with ν degrees of freedom: each factor's variance is paid for
+at its own degrees of freedom (n − 1 for the images, K_s − 1 for a set of K_s models), so that
+with K = 3 or 4 models the model factor is not borrowed into the images' many degrees of freedom.
+Banerjee's interval never covers less than nominal for a sum of independent normal means with
+independent variance estimates, and it is never narrower than one t quantile on Satterthwaite's ν
+(the interval of earlier versions; ``quantile="satterthwaite"`` still gives it): with
+48 images at most 21 % wider with K = 4 models, 45 % with K = 3 and 6 % with K = 8, the most
+where the two variances are equal. Satterthwaite's ν undercovers with few models because a model variance
+estimated low also raises ν̂ and shrinks the quantile. Simulated over crossed image × model
+studies (``analysis/coverage.py`` → ``experiments/results/coverage.json``: 48 images, K = 3, 4,
+8, 16, 500 studies per cell), where models dominate, images dominate, both matter or the model
+effect is heavy-tailed (t₃), this interval covered 0.944–0.986 (Satterthwaite's 0.928–0.974) and
+was 5–18 % wider at K = 4 (at most 5 % from K = 8). Neither reaches 90 % when seeds train
+badly now and then (15 % of them 10 σ below the rest): 0.86 / 0.81 / 0.76 at K = 3 / 4 / 8
+(Satterthwaite's 0.78 / 0.77 / 0.75), because the studies that drew no bad seed (0.85^K of them)
+cannot see one; every scenario reaches 90 % from K = 15. ``Interval.df`` is the equivalent
+degrees of freedom: the ν with t_ν · √V = half, so a t test on (estimate, se, df) rejects at
+1 − confidence exactly when the interval excludes the value.
 
 It treats images and models as random draws (an *unconditional* interval: it covers what a new
 set of test images *and* newly retrained models would give), in the spirit of the crossed
 random-effects analysis of variance (Searle, Casella & McCulloch, *Variance Components*, 1992).
 The delete-one-model jackknife of a pairwise mean is the jackknife of a U-statistic (Arvesen,
 *Ann. Math. Stat.* 1969); summing the two factors counts the image × model interaction twice,
-which errs on the wide side. With few models (K = 4) the model factor has 3 degrees of freedom
-and Satterthwaite's ν keeps the t quantile honest. ``conditional=True`` deletes images only: an
-interval for these trained models. A statistic with a bounded range (a mean correlation) is
+which errs on the wide side. ``conditional=True`` deletes images only: an interval for these
+trained models (then the interval is Student's t with n − 1 degrees of freedom on the image
+jackknife, as with no model set at all). A statistic with a bounded range (a mean correlation) is
 jackknifed on Fisher's z scale and transformed back (``bounds=``), or, next to a bound, on the raw
 scale and clipped, so its interval cannot leave the range when models are few.
 
@@ -40,7 +60,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 CONFIDENCE = 0.95  # the level of every interval in the report
 
@@ -48,8 +68,10 @@ CONFIDENCE = 0.95  # the level of every interval in the report
 # reader of the JSON alone can check against the code.
 INTERVAL_KINDS = {
     "design-jackknife": "two-way delete-one jackknife (each image deleted in turn, then each model of each model "
-                        "set the statistic reads); variance = sum of the factors' jackknife variances; Student t "
-                        "quantile with Satterthwaite's degrees of freedom; a mean of a bounded metric (and a difference "
+                        "set the statistic reads); variance V = sum of the factors' jackknife variances; half-width = "
+                        "sqrt(t_{n-1}^2 V_images + sum over sets of t_{K-1}^2 V_models), each factor's Student t "
+                        "quantile (level (1 + confidence)/2) on its own degrees of freedom (n - 1 images, K - 1 "
+                        "models of a set; Banerjee 1960), df reported = the nu with t_nu * sqrt(V) = half-width; a mean of a bounded metric (and a difference "
                         "of two) is jackknifed on Fisher's z of its value rescaled to [-1, 1] and transformed back "
                         "while it and every replicate lie 1 % of the range inside it, else on the raw scale clipped "
                         "to the range, so the interval stays in the range (stablesal.core.intervals.design_interval)",
@@ -57,9 +79,46 @@ INTERVAL_KINDS = {
                     "independent; NaN units are dropped (stablesal.metrics.agreement.mean_ci)",
     "percentile-bootstrap": "percentile interval of the statistic over bootstrap resamples of images drawn with "
                             "replacement (stablesal.studies.factors.effects.bootstrap_weights)",
+    "model-percentile-bootstrap": "percentile interval of the statistic over bootstrap resamples of models (the "
+                                  "planner's pilot models and the null's) drawn with replacement; a resampled model "
+                                  "is never paired with its own copies (stablesal.studies.consensus.planner)",
     "wilson": "Wilson score interval of a proportion (normal quantile); half-width stored "
               "(stablesal.studies.removal.fill_quality.wilson_half_width)",
 }
+
+
+# Coverage of the nominal 95 % design interval by simulation, per number of models K and scenario
+# (analysis/coverage.py → experiments/results/coverage.json, 48 images, 500 studies per cell; a test
+# keeps this table equal to that file). The report states the row of the run's K.
+COVERAGE_BY_K = {
+    3: {"models-dominate": 0.962, "balanced": 0.974, "bad-seed": 0.862, "heavy-tailed": 0.974, "images-dominate": 0.986},
+    4: {"models-dominate": 0.956, "balanced": 0.982, "bad-seed": 0.81, "heavy-tailed": 0.97, "images-dominate": 0.97},
+    8: {"models-dominate": 0.958, "balanced": 0.968, "bad-seed": 0.756, "heavy-tailed": 0.972, "images-dominate": 0.944},
+    16: {"models-dominate": 0.954, "balanced": 0.95, "bad-seed": 0.928, "heavy-tailed": 0.964, "images-dominate": 0.95},
+}
+COVERAGE_TARGET = 0.9  # the coverage a scenario must keep for the report to call its intervals honest there
+
+
+def coverage_note(k: int) -> str:
+    """One sentence on how well the design interval covers with ``k`` models: the simulated coverage
+    at the largest simulated K not above ``k`` (:data:`COVERAGE_BY_K`), naming the scenarios below
+    :data:`COVERAGE_TARGET`."""
+    simulated = [size for size in COVERAGE_BY_K if size <= k]
+    if not simulated:
+        return f"With {k} models the design interval's coverage was not simulated (it needs at least 3)."
+    size = max(simulated)
+    row = COVERAGE_BY_K[size]
+    models = f"K = {k} models" if size == k else f"K = {k} models (simulated at K = {size})"
+    low = {name: value for name, value in row.items() if value < COVERAGE_TARGET}
+    good = [value for name, value in row.items() if name not in low]
+    text = (f"With {models} the nominal 95 % intervals covered {min(good):.2f}–{max(good):.2f} in simulated "
+            f"studies where model effects are normal or heavy-tailed and whichever of images or models dominates")
+    if low:
+        text += ("; " + ", ".join(f"{value:.2f} when {name.replace('-', ' ')}s make 15 % of the models"
+                                  if name == "bad-seed" else f"{value:.2f} ({name})" for name, value in low.items())
+                 + f", below {COVERAGE_TARGET * 100:.0f} %: a seed that trains differently now and then is not seen by a "
+                 "study that did not draw one (every scenario reaches 90 % from K = 15)")
+    return text + " (docs/methods.md §3, experiments/results/coverage.json)."
 
 
 def interval_note(kind: str, sampled: list[str], fixed: list[str] = (), columns: str = "<name>_ci_low / "
@@ -180,9 +239,23 @@ def from_fisher_z(z: float, bounds: tuple[float, float]) -> float:
 FISHER_MARGIN = 0.01
 
 
+QUANTILES = ("banerjee", "satterthwaite")  # how design_interval turns the factors' variances into a half-width
+
+
+def _equivalent_df(ratio: float, level: float, dfs: list[float]) -> float:
+    """The ν in [min dfs, max dfs] with t_ν(level) = ``ratio`` (t's quantile falls as ν grows)."""
+    low, high = min(dfs), max(dfs)
+    quantile = lambda df: float(stats.t.ppf(level, df))  # noqa: E731
+    if ratio >= quantile(low):
+        return float(low)
+    if ratio <= quantile(high):
+        return float(high)
+    return float(optimize.brentq(lambda df: quantile(df) - ratio, low, high, xtol=1e-10))
+
+
 def design_interval(statistic: Callable[[Weights], float], n_images: int, model_counts: Mapping[str, int],
                     confidence: float = CONFIDENCE, conditional: bool = False,
-                    bounds: tuple[float, float] | None = None) -> Interval:
+                    bounds: tuple[float, float] | None = None, quantile: str = "banerjee") -> Interval:
     """The two-way (images × models of every set) delete-one jackknife interval of ``statistic``.
 
     ``statistic(weights)`` must return the statistic computed with those weights (see the
@@ -190,6 +263,13 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
     one model contribute no model variance (nothing to delete). ``conditional`` keeps the models
     fixed. Returns NaN bounds when a deletion leaves the statistic undefined (e.g. 2 models:
     deleting one leaves no pair).
+
+    ``quantile``: "banerjee" (the default) adds each factor's t half-width in quadrature,
+    half = √(Σ_f t²_{ν_f} V_f) with ν = n − 1 for the images and K_s − 1 for a model set, and
+    reports as ``df`` the equivalent ν (t_ν √V = half, between the smallest and the largest ν_f);
+    "satterthwaite" (the interval of earlier versions; it undercovers with 3 or 4 models, see the
+    module docstring) uses one t quantile on ν = V² / Σ_f (V_f² / ν_f). With one factor (no model
+    set, or ``conditional``) both are Student's t interval on n − 1 degrees of freedom.
 
     ``bounds = (lo, hi)``: the statistic's range (a mean correlation: (−1, 1); a difference of two:
     (−2, 2)); the interval then stays inside it (a t interval on the raw scale leaves it with few
@@ -205,6 +285,8 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
         raise ValueError(f"an interval needs at least 2 images, got n_images={n_images}")
     if bounds is not None and not bounds[0] < bounds[1]:
         raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
+    if quantile not in QUANTILES:
+        raise ValueError(f"quantile must be one of {list(QUANTILES)}, got {quantile!r}")
     full = Weights.ones(n_images, model_counts)
     estimate = float(statistic(full))
     factors = [([float(statistic(full.without_image(i))) for i in range(n_images)], n_images - 1)]
@@ -225,10 +307,15 @@ def design_interval(statistic: Callable[[Weights], float], n_images: int, model_
     total = sum(v for v, _ in variances)
     if not math.isfinite(estimate) or not math.isfinite(total):
         return Interval(estimate, float("nan"), float("nan"), float("nan"), float("nan"), confidence, method)
-    denominator = sum(v * v / df for v, df in variances)
-    df = total * total / denominator if denominator > 0 else float(n_images - 1)
+    level = 0.5 + confidence / 2
     se = math.sqrt(total)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    if quantile == "satterthwaite":
+        denominator = sum(v * v / df for v, df in variances)
+        df = total * total / denominator if denominator > 0 else float(n_images - 1)
+        half = float(stats.t.ppf(level, df)) * se
+    else:
+        half = math.sqrt(sum(float(stats.t.ppf(level, df)) ** 2 * v for v, df in variances))
+        df = _equivalent_df(half / se, level, [df for _, df in variances]) if total > 0 else float(n_images - 1)
     if method == "jackknife-z":
         centre = scale(estimate)
         low, high = from_fisher_z(centre - half, bounds), from_fisher_z(centre + half, bounds)

@@ -20,7 +20,9 @@ over many regions; nothing here knows about models or images.
   permutations B (Phipson & Smyth, *Stat. Appl. Genet. Mol. Biol.* 9, 2010).
 * :func:`benjamini_hochberg` (independent or positively dependent tests, Benjamini & Hochberg,
   *JRSS B* 57, 1995) and :func:`benjamini_yekutieli` (any dependence, Benjamini & Yekutieli,
-  *Ann. Statist.* 29, 2001).
+  *Ann. Statist.* 29, 2001);
+* :func:`holm`: family-wise error control across the rows a reading counts (Holm, *Scand. J.
+  Statist.* 6, 1979).
 """
 
 from __future__ import annotations
@@ -129,6 +131,24 @@ def benjamini_yekutieli(p_values: np.ndarray, q: float = 0.05) -> np.ndarray:
     false-discovery rate under any dependence between the tests."""
     m = int(np.isfinite(np.asarray(p_values, dtype=float)).sum())
     return _step_up(p_values, q, dependence_factor=float(np.sum(1.0 / np.arange(1, m + 1))) if m else 1.0)
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values over the finite entries of ``p_values`` (NaN
+    entries are not tests and stay NaN): sorted ascending, p̃_(i) = max_{j≤i} min(1, (m − j + 1) p_(j)).
+    Rejecting where p̃ ≤ α controls the family-wise error rate at α under any dependence."""
+    p_values = np.asarray(p_values, dtype=float)
+    tests = np.isfinite(p_values)
+    out = np.full(p_values.shape, np.nan)
+    flat = p_values[tests]
+    if flat.size == 0:
+        return out
+    order = np.argsort(flat, kind="stable")
+    scaled = np.minimum(1.0, (flat.size - np.arange(flat.size)) * flat[order])
+    adjusted = np.empty(flat.size)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    out[tests] = adjusted
+    return out
 
 
 def reject(p_values: np.ndarray, q: float = 0.05, procedure: str = "bh") -> np.ndarray:

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAIN = "main"                          # the model set of the K retrained models
+# The null families, strictest first: networks trained by the same recipe on permuted labels
+# (class evidence is all they lack), untrained networks with batch-norm statistics re-estimated
+# on training images (no gradient step), and untrained networks. Each is a model set of its own.
+NULL_SETS = ("random_label", "bn_calibrated", "untrained")
+NULL_NAMES = {"random_label": "random-label", "bn_calibrated": "BN-calibrated", "untrained": "untrained"}
 DRAWS = ("independent", "common")      # explainer draws: one stream per model, or shared
 RNG_KINDS = ("auto", "generator", "counter")  # random streams (explain.gradient.methods: generator on the CPU)
 # model 0's fidelity metrics (deletion/insertion AUC, µFidelity) in the stability study: "auto"
@@ -146,12 +151,16 @@ class ConsensusSettings:
     q: float = 0.05                  # false-discovery rate
     procedure: str = "bh"            # bh (Benjamini–Hochberg) | by (Benjamini–Yekutieli, any dependence)
     scope: str = "image"             # image: FDR over each image's regions | set: over all regions of all images
-    n_permutations: int = 10_000     # trained-vs-untrained permutation test
+    reference: str = "random_label"  # the null family the trained models are tested against (random_label |
+                                     # bn_calibrated | untrained); the next one present stands in when it has no models
+    n_permutations: int = 10_000     # trained-vs-reference permutation test
     calibration_studies: int = 200   # simulated studies of the false-discovery calibration
     pilot_models: int = 3            # the planner's pilot: the first models, random explainers run twice
     validation_samples: int = 8      # held-out models of random methods are also explained with this many
                                      # samples, to check the planner's 1/n extrapolation (0: off)
-    target: float = 0.9              # reliability the planner's sentence aims at
+    target: float = 0.9              # correlation ρ of the planned mean map with the infinite-model mean map
+                                     # (ρ² = 0.81 is its reliability) that the planner's sentence aims at
+    planner_resamples: int = 1000    # bootstrap resamples of the pilot (and null) models: the plan's interval
     max_samples: int = 256           # the planner adds models rather than go beyond this many samples
     seed: int = 0
 
@@ -159,7 +168,10 @@ class ConsensusSettings:
         if not 0.0 < self.q < 1.0:
             raise ValueError(f"ConsensusSettings.q (the false-discovery rate) must be in (0, 1), got {self.q!r}")
         if not 0.0 < self.target < 1.0:
-            raise ValueError(f"ConsensusSettings.target (a reliability) must be in (0, 1), got {self.target!r}")
+            raise ValueError(f"ConsensusSettings.target (the correlation ρ of the mean map with the infinite-model mean "
+                             f"map; ρ² is the reliability) must be in (0, 1), got {self.target!r}")
+        if self.reference not in NULL_SETS:
+            raise ValueError(f"ConsensusSettings.reference must be one of {NULL_SETS}, got {self.reference!r}")
         if self.procedure not in PROCEDURES:
             raise ValueError(f"ConsensusSettings.procedure must be 'bh' or 'by', got {self.procedure!r}")
         if self.scope not in SCOPES:
@@ -169,7 +181,7 @@ class ConsensusSettings:
         if not isinstance(self.validation_samples, int) or self.validation_samples < 0:
             raise ValueError(f"ConsensusSettings.validation_samples must be 0 (off) or positive, got "
                              f"{self.validation_samples!r}")
-        for name in ("n_images", "n_permutations", "calibration_studies", "max_samples"):
+        for name in ("n_images", "n_permutations", "calibration_studies", "max_samples", "planner_resamples"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ConsensusSettings.{name} must be a positive integer, got {value!r}")

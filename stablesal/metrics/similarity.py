@@ -153,6 +153,17 @@ def unit_maps(maps: torch.Tensor) -> torch.Tensor:
     return summed / summed.flatten(1).norm(dim=1).clamp(min=1e-30).view(-1, 1, 1)
 
 
+def centred_unit_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Channel-summed signed maps minus their mean over pixels, scaled to unit L2 norm per image
+    ``[B, H, W]`` (float64): the inner product of two of them is the Pearson correlation of the
+    signed maps over pixels, the consistency form of an intraclass correlation (an offset shared by
+    every pixel is no agreement). A constant map has no direction: its entries are NaN."""
+    summed = (maps.sum(1) if maps.dim() == 4 else maps).double()
+    centred = summed - summed.flatten(1).mean(1).view(-1, 1, 1)
+    norm = centred.flatten(1).norm(dim=1).view(-1, 1, 1)
+    return torch.where(norm > 0, centred / norm.clamp(min=1e-300), torch.full_like(centred, float("nan")))
+
+
 def flat_scores(maps: torch.Tensor) -> torch.Tensor:
     """``[B, H·W]`` scores of ``[B, C, H, W]`` (channels summed) or ``[B, H, W]`` maps."""
     return (maps.sum(1) if maps.dim() == 4 else maps).flatten(1)

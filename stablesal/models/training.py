@@ -81,6 +81,30 @@ def training_indices(run: dict, n_train: int) -> torch.Tensor:
     return torch.arange(n_train)
 
 
+# The stream that permutes a random-label run's training labels, under its ``label_seed``.
+LABEL_PERMUTATION = "labels"
+
+
+def training_labels(run: dict, labels: torch.Tensor) -> torch.Tensor:
+    """The labels a seed-plan entry trains on: ``labels`` as given, or, when the entry has a
+    ``label_seed`` (a random-label null model), the same labels permuted across its images with a
+    generator seeded by ``derive(label_seed, "labels")``. A permutation keeps every class's count,
+    so the model sees the same images and label frequencies but no link between them: the data
+    randomisation test of Adebayo et al., *Sanity Checks for Saliency Maps*, NeurIPS 2018."""
+    if run.get("label_seed") is None:
+        return labels
+    generator = torch.Generator().manual_seed(derive(run["label_seed"], LABEL_PERMUTATION))
+    return labels[torch.randperm(len(labels), generator=generator)]
+
+
+def random_label_plan(plan: Sequence[dict], base_seed: int, first_index: int) -> list[dict]:
+    """The random-label null of a seed plan: one entry per entry of ``plan`` (the same seed, the
+    same part of the data, the same recipe), numbered from ``first_index``, with its own
+    ``label_seed = derive(base_seed, "random-label", i)``."""
+    return [dict(run, index=first_index + i, label_seed=derive(base_seed, "random-label", i))
+            for i, run in enumerate(plan)]
+
+
 @torch.inference_mode()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` (switched to eval mode) on ``images`` in [0, 1]."""
@@ -213,7 +237,7 @@ def train_one(
             warnings.warn(f"retraining: {error}")
 
     indices = training_indices(run, len(dataset.train_labels))
-    images, labels = dataset.train_images[indices], dataset.train_labels[indices]
+    images, labels = dataset.train_images[indices], training_labels(run, dataset.train_labels[indices])
 
     # channels-last convolutions: 0.83x the step time on this CPU (small_cnn, batch 128;
     # benchmarks/bench_training.py); the trained model is handed back in the usual layout

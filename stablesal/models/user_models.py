@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .architectures import MODEL_FACTORIES, Normalize, build_model
 from ..core.storage import has_checksum, load_checked
-from .training import training_indices
+from .training import training_indices, training_labels
 from ..core.storage import config_hash
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -293,7 +293,8 @@ def train_with_user_function(dataset, train: str, plan: Sequence[dict], out_dir:
         if not path.exists():
             temporary = path.with_name(f".{path.name}.partial")
             began = time.perf_counter()
-            function(train_images=dataset.train_images[indices], train_labels=dataset.train_labels[indices],
+            function(train_images=dataset.train_images[indices],
+                     train_labels=training_labels(run, dataset.train_labels[indices]),
                      seed=run["seed"], out_path=temporary)
             seconds = time.perf_counter() - began
             if not temporary.exists():

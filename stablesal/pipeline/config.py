@@ -69,7 +69,11 @@ class ModelsSection:
     lr: float = _TRAIN.lr
     base_seed: int = 0
     control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
-    untrained_k: int = 4             # untrained networks of the same architecture: the null (0, or >= 3)
+    untrained_k: int = 4             # untrained networks of the same architecture: a null (0, or >= 3)
+    random_label_k: int = 4          # the strictest null: the same recipe and data, labels permuted (0, or >= 3)
+    bn_calibrated_k: int = 4         # untrained networks, batch-norm statistics re-estimated on training images
+    permuted_labels: bool = False    # a negative control of the whole report: the main and control models train on
+                                     # permuted labels too (their own label seeds), so nothing should beat the null
     device: str = "cpu"
     # models the user brings (stablesal.user_models): checkpoint files or glob patterns, the
     # architecture ("package.module:function" or "path/file.py:function" called with factory_kwargs,
@@ -95,7 +99,10 @@ class ModelsSection:
         if self.train and not (self.factory or self.arch.startswith("torchvision:")):
             raise ValueError("[models] train needs the architecture its checkpoints hold: factory = "
                              "'package.module:function' or arch = 'torchvision:<name>'")
-        for key in ("control_k", "untrained_k"):
+        if self.permuted_labels and self.user_models:
+            raise ValueError("[models] permuted_labels trains stablesal's own models on permuted labels; it cannot "
+                             "apply to checkpoints or a training function of yours")
+        for key in ("control_k", "untrained_k", "random_label_k", "bn_calibrated_k"):
             value = getattr(self, key)
             if value != 0 and value < 3:
                 raise ValueError(f"[models] {key} must be 0 (off) or at least 3 (a design interval needs 3 "

@@ -20,7 +20,10 @@ from ..data.selection import class_counts, ordered_for_explaining, test_position
 from ..models.training import summary_rows
 from ..studies.stability.map_store import MapStore
 from .config import StudyConfig
-from .model_sets import train_model_sets, untrained_models, with_predicted_labels
+from ..core.settings import MAIN, NULL_SETS
+from .model_sets import (
+    bn_calibrated_models, random_label_runs, train_model_sets, untrained_models, with_predicted_labels,
+)
 
 
 @dataclass
@@ -76,9 +79,11 @@ class Context:
         return self.trained[1]
 
     def model_rows(self) -> list[dict]:
-        """One row per main and control model (seed, split, accuracies, training time)."""
+        """One row per main, control and random-label model (seed, split, accuracies, training time)."""
+        random_label = self.random_label[0] if self.config.models.random_label_k else []
         return ([dict(row, set="main") for row in summary_rows(self.runs)]
-                + [dict(row, set="control") for row in summary_rows(self.control_runs)])
+                + [dict(row, set="control") for row in summary_rows(self.control_runs)]
+                + [dict(row, set="random_label") for row in summary_rows(random_label)])
 
     @functools.cached_property
     def untrained(self) -> tuple[list, dict]:
@@ -89,9 +94,49 @@ class Context:
         return untrained_models(self.config, self.dataset, template)
 
     @functools.cached_property
+    def random_label(self) -> tuple[list, dict]:
+        """``(runs, identity)`` of the random-label null
+        (:func:`~stablesal.pipeline.model_sets.random_label_runs`; none when ``random_label_k`` is 0)."""
+        self.trained  # first: the main models (and the labels of unlabelled data)
+        return random_label_runs(self.config, self.dataset, self.runs_dir, self.progress, self.executor)
+
+    @functools.cached_property
+    def bn_calibrated(self) -> tuple[list, dict]:
+        """``(models, identity)`` of the BN-calibrated null
+        (:func:`~stablesal.pipeline.model_sets.bn_calibrated_models`)."""
+        if not self.config.models.bn_calibrated_k:
+            return [], {}
+        return bn_calibrated_models(self.config, self.dataset, self.runs[0].model)
+
+    def null_set(self, name: str) -> tuple[list, dict]:
+        """``(models, identity)`` of the null family ``name`` (one of :data:`~stablesal.core.settings.NULL_SETS`)."""
+        if name == "random_label":
+            runs, identity = self.random_label
+            return [run.model for run in runs], identity
+        if name == "bn_calibrated":
+            return self.bn_calibrated
+        if name == "untrained":
+            return self.untrained
+        raise ValueError(f"null set must be one of {NULL_SETS}, got {name!r}")
+
+    def null_unavailable(self) -> dict[str, str]:
+        """Why each null family asked for (``*_k`` > 0) has no models: ``{set: reason}``."""
+        models = self.config.models
+        asked = {"random_label": models.random_label_k, "bn_calibrated": models.bn_calibrated_k,
+                 "untrained": models.untrained_k}
+        out = {}
+        for name in NULL_SETS:
+            if asked[name]:
+                built, identity = self.null_set(name)
+                if not built:
+                    out[name] = identity.get("unavailable", "no models")
+        return out
+
+    @functools.cached_property
     def model_sets(self) -> tuple[dict, dict, dict]:
         """``(model_sets, varies, identity)`` for :func:`stablesal.studies.stability.run.run_study`:
-        main, control (seed only) and untrained sets, what differs inside each, and the cache identity."""
+        main, control (seed only) and every null family that has models (random-label,
+        BN-calibrated, untrained), what differs inside each, and the cache identity."""
         runs, control_runs = self.trained
         sets = {"main": [r.model for r in runs]}
         varies = {"main": self.config.models.vary}
@@ -100,11 +145,11 @@ class Context:
             sets["control"] = [r.model for r in control_runs]
             varies["control"] = "seed"
             identity["control"] = [r.meta["config_hash"] for r in control_runs]
-        if self.config.models.untrained_k:
-            untrained, identity["untrained"] = self.untrained
-            if untrained:
-                sets["untrained"] = untrained
-                varies["untrained"] = "init"
+        null_varies = {"random_label": self.config.models.vary, "bn_calibrated": "init", "untrained": "init"}
+        for name in NULL_SETS:
+            built, null_identity = self.null_set(name)
+            if built:
+                sets[name], varies[name], identity[name] = built, null_varies[name], null_identity
         return sets, varies, identity
 
     @functools.cached_property
@@ -116,7 +161,23 @@ class Context:
         section = self.config.consensus
         if "consensus" not in self.stages or len(self.runs) < 3 or section.n_images > self.config.gradient.n_images:
             return None
-        return MapStore(self.runs_dir / "maps", section.n_images, section.groupings, section.methods)
+        return MapStore(self.runs_dir / "maps", section.n_images, section.groupings, section.methods,
+                        sets=(MAIN, self.consensus_reference[0]))
+
+    @functools.cached_property
+    def consensus_reference(self) -> tuple[str, list, dict]:
+        """``(set name, models, identity)`` of the null family the consensus tests the trained models
+        against: ``[consensus] reference``, or, when that family has no models (a warning says so),
+        the first of :data:`~stablesal.core.settings.NULL_SETS` that has; ``("", [], {})`` when none has."""
+        wanted = self.config.consensus.reference
+        for name in (wanted,) + tuple(n for n in NULL_SETS if n != wanted):
+            models, identity = self.null_set(name)
+            if models:
+                if name != wanted:
+                    self.warn(f"[consensus] reference {wanted!r} has no models; the consensus tests against the "
+                              f"{name} networks instead")
+                return name, models, identity
+        return "", [], {}
 
     def test_images(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Test images ``start:stop`` (of the selection order) and their labels on the device, and their

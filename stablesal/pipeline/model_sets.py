@@ -1,6 +1,7 @@
 """The model sets of a study, built once per run and shared by every stage: the K main models
 (trained by stablesal's seed plan, or the user's: checkpoints or a training function), the
-seed-only control models, the untrained-network null, and the fold models' user variant.
+seed-only control models, the three null families (random-label, BN-calibrated and untrained
+networks), and the fold models' user variant.
 
 Each function takes the configuration sections it reads.
 """
@@ -19,8 +20,10 @@ from ..core.storage import config_hash
 from ..data.datasets import ImageDataset
 from ..models.architectures import build_model
 from ..models.training import (
-    SeedRun, TrainConfig, accuracy, checkpoint_file, seed_plan, train_one, train_seeds, train_unit,
+    SeedRun, TrainConfig, accuracy, checkpoint_file, random_label_plan, seed_plan, train_one, train_seeds, train_unit,
+    training_indices,
 )
+from ..models.nulls import BN_CALIBRATION_IMAGES, calibrate_batch_norm, has_batch_norm
 from ..models.user_models import (
     load_user_model, model_factory, output_classes, prepare, reinitialised, train_with_user_function,
 )
@@ -159,7 +162,12 @@ def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path,
 
     The control set is the seed-only arm of the variance decomposition: ``control_k`` models on
     main model 0's data (its split, or all the data when the main models vary only in seed) with
-    seeds ``base_seed + k + i``, none of them a main model, so the two sets share no model."""
+    seeds ``base_seed + k + i``, none of them a main model, so the two sets share no model.
+
+    ``[models] permuted_labels``: every main and control model trains on its training labels
+    permuted with its own label seed (``derive(base_seed, "permuted-main", index)``, never a
+    random-label null's): the whole report as a negative control, where no agreement should be
+    credited beyond the random-label null."""
     models = config.models
     if models.user_models:
         return user_model_runs(config, dataset, runs_dir, progress), []
@@ -167,19 +175,34 @@ def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path,
         raise ValueError(f"[data] {dataset.name} has no labelled training images, so stablesal cannot train models on "
                          "it: give your own ([models] checkpoints)")
     train_config = train_config_from(models)
-    runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
-                       base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
     split = None if models.vary == "seed" else 0
     control_plan = [{"index": models.k + i, "seed": models.base_seed + models.k + i, "split": split,
                      "splits": 1 if split is None else models.k} for i in range(models.control_k)]
+    if models.permuted_labels:  # the negative control: every model of both sets on its own permuted labels
+        plan = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels)) + control_plan
+        plan = [dict(run, label_seed=derive(models.base_seed, "permuted-main", run["index"])) for run in plan]
+        trained = [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
+                   for run in plan]
+        return trained[:models.k], trained[models.k:]
+    runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
+                       base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
+    return runs, train_plan(dataset, control_plan, models, runs_dir, progress, executor, "control seeds")
+
+
+def train_plan(dataset: ImageDataset, plan: list[dict], models, runs_dir: Path, progress: bool, executor,
+               desc: str) -> list:
+    """stablesal's training of every entry of ``plan`` (under ``runs_dir/models``, reused when finished),
+    here one after another or as units of ``executor``; models on ``[models] device``."""
+    train_config = train_config_from(models)
     if executor is None:
-        control_runs = [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
-                        for run in control_plan]
-    else:
-        unit = functools.partial(train_unit, config=train_config, out_dir=runs_dir / "models",
-                                 device=models.device, model_factory=None)
-        control_runs = executor.map(unit, control_plan, desc="control seeds", progress=progress, shared=(dataset,))
-    return runs, control_runs
+        return [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
+                for run in plan]
+    unit = functools.partial(train_unit, config=train_config, out_dir=runs_dir / "models",
+                             device=models.device, model_factory=None)
+    runs = executor.map(unit, plan, desc=desc, progress=progress, shared=(dataset,))
+    for run in runs:
+        run.model.to(models.device)
+    return runs
 
 
 def untrained_models(config: StudyConfig, dataset: ImageDataset, template=None) -> tuple[list, dict]:
@@ -221,3 +244,66 @@ def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds:
             model = prepare(model.eval(), "untrained network")
         built.append(model.to(models.device))
     return built, {"arch": models.factory or models.arch or "re-initialised copies of model 0", "seeds": seeds}
+
+
+def random_label_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
+                      executor=None) -> tuple[list, dict]:
+    """The random-label null: ``random_label_k`` models trained exactly as the main models are
+    (the first ``random_label_k`` entries of the main seed plan: the same seeds and the same parts
+    of the data, extended when it asks for more models than there are main ones), each on its
+    training labels permuted with its own ``label_seed``
+    (:func:`~stablesal.models.training.training_labels`; Adebayo et al., NeurIPS 2018). What they
+    share beyond the untrained networks is what training on these images gives without any link
+    from image to class. With the user's training function, that function trains them; with
+    checkpoints alone there is no recipe to repeat and the set is empty. Returns ``(runs, identity)``
+    (``identity`` says why when the set is empty)."""
+    models = config.models
+    if not models.random_label_k:
+        return [], {}
+    if models.checkpoints:
+        return [], {"unavailable": "checkpoints alone give no training recipe to repeat on permuted labels "
+                                   "([models] train runs it)"}
+    if not dataset.labelled or not len(dataset.train_labels):
+        return [], {"unavailable": f"[data] {dataset.name} has no labelled training images to permute"}
+    k = max(models.k, models.random_label_k)
+    base = seed_plan(k, models.vary, models.base_seed, len(dataset.train_labels))[:models.random_label_k]
+    first = models.k + (0 if models.user_models else models.control_k)
+    plan = random_label_plan(base, models.base_seed, first)
+    if models.train:
+        factory = model_factory(models.factory, models.factory_kwargs, models.arch, dataset.num_classes)
+        runs = []
+        for (model, meta), run in zip(train_with_user_function(dataset, models.train, plan,
+                                                               runs_dir / "user-random-label-models", factory,
+                                                               progress), plan):
+            model = prepare(model, f"random-label model {run['index']}", models.mean, models.std).to(models.device)
+            runs.append(SeedRun(run["index"], model, {
+                **meta, "test_accuracy": accuracy(model, dataset.test_images, dataset.test_labels),
+                "train_accuracy": float("nan")}))
+    else:
+        runs = train_plan(dataset, plan, models, runs_dir, progress, executor, "random-label models")
+    return runs, {"label_seeds": [run["label_seed"] for run in plan], "models": [r.meta["config_hash"] for r in runs]}
+
+
+def bn_calibrated_models(config: StudyConfig, dataset: ImageDataset, template=None) -> tuple[list, dict]:
+    """The BN-calibrated null: ``bn_calibrated_k`` untrained networks (the initialisations of
+    :func:`untrained_models`: ``derive(base_seed, "untrained", i)``) with their batch-norm
+    statistics re-estimated on :data:`BN_CALIBRATION_IMAGES` training images
+    (:func:`calibrate_batch_norm`). It separates what the data's statistics alone put into the maps
+    from what learning does. Empty, with the reason in the identity, for an architecture without
+    batch norm (it would be the untrained set again) or data without training images."""
+    models = config.models
+    if not models.bn_calibrated_k:
+        return [], {}
+    if not len(dataset.train_labels):
+        return [], {"unavailable": f"[data] {dataset.name} has no training images to calibrate on"}
+    count = dataclasses.replace(models, untrained_k=models.bn_calibrated_k)
+    networks, identity = untrained_models(dataclasses.replace(config, models=count), dataset, template)
+    if not networks:
+        return [], identity
+    if not has_batch_norm(networks[0]):
+        return [], {"unavailable": "the architecture has no batch-norm layer: the set would be the untrained one"}
+    run = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels))[0]
+    indices = training_indices(run, len(dataset.train_labels))[:BN_CALIBRATION_IMAGES]
+    images = dataset.train_images[indices]
+    return ([calibrate_batch_norm(network, images) for network in networks],
+            {**identity, "calibration_images": int(len(indices))})

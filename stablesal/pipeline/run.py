@@ -39,7 +39,8 @@ from .stages import STAGES, entry_types, example_panels, gradient_settings, orde
 
 QUICK_OVERRIDES = {
     "data": {"n_train": 3000, "n_test": 300},
-    "models": {"k": 3, "epochs": 4, "vary": "seed", "control_k": 0, "untrained_k": 3},
+    "models": {"k": 3, "epochs": 4, "vary": "seed", "control_k": 0, "untrained_k": 3, "random_label_k": 3,
+               "bn_calibrated_k": 3},
     "gradient": {"n_images": 12, "n_samples": 8, "n_steps": 8,
                  "methods": ["saliency", "integrated_gradients", "smoothgrad", "suppression"],
                  "groupings": ["pixel", "fastslic", "grid"]},
@@ -134,7 +135,7 @@ def interval_notes(results: dict) -> dict:
 
 
 # the headline table's first columns, which the terminal shows: rank, method, grouping, draws,
-# Spearman above untrained, Spearman, untrained null
+# Spearman above the strictest null (and the other nulls present)
 TERMINAL_COLUMNS = 7
 
 

@@ -38,7 +38,7 @@ import torch
 
 from ..core.registry import Registry
 from ..core.seeding import derive
-from ..core.settings import StudySettings
+from ..core.settings import MAIN, NULL_SETS, StudySettings
 from ..data.datasets import render_backgrounds
 from ..explain.gradient.diagnostics import confidence_by_strength
 from ..explain.inpainting import InpainterConfig, train_inpainter
@@ -46,6 +46,7 @@ from ..metrics.similarity import grey_maps
 from ..models.training import summary_rows, train_seeds
 from ..report.figures import plot_dataset_examples, plot_model_maps, plot_removal_maps
 from ..studies.consensus.run import run_consensus_stage
+from ..studies.consensus.planner import PLAN_INTERVALS
 from ..studies.consensus.test import CALIBRATION_INTERVALS, TEST_INTERVALS
 from ..studies.factors.effects import analyse, interval_notes as factor_interval_notes
 from ..studies.factors.run import run_factor_study, settings_from_config, summarise_configurations
@@ -54,8 +55,8 @@ from ..studies.removal.fill_quality import QUALITY_INTERVALS
 from ..studies.removal.run import RemovalSettings, run_removal_study
 from ..studies.stability.run import compute_partitions, explain_groupings, explainer_seed, run_study
 from ..studies.stability.statistics import (
-    CONTRAST_INTERVALS, REDUCTION_INTERVALS, SUMMARY_INTERVALS, grid_contrast_rows, pixel_contrast_rows, summarise,
-    variance_reduction_rows,
+    CONTRAST_INTERVALS, RANKING_INTERVALS, REDUCTION_INTERVALS, SUMMARY_INTERVALS, grid_contrast_rows,
+    null_rank_agreement, pixel_contrast_rows, ranking_rows, summarise, variance_reduction_rows,
 )
 from .config import settings_of
 from .context import Context
@@ -133,9 +134,11 @@ class StabilityStage(BaseStage):
 
     name, section, compares_models = "stability", "gradient", True
     entry_types = {"n_images": int, "variance_reduction": list, "grid_contrasts": list, "grouping_contrasts": list,
-                   "study_settings": (dict, type(None))}
+                   "study_settings": (dict, type(None)), "ranking": (dict, type(None)), "null_rank_agreement": list,
+                   "nulls_unavailable": dict}
     absent = {"n_images": 0, "variance_reduction": [], "grid_contrasts": [],
-              "grouping_contrasts": [], "study_settings": None}
+              "grouping_contrasts": [], "study_settings": None, "ranking": None, "null_rank_agreement": [],
+              "nulls_unavailable": {}}
 
     def run(self, ctx: Context) -> dict:
         settings = gradient_settings(ctx.config.gradient)
@@ -146,6 +149,8 @@ class StabilityStage(BaseStage):
                             store=ctx.map_store)
         return {"summary": summarise(results), "reduction": variance_reduction_rows(results),
                 "contrasts": grid_contrast_rows(results), "results": results, "settings": settings,
+                "ranking": ranking_rows(results), "null_rank_agreement": null_rank_agreement(results),
+                "nulls_unavailable": ctx.null_unavailable(),
                 "images": images, "labels": labels, "masks": masks}
 
     def tables(self, result: dict) -> dict[str, list[dict]]:
@@ -155,17 +160,21 @@ class StabilityStage(BaseStage):
                                          for r in results for row in r["retest_rows"]],
                 "stability_summary.csv": result["summary"],
                 "variance_reduction.csv": result["reduction"],
-                "grid_contrasts.csv": result["contrasts"]}
+                "grid_contrasts.csv": result["contrasts"],
+                "ranking.csv": result["ranking"]["rows"],
+                "null_rank_agreement.csv": result["null_rank_agreement"]}
 
     def entries(self, result: dict) -> dict:
         return {"stability_summary": result["summary"], "n_images": int(result["images"].shape[0]),
                 "variance_reduction": result["reduction"], "grid_contrasts": result["contrasts"],
                 "grouping_contrasts": pixel_contrast_rows(result["results"]),
-                "study_settings": result["settings"].__dict__}
+                "study_settings": result["settings"].__dict__, "ranking": result["ranking"],
+                "null_rank_agreement": result["null_rank_agreement"], "nulls_unavailable": result["nulls_unavailable"]}
 
     def interval_notes(self, results: dict) -> dict[str, dict]:
         return {"stability_summary": SUMMARY_INTERVALS, "grid_contrasts": CONTRAST_INTERVALS,
-                "grouping_contrasts": CONTRAST_INTERVALS, "variance_reduction": REDUCTION_INTERVALS}
+                "grouping_contrasts": CONTRAST_INTERVALS, "variance_reduction": REDUCTION_INTERVALS,
+                "ranking.rows": RANKING_INTERVALS, "null_rank_agreement": RANKING_INTERVALS}
 
 
 @register_stage(order=20)
@@ -227,14 +236,15 @@ class FoldStage(BaseStage):
 
 @register_stage(order=30)
 class PerturbationStage(BaseStage):
-    """The perturbation presets on the same model sets as the gradient methods: the same
-    stability, null, decomposition, fidelity, localisation and sanity statistics (pixel maps), on
-    ``[perturbation] n_images`` test images."""
+    """The perturbation presets on the main and control models and the strictest null family of the
+    gradient methods: the same stability, null, decomposition, fidelity, localisation and sanity
+    statistics (pixel maps), on ``[perturbation] n_images`` test images."""
 
     name, section, compares_models = "perturbation", "perturbation", True
     entry_types = {"perturbation_methods": list, "perturbation_n_images": int,
-                   "perturbation_settings": (dict, type(None))}
-    absent = {"perturbation_methods": [], "perturbation_n_images": 0, "perturbation_settings": None}
+                   "perturbation_settings": (dict, type(None)), "perturbation_ranking": (dict, type(None))}
+    absent = {"perturbation_methods": [], "perturbation_n_images": 0, "perturbation_settings": None,
+              "perturbation_ranking": None}
 
     off_reason = '[perturbation] methods is empty'
 
@@ -248,22 +258,28 @@ class PerturbationStage(BaseStage):
                                  fidelity=ctx.config.gradient.fidelity)  # one switch for both studies
         images, labels, masks = ctx.test_images(0, min(section.n_images, len(ctx.dataset.test_labels)))
         model_sets, varies, identity = ctx.model_sets
+        # perturbation maps cost hundreds of passes each: the main and control models and the strictest
+        # null family only (the gradient study gives every family)
+        strictest = next((null for null in NULL_SETS if null in model_sets), None)
+        model_sets = {name: models for name, models in model_sets.items() if name in (MAIN, "control", strictest)}
         results = run_study(model_sets, images, labels, masks, settings, cache_dir=ctx.runs_dir / "stability",
                             progress=ctx.progress, identity=identity, include_random=False, executor=ctx.executor,
                             varies=varies)
         return {"summary": summarise(results), "results": results, "settings": settings, "images": images,
-                "labels": labels, "masks": masks}
+                "labels": labels, "masks": masks, "ranking": ranking_rows(results)}
 
     def tables(self, result: dict) -> dict[str, list[dict]]:
         return {"perturbation_stability_pairs.csv": [row for r in result["results"] for row in r["rows"]],
                 "perturbation_summary.csv": result["summary"],
+                "perturbation_ranking.csv": result["ranking"]["rows"],
                 "stability_summary.csv": result["summary"]}
 
     def entries(self, result: dict) -> dict:
         return {"stability_summary": result["summary"],
                 "perturbation_methods": [r["method"] for r in result["summary"]],
                 "perturbation_n_images": int(result["images"].shape[0]),
-                "perturbation_settings": result["settings"].__dict__}
+                "perturbation_settings": result["settings"].__dict__,
+                "perturbation_ranking": result["ranking"]}
 
 
 @register_stage(order=40)
@@ -311,8 +327,9 @@ class FactorStage(BaseStage):
 
 @register_stage(order=50)
 class ConsensusStage(BaseStage):
-    """The consensus map and the planner on the main models (at least 3), with the untrained
-    networks as the reference and the null, on the first ``[consensus] n_images`` test images;
+    """The consensus map and the planner on the main models (at least 3), with the null family of
+    ``[consensus] reference`` (random-label networks by default) as the reference and the null, on
+    the first ``[consensus] n_images`` test images;
     the maps' ``.npz`` files go under ``<report>/consensus``."""
 
     name, section = "consensus", "consensus"
@@ -329,14 +346,16 @@ class ConsensusStage(BaseStage):
         settings = section.settings()
         count = min(section.n_images, len(ctx.dataset.test_labels))
         images, labels, masks = ctx.test_images(0, count)
-        untrained, untrained_identity = ctx.untrained
-        units = run_consensus_stage([run.model for run in ctx.runs], untrained, images, labels, masks,
+        reference_name, reference, reference_identity = ctx.consensus_reference
+        units = run_consensus_stage([run.model for run in ctx.runs], reference, images, labels, masks,
                                     gradient_settings(ctx.config.gradient), settings,
                                     cache_dir=ctx.runs_dir / "consensus", out_dir=ctx.out / "consensus",
                                     identity={"main": [run.meta["config_hash"] for run in ctx.runs],
-                                              "untrained": untrained_identity, "data": ctx.config.data.__dict__},
-                                    progress=ctx.progress, store=ctx.map_store)
-        return {"units": units, "settings": asdict(settings), "n_images": count}
+                                              reference_name or "reference": reference_identity,
+                                              "data": ctx.config.data.__dict__},
+                                    progress=ctx.progress, store=ctx.map_store,
+                                    reference_name=reference_name or "untrained")
+        return {"units": units, "settings": asdict(settings), "n_images": count, "reference": reference_name}
 
     def tables(self, result: dict) -> dict[str, list[dict]]:
         units = result["units"]
@@ -344,13 +363,16 @@ class ConsensusStage(BaseStage):
                 "consensus_calibration.csv": [dict(row, method=unit["method"], grouping=unit["grouping"])
                                               for unit in units for row in unit["calibration"]],
                 "planner_curves.csv": [row for unit in units for row in unit["curve"]],
-                "planner_validation.csv": [row for unit in units for row in unit["validation"]]}
+                "planner_validation.csv": [row for unit in units for row in unit["validation"]],
+                "consensus_calibration_skipped.csv": [dict(row, method=unit["method"], grouping=unit["grouping"])
+                                                      for unit in units for row in unit.get("calibration_skipped", [])]}
 
     def entries(self, result: dict) -> dict:
         return {"consensus": result}
 
     def interval_notes(self, results: dict) -> dict[str, dict]:
-        return {"consensus.units.tests": TEST_INTERVALS, "consensus.units.calibration": CALIBRATION_INTERVALS}
+        return {"consensus.units.tests": TEST_INTERVALS, "consensus.units.calibration": CALIBRATION_INTERVALS,
+                "consensus.units.plan": PLAN_INTERVALS, "consensus.units.recommendation": PLAN_INTERVALS}
 
 
 @register_stage(order=60)

@@ -15,6 +15,7 @@ from skimage.segmentation import find_boundaries
 
 from ..explain.explainers import is_control, label as explainer_label
 from ..studies.removal.run import HIGHER_IS_BETTER
+from ..core.settings import NULL_NAMES, NULL_SETS
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110})
 
@@ -63,9 +64,11 @@ def _short(name: str) -> str:
 
 def plot_stability_bars(summary: list[dict], path_stem, metrics=("spearman", "ssim"), model_set: str = "main") -> Path:
     """Cross-seed similarity per method, one bar per grouping, with 95 % design intervals (layout
-    of the SUPERPIXEL paper's pixel vs super-pixel figure); black ticks: the untrained-network
-    null (same architecture, never trained) of the same method and grouping."""
+    of the SUPERPIXEL paper's pixel vs super-pixel figure); black ticks: the strictest null family
+    present (random-label networks when they ran, else BN-calibrated, else untrained) of the same
+    method and grouping."""
     rows = [r for r in summary if r["model_set"] == model_set]
+    null = next((n for n in NULL_SETS if any(f"spearman_{n}" in r for r in rows)), None)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     groupings = list(dict.fromkeys(r["grouping"] for r in rows))
     fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6.0, 0.9 * len(methods) + 2), 2.6 * len(metrics)),
@@ -81,12 +84,12 @@ def plot_stability_bars(summary: list[dict], path_stem, metrics=("spearman", "ss
                 values.append(mean)
                 errors[0].append(mean - row[f"{metric}_ci_low"] if row else 0)
                 errors[1].append(row[f"{metric}_ci_high"] - mean if row else 0)
-                nulls.append(row.get(f"{metric}_untrained", np.nan) if row else np.nan)
+                nulls.append(row.get(f"{metric}_{null}", np.nan) if row and null else np.nan)
             positions = np.arange(len(methods)) + (g - (len(groupings) - 1) / 2) * width
             axis.bar(positions, values, width, yerr=np.nan_to_num(errors), capsize=2, label=grouping,
                      color=colours[g % 10])
             axis.scatter(positions, nulls, marker="_", color="black", s=60, zorder=3,
-                         label="untrained null" if g == 0 else None)
+                         label=f"{NULL_NAMES[null]} null" if g == 0 and null else None)
         last = axis is axes[-1, 0]
         axis.set_xticks(np.arange(len(methods)), [_short(m) for m in methods] if last else [], rotation=30,
                         ha="right")
@@ -158,21 +161,24 @@ def plot_variance_decomposition(summary: list[dict], path_stem) -> Path:
 
 
 def plot_stability_fidelity(summary: list[dict], path_stem, model_set: str = "main") -> Path:
-    """Cross-seed Spearman above the untrained-network null against deletion AUC (lower = more
-    faithful), per method × grouping."""
-    rows = [r for r in summary if r["model_set"] == model_set and "spearman_above_untrained" in r]
+    """Cross-seed Spearman above the strictest null family present against deletion AUC (lower =
+    more faithful), per method × grouping."""
+    rows = [r for r in summary if r["model_set"] == model_set]
+    null = next((n for n in NULL_SETS if rows and all(f"spearman_above_{n}" in r for r in rows)), "untrained")
+    key = f"spearman_above_{null}"
+    rows = [r for r in rows if key in r]
     fig, axis = plt.subplots(figsize=(4.8, 3.4))
     groupings = list(dict.fromkeys(r["grouping"] for r in rows))
     for g, grouping in enumerate(groupings):
         part = [r for r in rows if r["grouping"] == grouping]
-        axis.scatter([r["deletion_auc"] for r in part], [r["spearman_above_untrained"] for r in part], label=grouping,
+        axis.scatter([r["deletion_auc"] for r in part], [r[key] for r in part], label=grouping,
                      s=24, color=plt.cm.tab10.colors[g % 10])
         for r in part:
-            axis.annotate(_short(r["method"]), (r["deletion_auc"], r["spearman_above_untrained"]), fontsize=6,
+            axis.annotate(_short(r["method"]), (r["deletion_auc"], r[key]), fontsize=6,
                           xytext=(3, 2), textcoords="offset points")
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.set_xlabel("deletion AUC of model 0 (lower = more faithful)")
-    axis.set_ylabel("cross-seed Spearman above untrained null")
+    axis.set_ylabel(f"cross-seed Spearman above {NULL_NAMES[null]} null")
     axis.legend(fontsize=7, frameon=False)
     return save_figure(fig, path_stem)
 

@@ -178,7 +178,9 @@ def test_pigeonhole_bootstrap_is_too_narrow_with_four_models():
 
 
 def test_two_factor_jackknife_by_hand():
-    """V, its parts and Satterthwaite's ν for a pairwise mean, recomputed with explicit deletions."""
+    """V, its parts, Banerjee's half-width √(t²_{n−1} V_images + t²_{K−1} V_models) with its
+    equivalent ν (the default) and Satterthwaite's ν (``quantile="satterthwaite"``) for a pairwise
+    mean, recomputed with explicit deletions."""
     from scipy import stats
 
     generator = np.random.default_rng(5)
@@ -195,13 +197,20 @@ def test_two_factor_jackknife_by_hand():
     by_model = np.array([mean(list(range(n)), [m for m in range(k) if m != j]) for j in range(k)])
     v_images = (n - 1) / n * np.square(by_image - by_image.mean()).sum()
     v_models = (k - 1) / k * np.square(by_model - by_model.mean()).sum()
-    df = (v_images + v_models) ** 2 / (v_images ** 2 / (n - 1) + v_models ** 2 / (k - 1))
+    half = math.sqrt(stats.t.ppf(0.975, n - 1) ** 2 * v_images + stats.t.ppf(0.975, k - 1) ** 2 * v_models)
     interval = design_interval(lambda w: pair_mean(values, w, "main"), n, {"main": k})
     assert interval.estimate == pytest.approx(full)
     assert interval.se == pytest.approx(math.sqrt(v_images + v_models))
-    assert interval.df == pytest.approx(df)
-    half = stats.t.ppf(0.975, df) * math.sqrt(v_images + v_models)
     assert (interval.low, interval.high) == pytest.approx((full - half, full + half))
+    assert k - 1 < interval.df < n - 1
+    assert stats.t.ppf(0.975, interval.df) * interval.se == pytest.approx(half)  # the equivalent ν
+    df = (v_images + v_models) ** 2 / (v_images ** 2 / (n - 1) + v_models ** 2 / (k - 1))
+    satterthwaite = design_interval(lambda w: pair_mean(values, w, "main"), n, {"main": k}, quantile="satterthwaite")
+    assert satterthwaite.estimate == pytest.approx(full)
+    assert satterthwaite.se == pytest.approx(math.sqrt(v_images + v_models))
+    assert satterthwaite.df == pytest.approx(df)
+    half = stats.t.ppf(0.975, df) * math.sqrt(v_images + v_models)
+    assert (satterthwaite.low, satterthwaite.high) == pytest.approx((full - half, full + half))
     conditional = design_interval(lambda w: pair_mean(values, w, "main"), n, {"main": k}, conditional=True)
     assert conditional.se == pytest.approx(math.sqrt(v_images)) and conditional.df == pytest.approx(n - 1)
 
@@ -297,8 +306,8 @@ def test_interval_note_records_exactly_what_it_is_given():
                     "fixed": ["model 0"], "columns": "x_ci95", "n_boot": 7}
     default = interval_note("design-jackknife", sampled=["test images", "models"])
     assert default["level"] == 0.95 and default["fixed"] == [] and default["columns"] == "<name>_ci_low / <name>_ci_high"
-    with pytest.raises(ValueError, match=r"kind must be one of \['design-jackknife', 'percentile-bootstrap', "
-                                         r"'t-over-units', 'wilson'\], got 'bca'"):
+    with pytest.raises(ValueError, match=r"kind must be one of \['design-jackknife', 'model-percentile-bootstrap', "
+                                         r"'percentile-bootstrap', 't-over-units', 'wilson'\], got 'bca'"):
         interval_note("bca", sampled=["test images"])
 
 
@@ -475,3 +484,20 @@ def test_rows_to_model_array_fills_missing_entries_with_nan():
     array = rows_to_model_array(rows, "x", 2, 3)
     assert array.dtype == np.float64
     assert array[0, 1] == 0.5 and np.isnan(array).sum() == 5
+
+
+def test_the_coverage_table_the_report_states_is_the_committed_simulation():
+    """COVERAGE_BY_K (what the page says about its intervals) is experiments/results/coverage.json's
+    default interval, cell by cell, and the note names exactly the scenarios below 90 %."""
+    import json
+    from pathlib import Path
+
+    from stablesal.core.intervals import COVERAGE_BY_K, coverage_note
+
+    cells = json.loads((Path(__file__).parents[2] / "experiments/results/coverage.json").read_text())["cells"]
+    table = {}
+    for cell in cells:
+        table.setdefault(cell["K"], {})[cell["scenario"]] = round(cell["intervals"]["banerjee"]["coverage"], 3)
+    assert table == COVERAGE_BY_K
+    assert "0.81 when bad seeds" in coverage_note(4) and "bad seeds" not in coverage_note(16)
+    assert "simulated at K = 8" in coverage_note(10)

@@ -54,9 +54,11 @@ def test_quick_report_writes_everything(quick_report):
     units = results["consensus"]["units"]
     assert {(u["method"], u["grouping"]) for u in units} == {("saliency", "fastslic"), ("smoothgrad", "fastslic")}
     for unit in units:
-        assert [row["test"] for row in unit["tests"]] == ["rank-sum", "trained vs untrained"]
+        # the quick report's reference is the random-label null (3 networks on permuted labels)
+        assert results["consensus"]["reference"] == "random_label"
+        assert [row["test"] for row in unit["tests"]] == ["rank-sum", "trained vs random_label"]
         assert all(0 <= row["fdr"] <= 1 for row in unit["calibration"])
-        # 3 trained vs 3 untrained networks: 20 relabellings, all enumerated (999 >= 20): p >= 1/20 = q,
+        # 3 trained vs 3 random-label networks: 20 relabellings, all enumerated (999 >= 20): p >= 1/20 = q,
         # so a lone region (p <= q/R) is out of reach; the page says so
         two_sample = unit["tests"][1]
         assert two_sample["smallest_p"] == pytest.approx(1 / 20) and not two_sample["can_find_lone_region"]

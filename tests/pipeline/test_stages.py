@@ -142,7 +142,7 @@ def test_a_command_that_runs_one_stage_writes_the_same_shape(full_run):
     units = lambda r: [{k: v for k, v in u.items() if "second" not in k} for u in r["consensus"]["units"]]  # noqa: E731
     assert units(part) == units(whole)
     page = (part_dir / "index.html").read_text()
-    assert "Consensus maps: which regions the models agree on" in page and "Headline" not in page
+    assert "Consensus maps: regions beyond the null, and agreement" in page and "Headline" not in page
     assert "Headline" in (out / "index.html").read_text()
 
 

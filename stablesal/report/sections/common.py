@@ -28,7 +28,7 @@ from ...studies.factors.effects import factor_reading
 from ..figures import plot_factor_effects, plot_factor_levels
 from ..figures import plot_inpainting_quality, plot_removal_pairs
 from ...studies.removal.run import HIGHER_IS_BETTER
-from ...core.settings import FIDELITY_AUTO_MAX_SIDE
+from ...core.settings import FIDELITY_AUTO_MAX_SIDE, NULL_NAMES
 
 
 def page_order() -> list[str]:
@@ -90,7 +90,7 @@ def sampling(results: dict, out: Path) -> Section:
     gradient_summary = split_summary(results)[1]
     confidence = results["sampling_confidence"]
     return Section(
-        "Noise vs suppression sampling", sections_.sampling_reading(gradient_summary) + " "
+        "Noise vs suppression sampling", sections_.sampling_reading(gradient_summary, results.get("ranking")) + " "
         + confidence_reading(confidence),
         figures=[(plot_sampling_confidence(confidence, out / "figures" / "sampling_confidence"),
                   "Model 0 on the samples each sampler makes: probability of the explained class and predictive "
@@ -105,8 +105,8 @@ def fidelity(results: dict, out: Path) -> Section | None:
     return Section(
         "Stability vs fidelity", sections_.fidelity_reading(gradient_summary),
         figures=[(plot_stability_fidelity(gradient_summary, out / "figures" / "stability_fidelity"),
-                  "Each point is a method × grouping on the main models: cross-seed Spearman above the untrained "
-                  "null against deletion AUC of model 0.")])
+                  "Each point is a method × grouping on the main models: cross-seed Spearman above the strictest "
+                  "null family against deletion AUC of model 0.")])
 
 
 @report_section("sanity", order=110, stage="stability")
@@ -173,9 +173,21 @@ def setup_reading(results: dict) -> str:
     if control_rows:
         text += (f"; {len(control_rows)} control models are trained on model 0's data with other seeds (none of "
                  "them a main model)")
-    if models["untrained_k"]:
-        text += (f"; {models['untrained_k']} untrained networks of the same architecture, each with its own "
-                 "initialisation, are the null")
+    random_label = [r for r in results["models"] if r["set"] == "random_label"]
+    nulls = []
+    if random_label:
+        chance = [r["test_acc"] for r in random_label if r.get("test_acc") is not None and r["test_acc"] == r["test_acc"]]
+        nulls.append(f"{len(random_label)} random-label networks (the same recipe, seeds and data, the labels "
+                     "permuted" + (f"; test accuracy {min(chance):.1%}–{max(chance):.1%}" if chance else "") + ")")
+    unavailable = results.get("nulls_unavailable") or {}
+    if models.get("bn_calibrated_k") and "bn_calibrated" not in unavailable:
+        nulls.append(f"{models['bn_calibrated_k']} BN-calibrated networks (untrained, batch-norm statistics "
+                     "re-estimated on training images)")
+    if models["untrained_k"] and "untrained" not in unavailable:
+        nulls.append(f"{models['untrained_k']} untrained networks of the same architecture, each with its own "
+                     "initialisation")
+    if nulls:
+        text += "; the null families are " + ", ".join(nulls)
     if accuracies:
         text += (f". Test accuracy ranges from {min(accuracies):.1%} to {max(accuracies):.1%} (mean "
                  f"{sum(accuracies) / len(accuracies):.1%})")
@@ -215,6 +227,8 @@ def left_out_sections(results: dict) -> list[Section]:
         if config["models"]["control_k"]:
             notes.append("Variance decomposition by seed and split: left out, it needs control models trained on "
                          "model 0's data with other seeds.")
+    for null, reason in (results.get("nulls_unavailable") or {}).items():
+        notes.append(f"The {NULL_NAMES[null]} null: left out, {reason}.")
     if not results.get("inpainting") and config["inpainting"]["enabled"] and not dataset["train"]:
         notes.append("Inpainting vs constant fill: left out, the learned inpainter trains on training images and "
                      "the data has none.")

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+
+import numpy as np
 from scipy.stats import spearmanr
 
 from ..html import Section, report_section
 from ...explain.explainers import is_control, row_family
+from ...core.intervals import coverage_note
+from ...core.multiple_testing import holm
+from ...core.settings import NULL_NAMES, NULL_SETS
 from ...metrics.registry import metric_info
 from ..figures import plot_variance_decomposition
 from ..figures import plot_variance_reduction
@@ -47,6 +52,21 @@ def side(row: dict, key: str, value: float = 0.0) -> str:
     return "not separated"
 
 
+FAMILY_ALPHA = 0.05  # family-wise error rate of every count across rows (Holm)
+
+
+def holm_sides(rows: list[dict], key: str) -> list[str]:
+    """Where each row's ``key`` lies with respect to 0 when the rows are counted together: "above"
+    or "below" where Holm's adjusted p-value of ``key_p`` across ``rows`` is ≤ :data:`FAMILY_ALPHA`,
+    else "not separated". Rows without ``key_p`` (a results file from before p-values were kept)
+    fall back to their marginal interval (:func:`side`)."""
+    if not rows or not all(f"{key}_p" in r for r in rows):
+        return [side(r, key) for r in rows]
+    adjusted = holm(np.array([r[f"{key}_p"] for r in rows], dtype=float))
+    return ["not separated" if not p <= FAMILY_ALPHA else "above" if r[key] > 0 else "below"
+            for r, p in zip(rows, adjusted)]
+
+
 def _label(row: dict) -> str:
     return f"{row['method']} / {row['grouping']}"
 
@@ -63,31 +83,56 @@ def draws_note(summary: list[dict]) -> str:
             "between-model similarity includes the draws they share and is not a stability number.")
 
 
+def null_key(rows: list[dict], metric: str = "spearman") -> str:
+    """The key rows are ranked by: ``<metric>_above_<null>`` for the strictest null family every row
+    has (random-label, then BN-calibrated, then untrained: :data:`~stablesal.core.settings.NULL_SETS`),
+    else the raw ``metric``."""
+    for null in NULL_SETS:
+        if rows and all(f"{metric}_above_{null}" in r for r in rows):
+            return f"{metric}_above_{null}"
+    return metric
+
+
+def nulls_of(rows: list[dict]) -> list[str]:
+    """The null families every row has, strictest first."""
+    return [null for null in NULL_SETS if rows and all(f"spearman_above_{null}" in r for r in rows)]
+
+
 def headline_ranking(summary: list[dict]) -> tuple[list[dict], str]:
     """The headline's order, the one ranking of methods (the page's headline and the terminal
     summary, :func:`stablesal.pipeline.run.terminal_summary`): the main-model rows of ``summary``
-    but the random maps, best first by cross-seed Spearman above the untrained-network null
-    (``spearman_above_untrained``), or by raw Spearman when no untrained networks ran (a NaN ranks
-    last; ties keep the summary's order). Returns the ranked rows and the key they are ranked by."""
+    but the random maps, best first by cross-seed Spearman above the strictest null family present
+    (:func:`null_key`: random-label networks when they ran), or by raw Spearman when no null ran (a
+    NaN ranks last; ties keep the summary's order). Returns the ranked rows and the key they are
+    ranked by."""
     rows = [r for r in _main(summary) if not is_control(r)]
-    key = "spearman_above_untrained" if rows and all("spearman_above_untrained" in r for r in rows) else "spearman"
+    key = null_key(rows)
     return sorted(rows, key=lambda r: -(r[key] if math.isfinite(r[key]) else -math.inf)), key
 
 
 def headline_table(summary: list[dict]) -> list[dict]:
     """The headline's table, one row per method × grouping in :func:`headline_ranking`'s order,
-    each value as the page prints it (with its interval)."""
-    ranked, _ = headline_ranking(summary)
+    each value as the page prints it (with its interval): the agreement beyond every null present
+    (strictest first), the ICC beyond the strictest, then the raw values."""
+    ranked, key = headline_ranking(summary)
+    nulls = nulls_of(ranked)
     random_rows = {r["grouping"]: r for r in _main(summary) if is_control(r)}
-    return [{
-        "rank": rank, "method": r["method"], "grouping": r["grouping"], "draws": r.get("draws", "independent"),
-        "Spearman above untrained": fmt(r, "spearman_above_untrained"),
-        "Spearman": fmt(r, "spearman"), "untrained null": fmt(r, "spearman_untrained"),
-        "random maps": fmt(random_rows.get(r["grouping"], {}), "spearman"),
-        "retest ceiling": fmt(r, "spearman_retest"), "corrected": fmt(r, "spearman_corrected"),
-        "SSIM": fmt(r, "ssim"), "SSIM untrained": fmt(r, "ssim_untrained"),
-        f"deletion AUC {DELETION}": fmt(r, "deletion_auc", 3), f"µFidelity {MU_FIDELITY}": fmt(r, "mu_fidelity"),
-    } for rank, r in enumerate(ranked, 1)]
+    table = []
+    for rank, r in enumerate(ranked, 1):
+        row = {"rank": rank, "method": r["method"], "grouping": r["grouping"], "draws": r.get("draws", "independent")}
+        for null in nulls:
+            row[f"Spearman above {NULL_NAMES[null]}"] = fmt(r, f"spearman_above_{null}")
+        row["Spearman"] = fmt(r, "spearman")
+        for null in nulls[:1]:
+            row[f"{NULL_NAMES[null]} null"] = fmt(r, f"spearman_{null}")
+            if f"icc_beyond_{null}" in r:
+                row[f"ICC beyond {NULL_NAMES[null]}"] = fmt(r, f"icc_beyond_{null}")
+        row.update({"ICC": fmt(r, "icc"), "random maps": fmt(random_rows.get(r["grouping"], {}), "spearman"),
+                    "retest ceiling": fmt(r, "spearman_retest"), "corrected": fmt(r, "spearman_corrected"),
+                    "SSIM": fmt(r, "ssim"),
+                    f"deletion AUC {DELETION}": fmt(r, "deletion_auc", 3), f"µFidelity {MU_FIDELITY}": fmt(r, "mu_fidelity")})
+        table.append(row)
+    return table
 
 
 def degenerate_note(summary: list[dict]) -> str:
@@ -103,43 +148,79 @@ def degenerate_note(summary: list[dict]) -> str:
             + (f"; and {len(parts) - 8} more" if len(parts) > 8 else "") + ". ")
 
 
-def headline_section(summary: list[dict]) -> Section:
-    """Every method × grouping ranked by cross-seed Spearman above the untrained-network null."""
+NULL_DESCRIPTIONS = {
+    "random_label": "networks trained by the same recipe on the same images with their labels permuted (they learn "
+                    "the images' statistics but no link from image to class)",
+    "bn_calibrated": "untrained networks whose batch-norm statistics were re-estimated on training images (no "
+                     "gradient step)",
+    "untrained": "untrained networks of the same architecture, each with its own initialisation",
+}
+
+
+def _holm_count(ranking: dict | None, null: str) -> tuple[int, int] | None:
+    """``(rows above the null at family-wise α, rows)`` from the ranking's Holm-adjusted p-values."""
+    if not ranking or not ranking.get("rows") or f"above_{null}_holm" not in ranking["rows"][0]:
+        return None
+    rows = ranking["rows"]
+    alpha = ranking["alpha"]
+    return sum(1 for r in rows if r[f"above_{null}_holm"] <= alpha and r[f"above_{null}"] > 0), len(rows)
+
+
+def headline_section(summary: list[dict], ranking: dict | None = None) -> Section:
+    """Every method × grouping ranked by cross-seed Spearman above the strictest null family.
+    ``ranking`` (:func:`stablesal.studies.stability.statistics.ranking_rows`) holds the paired
+    differences and Holm-adjusted p-values the reading's orderings and counts come from; without it
+    (a results file from before they were computed) the reading states no ordering."""
     rows = [r for r in _main(summary) if not is_control(r)]
     random_rows = {r["grouping"]: r for r in _main(summary) if is_control(r)}
     ranked, key = headline_ranking(summary)
-    has_null = key == "spearman_above_untrained"
+    nulls = nulls_of(ranked)
     table = headline_table(summary)
     if not ranked:
         return Section("Headline: every method ranked", "No method ran.")
     best = ranked[0]
     reading = draws_note(summary) + " "
-    if has_null:
-        above = [r for r in ranked if side(r, key) == "above"]
-        below = [r for r in ranked if side(r, key) == "below"]
-        reading += (f"Ranked by how far their cross-seed Spearman correlation rises above that of untrained networks "
-                    f"of the same architecture (each with its own initialisation, explained the same way), the "
-                    f"first is {_label(best)}: {fmt(best, key)} above the null (raw {fmt(best, 'spearman')}, "
-                    f"untrained {fmt(best, 'spearman_untrained')}). ")
-        if len(ranked) > 1:
-            tied = [r for r in ranked[1:] if not best[f"{key}_ci_low"] > r[f"{key}_ci_high"]]
-            if tied:
-                reading += (f"The first place is not resolved: {len(tied)} other combinations have intervals that "
-                            f"overlap its own (" + ", ".join(f"{_label(r)} {r[key]:.2f}" for r in tied[:6])
-                            + (", ..." if len(tied) > 6 else "") + "). ")
+    if nulls:
+        null = nulls[0]
+        name = NULL_NAMES[null]
+        reading += (f"Ranked by how far their cross-seed Spearman correlation rises above that of the {name} null "
+                    f"({best.get(f'n_{null}', '?')} {NULL_DESCRIPTIONS[null]}), the first is {_label(best)}: "
+                    f"{fmt(best, key)} above it (raw {fmt(best, 'spearman')}, {name} {fmt(best, f'spearman_{null}')}). ")
+        paired = (ranking or {}).get("rows") or []
+        if ranking and ranking.get("null") == null and paired and len(paired) > 1:
+            alpha = ranking["alpha"]
+            top = paired[0]
+            unresolved = [r for r in paired[1:] if not r["behind_first_holm"] <= alpha]
+            if (top["method"], top["grouping"]) != (best["method"], best["grouping"]):
+                unresolved = paired[1:]  # the two orders disagree (a tie): claim nothing
+            if unresolved:
+                reading += (f"The first place is not resolved: the paired difference (same images and models) to "
+                            f"{len(unresolved)} of the {len(paired) - 1} others is not above 0 at a family-wise "
+                            f"{alpha:.0%} (Holm): " + ", ".join(
+                                f"{_label(r)} {fmt(r, 'behind_first')} behind" for r in unresolved[:5])
+                            + (", ..." if len(unresolved) > 5 else "") + ". ")
             else:
-                reading += "Its interval lies above every other combination's. "
-        reading += (f"{len(above)} of {len(ranked)} method × grouping combinations are more stable than the null "
-                    f"(interval above 0), {len(below)} less stable, and {len(ranked) - len(above) - len(below)} "
-                    "cannot be told from it. ")
+                reading += (f"The first place is resolved: its paired difference to every other combination is "
+                            f"above 0 at a family-wise {alpha:.0%} (Holm). ")
+        counts = [(n, _holm_count(ranking, n)) for n in nulls]
+        counted = [(n, c) for n, c in counts if c is not None]
+        if counted:
+            reading += ("Above each null at a family-wise 5 % across the rows (Holm): " + "; ".join(
+                f"{NULL_NAMES[n]} {c[0]} of {c[1]}" for n, c in counted) + ". ")
+        if f"icc_beyond_{null}" in best:
+            reading += (f"In the generalizability coefficient (the ICC of one model's signed map, docs/methods.md §3) "
+                        f"the first reaches {fmt(best, 'icc')} against {fmt(best, f'icc_{null}')} for the {name} "
+                        f"networks: {fmt(best, f'icc_beyond_{null}')} of the agreement the null leaves is reached. ")
         raw_best = max(rows, key=lambda r: r["spearman"])
         if raw_best is not best:
             reading += (f"By raw Spearman alone the first would be {_label(raw_best)} ({fmt(raw_best, 'spearman')}), "
-                        f"but its untrained null is {fmt(raw_best, 'spearman_untrained')}: architecture and input "
-                        "alone give that much agreement. ")
+                        f"but its {name} null is {fmt(raw_best, f'spearman_{null}')}: that much agreement needs no "
+                        "class evidence. ")
     else:
-        reading += f"The most similar maps across retrained models are {_label(best)} (Spearman {fmt(best, 'spearman')}). "
+        reading += (f"No null family ran, so no agreement can be credited to learning. The most similar maps across "
+                    f"retrained models are {_label(best)} (Spearman {fmt(best, 'spearman')}). ")
     reading += degenerate_note(summary)
+    reading += coverage_note(best["n_models"]) + " "
     if random_rows:
         pixel_random = random_rows.get("pixel") or next(iter(random_rows.values()))
         reading += (f"I.i.d. random maps score Spearman {fmt(pixel_random, 'spearman')} ({pixel_random['grouping']}); "
@@ -147,11 +228,53 @@ def headline_section(summary: list[dict]) -> Section:
                     + ", ".join(f"{g}: {fmt(r, 'spearman')}" for g, r in random_rows.items() if g != "pixel") + ".")
     caption = ("Main models. Spearman and SSIM between the grey maps of every pair of retrained models, with 95 % "
                "design intervals over images and models (unconditional: they treat the retrained models as a sample, "
-               "so they describe models retrained anew, not only these); 'untrained null': the same between untrained networks; "
-               "'retest ceiling': two runs of the explainer on the same model with different seeds (1 for "
-               "deterministic methods); 'corrected': Spearman / ceiling (correction for attenuation); deletion AUC "
-               "and µFidelity of model 0 (interval over images).")
-    return Section("Headline: stability above the untrained-network null", reading, tables=[(table, caption)])
+               "so they describe models retrained anew, not only these); 'above <null>': main minus the same between "
+               "the null family's networks; 'ICC': mean Pearson correlation of the signed maps (the generalizability "
+               "coefficient of one map), 'ICC beyond': (ICC − null ICC) / (1 − null ICC); 'retest ceiling': two runs "
+               "of the explainer on the same model with different seeds (1 for deterministic methods); 'corrected': "
+               "Spearman / ceiling (correction for attenuation); deletion AUC and µFidelity of model 0 (interval "
+               "over images).")
+    title = (f"Headline: agreement beyond the {NULL_NAMES[nulls[0]]} null" if nulls
+             else "Headline: agreement across retrained models")
+    return Section(title, reading, tables=[(table, caption)])
+
+
+def nulls_section(summary: list[dict], agreement: list[dict], ranking: dict | None) -> Section | None:
+    """How the ranking and the verdicts move across null families: the rank correlation of the
+    methods × groupings ordered by their excess over each pair of nulls (with its design interval),
+    and the rows credited by a weaker null but not by the strictest (Holm across rows)."""
+    rows = [r for r in _main(summary) if not is_control(r)]
+    nulls = nulls_of(rows)
+    if len(nulls) < 2:
+        return None
+    reading = ("Each null family removes agreement that needs no class evidence: the architecture and the input "
+               "(untrained), the data's statistics (BN-calibrated), and everything training does without a link "
+               "from image to class (random-label). ")
+    for entry in agreement:
+        reading += (f"Ranked by the excess over the {NULL_NAMES[entry['null']]} null and over the "
+                    f"{NULL_NAMES[entry['other']]} null, the {entry['n_rows']} combinations correlate at "
+                    f"{fmt(entry, 'rank_correlation')} (Spearman, design interval). ")
+    paired = (ranking or {}).get("rows") or []
+    if paired and f"above_{nulls[0]}_holm" in paired[0]:
+        alpha = ranking["alpha"]
+        strict = nulls[0]
+        for weak in nulls[1:]:
+            if f"above_{weak}_holm" not in paired[0]:
+                continue
+            credited = [r for r in paired if r[f"above_{weak}_holm"] <= alpha and r[f"above_{weak}"] > 0
+                        and not (r[f"above_{strict}_holm"] <= alpha and r[f"above_{strict}"] > 0)]
+            reading += (f"Above the {NULL_NAMES[weak]} null but not above the {NULL_NAMES[strict]} null (Holm, "
+                        f"family-wise {alpha:.0%}): {len(credited)} of {len(paired)}"
+                        + (" (" + ", ".join(_label(r) for r in credited[:6]) + (", ..." if len(credited) > 6 else "")
+                           + ")" if credited else "") + ". ")
+    table = [{"method": r["method"], "grouping": r["grouping"],
+              **{f"Spearman above {NULL_NAMES[n]}": fmt(r, f"spearman_above_{n}") for n in nulls},
+              **{f"ICC beyond {NULL_NAMES[n]}": fmt(r, f"icc_beyond_{n}") for n in nulls if f"icc_beyond_{n}" in r},
+              **{f"{NULL_NAMES[n]} Spearman": fmt(r, f"spearman_{n}") for n in nulls}}
+             for r in headline_ranking(summary)[0]]
+    return Section("How the verdict moves across null families", reading,
+                   tables=[(table, "Main models against each null family, 95 % design intervals; rows in the "
+                            "headline's order.")])
 
 
 def retest_section(summary: list[dict]) -> Section:
@@ -209,24 +332,25 @@ def decomposition_section(summary: list[dict], figures_dir: Path) -> Section:
         if not pool:
             continue
         largest, smallest = max(pool, key=lambda r: r[key]), min(pool, key=lambda r: r[key])
-        resolved = sum(1 for r in pool if side(r, key) == "above")
+        resolved = holm_sides(pool, key).count("above")
         reading += (f"{component.capitalize()} share: from {fmt(smallest, key)} ({_label(smallest)}) to "
                     f"{fmt(largest, key)} ({_label(largest)}), above 0 in {resolved} of {len(pool)}"
-                    + (" random combinations" if component == "explainer" else "") + ". ")
+                    + (" random combinations" if component == "explainer" else "") + " (Holm across them). ")
     if "split" in components and "seed" in components:
-        split_larger = [r for r in rows if not is_control(r) and "share_split" in r
-                        and r["share_split_ci_low"] > r["share_seed_ci_high"]]
-        seed_larger = [r for r in rows if not is_control(r) and "share_split" in r
-                       and r["share_seed_ci_low"] > r["share_split_ci_high"]]
-        reading += (f"The data split outweighs the optimiser seed (intervals separated) in {len(split_larger)} "
-                    f"combinations and the seed outweighs the split in {len(seed_larger)}. ")
+        both = [r for r in rows if not is_control(r) and "share_split_minus_seed" in r]
+        sides = holm_sides(both, "share_split_minus_seed")
+        reading += (f"The data split outweighs the optimiser seed (paired difference of the shares, resolved at a "
+                    f"family-wise 5 % across the rows, Holm) in {sides.count('above')} of {len(both)} combinations "
+                    f"and the seed outweighs the split in {sides.count('below')}. ")
     contrasts = [r for r in rows if not is_control(r) and "spearman_main_minus_control" in r]
     if contrasts:
-        lower = [r for r in contrasts if side(r, "spearman_main_minus_control") == "below"]
-        higher = [r for r in contrasts if side(r, "spearman_main_minus_control") == "above"]
+        sides = holm_sides(contrasts, "spearman_main_minus_control")
+        lower = [r for r, where in zip(contrasts, sides) if where == "below"]
+        higher = [r for r, where in zip(contrasts, sides) if where == "above"]
         widest = max(r["spearman_main_minus_control_ci_high"] - r["spearman_main_minus_control_ci_low"]
                      for r in contrasts)
-        reading += (f"Directly: models on disjoint splits agree less (Spearman, main minus control, interval below 0) "
+        reading += (f"Directly: models on disjoint splits agree less (Spearman, main minus control, below 0 at a "
+                    f"family-wise 5 %, Holm) "
                     f"in {len(lower)} of {len(contrasts)} combinations and more in {len(higher)}; with "
                     f"{rows[0].get('n_control', 'few')} control models the intervals are wide (up to {widest:.2f}), so "
                     "a split effect smaller than that is not ruled out. ")
@@ -264,12 +388,14 @@ def grid_section(contrasts: list[dict]) -> Section:
         present = [c for c in contrasts if key in c]
         if not present:
             continue
-        better = sum(1 for c in present if side(c, key) == ("above" if direction > 0 else "below"))
-        worse = sum(1 for c in present if side(c, key) == ("below" if direction > 0 else "above"))
+        sides = holm_sides(present, key)
+        better = sides.count("above" if direction > 0 else "below")
+        worse = sides.count("below" if direction > 0 else "above")
         parts.append(f"{label}: super-pixels better in {better}, worse in {worse}, not separated in "
                      f"{len(present) - better - worse} of {len(present)}")
     reading = ("Each super-pixel grouping against a grid whose cells have the same mean size (within 10 %), "
-               "same models and images; a difference counts only when its 95 % interval excludes 0. "
+               "same models and images; a difference counts only when it is resolved at a family-wise 5 % across the "
+               "rows of its metric (Holm). "
                + "; ".join(parts) + ". Bias is the share of the mean pixel map that the projection discards "
                "(lower keeps more).")
     if random_contrasts:
@@ -285,11 +411,12 @@ def grid_section(contrasts: list[dict]) -> Section:
 def grouping_section(contrasts: list[dict], summary: list[dict], figures: list) -> Section:
     """Grouped against pixel maps of the same method."""
     rows = [c for c in contrasts if not is_control(c)]
-    up = [c for c in rows if side(c, "spearman_difference") == "above"]
-    down = [c for c in rows if side(c, "spearman_difference") == "below"]
-    reading = (f"Grouping changed the cross-seed Spearman correlation against the pixel map of the same method: up "
-               f"in {len(up)}, down in {len(down)}, not separated in {len(rows) - len(up) - len(down)} of "
-               f"{len(rows)} method × grouping cases. ")
+    sides = holm_sides(rows, "spearman_difference")
+    up = [c for c, where in zip(rows, sides) if where == "above"]
+    down = [c for c, where in zip(rows, sides) if where == "below"]
+    reading = (f"Grouping changed the cross-seed Spearman correlation against the pixel map of the same method "
+               f"(resolved at a family-wise 5 % across the rows, Holm): up in {len(up)}, down in {len(down)}, not "
+               f"separated in {len(rows) - len(up) - len(down)} of {len(rows)} method × grouping cases. ")
     if up:
         largest = max(up, key=lambda c: c["spearman_difference"])
         reading += f"Largest gain: {largest['method']} with {largest['grouping']} ({fmt(largest, 'spearman_difference')}). "
@@ -300,7 +427,7 @@ def grouping_section(contrasts: list[dict], summary: list[dict], figures: list) 
     if random_rows:
         reading += ("I.i.d. random maps, for comparison: " + ", ".join(
             f"{r['grouping']} Spearman {fmt(r, 'spearman')}, SSIM {fmt(r, 'ssim')}" for r in random_rows)
-            + ". Read gains against the untrained null of the headline.")
+            + ". Read gains against the nulls of the headline.")
     table = [{"method": c["method"], "grouping": c["grouping"], "Δ Spearman": fmt(c, "spearman_difference", 3),
               "Δ SSIM": fmt(c, "ssim_difference", 3), "Δ deletion AUC": fmt(c, "deletion_auc_difference", 3)}
              for c in rows]
@@ -353,35 +480,48 @@ def reduction_section(rows: list[dict], figures_dir: Path) -> Section:
                    tables=[(table, "Main models, 95 % design intervals.")])
 
 
-def sampling_reading(summary: list[dict]) -> str:
+def sampling_reading(summary: list[dict], ranking: dict | None = None) -> str:
+    """Suppression-based sampling against Gaussian noise (SmoothGrad), pixel maps: both rows' values
+    and, from ``ranking["contrasts"]``, the paired difference of their agreement beyond the null
+    (same images and models), the only basis on which the reading orders them."""
     noise = next((r for r in _main(summary) if r["method"] == "smoothgrad" and r["grouping"] == "pixel"), None)
     erased = next((r for r in _main(summary) if r["method"] == "suppression" and r["grouping"] == "pixel"), None)
     if not (noise and erased):
         return "SmoothGrad and suppression were not both in this study."
-    key = "spearman_above_untrained" if "spearman_above_untrained" in noise else "spearman"
-    separated = (erased[f"{key}_ci_low"] > noise[f"{key}_ci_high"] or noise[f"{key}_ci_low"] > erased[f"{key}_ci_high"])
-    return (f"Suppression sampling vs Gaussian noise (SmoothGrad), pixel maps: cross-seed Spearman above the untrained "
-            f"null {fmt(erased, key)} vs {fmt(noise, key)} ({'separated' if separated else 'not separated'}); raw "
-            f"{fmt(erased, 'spearman')} vs {fmt(noise, 'spearman')}; retest ceiling {fmt(erased, 'spearman_retest')} vs "
-            f"{fmt(noise, 'spearman_retest')}" + (f"; deletion AUC {fmt(erased, 'deletion_auc', 3)} vs "
-                                                  f"{fmt(noise, 'deletion_auc', 3)}." if "deletion_auc" in noise
-                                                  else "."))
+    key = null_key([noise, erased])
+    null = key.split("_above_", 1)[1] if "_above_" in key else None
+    contrast = next((c for c in (ranking or {}).get("contrasts") or []
+                     if (c["method"], c["reference"], c["grouping"]) == ("suppression", "smoothgrad", "pixel")), None)
+    if contrast is None:
+        verdict = "no paired difference in this results file, so no ordering is claimed"
+    else:
+        where = side(contrast, "difference")
+        verdict = (f"paired difference {fmt(contrast, 'difference')}: "
+                   + ("suppression is more stable" if where == "above" else
+                      "SmoothGrad is more stable" if where == "below" else "not resolved"))
+    return (f"Suppression sampling vs Gaussian noise (SmoothGrad), pixel maps: cross-seed Spearman "
+            + (f"above the {NULL_NAMES[null]} null " if null else "") + f"{fmt(erased, key)} vs {fmt(noise, key)} "
+            f"({verdict}); raw {fmt(erased, 'spearman')} vs {fmt(noise, 'spearman')}; retest ceiling "
+            f"{fmt(erased, 'spearman_retest')} vs {fmt(noise, 'spearman_retest')}"
+            + (f"; deletion AUC {fmt(erased, 'deletion_auc', 3)} vs {fmt(noise, 'deletion_auc', 3)}."
+               if "deletion_auc" in noise else "."))
 
 
 def fidelity_reading(summary: list[dict]) -> str:
     """Stability above the null against fidelity, one point per method (pixel maps): the
     groupings of one method are not independent evidence."""
-    rows = [r for r in _main(summary) if not is_control(r) and r["grouping"] == "pixel"
-            and "spearman_above_untrained" in r and "deletion_auc" in r]
+    rows = [r for r in _main(summary) if not is_control(r) and r["grouping"] == "pixel" and "deletion_auc" in r]
+    key = null_key(rows)
+    rows = [r for r in rows if key != "spearman"]
     if len(rows) < 4:
         return "Too few methods for a trade-off."
-
-    test = spearmanr([r["spearman_above_untrained"] for r in rows], [r["deletion_auc"] for r in rows])
+    null = NULL_NAMES[key.split("_above_", 1)[1]]
+    test = spearmanr([r[key] for r in rows], [r["deletion_auc"] for r in rows])
     verdict = ("stabler maps tend to be less faithful" if test.statistic > 0 and test.pvalue < 0.05 else
                "stabler maps tend to be more faithful" if test.statistic < 0 and test.pvalue < 0.05 else
                "no relation can be claimed at this number of methods")
     return (f"Across {len(rows)} methods (pixel maps, one point each), the rank correlation between cross-seed "
-            f"Spearman above the untrained null and model 0's deletion AUC is {test.statistic:+.2f} "
+            f"Spearman above the {null} null and model 0's deletion AUC is {test.statistic:+.2f} "
             f"(p = {test.pvalue:.2f}): {verdict}; lower AUC = more faithful.")
 
 
@@ -398,36 +538,50 @@ def sanity_reading(summary: list[dict]) -> str:
             "segmentation) more than the model.")
 
 
-def perturbation_section(rows: list[dict], summary: list[dict], samples: int, count: int) -> Section:
-    """Perturbation presets next to the gradient methods, pixel maps, same statistics."""
+def perturbation_section(rows: list[dict], summary: list[dict], samples: int, count: int,
+                         ranking: dict | None = None) -> Section:
+    """Perturbation presets next to the gradient methods, pixel maps, same statistics; an ordering
+    of the presets only from the paired differences of ``ranking`` (Holm across the comparisons)."""
     main = [r for r in _main(summary) if r["grouping"] == "pixel"]
-    key = "spearman_above_untrained"
     presets = [r for r in _main(rows) if not is_control(r)]
+    key = null_key(main)
+    null = key.split("_above_", 1)[1] if "_above_" in key else None
+    name = NULL_NAMES[null] if null else ""
     ranked = sorted(main, key=lambda r: -(r.get(key, r["spearman"])))
     table = [{"family": row_family(r), "method": r["method"], "n images": r["n_images"],
-              "Spearman above untrained": fmt(r, key), "Spearman": fmt(r, "spearman"),
-              "untrained": fmt(r, "spearman_untrained"), "retest": fmt(r, "spearman_retest"),
+              **({f"Spearman above {name}": fmt(r, key)} if null else {}), "Spearman": fmt(r, "spearman"),
+              **({name: fmt(r, f"spearman_{null}")} if null else {}), "retest": fmt(r, "spearman_retest"),
               "corrected": fmt(r, "spearman_corrected"), f"deletion AUC {DELETION}": fmt(r, "deletion_auc", 3),
               f"µFidelity {MU_FIDELITY}": fmt(r, "mu_fidelity"), "s / model": round(r["explain_seconds_per_model"], 2)}
              for r in ranked]
     if not presets:
         return Section("Perturbation methods across seeds", "No perturbation preset ran.")
     best = max(presets, key=lambda r: r.get(key, r["spearman"]))
-    tied = [r for r in presets if r is not best and not best[f"{key}_ci_low"] > r[f"{key}_ci_high"]]
     reading = (draws_note(rows) + f" On {count} test images with {samples} samples for RISE, LIME and KernelSHAP, the "
-               f"preset furthest above its untrained null is {best['method']} ({fmt(best, key)}; raw "
-               f"{fmt(best, 'spearman')}, untrained {fmt(best, 'spearman_untrained')}, retest "
-               f"{fmt(best, 'spearman_retest')})"
-               + (", not separated from " + ", ".join(f"{r['method']} ({fmt(r, key)})" for r in tied) if tied else "")
-               + ". ")
+               f"preset with the highest estimate " + (f"above its {name} null" if null else "of cross-seed Spearman")
+               + f" is {best['method']} ({fmt(best, key)}; raw {fmt(best, 'spearman')}"
+               + (f", {name} {fmt(best, f'spearman_{null}')}" if null else "")
+               + f", retest {fmt(best, 'spearman_retest')}). ")
+    paired = (ranking or {}).get("rows") or []
+    if paired and len(paired) > 1 and "behind_first_holm" in paired[1]:
+        alpha = ranking["alpha"]
+        unresolved = [r for r in paired[1:] if not r["behind_first_holm"] <= alpha]
+        reading += ("Its lead is resolved against every other preset (paired differences, Holm). "
+                    if not unresolved else
+                    "Its lead is not resolved (paired difference, same images and models, Holm at family-wise "
+                    f"{alpha:.0%}) against " + ", ".join(f"{r['method']} ({fmt(r, 'behind_first')} behind)"
+                                                         for r in unresolved) + ". ")
+    else:
+        reading += "No ordering of the presets is claimed (no paired differences in this results file). "
     noisy = [r for r in presets if r.get("random") and math.isfinite(r.get("spearman_corrected", float("nan")))
              and side(r, "spearman_corrected", 1.0) != "below"]
     if noisy:
         reading += ("Within their own sampling noise (corrected similarity not below 1): "
                     + ", ".join(r["method"] for r in noisy) + ". ")
-    indistinct = [r for r in presets if side(r, key) == "not separated"]
+    indistinct = [r for r in presets if null and side(r, key) == "not separated"]
     if indistinct:
-        reading += "Not distinguishable from untrained networks: " + ", ".join(r["method"] for r in indistinct) + ". "
+        reading += (f"Not distinguishable from the {name} networks: " + ", ".join(r["method"] for r in indistinct)
+                    + ". ")
     fastest = min(presets, key=lambda r: r["explain_seconds_per_model"])
     slowest = max(presets, key=lambda r: r["explain_seconds_per_model"])
     reading += (f"Cost: {fastest['explain_seconds_per_model']:.1f} s ({fastest['method']}) to "
@@ -498,7 +652,12 @@ def split_summary(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
 
 @report_section("headline", order=30, stage="stability")
 def _headline(results: dict, out: Path) -> Section:
-    return headline_section(split_summary(results)[1])
+    return headline_section(split_summary(results)[1], results.get("ranking"))
+
+
+@report_section("nulls", order=35, stage="stability")
+def _nulls(results: dict, out: Path) -> Section | None:
+    return nulls_section(split_summary(results)[1], results.get("null_rank_agreement") or [], results.get("ranking"))
 
 
 @report_section("retest", order=40, stage="stability")
@@ -517,7 +676,7 @@ def _grouping(results: dict, out: Path) -> Section:
     model_sets = {r["model_set"] for r in gradient_summary}
     bars = [(plot_stability_bars(gradient_summary, out / "figures" / f"stability_{name}", model_set=name),
              f"{name} models: similarity of the maps of every pair of models, per method and grouping, 95 % design "
-             "intervals; black ticks: the untrained-network null.") for name in ("main", "control")
+             "intervals; black ticks: the strictest null family.") for name in ("main", "control")
             if name in model_sets]
     return grouping_section(results["grouping_contrasts"], gradient_summary, bars)
 
@@ -547,4 +706,4 @@ def _perturbation(results: dict, out: Path) -> Section | None:
     if not perturbation_summary:
         return None
     return perturbation_section(perturbation_summary, summary, results["perturbation_settings"]["perturbation_samples"],
-                                results["perturbation_n_images"])
+                                results["perturbation_n_images"], results.get("perturbation_ranking"))

@@ -1,12 +1,20 @@
 """The consensus and planner stage: for every method × grouping, the consensus map of the trained
-models (rank-sum test, and trained against untrained networks), its false-discovery calibration
-under nulls where no region is consistent, its power on the object masks, and the planner's
-predictions with their validation on held-out models (docs/methods.md §7).
+models, its false-discovery calibration under nulls where no region is consistent, its power on the
+object masks, and the planner's predictions with their validation on held-out models
+(docs/methods.md §7).
+
+Two tests, which answer different questions. *Trained vs <reference>* (the permutation test
+against a null family of models: random-label, BN-calibrated or untrained networks, named by its
+set) asks which regions the trained models rank higher than models that learned nothing about the
+classes: learning beyond that null; it is the consensus the page leads with. The *rank-sum* test
+asks only which regions the trained models agree on: agreement among trained models, which
+untrained networks show too (edges, architecture), so it never reads as learning and never
+headlines.
 
 One unit per method × grouping, cached and resumed like the stability study's units. A unit
-explains every trained model once (the pilot models, random methods, twice) and every untrained
-network once; what it keeps is region ranks, running means and, for the validation, the held-out
-models' grey maps.
+explains every trained model once (the pilot models, random methods, twice) and every reference
+model once; what it keeps is region ranks, running means and, for the validation, the held-out
+models' grey maps (and the pilot's and the reference models' centred maps, for the planner).
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from .test import (
 )
 from ...metrics.similarity import grey_maps
 from ...metrics.agreement import mean_ci
-from .planner import PilotAccumulator, Plan, held_out_reliability, predicted_reliability, reliability_curve
+from .planner import (
+    RESAMPLES, PilotAccumulator, Plan, held_out_reliability, make_plan, predicted_reliability, reliability_curve,
+)
 from ...core.seeding import derive
 from ...core.settings import ConsensusSettings, StudySettings
 from ..stability.run import code_version, explain_groupings, method_is_random
@@ -55,7 +65,7 @@ def smallest_p(test: str, n_models: int, n_reference: int, n_regions: int, n_per
 
 
 def models_for_lone_region(threshold: float, n_permutations: int) -> int | None:
-    """The fewest K (with as many untrained networks) whose permutation test can give a lone region
+    """The fewest K (with as many reference models) whose permutation test can give a lone region
     a p-value at or below ``threshold``; None when ``n_permutations`` itself is the bound (then
     more permutations are needed, not more models)."""
     if 1.0 / (n_permutations + 1) > threshold:
@@ -66,10 +76,32 @@ def models_for_lone_region(threshold: float, n_permutations: int) -> int | None:
     return None
 
 
+MAX_REFERENCE = 100_000  # the search bound of :func:`reference_models_needed`
+
+
+def reference_models_needed(n_models: int, threshold: float, n_permutations: int) -> int | None:
+    """The fewest reference models R that, beside the unit's ``n_models`` trained ones, let the
+    permutation test's smallest p-value (:func:`smallest_p`, which depends only on the
+    C(K + R, K) relabellings and B) reach ``threshold``; None when B = ``n_permutations`` is the
+    bound (p ≥ 1/(B + 1): more permutations are needed) or no R up to MAX_REFERENCE does. A scan,
+    not a bisection: the smallest p-value jumps up where C first exceeds B (exact test → Monte
+    Carlo)."""
+    if 1.0 / (n_permutations + 1) >= threshold:  # exact: p ≥ 1/B; Monte Carlo: p > 1/(B + 1)
+        return None
+    for reference in range(1, MAX_REFERENCE + 1):
+        if smallest_p("permutation", n_models, reference, 0, n_permutations) <= threshold:
+            return reference
+    return None
+
+
 def reachability(row: dict, test: str, n_regions: int, q: float, n_permutations: int) -> dict:
     """What BH can find with this test and these models. Benjamini–Hochberg rejects the i smallest
     p-values when p_(i) ≤ q·i/R: with every region at the smallest p-value it can reject only if
-    that is ≤ q, and a single consistent region among R needs p ≤ q/R."""
+    that is ≤ q, and a single consistent region among R needs p ≤ q/R. For the permutation test,
+    where that fails: the fewest reference models, beside these K trained ones, that would make
+    any region (``reference_for_discovery``) or a lone region (``reference_for_lone_region``)
+    reachable; reference models of a null family (untrained, random-label) need no labels, so they
+    can be many."""
     smallest = smallest_p(test, row["n_models"], row["n_reference"], n_regions, n_permutations)
     lone = q / n_regions
     out = {"smallest_p": smallest, "lone_region_threshold": lone, "can_discover": smallest <= q,
@@ -77,12 +109,21 @@ def reachability(row: dict, test: str, n_regions: int, q: float, n_permutations:
     if test != "rank-sum" and not out["can_find_lone_region"]:
         out["models_for_lone_region"] = models_for_lone_region(lone, n_permutations)
         out["permutations_for_lone_region"] = math.ceil(1.0 / lone)
+        out["reference_for_lone_region"] = reference_models_needed(row["n_models"], lone, n_permutations)
+        if not out["can_discover"]:
+            out["reference_for_discovery"] = reference_models_needed(row["n_models"], q, n_permutations)
     return out
 
 
+def two_sample_name(reference_name: str) -> str:
+    """The two-sample test's name: ``"trained vs <reference set>"`` (``"trained vs untrained"``
+    for untrained networks, the name results before the null families carry)."""
+    return f"trained vs {reference_name}"
+
+
 def two_sample_permutation_calibration(ranks: np.ndarray, reference: np.ndarray, settings: ConsensusSettings,
-                                       seed: int) -> dict:
-    """The trained-vs-untrained test under the permutation null: every map of both sets permuted
+                                       seed: int, reference_name: str = "untrained") -> dict:
+    """The trained-vs-reference test under the permutation null: every map of both sets permuted
     independently across regions, ``settings.calibration_studies`` times."""
     n_regions = np.isfinite(ranks[0]).sum(1)
     per_study = []
@@ -97,15 +138,54 @@ def two_sample_permutation_calibration(ranks: np.ndarray, reference: np.ndarray,
     return {"null": "permuted", "n_studies": settings.calibration_studies, "q": settings.q,
             "procedure": settings.procedure, "scope": settings.scope, "n_models": int(len(ranks)),
             "n_reference": int(len(reference)), "n_images": int(ranks.shape[1]), "fdr": fdr, "fdr_low": low,
-            "fdr_high": high, "test": "trained vs untrained"}
+            "fdr_high": high, "test": two_sample_name(reference_name), "reference": reference_name}
 
 
-def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch.nn.Module], images: torch.Tensor,
+def pool_calibrations(reference_ranks: np.ndarray, n_consensus: int, settings: ConsensusSettings, seed: int,
+                      reference_name: str) -> tuple[list[dict], list[dict]]:
+    """The calibrations on the reference pool, and a ``calibration_skipped`` entry (with its reason)
+    for each that cannot run. The rank-sum test on K models drawn from the pool runs only when the
+    pool is larger than K (with P = K every study would draw the same models: one study repeated);
+    the two-sample test on two disjoint halves of s = min(K, ⌊P/2⌋) models runs when s ≥ 3 (the
+    test's minimum), which keeps P ≥ 2 s. Each row states how many distinct draws its studies have."""
+    pool = int(reference_ranks.shape[0])
+    rows, skipped = [], []
+    common = {"null": "pool", "reference": reference_name, "pool": pool}
+    if pool > n_consensus:
+        rows.append(dict(subset_calibration(reference_ranks, n_consensus, 0, settings.calibration_studies, settings.q,
+                                            settings.procedure, settings.scope,
+                                            seed=derive(seed, "untrained-rank-sum")),
+                         reference=reference_name, distinct_draws=math.comb(pool, n_consensus)))
+    else:
+        skipped.append(dict(common, test="rank-sum", n_models=n_consensus, n_reference=0,
+                            reason=f"the {reference_name} pool holds {pool} models, not more than the {n_consensus} "
+                                   f"each study draws: every study would draw the same models (one study repeated "
+                                   f"{settings.calibration_studies} times); more than {n_consensus} {reference_name} "
+                                   "models are needed"))
+    size = min(n_consensus, pool // 2)
+    if size >= 3 and pool >= 2 * size:  # both halves drawn from the pool: the two-sample test's null holds exactly
+        rows.append(dict(subset_calibration(
+            reference_ranks, size, size, settings.calibration_studies, settings.q, settings.procedure,
+            settings.scope, seed=derive(seed, "untrained-two-sample"), n_permutations=settings.n_permutations),
+            test=two_sample_name(reference_name), reference=reference_name,
+            distinct_draws=math.comb(pool, size) * math.comb(pool - size, size)))
+    else:
+        skipped.append(dict(common, test=two_sample_name(reference_name), n_models=size, n_reference=size,
+                            reason=f"two disjoint halves of at least 3 models need a pool of at least 6 "
+                                   f"{reference_name} models, there are {pool}"))
+    return rows, skipped
+
+
+def consensus_unit(trained: Sequence[torch.nn.Module], reference: Sequence[torch.nn.Module], images: torch.Tensor,
                    targets: torch.Tensor, masks, method: str, grouping: str, study: StudySettings,
                    settings: ConsensusSettings, out_dir: Path | None = None, progress: bool = False,
-                   store=None) -> dict:
-    """Everything of one method × grouping (module docstring); JSON-serialisable. Maps the
-    stability study kept in ``store`` (:class:`stablesal.map_store.MapStore`) are read, not recomputed."""
+                   store=None, reference_name: str = "untrained") -> dict:
+    """Everything of one method × grouping (module docstring); JSON-serialisable. ``reference``:
+    the models of the null family ``reference_name`` (a model set: ``"random_label"``,
+    ``"bn_calibrated"``, ``"untrained"``), the two-sample test's reference, the pool of the data
+    null and the planner's null. Maps the stability study kept in ``store``
+    (:class:`stablesal.map_store.MapStore`) under the sets ``"main"`` and ``reference_name`` are
+    read, not recomputed."""
     groupings, segments = consensus_regions(images, grouping, study.n_segments)
     random = method_is_random(method, trained[0])
     n_consensus = settings.n_models or len(trained)
@@ -113,6 +193,7 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
         raise ValueError(f"the consensus needs between 3 and the {len(trained)} trained models, got n_models="
                          f"{settings.n_models}")
     pilot = PilotAccumulator()
+    null = PilotAccumulator()
     held_out: list[torch.Tensor] = []
     examples: list[torch.Tensor] = []
     running = {"mean": None}  # the mean grey map of the consensus models
@@ -142,39 +223,46 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
     common = dict(method=method, grouping=grouping, n_models=n_consensus, q=settings.q, procedure=settings.procedure,
                   scope=settings.scope, mean_map=mean_map, segments=segments)
     maps: dict[str, ConsensusMap] = {}
+    reads: dict[str, str] = {}
+    skipped: list[dict] = []
+    calibration: list[dict] = []
+    two_sample = two_sample_name(reference_name)
+    if reference:
+        reference_ranks, _ = model_ranks(reference, images, targets, method, groupings, segments, study,
+                                         reference_name, progress, on_model=lambda index, grey: null.add(grey),
+                                         store=store)
+        p_values, significant = consensus_test(chosen, n_regions, reference_ranks, q=settings.q,
+                                               procedure=settings.procedure, scope=settings.scope,
+                                               n_permutations=settings.n_permutations, seed=derive(seed, "test"))
+        maps[two_sample] = ConsensusMap(test=two_sample, p_values=p_values, significant=significant,
+                                        n_reference=len(reference), **common)
+        reads[two_sample] = f"learning beyond {reference_name}"
     p_values, significant = consensus_test(chosen, n_regions, q=settings.q, procedure=settings.procedure,
                                            scope=settings.scope)
     maps["rank-sum"] = ConsensusMap(test="rank-sum", p_values=p_values, significant=significant, **common)
-    calibration = [dict(permutation_calibration(chosen, settings.calibration_studies, settings.q, settings.procedure,
-                                                settings.scope, seed=derive(seed, "calibration")),
-                        test="rank-sum")]
-    untrained_ranks = None
-    if untrained:
-        untrained_ranks, _ = model_ranks(untrained, images, targets, method, groupings, segments, study, "untrained",
-                                         progress, store=store)
-        p_values, significant = consensus_test(chosen, n_regions, untrained_ranks, q=settings.q,
-                                               procedure=settings.procedure, scope=settings.scope,
-                                               n_permutations=settings.n_permutations, seed=derive(seed, "test"))
-        maps["trained vs untrained"] = ConsensusMap(test="trained vs untrained", p_values=p_values,
-                                                    significant=significant, n_reference=len(untrained), **common)
-        calibration.append(two_sample_permutation_calibration(chosen, untrained_ranks, settings,
-                                                              derive(seed, "calibration-two-sample")))
-        pool = len(untrained)
-        if pool >= 3:
-            calibration.append(subset_calibration(untrained_ranks, min(n_consensus, pool), 0,
-                                                  settings.calibration_studies, settings.q, settings.procedure,
-                                                  settings.scope, seed=derive(seed, "untrained-rank-sum")))
-        size = min(n_consensus, pool // 2)
-        if size >= 3:  # both halves drawn from the untrained pool: the two-sample test's null holds exactly
-            calibration.append(dict(subset_calibration(
-                untrained_ranks, size, size, settings.calibration_studies, settings.q, settings.procedure,
-                settings.scope, seed=derive(seed, "untrained-two-sample"),
-                n_permutations=settings.n_permutations), test="trained vs untrained"))
+    reads["rank-sum"] = "agreement"
+    calibration.append(dict(permutation_calibration(chosen, settings.calibration_studies, settings.q,
+                                                    settings.procedure, settings.scope,
+                                                    seed=derive(seed, "calibration")), test="rank-sum"))
+    if reference:
+        calibration.append(two_sample_permutation_calibration(chosen, reference_ranks, settings,
+                                                              derive(seed, "calibration-two-sample"), reference_name))
+        rows, skipped = pool_calibrations(reference_ranks, n_consensus, settings, seed, reference_name)
+        calibration.extend(rows)
+    else:
+        skipped.append({"null": "pool", "test": "rank-sum", "reference": reference_name, "pool": 0,
+                        "reason": "no reference models: there is no pool to draw null studies from"})
     tests, files = [], []
-    for name, consensus in maps.items():
+    # BH's family: an image's regions, or every region of every image
+    family = int(n_regions.min()) if settings.scope == "image" else int(n_regions.sum())
+    for name in ("rank-sum", two_sample):  # the file order of old results: rank-sum first
+        if name not in maps:
+            continue
+        consensus = maps[name]
         row = consensus.summary(masks)
-        # BH's family: an image's regions, or every region of every image
-        family = int(n_regions.min()) if settings.scope == "image" else int(n_regions.sum())
+        row["reads"] = reads[name]
+        if name != "rank-sum":
+            row["reference"] = reference_name
         row.update(reachability(row, "rank-sum" if name == "rank-sum" else "permutation", family, settings.q,
                                 settings.n_permutations))
         tests.append(row)
@@ -182,9 +270,13 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
             files.append(f"consensus-{method}-{grouping}-{name.replace(' ', '-')}.npz")
             consensus.save(Path(out_dir) / files[-1])
             row["file"] = files[-1]
-    plan = Plan(method=method, grouping=grouping, random=random, pilot_models=settings.pilot_models,
-                pilot_samples=study.n_samples if random else None, components=pilot.components())
-    validation = validate_plan(plan, trained, held_out, images, targets, method, groupings, study, settings, seed)
+    resamples = settings.planner_resamples
+    plan = make_plan(method, grouping, random, study.n_samples if random else None, pilot,
+                     null if null.n_models >= 3 else None, reference_name, settings.target, settings.max_samples,
+                     resamples, derive(seed, "planner"))
+    null_mean = null.mean.float() if null.n_models >= 3 else None
+    validation = validate_plan(plan, trained, held_out, images, targets, method, groupings, study, settings, seed,
+                               null_mean=null_mean)
     curve = reliability_curve(plan, samples=(8, 16, 32, 64, 128, 256) if random else None)
     components = {key: float(np.mean(value)) for key, value in plan.components.items()}
     if out_dir is not None:
@@ -195,21 +287,42 @@ def consensus_unit(trained: Sequence[torch.nn.Module], untrained: Sequence[torch
                             masks=np.zeros(0) if masks is None else masks[:EXAMPLE_IMAGES].cpu().numpy())
         atomic_write_bytes(Path(out_dir) / files[-1], buffer.getvalue())
     return {"method": method, "grouping": grouping, "random": random, "n_models": n_consensus,
-            "n_trained": len(trained), "n_untrained": len(untrained), "n_images": int(images.shape[0]),
-            "tests": tests, "calibration": calibration, "components": components, "curve": curve,
+            "n_trained": len(trained), "reference": reference_name, "n_reference": len(reference),
+            "n_untrained": len(reference) if reference_name == "untrained" else 0, "n_images": int(images.shape[0]),
+            "tests": tests, "calibration": calibration, "calibration_skipped": skipped,
+            "components": components, "curve": curve,
             "recommendation": plan.recommendation(settings.target, settings.max_samples),
-            "sentence": plan.sentence(settings.target, settings.max_samples), "validation": validation,
-            "files": files}
+            "plan": plan_summary(plan), "sentence": plan.sentence(settings.target, settings.max_samples),
+            "validation": validation, "files": files}
+
+
+def plan_summary(plan: Plan) -> dict:
+    """The planner's JSON entry: what ρ is, the null it is beyond (None: none), V_μ,beyond (the
+    image mean of the planned, clamped term), the image-mean shared component (unclamped) with its
+    bootstrap interval, the model count's interval, the bootstrap's settings, and why no plan
+    (None: a plan)."""
+    interval = plan.interval or {}
+    return {"quantity": plan.quantity(), "null": plan.null, "null_models": plan.null_models,
+            "V_mu_beyond": None if plan.beyond is None else float(np.mean(plan.beyond["V_mu"])),
+            "shared": plan.shared, "shared_low": interval.get("shared_low"), "shared_high": interval.get("shared_high"),
+            "models_low": interval.get("models_low"), "models_high": interval.get("models_high"),
+            "resamples": interval.get("resamples"), "resamples_used": interval.get("used"),
+            "seed": interval.get("seed"), "refused": plan.refusal}
 
 
 def validate_plan(plan: Plan, trained, held_out: list[torch.Tensor], images, targets, method: str, groupings: dict,
-                  study: StudySettings, settings: ConsensusSettings, seed: int) -> list[dict]:
+                  study: StudySettings, settings: ConsensusSettings, seed: int,
+                  null_mean: torch.Tensor | None = None) -> list[dict]:
     """The plan's predictions against held-out models (the models after the pilot), at K′ of
     :data:`VALIDATION_MODELS` that fit twice: at the pilot's sample count, and for random
     explainers also at ``settings.validation_samples`` (the held-out models explained again), which
-    checks the split of the noise between models and samples and its 1/n scaling. Beside each
-    prediction: what the formula gives without the noise correction of V_μ, and without the split
-    (all noise treated as model noise), so a reader sees whether the check can tell them apart."""
+    checks the split of the noise between models and samples and its 1/n scaling. ``predicted`` and
+    ``observed`` are the correlation ρ of the trained maps' K′-model mean with the infinite-model
+    mean; with the null's mean map ``null_mean`` ``[N, H, W]`` and a plan beyond it, also
+    ``predicted_beyond`` and ``observed_beyond`` (that map partialled out of every group mean).
+    Beside each prediction: what the formula gives without the noise correction of V_μ, and without
+    the split (all noise treated as model noise), so a reader sees whether the check can tell them
+    apart."""
     grouping = next(iter(groupings))
     runs = [(study.n_samples if plan.random else None, held_out)]
     if plan.random and settings.validation_samples and settings.validation_samples != study.n_samples and \
@@ -223,6 +336,7 @@ def validate_plan(plan: Plan, trained, held_out: list[torch.Tensor], images, tar
     noise = components["E_m"] + components["E_s"]
     uncorrected = dict(components, V_mu=components["V_mu"] + noise / plan.pilot_models)
     unsplit = {"V_mu": components["V_mu"], "E_m": noise, "E_s": np.zeros_like(noise)}
+    beyond = plan.beyond is not None and null_mean is not None
     rows = []
     for samples, maps in runs:
         stacked = torch.stack(maps) if maps else None
@@ -231,23 +345,32 @@ def validate_plan(plan: Plan, trained, held_out: list[torch.Tensor], images, tar
                 continue
             observed = held_out_reliability(stacked, size, n_draws=20,
                                             seed=derive(seed, "validation", size, samples or 0))
-            predicted = plan.reliability(size, samples if plan.random else None)
-            rows.append({"method": plan.method, "grouping": plan.grouping, "models": size, "samples": samples,
-                         "predicted": predicted, "observed": observed, "error": predicted - observed,
-                         "predicted_uncorrected": predicted_reliability(uncorrected, size, samples,
-                                                                        plan.pilot_samples),
-                         "predicted_unsplit": predicted_reliability(unsplit, size),
-                         "held_out": int(stacked.shape[0]), "pilot_models": plan.pilot_models,
-                         "pilot_samples": plan.pilot_samples})
+            predicted = plan.reliability(size, samples if plan.random else None, part="raw")
+            row = {"method": plan.method, "grouping": plan.grouping, "models": size, "samples": samples,
+                   "predicted": predicted, "observed": observed, "error": predicted - observed,
+                   "predicted_uncorrected": predicted_reliability(uncorrected, size, samples, plan.pilot_samples),
+                   "predicted_unsplit": predicted_reliability(unsplit, size),
+                   "held_out": int(stacked.shape[0]), "pilot_models": plan.pilot_models,
+                   "pilot_samples": plan.pilot_samples}
+            if beyond:
+                row["predicted_beyond"] = plan.reliability(size, samples if plan.random else None, part="beyond")
+                row["observed_beyond"] = held_out_reliability(stacked, size, n_draws=20,
+                                                              seed=derive(seed, "validation", size, samples or 0),
+                                                              partial_out=null_mean)
+                row["error_beyond"] = row["predicted_beyond"] - row["observed_beyond"]
+                row["null"] = plan.null
+            rows.append(row)
     return rows
 
 
-def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[torch.nn.Module],
+def run_consensus_stage(trained: Sequence[torch.nn.Module], reference: Sequence[torch.nn.Module],
                         images: torch.Tensor, targets: torch.Tensor, masks, study: StudySettings,
                         settings: ConsensusSettings, cache_dir: Path | None = None, out_dir: Path | None = None,
-                        identity: dict | None = None, progress: bool = True, store=None) -> list[dict]:
+                        identity: dict | None = None, progress: bool = True, store=None,
+                        reference_name: str = "untrained") -> list[dict]:
     """Every method × grouping of ``settings`` (finished units in ``cache_dir`` are reused; maps
-    kept in ``store`` by the stability study are read, not recomputed)."""
+    kept in ``store`` by the stability study are read, not recomputed). ``reference``: the models
+    of the null family ``reference_name`` (:func:`consensus_unit`)."""
     if len(trained) < 3:
         raise ValueError(f"the consensus stage needs at least 3 trained models, got {len(trained)}")
     if len(trained) < settings.pilot_models:
@@ -260,12 +383,12 @@ def run_consensus_stage(trained: Sequence[torch.nn.Module], untrained: Sequence[
         path, cached = cached_unit(cache_dir, f"consensus-{method}-{grouping}-", {
             "study": asdict(study), "settings": asdict(settings), "unit": [method, grouping],
             "identity": identity or {}, "n_images": int(images.shape[0]), "images": tensor_digest(images, targets),
-            "code": consensus_code_version()})
+            "reference": reference_name, "code": consensus_code_version()})
         files_gone = cached is not None and out_dir is not None and (
             not cached.get("files") or not all((Path(out_dir) / name).exists() for name in cached["files"]))
         if cached is None or files_gone:  # a new report folder needs the maps' files: recompute them
-            cached = consensus_unit(trained, untrained, images, targets, masks, method, grouping, study, settings,
-                                    out_dir, progress, store)
+            cached = consensus_unit(trained, reference, images, targets, masks, method, grouping, study, settings,
+                                    out_dir, progress, store, reference_name=reference_name)
             if path is not None:
                 save_json_checked(path, cached)
         units.append(cached)
@@ -283,14 +406,20 @@ def consensus_code_version() -> str:
 
 
 def pilot_plans(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor,
-                study: StudySettings, settings: ConsensusSettings, progress: bool = True) -> list[Plan]:
+                study: StudySettings, settings: ConsensusSettings, progress: bool = True,
+                reference: Sequence[torch.nn.Module] | None = None, reference_name: str | None = None) -> list[Plan]:
     """A :class:`~stablesal.planner.Plan` per method × grouping of ``settings`` from the pilot
-    ``models`` (all of them; K ≥ 3)."""
+    ``models`` (all of them; K ≥ 3) and, with ``reference`` (L ≥ 3 models of the null family
+    ``reference_name``), for the component beyond that null; bootstrapped over models."""
     plans = []
     for method in settings.methods:
         for grouping in settings.groupings:
             groupings, _ = consensus_regions(images, grouping, study.n_segments)
-            plans.append(pilot(models, images, targets, method, groupings, study, progress=progress))
+            plans.append(pilot(models, images, targets, method, groupings, study, progress=progress,
+                               null_models=reference, null_name=reference_name, target=settings.target,
+                               max_samples=settings.max_samples,
+                               resamples=settings.planner_resamples,
+                               seed=derive(settings.seed, "planner", method, grouping)))
     return plans
 
 

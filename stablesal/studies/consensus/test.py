@@ -3,15 +3,23 @@ consistently, with the false-discovery rate controlled (docs/methods.md §7).
 
 For one image, method and grouping, each of the K models' maps is reduced to region scores (the
 mean of |a| summed over channels over each region: super-pixels, grid cells or pixel blocks), and
-each model ranks the image's R regions. A region is *consistent* when its ranks across the K
-models are higher than a typical region's: the rank-sum test of
-:func:`stablesal.multiple_testing.rank_sum_p_values` (exact for any K, null: the region's rank is
-uniform under every model, the models independent). With reference models (untrained networks of
-the same architecture) the test is instead the two-sample permutation test "trained models rank
-this region higher than the reference models do", which is exact whatever structure the
-architecture alone puts in the maps. The p-values of an image's regions go through
-Benjamini–Hochberg (or Benjamini–Yekutieli) at level ``q`` per image (``scope="image"``), or
-over every region of every image when the question is about the whole set (``scope="set"``).
+each model ranks the image's R regions. Two tests, two questions:
+
+* *Agreement* (no reference): a region is consistent when its ranks across the K models are
+  higher than a typical region's: the rank-sum test of
+  :func:`stablesal.multiple_testing.rank_sum_p_values` (exact for any K, null: the region's rank
+  is uniform under every model, the models independent). It measures agreement among the trained
+  models, not learning: untrained networks agree on edges and contrast too, and it finds regions
+  in their maps.
+* *Learning beyond a null* (reference models: a null family of the same architecture that learned
+  nothing about the classes, e.g. random-label, BN-calibrated or untrained networks): the
+  two-sample permutation test "trained models rank this region higher than the reference models
+  do", exact whatever structure the architecture alone puts in the maps when the K + L models are
+  exchangeable under the null.
+
+The p-values of an image's regions go through Benjamini–Hochberg (or Benjamini–Yekutieli) at level
+``q`` per image (``scope="image"``), or over every region of every image when the question is
+about the whole set (``scope="set"``).
 
 Models are streamed: one model's maps are alive at a time; what is kept is the running mean of
 the grey maps ``[N, H, W]`` and the region ranks ``[K, N, R]``. Random explainers draw
@@ -150,14 +158,18 @@ class ConsensusMap:
                 for i in range(self.p_values.shape[0])]
 
     def summary(self, masks: torch.Tensor | None = None) -> dict:
-        """One row: the design, mean counts with intervals over images, and with object masks the
-        power (share of object regions found) and the share of discoveries on the object."""
+        """One row: the design, mean counts with intervals over images, the images with any region
+        found (count and share), and with object masks the power (share of object regions found)
+        and the share of discoveries on the object."""
         counts = self.counts()
         row = {"method": self.method, "grouping": self.grouping, "n_models": self.n_models, "q": self.q,
                "procedure": self.procedure, "scope": self.scope, "test": self.test, "n_reference": self.n_reference,
                "n_images": len(counts)}
         for key in ("regions", "significant", "area"):
             row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_ci([c[key] for c in counts])
+        # under a complete null every image with a discovery is a false discovery: this share is the FDR
+        row["images_with_regions"] = int(sum(1 for c in counts if c["significant"] > 0))
+        row["share_with_regions"] = row["images_with_regions"] / max(len(counts), 1)
         if masks is not None:
             on_object = object_regions(self.segments, masks.to(self.segments.device))
             found = (self.significant & on_object).sum(1)
@@ -254,8 +266,10 @@ def run_consensus(models: Sequence[torch.nn.Module], images: torch.Tensor, targe
                   procedure: str = "bh", scope: str = "image", n_permutations: int = 10_000,
                   progress: bool = False) -> ConsensusMap:
     """The consensus map of ``method`` under ``grouping`` across ``models`` (K ≥ 3 independently
-    retrained models) on ``images`` ``[N, C, H, W]`` for ``targets`` ``[N]``. With
-    ``reference_models`` (e.g. untrained networks) the test is trained-vs-reference."""
+    retrained models) on ``images`` ``[N, C, H, W]`` for ``targets`` ``[N]``. Without reference
+    models the test is the rank-sum test (agreement among the models, not learning); with
+    ``reference_models`` (a null family: random-label, BN-calibrated or untrained networks) it is
+    trained-vs-reference (learning beyond that null)."""
     settings = settings or StudySettings()
     if len(models) < 3:
         raise ValueError(f"models: a consensus map needs at least 3 retrained models, got {len(models)}")
@@ -334,8 +348,8 @@ def permutation_calibration(ranks: np.ndarray, n_studies: int = 200, q: float = 
 def subset_calibration(pool_ranks: np.ndarray, n_models: int, n_reference: int = 0, n_studies: int = 200,
                        q: float = 0.05, procedure: str = "bh", scope: str = "image", seed: int = 0,
                        n_permutations: int = 1000) -> dict:
-    """The observed discovery rate on a pool of null models (e.g. untrained networks, whose maps
-    no training made consistent): each study draws ``n_models`` of the pool's ``[P, N, R]`` ranks
+    """The observed discovery rate on a pool of null models (e.g. random-label or untrained
+    networks, whose maps no training on the classes made consistent): each study draws ``n_models`` of the pool's ``[P, N, R]`` ranks
     at random, and with ``n_reference`` > 0 as many more, disjoint from them, as the reference of
     the two-sample test. Every discovery is false under this null only if the architecture alone
     makes no region consistent; the rank-sum test's rate here measures how far it does. Studies

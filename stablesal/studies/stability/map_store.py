@@ -1,6 +1,6 @@
 """Maps computed by one stage and read by a later one, so that no model pass runs twice.
 
-The stability study explains every main and untrained model on the first test images with the
+The stability study explains every main and reference-null model on the first test images with the
 same methods, groupings, settings and explainer seeds that the consensus stage needs; it puts
 the maps of the first ``n_images`` images of the groupings the consensus tests into a
 :class:`MapStore`, and the consensus reads them back instead of explaining again (maps are
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ...core.settings import StudySettings
+from ...core.settings import MAIN, StudySettings
 from ...explain.explainers import describe, explainer_names
 from .run import SHAP_REFERENCE_IMAGES, code_version
 
@@ -53,10 +53,11 @@ def weights_digest(model: torch.nn.Module) -> str:
 class MapStore:
     """Maps of the first ``n_images`` images under ``groupings``, on disk under ``folder``."""
 
-    def __init__(self, folder: Path | str, n_images: int, groupings, methods=None):
+    def __init__(self, folder: Path | str, n_images: int, groupings, methods=None, sets=(MAIN, "untrained")):
         if not isinstance(n_images, int) or n_images < 1:
             raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
         self.folder, self.n_images = Path(folder), n_images
+        self.sets = tuple(sets)  # the model sets whose maps a later stage reads (the stability study keeps those)
         self.groupings = tuple(groupings)
         self.methods = None if methods is None else tuple(methods)
 

@@ -42,7 +42,7 @@ from ...explain.grouping import Partition, lag_weights, stationary_projection_en
 from ...explain.protocol import Explainer, attribute_groupings
 from ...metrics.fidelity import deletion_insertion, mu_fidelity, output_drops, random_cell_subsets, randomised_copy
 from ...metrics.similarity import (
-    degenerate_maps, grey_maps, pairwise_similarity, pairwise_metrics, spearman, ssim, unit_maps,
+    centred_unit_maps, degenerate_maps, grey_maps, pairwise_similarity, pairwise_metrics, spearman, ssim, unit_maps,
 )
 from ...metrics.localisation import pointing_game, relevance_mass
 from ...explain.perturbation import PRESETS, make_preset
@@ -142,6 +142,11 @@ def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.double() - b.double()).flatten(1).square().sum(1)
 
 
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image inner products ``[B]`` of two stacks of maps (of centred unit maps: Pearson r)."""
+    return (a.double() * b.double()).flatten(1).sum(1)
+
+
 def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor, masks, method_name: str,
              partitions: dict, settings: StudySettings, model_set: str, store=None) -> list[dict]:
     """One method on every model of one set under every grouping; one result per grouping.
@@ -164,6 +169,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
     greys = {name: [] for name in groupings}
     constant = {name: [] for name in groupings}  # [B] bool per model: its grey map is constant (degenerate)
     units = {name: [] for name in groupings}
+    centred = {name: [] for name in groupings}  # centred unit maps: their inner products are Pearson r
     projected = {name: [] for name in partitions}  # P applied to the pixel unit maps, per model
     retest_rows = {name: [] for name in groupings}
     lags = {name: lag_weights(seg.cpu()) for name, seg in partitions.items()} if main and "pixel" in groupings else {}
@@ -179,6 +185,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
             greys[name].append(grey_maps(grouped).cpu())
             constant[name].append(degenerate_maps(greys[name][-1]))
             units[name].append(unit_maps(grouped).double().cpu())
+            centred[name].append(centred_unit_maps(grouped).cpu())
         if lags:
             for name, segments in partitions.items():
                 projected[name].append(Partition(segments.cpu()).project(units["pixel"][-1].unsqueeze(1))[:, 0])
@@ -190,6 +197,7 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
                 grey_again = grey_maps(grouped).cpu()
                 scores = pairwise_similarity(greys[name][-1], grey_again, pairwise_metrics())
                 scores["sq_distance"] = _squared_distances(units[name][-1], unit_maps(grouped).cpu())
+                scores["centred_cross"] = _inner(centred[name][-1], centred_unit_maps(grouped).cpu())
                 flat = constant[name][-1] | degenerate_maps(grey_again)
                 retest_rows[name] += [{"image": i, "model": index, "correct": bool(correct[index][i]),
                                        "degenerate": bool(flat[i]),
@@ -210,7 +218,8 @@ def run_unit(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: t
         rows = []
         for a, b in itertools.combinations(range(len(models)), 2):
             scores = pairwise_similarity(greys[name][a], greys[name][b], pairwise_metrics())
-            extra = {"sq_distance": _squared_distances(units[name][a], units[name][b])}
+            extra = {"sq_distance": _squared_distances(units[name][a], units[name][b]),
+                     "centred_cross": _inner(centred[name][a], centred[name][b])}
             if name == "pixel" and lags:
                 difference = units["pixel"][a] - units["pixel"][b]
                 for partition in partitions:
@@ -373,7 +382,7 @@ def _study_unit(model_sets, images, targets, masks, partitions, unit, *, setting
     """One model set × method (module level, so it pickles for process and Dask executors)."""
     model_set, method = unit
     return run_unit(model_sets[model_set], images, targets, masks, method, partitions, settings, model_set,
-                    store if model_set in (MAIN, "untrained") else None)
+                    store if store is not None and model_set in store.sets else None)
 
 
 # --------------------------------------------------------------------------------------

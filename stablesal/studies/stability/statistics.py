@@ -3,8 +3,9 @@ stability sections, computed from the rows that :func:`stablesal.stability.run_s
 (pairwise and per-image values, no model passes), with intervals from :mod:`stablesal.intervals`.
 
 - :func:`summarise`: one row per model set × method × grouping (mean similarities, the test–retest
-  ceiling and the corrected value, the untrained-network null, the variance decomposition,
-  fidelity, localisation, sanity, the test-image MeGe/ReCo);
+  ceiling and the corrected value, every null family and the agreement beyond it, the
+  generalizability coefficient (ICC) and its facets, the variance decomposition, fidelity,
+  localisation, sanity, the test-image MeGe/ReCo);
 - :func:`grid_contrast_rows`, :func:`pixel_contrast_rows`: super-pixel − matched grid and
   grouped − pixel differences;
 - :func:`variance_reduction_rows`: the variance reduction of grouping against its predictions.
@@ -15,14 +16,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from ...core.intervals import (
     Weights, design_interval, image_mean, interval_note, model_mean, pair_mean, rows_to_model_array,
-    rows_to_pair_array,
+    rows_to_pair_array, to_fisher_z,
 )
+from ...core.multiple_testing import holm
 from ...metrics.agreement import mege, reco
 from ...explain.explainers import family as registered_family
-from ...core.settings import MAIN
+from ...core.settings import MAIN, NULL_SETS
 from ...metrics.registry import METRICS, metric_info
 from ...metrics.similarity import pairwise_metrics
 
@@ -39,8 +42,9 @@ _MODEL_0_NOTE = {"columns": list(MODEL_0_METRICS), "sampled": ["test images"], "
 # How each table's intervals are computed (results.json "intervals"), next to the code that computes them.
 SUMMARY_INTERVALS = interval_note(
     "design-jackknife", sampled=["test images", "models of every model set the column reads: the row's set for the "
-                                 "pairwise means; main for *_retest and *_corrected; untrained for *_untrained; main "
-                                 "and untrained for *_above_untrained; main and control for "
+                                 "pairwise means and icc; main for *_retest, *_corrected and g_*; the null set N "
+                                 "(random_label, bn_calibrated, untrained) for *_N and icc_N; main and N for "
+                                 "*_above_N and icc_beyond_N; main and control for "
                                  "spearman_main_minus_control, share_* and variance_total"],
     exceptions=[_MODEL_0_NOTE], reference="docs/methods.md §3")
 CONTRAST_INTERVALS = interval_note(
@@ -78,6 +82,11 @@ class UnitArrays:
     def image(self, key: str) -> np.ndarray:
         return np.asarray(self.by_set[MAIN][key], dtype=float)
 
+    def has_icc(self) -> bool:
+        """Whether the rows carry ``centred_cross`` (the Pearson r of centred signed maps)."""
+        rows = self.by_set[MAIN]["rows"]
+        return bool(rows) and "centred_cross" in rows[0]
+
     def has_retest(self) -> bool:
         return bool(self.by_set[MAIN].get("retest_rows"))
 
@@ -106,6 +115,44 @@ def ratio(numerator: float, denominator: float) -> float:
     if not np.isfinite(denominator) or denominator == 0:
         return float("nan")
     return numerator / denominator
+
+
+# The generalizability coefficient of one model's map (docs/methods.md §3, "Reliability beyond a
+# null") is a mean Pearson correlation: it lives in [-1, 1].
+ICC_RANGE = (-1.0, 1.0)
+
+
+def _icc(units: UnitArrays, model_set: str, weights: Weights) -> float:
+    """ICC(C,1) of one map: the mean over model pairs of the Pearson correlation of their centred
+    signed maps over pixels. With every map scaled to unit variance this is σ²_p / (σ²_p + σ²_pm
+    + σ²_e), the share of a single map's variance shared by every model of the set (Shrout &
+    Fleiss 1979, ICC(3,1); Brennan, *Generalizability Theory*, 2001, §2)."""
+    return pair_mean(units.pair(model_set, "centred_cross"), weights, model_set)
+
+
+def _icc_retest(units: UnitArrays, weights: Weights) -> float:
+    """The retest correlation of one model's map (σ²_p + σ²_pm of unit-variance maps): 1 for a
+    deterministic explainer."""
+    if not units.by_set[MAIN]["random"]:
+        return 1.0
+    return model_mean(units.retest("centred_cross"), weights, MAIN)
+
+
+def icc_beyond(trained: float, null: float) -> float:
+    """How much of the agreement a null leaves unexplained is reached by the trained models:
+    (ρ_T − ρ_N) / (1 − ρ_N), the chance-corrected form of Cohen's κ (1960) with the null's ICC as
+    the chance level. 0: no more agreement than networks that learned nothing about the classes;
+    1: identical maps. NaN when the null itself agrees perfectly."""
+    return ratio(trained - null, 1.0 - null)
+
+
+def g_components(units: UnitArrays, weights: Weights) -> dict[str, float]:
+    """The facets of a unit-variance map in a generalizability study of images × models ×
+    explainer runs (Brennan 2001): the share shared by every model (σ²_p, the ICC), the share
+    particular to the model (σ²_pm: retest correlation − ICC) and the share of the explainer's own
+    run (σ²_e: 1 − retest correlation). They sum to 1."""
+    shared, retest = _icc(units, MAIN, weights), _icc_retest(units, weights)
+    return {"shared": shared, "model": retest - shared, "explainer": 1.0 - retest}
 
 
 def _ceiling(units: UnitArrays, metric: str, weights: Weights) -> float:
@@ -170,9 +217,12 @@ def family(method: str) -> str | None:
 
 def summarise(results: list[dict]) -> list[dict]:
     """One row per model set × method × grouping. Every set: the mean pairwise metrics with
-    design intervals. ``main`` rows add the test–retest ceiling, the similarity relative to it
-    (Spearman's correction for attenuation), the untrained-network null and the difference above
-    it, the variance decomposition, and model 0's fidelity, localisation and sanity."""
+    design intervals and the ICC. ``main`` rows add the test–retest ceiling, the similarity relative
+    to it (Spearman's correction for attenuation), each null family N present (``*_N``,
+    ``*_above_N``, ``icc_N``, ``icc_beyond_N``; ``strictest_null`` names the first of
+    :data:`~stablesal.core.settings.NULL_SETS` present), the facets of the generalizability study
+    (``g_shared``, ``g_model``, ``g_explainer``), the variance decomposition, and model 0's
+    fidelity, localisation and sanity."""
     summary = []
     for (method, grouping), by_set in _group_results(results).items():
         if MAIN not in by_set:
@@ -192,6 +242,9 @@ def summarise(results: list[dict]) -> list[dict]:
             for metric in pairwise_metrics() + ("sq_distance",):
                 row.update(units.interval(lambda w, m=metric, s=model_set: pair_mean(units.pair(s, m), w, s),
                                           (model_set,), bounds=metric_range(metric)).as_dict(metric))
+            if units.has_icc():
+                row.update(units.interval(lambda w, s=model_set: _icc(units, s, w), (model_set,),
+                                          bounds=ICC_RANGE).as_dict("icc"))
             if model_set == MAIN:
                 row.update(_main_statistics(units))
             row["explain_seconds_per_model"] = result["explain_seconds_per_model"]
@@ -203,7 +256,11 @@ def _main_statistics(units: UnitArrays) -> dict:
     row = {}
     main = units.by_set[MAIN]
     row["retest_exact"] = not main["random"]
-    row["n_control"], row["n_untrained"] = units.counts.get("control", 0), units.counts.get("untrained", 0)
+    row["n_control"] = units.counts.get("control", 0)
+    for null in NULL_SETS:
+        row[f"n_{null}"] = units.counts.get(null, 0)
+    nulls = [null for null in NULL_SETS if null in units.by_set]
+    row["strictest_null"] = nulls[0] if nulls else None
     for metric in pairwise_metrics():
         row.update(units.interval(lambda w, m=metric: _ceiling(units, m, w), bounds=metric_range(metric))
                    .as_dict(f"{metric}_retest"))
@@ -219,27 +276,38 @@ def _main_statistics(units: UnitArrays) -> dict:
         row.update(units.interval(
             lambda w, m=metric: ratio(pair_mean(units.pair(MAIN, m), w, MAIN), _ceiling(units, m, w))
         ).as_dict(f"{metric}_corrected"))
-    if "untrained" in units.by_set:
+    for null in nulls:
         for metric in pairwise_metrics():
-            row.update(units.interval(lambda w, m=metric: pair_mean(units.pair("untrained", m), w, "untrained"),
-                                      ("untrained",), bounds=metric_range(metric)).as_dict(f"{metric}_untrained"))
+            row.update(units.interval(lambda w, m=metric, n=null: pair_mean(units.pair(n, m), w, n),
+                                      (null,), bounds=metric_range(metric)).as_dict(f"{metric}_{null}"))
             row.update(units.interval(
-                lambda w, m=metric: pair_mean(units.pair(MAIN, m), w, MAIN)
-                - pair_mean(units.pair("untrained", m), w, "untrained"),
-                (MAIN, "untrained"), bounds=difference_range(metric)).as_dict(f"{metric}_above_untrained"))
+                lambda w, m=metric, n=null: pair_mean(units.pair(MAIN, m), w, MAIN) - pair_mean(units.pair(n, m), w, n),
+                (MAIN, null), bounds=difference_range(metric)).as_dict(f"{metric}_above_{null}"))
+        if units.has_icc():
+            row.update(units.interval(lambda w, n=null: _icc(units, n, w), (null,), bounds=ICC_RANGE)
+                       .as_dict(f"icc_{null}"))
+            row.update(units.interval(lambda w, n=null: icc_beyond(_icc(units, MAIN, w), _icc(units, n, w)),
+                                      (MAIN, null)).as_dict(f"icc_beyond_{null}"))
+    if units.has_icc():
+        for facet in ("shared", "model", "explainer"):
+            row.update(units.interval(lambda w, f=facet: g_components(units, w)[f]).as_dict(f"g_{facet}"))
     if "control" in units.by_set:
         # main (splits and seeds differ) minus control (seeds only): what disjoint data adds
-        row.update(units.interval(
+        with_p(row, "spearman_main_minus_control", units.interval(
             lambda w: pair_mean(units.pair(MAIN, "spearman"), w, MAIN)
             - pair_mean(units.pair("control", "spearman"), w, "control"),
-            (MAIN, "control"), bounds=difference_range("spearman")).as_dict("spearman_main_minus_control"))
+            (MAIN, "control"), bounds=difference_range("spearman")), difference_range("spearman"))
     sets = tuple(s for s in (MAIN, "control") if s in units.by_set)
     components = variance_components(units, Weights.ones(units.n_images, units.counts))
     for component in components:
         if component == "total":
             continue
-        row.update(units.interval(lambda w, c=component: _share(units, c, w), sets).as_dict(f"share_{component}"))
+        with_p(row, f"share_{component}", units.interval(lambda w, c=component: _share(units, c, w), sets))
     row.update(units.interval(lambda w: variance_components(units, w)["total"], sets).as_dict("variance_total"))
+    if "seed" in components and "split" in components:
+        # the paired difference of the two shares (same images and models): the ordering a reading may state
+        with_p(row, "share_split_minus_seed", units.interval(
+            lambda w: _share(units, "split", w) - _share(units, "seed", w), sets))
     same, different = _mege_distances(main)
     # Fel et al.'s fold protocol is in fold_study; this is the held-out test-image variant
     row["mege_test"], row["reco_test"] = mege(same), reco(same, different)
@@ -273,21 +341,28 @@ def grouping_contrast(grouped: dict, method: str, grouping: str, reference: str)
            "segment_size": first.get("mean_segment_size", 1.0), "reference_segment_size":
            second.get("mean_segment_size", 1.0)}
     for metric in pairwise_metrics():
-        row.update(a.interval(lambda w, m=metric: pair_mean(a.pair(MAIN, m), w, MAIN)
-                              - pair_mean(b.pair(MAIN, m), w, MAIN), bounds=difference_range(metric))
-                   .as_dict(f"{metric}_difference"))
+        with_p(row, f"{metric}_difference", a.interval(lambda w, m=metric: pair_mean(a.pair(MAIN, m), w, MAIN)
+                                                       - pair_mean(b.pair(MAIN, m), w, MAIN),
+                                                       bounds=difference_range(metric)), difference_range(metric))
     for metric in MODEL_0_METRICS[:5]:  # the sanity check is not compared across groupings
         if metric in first and metric in second:
             difference = a.image(metric) - b.image(metric)
-            row.update(a.interval(lambda w, v=difference: image_mean(v, w), ())
-                       .as_dict(f"{metric}_difference"))
+            with_p(row, f"{metric}_difference", a.interval(lambda w, v=difference: image_mean(v, w), ()))
     pixel = grouped.get((method, "pixel"), {}).get(MAIN)
     if pixel is not None and pixel["rows"] and all(f"residual_cross@{g}" in pixel["rows"][0]
                                                    for g in (grouping, reference)):
         units = UnitArrays({MAIN: pixel})
         resolved = signal_resolved(units)
-        row.update(units.interval(lambda w: _bias(units, grouping, w) - _bias(units, reference, w) if resolved
-                                  else float("nan")).as_dict("bias_difference"))
+        with_p(row, "bias_difference", units.interval(
+            lambda w: _bias(units, grouping, w) - _bias(units, reference, w) if resolved else float("nan")))
+    return row
+
+
+def with_p(row: dict, key: str, interval, bounds=None, value: float = 0.0) -> dict:
+    """``row`` with ``key`` (estimate and interval) and ``key_p``, the p-value of ``key = value``
+    that matches the interval (:func:`interval_p_value`): what a count across rows adjusts (Holm)."""
+    row.update(interval.as_dict(key))
+    row[f"{key}_p"] = interval_p_value(interval, value, bounds)
     return row
 
 
@@ -385,3 +460,162 @@ def variance_reduction_rows(results: list[dict]) -> list[dict]:
                 ).as_dict("nsr_gain"))
             rows.append(row)
     return rows
+
+
+# --------------------------------------------------------------------------------------
+# Readings that order or count rows: paired differences and multiplicity control
+# --------------------------------------------------------------------------------------
+
+FAMILY_ALPHA = 0.05  # the family-wise error rate of every count and ordering the readings state (Holm)
+
+RANKING_INTERVALS = interval_note(
+    "design-jackknife", sampled=["test images", "main models and the null set N of the column: every row of a "
+                                 "paired difference reads the same images and models, so the jackknife deletes them "
+                                 "from both rows at once"],
+    reference="docs/methods.md §3")
+
+
+def interval_p_value(interval, value: float = 0.0, bounds: tuple[float, float] | None = None) -> float:
+    """The two-sided p-value of ``estimate = value`` that matches the design interval: Student t
+    with the interval's degrees of freedom, on the scale the interval was built on (Fisher's z of
+    the range for a "jackknife-z" interval). NaN where the interval is not estimable."""
+    if not (math.isfinite(interval.se) and math.isfinite(interval.df)) or interval.se <= 0:
+        return float("nan")
+    if interval.method == "jackknife-z" and bounds is not None:
+        margin = (bounds[1] - bounds[0]) * 1e-9
+        clipped = min(max(value, bounds[0] + margin), bounds[1] - margin)
+        distance = to_fisher_z(interval.estimate, bounds) - to_fisher_z(clipped, bounds)
+    else:
+        distance = interval.estimate - value
+    return float(2 * stats.t.sf(abs(distance) / interval.se, interval.df))
+
+
+def strictest_null(sets) -> str | None:
+    """The first null family of :data:`~stablesal.core.settings.NULL_SETS` among ``sets``."""
+    return next((null for null in NULL_SETS if null in sets), None)
+
+
+def _excess(units: UnitArrays, metric: str, null: str, weights: Weights) -> float:
+    return pair_mean(units.pair(MAIN, metric), weights, MAIN) - pair_mean(units.pair(null, metric), weights, null)
+
+
+# Method pairs whose paired difference the readings state, per grouping: suppression-based
+# sampling (erasing) against Gaussian noise (SmoothGrad), the stabiliser the report compares.
+CONTRASTS = (("suppression", "smoothgrad"),)
+
+
+def ranking_rows(results: list[dict], metric: str = "spearman", contrasts=CONTRASTS) -> dict:
+    """The ranking the headline states, from paired differences with family-wise control.
+
+    Every main method × grouping (the random-map control aside) gets its agreement beyond every
+    null family N present, ``above_N`` = mean ``metric`` of the main models − that of N, with its
+    design interval, p-value (``above_N_p``) and Holm's adjusted p-value across the rows
+    (``above_N_holm``: a count of rows "above N" counts those with it ≤ α); ``excess`` is
+    ``above_<strictest null>`` (the raw mean when no null ran). Rows are sorted
+    by ``excess``; each row after the first gets the *paired* difference ``first − row`` (same
+    images, same models: one jackknife over both) with its interval, p-value and Holm's adjusted
+    p-value across those comparisons: the first place is resolved against a row when that adjusted
+    p-value is ≤ α, not when two marginal intervals happen not to overlap.
+
+    ``contrasts``: method pairs ``(a, b)`` compared in every grouping both ran, ``a − b`` of the
+    excess, paired, in ``"contrasts"``.
+
+    Returns ``{"metric", "null", "alpha", "rows", "contrasts"}``; ``null`` is None (and every
+    excess is the raw mean) when no null set ran."""
+    grouped = {key: by_set for key, by_set in _group_results(results).items()
+               if MAIN in by_set and by_set[MAIN].get("family") != "control" and family(key[0]) != "control"}
+    if not grouped:
+        return {"metric": metric, "null": None, "alpha": FAMILY_ALPHA, "rows": [], "contrasts": []}
+    nulls = [n for n in NULL_SETS if all(n in by_set for by_set in grouped.values())]
+    null = nulls[0] if nulls else None
+    bounds = difference_range(metric) if null else metric_range(metric)
+    rows, units = [], {}
+    for (method, grouping), by_set in grouped.items():
+        unit = units[(method, grouping)] = UnitArrays({s: by_set[s] for s in (MAIN, *nulls)})
+        row = {"method": method, "grouping": grouping}
+        for other in nulls:  # every null's excess, each with its p-value (Holm below, per null)
+            interval = unit.interval(lambda w, u=unit, n=other: _excess(u, metric, n, w), (MAIN, other),
+                                     bounds=difference_range(metric))
+            row.update(interval.as_dict(f"above_{other}"))
+            row[f"above_{other}_p"] = interval_p_value(interval, 0.0, difference_range(metric))
+        if null is None:
+            interval = unit.interval(lambda w, u=unit: pair_mean(u.pair(MAIN, metric), w, MAIN), bounds=bounds)
+            row.update(interval.as_dict("excess"))
+            row["excess_p"] = interval_p_value(interval, 0.0, bounds)
+        else:
+            row.update({key.replace(f"above_{null}", "excess"): row[key] for key in list(row)
+                        if key.startswith(f"above_{null}")})
+        rows.append(row)
+    for key in ["excess"] + [f"above_{n}" for n in nulls]:
+        for row, adjusted in zip(rows, holm(np.array([r[f"{key}_p"] for r in rows]))):
+            row[f"{key}_holm"] = float(adjusted)
+    rows.sort(key=lambda r: -(r["excess"] if math.isfinite(r["excess"]) else -math.inf))
+    first = (rows[0]["method"], rows[0]["grouping"])
+    for row in rows[1:]:
+        row.update(_paired(units, first, (row["method"], row["grouping"]), metric, null, bounds, "behind_first"))
+    behind = rows[1:]
+    for row, adjusted in zip(behind, holm(np.array([r["behind_first_p"] for r in behind]))):
+        row["behind_first_holm"] = float(adjusted)
+    pairs = []
+    for a, b in contrasts:
+        for (method, grouping) in units:
+            if method == a and (b, grouping) in units:
+                pairs.append({"method": a, "reference": b, "grouping": grouping,
+                              **_paired(units, (a, grouping), (b, grouping), metric, null, bounds, "difference")})
+    for row, adjusted in zip(pairs, holm(np.array([r["difference_p"] for r in pairs]))):
+        row["difference_holm"] = float(adjusted)
+    return {"metric": metric, "null": null, "alpha": FAMILY_ALPHA, "rows": rows, "contrasts": pairs}
+
+
+def _paired(units: dict, first: tuple, second: tuple, metric: str, null: str | None, bounds, prefix: str) -> dict:
+    """The paired difference of two rows' excess (``first − second``; same images and models,
+    one jackknife over both), with its interval and p-value under ``prefix``."""
+    a, b = units[first], units[second]
+    if null:
+        statistic = lambda w: _excess(a, metric, null, w) - _excess(b, metric, null, w)  # noqa: E731
+    else:
+        statistic = lambda w: pair_mean(a.pair(MAIN, metric), w, MAIN) - pair_mean(b.pair(MAIN, metric), w, MAIN)  # noqa: E731
+    half = bounds[1] - bounds[0]  # a difference of two values in bounds lies in ±(high − low)
+    interval = _Joined(a, b).interval(statistic, (MAIN,) + ((null,) if null else ()), bounds=(-half, half))
+    return {**interval.as_dict(prefix), f"{prefix}_p": interval_p_value(interval, 0.0, (-half, half))}
+
+
+class _Joined:
+    """Two units read with one set of weights (their images and models are the same): the design
+    interval of a paired difference."""
+
+    def __init__(self, first: UnitArrays, second: UnitArrays):
+        if first.n_images != second.n_images or any(first.counts.get(s) != second.counts.get(s)
+                                                    for s in set(first.counts) & set(second.counts)):
+            raise ValueError("a paired difference needs the same images and models in both rows")
+        self.n_images, self.counts = first.n_images, {**second.counts, **first.counts}
+
+    def interval(self, statistic, sets, bounds=None):
+        return design_interval(statistic, self.n_images, {s: self.counts[s] for s in sets if s in self.counts},
+                               bounds=bounds)
+
+
+def null_rank_agreement(results: list[dict], metric: str = "spearman") -> list[dict]:
+    """How the ranking of the methods × groupings moves across null families: for every pair of
+    nulls present, the Spearman rank correlation across rows of their excess (main − null), with
+    a design interval (images, main models and both nulls' models deleted in turn: every row reads
+    the same ones). A correlation near 1: the choice of null does not change the ranking."""
+    grouped = {key: by_set for key, by_set in _group_results(results).items()
+               if MAIN in by_set and family(key[0]) != "control"}
+    if len(grouped) < 3:
+        return []
+    present = [null for null in NULL_SETS if all(null in by_set for by_set in grouped.values())]
+    units = [UnitArrays(by_set) for by_set in grouped.values()]
+    reference = units[0]
+    out = []
+    for a_index, first in enumerate(present):
+        for second in present[a_index + 1:]:
+            def statistic(weights, a=first, b=second):
+                x = [_excess(u, metric, a, weights) for u in units]
+                y = [_excess(u, metric, b, weights) for u in units]
+                if not (np.isfinite(x).all() and np.isfinite(y).all()):
+                    return float("nan")
+                return float(stats.spearmanr(x, y).statistic)
+            interval = reference.interval(statistic, (MAIN, first, second), bounds=(-1.0, 1.0))
+            out.append({"null": first, "other": second, "n_rows": len(units), **interval.as_dict("rank_correlation")})
+    return out

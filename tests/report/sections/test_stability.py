@@ -14,7 +14,8 @@ from stablesal.report.html import SECTIONS
 
 from tests.helpers.report_results import interval, page_text, section_list
 
-STABILITY = ["headline", "retest", "decomposition", "grouping", "grid", "variance reduction", "mege", "perturbation"]
+STABILITY = ["headline", "nulls", "retest", "decomposition", "grouping", "grid", "variance reduction", "mege",
+             "perturbation"]
 
 
 def main_rows(results: dict, family: str | None = None) -> list[dict]:
@@ -47,22 +48,37 @@ def test_headline_table_holds_every_main_method_with_the_numbers_of_the_file(def
     rows = [r for r in main_rows(default_results, "gradient") if r["method"] != "random"]
     assert rows and "<table>" in page
     for row in rows:
-        for key, digits in (("spearman_above_untrained", 2), ("spearman", 2), ("spearman_untrained", 2),
-                            ("spearman_retest", 2), ("ssim", 2), ("deletion_auc", 3), ("mu_fidelity", 2)):
+        for key, digits in (("spearman_above_random_label", 2), ("spearman_above_bn_calibrated", 2),
+                            ("spearman_above_untrained", 2), ("spearman", 2), ("spearman_random_label", 2),
+                            ("icc_beyond_random_label", 2), ("icc", 2), ("spearman_retest", 2), ("ssim", 2),
+                            ("deletion_auc", 3), ("mu_fidelity", 2)):
             assert f"<td>{interval(row, key, digits)}</td>" in page, (row["method"], row["grouping"], key)
 
 
-def test_headline_ranks_first_the_method_furthest_above_the_untrained_null(default_results, tmp_path):
+def test_headline_ranks_first_the_method_furthest_above_the_random_label_null(default_results, tmp_path):
+    """The order is the excess over the strictest null (random-label networks); the counts of rows
+    above each null are Holm-controlled, read from the file's ranking."""
     page = page_text(SECTIONS["headline"](default_results, tmp_path))
     rows = [r for r in main_rows(default_results, "gradient") if r["method"] != "random"
-            and math.isfinite(r["spearman_above_untrained"])]
-    best = max(rows, key=lambda r: r["spearman_above_untrained"])
+            and math.isfinite(r["spearman_above_random_label"])]
+    best = max(rows, key=lambda r: r["spearman_above_random_label"])
     assert f"<tr><td>1</td><td>{best['method']}</td><td>{best['grouping']}</td>" in page
-    assert (f"the first is {best['method']} / {best['grouping']}: {interval(best, 'spearman_above_untrained')} "
-            f"above the null (raw {interval(best, 'spearman')}") in page
-    ranked = [r for r in main_rows(default_results, "gradient") if r["method"] != "random"]
-    above = [r for r in ranked if r.get("spearman_above_untrained_ci_low", math.nan) > 0]
-    assert f"{len(above)} of {len(ranked)} method × grouping combinations are more stable than the null" in page
+    assert (f"the first is {best['method']} / {best['grouping']}: {interval(best, 'spearman_above_random_label')} "
+            f"above it (raw {interval(best, 'spearman')}") in page
+    ranking = default_results["ranking"]
+    assert ranking["null"] == "random_label" and ranking["rows"][0]["method"] == best["method"]
+    for null, name in (("random_label", "random-label"), ("bn_calibrated", "BN-calibrated"), ("untrained", "untrained")):
+        above = [r for r in ranking["rows"] if r[f"above_{null}_holm"] <= 0.05 and r[f"above_{null}"] > 0]
+        assert f"{name} {len(above)} of {len(ranking['rows'])}" in page
+    unresolved = [r for r in ranking["rows"][1:] if r["behind_first_holm"] > 0.05]
+    assert (f"not resolved: the paired difference (same images and models) to {len(unresolved)} of the "
+            f"{len(ranking['rows']) - 1} others" in page) == bool(unresolved)
+
+
+def test_nulls_section_gives_the_rank_correlation_across_nulls_of_the_file(default_results, tmp_path):
+    page = page_text(SECTIONS["nulls"](default_results, tmp_path))
+    for entry in default_results["null_rank_agreement"]:
+        assert interval(entry, "rank_correlation") in page
 
 
 def test_retest_table_gives_each_random_methods_ceiling_from_the_file(default_results, tmp_path):

@@ -14,8 +14,8 @@ from stablesal.core.seeding import derive
 from stablesal.core.settings import StudySettings
 from stablesal.metrics import grey_maps
 from stablesal.studies.consensus.planner import (
-    MAX_MODELS, PilotAccumulator, Plan, centred, check_target, held_out_reliability, observed_reliability, pilot,
-    predicted_reliability, reliability_curve, smallest_reaching,
+    MAX_MODELS, QUANTITY, PilotAccumulator, Plan, centred, check_target, held_out_reliability, observed_reliability,
+    pilot, predicted_reliability, reliability_curve, smallest_reaching,
 )
 from stablesal.studies.stability.run import explain_groupings
 
@@ -82,7 +82,8 @@ def test_inverse_planning_is_the_smallest_sufficient_count():
     assert plan.samples_needed(0.9, 4) is None  # model variation alone: 1 / (1 + 1 / 4) = 0.8 < 0.81
     recommendation = plan.recommendation(0.9, max_samples=256)
     assert recommendation["models"] == 5 and recommendation["samples"] == 186
-    assert "5 models and 186 samples for reliability 0.9" in plan.sentence(0.9)
+    assert ("5 models and 186 samples for a mean map whose correlation with the infinite-model mean map is 0.9 "
+            "(reliability ρ² = 0.81)") in plan.sentence(0.9)
     curve = reliability_curve(plan, models=(1, 4), samples=(32, 64))
     assert [(r["models"], r["samples"]) for r in curve] == [(1, 32), (1, 64), (4, 32), (4, 64)]
 
@@ -126,6 +127,11 @@ def test_pilot_on_models_estimates_explainer_noise_only_for_random_methods():
 # against NumPy on small maps whose images differ, the pilot against the seeds its docstring
 # states, the Spearman–Brown inversions at exact equality, the recommendation and its sentence
 # word for word, the curve's rows and the held-out reliability against NumPy correlations.
+
+
+def what(target: float) -> str:
+    """The sentence's name of what is predicted: the correlation ρ = ``target`` and its square."""
+    return f"correlation with the infinite-model mean map is {target:g} (reliability ρ² = {target ** 2:.3g})"
 
 
 def numpy_components(first: np.ndarray, second: np.ndarray | None) -> dict:
@@ -252,27 +258,34 @@ def test_recommendation_and_sentence_word_for_word():
     target = math.sqrt(0.5005)
     # at the default 256 samples one model gives ρ² = 0.5 < 0.5005, two give 2/3: 2 models. Then the
     # fewest samples for 2 models: 1 / (1 + 128 / n) ≥ 0.5005 ⇔ n ≥ 128 · 0.5005 / 0.4995 = 128.256: 129
-    expected = {"method": "smoothgrad", "grouping": "grid", "target": target, "models": 2, "samples": 129}
+    named = {"quantity": QUANTITY, "reliability": pytest.approx(0.5005), "null": None}
+    expected = {"method": "smoothgrad", "grouping": "grid", "target": target, "models": 2, "samples": 129, **named}
     assert plan.recommendation(target) == expected
     assert plan.recommendation(target, max_samples=256) == expected
     # at 257 samples one model reaches it (257 / 513 = 0.50097 ≥ 0.5005); then 1 / (1 + 256 / n) ≥ 0.5005:
     # n ≥ 256 · 0.5005 / 0.4995 = 256.51: 257
-    one = {"method": "smoothgrad", "grouping": "grid", "target": target, "models": 1, "samples": 257}
+    one = {"method": "smoothgrad", "grouping": "grid", "target": target, "models": 1, "samples": 257, **named}
     assert plan.recommendation(target, max_samples=257) == one
-    assert plan.sentence(target) == (f"smoothgrad with grid: 2 models and 129 samples for reliability {target:g} "
-                                     "(predicted from 3 pilot models)")
-    assert plan.sentence(target, max_samples=257) == (f"smoothgrad with grid: 1 model and 257 samples for reliability "
-                                                      f"{target:g} (predicted from 3 pilot models)")
+    assert plan.sentence(target) == (f"smoothgrad with grid: 2 models and 129 samples for a mean map whose "
+                                     f"{what(target)} (predicted from 3 pilot models)")
+    assert plan.sentence(target, max_samples=257) == (f"smoothgrad with grid: 1 model and 257 samples for a mean map "
+                                                      f"whose {what(target)} (predicted from 3 pilot models)")
     # deterministic: no samples in the plan or the sentence
     deterministic = Plan("saliency", "fastslic", False, 4, None, {"V_mu": np.array([1.0]), "E_m": np.array([3.0]),
                                                                   "E_s": np.array([0.0])})
     # ρ²(K) = 1 / (1 + 3 / K) ≥ 0.64 ⇔ K ≥ 3 · 0.64 / 0.36 = 5.33: 6 models
     assert deterministic.recommendation(0.8) == {"method": "saliency", "grouping": "fastslic", "target": 0.8,
-                                                 "models": 6, "samples": None}
-    assert deterministic.sentence(0.8) == "saliency with fastslic: 6 models for reliability 0.8 (predicted from 4 pilot models)"
-    assert deterministic.sentence(0.5) == "saliency with fastslic: 1 model for reliability 0.5 (predicted from 4 pilot models)"
+                                                 "models": 6, "samples": None, "quantity": QUANTITY,
+                                                 "reliability": pytest.approx(0.64), "null": None}
+    assert deterministic.sentence(0.8) == (f"saliency with fastslic: 6 models for a mean map whose {what(0.8)} "
+                                           "(predicted from 4 pilot models)")
+    assert deterministic.sentence(0.5) == (f"saliency with fastslic: 1 model for a mean map whose {what(0.5)} "
+                                           "(predicted from 4 pilot models)")
     # ρ²(2) = 1 / (1 + 3 / 2) = 0.4 ≥ 0.36: two models, plural
-    assert deterministic.sentence(0.6) == "saliency with fastslic: 2 models for reliability 0.6 (predicted from 4 pilot models)"
+    assert deterministic.sentence(0.6) == (f"saliency with fastslic: 2 models for a mean map whose {what(0.6)} "
+                                           "(predicted from 4 pilot models)")
+    # the sentence names the correlation and its square, the reliability, for what they are
+    assert what(0.9) == "correlation with the infinite-model mean map is 0.9 (reliability ρ² = 0.81)"
 
 
 @pytest.mark.mutation
@@ -282,13 +295,14 @@ def test_targets_out_of_reach():
     # ρ(10 000 models) = sqrt(1 / (1 + 100)) ≈ 0.0995 < 0.5
     assert noisy.models_needed(0.5) is None
     assert noisy.recommendation(0.5) == {"method": "smoothgrad", "grouping": "grid", "target": 0.5, "models": None,
-                                         "samples": None}
-    assert noisy.sentence(0.5) == (f"smoothgrad with grid: reliability 0.5 is out of reach (more than {MAX_MODELS} "
-                                   "models at 256 samples)")
-    assert noisy.sentence(0.5, max_samples=64) == (f"smoothgrad with grid: reliability 0.5 is out of reach (more than "
-                                                   f"{MAX_MODELS} models at 64 samples)")
+                                         "samples": None, "quantity": QUANTITY, "reliability": 0.25, "null": None}
+    assert noisy.sentence(0.5) == (f"smoothgrad with grid: a mean map whose {what(0.5)} is out of reach (more than "
+                                   f"{MAX_MODELS} models at 256 samples)")
+    assert noisy.sentence(0.5, max_samples=64) == (f"smoothgrad with grid: a mean map whose {what(0.5)} is out of "
+                                                   f"reach (more than {MAX_MODELS} models at 64 samples)")
     fixed = Plan("saliency", "pixel", False, 3, None, hopeless | {"E_s": np.array([0.0])})
-    assert fixed.sentence(0.5) == f"saliency with pixel: reliability 0.5 is out of reach (more than {MAX_MODELS} models)"
+    assert fixed.sentence(0.5) == (f"saliency with pixel: a mean map whose {what(0.5)} is out of reach (more than "
+                                   f"{MAX_MODELS} models)")
 
 
 @pytest.mark.mutation

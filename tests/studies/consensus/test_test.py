@@ -538,6 +538,7 @@ def test_counts_and_summary_word_for_word():
                         ("power", [1 / 2, 1 / 1]), ("on_object", [1 / 2, 1 / 2])):
         expected[key], expected[f"{key}_low"], expected[f"{key}_high"] = t_interval(values)
     expected["object_regions"] = (2 + 1 + 0) / 3
+    expected["images_with_regions"], expected["share_with_regions"] = 2, 2 / 3  # images 0 and 1 have a discovery
     assert set(row) == set(expected)
     for key, value in expected.items():
         assert row[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key

@@ -297,8 +297,11 @@ def test_summary_variance_total_and_shares_match_numpy():
     assert row["share_explainer"] == pytest.approx(explainer / v_main)
     assert row["share_seed"] == pytest.approx((v_control - explainer) / v_main)
     assert row["share_split"] == pytest.approx((v_main - v_control) / v_main)
-    shares = {key for key in row if key.startswith("share_") and not key.endswith(("_ci_low", "_ci_high"))}
-    assert shares == {"share_explainer", "share_seed", "share_split"}
+    shares = {key for key in row if key.startswith("share_") and not key.endswith(("_ci_low", "_ci_high", "_p"))}
+    assert shares == {"share_explainer", "share_seed", "share_split", "share_split_minus_seed"}
+    # the paired difference of the two shares the decomposition reading orders by
+    assert row["share_split_minus_seed"] == pytest.approx(row["share_split"] - row["share_seed"])
+    assert 0 <= row["share_split_minus_seed_p"] <= 1
 
 
 @pytest.mark.mutation
