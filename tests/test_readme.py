@@ -112,3 +112,38 @@ def test_the_python_blocks_run_in_order(tmp_path, monkeypatch, tiny_shapes):
             pytest.fail(f"{block['page']} python block {number + 1} failed: {error!r}\n{block['code']}")
     assert namespace["row"]["method"] in ("saliency", "smoothgrad", "suppression")
     assert namespace["result"].mask().shape[-2:] == tiny_shapes.test_images.shape[-2:]
+
+
+def test_the_readmes_reading_of_the_nulls_is_the_committed_results():
+    """Every number of the README's paragraph on the null families, recomputed from
+    experiments/results/default.json: the counts above each null (Holm), the random-label networks'
+    accuracy, the first row's null and the rank correlation of the rankings under two nulls."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    results = json.loads((root / "experiments/results/default.json").read_text())
+    ranking = results["ranking"]
+    rows, alpha = ranking["rows"], ranking["alpha"]
+
+    def above(null):
+        return sum(1 for r in rows if r[f"above_{null}_holm"] <= alpha and r[f"above_{null}"] > 0)
+
+    assert above("random_label") == 0 and f"the {len(rows)} rows" in readme
+    assert f"Above the untrained null {above('untrained')} of {len(rows)}" in readme
+    assert f"above the BN-calibrated null {above('bn_calibrated')}" in readme
+    accuracy = [m["test_acc"] for m in results["models"] if m["set"] == "random_label"]
+    assert f"{100 * min(accuracy):.1f}–{100 * max(accuracy):.1f} %" in readme
+    first = next(r for r in results["stability_summary"] if r["model_set"] == "main"
+                 and (r["method"], r["grouping"]) == (rows[0]["method"], rows[0]["grouping"]))
+    null = (f"{first['spearman_random_label']:.2f} [{first['spearman_random_label_ci_low']:.2f}, "
+            f"{first['spearman_random_label_ci_high']:.2f}]").replace("-", "−")
+    assert null in readme
+    pair = next(e for e in results["null_rank_agreement"] if (e["null"], e["other"]) == ("random_label", "untrained"))
+    correlation = (f"{pair['rank_correlation']:.2f} [{pair['rank_correlation_ci_low']:.2f}, "
+                   f"{pair['rank_correlation_ci_high']:.2f}]").replace("-", "−")
+    assert correlation in readme
+    from stablesal.core.intervals import COVERAGE_BY_K
+    good = [v for name, v in COVERAGE_BY_K[4].items() if name != "bad-seed"]
+    assert f"covered\n{min(good):.2f}–{max(good):.2f}" in readme or f"{min(good):.2f}–{max(good):.2f} of simulated" in readme
+    assert f"but {COVERAGE_BY_K[4]['bad-seed']:.2f} when 15 % of seeds train badly" in readme

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAIN = "main"                          # the model set of the K retrained models
-# The null families, strictest first: networks trained by the same recipe on permuted labels
+# The null families, the one that isolates class evidence first: networks trained by the same recipe on permuted labels
 # (class evidence is all they lack), untrained networks with batch-norm statistics re-estimated
 # on training images (no gradient step), and untrained networks. Each is a model set of its own.
 NULL_SETS = ("random_label", "bn_calibrated", "untrained")

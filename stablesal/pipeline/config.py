@@ -70,7 +70,7 @@ class ModelsSection:
     base_seed: int = 0
     control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
     untrained_k: int = 4             # untrained networks of the same architecture: a null (0, or >= 3)
-    random_label_k: int = 4          # the strictest null: the same recipe and data, labels permuted (0, or >= 3)
+    random_label_k: int = 4          # the null that isolates class evidence: same recipe and data, labels permuted
     bn_calibrated_k: int = 4         # untrained networks, batch-norm statistics re-estimated on training images
     permuted_labels: bool = False    # a negative control of the whole report: the main and control models train on
                                      # permuted labels too (their own label seeds), so nothing should beat the null

@@ -135,7 +135,7 @@ def interval_notes(results: dict) -> dict:
 
 
 # the headline table's first columns, which the terminal shows: rank, method, grouping, draws,
-# Spearman above the strictest null (and the other nulls present)
+# Spearman above each null family present (random-label first)
 TERMINAL_COLUMNS = 7
 
 

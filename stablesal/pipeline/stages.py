@@ -236,7 +236,7 @@ class FoldStage(BaseStage):
 
 @register_stage(order=30)
 class PerturbationStage(BaseStage):
-    """The perturbation presets on the main and control models and the strictest null family of the
+    """The perturbation presets on the main and control models and the first null family (random-label) of the
     gradient methods: the same stability, null, decomposition, fidelity, localisation and sanity
     statistics (pixel maps), on ``[perturbation] n_images`` test images."""
 
@@ -258,10 +258,10 @@ class PerturbationStage(BaseStage):
                                  fidelity=ctx.config.gradient.fidelity)  # one switch for both studies
         images, labels, masks = ctx.test_images(0, min(section.n_images, len(ctx.dataset.test_labels)))
         model_sets, varies, identity = ctx.model_sets
-        # perturbation maps cost hundreds of passes each: the main and control models and the strictest
+        # perturbation maps cost hundreds of passes each: the main and control models and the first
         # null family only (the gradient study gives every family)
-        strictest = next((null for null in NULL_SETS if null in model_sets), None)
-        model_sets = {name: models for name, models in model_sets.items() if name in (MAIN, "control", strictest)}
+        first_null = next((null for null in NULL_SETS if null in model_sets), None)
+        model_sets = {name: models for name, models in model_sets.items() if name in (MAIN, "control", first_null)}
         results = run_study(model_sets, images, labels, masks, settings, cache_dir=ctx.runs_dir / "stability",
                             progress=ctx.progress, identity=identity, include_random=False, executor=ctx.executor,
                             varies=varies)

@@ -64,7 +64,7 @@ def _short(name: str) -> str:
 
 def plot_stability_bars(summary: list[dict], path_stem, metrics=("spearman", "ssim"), model_set: str = "main") -> Path:
     """Cross-seed similarity per method, one bar per grouping, with 95 % design intervals (layout
-    of the SUPERPIXEL paper's pixel vs super-pixel figure); black ticks: the strictest null family
+    of the SUPERPIXEL paper's pixel vs super-pixel figure); black ticks: the first null family
     present (random-label networks when they ran, else BN-calibrated, else untrained) of the same
     method and grouping."""
     rows = [r for r in summary if r["model_set"] == model_set]
@@ -161,7 +161,7 @@ def plot_variance_decomposition(summary: list[dict], path_stem) -> Path:
 
 
 def plot_stability_fidelity(summary: list[dict], path_stem, model_set: str = "main") -> Path:
-    """Cross-seed Spearman above the strictest null family present against deletion AUC (lower =
+    """Cross-seed Spearman above the first null family present against deletion AUC (lower =
     more faithful), per method × grouping."""
     rows = [r for r in summary if r["model_set"] == model_set]
     null = next((n for n in NULL_SETS if rows and all(f"spearman_above_{n}" in r for r in rows)), "untrained")

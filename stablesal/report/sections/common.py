@@ -105,7 +105,7 @@ def fidelity(results: dict, out: Path) -> Section | None:
     return Section(
         "Stability vs fidelity", sections_.fidelity_reading(gradient_summary),
         figures=[(plot_stability_fidelity(gradient_summary, out / "figures" / "stability_fidelity"),
-                  "Each point is a method × grouping on the main models: cross-seed Spearman above the strictest "
+                  "Each point is a method × grouping on the main models: cross-seed Spearman above the random-label "
                   "null family against deletion AUC of model 0.")])
 
 

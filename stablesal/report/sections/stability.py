@@ -84,7 +84,7 @@ def draws_note(summary: list[dict]) -> str:
 
 
 def null_key(rows: list[dict], metric: str = "spearman") -> str:
-    """The key rows are ranked by: ``<metric>_above_<null>`` for the strictest null family every row
+    """The key rows are ranked by: ``<metric>_above_<null>`` for the first null family every row
     has (random-label, then BN-calibrated, then untrained: :data:`~stablesal.core.settings.NULL_SETS`),
     else the raw ``metric``."""
     for null in NULL_SETS:
@@ -94,14 +94,14 @@ def null_key(rows: list[dict], metric: str = "spearman") -> str:
 
 
 def nulls_of(rows: list[dict]) -> list[str]:
-    """The null families every row has, strictest first."""
+    """The null families every row has, in the order of :data:`~stablesal.core.settings.NULL_SETS`."""
     return [null for null in NULL_SETS if rows and all(f"spearman_above_{null}" in r for r in rows)]
 
 
 def headline_ranking(summary: list[dict]) -> tuple[list[dict], str]:
     """The headline's order, the one ranking of methods (the page's headline and the terminal
     summary, :func:`stablesal.pipeline.run.terminal_summary`): the main-model rows of ``summary``
-    but the random maps, best first by cross-seed Spearman above the strictest null family present
+    but the random maps, best first by cross-seed Spearman above the first null family present
     (:func:`null_key`: random-label networks when they ran), or by raw Spearman when no null ran (a
     NaN ranks last; ties keep the summary's order). Returns the ranked rows and the key they are
     ranked by."""
@@ -113,7 +113,7 @@ def headline_ranking(summary: list[dict]) -> tuple[list[dict], str]:
 def headline_table(summary: list[dict]) -> list[dict]:
     """The headline's table, one row per method × grouping in :func:`headline_ranking`'s order,
     each value as the page prints it (with its interval): the agreement beyond every null present
-    (strictest first), the ICC beyond the strictest, then the raw values."""
+    (random-label first), the ICC beyond the first, then the raw values."""
     ranked, key = headline_ranking(summary)
     nulls = nulls_of(ranked)
     random_rows = {r["grouping"]: r for r in _main(summary) if is_control(r)}
@@ -167,7 +167,7 @@ def _holm_count(ranking: dict | None, null: str) -> tuple[int, int] | None:
 
 
 def headline_section(summary: list[dict], ranking: dict | None = None) -> Section:
-    """Every method × grouping ranked by cross-seed Spearman above the strictest null family.
+    """Every method × grouping ranked by cross-seed Spearman above the random-label null (the first family present).
     ``ranking`` (:func:`stablesal.studies.stability.statistics.ranking_rows`) holds the paired
     differences and Holm-adjusted p-values the reading's orderings and counts come from; without it
     (a results file from before they were computed) the reading states no ordering."""
@@ -207,6 +207,11 @@ def headline_section(summary: list[dict], ranking: dict | None = None) -> Sectio
         if counted:
             reading += ("Above each null at a family-wise 5 % across the rows (Holm): " + "; ".join(
                 f"{NULL_NAMES[n]} {c[0]} of {c[1]}" for n, c in counted) + ". ")
+            if len(counted) > 1:
+                every = [r for r in paired if all(r[f"above_{n}_holm"] <= ranking["alpha"] and r[f"above_{n}"] > 0
+                                                  for n, _ in counted)]
+                reading += (f"Above every null family at once: {len(every)} of {len(paired)}; only those are credited "
+                            "to learning whatever the null. ")
         if f"icc_beyond_{null}" in best:
             reading += (f"In the generalizability coefficient (the ICC of one model's signed map, docs/methods.md §3) "
                         f"the first reaches {fmt(best, 'icc')} against {fmt(best, f'icc_{null}')} for the {name} "
@@ -242,14 +247,15 @@ def headline_section(summary: list[dict], ranking: dict | None = None) -> Sectio
 def nulls_section(summary: list[dict], agreement: list[dict], ranking: dict | None) -> Section | None:
     """How the ranking and the verdicts move across null families: the rank correlation of the
     methods × groupings ordered by their excess over each pair of nulls (with its design interval),
-    and the rows credited by a weaker null but not by the strictest (Holm across rows)."""
+    and the rows credited by one null but not by another (Holm across rows)."""
     rows = [r for r in _main(summary) if not is_control(r)]
     nulls = nulls_of(rows)
     if len(nulls) < 2:
         return None
     reading = ("Each null family removes agreement that needs no class evidence: the architecture and the input "
                "(untrained), the data's statistics (BN-calibrated), and everything training does without a link "
-               "from image to class (random-label). ")
+               "from image to class (random-label). Which of them agrees most is measured, not assumed: it can "
+               "differ by method. ")
     for entry in agreement:
         reading += (f"Ranked by the excess over the {NULL_NAMES[entry['null']]} null and over the "
                     f"{NULL_NAMES[entry['other']]} null, the {entry['n_rows']} combinations correlate at "
@@ -261,12 +267,14 @@ def nulls_section(summary: list[dict], agreement: list[dict], ranking: dict | No
         for weak in nulls[1:]:
             if f"above_{weak}_holm" not in paired[0]:
                 continue
-            credited = [r for r in paired if r[f"above_{weak}_holm"] <= alpha and r[f"above_{weak}"] > 0
-                        and not (r[f"above_{strict}_holm"] <= alpha and r[f"above_{strict}"] > 0)]
-            reading += (f"Above the {NULL_NAMES[weak]} null but not above the {NULL_NAMES[strict]} null (Holm, "
-                        f"family-wise {alpha:.0%}): {len(credited)} of {len(paired)}"
-                        + (" (" + ", ".join(_label(r) for r in credited[:6]) + (", ..." if len(credited) > 6 else "")
-                           + ")" if credited else "") + ". ")
+            def above(row, null):
+                return row[f"above_{null}_holm"] <= alpha and row[f"above_{null}"] > 0
+            for first, second in ((weak, strict), (strict, weak)):
+                credited = [r for r in paired if above(r, first) and not above(r, second)]
+                reading += (f"Above the {NULL_NAMES[first]} null but not above the {NULL_NAMES[second]} null (Holm, "
+                            f"family-wise {alpha:.0%}): {len(credited)} of {len(paired)}"
+                            + (" (" + ", ".join(_label(r) for r in credited[:6])
+                               + (", ..." if len(credited) > 6 else "") + ")" if credited else "") + ". ")
     table = [{"method": r["method"], "grouping": r["grouping"],
               **{f"Spearman above {NULL_NAMES[n]}": fmt(r, f"spearman_above_{n}") for n in nulls},
               **{f"ICC beyond {NULL_NAMES[n]}": fmt(r, f"icc_beyond_{n}") for n in nulls if f"icc_beyond_{n}" in r},
@@ -676,7 +684,7 @@ def _grouping(results: dict, out: Path) -> Section:
     model_sets = {r["model_set"] for r in gradient_summary}
     bars = [(plot_stability_bars(gradient_summary, out / "figures" / f"stability_{name}", model_set=name),
              f"{name} models: similarity of the maps of every pair of models, per method and grouping, 95 % design "
-             "intervals; black ticks: the strictest null family.") for name in ("main", "control")
+             "intervals; black ticks: the random-label null (the first family present).") for name in ("main", "control")
             if name in model_sets]
     return grouping_section(results["grouping_contrasts"], gradient_summary, bars)
 
