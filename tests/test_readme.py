@@ -147,3 +147,18 @@ def test_the_readmes_reading_of_the_nulls_is_the_committed_results():
     good = [v for name, v in COVERAGE_BY_K[4].items() if name != "bad-seed"]
     assert f"covered\n{min(good):.2f}–{max(good):.2f}" in readme or f"{min(good):.2f}–{max(good):.2f} of simulated" in readme
     assert f"but {COVERAGE_BY_K[4]['bad-seed']:.2f} when 15 % of seeds train badly" in readme
+
+
+def test_the_readmes_negative_control_is_the_committed_experiment():
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    check = json.loads((root / "experiments/results/null_check.json").read_text())
+    assert f"none of the {check['rows']} headline intervals" in readme and not check["intervals_excluding_0"]
+    pooled = check["consensus_pooled"]
+    assert (f"{pooled['images_with_regions']} of {pooled['image_units']}\nimage × method × grouping cases "
+            f"({100 * pooled['share']:.1f} % [{100 * pooled['wilson_low']:.1f}, {100 * pooled['wilson_high']:.1f}], Wilson"
+            in readme)
+    worst = max(u["images_with_regions"] for u in check["consensus"])
+    assert f"at most {worst} of {check['consensus'][0]['n_images']} images in one unit" in readme
