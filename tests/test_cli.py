@@ -126,6 +126,7 @@ def test_consensus_and_plan_cli(tmp_path, capsys):
     assert main(["plan", "-k", "3", "--methods", "smoothgrad", "saliency", *common]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all("(predicted from 3 pilot models)" in line or "out of reach" in line
+                                   or ": no plan, because the mean map's shared component is not above" in line
                                    for line in lines)
     assert main(["plan", "-k", "3", "--methods", "smoothgrad", "--what", "samples", "--at-models", "4",
                  *common]) == 0
@@ -135,7 +136,8 @@ def test_consensus_and_plan_cli(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["consensus", "-k", "2"], "[models] k (-k/--models): a consensus map needs at least 3 retrained models, got 2"),
     (["plan", "-k", "2"], "the planner needs a pilot of at least 3 models, got 2"),
-    (["plan", "--target", "1.0"], "target (a reliability) must be in (0, 1), got 1.0"),
+    (["plan", "--target", "1.0"], "target (the correlation ρ of the mean map with the infinite-model mean map; ρ² is the reliability) "
+                                      "must be in (0, 1), got 1.0"),
     (["consensus", "--q", "0"], "[consensus] q (the false-discovery rate) must be in (0, 1), got 0.0"),
     (["plan", "--what", "samples", "--methods", "saliency", "integrated_gradients"],
      "the sample planner needs a random method"),

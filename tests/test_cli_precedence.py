@@ -371,7 +371,7 @@ def test_the_commands_train_what_the_file_says(command, captured, tmp_path):
     with pytest.raises(Stop):
         main([command, "--config", toml, "-q"])
     assert captured["config"].models.k == 5
-    assert captured["config"].models.untrained_k == {"plan": 0}.get(command, 3)
+    assert captured["config"].models.untrained_k == 3  # plan builds its [consensus] reference family too
     assert captured["runs_dir"] == tmp_path / "toml-runs" / command
     with pytest.raises(Stop):
         main([command, "--config", toml, "-k", "6", "--runs", str(tmp_path / "flag-runs"), "-q"])

@@ -106,7 +106,8 @@ class Context:
         (:func:`~stablesal.pipeline.model_sets.bn_calibrated_models`)."""
         if not self.config.models.bn_calibrated_k:
             return [], {}
-        return bn_calibrated_models(self.config, self.dataset, self.runs[0].model)
+        untrained = self.untrained[0] if self.config.models.untrained_k else None  # reused: calibrated copies
+        return bn_calibrated_models(self.config, self.dataset, self.runs[0].model, untrained)
 
     def null_set(self, name: str) -> tuple[list, dict]:
         """``(models, identity)`` of the null family ``name`` (one of :data:`~stablesal.core.settings.NULL_SETS`)."""

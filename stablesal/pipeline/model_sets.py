@@ -284,7 +284,8 @@ def random_label_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path
     return runs, {"label_seeds": [run["label_seed"] for run in plan], "models": [r.meta["config_hash"] for r in runs]}
 
 
-def bn_calibrated_models(config: StudyConfig, dataset: ImageDataset, template=None) -> tuple[list, dict]:
+def bn_calibrated_models(config: StudyConfig, dataset: ImageDataset, template=None,
+                         untrained: list | None = None) -> tuple[list, dict]:
     """The BN-calibrated null: ``bn_calibrated_k`` untrained networks (the initialisations of
     :func:`untrained_models`: ``derive(base_seed, "untrained", i)``) with their batch-norm
     statistics re-estimated on :data:`BN_CALIBRATION_IMAGES` training images
@@ -297,7 +298,12 @@ def bn_calibrated_models(config: StudyConfig, dataset: ImageDataset, template=No
     if not len(dataset.train_labels):
         return [], {"unavailable": f"[data] {dataset.name} has no training images to calibrate on"}
     count = dataclasses.replace(models, untrained_k=models.bn_calibrated_k)
-    networks, identity = untrained_models(dataclasses.replace(config, models=count), dataset, template)
+    if untrained is not None and len(untrained) >= models.bn_calibrated_k:  # the same initialisations, built once
+        networks = list(untrained[:models.bn_calibrated_k])
+        identity = {"arch": models.factory or models.arch, "seeds": [derive(models.base_seed, "untrained", i)
+                                                                     for i in range(models.bn_calibrated_k)]}
+    else:
+        networks, identity = untrained_models(dataclasses.replace(config, models=count), dataset, template)
     if not networks:
         return [], identity
     if not has_batch_norm(networks[0]):

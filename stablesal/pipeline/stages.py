@@ -174,7 +174,7 @@ class StabilityStage(BaseStage):
     def interval_notes(self, results: dict) -> dict[str, dict]:
         return {"stability_summary": SUMMARY_INTERVALS, "grid_contrasts": CONTRAST_INTERVALS,
                 "grouping_contrasts": CONTRAST_INTERVALS, "variance_reduction": REDUCTION_INTERVALS,
-                "ranking.rows": RANKING_INTERVALS, "null_rank_agreement": RANKING_INTERVALS}
+                "ranking": RANKING_INTERVALS, "null_rank_agreement": RANKING_INTERVALS}
 
 
 @register_stage(order=20)
@@ -280,6 +280,10 @@ class PerturbationStage(BaseStage):
                 "perturbation_n_images": int(result["images"].shape[0]),
                 "perturbation_settings": result["settings"].__dict__,
                 "perturbation_ranking": result["ranking"]}
+
+    def interval_notes(self, results: dict) -> dict[str, dict]:
+        notes = super().interval_notes(results)
+        return {**notes, "perturbation_ranking": RANKING_INTERVALS}
 
 
 @register_stage(order=40)

@@ -18,7 +18,7 @@ from stablesal.pipeline.stages import STAGES, BaseStage, Stage, entry_types, ord
 
 TINY = {
     "data": {"n_train": 200, "n_test": 40, "size": 16},
-    "models": {"k": 3, "epochs": 1, "control_k": 0, "untrained_k": 3},
+    "models": {"k": 3, "epochs": 1, "control_k": 0, "untrained_k": 3, "bn_calibrated_k": 3, "random_label_k": 3},
     "gradient": {"methods": ["saliency", "smoothgrad"], "groupings": ["pixel", "grid"], "n_segments": 16,
                  "n_samples": 2, "n_images": 4},
     "perturbation": {"methods": ["occlusion"], "n_images": 2},

@@ -137,4 +137,5 @@ def test_perturbation_table_gives_every_preset_of_the_file(default_results, tmp_
     assert rows
     for row in rows:
         assert (f"<td>{row['family']}</td><td>{row['method']}</td><td>{row['n_images']}</td>"
-                f"<td>{interval(row, 'spearman_above_untrained')}</td><td>{interval(row, 'spearman')}</td>") in page
+                f"<td>{interval(row, 'spearman_above_random_label')}</td><td>{interval(row, 'spearman')}</td>"
+                f"<td>{interval(row, 'spearman_random_label')}</td>") in page
