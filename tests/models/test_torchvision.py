@@ -68,7 +68,10 @@ def test_report_on_torchvision_resnet18_checkpoints(tmp_path, no_downloads):
     results, page = _run(config)
     main = [m for m in results["models"] if m["set"] == "main"]
     assert len(main) == 3 and "3 models from the user's checkpoints" in page and "Consensus maps" in page
-    assert {r["model_set"] for r in results["stability_summary"]} == {"main", "untrained"}
+    # checkpoints alone give no recipe for the random-label null; ResNet-18 has batch norm, so the
+    # BN-calibrated null is there beside the untrained one
+    assert {r["model_set"] for r in results["stability_summary"]} == {"main", "bn_calibrated", "untrained"}
+    assert "random_label" in results["nulls_unavailable"]
 
 
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients"])
