@@ -490,11 +490,6 @@ def interval_p_value(interval, value: float = 0.0, bounds: tuple[float, float] |
     return float(2 * stats.t.sf(abs(distance) / interval.se, interval.df))
 
 
-def strictest_null(sets) -> str | None:
-    """The first null family of :data:`~stablesal.core.settings.NULL_SETS` among ``sets``."""
-    return next((null for null in NULL_SETS if null in sets), None)
-
-
 def _excess(units: UnitArrays, metric: str, null: str, weights: Weights) -> float:
     return pair_mean(units.pair(MAIN, metric), weights, MAIN) - pair_mean(units.pair(null, metric), weights, null)
 
