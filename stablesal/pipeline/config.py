@@ -113,13 +113,13 @@ class ModelsSection:
 class GradientSection(StudySettings):
     """``[gradient]``: the study's settings (:class:`~stablesal.core.settings.StudySettings`, every
     key but those the pipeline sets itself) and the number of test images."""
-    n_images: int = 48               # test images explained per model
+    n_images: int = 32               # test images explained per model
 
 
 @dataclass
 class PerturbationSection:
     methods: list = field(default_factory=lambda: ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
-    n_images: int = 12               # test images explained by every model (perturbation methods are costlier)
+    n_images: int = 8                # test images explained by every model (perturbation methods are costlier)
     n_samples: int = _STUDY.perturbation_samples  # RISE masks, LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
     seed: int = _STUDY.seed
     draws: str = _STUDY.draws        # independent | common
@@ -130,8 +130,8 @@ class FoldsSection:
     """MeGe/ReCo by Fel et al.'s fold protocol (stablesal.fold_study), on the [gradient] methods."""
     enabled: bool = True
     k: int = 4                       # folds = models; model i trains on every fold but fold i
-    pool: int = 6_000                # training images cut into the folds (the first `pool` of the training set)
-    per_fold: int = 8                # training images per fold explained by every fold model
+    pool: int = 4_000                # training images cut into the folds (the first `pool` of the training set)
+    per_fold: int = 6                # training images per fold explained by every fold model
 
     def validate(self) -> None:
         if self.k < 3:
@@ -152,7 +152,7 @@ class InpaintingSection(InpainterConfig, RemovalSettings):
     """``[inpainting]``: the learned inpainter's training (:class:`~stablesal.core.settings.InpainterConfig`)
     and the removal study (:class:`~stablesal.core.settings.RemovalSettings`), one ``seed`` for both."""
     enabled: bool = True
-    quality_images: int = 512        # test images for inpainting quality (PSNR, keep-prediction; ±0.02-0.04 at 95 %)
+    quality_images: int = 256        # test images for inpainting quality (PSNR, keep-prediction; ±0.03-0.06 at 95 %)
 
 
 @dataclass

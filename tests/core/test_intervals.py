@@ -306,7 +306,7 @@ def test_interval_note_records_exactly_what_it_is_given():
                     "fixed": ["model 0"], "columns": "x_ci95", "n_boot": 7}
     default = interval_note("design-jackknife", sampled=["test images", "models"])
     assert default["level"] == 0.95 and default["fixed"] == [] and default["columns"] == "<name>_ci_low / <name>_ci_high"
-    with pytest.raises(ValueError, match=r"kind must be one of \['design-jackknife', 'model-percentile-bootstrap', "
+    with pytest.raises(ValueError, match=r"kind must be one of \['bias-corrected-bootstrap', 'design-jackknife', 'model-percentile-bootstrap', "
                                          r"'percentile-bootstrap', 't-over-units', 'wilson'\], got 'bca'"):
         interval_note("bca", sampled=["test images"])
 
@@ -501,3 +501,21 @@ def test_the_coverage_table_the_report_states_is_the_committed_simulation():
     assert table == COVERAGE_BY_K
     assert "0.81 when bad seeds" in coverage_note(4) and "bad seeds" not in coverage_note(16)
     assert "simulated at K = 8" in coverage_note(10)
+
+
+def test_bias_corrected_quantiles_move_with_the_replicates_bias():
+    """Replicates N(θ + b, s²) of an estimate θ: z0 = −b/s, so the bias-corrected interval is
+    θ − b ± z·s (derived by hand from Efron's percentiles Φ(2 z0 ± z)); with b = 0 it is the
+    percentile interval. The plain percentile interval, θ + b ± z·s, would leave θ below it."""
+    from scipy import stats as st
+
+    from stablesal.core.intervals import bias_corrected_quantiles
+
+    z = st.norm.ppf(0.975)
+    replicates = st.norm.ppf((np.arange(200_000) + 0.5) / 200_000)  # a noiseless N(0, 1) sample
+    for estimate, bias, spread in ((0.3, 0.0, 0.1), (0.3, 0.05, 0.1), (1.0, -0.2, 0.3)):
+        low, high = bias_corrected_quantiles(estimate + bias + spread * replicates, estimate)
+        assert low == pytest.approx(estimate - bias - z * spread, abs=2e-3)
+        assert high == pytest.approx(estimate - bias + z * spread, abs=2e-3)
+    lows, highs = bias_corrected_quantiles(np.stack([replicates, 2 + replicates], 1), np.array([0.0, 2.5]))
+    assert lows.shape == (2,) and lows[0] == pytest.approx(-z, abs=2e-3) and highs[1] == pytest.approx(3.0 + z, abs=2e-3)

@@ -80,13 +80,20 @@ def _topk_binary(values: torch.Tensor, fraction: float, tie_keys: torch.Tensor |
     flat = values.abs().flatten(1)
     k = max(1, int(round(fraction * flat.shape[1])))
     out = torch.zeros_like(flat)
-    if tie_keys is None:
+    if tie_keys is None or k == flat.shape[1]:
         out.scatter_(1, flat.topk(k, dim=1).indices, 1.0)
         return out.view_as(values)
-    # order the pixels by their keys, then sort by value keeping that order among equal values
-    by_key = tie_keys.reshape(flat.shape).argsort(dim=1, descending=True, stable=True)
-    _, by_value = flat.gather(1, by_key).sort(dim=1, descending=True, stable=True)
-    out.scatter_(1, by_key.gather(1, by_value[:, :k]), 1.0)
+    # every value above the k-th largest is in; of the values equal to it, those with the largest
+    # keys fill the remaining places (a partial selection, not a full sort of every row)
+    threshold = flat.topk(k, dim=1).values[:, -1:]
+    above = flat > threshold
+    places = k - above.sum(dim=1, keepdim=True)
+    tied = flat == threshold
+    keys = torch.where(tied, tie_keys.reshape(flat.shape).to(flat.dtype), float("-inf"))
+    most = int(places.max())
+    chosen = keys.topk(most, dim=1).indices  # a row's first `places` of these are tied pixels
+    out.scatter_(1, chosen, (torch.arange(most, device=out.device).unsqueeze(0) < places).to(out.dtype))
+    out[above] = 1.0  # after the scatter, whose zeros may land on these
     return out.view_as(values)
 
 

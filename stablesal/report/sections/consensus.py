@@ -17,7 +17,16 @@ from pathlib import Path
 from ..html import Section, report_section
 from ..figures import plot_consensus
 from ..figures import plot_reliability
+from ...core.settings import NULL_NAMES
 from ...studies.consensus.run import reference_models_needed
+
+
+def in_words(text: str) -> str:
+    """Prose with the null families' identifiers (``random_label``) as the page names them
+    (``random-label``): results keep identifiers, readers get words."""
+    for key, name in NULL_NAMES.items():
+        text = text.replace(key, name)
+    return text
 
 
 def fmt(row: dict, key: str, digits: int = 2) -> str:
@@ -288,7 +297,7 @@ def consensus_section(consensus: dict, out: Path) -> Section:
               "regions found / image": fmt(row, "significant"), "area": fmt(row, "area"),
               "power": fmt(row, "power") if "power" in row else "",
               "on object": fmt(row, "on_object") if "on_object" in row else "",
-              "smallest p": f"{row['smallest_p']:.2g}", "reads": reads(row)}
+              "smallest p": f"{row['smallest_p']:.2g}", "reads": in_words(reads(row))}
              for row in ordered]
     calibration = [{"method": unit["method"], "grouping": unit["grouping"], "null": row["null"], "test": row["test"],
                     "studies": row["n_studies"], "FDR": fmt(row, "fdr", 3),
@@ -304,7 +313,8 @@ def consensus_section(consensus: dict, out: Path) -> Section:
                       f"regions; pool: models drawn from the {reference} models), t interval over studies.")]
     if skipped:
         tables.append((skipped, "Calibrations not run, and why."))
-    return Section("Consensus maps: regions beyond the null, and agreement", reading, figures=figures, tables=tables)
+    return Section("Consensus maps: regions beyond the null, and agreement", in_words(reading), figures=figures,
+                   tables=tables)
 
 
 def _interval_cell(plan: dict) -> str:
@@ -358,7 +368,7 @@ def planner_section(consensus: dict, out: Path) -> Section:
         tables.append((validation, "Predicted against observed correlation with the infinite-model mean map on "
                                    "held-out models (beyond the null: predicted / observed with the null's mean map "
                                    "partialled out)."))
-    return Section("Planner: how many models and samples", reading,
+    return Section("Planner: how many models and samples", in_words(reading),
                    figures=[(plot_reliability(units, out / "figures" / "planner_reliability"),
                              "Predicted correlation of the K′-model mean map with the infinite-model mean map "
                              "against the number of models; points: observed on held-out models.")], tables=tables)

@@ -3,6 +3,7 @@
 Properties of the gradient engine on small analytic models and a tiny CNN."""
 
 import captum.attr as ca
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -362,6 +363,33 @@ def test_sparsified_smoothgrad_keeps_the_top_k_of_each_sample():
     expected = torch.zeros(300)
     expected[weights[1].abs().topk(30).indices] = 1.0
     assert torch.equal(ours.flatten(), expected)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "coarse", "constant", "segments"])
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5, 1.0])
+def test_topk_binary_matches_a_full_lexicographic_sort(kind, fraction):
+    """The partial selection of the top-k pixels (values first, then the tie keys among values
+    equal to the k-th) is the same set as an independent full sort by (value, key), in every
+    tie pattern: none, coarse values, a constant map, a grouped map's constant segments."""
+    from stablesal.explain.gradient.methods import _topk_binary
+
+    g = torch.Generator().manual_seed(len(kind) * 7 + int(fraction * 100))
+    values = torch.randn(6, 1, 16, 16, generator=g)
+    if kind == "coarse":
+        values = torch.round(values * 2) / 2
+    elif kind == "constant":
+        values = torch.zeros_like(values)
+    elif kind == "segments":
+        segment = torch.randint(0, 12, (6, 256), generator=g)
+        values = torch.randn(6, 12, generator=g).gather(1, segment).view(6, 1, 16, 16)
+    keys = torch.randn(6, 1, 16, 16, generator=g)
+    flat, flat_keys = values.abs().flatten(1).numpy(), keys.flatten(1).numpy()
+    k = max(1, int(round(fraction * flat.shape[1])))
+    expected = np.zeros_like(flat)
+    for row in range(len(flat)):
+        order = np.lexsort((-flat_keys[row], -flat[row]))  # by value, then by key, both descending
+        expected[row, order[:k]] = 1.0
+    assert np.array_equal(_topk_binary(values, fraction, tie_keys=keys).flatten(1).numpy(), expected)
 
 
 def test_sparsified_smoothgrad_breaks_ties_with_the_samples_noise():

@@ -202,8 +202,10 @@ def test_the_rank_sum_test_never_headlines_the_consensus_page(tmp_path):
         unit.update(n_models=4, n_images=24)
     page = page_text(consensus_section(consensus, tmp_path))
     assert page.index("Warning: with this design no region can be found") < page.index("Agreement (rank-sum")
-    assert page.index("Learning beyond the null (trained vs random_label)") < page.index("Agreement (rank-sum")
-    assert "<td>trained vs random_label</td>" in page and "<td>learning beyond random_label</td>" in page
+    assert page.index("Learning beyond the null (trained vs random-label)") < page.index("Agreement (rank-sum")
+    assert "<td>trained vs random_label</td>" in page and "<td>learning beyond random-label</td>" in page
+    prose = page[:page.index("<table")]
+    assert "random_label" not in prose and "random-label models" in prose  # identifiers stay in the tables
     assert page.index("<td>trained vs random_label</td>") < page.index("<td>rank-sum</td>")
     assert "Calibrations not run, and why." in page
 
