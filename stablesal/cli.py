@@ -36,7 +36,7 @@ _CONFIG = StudyConfig()
 # One exception to 1: stability, consensus and plan are not the report, so when neither --name nor
 # the TOML's [report] name names the run, its folder under --runs is the command's own name
 # (RUN_NAMES), not [report] name's default "default" (the report's folder).
-RUN_NAMES = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
+RUN_NAMES = {"stability": "stability", "consensus": "consensus", "plan": "plan", "estimate": "estimate"}
 # consensus and plan use no control models: none is trained (of the null families they build only
 # their [consensus] reference). factor-study explains one model (main model 0 of a one-model seed plan).
 _NO_NULLS = {"untrained_k": 0, "random_label_k": 0, "bn_calibrated_k": 0}
@@ -417,6 +417,18 @@ def cmd_consensus(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    from .pipeline.estimate import estimate_table, run_estimate
+
+    config = resolve_config(args)  # checked (proxy names, counts, settings) before anything is loaded
+    out, result = run_estimate(config, Path(args.out) if args.out else None, progress=not args.quiet)
+    print(f"ESTIMATE (not a measurement) of the agreement between independently retrained models, from "
+          f"{', '.join(result['proxies'])} variants of model 0; calibration: {result['evidence']}")
+    print(estimate_table(result))
+    print(f"estimate.json and estimate.csv in {out}")
+    return 0
+
+
 def cmd_plan(args) -> int:
     from .studies.consensus.run import is_random_method, pilot_plans
     from .data.datasets import load_configured
@@ -714,6 +726,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="both: fewest models (then samples) for the target; samples: samples at --at-models")
     plan.add_argument("--at-models", type=int, default=8, help="models for --what samples")
     plan.set_defaults(func=cmd_plan)
+
+    estimate = commands.add_parser("estimate", help="cross-seed agreement estimated from one trained model (proxy "
+                                                    "variants, calibrated against retraining)")
+    _add_config_arguments(estimate, "[data], [models], [gradient], [proxy]")
+    _config_flag(estimate, "--proxy-k", type=int, section="proxy", key="k", help="variants per proxy")
+    _config_flag(estimate, "--calibration", section="proxy", key="calibration",
+                 help="the calibration file the estimate rests on")
+    _add_runs_flag(estimate, name=True)
+    estimate.add_argument("--out", default=None, help="folder of estimate.json and estimate.csv (default "
+                                                      "<[report] out_dir>/<name>)")
+    estimate.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    estimate.set_defaults(func=cmd_estimate)
 
     report = commands.add_parser("report", help="run the whole study and write the stability report")
     _add_config_arguments(report, "every section")

@@ -61,6 +61,10 @@ TABLE = {
         "name": ("--name", "report", "name"), "out": ("--out", "report", "out_dir"),
         "runs": ("--runs", "report", "runs_dir"),
     },
+    "estimate": {
+        "proxy_k": ("--proxy-k", "proxy", "k"), "calibration": ("--calibration", "proxy", "calibration"),
+        "name": ("--name", "report", "name"), "runs": ("--runs", "report", "runs_dir"),
+    },
     **{command: {
         "dataset": ("--dataset", "data", "dataset"), "data_root": ("--data-root", "data", "root"),
         "n_train": ("--n-train", "data", "n_train"), "n_test": ("--n-test", "data", "n_test"),
@@ -83,6 +87,7 @@ NOT_CONFIG = {
     "plan": {"help", "config", "set", "what", "at_models", "quiet"},
     "factor-study": {"help", "config", "set", "workers", "dask", "scheduler", "quiet"},
     "report": {"help", "config", "set", "quick", "workers", "dask", "scheduler", "quiet"},
+    "estimate": {"help", "config", "set", "out", "quiet"},
     # explain and perturb read [data] and [models] (and [report] runs_dir) from the file; the
     # explainers' settings are their own flags
     # train-seeds: --vary also takes leave-fold-out, which [models] vary does not; --out is its folder
@@ -98,7 +103,7 @@ WITHOUT_CONFIG = {"render", "list"}
 # Documented exceptions to "neither -> the configuration's default":
 # the run's name (the folder under --runs) of stability, consensus and plan is the command's name
 # when neither --name nor the TOML's [report] name gives one ([report] name's default is the report's);
-RUN_NAME = {"stability": "stability", "consensus": "consensus", "plan": "plan"}
+RUN_NAME = {"stability": "stability", "consensus": "consensus", "plan": "plan", "estimate": "estimate"}
 # consensus and plan train no control models, plan no untrained networks, and factor-study explains
 # one model of a one-seed plan, whatever the TOML says.
 _NO_NULLS = {("models", "untrained_k"): 0, ("models", "random_label_k"): 0, ("models", "bn_calibrated_k"): 0}
@@ -129,6 +134,7 @@ VALUES = {
     ("models", "checkpoints"): (["pyproject.toml"], ["Makefile"]), ("models", "device"): ("cuda", "cpu"),
     ("models", "arch"): ("resnet20", "small_cnn"), ("models", "epochs"): (3, 5), ("models", "batch_size"): (32, 64),
     ("models", "lr"): (0.01, 0.02), ("models", "base_seed"): (7, 9),
+    ("proxy", "k"): (4, 6), ("proxy", "calibration"): ("toml-calibration.json", "flag-calibration.json"),
 }
 
 ROWS = [(command, dest, *entry) for command, entries in TABLE.items() for dest, entry in entries.items()]

@@ -185,3 +185,34 @@ class ConsensusSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ConsensusSettings.{name} must be a positive integer, got {value!r}")
+
+
+@dataclass
+class ProxySettings:
+    """The proxies' settings (the ``[proxy]`` TOML section's numbers).
+
+    finetune_fraction : share of one epoch of fine-tuning per copy (finetune, bootstrap_finetune).
+    finetune_lr : the fine-tuning's constant learning rate, as a share of the training's peak.
+    spawn_epoch : the epoch t children are spawned at (0 ≤ t < epochs).
+    laplace_images : training images the last layer's Gauss–Newton matrix is computed on (scaled to the
+        whole training set).
+    prior_precision : the isotropic prior precision of the Laplace approximation.
+    """
+
+    finetune_fraction: float = 0.2
+    finetune_lr: float = 0.1
+    spawn_epoch: int = 4
+    laplace_images: int = 2048
+    prior_precision: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.finetune_fraction <= 10:
+            raise ValueError(f"ProxySettings.finetune_fraction must be in (0, 10] epochs, got {self.finetune_fraction!r}")
+        if not self.finetune_lr > 0:
+            raise ValueError(f"ProxySettings.finetune_lr must be positive, got {self.finetune_lr!r}")
+        if not isinstance(self.spawn_epoch, int) or self.spawn_epoch < 0:
+            raise ValueError(f"ProxySettings.spawn_epoch must be an integer ≥ 0, got {self.spawn_epoch!r}")
+        if not isinstance(self.laplace_images, int) or self.laplace_images < 1:
+            raise ValueError(f"ProxySettings.laplace_images must be a positive integer, got {self.laplace_images!r}")
+        if not self.prior_precision > 0:
+            raise ValueError(f"ProxySettings.prior_precision must be positive, got {self.prior_precision!r}")

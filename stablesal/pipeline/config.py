@@ -16,7 +16,8 @@ from pathlib import Path
 from ..core.registry import check_name
 from ..data.selection import SELECTIONS
 from ..core.settings import (
-    DRAWS, FIDELITY_CHOICES, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, RemovalSettings, StudySettings,
+    DRAWS, FIDELITY_CHOICES, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, ProxySettings,
+    RemovalSettings, StudySettings,
     TrainConfig,
 )
 
@@ -113,13 +114,13 @@ class ModelsSection:
 class GradientSection(StudySettings):
     """``[gradient]``: the study's settings (:class:`~stablesal.core.settings.StudySettings`, every
     key but those the pipeline sets itself) and the number of test images."""
-    n_images: int = 32               # test images explained per model
+    n_images: int = 24               # test images explained per model
 
 
 @dataclass
 class PerturbationSection:
     methods: list = field(default_factory=lambda: ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
-    n_images: int = 8                # test images explained by every model (perturbation methods are costlier)
+    n_images: int = 6                # test images explained by every model (perturbation methods are costlier)
     n_samples: int = _STUDY.perturbation_samples  # RISE masks, LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
     seed: int = _STUDY.seed
     draws: str = _STUDY.draws        # independent | common
@@ -131,7 +132,7 @@ class FoldsSection:
     enabled: bool = True
     k: int = 4                       # folds = models; model i trains on every fold but fold i
     pool: int = 4_000                # training images cut into the folds (the first `pool` of the training set)
-    per_fold: int = 6                # training images per fold explained by every fold model
+    per_fold: int = 4                # training images per fold explained by every fold model
 
     def validate(self) -> None:
         if self.k < 3:
@@ -152,7 +153,7 @@ class InpaintingSection(InpainterConfig, RemovalSettings):
     """``[inpainting]``: the learned inpainter's training (:class:`~stablesal.core.settings.InpainterConfig`)
     and the removal study (:class:`~stablesal.core.settings.RemovalSettings`), one ``seed`` for both."""
     enabled: bool = True
-    quality_images: int = 256        # test images for inpainting quality (PSNR, keep-prediction; ±0.03-0.06 at 95 %)
+    quality_images: int = 128        # test images for inpainting quality (PSNR, keep-prediction; ±0.04-0.08 at 95 %)
 
 
 @dataclass
@@ -167,6 +168,37 @@ class ConsensusSection(ConsensusSettings):
             return settings_of(self, ConsensusSettings)
         except ValueError as error:
             raise ValueError(f"[consensus] {str(error).removeprefix('ConsensusSettings.')}") from None
+
+
+PROXY_NAMES = ("finetune", "bootstrap_finetune", "spawn", "dropout", "laplace")  # stablesal.models.proxies
+
+
+@dataclass
+class ProxySection(ProxySettings):
+    """``[proxy]``: stability without retraining (``stablesal estimate``;
+    :class:`~stablesal.core.settings.ProxySettings` and which proxies, how many variants, and the
+    calibration file the estimate rests on)."""
+    names: list = field(default_factory=lambda: ["finetune"])  # finetune | bootstrap_finetune | spawn | dropout | laplace
+    k: int = 8                       # variants per proxy
+    spawn_k: int = 4                 # children of the spawn proxy (each trains epochs − spawn_epoch epochs)
+    seed: int = 0
+    calibration: str = "experiments/results/proxy.json"  # analysis/proxy_calibration.py's output
+
+    def validate(self) -> None:
+        unknown = [name for name in self.names if name not in PROXY_NAMES]
+        if not self.names or unknown:
+            raise ValueError(f"[proxy] names must be a non-empty list of {list(PROXY_NAMES)}, got {self.names!r}")
+        for key in ("k", "spawn_k"):
+            if getattr(self, key) < 2:
+                raise ValueError(f"[proxy] {key} must be at least 2 (variants to compare), got {getattr(self, key)!r}")
+        self.settings()
+
+    def settings(self) -> ProxySettings:
+        """The API's settings, checked there (fractions, epochs, counts)."""
+        try:
+            return settings_of(self, ProxySettings)
+        except ValueError as error:
+            raise ValueError(f"[proxy] {str(error).removeprefix('ProxySettings.')}") from None
 
 
 @dataclass
@@ -194,6 +226,7 @@ class StudyConfig:
     factors: FactorsSection = field(default_factory=FactorsSection)
     inpainting: InpaintingSection = field(default_factory=InpaintingSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
+    proxy: ProxySection = field(default_factory=ProxySection)
     report: ReportSection = field(default_factory=ReportSection)
 
     def to_dict(self) -> dict:
@@ -238,6 +271,7 @@ def config_from_dict(raw: dict) -> StudyConfig:
     check_user_models(config.models)
     config.folds.validate()
     config.consensus.settings()
+    config.proxy.validate()
     if config.models.vary not in MODEL_VARY:
         raise ValueError(f"[models] vary must be 'seed', 'split' or 'both', got {config.models.vary!r} "
                          "(the leave-fold-out models of the MeGe protocol are the [folds] section)")

@@ -1,0 +1,132 @@
+"""Calibrate the proxies of stablesal.models.proxies against real retraining and write one JSON file
+(``experiments/results/proxy.json``), the evidence ``stablesal estimate`` rests on.
+
+The configuration's K main models (seeds only) are the truth; its random-label models the null;
+each proxy in ``[proxy] names`` makes K′ variants of main model 0. All of them go through the same
+stability study (``[gradient]``) on the same test images, and
+:func:`stablesal.studies.proxies.calibration.calibration_rows` compares each proxy with the truth per
+method × grouping. The cost of each proxy is measured (seconds, beside one training run's) and
+computed as a share of one run (:func:`stablesal.models.proxies.proxy_cost`).
+
+    python analysis/proxy_calibration.py --config experiments/proxy.toml --out experiments/results/proxy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from dataclasses import asdict
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stablesal.core.storage import atomic_write_json  # noqa: E402
+from stablesal.data.datasets import load_configured  # noqa: E402
+from stablesal.data.selection import ordered_for_explaining  # noqa: E402
+from stablesal.models.proxies import make_variants, proxy_cost, spawn_children  # noqa: E402
+from stablesal.models.training import seed_plan, training_indices, training_labels  # noqa: E402
+from stablesal.pipeline.config import load_config  # noqa: E402
+from stablesal.pipeline.context import Context  # noqa: E402
+from stablesal.pipeline.model_sets import train_config_from  # noqa: E402
+from stablesal.pipeline.stages import gradient_settings  # noqa: E402
+from stablesal.studies.proxies.calibration import AGREEMENT_TOLERANCE, RANK_TARGET, calibration_rows  # noqa: E402
+from stablesal.studies.stability.run import run_study  # noqa: E402
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def best_proxies(rows: list[dict], max_cost: float) -> list[dict]:
+    """Per proxy at most ``max_cost`` of a training run: how many method × grouping units meet each
+    target, and its mean |difference| and mean rank correlation (the closest proxy first)."""
+    out = []
+    for proxy in dict.fromkeys(row["proxy"] for row in rows):
+        mine = [row for row in rows if row["proxy"] == proxy]
+        if mine[0]["cost_share"] > max_cost:
+            continue
+        out.append({"proxy": proxy, "cost_share": mine[0]["cost_share"], "units": len(mine),
+                    "within_tolerance": sum(row["within_tolerance"] for row in mine),
+                    "rank_target_met": sum(row["rank_target_met"] for row in mine),
+                    "both_targets": sum(row["within_tolerance"] and row["rank_target_met"] for row in mine),
+                    "mean_abs_difference": sum(abs(row["difference"]) for row in mine) / len(mine),
+                    "mean_rank_correlation": sum(row["rank_correlation"] for row in mine) / len(mine)})
+    return sorted(out, key=lambda row: (-row["both_targets"], row["mean_abs_difference"]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments/proxy.toml")
+    parser.add_argument("--out", default="experiments/results/proxy.json")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if config.models.vary != "seed":
+        raise SystemExit("[models] vary must be 'seed': the truth is models that differ only in their seed")
+    began = time.perf_counter()
+    progress = not args.quiet
+    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
+    runs_dir = Path(config.report.runs_dir) / config.report.name
+    ctx = Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name, progress, None)
+    truth = ctx.runs
+    null_runs, _ = ctx.random_label
+    if len(null_runs) < 3:
+        raise SystemExit("[models] random_label_k must be at least 3: the calibration is measured beyond that null")
+    train_config = train_config_from(config.models)
+    parent_run = seed_plan(config.models.k, "seed", config.models.base_seed, len(dataset.train_labels))[0]
+    indices = training_indices(parent_run, len(dataset.train_labels))
+    train_images = dataset.train_images[indices]
+    train_labels = training_labels(parent_run, dataset.train_labels[indices])
+    proxy = config.proxy
+    settings = proxy.settings()
+    variants, refused, costs = {}, {}, {}
+    one_run = sum(run.meta["train_seconds"] for run in truth) / len(truth)
+    for name in proxy.names:
+        k = proxy.spawn_k if name == "spawn" else proxy.k
+        start = time.perf_counter()
+        try:
+            variants[name] = make_variants(
+                name, truth[0].model, k, images=train_images, labels=train_labels, settings=settings,
+                config=train_config, seed=proxy.seed,
+                spawn=lambda epoch, count: spawn_children(dataset, parent_run, train_config, epoch, count,
+                                                          runs_dir / "spawn", progress=progress, seed=proxy.seed))
+        except ValueError as error:
+            refused[name] = str(error)
+            continue
+        seconds = time.perf_counter() - start
+        costs[name] = {"seconds": seconds, "seconds_share": seconds / one_run,
+                       "cost_share": proxy_cost(name, k, settings, train_config.epochs, len(indices)), "k": k}
+    sets = {"truth": [run.model for run in truth], "random_label": [run.model for run in null_runs], **variants}
+    images, labels, masks = ctx.test_images(0, min(config.gradient.n_images, len(dataset.test_labels)))
+    study = gradient_settings(config.gradient)
+    units = run_study(sets, images, labels, masks, study, cache_dir=runs_dir / "stability", progress=progress,
+                      identity={"models": {name: len(models) for name, models in sets.items()},
+                                "truth": [run.meta["config_hash"] for run in truth], "proxy": asdict(proxy)},
+                      include_random=False)
+    rows = calibration_rows(units, list(variants))
+    for row in rows:
+        row.update(costs[row["proxy"]])
+    result = {
+        "commit": _commit(), "config": config.to_dict(), "dataset": dataset.describe(),
+        "architecture": config.models.arch, "image_side": int(images.shape[-1]), "channels": int(images.shape[1]),
+        "k_truth": len(truth), "k_null": len(null_runs), "null": "random_label",
+        "truth_accuracy": [run.meta["test_accuracy"] for run in truth],
+        "one_training_run_seconds": one_run, "targets": {"agreement_tolerance": AGREEMENT_TOLERANCE,
+                                                         "rank_correlation": RANK_TARGET, "max_cost_share": 0.2},
+        "proxies": costs, "refused": refused, "rows": rows,
+        "closest_within_cost": best_proxies(rows, 0.2), "closest_any_cost": best_proxies(rows, float("inf")),
+        "seconds": time.perf_counter() - began,
+    }
+    atomic_write_json(Path(args.out), result)
+    print(f"wrote {args.out}: {len(rows)} rows, {time.perf_counter() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

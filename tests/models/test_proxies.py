@@ -1,0 +1,138 @@
+"""The proxies of stablesal.models.proxies: each against a hand-derived or independent answer."""
+
+import pytest
+import torch
+from torch import nn
+
+from stablesal.core.settings import TrainConfig
+from stablesal.models.proxies import (
+    ProxySettings, dropout_variants, finetune_copies, laplace_posterior, laplace_variants, make_variants, proxy_cost,
+    spawn_children,
+)
+from stablesal.models.training import seed_plan, train_one
+
+
+def _parameters(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _head_model(seed=0, classes=3, width=5):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, width), nn.Tanh(), nn.Linear(width, classes)).eval()
+
+
+def test_finetune_copies_move_a_little_each_their_own_way(tiny_shapes, tiny_config):
+    trained = train_one(tiny_shapes, seed_plan(1, "seed", 0, 240)[0], tiny_config, progress=False).model
+    images, labels = tiny_shapes.train_images, tiny_shapes.train_labels
+    settings = ProxySettings(finetune_fraction=0.5)
+    first, second = finetune_copies(trained, images, labels, 2, settings, tiny_config, seed=0)
+    again = finetune_copies(trained, images, labels, 1, settings, tiny_config, seed=0)[0]
+    original = _parameters(trained)
+    assert torch.equal(_parameters(first), _parameters(again))  # seeded
+    assert not torch.equal(_parameters(first), _parameters(second))  # each its own data order
+    moved = (_parameters(first) - original).norm() / original.norm()
+    assert 0 < moved < 0.2, moved  # fine-tuned, not retrained
+    assert not any(p.requires_grad for p in first.parameters()) and not first.training
+    assert all(p.requires_grad is False for p in trained.parameters())  # the original is untouched
+    boot = finetune_copies(trained, images, labels, 1, settings, tiny_config, seed=0, bootstrap=True)[0]
+    assert not torch.equal(_parameters(boot), _parameters(first))  # another stream and a resample
+
+
+def test_a_spawned_child_is_the_run_that_switches_seed_at_epoch_t(tiny_shapes, tmp_path):
+    """A child resumes from its parent's state after epoch t; it must equal one uninterrupted run
+    that trains epochs < t with the parent's seed and the rest with the child's (computed here
+    without any checkpoint)."""
+    config = TrainConfig(epochs=3, batch_size=64, model_options={"width": 4})
+    run = seed_plan(1, "seed", 5, 240)[0]
+    first, second = spawn_children(tiny_shapes, run, config, epoch=1, k=2, out_dir=tmp_path, progress=False, seed=7)
+    child_seed = first.meta["child_seed"]
+    reference = train_one(tiny_shapes, {**run, "spawn_epoch": 1, "spawn_child": 0, "child_seed": child_seed},
+                          config, out_dir=None, progress=False)
+    assert torch.equal(_parameters(first.model), _parameters(reference.model))
+    assert not torch.equal(_parameters(first.model), _parameters(second.model))
+    at_zero = spawn_children(tiny_shapes, run, config, epoch=0, k=1, out_dir=tmp_path, progress=False, seed=7)[0]
+    assert not torch.equal(_parameters(at_zero.model), _parameters(first.model))
+    with pytest.raises(ValueError, match=r"spawn epoch must be an integer in \[0, 3\)"):
+        spawn_children(tiny_shapes, run, config, epoch=3, k=2, out_dir=tmp_path, progress=False)
+
+
+def test_dropout_variants_are_fixed_thinned_networks_and_need_dropout():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Dropout2d(0.5), nn.Flatten(), nn.Dropout(0.3),
+                          nn.Linear(6 * 6 * 6, 4)).eval()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    first, second = dropout_variants(model, 2, seed=0)
+    assert torch.equal(first(x), first(x)) and not torch.equal(first(x), second(x))
+    # by hand: a Dropout2d mask zeroes whole channels; the kept ones are scaled by 1/(1 − p)
+    features = model[1](model[0](x))
+    thinned = first[2](features)
+    kept = thinned.abs().sum((0, 2, 3)) > 0
+    assert torch.allclose(thinned[:, kept], features[:, kept] / 0.5)
+    assert not torch.equal(first(x), model(x))
+    with pytest.raises(ValueError, match="proxy 'dropout' needs a model with dropout layers"):
+        dropout_variants(_head_model(), 2)
+
+
+def test_laplace_precision_is_the_hessian_of_the_summed_cross_entropy():
+    """For a linear head under softmax cross-entropy the Gauss–Newton matrix is the exact Hessian:
+    compare with torch.autograd.functional.hessian of the loss in the head's parameters."""
+    model = _head_model(seed=2)
+    x = torch.randn(7, 3, 2, 2, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    head = model[3]
+    features = model[2](model[1](model[0](x))).double()
+
+    def loss(flat):  # flat in (feature, class) order, then the biases
+        weight = flat[:5 * 3].reshape(5, 3).T
+        return nn.functional.cross_entropy(features @ weight.T + flat[5 * 3:], labels, reduction="sum")
+
+    flat = torch.cat([head.weight.detach().double().T.reshape(-1), head.bias.detach().double()])
+    hessian = torch.autograd.functional.hessian(loss, flat)
+    probabilities = torch.softmax(features @ head.weight.detach().double().T + head.bias.detach().double(), 1)
+    precision = laplace_posterior(features, probabilities, prior_precision=0.5)
+    assert torch.allclose(precision, hessian + 0.5 * torch.eye(len(flat), dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(laplace_posterior(features, probabilities, 0.5, scale=3.0),
+                          3 * hessian + 0.5 * torch.eye(len(flat), dtype=torch.float64), atol=1e-10)
+
+
+def test_laplace_samples_have_the_posterior_covariance():
+    """The head weights of many variants: their mean is the trained head's and their covariance the
+    inverse precision (2 000 draws: about 3 % relative error on each variance)."""
+    model = _head_model(seed=4)
+    images = torch.randn(40, 3, 2, 2, generator=torch.Generator().manual_seed(5))
+    settings = ProxySettings(prior_precision=2.0)
+    variants = laplace_variants(model, images, 2000, settings, seed=1)
+    draws = torch.stack([torch.cat([v[3].weight.T.reshape(-1), v[3].bias]) for v in variants]).double()
+    head = model[3]
+    mean = torch.cat([head.weight.T.reshape(-1), head.bias]).double()
+    features = model[2](model[1](model[0](images))).double()
+    probabilities = torch.softmax(model(images).double(), 1)
+    covariance = torch.linalg.inv(laplace_posterior(features, probabilities, 2.0))
+    assert torch.allclose(draws.mean(0), mean, atol=float(4 * covariance.diagonal().sqrt().max() / 2000 ** 0.5))
+    empirical = torch.cov(draws.T)
+    assert torch.allclose(empirical.diagonal(), covariance.diagonal(), rtol=0.15)
+    assert all(torch.equal(v[1].weight, model[1].weight) for v in variants[:3])  # the body is shared
+
+
+def test_proxy_cost_by_hand():
+    settings = ProxySettings(finetune_fraction=0.25, spawn_epoch=2, laplace_images=300)
+    assert proxy_cost("finetune", 8, settings, epochs=8, n_train=1000) == pytest.approx(0.25)
+    assert proxy_cost("spawn", 4, settings, epochs=8, n_train=1000) == pytest.approx((2 + 4 * 6) / 8)
+    assert proxy_cost("laplace", 8, settings, epochs=8, n_train=1000) == pytest.approx(300 / 3 / 8000)
+    assert proxy_cost("dropout", 8, settings, epochs=8, n_train=1000) == 0.0
+    with pytest.raises(ValueError, match="unknown proxy 'swag'"):
+        proxy_cost("swag", 8, settings, epochs=8, n_train=1000)
+
+
+def test_make_variants_refuses_bad_input_in_one_line():
+    model = _head_model()
+    with pytest.raises(ValueError, match=r"proxy must be one of \['finetune'"):
+        make_variants("ensemble", model, 4)
+    with pytest.raises(ValueError, match="k must be an integer ≥ 2"):
+        make_variants("laplace", model, 1, images=torch.rand(4, 3, 2, 2))
+    with pytest.raises(ValueError, match="proxy 'finetune' needs the training images and labels"):
+        make_variants("finetune", model, 4)
+    with pytest.raises(ValueError, match="a checkpoint alone cannot spawn"):
+        make_variants("spawn", model, 4)
+    with pytest.raises(ValueError, match="finetune_fraction"):
+        ProxySettings(finetune_fraction=0)
