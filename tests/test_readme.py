@@ -2,7 +2,7 @@
 not (issue #31: 3 of 7 Python blocks ran as written).
 
 - ``python`` blocks run in order in one namespace, as one session, with a small generated dataset
-  standing in for ``load_dataset("shapes")`` and a 40-step inpainter for the default 600 (the
+  standing in for ``load_dataset("shapes")`` and a 40-step inpainter for the default 300 (the
   guide says so), in a temporary folder;
 - a block preceded by ``<!-- parsed by tests: ... -->`` is parsed: each ``stablesal`` line by the
   command line's parser, a ``toml`` block by the configuration reader (every key and value checked);
@@ -100,7 +100,7 @@ def test_the_python_blocks_run_in_order(tmp_path, monkeypatch, tiny_shapes):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(stablesal.data, "load_dataset", lambda name="shapes", **options: tiny_shapes)
-    # the guide says so: 40 steps stand in for the default 600 (3 minutes on two cores)
+    # the guide says so: 40 steps stand in for the default 300 (about 40 s on two cores)
     monkeypatch.setattr(stablesal.explain.inpainting, "InpainterConfig", functools.partial(InpainterConfig, steps=40))
     namespace: dict = {"__name__": "readme"}
     blocks = [b for b in readme_blocks() if b["language"] == "python" and b["marker"] is None]

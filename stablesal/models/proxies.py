@@ -35,6 +35,7 @@ from torch import nn
 
 from ..core.seeding import derive
 from ..core.settings import ProxySettings
+from ..core.storage import load_torch
 from ..data.datasets import ImageDataset
 from .training import SeedRun, TrainConfig, checkpoint_file, train_one
 
@@ -110,9 +111,10 @@ def spawn_children(dataset: ImageDataset, run: dict, config: TrainConfig, epoch:
     state = None
     if epoch > 0:
         # the parent's prefix: a run of its own (another name), interrupted after epoch t keeps its state
-        train_one(dataset, parent, config, out_dir, device, model_factory, progress, stop_after_epoch=epoch)
         final = checkpoint_file(dataset, parent, config, out_dir, model_factory)
         state = final.with_name(f"{final.stem}.partial.pt")
+        if not (state.exists() and load_torch(state)["epoch"] == epoch):  # (resuming it would train past t)
+            train_one(dataset, parent, config, out_dir, device, model_factory, progress, stop_after_epoch=epoch)
         if not state.exists():
             raise RuntimeError(f"the parent's state after epoch {epoch} was not kept at {state}")
     children = []

@@ -499,7 +499,7 @@ def test_the_coverage_table_the_report_states_is_the_committed_simulation():
     for cell in cells:
         table.setdefault(cell["K"], {})[cell["scenario"]] = round(cell["intervals"]["banerjee"]["coverage"], 3)
     assert table == COVERAGE_BY_K
-    assert "0.81 when bad seeds" in coverage_note(4) and "bad seeds" not in coverage_note(16)
+    assert "0.84 when bad seeds" in coverage_note(4) and "bad seeds" not in coverage_note(16)
     assert "simulated at K = 8" in coverage_note(10)
 
 

@@ -50,6 +50,11 @@ def test_a_spawned_child_is_the_run_that_switches_seed_at_epoch_t(tiny_shapes, t
                           config, out_dir=None, progress=False)
     assert torch.equal(_parameters(first.model), _parameters(reference.model))
     assert not torch.equal(_parameters(first.model), _parameters(second.model))
+    for path in tmp_path.glob("model-*.pt"):  # the children's finished checkpoints gone: a re-run spawns again
+        if "partial" not in path.name:
+            path.unlink()
+    again = spawn_children(tiny_shapes, run, config, epoch=1, k=1, out_dir=tmp_path, progress=False, seed=7)[0]
+    assert torch.equal(_parameters(again.model), _parameters(first.model))  # from the kept state, not one epoch on
     at_zero = spawn_children(tiny_shapes, run, config, epoch=0, k=1, out_dir=tmp_path, progress=False, seed=7)[0]
     assert not torch.equal(_parameters(at_zero.model), _parameters(first.model))
     with pytest.raises(ValueError, match=r"spawn epoch must be an integer in \[0, 3\)"):

@@ -4,8 +4,9 @@ The stability study's pairwise rows of three model sets on the same images: the 
 (the truth, K_true of them), one proxy's K′ variants of model 0, and a null family (random-label
 networks). Per method × grouping:
 
-* ``truth`` and ``proxy``: the mean between-model Spearman of each set, and each one's excess over
-  the null's (agreement beyond the same null);
+* ``truth_agreement`` and ``proxy_agreement``: the mean between-model Spearman of each set, and
+  each one's excess over the null's (``truth_beyond_null``, ``proxy_beyond_null``: agreement beyond
+  the same null);
 * ``difference``: proxy − truth (the null cancels: the two excesses differ by exactly this);
 * ``rank_correlation``: Spearman's ρ across images between the proxy's per-image agreement and the
   truth's (does the proxy find the images whose maps retraining moves most?).
@@ -72,8 +73,8 @@ def calibrate(arrays: dict, proxy: str, method: str, grouping: str, truth: str =
     row = {"proxy": proxy, "method": method, "grouping": grouping, "n_images": n_images,
            "k_truth": counts[truth], "k_proxy": counts[proxy], "k_null": counts[null], "null": null}
     statistics = {
-        "truth": (lambda w: pair_mean(t, w, truth), {truth: counts[truth]}, (-1, 1)),
-        "proxy": (lambda w: pair_mean(p, w, proxy), {proxy: counts[proxy]}, (-1, 1)),
+        "truth_agreement": (lambda w: pair_mean(t, w, truth), {truth: counts[truth]}, (-1, 1)),
+        "proxy_agreement": (lambda w: pair_mean(p, w, proxy), {proxy: counts[proxy]}, (-1, 1)),
         "null_agreement": (lambda w: pair_mean(n, w, null), {null: counts[null]}, (-1, 1)),
         "truth_beyond_null": (lambda w: pair_mean(t, w, truth) - pair_mean(n, w, null),
                               {truth: counts[truth], null: counts[null]}, (-2, 2)),
