@@ -76,6 +76,7 @@ def test_every_toml_block_in_the_readme_is_a_valid_configuration(tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "resnet-seed0.pt").write_bytes(b"")
+    (tmp_path / "runs" / "model.pt").write_bytes(b"")
     (tmp_path / "mypackage").mkdir()
     (tmp_path / "mypackage" / "__init__.py").write_text("")
     (tmp_path / "mypackage" / "models.py").write_text("def build(num_classes):\n    return num_classes\n")
@@ -162,3 +163,53 @@ def test_the_readmes_negative_control_is_the_committed_experiment():
             in readme)
     worst = max(u["images_with_regions"] for u in check["consensus"])
     assert f"at most {worst} of {check['consensus'][0]['n_images']} images in one unit" in readme
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def test_the_readmes_replication_numbers_are_the_committed_comparison():
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    replication = json.loads((root / "experiments/results/replication.json").read_text())
+    first, second, comparison = replication["first"], replication["second"], replication["comparison"]
+    assert (f"0 of {first['rows']} rows on shapes and {len(second['above']['random_label'])} of {second['rows']} "
+            "on photographs") in readme and not first["above"]["random_label"]
+    (resolved,) = second["above"]["random_label"]
+    assert f"+{resolved['excess']:.2f} [{resolved['ci_low']:.2f}, {resolved['ci_high']:.2f}]" in readme
+    assert (f"the verdicts agree on {comparison['verdicts_agree']} of the {comparison['shared_rows']} rows"
+            in readme)
+    assert comparison["grouping"]["resolved_first"] == comparison["grouping"]["resolved_second"] == 0
+    assert f"correlate at ρ = {comparison['ranking_rank_correlation']:.2f}".replace("-", "−") in readme
+    assert set(second["main_test_accuracy"]) == {1.0} and "100 % test accuracy" in readme
+
+
+def test_the_readmes_proxy_numbers_are_the_committed_calibrations():
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    shapes = json.loads((root / "experiments/results/proxy.json").read_text())
+    closest = {row["proxy"]: row for row in shapes["closest_any_cost"]}
+    assert f"mean |proxy − truth| {closest['laplace']['mean_abs_difference']:.2f} over 8" in readme
+    assert f"at {100 * closest['laplace']['cost_share']:.0f} % of a training run" in readme
+    others = [closest[name]["mean_abs_difference"] for name in ("finetune", "bootstrap_finetune", "spawn")]
+    assert f"are {min(others):.2f}–{max(others):.2f} off" in readme
+    ig = next(r for r in shapes["rows"] if (r["proxy"], r["method"], r["grouping"]) == ("laplace", "integrated_gradients", "pixel"))
+    assert f"{_signed(ig['difference'])} [{ig['difference_ci_low']:.2f}, {ig['difference_ci_high']:.2f}]" in readme
+    transfer = json.loads((root / "experiments/results/proxy_transfer.json").read_text())
+    summary = next(r for r in transfer["summary"] if (r["proxy"], r["held_out"]) == ("laplace", "lfw/resnet20"))
+    assert (f"mean |error| {summary['mean_abs_error']:.2f} ({summary['mean_abs_uncorrected_error']:.2f} uncorrected), "
+            f"{summary['within_tolerance']} of {summary['units']} units within ±0.05") in readme
+    rows = [r for r in transfer["rows"] if (r["proxy"], r["held_out"]) == ("laplace", "lfw/resnet20")]
+    both = [r for r in rows if r["within_tolerance"] and r["rank_correlation"] >= 0.7]
+    assert f"both targets met by the point estimates in {len(both)} of {len(rows)} units" in readme
+    ig = next(r for r in rows if (r["method"], r["grouping"]) == ("integrated_gradients", "pixel"))
+    assert (f"error {_signed(ig['error'])} [{_signed(ig['error_ci_low'])}, {ig['error_ci_high']:.2f}], per-image rank "
+            f"correlation {ig['rank_correlation']:.2f} [{ig['rank_correlation_ci_low']:.2f}, "
+            f"{ig['rank_correlation_ci_high']:.2f}]") in readme
+    assert f"misses ±0.05 by {summary['mean_abs_error'] - 0.05:.2f}" in readme
+    assert f"reaches 0.7 in {summary['rank_target_met']} of {summary['units']} units only" in readme

@@ -182,7 +182,7 @@ class ProxySection(ProxySettings):
     k: int = 8                       # variants per proxy
     spawn_k: int = 4                 # children of the spawn proxy (each trains epochs − spawn_epoch epochs)
     seed: int = 0
-    calibration: str = "experiments/results/proxy.json"  # analysis/proxy_calibration.py's output
+    calibration: str = ""            # a calibration file (analysis/proxy_calibration.py); "": the one stablesal ships
 
     def validate(self) -> None:
         unknown = [name for name in self.names if name not in PROXY_NAMES]

@@ -114,3 +114,17 @@ def test_estimate_refuses_in_one_line_before_loading_anything(project, capsys, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_shipped_calibration_is_the_committed_experiment():
+    """``[proxy] calibration = ""`` reads the file stablesal ships, which must be
+    experiments/results/proxy.json byte for byte (the evidence the estimate names)."""
+    from pathlib import Path
+
+    from stablesal.studies.proxies.estimate import SHIPPED_CALIBRATION, evidence, load_calibration
+
+    root = Path(__file__).resolve().parents[2]
+    assert SHIPPED_CALIBRATION.read_bytes() == (root / "experiments/results/proxy.json").read_bytes()
+    calibration = load_calibration("")
+    assert calibration["rows"] and calibration["image_side"] == 32 and calibration["channels"] == 3
+    assert evidence(calibration, "").startswith("stablesal's shipped calibration, experiments/results/proxy.json (commit ")

@@ -20,9 +20,18 @@ from ...core.intervals import design_interval, pair_mean
 from .calibration import pair_arrays
 
 
+# the calibration stablesal ships: experiments/results/proxy.json, copied (tests keep them equal)
+SHIPPED_CALIBRATION = Path(__file__).resolve().parent / "calibration.json"
+
+
+def calibration_path(path: Path | str) -> Path:
+    """The calibration file a ``[proxy] calibration`` names: ``""`` is the shipped one."""
+    return SHIPPED_CALIBRATION if str(path) == "" else Path(path)
+
+
 def load_calibration(path: Path | str) -> dict:
-    """The calibration file written by ``analysis/proxy_calibration.py``."""
-    path = Path(path)
+    """The calibration file written by ``analysis/proxy_calibration.py`` (``""``: the shipped one)."""
+    path = calibration_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"[proxy] calibration: no calibration file at {path} (the committed one is "
                                 "experiments/results/proxy.json; analysis/proxy_calibration.py writes it)")
@@ -34,6 +43,8 @@ def load_calibration(path: Path | str) -> dict:
 
 def evidence(calibration: dict, path: Path | str) -> str:
     """One line naming what a calibration rests on: its file, commit, data, architecture and K."""
+    path = ("stablesal's shipped calibration, experiments/results/proxy.json" if calibration_path(path) == SHIPPED_CALIBRATION
+            else path)
     commit = (calibration.get("commit") or "unknown commit")[:10]
     dataset = calibration.get("dataset", {}).get("name", "?")
     return (f"{path} (commit {commit}: {dataset} at {calibration.get('image_side')} px, "
