@@ -473,7 +473,9 @@ def reduction_section(rows: list[dict], figures_dir: Path) -> Section:
                     "than its pixel version for " + ", ".join(f"{r['method']} / {r['partition']} "
                                                               f"({fmt(r, 'nsr_gain')})" for r in worse) + "; ")
     defined = [r for r in real if math.isfinite(r.get("nsr_gain", float("nan")))]
-    reading += (f"it is better for {len(better)} and not separated for {len(defined) - len(better) - len(worse)}"
+    reading += ("it is better for" if worse else "The grouped method as computed (grouping inside each sample) has a "
+                "better noise-to-signal ratio than its pixel version for")
+    reading += (f" {len(better)} and is not separated from it for {len(defined) - len(better) - len(worse)}"
                 + (f"; for {len(real) - len(defined)} the models share too little signal (‖μ‖² not above 0) for the "
                    "ratio to be bounded" if len(defined) < len(real) else "") + ".")
     table = [{"method": r["method"], "partition": r["partition"], "d/m": round(r["mean_segment_size"], 1),

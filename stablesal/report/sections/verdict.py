@@ -59,9 +59,11 @@ def models_reading(results: dict, rows: list[dict]) -> str:
     """What the planner says about the shown rows' model counts, or that it did not run."""
     plans = _plans(results)
     planned = [plans[(r["method"], r["grouping"])] for r in rows if (r["method"], r["grouping"]) in plans]
+    scope = "these rows"
+    if not planned and plans:  # the rows shown are not planned: what the planner says of the units it planned
+        planned, scope = list(plans.values()), "the units it planned (the consensus methods and groupings)"
     if not planned:
-        return ("How many models: the planner did not run on these methods × groupings (the consensus stage plans "
-                "only its own methods and groupings).")
+        return "How many models: the planner did not run (it runs with the consensus stage)."
     out_of_reach = [u for u in planned if "out of reach" in u["sentence"]]
     refused = [u for u in planned if (u.get("plan") or {}).get("refused")]
     reached = [u for u in planned if u not in out_of_reach and u not in refused]
@@ -75,7 +77,7 @@ def models_reading(results: dict, rows: list[dict]) -> str:
                                                                 f"{max(lows)} models" if lows else ""))
     if refused:
         parts.append(f"for {len(refused)} the planner refuses: the mean map shares nothing above the null")
-    return "How many models (the planner, target ρ = 0.9 beyond the null): " + "; ".join(parts) + "."
+    return f"How many models (the planner, target ρ = 0.9 beyond the null, on {scope}): " + "; ".join(parts) + "."
 
 
 def verdict_reading(results: dict) -> str:
@@ -83,14 +85,17 @@ def verdict_reading(results: dict) -> str:
     rows, alpha = ranking["rows"], ranking["alpha"]
     null = NULL_NAMES.get(ranking["null"], ranking["null"])
     resolved = resolved_rows(ranking)
+    raw = sum(1 for r in rows if r["excess_ci_low"] > 0)
     first = rows[0]
     others = {name: sum(1 for r in rows if r.get(f"above_{name}_holm", 1) <= alpha and r.get(f"above_{name}", 0) > 0)
               for name in NULL_NAMES if name != ranking["null"] and f"above_{name}_holm" in first}
     weaker = ", ".join(f"{count} of {len(rows)} above the {NULL_NAMES[name]} null" for name, count in others.items())
     if not resolved:
-        text = (f"Which method to trust on these models: none is resolved. No method × grouping agrees across "
+        text = (f"Which method to trust on these models: none is resolved. No single method × grouping agrees across "
                 f"retrained models beyond what {null} networks (the same recipe on permuted labels) already share: "
-                f"0 of {len(rows)} intervals lie above 0 at a family-wise {alpha:.0%} (Holm). The largest excess, "
+                f"0 of {len(rows)} rows are above 0 at a family-wise {100 * alpha:.0f} % (Holm's adjustment across the "
+                f"rows; before it, {raw} of the {len(rows)} raw 95 % intervals exclude 0, but every row is measured "
+                f"against the same {null} networks, so they are not {raw} independent findings). The largest excess, "
                 f"{first['method']} / {first['grouping']} at {_interval(first, 'excess')}, is not evidence that it is "
                 f"more stable than the others, and the ranking below orders point estimates only."
                 + (f" Against weaker nulls: {weaker}." if weaker else ""))

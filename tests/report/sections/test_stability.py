@@ -139,3 +139,20 @@ def test_perturbation_table_gives_every_preset_of_the_file(default_results, tmp_
         assert (f"<td>{row['family']}</td><td>{row['method']}</td><td>{row['n_images']}</td>"
                 f"<td>{interval(row, 'spearman_above_random_label')}</td><td>{interval(row, 'spearman')}</td>"
                 f"<td>{interval(row, 'spearman_random_label')}</td>") in page
+
+
+def test_the_noise_to_signal_sentence_reads_whether_or_not_a_method_is_worse(default_results, tmp_path):
+    """Without a worse method the sentence starts on its own (it once began "it is better for" after a
+    full stop); with one it continues the list of the worse."""
+    from stablesal.report.sections.stability import reduction_section
+
+    rows = default_results["variance_reduction"]
+    for row in rows:  # none worse: every gain's interval above 1, or not separated
+        if row.get("nsr_gain_ci_high") is not None and row["nsr_gain_ci_high"] < 1:
+            row["nsr_gain_ci_high"] = 1.5
+    reading = reduction_section(rows, tmp_path).reading
+    assert ". it is better" not in reading and "better noise-to-signal ratio than its pixel version for" in reading
+    worse = dict(rows[0], method="saliency", nsr_gain=0.5, nsr_gain_ci_low=0.4, nsr_gain_ci_high=0.6)
+    reading = reduction_section([worse] + rows[1:], tmp_path).reading
+    assert "has a worse noise-to-signal ratio than its pixel version for saliency" in reading
+    assert "; it is better for" in reading

@@ -22,7 +22,10 @@ def test_the_verdict_opens_the_page_and_reads_the_committed_ranking(default_resu
     resolved = [r for r in rows if r["excess_holm"] <= alpha and r["excess"] > 0]  # by hand
     assert resolved_rows(ranking) == resolved
     if not resolved:
-        assert "none is resolved" in section.reading and f"0 of {len(rows)} intervals" in section.reading
+        raw = sum(1 for r in rows if r["excess_ci_low"] > 0)
+        assert "none is resolved" in section.reading and f"0 of {len(rows)} rows are above 0" in section.reading
+        assert f"before it, {raw} of the {len(rows)} raw 95 % intervals exclude 0" in section.reading
+        assert "on the units it planned (the consensus methods and groupings)" in section.reading
         assert f"{rows[0]['method']} / {rows[0]['grouping']} at " in section.reading
     assert (tmp_path / "figures" / "verdict_forest.png").exists() and (tmp_path / "figures" / "verdict_forest.pdf").exists()
     (table, _), = section.tables
