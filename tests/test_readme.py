@@ -213,3 +213,31 @@ def test_the_readmes_proxy_numbers_are_the_committed_calibrations():
             f"{ig['rank_correlation_ci_high']:.2f}]") in readme
     assert f"misses ±0.05 by {summary['mean_abs_error'] - 0.05:.2f}" in readme
     assert f"reaches 0.7 in {summary['rank_target_met']} of {summary['units']} units only" in readme
+
+
+def test_the_consensus_pages_random_label_numbers_are_the_committed_experiment():
+    """docs/consensus.md's paragraph on the random-label reference, recomputed from
+    experiments/results/consensus_random_label.json."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    page = " ".join((root / "docs/consensus.md").read_text().split())
+    result = json.loads((root / "experiments/results/consensus_random_label.json").read_text())
+    units = result["units"]
+    accuracy = [m["test_acc"] for m in result["models"] if m["set"] == "random_label"]
+    assert f"(test accuracy {100 * min(accuracy):.1f}–{100 * max(accuracy):.1f} %)" in page
+    two = [t for u in units for t in u["tests"] if t["test"] != "rank-sum"]
+    pool = [c for u in units for c in u["calibration"] if c["null"] == "pool"]
+    two_pool = [c for c in pool if c["test"] != "rank-sum"]
+    assert (f"observed FDR is {min(c['fdr'] for c in two_pool):.3f}–{max(c['fdr'] for c in two_pool):.3f} over the "
+            f"14 units (upper ends ≤ {max(c['fdr_high'] for c in two_pool):.3f})") in page
+    permuted = [c for u in units for c in u["calibration"] if c["null"] == "permuted" and c["test"] != "rank-sum"]
+    assert (f"{min(c['fdr'] for c in permuted):.3f}–{max(c['fdr'] for c in permuted):.3f} (upper ends ≤ "
+            f"{max(c['fdr_high'] for c in permuted):.3f})") in page
+    rank_sum = [c["fdr"] for c in pool if c["test"] == "rank-sum"]
+    assert f"finds regions in {100 * min(rank_sum):.0f}–{100 * max(rank_sum):.0f} % of the images" in page
+    best = max(two, key=lambda t: t["power"])
+    assert (f"trained vs random-label: {min(t['power'] for t in two):.2f}–{best['power']:.2f} (best: SmoothGrad on "
+            f"pixel blocks, {best['power']:.2f} [{best['power_low']:.2f}, {best['power_high']:.2f}])") in page
+    assert best["method"] == "smoothgrad" and best["grouping"] == "pixel"
+    assert f"On the object lie {min(t['on_object'] for t in two):.2f}–{max(t['on_object'] for t in two):.2f}" in page
