@@ -212,6 +212,16 @@ def test_the_readmes_proxy_numbers_are_the_committed_calibrations():
             f"correlation {ig['rank_correlation']:.2f} [{ig['rank_correlation_ci_low']:.2f}, "
             f"{ig['rank_correlation_ci_high']:.2f}]") in readme
     assert f"misses ±0.05 by {summary['mean_abs_error'] - 0.05:.2f}" in readme
+    assert f"That is the best of {len(transfer['summary'])} proxy × held-out cells" in readme
+    assert min(transfer["summary"], key=lambda r: r["mean_abs_error"]) is summary
+    shapes_held = next(r for r in transfer["summary"] if (r["proxy"], r["held_out"]) == ("laplace", "shapes/small_cnn"))
+    assert (f"corrected error is {shapes_held['mean_abs_error']:.2f} against "
+            f"{shapes_held['mean_abs_uncorrected_error']:.2f} uncorrected") in readme
+    resnet = json.loads((root / "experiments/results/proxy_lfw_resnet20.json").read_text())
+    beyond = [r for r in resnet["rows"] if r["proxy"] == "laplace"]
+    assert all(r["truth_beyond_null_ci_low"] < 0 < r["truth_beyond_null_ci_high"] for r in beyond)
+    assert (f"{_signed(min(r['truth_beyond_null'] for r in beyond))} to "
+            f"{_signed(max(r['truth_beyond_null'] for r in beyond))} across the 8 units") in readme
     assert f"reaches 0.7 in {summary['rank_target_met']} of {summary['units']} units only" in readme
 
 
@@ -226,6 +236,9 @@ def test_the_consensus_pages_random_label_numbers_are_the_committed_experiment()
     units = result["units"]
     accuracy = [m["test_acc"] for m in result["models"] if m["set"] == "random_label"]
     assert f"(test accuracy {100 * min(accuracy):.1f}–{100 * max(accuracy):.1f} %)" in page
+    trained = [m["test_acc"] for m in result["models"] if m["set"] == "main"]
+    assert f"test accuracy {100 * min(trained):.1f}–{100 * max(trained):.1f} %)," in page and len(trained) == 19
+    assert result["n_images"] == 24 and "24 test images" in page
     two = [t for u in units for t in u["tests"] if t["test"] != "rank-sum"]
     pool = [c for u in units for c in u["calibration"] if c["null"] == "pool"]
     two_pool = [c for c in pool if c["test"] != "rank-sum"]
@@ -240,4 +253,5 @@ def test_the_consensus_pages_random_label_numbers_are_the_committed_experiment()
     assert (f"trained vs random-label: {min(t['power'] for t in two):.2f}–{best['power']:.2f} (best: SmoothGrad on "
             f"pixel blocks, {best['power']:.2f} [{best['power_low']:.2f}, {best['power_high']:.2f}])") in page
     assert best["method"] == "smoothgrad" and best["grouping"] == "pixel"
-    assert f"On the object lie {min(t['on_object'] for t in two):.2f}–{max(t['on_object'] for t in two):.2f}" in page
+    assert f"on the object lie {min(t['on_object'] for t in two):.2f}–{max(t['on_object'] for t in two):.2f}" in page
+    assert "so its power is not compared with that run's 0.21–0.63 unit by unit here" in page

@@ -9,6 +9,8 @@ calibration does not cover is refused before any model is loaded or trained.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from ..core.storage import atomic_write_json
@@ -17,7 +19,9 @@ from ..data.datasets import load_configured
 from ..data.selection import ordered_for_explaining
 from ..models.proxies import make_variants, spawn_children
 from ..models.training import seed_plan
-from ..studies.proxies.estimate import check_calibrated, estimate_rows, evidence, load_calibration
+from ..studies.proxies.estimate import (
+    SHIPPED_TRANSFER, calibration_path, check_calibrated, estimate_rows, evidence, load_calibration,
+)
 from ..studies.stability.run import run_study
 from .config import StudyConfig
 from .model_sets import explained_run, train_config_from
@@ -39,7 +43,7 @@ def run_estimate(config: StudyConfig, out: Path | str | None = None, progress: b
     channels, side = dataset.image_shape[0], dataset.image_shape[-1]
     study = gradient_settings(config.gradient)
     check_calibrated(calibration, list(proxy.names), side, channels,
-                     [(method, grouping) for method in study.methods for grouping in study.groupings])
+                     [(method, grouping) for method in study.methods for grouping in study.groupings], asdict(proxy))
     models = config.models
     if "spawn" in proxy.names and models.user_models:
         raise ValueError("[proxy] names: 'spawn' resumes stablesal's own training at an epoch; checkpoints (or a "
@@ -58,6 +62,9 @@ def run_estimate(config: StudyConfig, out: Path | str | None = None, progress: b
     images, labels, masks = (dataset.test_images[:config.gradient.n_images], dataset.test_labels[:config.gradient.n_images],
                              None if dataset.test_masks is None else dataset.test_masks[:config.gradient.n_images])
     source = evidence(calibration, proxy.calibration)
+    # the shipped calibration's correction was also tested on held-out settings: its spread widens the interval
+    transfer = (json.loads(SHIPPED_TRANSFER.read_text())
+                if calibration_path(proxy.calibration) == calibration_path("") and SHIPPED_TRANSFER.is_file() else None)
     rows = []
     for name in proxy.names:
         k = proxy.spawn_k if name == "spawn" else proxy.k
@@ -68,7 +75,7 @@ def run_estimate(config: StudyConfig, out: Path | str | None = None, progress: b
                                                       runs_dir / "spawn", models.device, progress=progress,
                                                       seed=proxy.seed))
         units = run_study({name: variants}, images, labels, masks, study, progress=progress, include_random=False)
-        rows += estimate_rows(units, calibration, name, source)
+        rows += estimate_rows(units, calibration, name, source, transfer)
     result = {"kind": "estimate", "evidence": source, "proxies": list(proxy.names), "rows": rows,
               "note": "predicted agreement (mean Spearman between independently retrained models) from one "
                       "model's proxy variants and a calibration on other data: an estimate, not a measurement"}

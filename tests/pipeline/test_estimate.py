@@ -128,3 +128,56 @@ def test_the_shipped_calibration_is_the_committed_experiment():
     calibration = load_calibration("")
     assert calibration["rows"] and calibration["image_side"] == 32 and calibration["channels"] == 3
     assert evidence(calibration, "").startswith("stablesal's shipped calibration, experiments/results/proxy.json (commit ")
+
+
+def test_the_shipped_transfer_is_the_committed_experiment():
+    from pathlib import Path
+
+    from stablesal.studies.proxies.estimate import SHIPPED_TRANSFER
+
+    root = Path(__file__).resolve().parents[2]
+    assert SHIPPED_TRANSFER.read_bytes() == (root / "experiments/results/proxy_transfer.json").read_bytes()
+
+
+def test_the_transfer_spread_widens_the_interval_by_hand():
+    """Held-out errors 0.1 and −0.2 give an RMS of √0.025; the half-width adds 1.96 × that to the
+    variants' and the offset's half-widths in quadrature (6 images, 3 variants); another proxy's
+    errors do not enter, and without a transfer file the term is absent."""
+    import numpy as np
+
+    from stablesal.studies.proxies.estimate import estimate_rows, transfer_spread
+
+    transfer = {"rows": [{"proxy": "laplace", "method": "saliency", "grouping": "pixel", "error": 0.1},
+                         {"proxy": "laplace", "method": "saliency", "grouping": "pixel", "error": -0.2},
+                         {"proxy": "finetune", "method": "saliency", "grouping": "pixel", "error": 0.9}]}
+    assert transfer_spread(transfer, "laplace", "saliency", "pixel") == pytest.approx(math.sqrt(0.025))
+    assert transfer_spread(transfer, "laplace", "smoothgrad", "pixel") is None
+    rows = [{"image": i, "model_a": 0, "model_b": b, "spearman": 0.5 + 0.1 * i + 0.01 * b, "degenerate": False}
+            for i in range(6) for b in (1, 2)] + [
+           {"image": i, "model_a": 1, "model_b": 2, "spearman": 0.55 + 0.1 * i, "degenerate": False} for i in range(6)]
+    units = [{"model_set": "laplace", "method": "saliency", "grouping": "pixel", "n_images": 6, "n_models": 3,
+              "rows": rows}]
+    calibration = {"rows": [{"proxy": "laplace", "method": "saliency", "grouping": "pixel", "difference": 0.1,
+                             "difference_ci_low": 0.0, "difference_ci_high": 0.2, "rank_correlation": 0.8}]}
+    plain, = estimate_rows(units, calibration, "laplace")
+    wide, = estimate_rows(units, calibration, "laplace", transfer=transfer)
+    variants = (plain["proxy_agreement_ci_high"] - plain["proxy_agreement_ci_low"]) / 2
+    expected = math.sqrt(variants ** 2 + 0.1 ** 2 + (1.959963984540054 * math.sqrt(0.025)) ** 2)
+    assert wide["predicted_cross_seed_agreement"] == pytest.approx(plain["predicted_cross_seed_agreement"])
+    assert wide["predicted_cross_seed_agreement_ci_high"] == pytest.approx(
+        min(1.0, wide["predicted_cross_seed_agreement"] + expected))
+    assert wide["transfer_rms_error"] == pytest.approx(math.sqrt(0.025)) and plain["transfer_rms_error"] is None
+    assert np.isfinite(variants)
+
+
+def test_other_proxy_settings_than_the_calibrations_are_refused(project, capsys):
+    tmp_path, config = project
+    calibration = json.loads((tmp_path / "proxy.json").read_text())
+    calibration["config"] = {"proxy": {"k": 8, "finetune_fraction": 0.2, "finetune_lr": 0.1, "laplace_images": 2048,
+                                       "prior_precision": 1.0}}
+    (tmp_path / "proxy.json").write_text(json.dumps(calibration))
+    assert main(["estimate", "--config", config(), "-q", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("[proxy] k = 3: the calibration of 'finetune' was made with k = 8; an estimate with other "
+                        "variants would apply an offset measured for those") and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -90,27 +90,28 @@ def verdict_reading(results: dict) -> str:
     others = {name: sum(1 for r in rows if r.get(f"above_{name}_holm", 1) <= alpha and r.get(f"above_{name}", 0) > 0)
               for name in NULL_NAMES if name != ranking["null"] and f"above_{name}_holm" in first}
     weaker = ", ".join(f"{count} of {len(rows)} above the {NULL_NAMES[name]} null" for name, count in others.items())
+    n_models = next((r["n_models"] for r in results.get("stability_summary", []) if r.get("model_set") == "main"),
+                    None)
+    k = f"K = {n_models} models" if n_models else "these models"
     if not resolved:
-        text = (f"Which method to trust on these models: none is resolved. No single method × grouping agrees across "
-                f"retrained models beyond what {null} networks (the same recipe on permuted labels) already share: "
-                f"0 of {len(rows)} rows are above 0 at a family-wise {100 * alpha:.0f} % (Holm's adjustment across the "
-                f"rows; before it, {raw} of the {len(rows)} raw 95 % intervals exclude 0, but every row is measured "
-                f"against the same {null} networks, so they are not {raw} independent findings). The largest excess, "
+        positive = sum(1 for r in rows if r["excess"] > 0)
+        text = (f"Which method to trust on these models: not established with {k}. No single method × grouping is "
+                f"resolved above what {null} networks (the same recipe on permuted labels) share, at a family-wise "
+                f"{100 * alpha:.0f} % (Holm's adjustment across the {len(rows)} rows). {positive} of the {len(rows)} "
+                f"excesses are positive and {raw} raw 95 % intervals exclude 0, but every row is measured against the "
+                f"same {null} networks, so they are not {raw} independent findings: the data do not rule out "
+                f"agreement beyond the null, and they cannot attribute it to a method. The largest excess, "
                 f"{first['method']} / {first['grouping']} at {_interval(first, 'excess')}, is not evidence that it is "
-                f"more stable than the others, and the ranking below orders point estimates only."
+                f"more stable than the others; the ranking below orders point estimates only."
                 + (f" Against weaker nulls: {weaker}." if weaker else ""))
     else:
         best = resolved[0]
-        behind = [c for c in ranking.get("contrasts", []) if c.get("reference") == best["method"]
-                  and c.get("difference_holm", 1) <= alpha]
         text = (f"Which method to trust on these models: {best['method']} / {best['grouping']}, whose cross-seed "
                 f"Spearman lies {_interval(best, 'excess')} above {null} networks (Holm p = {best['excess_holm']:.3f}); "
-                f"{len(resolved)} of {len(rows)} methods × groupings are resolved above that null."
-                + (f" Resolved behind it: {', '.join(c['method'] + ' / ' + c['grouping'] for c in behind)}." if behind
-                   else " Its lead over the next rows is not resolved by their paired intervals."))
+                f"{len(resolved)} of {len(rows)} methods × groupings are resolved above that null. Whether it is more "
+                "stable than the other resolved rows is not tested here: that needs the paired difference of the two "
+                "rows, which the headline's table gives.")
     shown = resolved[:3] if resolved else rows[:3]
-    n_models = next((r["n_models"] for r in results.get("stability_summary", []) if r.get("model_set") == "main"),
-                    None)
     return " ".join([text, models_reading(results, shown)] + ([coverage_note(n_models)] if n_models else []))
 
 

@@ -20,8 +20,21 @@ from ...core.intervals import design_interval, pair_mean
 from .calibration import pair_arrays
 
 
-# the calibration stablesal ships: experiments/results/proxy.json, copied (tests keep them equal)
+# the calibration stablesal ships: experiments/results/proxy.json, copied (tests keep them equal), and
+# how far its correction carried to held-out settings: experiments/results/proxy_transfer.json, copied
 SHIPPED_CALIBRATION = Path(__file__).resolve().parent / "calibration.json"
+SHIPPED_TRANSFER = Path(__file__).resolve().parent / "transfer.json"
+Z95 = 1.959963984540054  # the normal quantile of a 95 % interval
+
+
+def transfer_spread(transfer: dict | None, proxy: str, method: str, grouping: str) -> float | None:
+    """The root-mean-square error of the correction on held-out settings for one proxy × method ×
+    grouping (``analysis/proxy_transfer.py``'s rows), or None without any: how much the offset
+    itself moves between data sets and architectures, which the calibration's own interval (one
+    setting, one parent model) does not contain."""
+    errors = [row["error"] for row in (transfer or {}).get("rows", [])
+              if (row["proxy"], row["method"], row["grouping"]) == (proxy, method, grouping)]
+    return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else None
 
 
 def calibration_path(path: Path | str) -> Path:
@@ -52,10 +65,20 @@ def evidence(calibration: dict, path: Path | str) -> str:
             f"variants, beyond {calibration.get('k_null')} {calibration.get('null', 'null')} models)")
 
 
+# the [proxy] keys each proxy's variants depend on: an estimate with other values than the
+# calibration's would apply an offset measured for other variants
+PROXY_KEYS = {"finetune": ("k", "finetune_fraction", "finetune_lr"),
+              "bootstrap_finetune": ("k", "finetune_fraction", "finetune_lr"),
+              "spawn": ("spawn_k", "spawn_epoch"), "dropout": ("k",),
+              "laplace": ("k", "laplace_images", "prior_precision")}
+
+
 def check_calibrated(calibration: dict, proxies: list[str], image_side: int, channels: int,
-                     units: list[tuple[str, str]]) -> None:
+                     units: list[tuple[str, str]], settings: dict | None = None) -> None:
     """Refuse (one ``ValueError`` line) what the calibration does not cover: a proxy it has no row
-    for (or refused), another image side or channel count, or no method × grouping in common."""
+    for (or refused), another image side or channel count, no method × grouping in common, or
+    (with ``settings``, the ``[proxy]`` section as a dict) a proxy setting other than the one the
+    calibration's variants were made with."""
     calibrated = {row["proxy"] for row in calibration["rows"]}
     for proxy in proxies:
         if proxy not in calibrated:
@@ -67,6 +90,14 @@ def check_calibrated(calibration: dict, proxies: list[str], image_side: int, cha
         raise ValueError(f"[data] images of {channels} × {image_side} px: the calibration covers "
                          f"{calibration.get('channels')} × {calibration.get('image_side')} px only; an estimate "
                          "would extrapolate")
+    calibrated_settings = (calibration.get("config") or {}).get("proxy")
+    if settings is not None and calibrated_settings:
+        for proxy in proxies:
+            for key in PROXY_KEYS[proxy]:
+                if key in calibrated_settings and settings.get(key) != calibrated_settings[key]:
+                    raise ValueError(f"[proxy] {key} = {settings.get(key)!r}: the calibration of {proxy!r} was made with "
+                                     f"{key} = {calibrated_settings[key]!r}; an estimate with other variants would "
+                                     "apply an offset measured for those")
     covered = {(row["method"], row["grouping"]) for row in calibration["rows"]}
     if not covered & set(units):
         raise ValueError(f"[gradient] methods × groupings: none is calibrated (calibrated: {sorted(covered)})")
@@ -76,10 +107,13 @@ def _half(low: float, high: float) -> float:
     return (high - low) / 2
 
 
-def estimate_rows(units: list[dict], calibration: dict, proxy: str, source: str = "") -> list[dict]:
+def estimate_rows(units: list[dict], calibration: dict, proxy: str, source: str = "",
+                  transfer: dict | None = None) -> list[dict]:
     """Per method × grouping of the proxy's study ``units``: the variants' agreement, the
     calibration's offset and the predicted cross-seed agreement, each with its interval; units the
-    calibration does not cover get ``refused`` and no prediction."""
+    calibration does not cover get ``refused`` and no prediction. The prediction's half-width adds
+    in quadrature the variants' half-width, the offset's and, with ``transfer``
+    (:func:`transfer_spread`), 1.96 × the correction's error on held-out settings."""
     by_unit = {(row["proxy"], row["method"], row["grouping"]): row for row in calibration["rows"]}
     rows = []
     for (model_set, method, grouping), values in pair_arrays(units).items():
@@ -96,8 +130,11 @@ def estimate_rows(units: list[dict], calibration: dict, proxy: str, source: str 
             rows.append(row)
             continue
         offset = calibrated["difference"]
+        spread = transfer_spread(transfer, proxy, method, grouping)
         half = math.hypot(_half(agreement.low, agreement.high),
-                          _half(calibrated["difference_ci_low"], calibrated["difference_ci_high"]))
+                          _half(calibrated["difference_ci_low"], calibrated["difference_ci_high"]),
+                          Z95 * spread if spread is not None else 0.0)
+        row["transfer_rms_error"] = spread
         predicted = agreement.estimate - offset
         row.update({"calibration_difference": offset,
                     "calibration_difference_ci_low": calibrated["difference_ci_low"],

@@ -98,7 +98,8 @@ def test_a_registered_section_joins_the_page_in_its_place(quick_report, tmp_path
         titles = [section.title for section in report_sections(results, copy)]
     finally:
         SECTIONS.unregister("accuracy for test")
-    assert titles[:2] == ["Setup", "Accuracy"] and titles.count("Accuracy") == 1
+    assert titles[0].startswith("Verdict") and titles[1:3] == ["Setup", "Accuracy"]  # the verdict opens the page
+    assert titles.count("Accuracy") == 1
     assert "Accuracy" not in [section.title for section in report_sections(results, copy)]
 
 
@@ -109,7 +110,7 @@ def test_the_page_has_one_order_and_a_shared_place_is_refused():
     from stablesal.report.sections.common import page_order
 
     order = page_order()
-    assert order[:2] == ["warnings", "setup"] and len(order) == len(set(order)) == len(SECTIONS)
+    assert order[:3] == ["warnings", "verdict", "setup"] and len(order) == len(set(order)) == len(SECTIONS)
     places = [SECTIONS.info(name, "order") for name in order]
     assert places == sorted(places)
     with pytest.raises(TypeError):
