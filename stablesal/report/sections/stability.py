@@ -315,6 +315,13 @@ def retest_section(summary: list[dict]) -> Section:
                     "instability is the explainer's own sampling noise, which more samples would reduce. ")
     reading += (f"The ranking of these {len(rows)} combinations by corrected similarity agrees with the raw ranking "
                 f"with rank correlation {agreement:+.2f}.")
+    beyond_one = [r for r in corrected if r["spearman_corrected"] > 1 or r.get("spearman_corrected_ci_high", 0) > 1]
+    if beyond_one:
+        reading += (f" {len(beyond_one)} corrected value{'s' if len(beyond_one) > 1 else ''} or interval"
+                    f"{'s reach' if len(beyond_one) > 1 else ' reaches'} above 1 ({', '.join(_label(r) for r in beyond_one[:3])}"
+                    f"{', …' if len(beyond_one) > 3 else ''}): the correction divides two noisy estimates, so it can "
+                    "exceed 1 although the agreement it corrects cannot; read a value above 1 as at the ceiling, and "
+                    "the part of an interval above 1 as no information beyond that.")
     return Section("Test–retest ceiling and corrected similarity", reading,
                    tables=[(table, "Random methods, main models, 95 % design intervals.")])
 

@@ -156,3 +156,24 @@ def test_the_noise_to_signal_sentence_reads_whether_or_not_a_method_is_worse(def
     reading = reduction_section([worse] + rows[1:], tmp_path).reading
     assert "has a worse noise-to-signal ratio than its pixel version for saliency" in reading
     assert "; it is better for" in reading
+
+
+def test_a_corrected_similarity_above_1_is_explained(default_results):
+    """The correction for attenuation divides two noisy estimates and can pass 1: the page says how
+    to read it, and names the rows, exactly when a value or an upper end is above 1."""
+    import copy
+
+    from stablesal.report.sections.stability import retest_section
+
+    summary = copy.deepcopy(default_results["stability_summary"])
+    random_rows = [r for r in summary if r["model_set"] == "main" and r.get("random")
+                   and r.get("spearman_corrected") is not None and r["spearman_corrected"] == r["spearman_corrected"]]
+    for row in random_rows:
+        row["spearman_corrected_ci_high"] = min(row.get("spearman_corrected_ci_high", 0.5), 0.99)
+        row["spearman_corrected"] = min(row["spearman_corrected"], 0.9)
+    assert "above 1 (" not in retest_section(summary).reading
+    random_rows[0]["spearman_corrected_ci_high"] = 1.12
+    reading = retest_section(summary).reading
+    assert "1 corrected value or interval reaches above 1 (" in reading
+    assert f"{random_rows[0]['method']} / {random_rows[0]['grouping']}" in reading.split("reaches above 1 (")[1]
+    assert "read a value above 1 as at the ceiling" in reading
