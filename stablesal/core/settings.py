@@ -187,6 +187,9 @@ class ConsensusSettings:
                 raise ValueError(f"ConsensusSettings.{name} must be a positive integer, got {value!r}")
 
 
+PROXY_NAMES = ("finetune", "bootstrap_finetune", "spawn", "dropout", "laplace")  # stablesal.models.proxies
+
+
 @dataclass
 class ProxySettings:
     """The proxies' settings (the ``[proxy]`` TOML section's numbers).

@@ -34,12 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.seeding import derive
-from ..core.settings import ProxySettings
+from ..core.settings import PROXY_NAMES, ProxySettings
 from ..core.storage import load_torch
 from ..data.datasets import ImageDataset
 from .training import SeedRun, TrainConfig, checkpoint_file, train_one
 
-PROXY_NAMES = ("finetune", "bootstrap_finetune", "spawn", "dropout", "laplace")
 
 
 def _frozen(model: nn.Module) -> nn.Module:

@@ -16,7 +16,8 @@ from pathlib import Path
 from ..core.registry import check_name
 from ..data.selection import SELECTIONS
 from ..core.settings import (
-    DRAWS, FIDELITY_CHOICES, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, ProxySettings,
+    DRAWS, FIDELITY_CHOICES, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, PROXY_NAMES,
+    ProxySettings,
     RemovalSettings, StudySettings,
     TrainConfig,
 )
@@ -168,9 +169,6 @@ class ConsensusSection(ConsensusSettings):
             return settings_of(self, ConsensusSettings)
         except ValueError as error:
             raise ValueError(f"[consensus] {str(error).removeprefix('ConsensusSettings.')}") from None
-
-
-PROXY_NAMES = ("finetune", "bootstrap_finetune", "spawn", "dropout", "laplace")  # stablesal.models.proxies
 
 
 @dataclass
