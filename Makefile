@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 REPORT_ARGS ?=
 
-.PHONY: report test test-torchvision quick-report bench clean-venv mutation
+.PHONY: report test test-torchvision quick-report bench clean-venv mutation docs
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ $(TV_VENV)/.installed: pyproject.toml Makefile
 
 test-torchvision: $(TV_VENV)/.installed
 	STABLESAL_REQUIRE_TORCHVISION=1 $(TV_VENV)/bin/python -m pytest -q tests/models/test_torchvision.py
+
+# The documentation site from docs/ (mkdocs.yml; strict: a warning fails), then its checks with the
+# generator present (tests/test_docs_site.py skips the build where mkdocs is not installed).
+docs: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(VENV)/bin/mkdocs build --strict --quiet
+	STABLESAL_REQUIRE_MKDOCS=1 $(PY) -m pytest -q tests/test_docs_site.py
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[bench]"
