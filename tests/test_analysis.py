@@ -68,3 +68,23 @@ def test_report_tables_print_every_section_of_a_real_report(quick_report, capsys
     for row in quality:  # every fill is a row, with its keep rate and interval
         assert f"| {row['inpainter']} |" in printed
         assert f"{row['keep_prediction']:.2f} ± {row['keep_prediction_ci95']:.2f}" in printed
+
+
+def test_the_performance_pages_tables_are_the_committed_benchmark_results(tmp_path, monkeypatch):
+    """docs/performance.md's measured tables are what analysis/performance_page.py makes of
+    benchmarks/results/*.json; a changed number in a result file changes the page."""
+    import shutil
+
+    import performance_page
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    assert page.count("<!-- benchmark:") == len(performance_page.TABLES) == 4
+    assert performance_page.with_tables(page) == page, "run python analysis/performance_page.py"
+    copied = tmp_path / "results"
+    shutil.copytree(performance_page.RESULTS, copied)
+    gradient = json.loads((copied / "gradient.json").read_text())
+    gradient["methods"][0]["ratio_to_floor"] = 9.87
+    (copied / "gradient.json").write_text(json.dumps(gradient))
+    monkeypatch.setattr(performance_page, "RESULTS", copied)
+    changed = performance_page.with_tables(page)
+    assert "| 9.87 |" in changed and "| 9.87 |" not in page

@@ -181,6 +181,7 @@ class ProxySection(ProxySettings):
     spawn_k: int = 4                 # children of the spawn proxy (each trains epochs − spawn_epoch epochs)
     seed: int = 0
     calibration: str = ""            # a calibration file (analysis/proxy_calibration.py); "": the one stablesal ships
+    in_report: bool = False          # also run the estimate in `stablesal report`, beside the retrained study
 
     def validate(self) -> None:
         unknown = [name for name in self.names if name not in PROXY_NAMES]

@@ -11,8 +11,6 @@ depend on, so a re-run reuses finished work and an interrupted run resumes.
 
 from __future__ import annotations
 
-import csv
-import io
 import platform
 import shutil
 import time
@@ -22,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..core.storage import atomic_write_json, atomic_write_text
-from ..core.tables import format_table
+from ..core.tables import csv_text, format_table
 from ..core.version import __version__, source_hash
 from ..data.datasets import load_configured
 from ..data.selection import ordered_for_explaining
@@ -70,12 +68,7 @@ def apply_quick(config: StudyConfig) -> StudyConfig:
 def write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    buffer = io.StringIO()
-    fields = list(dict.fromkeys(key for row in rows for key in row))  # union, in order of first appearance
-    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_text(path, csv_text(rows))
 
 
 # the installed distributions whose versions results.json records beside torch and Python

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 
@@ -16,14 +18,20 @@ from skimage.segmentation import find_boundaries
 from ..explain.explainers import is_control, label as explainer_label
 from ..studies.removal.run import HIGHER_IS_BETTER
 from ..core.settings import NULL_NAMES, NULL_SETS
+from ..core.storage import atomic_write_text
+from ..core.tables import csv_text
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110})
 
 
-def save_figure(fig, path_stem: Path | str) -> Path:
-    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically; returns the PNG path."""
+def save_figure(fig, path_stem: Path | str, data: list[dict] | None = None) -> Path:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically, and ``<stem>.csv`` with ``data``, the
+    numbers the figure draws (one dict per row), so a reader can re-plot or check them (the report
+    page links it under the figure); returns the PNG path."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
+    if data:
+        atomic_write_text(stem.with_suffix(".csv"), csv_text(data))
     for suffix in (".png", ".pdf"):
         final = stem.with_suffix(suffix)
         tmp = final.with_name(f".{final.name}.tmp{suffix}")
@@ -32,6 +40,44 @@ def save_figure(fig, path_stem: Path | str) -> Path:
         os.replace(tmp, final)
     plt.close(fig)
     return stem.with_suffix(".png")
+
+
+def map_rows(maps: dict, digits: int = 4) -> list[dict]:
+    """Grey maps as CSV rows: one row per map and image row, ``map`` (its label) and ``y``, then the
+    values ``x0 … x{W-1}`` (rounded to ``digits``); ``maps``: label → array ``[H, W]``."""
+    rows = []
+    for label, grey in maps.items():
+        grey = np.asarray(grey, dtype=np.float64)
+        for y, line in enumerate(grey):
+            rows.append({"map": label, "y": y, **{f"x{x}": round(float(v), digits) for x, v in enumerate(line)}})
+    return rows
+
+
+def model_frames(numbers: Path, largest: int = 128) -> list[bytes]:
+    """One PNG per model of an example-map figure, from the figure's CSV (rows ``map = "model k"``,
+    ``y``, ``x0 …``; see :func:`~stablesal.report.figures.map_rows`), on one colour scale so that
+    models compare; images wider than ``largest`` pixels are subsampled for the page."""
+    maps: dict[str, list[list[float]]] = {}
+    with open(numbers, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["map"].startswith("model "):
+                maps.setdefault(row["map"], []).append([float(v) for k, v in row.items() if k.startswith("x")])
+    arrays = [np.asarray(maps[name]) for name in sorted(maps, key=lambda name: int(name.split()[1]))]
+    if not arrays:
+        return []
+    step = max(1, -(-max(arrays[0].shape) // largest))
+    top = max(float(a.max()) for a in arrays) or 1.0
+    frames = []
+    for array in arrays:
+        buffer = io.BytesIO()
+        plt.imsave(buffer, array[::step, ::step], cmap="magma", vmin=0, vmax=top, format="png")
+        frames.append(buffer.getvalue())
+    return frames
+
+
+def _pick(rows: list[dict], keys) -> list[dict]:
+    """The columns ``keys`` of each row that has them (a figure's CSV holds what it draws)."""
+    return [{key: row[key] for key in keys if key in row} for row in rows]
 
 
 def _rgb(image) -> np.ndarray:
@@ -54,7 +100,9 @@ def plot_dataset_examples(images, labels, masks, class_names, path_stem) -> Path
             axes[1, column].imshow(np.asarray(masks[index]), cmap="gray")
     for axis in axes.flat:
         axis.set_axis_off()
-    return save_figure(fig, path_stem)
+    shown = [{"column": column, "class": class_names[cls], "label": cls,
+              "test_image_index": int(np.flatnonzero(np.asarray(labels) == cls)[0])} for column, cls in enumerate(classes)]
+    return save_figure(fig, path_stem, data=shown)
 
 
 def _short(name: str) -> str:
@@ -98,7 +146,9 @@ def plot_stability_bars(summary: list[dict], path_stem, metrics=("spearman", "ss
     axes[0, 0].legend(fontsize=7, frameon=False, ncol=min(6, len(groupings) + 1), loc="lower center",
                       bbox_to_anchor=(0.5, 1.0))
     fig.suptitle(f"Cross-seed similarity ({model_set} models), 95 % intervals over images and models", fontsize=9)
-    return save_figure(fig, path_stem)
+    keys = ["model_set", "method", "grouping"] + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high",
+                                                                                            f"_{null}" if null else "")]
+    return save_figure(fig, path_stem, data=_pick(rows, dict.fromkeys(keys)))
 
 
 def plot_variance_reduction(rows: list[dict], path_stem) -> Path:
@@ -136,7 +186,8 @@ def plot_variance_reduction(rows: list[dict], path_stem) -> Path:
     right.set_xlabel("bias ||μ − Pμ||² / ||μ||²")
     right.set_ylabel("noise-to-signal gain of the grouped method")
     fig.suptitle("Variance reduction: measured, predicted from correlation, and its price", fontsize=9)
-    return save_figure(fig, path_stem)
+    return save_figure(fig, path_stem, data=_pick(rows, ("method", "partition", "mean_segment_size", "measured",
+                                                         "predicted", "bias", "nsr_gain")))
 
 
 def plot_variance_decomposition(summary: list[dict], path_stem) -> Path:
@@ -157,7 +208,8 @@ def plot_variance_decomposition(summary: list[dict], path_stem) -> Path:
     axis.invert_yaxis()
     axis.set_xlabel("share of the across-model variance (negative estimates drawn as 0)")
     axis.legend(fontsize=7, frameon=False, ncol=len(components), loc="lower right")
-    return save_figure(fig, path_stem)
+    keys = ["method", "grouping"] + [f"share_{c}{s}" for c in components for s in ("", "_ci_low", "_ci_high")]
+    return save_figure(fig, path_stem, data=_pick(rows, keys))
 
 
 def plot_stability_fidelity(summary: list[dict], path_stem, model_set: str = "main") -> Path:
@@ -180,7 +232,7 @@ def plot_stability_fidelity(summary: list[dict], path_stem, model_set: str = "ma
     axis.set_xlabel("deletion AUC of model 0 (lower = more faithful)")
     axis.set_ylabel(f"cross-seed Spearman above {NULL_NAMES[null]} null")
     axis.legend(fontsize=7, frameon=False)
-    return save_figure(fig, path_stem)
+    return save_figure(fig, path_stem, data=_pick(rows, ("method", "grouping", "deletion_auc", key)))
 
 
 def plot_model_maps(image, mask, maps: list, path_stem, title: str = "") -> Path:
@@ -199,7 +251,7 @@ def plot_model_maps(image, mask, maps: list, path_stem, title: str = "") -> Path
         axis.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=8, y=1.05)
-    return save_figure(fig, path_stem)
+    return save_figure(fig, path_stem, data=map_rows({f"model {k}": m for k, m in enumerate(maps)}))
 
 
 def plot_timing(summary: list[dict], path_stem, model_set: str = "main") -> Path:
@@ -211,7 +263,7 @@ def plot_timing(summary: list[dict], path_stem, model_set: str = "main") -> Path
     axis.set_yticks(range(len(rows)), labels, fontsize=6)
     axis.invert_yaxis()
     axis.set_xlabel("seconds per model (all study images)")
-    return save_figure(fig, path_stem)
+    return save_figure(fig, path_stem, data=_pick(rows, ("method", "grouping", "explain_seconds_per_model")))
 
 
 def plot_explanations(images, masks, maps: dict, path_stem, class_names=None, labels=None) -> Path:
@@ -233,7 +285,9 @@ def plot_explanations(images, masks, maps: dict, path_stem, class_names=None, la
                 axis.set_title(label, fontsize=6)
         if class_names is not None and labels is not None:
             axes[row, 0].text(-2, 16, class_names[int(labels[row])], fontsize=6, rotation=90, va="center", ha="right")
-    return save_figure(fig, path_stem)
+    data = [dict(row, image=index) for index in range(count)
+            for row in map_rows({label: grey[index] for label, grey in maps.items()})]
+    return save_figure(fig, path_stem, data=data)
 
 
 def plot_sampling_confidence(rows: list[dict], path_stem) -> Path:
@@ -249,7 +303,7 @@ def plot_sampling_confidence(rows: list[dict], path_stem) -> Path:
     right.set_xlabel("strength")
     right.set_ylabel("predictive entropy (nats)")
     left.legend(fontsize=7, frameon=False)
-    return save_figure(fig, path_stem)
+    return save_figure(fig, path_stem, data=_pick(rows, ("sampler", "strength", "probability", "entropy")))
 
 
 def plot_factor_effects(effects: list[dict], path_stem, metrics=("srg", "deletion_auc", "insertion_auc")) -> Path:
@@ -270,7 +324,8 @@ def plot_factor_effects(effects: list[dict], path_stem, metrics=("srg", "deletio
     axis.set_xticks(np.arange(len(factors)), [f.replace("_", " ") for f in factors])
     axis.set_ylabel("η² (share of variance)")
     axis.legend(frameon=False, fontsize=7)
-    return save_figure(fig, path_stem)
+    keys = ["factor"] + [f"eta2_{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")]
+    return save_figure(fig, path_stem, data=_pick(effects, keys))
 
 
 def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg",
@@ -288,7 +343,7 @@ def plot_factor_levels(configurations: list[dict], path_stem, metric: str = "srg
         axis.set_xticks(range(len(levels)), [str(level) for level in levels], rotation=60, ha="right", fontsize=7)
         axis.set_title(factor.replace("_", " "), fontsize=8)
     axes[0].set_ylabel(metric.upper() if metric == "srg" else metric)
-    return save_figure(fig, path_stem)
+    return save_figure(fig, path_stem, data=_pick(configurations, (*factors, metric)))
 
 
 def plot_inpainting_quality(rows: list[dict], path_stem) -> Path:
@@ -311,7 +366,8 @@ def plot_inpainting_quality(rows: list[dict], path_stem) -> Path:
             axis.set_xlim(0, 1)
         if index:
             axis.set_yticklabels([])
-    return save_figure(fig, path_stem)
+    keys = ["inpainter"] + [key for key, _, _ in panels] + ["keep_prediction_ci95"]
+    return save_figure(fig, path_stem, data=_pick(rows, keys))
 
 
 def plot_removal_maps(images, masks, maps: dict, path_stem) -> Path:
@@ -330,7 +386,9 @@ def plot_removal_maps(images, masks, maps: dict, path_stem) -> Path:
                 axes[row, column].set_title(name, fontsize=7)
     for axis in axes.flat:
         axis.set_axis_off()
-    return save_figure(fig, path_stem)
+    data = [dict(line, image=row) for row in range(count)
+            for line in map_rows({name: maps[name][row].float().abs().sum(0) for name in names})]
+    return save_figure(fig, path_stem, data=data)
 
 
 def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean", "deletion_auc_inpaint",
@@ -354,7 +412,10 @@ def plot_removal_pairs(rows: list[dict], path_stem, metrics=("deletion_auc_mean"
     fig.legend(handles + [plt.Line2D([], [], color="k", linestyle="--", linewidth=0.8)], labels + ["random map"],
                loc="upper center", ncol=3, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 1.08))
     fig.tight_layout()
-    return save_figure(fig, path_stem)
+    data = [{"method": name, **{m: by_name[name][m] for m in metrics}} for p in pairs for name in (p, f"{p}-G")]
+    if control is not None:
+        data.append({"method": control["method"], **{m: control[m] for m in metrics if m in control}})
+    return save_figure(fig, path_stem, data=data)
 
 
 def plot_boundaries(images, segments, path_stem, titles=None):
@@ -373,13 +434,16 @@ def plot_boundaries(images, segments, path_stem, titles=None):
         axes[0, index].imshow(mark_boundaries(image, labels, color=(1, 1, 0), mode="inner"))
         axes[0, index].set_title(titles[index] if titles else f"{int(segments[index].max()) + 1} segments", fontsize=7)
         axes[0, index].set_axis_off()
-    return save_figure(fig, path_stem)
+    data = [dict(row, image=index) for index in range(count)
+            for row in map_rows({"segment": segments[index].cpu().numpy()}, digits=0)]
+    return save_figure(fig, path_stem, data=data)
 
 
-def plot_consensus(unit: dict, maps_dir, path_stem, max_models: int = 6) -> Path:
+def plot_consensus(unit: dict, maps_dir, path_stem, max_models: int = 6, overlay: bool = True) -> Path:
     """Consensus overlays beside the single-model maps, one row per example image: the image, up to
     ``max_models`` models' grey maps, then the K-model mean map with the significant regions of each
-    test outlined (read from the unit's ``.npz`` files in ``maps_dir``)."""
+    test outlined (read from the unit's ``.npz`` files in ``maps_dir``); ``overlay=False`` draws the
+    same figure without the outlines (the page's toggle switches between the two)."""
     maps_dir = Path(maps_dir)
     models = np.load(maps_dir / f"consensus-{unit['method']}-{unit['grouping']}-models.npz")
     tests = [(row["test"], np.load(maps_dir / row["file"])) for row in unit["tests"] if "file" in row]
@@ -394,18 +458,23 @@ def plot_consensus(unit: dict, maps_dir, path_stem, max_models: int = 6) -> Path
             axes[row, 1 + k].imshow(single[k, row], cmap="magma", vmin=0, vmax=1)
         for column, (name, saved) in enumerate(tests, start=1 + shown):
             axes[row, column].imshow(saved["mean_map"][row], cmap="magma", vmin=0, vmax=1)
-            outline = find_boundaries(saved["mask"][row], mode="inner")
-            overlay = np.zeros(outline.shape + (4,), dtype=np.float32)
-            overlay[outline] = (0.2, 1.0, 0.4, 1.0)
-            axes[row, column].imshow(overlay)
+            if overlay:
+                outline = find_boundaries(saved["mask"][row], mode="inner")
+                drawn = np.zeros(outline.shape + (4,), dtype=np.float32)
+                drawn[outline] = (0.2, 1.0, 0.4, 1.0)
+                axes[row, column].imshow(drawn)
         for axis in axes[row]:
             axis.set_axis_off()
     titles = ["image"] + [f"model {k}" for k in range(shown)] + [f"mean, {name}" for name, _ in tests]
     for axis, title in zip(axes[0], titles):
         axis.set_title(title, fontsize=6)
     fig.suptitle(f"{unit['method']} / {unit['grouping']}: {unit['n_models']} models, regions found at "
-                 f"FDR {unit['tests'][0]['q']:g} outlined", fontsize=7)
-    return save_figure(fig, path_stem)
+                 f"FDR {unit['tests'][0]['q']:g}" + (" outlined" if overlay else " (outlines hidden)"), fontsize=7)
+    data = [dict(line, image=row) for row in range(rows)
+            for line in map_rows({**{f"model {k}": single[k, row] for k in range(shown)},
+                                  **{f"mean, {name}": saved["mean_map"][row] for name, saved in tests},
+                                  **{f"region found, {name}": saved["mask"][row] for name, saved in tests}})]
+    return save_figure(fig, path_stem, data=data)
 
 
 def plot_reliability(units: list[dict], path_stem) -> Path:
@@ -426,4 +495,36 @@ def plot_reliability(units: list[dict], path_stem) -> Path:
     axis.set_ylim(0, 1.02)
     axis.legend(fontsize=5, ncol=2, frameon=False)
     axis.set_title("lines: predicted from the pilot; points: held-out models", fontsize=7)
-    return save_figure(fig, path_stem)
+    data = [{"method": unit["method"], "grouping": unit["grouping"], "kind": kind, "models": r["models"],
+             "value": r["reliability" if kind == "predicted" else "observed"]}
+            for unit in units
+            for kind, part in (("predicted", [r for r in unit["curve"] if unit["curve"] and
+                                              r["samples"] == unit["curve"][0]["samples"]]),
+                               ("observed on held-out models", unit.get("validation", [])))
+            for r in part]
+    return save_figure(fig, path_stem, data=data)
+
+
+def plot_estimate_vs_measured(rows: list[dict], path_stem) -> Path:
+    """The estimate without retraining (x) against the cross-seed agreement measured on retrained
+    models (y), per method × grouping and proxy, with both 95 % intervals and the diagonal."""
+    fig, axis = plt.subplots(figsize=(4.2, 3.8))
+    proxies = list(dict.fromkeys(r["proxy"] for r in rows))
+    for index, proxy in enumerate(proxies):
+        part = [r for r in rows if r["proxy"] == proxy]
+        x = np.array([r["predicted_cross_seed_agreement"] for r in part])
+        y = np.array([r["measured"] for r in part])
+        xerr = np.vstack([x - [r["predicted_cross_seed_agreement_ci_low"] for r in part],
+                          [r["predicted_cross_seed_agreement_ci_high"] for r in part] - x])
+        yerr = np.vstack([y - [r["measured_ci_low"] for r in part], [r["measured_ci_high"] for r in part] - y])
+        axis.errorbar(x, y, xerr=np.clip(xerr, 0, None), yerr=np.clip(yerr, 0, None), fmt="o", markersize=3,
+                      linewidth=0.7, color=plt.cm.tab10.colors[index % 10], label=proxy)
+    low = min(min(r["predicted_cross_seed_agreement_ci_low"], r["measured_ci_low"]) for r in rows)
+    high = max(max(r["predicted_cross_seed_agreement_ci_high"], r["measured_ci_high"]) for r in rows)
+    axis.plot([low, high], [low, high], "k--", linewidth=0.7)
+    axis.set_xlabel("estimated cross-seed Spearman (one model)")
+    axis.set_ylabel("measured cross-seed Spearman (retrained)")
+    axis.legend(fontsize=7, frameon=False)
+    keys = ("method", "grouping", "proxy", "predicted_cross_seed_agreement", "predicted_cross_seed_agreement_ci_low",
+            "predicted_cross_seed_agreement_ci_high", "measured", "measured_ci_low", "measured_ci_high")
+    return save_figure(fig, path_stem, data=_pick(rows, keys))

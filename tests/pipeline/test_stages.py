@@ -2,6 +2,7 @@
 model sets built once, every table written once, results.json checked against its schema, and a
 new study added as one registered stage."""
 
+import html
 import json
 from typing import get_type_hints
 
@@ -38,7 +39,7 @@ def tiny_config(tmp_path, name="tiny"):
 
 def test_every_registered_stage_follows_the_protocol():
     stages = ordered_stages()
-    assert [s.name for s in stages] == ["stability", "folds", "perturbation", "factor_study", "consensus",
+    assert [s.name for s in stages] == ["stability", "proxy", "folds", "perturbation", "factor_study", "consensus",
                                         "inpainting", "figures"]
     for stage in stages:
         assert isinstance(stage, Stage), stage
@@ -244,3 +245,56 @@ def test_a_stage_may_write_only_its_own_entries(tmp_path):
             run_pipeline(tiny_config(tmp_path, "trespass"), only=["trespasser"], progress=False)
     finally:
         STAGES.unregister("trespasser")
+
+
+def _calibration(path, side):
+    rows = [{"proxy": "laplace", "method": method, "grouping": "pixel", "difference": 0.1,
+             "difference_ci_low": 0.05, "difference_ci_high": 0.15, "rank_correlation": 0.8}
+            for method in ("saliency", "smoothgrad")]
+    path.write_text(json.dumps({"commit": "0123456789abcdef", "dataset": {"name": "shapes"}, "image_side": side,
+                                "channels": 3, "architecture": "small_cnn", "k_truth": 19, "k_null": 4,
+                                "null": "random_label", "rows": rows, "refused": {}}))
+    return str(path)
+
+
+def _proxy_report(tmp_path, side):
+    """The stability and proxy stages of the tiny study, with a calibration made for ``side`` px."""
+    raw = json.loads(json.dumps(TINY))
+    raw["report"] = {"name": "proxy", "out_dir": str(tmp_path / "reports"), "runs_dir": str(tmp_path / "runs")}
+    raw["models"].update({"untrained_k": 0, "bn_calibrated_k": 0, "random_label_k": 0})
+    raw["proxy"] = {"names": ["laplace"], "k": 3, "in_report": True,
+                    "calibration": _calibration(tmp_path / "calibration.json", side)}
+    return run_pipeline(config_from_dict(raw), only=["stability", "proxy"], progress=False)
+
+
+def test_the_estimate_runs_beside_the_retrained_study_and_is_set_against_it(tmp_path):
+    """``[proxy] in_report``: the proxy stage varies main model 0, predicts the cross-seed agreement
+    from a calibration, and sets each prediction beside the stability study's measurement of the
+    same unit; units the calibration does not cover say so; the page shows both."""
+    out = _proxy_report(tmp_path, side=16)
+    results = json.loads((out / "results.json").read_text())
+    estimate = results["proxy_estimate"]
+    assert estimate["refused"] is None and "calibration.json (commit 0123456789" in estimate["evidence"]
+    measured = {(r["method"], r["grouping"]): r for r in results["stability_summary"] if r["model_set"] == "main"}
+    compared = [r for r in estimate["rows"] if "measured" in r]
+    assert {(r["method"], r["grouping"]) for r in compared} == {("saliency", "pixel"), ("smoothgrad", "pixel")}
+    for row in compared:
+        truth = measured[(row["method"], row["grouping"])]
+        assert row["measured"] == truth["spearman"] and row["measured_k"] == 3 and row["k_variants"] == 3
+        assert row["error"] == pytest.approx(row["predicted_cross_seed_agreement"] - truth["spearman"])
+        assert row["predicted_cross_seed_agreement"] == pytest.approx(row["proxy_agreement"] - 0.1)
+        assert row["measured_inside"] == (row["predicted_cross_seed_agreement_ci_low"] <= truth["spearman"]
+                                          <= row["predicted_cross_seed_agreement_ci_high"])
+    refused = [r for r in estimate["rows"] if "refused" in r]
+    assert {(r["method"], r["grouping"]) for r in refused} == {("saliency", "grid"), ("smoothgrad", "grid")}
+    assert (out / "proxy_estimate.csv").is_file() and (out / "figures" / "proxy_estimate.csv").is_file()
+    page = (out / "index.html").read_text()
+    assert "Without retraining: an estimate from one model" in page and "measured cross-seed" in page
+
+
+def test_an_estimate_the_calibration_does_not_cover_is_a_reason_on_the_page(tmp_path):
+    out = _proxy_report(tmp_path, side=32)
+    estimate = json.loads((out / "results.json").read_text())["proxy_estimate"]
+    assert estimate["rows"] == [] and "covers 3 × 32 px only" in estimate["refused"]
+    assert "Left out: [data] images of 3 × 16 px: the calibration covers 3 × 32 px only" in html.unescape(
+        (out / "index.html").read_text())

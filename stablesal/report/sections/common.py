@@ -20,8 +20,8 @@ import numpy as np
 
 from . import stability as sections_
 from ...explain.explainers import is_control
-from ..figures import plot_stability_fidelity, plot_timing
-from ..html import SECTIONS, Section, report_section
+from ..figures import model_frames, plot_stability_fidelity, plot_timing
+from ..html import SECTIONS, Section, Slider, report_section
 from .stability import split_summary
 from ..figures import plot_sampling_confidence
 from ...studies.factors.effects import factor_reading
@@ -136,9 +136,15 @@ def inpainting(results: dict, out: Path) -> Section | None:
 
 @report_section("examples", order=180, stage="figures")
 def examples(results: dict, out: Path) -> Section:
-    return Section("Example maps across models", "Each row shows one test image explained by every main model, with "
-                   "the per-pixel mean and standard deviation across models.",
-                   figures=[(out / path, caption) for path, caption in results["figures"]["example_panels"]])
+    panels = [(out / path, caption) for path, caption in results["figures"]["example_panels"]]
+    cards = [(caption.split(":")[0], model_frames(path.with_suffix(".csv"))) for path, caption in panels
+             if path.with_suffix(".csv").is_file()]
+    sliders = [Slider("Model shown in every card:", cards)] if cards else []
+    reading = ("Each row shows one test image explained by every main model, with the per-pixel mean and standard "
+               "deviation across models.")
+    if sliders:
+        reading += " Below them, the slider shows one model's map for every method at once, on one colour scale per method."
+    return Section("Example maps across models", reading, figures=panels, sliders=sliders)
 
 
 @report_section("timing", order=190, stage="stability")

@@ -267,15 +267,17 @@ def consensus_section(consensus: dict, out: Path) -> Section:
     """Consensus maps, their calibration and power (figures first, then short tables)."""
     units = consensus["units"]
     maps_dir = out / "consensus"
-    figures = []
+    figures, toggles = [], {}
     # the overlays need the maps' .npz files: a folder without them (a results file alone) gets none
     shown = [unit for unit in units if unit.get("files")
              and all((maps_dir / name).exists() for name in unit["files"])][:2]
     for unit in shown:
-        figures.append((plot_consensus(unit, maps_dir, out / "figures" / f"consensus_{unit['method']}_"
-                                       f"{unit['grouping']}"),
-                        f"{_label(unit)}: single-model grey maps and the {unit['n_models']}-model mean, with the "
-                        "regions each test finds outlined in green."))
+        stem = out / "figures" / f"consensus_{unit['method']}_{unit['grouping']}"
+        path = plot_consensus(unit, maps_dir, stem)
+        toggles[path] = (plot_consensus(unit, maps_dir, stem.with_name(stem.name + "_plain"), overlay=False),
+                         "outline the regions found")
+        figures.append((path, f"{_label(unit)}: single-model grey maps and the {unit['n_models']}-model mean, with "
+                              "the regions each test finds outlined in green."))
     n_images = consensus.get("n_images", units[0]["n_images"] if units else 0)
     reference = reference_of(units[0]) if units else "untrained"
     settings = consensus["settings"]
@@ -314,7 +316,7 @@ def consensus_section(consensus: dict, out: Path) -> Section:
     if skipped:
         tables.append((skipped, "Calibrations not run, and why."))
     return Section("Consensus maps: regions beyond the null, and agreement", in_words(reading), figures=figures,
-                   tables=tables)
+                   toggles=toggles, tables=tables)
 
 
 def _interval_cell(plan: dict) -> str:

@@ -47,7 +47,10 @@ def plot_forest(ranking: dict, path_stem) -> Path:
                     "(95 % design interval)", fontsize=8)
     axis.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
-    return save_figure(fig, path_stem)
+    data = [{"method": r["method"], "grouping": r["grouping"], "excess": r["excess"], "excess_ci_low": r["excess_ci_low"],
+             "excess_ci_high": r["excess_ci_high"], "excess_holm": r["excess_holm"],
+             "resolved": (r["method"], r["grouping"]) in resolved} for r in rows]
+    return save_figure(fig, path_stem, data=data)
 
 
 def _plans(results: dict) -> dict[tuple[str, str], dict]:
