@@ -9,6 +9,9 @@ method × grouping. The cost of each proxy is measured (seconds, beside one trai
 computed as a share of one run (:func:`stablesal.models.proxies.proxy_cost`).
 
     python analysis/proxy_calibration.py --config experiments/proxy.toml --out experiments/results/proxy.json
+
+``--set section.key=value`` changes one key over the file (as on the command line), e.g. the spawn
+time of the spawn-time curve: ``--set 'proxy.names=["spawn"]' --set proxy.spawn_epoch=2``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stablesal.cli import parse_set  # noqa: E402
 from stablesal.core.storage import atomic_write_json  # noqa: E402
 from stablesal.data.datasets import load_configured  # noqa: E402
 from stablesal.data.selection import ordered_for_explaining  # noqa: E402
@@ -64,9 +68,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/proxy.toml")
     parser.add_argument("--out", default="experiments/results/proxy.json")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    overrides: dict = {}
+    for section, key, value in map(parse_set, args.set):
+        overrides.setdefault(section, {})[key] = value
+    config = load_config(args.config, overrides)
     if config.models.vary != "seed":
         raise SystemExit("[models] vary must be 'seed': the truth is models that differ only in their seed")
     began = time.perf_counter()
