@@ -100,7 +100,17 @@ def inpainting_table() -> str:
     return _table(header, rows, "benchmarks/results/inpainting.json") + f" OpenCV {result['opencv']}."
 
 
-TABLES = {"gradient": gradient_table, "perturbation": perturbation_table, "metrics": metrics_table,
+def page_table() -> str:
+    result = _load("page")
+    rows = [[row["page"], str(row["width_px"]), f"{row['bytes'] / 1e6:.2f} MB", f"{row['load_ms_median']:.0f} ms",
+             f"{row['browser_call_s_median']:.2f} s", row["check"].replace(";", "; ")] for row in result["rows"]]
+    header = ["page", "width (px)", "weight", "load (Navigation Timing, median)", "whole browser call (median)",
+              "the page's own check"]
+    return _table(header, rows, "benchmarks/results/page.json") + (
+        f" {result['browser']}, headless, {result['repeats']} loads each; the page of `{result['report']}`.")
+
+
+TABLES = {"page": page_table, "gradient": gradient_table, "perturbation": perturbation_table, "metrics": metrics_table,
           "inpainting": inpainting_table}
 BLOCK = re.compile(r"(<!-- benchmark:(\w+) -->\n)(.*?)(\n<!-- /benchmark:\2 -->)", re.S)
 
