@@ -36,8 +36,10 @@ def _table(header: list[str], rows: list[list[str]], source: str) -> str:
     return "\n".join(lines) + f"\n\n*From `{source}`.*"
 
 
-def gradient_table() -> str:
-    result = _load("gradient")
+def gradient_table(name: str = "gradient") -> str:
+    """The gradient methods of one ``benchmarks/bench_gradient.py`` result: time, ratio to the floor,
+    Captum at its defaults, counter streams and the grouping's overhead."""
+    result = _load(name)
     rows = []
     for m in result["methods"]:
         counter = m["other_streams_s"] / m["floor_s"] if m.get("other_streams") else None
@@ -47,9 +49,9 @@ def gradient_table() -> str:
                      f"{m['grouping_overhead_pct']:+.1f} %"])
     header = ["method", "passes", "floor (s)", "stablesal (s)", "ratio to floor", "counter streams ÷ floor",
               "Captum at its defaults (s)", "Captum ÷ stablesal", "grouped (fast-slic)"]
-    return _table(header, rows, "benchmarks/results/gradient.json") + (
-        f" {result['arch']}, {result['images']} images of {result['size']} px, {result['samples']} samples or "
-        f"steps, {result['threads']} threads, torch {result['torch']}.")
+    return _table(header, rows, f"benchmarks/results/{name}.json") + (
+        f" {result['arch']} on {result['device']}, {result['images']} images of {result['size']} px, "
+        f"{result['samples']} samples or steps, {result['threads']} threads, torch {result['torch']}.")
 
 
 def perturbation_table() -> str:
@@ -110,8 +112,10 @@ def page_table() -> str:
         f" {result['browser']}, headless, {result['repeats']} loads each; the page of `{result['report']}`.")
 
 
-TABLES = {"page": page_table, "gradient": gradient_table, "perturbation": perturbation_table, "metrics": metrics_table,
-          "inpainting": inpainting_table}
+GRADIENT_RESULTS = ("gradient", "gradient_224_torchvision_resnet18_cpu", "gradient_224_resnet18_cpu",
+                    "gradient_cuda_h100_small_cnn", "gradient_cuda_h100_resnet20")
+TABLES = {"page": page_table, **{name: (lambda name=name: gradient_table(name)) for name in GRADIENT_RESULTS},
+          "perturbation": perturbation_table, "metrics": metrics_table, "inpainting": inpainting_table}
 BLOCK = re.compile(r"(<!-- benchmark:(\w+) -->\n)(.*?)(\n<!-- /benchmark:\2 -->)", re.S)
 
 
