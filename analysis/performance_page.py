@@ -47,8 +47,11 @@ def gradient_table(name: str = "gradient") -> str:
                      _number(m["stablesal_s"], 3), _number(m["ratio_to_floor"]), _number(counter),
                      _number(m.get("captum_s"), 3), _number(m.get("captum_over_stablesal")),
                      f"{m['grouping_overhead_pct']:+.1f} %"])
+    # the partition the grouped run used: the first segmenter the benchmark timed at the run's image size
+    segmenter = next((s["segmenter"].split("(")[0] for s in result.get("segmenters", []) if s["size"] == result["size"]),
+                     "fastslic")
     header = ["method", "passes", "floor (s)", "stablesal (s)", "ratio to floor", "counter streams ÷ floor",
-              "Captum at its defaults (s)", "Captum ÷ stablesal", "grouped (fast-slic)"]
+              "Captum at its defaults (s)", "Captum ÷ stablesal", f"grouped ({segmenter})"]
     return _table(header, rows, f"benchmarks/results/{name}.json") + (
         f" {result['arch']} on {result['device']}, {result['images']} images of {result['size']} px, "
         f"{result['samples']} samples or steps, {result['threads']} threads, torch {result['torch']}.")

@@ -1,6 +1,7 @@
 """The report page in a real browser: its weight, and how long headless Chromium takes to load it
 at a desktop (1280 px) and a phone (390 px) width, from the page's own Navigation Timing entry
-(``loadEventEnd``, written to ``data-load-ms`` by the page's load check) and as the wall-clock time
+(``loadEventEnd``, read just after the load event and written to ``data-load-ms`` by the page's
+load check) and as the wall-clock time
 of the whole browser call. The page is the quick report's unless ``--report`` names a folder.
 
 There is no peer to compare with: Captum retired its interactive explorer (Insights) in 0.9, and

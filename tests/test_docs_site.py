@@ -55,8 +55,14 @@ def test_the_site_builds_strictly_and_loads_nothing_from_the_network(tmp_path):
     for page in pages:
         assert not loaded.findall(page.read_text()), page
     # the API reference is rendered from the docstrings, and the results page shows the committed figures
-    reference = (site / "reference" / "explainers" / "index.html").read_text()
+    reference = (site / "reference" / "explainers.html").read_text()
     assert "make_method" in reference and "attribute(inputs, target=None" in reference
-    results = (site / "results" / "index.html").read_text()
+    results = (site / "results.html").read_text()
     figures = re.findall(r'<img[^>]*src="([^"]+\.png)"', results)
-    assert figures and all((site / "results" / src).resolve().is_file() for src in figures)
+    assert figures and all((site / src).resolve().is_file() for src in figures)
+    # every link between pages points at a page of the site (the site opens from disk, no server)
+    for page in pages:
+        if page.name == "404.html":  # the page a web server shows for a missing file: its links are site-absolute
+            continue
+        for target in re.findall(r'<a[^>]*href="([^"#:]+\.html)', page.read_text()):
+            assert (page.parent / target).resolve().is_file(), (page, target)

@@ -233,21 +233,25 @@ def test_the_readmes_check_of_the_estimate_on_the_default_models_is_the_committe
     root = Path(__file__).resolve().parents[1]
     readme = " ".join((root / "README.md").read_text().split())
     result = json.loads((root / "experiments/results/proxy_in_report.json").read_text())
-    rows = [r for r in result["proxy_estimate"]["rows"] if "measured" in r]
-    assert len(result["models"]) == 4 and "four retrained models" in readme
+    estimate = result["proxy_estimate"]
+    rows = [r for r in estimate["rows"] if "measured" in r]
+    assert estimate["measured_set"] == "control" and estimate["measured_varies"] == "seed"
+    assert {r["measured_k"] for r in rows} == {3} and "the report's three control models" in readme
 
     def errors(proxy):
         return [abs(r["error"]) for r in rows if r["proxy"] == proxy]
 
     finetune, laplace = errors("finetune"), errors("laplace")
-    assert (f"fine-tuned copies of model 0 is off by {sum(finetune) / len(finetune):.3f} on average (largest "
-            f"{max(finetune):.3f}, {sum(e <= 0.05 for e in finetune)} of {len(finetune)} units within ±0.05)") in readme
+    assert (f"Fine-tuned copies' corrected estimate is off by {sum(finetune) / len(finetune):.3f} on average (largest "
+            f"{max(finetune):.3f}, {sum(e <= 0.05 for e in finetune)} of {len(finetune)} method × grouping units within "
+            "±0.05)") in readme
     assert (f"Laplace's by {sum(laplace) / len(laplace):.3f} (largest {max(laplace):.3f}, "
             f"{sum(e <= 0.05 for e in laplace)} of {len(laplace)})") in readme
-    assert f"inside the estimate's interval in {sum(r['measured_inside'] for r in rows)} of {len(rows)} units" in readme
-    half = [(r["predicted_cross_seed_agreement_ci_high"] - r["predicted_cross_seed_agreement_ci_low"]) / 2 for r in rows]
+    assert (f"inside the estimate's interval in {sum(r['measured_inside'] for r in rows)} of the {len(rows)} method × "
+            "grouping × proxy rows") in readme
+    half = [r["predicted_half_width"] for r in rows]
     measured = [(r["measured_ci_high"] - r["measured_ci_low"]) / 2 for r in rows]
-    assert f"(half-widths {min(half):.2f}–{max(half):.2f})" in readme
+    assert f"(half-widths {min(half):.2f}–{max(half):.2f} before clipping" in readme
     assert f"has its own ({min(measured):.2f}–{max(measured):.2f})" in readme
 
 

@@ -39,6 +39,7 @@ import torch
 
 from ..core.registry import Registry
 from ..core.seeding import derive
+from ..core.storage import tensor_digest
 from ..core.settings import MAIN, NULL_SETS, StudySettings
 from ..data.datasets import render_backgrounds
 from ..explain.gradient.diagnostics import confidence_by_strength
@@ -165,8 +166,11 @@ def proxy_estimate_rows(config: StudyConfig, dataset, model, images, labels, mas
             spawn=lambda epoch, count: spawn_children(dataset, plan_entry, train_config, epoch, count,
                                                       runs_dir / "spawn", models.device, progress=progress,
                                                       seed=proxy.seed))
+        # the cached units are keyed on what made the variants: model 0's weights, the proxy settings
+        identity = {"model": tensor_digest(*model.state_dict().values()), "proxy": asdict(proxy), "name": name,
+                    "training": asdict(train_config)}
         units = run_study({name: variants}, images, labels, masks, study, progress=progress, include_random=False,
-                          cache_dir=runs_dir / "proxy")
+                          cache_dir=runs_dir / "proxy", identity=identity)
         rows += estimate_rows(units, calibration, name, source, transfer)
         # a unit left out of the study because no calibration covers it says so, as estimate_rows does
         rows += [{"method": method, "grouping": grouping, "proxy": name, "kind": "estimate",
@@ -254,33 +258,45 @@ class ProxyStage(BaseStage):
     name, section = "proxy", "proxy"
     entry_types = {"proxy_estimate": (dict, type(None))}
     absent = {"proxy_estimate": None}
-    off_reason = "[proxy] in_report is false"
+    off_reason = "[proxy] in_report is false, or the stability study it is compared with does not run"
 
     def enabled(self, ctx: Context) -> bool:
         return bool(ctx.config.proxy.in_report) and "stability" in ctx.stages
 
+    @staticmethod
+    def truth_set(ctx: Context) -> str:
+        """The retrained set comparable with the calibration's truth (models that differ only in their
+        seed): the main set when only seeds vary, else the control set (model 0's split, other seeds)
+        when it ran, else the main set, labelled as varying more than the truth did."""
+        if ctx.config.models.vary == "seed" or len(ctx.model_sets[0].get("control", [])) < 2:
+            return MAIN
+        return "control"
+
     def run(self, ctx: Context) -> dict:
         proxy = ctx.config.proxy
-        calibration = load_calibration(proxy.calibration)
-        result = {"evidence": evidence(calibration, proxy.calibration), "proxies": list(proxy.names),
-                  "note": ESTIMATE_NOTE, "rows": [], "refused": None}
+        result = {"evidence": "", "proxies": list(proxy.names), "note": ESTIMATE_NOTE, "rows": [], "refused": None}
         try:
+            calibration = load_calibration(proxy.calibration)
+            result["evidence"] = evidence(calibration, proxy.calibration)
             check_estimate(ctx.config, ctx.dataset, calibration)
-        except ValueError as refusal:
+        except (ValueError, FileNotFoundError) as refusal:
             result["refused"] = str(refusal)
             return result
         stability = ctx.results["stability"]
         model = ctx.model_sets[0][MAIN][0]
         rows = proxy_estimate_rows(ctx.config, ctx.dataset, model, stability["images"], stability["labels"],
                                    stability["masks"], calibration, ctx.runs_dir, ctx.progress)
-        measured = {(r["method"], r["grouping"]): r for r in stability["summary"] if r["model_set"] == MAIN}
+        truth_set = self.truth_set(ctx)
+        result["measured_set"] = truth_set
+        result["measured_varies"] = "seed" if truth_set == "control" else ctx.config.models.vary
+        measured = {(r["method"], r["grouping"]): r for r in stability["summary"] if r["model_set"] == truth_set}
         for row in rows:
             truth = measured.get((row["method"], row["grouping"]))
             if truth is None or "predicted_cross_seed_agreement" not in row:
                 continue
             row.update({"measured": truth["spearman"], "measured_ci_low": truth["spearman_ci_low"],
                         "measured_ci_high": truth["spearman_ci_high"],
-                        "measured_k": len(ctx.model_sets[0][MAIN])})
+                        "measured_k": len(ctx.model_sets[0][truth_set]), "measured_set": truth_set})
             row["error"] = row["predicted_cross_seed_agreement"] - truth["spearman"]
             row["measured_inside"] = (row["predicted_cross_seed_agreement_ci_low"] <= truth["spearman"]
                                       <= row["predicted_cross_seed_agreement_ci_high"])

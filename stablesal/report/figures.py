@@ -251,7 +251,11 @@ def plot_model_maps(image, mask, maps: list, path_stem, title: str = "") -> Path
         axis.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=8, y=1.05)
-    return save_figure(fig, path_stem, data=map_rows({f"model {k}": m for k, m in enumerate(maps)}))
+    drawn = {f"model {k}": m for k, m in enumerate(maps)}
+    drawn.update({"mean": stack.mean(0), "std across models": stack.std(0)})
+    if mask is not None:
+        drawn["object mask"] = np.asarray(mask, np.float32)
+    return save_figure(fig, path_stem, data=map_rows(drawn))
 
 
 def plot_timing(summary: list[dict], path_stem, model_set: str = "main") -> Path:

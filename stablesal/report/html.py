@@ -48,11 +48,18 @@ EARLY_SCRIPT = ("window.__errors=0;window.__blocked=0;window.addEventListener('e
 # slider over the example maps, the overlay toggle of the consensus figures.
 INTERACTIONS = r"""
 (function () {
-  function number(text) {
+  // A cell's sort key: [0, number] for a cell that starts with a number ("0.50 [−0.11, 1.12]", "+0.12",
+  // "−3 %", "1e-05"), [1, text] for other text, [2] for an unknown cell ("–" or empty), which sorts last.
+  function key(text) {
     text = text.trim().replace(/\u2212/g, '-');
-    if (text === '' || text === '\u2013') return null;          // an unknown cell ("–") sorts last
-    var match = text.match(/^-?\d+(\.\d+)?(e-?\d+)?/i);
-    return match ? parseFloat(match[0]) : NaN;
+    if (text === '' || text === '\u2013') return [2, 0];
+    var match = text.match(/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?/i);
+    return match ? [0, parseFloat(match[0])] : [1, text];
+  }
+  function compare(a, b) {
+    if (a[0] !== b[0]) return a[0] - b[0];
+    if (a[0] === 0) return a[1] - b[1];
+    return a[0] === 1 ? a[1].localeCompare(b[1]) : 0;
   }
   [].forEach.call(document.querySelectorAll('table.data'), function (table) {
     var heads = table.tHead.rows[0].cells;
@@ -63,14 +70,17 @@ INTERACTIONS = r"""
         var ascending = th.getAttribute('aria-sort') !== 'ascending';
         [].forEach.call(heads, function (h) { h.setAttribute('aria-sort', 'none'); });
         th.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
-        var body = table.tBodies[0], rows = [].slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var x = a.cells[column].textContent, y = b.cells[column].textContent, nx = number(x), ny = number(y);
-          if (nx === null || ny === null) return nx === ny ? 0 : nx === null ? 1 : -1;
-          var order = !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
-          return ascending ? order : -order;
+        var body = table.tBodies[0];
+        var rows = [].map.call(body.rows, function (row, index) {
+          return {row: row, key: key(row.cells[column].textContent), index: index};
         });
-        rows.forEach(function (row) { body.appendChild(row); });
+        rows.sort(function (a, b) {
+          // unknown cells stay last both ways; equal keys keep their order (a stable sort)
+          var order = compare(a.key, b.key);
+          if (a.key[0] !== 2 && b.key[0] !== 2 && !ascending) order = -order;
+          return order || a.index - b.index;
+        });
+        rows.forEach(function (entry) { body.appendChild(entry.row); });
       }
       th.addEventListener('click', sort);
       th.addEventListener('keydown', function (event) { if (event.key === 'Enter') sort(); });
@@ -108,16 +118,18 @@ INTERACTIONS = r"""
 })();
 """
 
-# A self-check for headless browsers: every image decoded, nothing wider than the page, no
-# resource fetched, no script error, nothing blocked by the content policy.
-LOAD_CHECK = ("window.addEventListener('load',function(){var bad=[].filter.call(document.images,function(i){"
+# A self-check for headless browsers, just after the load event has ended (so Navigation Timing's
+# loadEventEnd is set): every image decoded, nothing wider than the page, no resource fetched, no
+# script error, nothing blocked by the content policy.
+LOAD_CHECK = ("window.addEventListener('load',function(){setTimeout(function(){"
+              "var bad=[].filter.call(document.images,function(i){"
               "return i.getAttribute('src')&&!(i.complete&&i.naturalWidth>0)}).length;"
               "var over=document.documentElement.scrollWidth>window.innerWidth+1;"
               "var fetched=performance.getEntriesByType('resource').length;"
               "var nav=performance.getEntriesByType('navigation')[0];"
               "document.body.setAttribute('data-check','images-broken='+bad+';overflow='+over+';resources='+fetched+"
               "';errors='+window.__errors+';blocked='+window.__blocked);"
-              "document.body.setAttribute('data-load-ms',nav?Math.round(nav.loadEventEnd||performance.now()):-1)});")
+              "document.body.setAttribute('data-load-ms',nav?Math.round(nav.loadEventEnd):-1)},0)});")
 
 
 @dataclass

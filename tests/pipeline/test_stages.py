@@ -275,6 +275,8 @@ def test_the_estimate_runs_beside_the_retrained_study_and_is_set_against_it(tmp_
     results = json.loads((out / "results.json").read_text())
     estimate = results["proxy_estimate"]
     assert estimate["refused"] is None and "calibration.json (commit 0123456789" in estimate["evidence"]
+    # no control models here: the main set (seeds and splits vary) is the measurement, and says so
+    assert estimate["measured_set"] == "main" and estimate["measured_varies"] == "both"
     measured = {(r["method"], r["grouping"]): r for r in results["stability_summary"] if r["model_set"] == "main"}
     compared = [r for r in estimate["rows"] if "measured" in r]
     assert {(r["method"], r["grouping"]) for r in compared} == {("saliency", "pixel"), ("smoothgrad", "pixel")}

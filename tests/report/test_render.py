@@ -124,3 +124,31 @@ def test_page_prints_and_screenshots_in_chromium(quick_report, tmp_path):
     subprocess.run([_chromium(), *FLAGS, *profile, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", url],
                    capture_output=True, timeout=120)
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 50_000
+
+
+SORT_ORDERS = """<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  var table = document.querySelector('table.data'), heading = table.tHead.rows[0].cells[1], orders = [];
+  function order() { return [].map.call(table.tBodies[0].rows, function (r) { return r.cells[0].textContent; }).join(','); }
+  heading.click(); orders.push(order());
+  heading.click(); orders.push(order());
+  document.body.setAttribute('data-orders', orders.join('|'));
+}, 0); });
+</script>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (make installs it where apt-get works)")
+def test_sorting_reads_signs_intervals_percentages_and_keeps_unknown_cells_last(tmp_path):
+    """Cells as the page prints them: a leading "+" or Unicode minus, an interval after the value,
+    a percentage, text, and the unknown "–", which stays last both ways."""
+    from stablesal.report.html import Section, render_page
+
+    cells = {"a": "0.50 [−0.11, 1.12]", "b": "+0.12", "c": "−0.30", "d": "–", "e": "12 %", "f": "beta",
+             "g": "alpha", "h": "−0.05 [−0.20, 0.10]", "i": "1e-05"}
+    rows = [{"row": name, "value": value} for name, value in cells.items()]
+    page = tmp_path / "sort.html"
+    page.write_text(render_page("sort", "", [Section("S", tables=[(rows, "")])]).replace("</body>", SORT_ORDERS + "</body>"))
+    dom = _dom(page.resolve().as_uri(), 1280, tmp_path / "profile")
+    ascending, descending = re.search(r'data-orders="([^"]*)"', dom).group(1).split("|")
+    assert ascending == "c,h,i,b,a,e,g,f,d"
+    assert descending == "f,g,e,a,b,i,h,c,d"

@@ -27,16 +27,23 @@ def estimate_reading(estimate: dict) -> str:
     inside = sum(bool(r["measured_inside"]) for r in rows)
     errors = np.array([r["error"] for r in rows])
     measured_half = np.mean([(r["measured_ci_high"] - r["measured_ci_low"]) / 2 for r in rows])
-    predicted_half = np.mean([(r["predicted_cross_seed_agreement_ci_high"] - r["predicted_cross_seed_agreement_ci_low"])
-                              / 2 for r in rows])
+    predicted_half = np.mean([r.get("predicted_half_width", (r["predicted_cross_seed_agreement_ci_high"]
+                                                             - r["predicted_cross_seed_agreement_ci_low"]) / 2)
+                              for r in rows])
     k = rows[0].get("measured_k")
+    measured_set = estimate.get("measured_set", "main")
+    which = {"control": f"the {k} control models (model 0's data split, other seeds: the calibration's truth also "
+                        "varies only the seed)",
+             "main": f"the {k} main models" + ("" if estimate.get("measured_varies", "seed") == "seed" else
+                                               f" (they vary {estimate.get('measured_varies')}; the calibration's "
+                                               "truth varies only the seed)")}[measured_set]
     proxies = ", ".join(dict.fromkeys(r["proxy"] for r in rows))
     direction = ("over-estimates" if np.all(errors > 0) else "under-estimates" if np.all(errors < 0)
                  else "errs in both directions on")
     return (f"An estimate, not a measurement: main model 0 varied by {proxies}, the variants' agreement moved by the "
-            f"offset of {estimate['evidence']}. Beside it, the cross-seed Spearman of the {k} retrained models this "
-            f"report measured. The measured value lies inside the estimate's interval in {inside} of {len(rows)} "
-            f"units; the estimate {direction} the measurement, by {np.mean(np.abs(errors)):.2f} on average "
+            f"offset of {estimate['evidence']}. Beside it, the cross-seed Spearman this report measured on {which}. "
+            f"The measured value lies inside the estimate's interval in {inside} of {len(rows)} method × grouping "
+            f"× proxy rows; the estimate {direction} the measurement, by {np.mean(np.abs(errors)):.2f} on average "
             f"(largest {np.max(np.abs(errors)):.2f}). The intervals are wide on both sides (±{predicted_half:.2f} "
             f"for the estimate, ±{measured_half:.2f} for the measurement on average), so a unit inside its interval "
             "is consistent with the estimate, not a confirmation of it."

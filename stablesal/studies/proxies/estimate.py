@@ -143,6 +143,7 @@ def estimate_rows(units: list[dict], calibration: dict, proxy: str, source: str 
                     "predicted_cross_seed_agreement": predicted,
                     "predicted_cross_seed_agreement_ci_low": max(-1.0, predicted - half),
                     "predicted_cross_seed_agreement_ci_high": min(1.0, predicted + half),
+                    "predicted_half_width": half,  # before the interval is clipped to [−1, 1]
                     "evidence": source})
         rows.append(row)
     return rows

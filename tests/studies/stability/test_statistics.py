@@ -587,3 +587,217 @@ def test_grid_contrast_reads_the_whole_name_after_the_first_at():
     grid = _result(_unit(generator.normal(size=(3, 4, 10))), "seed", grouping="grid@x@y")
     (row,) = grid_contrast_rows([superpixel, grid])
     assert (row["grouping"], row["reference"]) == ("x@y", "grid@x@y")
+
+
+@pytest.mark.mutation
+def test_the_p_value_matches_its_interval_on_the_raw_scale():
+    """Student t on the interval's own degrees of freedom, against SciPy, for 0 and another value;
+    a one-sided distance in either direction gives the same two-sided p."""
+    from stablesal.core.intervals import Interval
+    from stablesal.studies.stability.statistics import interval_p_value
+
+    interval = Interval(0.3, 0.1, 0.5, se=0.1, df=10.0, method="jackknife")
+    assert interval_p_value(interval) == pytest.approx(2 * stats.t.sf(3.0, 10.0), rel=1e-12)
+    assert interval_p_value(interval, 0.1) == pytest.approx(2 * stats.t.sf(2.0, 10.0), rel=1e-12)
+    assert interval_p_value(interval, 0.5) == pytest.approx(2 * stats.t.sf(2.0, 10.0), rel=1e-12)
+    # bounds do not move a raw-scale interval's p, nor a Fisher-z method without bounds
+    assert interval_p_value(interval, 0.1, bounds=(-1.0, 1.0)) == interval_p_value(interval, 0.1)
+    z_without_bounds = Interval(0.3, 0.1, 0.5, se=0.1, df=10.0, method="jackknife-z")
+    assert interval_p_value(z_without_bounds, 0.1) == pytest.approx(2 * stats.t.sf(2.0, 10.0), rel=1e-12)
+
+
+@pytest.mark.mutation
+def test_the_p_value_of_a_fisher_z_interval_is_on_that_scale_and_clips_a_value_on_a_bound():
+    from stablesal.core.intervals import Interval
+    from stablesal.studies.stability.statistics import interval_p_value
+
+    interval = Interval(0.6, 0.3, 0.8, se=0.2, df=7.0, method="jackknife-z")
+    z = np.arctanh  # on [−1, 1]
+    assert interval_p_value(interval, 0.0, (-1.0, 1.0)) == pytest.approx(2 * stats.t.sf(z(0.6) / 0.2, 7.0), rel=1e-10)
+    assert interval_p_value(interval, 0.2, (-1.0, 1.0)) == pytest.approx(
+        2 * stats.t.sf((z(0.6) - z(0.2)) / 0.2, 7.0), rel=1e-10)
+    # a range of [0, 1] is rescaled to [−1, 1] first: x → 2x − 1
+    assert interval_p_value(interval, 0.2, (0.0, 1.0)) == pytest.approx(
+        2 * stats.t.sf(abs(z(0.2) - z(-0.6)) / 0.2, 7.0), rel=1e-10)
+    # a value on a bound is moved a billionth of the range inside it (finite z, a tiny p)
+    for value, inside in ((1.0, 1 - 2e-9), (-1.0, -1 + 2e-9), (1.5, 1 - 2e-9)):
+        expected = 2 * stats.t.sf(abs(z(0.6) - z(inside)) / 0.2, 7.0)
+        assert interval_p_value(interval, value, (-1.0, 1.0)) == pytest.approx(expected, rel=1e-6)
+    assert 0 < interval_p_value(interval, 1.0, (-1.0, 1.0)) < 1e-3
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("se, df", [(float("nan"), 5.0), (0.1, float("nan")), (0.1, float("inf")), (0.0, 5.0),
+                                    (-0.1, 5.0), (float("inf"), 5.0)])
+def test_the_p_value_of_an_interval_that_is_not_estimable_is_nan(se, df):
+    from stablesal.core.intervals import Interval
+    from stablesal.studies.stability.statistics import interval_p_value
+
+    assert math.isnan(interval_p_value(Interval(0.3, 0.1, 0.5, se=se, df=df), 0.0))
+
+
+@pytest.mark.mutation
+def test_with_p_adds_the_estimate_its_interval_and_the_p_of_the_given_value_on_the_given_scale():
+    from stablesal.core.intervals import Interval
+    from stablesal.studies.stability.statistics import interval_p_value, with_p
+
+    interval = Interval(0.6, 0.3, 0.8, se=0.2, df=7.0, method="jackknife-z")
+    row = with_p({"method": "m"}, "excess", interval, bounds=(0.0, 1.0), value=0.2)
+    assert row == {"method": "m", "excess": 0.6, "excess_ci_low": 0.3, "excess_ci_high": 0.8,
+                   "excess_p": interval_p_value(interval, 0.2, (0.0, 1.0))}
+    assert row["excess_p"] != interval_p_value(interval, 0.0, (0.0, 1.0))
+    assert row["excess_p"] != interval_p_value(interval, 0.2, None)
+    assert with_p({}, "x", interval)["x_p"] == interval_p_value(interval, 0.0, None)
+
+
+@pytest.mark.mutation
+def test_icc_its_null_its_excess_and_the_facets_are_the_pearson_means_computed_by_numpy():
+    """From unit maps of 4 models (with a retest) and 3 random-label networks: the ICC is the mean
+    Pearson r of the centred maps over model pairs and images; icc_<null> the same on the null;
+    icc_beyond = (ICC − ICC_N) / (1 − ICC_N); the facets are ICC, retest − ICC and 1 − retest, where
+    retest is the mean Pearson r of each model's two runs; they sum to 1."""
+    from tests.helpers.study_results import pearson
+
+    generator = np.random.default_rng(21)
+    k, n, d = 4, 6, 40
+    signal = generator.normal(size=(1, n, d))
+    main_maps = _unit(signal + 0.8 * generator.normal(size=(k, n, d)))
+    retest_maps = _unit(main_maps + 0.3 * generator.normal(size=(k, n, d)))
+    null_maps = _unit(0.5 * signal + generator.normal(size=(3, n, d)))
+    main = _with_metrics(study_result(main_maps, "seed", retest=retest_maps))
+    for row in main["retest_rows"]:
+        row.update(ssim=0.9, spearman=0.9, normalised_l2=0.1, topk_intersection=0.8)
+    null = _with_metrics(study_result(null_maps, "both", model_set="random_label"))
+    row = next(r for r in summarise([main, null]) if r["model_set"] == "main")
+    icc = np.mean([pearson(main_maps[a, i], main_maps[b, i]) for a in range(k) for b in range(a + 1, k)
+                   for i in range(n)])
+    icc_null = np.mean([pearson(null_maps[a, i], null_maps[b, i]) for a in range(3) for b in range(a + 1, 3)
+                        for i in range(n)])
+    retest = np.mean([pearson(main_maps[a, i], retest_maps[a, i]) for a in range(k) for i in range(n)])
+    assert row["icc"] == pytest.approx(icc, abs=1e-12) and row["icc_random_label"] == pytest.approx(icc_null, abs=1e-12)
+    assert row["icc_beyond_random_label"] == pytest.approx((icc - icc_null) / (1 - icc_null), abs=1e-12)
+    assert row["g_shared"] == pytest.approx(icc, abs=1e-12)
+    assert row["g_model"] == pytest.approx(retest - icc, abs=1e-12)
+    assert row["g_explainer"] == pytest.approx(1 - retest, abs=1e-12)
+    assert row["g_shared"] + row["g_model"] + row["g_explainer"] == pytest.approx(1.0, abs=1e-12)
+    for key in ("icc", "icc_random_label", "icc_beyond_random_label", "g_shared", "g_model", "g_explainer"):
+        assert row[f"{key}_ci_low"] < row[key] < row[f"{key}_ci_high"], key
+    # the ICC's interval is built on Fisher's z of [−1, 1] (it stays inside the range), over the set's own models
+    units = UnitArrays({"main": main, "random_label": null})
+    for model_set, key in (("main", "icc"), ("random_label", "icc_random_label")):
+        expected = design_interval(lambda w, s=model_set: pair_mean(units.pair(s, "centred_cross"), w, s), n,
+                                   {model_set: units.counts[model_set]}, bounds=(-1.0, 1.0))
+        assert expected.method == "jackknife-z"
+        assert (row[f"{key}_ci_low"], row[f"{key}_ci_high"]) == pytest.approx((expected.low, expected.high), abs=1e-12)
+    null_row = next(r for r in summarise([main, null]) if r["model_set"] == "random_label")
+    assert (null_row["icc"], null_row["icc_ci_low"]) == (row["icc_random_label"], row["icc_random_label_ci_low"])
+    # a deterministic explainer reproduces itself: no explainer facet, the rest is the model's
+    main["random"] = False
+    row = next(r for r in summarise([main, null]) if r["model_set"] == "main")
+    assert row["g_explainer"] == 0.0 and row["g_model"] == pytest.approx(1 - icc, abs=1e-12)
+    # rows written before the centred maps were recorded get no ICC, and no facets
+    for result in (main, null):
+        for pair in result["rows"]:
+            del pair["centred_cross"]
+    old = summarise([main, null])
+    assert not any(key.startswith(("icc", "g_")) for r in old for key in r)
+
+
+@pytest.mark.mutation
+def test_metric_and_difference_ranges_are_those_registered_and_none_where_a_side_is_open():
+    from stablesal.metrics import METRICS, register_metric
+    from stablesal.studies.stability.statistics import difference_range, metric_range
+
+    assert metric_range("spearman") == (-1.0, 1.0) and difference_range("spearman") == (-2.0, 2.0)
+    assert metric_range("sq_distance") is None and difference_range("sq_distance") is None  # not a registered metric
+    for name, low, high in (("open_above_for_test", 0.0, None), ("open_below_for_test", None, 1.0)):
+        register_metric(name, higher_is_better=True, low=low, high=high, description="d", kind="pairwise",
+                        function=lambda a, b: (a - b).abs().flatten(1).mean(1))
+        try:
+            assert metric_range(name) is None and difference_range(name) is None, name
+        finally:
+            METRICS.unregister(name)
+
+
+@pytest.mark.mutation
+def test_a_summary_row_takes_the_results_family_and_counts_no_degenerate_maps_by_default():
+    generator = np.random.default_rng(4)
+    result = _with_metrics(study_result(_unit(generator.normal(size=(3, 4, 20))), "seed"))
+    result["method"] = "smoothgrad"
+    (row,) = summarise([result])
+    assert row["family"] == "gradient" and row["degenerate_maps"] == 0  # family from the method's registration
+    result.update(family="perturbation", degenerate_maps=2)
+    (row,) = summarise([result])
+    assert row["family"] == "perturbation" and row["degenerate_maps"] == 2
+
+
+@pytest.mark.mutation
+def test_a_contrasts_pairwise_difference_is_bounded_to_twice_the_range_and_its_p_on_that_scale():
+    """With pair metrics that vary, the Spearman difference's interval is the Fisher-z interval of a
+    difference on [−2, 2], and its p-value is read on that scale; the sanity check is not compared."""
+    from stablesal.core.intervals import design_interval
+    from stablesal.studies.stability.statistics import interval_p_value
+
+    grouped, _, _, _ = _contrast_inputs()
+    generator = np.random.default_rng(17)
+    for key, shift in ((("m", "g"), 0.2), (("m", "h"), 0.0)):
+        for pair in grouped[key]["main"]["rows"]:
+            pair["spearman"] = float(np.clip(0.6 + shift + 0.25 * generator.normal(), -1, 1))
+        grouped[key]["main"]["sanity_spearman"] = list(generator.random(grouped[key]["main"]["n_images"]))
+    row = grouping_contrast(grouped, "m", "g", "h")
+    a, b = UnitArrays({"main": grouped[("m", "g")]["main"]}), UnitArrays({"main": grouped[("m", "h")]["main"]})
+    expected = design_interval(lambda w: pair_mean(a.pair("main", "spearman"), w, "main")
+                               - pair_mean(b.pair("main", "spearman"), w, "main"), a.n_images, a.counts,
+                               bounds=(-2.0, 2.0))
+    assert expected.method == "jackknife-z"
+    assert (row["spearman_difference_ci_low"], row["spearman_difference_ci_high"]) == pytest.approx(
+        (expected.low, expected.high), abs=1e-12)
+    assert row["spearman_difference_p"] == pytest.approx(interval_p_value(expected, 0.0, (-2.0, 2.0)), rel=1e-12)
+    assert row["spearman_difference_p"] != pytest.approx(interval_p_value(expected, 0.0, None), rel=1e-6)
+    assert "sanity_spearman_difference" not in row
+
+
+@pytest.mark.mutation
+def test_the_null_rows_and_the_main_minus_control_difference_are_on_their_ranges():
+    """Each null's mean Spearman is bounded to [−1, 1] and the excess over it to [−2, 2] (Fisher-z
+    intervals, checked against design_interval); main − control's p is read on [−2, 2]; the
+    strictest null present is named (random-label networks before untrained ones), None without one."""
+    from stablesal.core.intervals import design_interval
+    from stablesal.studies.stability.statistics import interval_p_value
+
+    generator = np.random.default_rng(23)
+    k, n, d = 4, 8, 30
+
+    def varied(result, centre):
+        for pair in result["rows"]:
+            pair.update(ssim=0.5, normalised_l2=1.0, topk_intersection=0.2, a_correct=True, b_correct=True,
+                        spearman=float(np.clip(centre + 0.2 * generator.normal(), -1, 1)))
+        return result
+
+    main = varied(study_result(_unit(generator.normal(size=(k, n, d))), "both"), 0.6)
+    control = varied(study_result(_unit(generator.normal(size=(3, n, d))), "seed", model_set="control"), 0.7)
+    untrained = varied(study_result(_unit(generator.normal(size=(3, n, d))), "init", model_set="untrained"), 0.3)
+    random_label = varied(study_result(_unit(generator.normal(size=(3, n, d))), "both", model_set="random_label"), 0.4)
+    row = next(r for r in summarise([main, control, untrained, random_label]) if r["model_set"] == "main")
+    assert row["strictest_null"] == "random_label"
+    units = UnitArrays({"main": main, "control": control, "untrained": untrained, "random_label": random_label})
+    for null in ("untrained", "random_label"):
+        own = design_interval(lambda w, s=null: pair_mean(units.pair(s, "spearman"), w, s), n, {null: 3},
+                              bounds=(-1.0, 1.0))
+        excess = design_interval(lambda w, s=null: pair_mean(units.pair("main", "spearman"), w, "main")
+                                 - pair_mean(units.pair(s, "spearman"), w, s), n, {"main": k, null: 3},
+                                 bounds=(-2.0, 2.0))
+        assert (row[f"spearman_{null}_ci_low"], row[f"spearman_{null}_ci_high"]) == pytest.approx(
+            (own.low, own.high), abs=1e-12)
+        assert (row[f"spearman_above_{null}_ci_low"], row[f"spearman_above_{null}_ci_high"]) == pytest.approx(
+            (excess.low, excess.high), abs=1e-12)
+    difference = design_interval(lambda w: pair_mean(units.pair("main", "spearman"), w, "main")
+                                 - pair_mean(units.pair("control", "spearman"), w, "control"), n,
+                                 {"main": k, "control": 3}, bounds=(-2.0, 2.0))
+    assert row["spearman_main_minus_control_p"] == pytest.approx(interval_p_value(difference, 0.0, (-2.0, 2.0)),
+                                                                rel=1e-12)
+    assert row["spearman_main_minus_control_p"] != pytest.approx(interval_p_value(difference, 0.0, None), rel=1e-6)
+    (alone,) = [r for r in summarise([main]) if r["model_set"] == "main"]
+    assert alone["strictest_null"] is None
+    only_untrained = next(r for r in summarise([main, untrained]) if r["model_set"] == "main")
+    assert only_untrained["strictest_null"] == "untrained"
