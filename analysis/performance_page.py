@@ -115,9 +115,80 @@ def page_table() -> str:
         f" {result['browser']}, headless, {result['repeats']} loads each; the page of `{result['report']}`.")
 
 
+def segmenter_table(name: str = "gradient") -> str:
+    """Segmentation time per image of the partitions a gradient benchmark timed."""
+    result = _load(name)
+    rows = [[s["segmenter"], str(s["size"]), _number(s["ms_per_image"])] for s in result["segmenters"]]
+    return _table(["segmenter", "image side (px)", "ms per image"], rows, f"benchmarks/results/{name}.json")
+
+
+def whole_runs_table() -> str:
+    result = _load("whole_runs")
+    report = json.loads((ROOT / "experiments" / "results" / "default.json").read_text())
+    timings = report["timings_s"]
+    rows = [[f"`{run['command']}`", f"{run['wall_s'] // 60:.0f} min {run['wall_s'] % 60:.0f} s",
+             f"{run['inside_report_s']:.0f} s"] for run in result["runs"]]
+    stages = [[stage, f"{seconds:.0f} s", f"{100 * seconds / timings['total']:.0f} %"]
+              for stage, seconds in sorted(timings.items(), key=lambda item: -item[1]) if stage != "total"]
+    return (_table(["command", "wall clock, fresh clone", "inside the report"], rows,
+                   "benchmarks/results/whole_runs.json") + " " + result["what"] + ".\n\n"
+            + _table(["stage of `make report`", "seconds", "share of the report"], stages,
+                     "experiments/results/default.json, timings_s"))
+
+
+def study_224_table() -> str:
+    result = _load("study_224")
+    rows = [[run["fidelity"], f"{run['seconds']:.0f} s",
+             ", ".join(f"{m} {s:.1f} s" for m, s in run["explain_seconds_per_model"].items())] for run in result["runs"]]
+    return _table(["[gradient] fidelity", "whole study", "explaining, per model"], rows,
+                  "benchmarks/results/study_224.json") + (
+        f" {result['models']}, {result['images']} images, {', '.join(result['methods'])} × "
+        f"{', '.join(result['groupings'])}, {result['torch_threads']} threads.")
+
+
+def training_table() -> str:
+    result = _load("training")
+    rows = [[layout, f"{ms:.1f} ms"] for layout, ms in result["ms_per_step"].items()]
+    return _table(["memory format", "per training step"], rows, "benchmarks/results/training.json") + (
+        f" Batch {result['batch']} of {result['size']} px, {result['threads']} threads; channels-last ÷ contiguous "
+        f"{result['ratio_to_floor']:.2f}.")
+
+
+def memory_table() -> str:
+    rows = [[m["arch"], str(m["images"]), str(m["samples"]), str(m["threads"]), f"{m['rss_before_mib']} MiB",
+             f"{m['peak_rss_mib']} MiB"] for m in _load("memory_224")]
+    return _table(["model (224 px)", "images", "SmoothGrad samples", "threads", "before explaining", "peak"], rows,
+                  "benchmarks/results/memory_224.json")
+
+
+def consensus_table() -> str:
+    r = _load("consensus")
+    rows = [["stablesal (permutation p-values and Benjamini–Hochberg)", f"{r['stablesal_s']:.2f} s", "1"],
+            ["floor (the same relabellings as one matrix product)", f"{r['floor_s']:.2f} s",
+             f"{r['floor_s'] / r['stablesal_s']:.2f}"],
+            ["SciPy permutation_test (scaled from a tenth)", f"{r['scipy_s_scaled']:.1f} s",
+             f"{r['scipy_s_scaled'] / r['stablesal_s']:.0f}"],
+            ["exact rank-sum test", f"{r['rank_sum_exact_s']:.3f} s", f"{r['rank_sum_exact_s'] / r['stablesal_s']:.3f}"]]
+    return _table(["implementation", "time", "÷ stablesal"], rows, "benchmarks/results/consensus.json") + (
+        f" {r['images']} images × {r['regions']} regions, {r['models']} vs {r['reference_models']} models, "
+        f"{r['permutations']:,} permutations; largest p-value difference to SciPy "
+        f"{r['max_abs_difference_to_scipy']:.3f} (both are Monte Carlo).".replace("0,0", "0 0"))
+
+
+def executor_table() -> str:
+    r = _load("executor")
+    rows = [[name, f"{r['training_s'][name]:.1f} s", f"{r['overhead_ms_per_unit'][name]:.2f} ms"]
+            for name in r["training_s"]]
+    return _table(["executor", f"training {r['seeds']} seeds × {r['epochs']} epochs", "overhead per small unit"], rows,
+                  "benchmarks/results/executor.json") + f" {r['n_train']} training images, {r['cores']} cores."
+
+
 GRADIENT_RESULTS = ("gradient", "gradient_224_torchvision_resnet18_cpu", "gradient_224_resnet18_cpu",
                     "gradient_cuda_h100_small_cnn", "gradient_cuda_h100_resnet20")
-TABLES = {"page": page_table, **{name: (lambda name=name: gradient_table(name)) for name in GRADIENT_RESULTS},
+TABLES = {"whole_runs": whole_runs_table, "study_224": study_224_table, "training": training_table,
+          "memory_224": memory_table, "consensus": consensus_table, "executor": executor_table,
+          "segmenters": segmenter_table, "segmenters_224": lambda: segmenter_table("gradient_224_torchvision_resnet18_cpu"),
+          "page": page_table, **{name: (lambda name=name: gradient_table(name)) for name in GRADIENT_RESULTS},
           "perturbation": perturbation_table, "metrics": metrics_table, "inpainting": inpainting_table}
 BLOCK = re.compile(r"(<!-- benchmark:(\w+) -->\n)(.*?)(\n<!-- /benchmark:\2 -->)", re.S)
 
