@@ -519,3 +519,110 @@ def test_bias_corrected_quantiles_move_with_the_replicates_bias():
         assert high == pytest.approx(estimate - bias + z * spread, abs=2e-3)
     lows, highs = bias_corrected_quantiles(np.stack([replicates, 2 + replicates], 1), np.array([0.0, 2.5]))
     assert lows.shape == (2,) and lows[0] == pytest.approx(-z, abs=2e-3) and highs[1] == pytest.approx(3.0 + z, abs=2e-3)
+
+
+def _bias_corrected_by_hand(values, estimate, confidence=0.95):
+    """One cell of Efron's bias-corrected percentile interval, written out with the standard library's
+    NormalDist and a sorted list (linear interpolation between order statistics, NumPy's default)."""
+    from statistics import NormalDist
+
+    kept = sorted(v for v in values if v == v)
+    b = len(kept)
+    below = sum(1 for v in kept if v < estimate and not math.isclose(v, estimate, rel_tol=1e-9, abs_tol=1e-12))
+    below += 0.5 * sum(1 for v in kept if math.isclose(v, estimate, rel_tol=1e-9, abs_tol=1e-12))
+    share = min(max(below / b, 0.5 / b), 1 - 0.5 / b)
+    normal = NormalDist()
+    z0, z = normal.inv_cdf(share), normal.inv_cdf(0.5 + confidence / 2)
+
+    def quantile(q):
+        position = q * (b - 1)
+        lower = math.floor(position)
+        upper = min(lower + 1, b - 1)
+        return kept[lower] + (position - lower) * (kept[upper] - kept[lower])
+
+    return quantile(normal.cdf(2 * z0 - z)), quantile(normal.cdf(2 * z0 + z))
+
+
+@pytest.mark.mutation
+def test_bias_corrected_quantiles_by_hand_at_the_edges_ties_and_missing_cells():
+    """Against a by-hand computation: every replicate above the estimate (the share is held at
+    1/(2B)), every one below (1 − 1/(2B)), ties counted half, NaN replicates left out, a cell with
+    no finite replicate NaN; a [B, 2, 2] array keeps its cells apart."""
+    from stablesal.core.intervals import bias_corrected_quantiles
+
+    generator = np.random.default_rng(5)
+    base = generator.normal(size=40)
+    cells = {
+        "above": (1.0 + np.abs(base), 0.0),
+        "below": (-1.0 - np.abs(base), 0.0),
+        "ties": (np.concatenate([np.zeros(10), base[:30]]), 0.0),
+        "near ties": (np.concatenate([np.full(10, 1e-13), base[:30]]), 0.0),
+        "missing": (np.concatenate([np.full(8, np.nan), base[:32]]), 0.1),
+        "mixed": (base, 0.3),
+        "relatively close": (np.concatenate([np.full(10, 1.0 + 1e-7), 1.0 + base[:30]]), 1.0),  # not ties: > 1e-9
+        "absolutely close": (np.concatenate([np.full(10, 1e-10), base[:30]]), 0.0),  # not ties: > 1e-12
+    }
+    for name, (values, estimate) in cells.items():
+        low, high = bias_corrected_quantiles(values, estimate, confidence=0.9)
+        assert (float(low), float(high)) == pytest.approx(_bias_corrected_by_hand(values, estimate, 0.9), abs=1e-12), name
+    stacked = np.stack([cells[n][0] for n in ("above", "below", "ties", "mixed")], 1).reshape(40, 2, 2)
+    estimates = np.array([[0.0, 0.0], [0.0, 0.3]])
+    lows, highs = bias_corrected_quantiles(stacked, estimates)
+    assert lows.shape == highs.shape == (2, 2)
+    for index, name in enumerate(("above", "below", "ties", "mixed")):
+        expected = _bias_corrected_by_hand(cells[name][0], cells[name][1])
+        assert (lows.flat[index], highs.flat[index]) == pytest.approx(expected, abs=1e-12), name
+    empty_low, empty_high = bias_corrected_quantiles(np.full((10, 2), np.nan), np.array([0.0, 0.0]))
+    assert np.isnan(empty_low).all() and np.isnan(empty_high).all()
+    with_empty = np.stack([base, np.full(40, np.nan)], 1)
+    low, high = bias_corrected_quantiles(with_empty, np.array([0.3, 0.0]))
+    assert np.isnan(low[1]) and np.isnan(high[1]) and (low[0], high[0]) == pytest.approx(
+        _bias_corrected_by_hand(base, 0.3), abs=1e-12)
+
+
+@pytest.mark.mutation
+def test_the_coverage_note_in_full_for_a_simulated_and_an_unsimulated_k(monkeypatch):
+    from stablesal.core import intervals
+
+    monkeypatch.setattr(intervals, "COVERAGE_BY_K", {4: {"balanced": 0.95, "heavy-tailed": 0.93, "bad-seed": 0.84,
+                                                         "images-dominate": 0.9, "odd": 0.7}})
+    assert intervals.coverage_note(4) == (
+        "With K = 4 models the nominal 95 % intervals covered 0.90–0.95 in simulated studies where model effects are "
+        "normal or heavy-tailed and whichever of images or models dominates; 0.84 when bad seeds make 15 % of the "
+        "models, 0.70 (odd), below 90 %: a seed that trains differently now and then is not seen by a study that did "
+        "not draw one (every scenario reaches 90 % from K = 15) (docs/methods.md §3, experiments/results/coverage.json).")
+    assert intervals.coverage_note(6).startswith("With K = 6 models (simulated at K = 4) the nominal")
+    monkeypatch.setattr(intervals, "COVERAGE_BY_K", {4: {"balanced": 0.95, "heavy-tailed": 0.93}})
+    assert intervals.coverage_note(4) == (
+        "With K = 4 models the nominal 95 % intervals covered 0.93–0.95 in simulated studies where model effects are "
+        "normal or heavy-tailed and whichever of images or models dominates (docs/methods.md §3, "
+        "experiments/results/coverage.json).")
+
+
+@pytest.mark.mutation
+def test_design_interval_edges_equal_bounds_a_wide_range_no_variance_and_one_image():
+    """Bounds must be ordered and distinct; in a range of 100 a value 0.5 from its bound is within 1 %
+    of the range, so the raw interval is clipped instead of taking Fisher's z; a statistic with no
+    variance gets the images' degrees of freedom; an interval that cannot be estimated keeps its method."""
+    from stablesal.core.intervals import design_interval
+
+    with pytest.raises(ValueError):
+        design_interval(lambda w: 1.0, 5, {"main": 3}, bounds=(1.0, 1.0))
+    values = np.array([0.2, 0.5, 0.9, 0.4, 0.7])
+
+    def near_bound(w):
+        return float(np.average(values, weights=w.images))
+
+    wide = design_interval(near_bound, 5, {}, bounds=(0.0, 100.0))
+    assert wide.method == "jackknife-clipped"
+    narrow = design_interval(near_bound, 5, {}, bounds=(-1.0, 1.0))
+    assert narrow.method == "jackknife-z"
+    constant = design_interval(lambda w: 0.25, 6, {"main": 3})
+    assert constant.df == 5.0 and constant.se == 0.0 and constant.low == constant.high == 0.25
+    satterthwaite = design_interval(lambda w: 0.25, 6, {"main": 3}, quantile="satterthwaite")
+    assert satterthwaite.df == 5.0 and satterthwaite.low == satterthwaite.high == 0.25
+    def undefined_without_image_0(w):
+        return float(np.average(values, weights=w.images)) if w.images[0] > 0 else float("nan")
+
+    lost = design_interval(undefined_without_image_0, 5, {}, bounds=(-1.0, 1.0))
+    assert math.isnan(lost.low) and math.isnan(lost.se) and lost.method == "jackknife-clipped"  # kept, not reset
