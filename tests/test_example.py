@@ -87,7 +87,7 @@ def test_report_on_the_example_checkpoints_renders(trained, tmp_path):
                           "--virtual-time-budget=5000", "--dump-dom", (folder / "index.html").as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     check = re.search(r'data-check="([^"]*)"', dom)
-    assert check is not None and check.group(1) == "images-broken=0;overflow=false"
+    assert check is not None and check.group(1) == "images-broken=0;overflow=false;resources=0;errors=0;blocked=0"
 
 
 def test_tutorial_notebook_runs(trained, monkeypatch, capsys):
