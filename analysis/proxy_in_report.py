@@ -4,9 +4,11 @@ the proxy stage on main model 0, and write the estimate beside the measurement t
 
     python analysis/proxy_in_report.py [--out experiments/results/proxy_in_report.json]
 
-The shipped calibration was made on 19 seed-only models of the same architecture and data trained
-with a shorter recipe; the default report's 4 models vary seed and data split and train longer, so
-this is a test of the calibration on a recipe it was not fitted on.
+The shipped calibration was made on 19 models of the same architecture that differ only in their
+seed (8 epochs on 5 000 images); the default report trains 6 epochs on 10 000 images per model, so
+this tests the calibration on a recipe it was not fitted on. The measurement beside the estimate
+comes from the report's control models (model 0's split, other seeds), which, like the
+calibration's truth, differ only in their seed.
 """
 
 from __future__ import annotations
