@@ -183,11 +183,11 @@ def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def _executor(args):
-    """The executor the flags ask for (None: run units here), closed when the command ends."""
-    from .core.executor import make_executor
+    """The executor the flags ask for (serial: units here, one after another), closed when the command ends."""
+    from .core.executor import SERIAL, make_executor
 
     if args.workers == 1 and not args.dask and not args.scheduler:
-        yield None
+        yield SERIAL
         return
     with make_executor(workers=args.workers, scheduler=args.scheduler, dask=args.dask) as executor:
         yield executor

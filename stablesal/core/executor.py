@@ -6,9 +6,13 @@ of the stability study). :meth:`Executor.map` returns results in item order and 
 ``on_result(index, result)`` in the calling process as each unit finishes, so callers write each
 result atomically as soon as it exists: an interrupted run keeps every finished unit.
 
-Every unit runs with an explicit torch thread count (``threads``; default: the cores divided by
-the workers), so that workers do not oversubscribe the CPU, and so that a unit computes the same
-numbers wherever it runs.
+Every unit of a pool or cluster runs with an explicit torch thread count (``threads``; default:
+the cores divided by the workers), so that workers do not oversubscribe the CPU, and so that a unit
+computes the same numbers wherever it runs. The serial executor runs units with this process's
+thread count unless it is given one.
+
+Every function that takes an ``executor`` takes an :class:`Executor`; its default is
+:data:`SERIAL`, units one after another here, so no caller branches on "no executor".
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _run_with_threads(fn: Callable, threads: int, item, *shared):
+def _run_with_threads(fn: Callable, threads: int | None, item, *shared):
+    if threads is None:  # this process's thread count, as the caller set it
+        return fn(*shared, item)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -40,9 +46,11 @@ def _run_with_threads(fn: Callable, threads: int, item, *shared):
 
 
 class Executor(abc.ABC):
-    """Base class. ``workers``: parallel units; ``threads``: torch threads per unit."""
+    """Base class. ``workers``: parallel units; ``threads``: torch threads per unit.
+    ``in_process``: whether units run in this process (so a unit may draw its own progress bars)."""
 
     name = "executor"
+    in_process = False
 
     def __init__(self, workers: int = 1, threads: int | None = None):
         if not isinstance(workers, int) or workers < 1:
@@ -52,9 +60,10 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def map(self, fn: Callable, items: Sequence, on_result: Callable | None = None, desc: str = "units",
-            progress: bool = True, shared: tuple = ()) -> list:
+            progress: bool = True, shared: tuple = (), describe: Callable | None = None) -> list:
         """``[fn(*shared, item) for item in items]``; ``shared`` (e.g. a dataset) is sent to each
-        worker once, not with every unit."""
+        worker once, not with every unit. ``describe(item)``: the text the progress bar shows
+        beside it (the unit running here, the unit just finished elsewhere)."""
 
     def close(self) -> None:
         pass
@@ -66,17 +75,28 @@ class Executor(abc.ABC):
         self.close()
 
     def __str__(self) -> str:
-        return f"{self.name}(workers={self.workers},threads={self.threads})"
+        return f"{self.name}(workers={self.workers},threads={self.threads or torch.get_num_threads()})"
 
 
 class SerialExecutor(Executor):
-    """Units one after another in this process (the default)."""
+    """Units one after another in this process (the default, :data:`SERIAL`). ``threads``: torch
+    threads per unit; None keeps this process's thread count."""
 
     name = "serial"
+    in_process = True
 
-    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
+    def __init__(self, workers: int = 1, threads: int | None = None):
+        if workers != 1:
+            raise ValueError(f"workers must be 1 for the serial executor (units one after another), got {workers!r}")
+        super().__init__(workers, threads)
+        self.threads = threads
+
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=(), describe=None):
         results = []
-        for index, item in enumerate(tqdm(items, desc=desc, disable=not progress)):
+        bar = tqdm(items, desc=desc, disable=not progress)
+        for index, item in enumerate(bar):
+            if describe is not None:
+                bar.set_postfix_str(describe(item))
             result = _run_with_threads(fn, self.threads, item, *shared)
             if on_result is not None:
                 on_result(index, result)
@@ -94,13 +114,17 @@ class ProcessExecutor(Executor):
 
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=(), describe=None):
+        items = list(items)
         futures = {self._pool.submit(_run_with_threads, fn, self.threads, item, *shared): index
                    for index, item in enumerate(items)}
         results = [None] * len(futures)
-        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
+        bar = tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress)
+        for future in bar:
             index = futures[future]
             results[index] = future.result()
+            if describe is not None:
+                bar.set_postfix_str(describe(items[index]))
             if on_result is not None:
                 on_result(index, results[index])
         return results
@@ -133,18 +157,22 @@ class DaskExecutor(Executor):
                                          dashboard_address=None, silence_logs=40)
             self.client = Client(self._cluster)
 
-    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=()):
+    def map(self, fn, items, on_result=None, desc="units", progress=True, shared=(), describe=None):
         from distributed import as_completed
 
+        items = list(items)
         # large shared inputs (the dataset, the models) go to every worker once
         scattered = [self.client.scatter(value, broadcast=True) for value in shared]
         futures = [self.client.submit(_run_with_threads, fn, self.threads, item, *scattered, pure=False)
                    for item in items]
         index_of = {future.key: index for index, future in enumerate(futures)}
         results = [None] * len(futures)
-        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
+        bar = tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress)
+        for future in bar:
             index = index_of[future.key]
             results[index] = future.result()
+            if describe is not None:
+                bar.set_postfix_str(describe(items[index]))
             if on_result is not None:
                 on_result(index, results[index])
         return results
@@ -153,6 +181,9 @@ class DaskExecutor(Executor):
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+SERIAL = SerialExecutor()  # the default executor: units one after another here, with this process's threads
 
 
 def make_executor(workers: int = 1, scheduler: str | None = None, dask: bool = False,

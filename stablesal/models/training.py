@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import ImageDataset
 from .architectures import build_model
+from ..core.executor import SERIAL, Executor
 from ..core.seeding import derive
 from ..core.settings import VARY_CHOICES, TrainConfig  # noqa: F401  (VARY_CHOICES: re-exported)
 from ..core.storage import CorruptFileError, config_hash, load_torch, save_torch
@@ -322,7 +323,7 @@ def train_seeds(
     device: str | torch.device = "cpu",
     model_factory: Callable[[], nn.Module] | None = None,
     progress: bool = True,
-    executor=None,
+    executor: Executor = SERIAL,
 ) -> list[SeedRun]:
     """Train K models that differ only in ``vary`` (see the module docstring).
 
@@ -336,8 +337,8 @@ def train_seeds(
     base_seed : model i gets seed ``base_seed + i`` when seeds vary.
     model_factory : a zero-argument callable returning a fresh ``nn.Module`` (taking [0, 1]
         images) instead of a registered architecture.
-    executor : a :class:`stablesal.executor.Executor` (process pool or Dask cluster) that trains
-        the seeds in parallel, one unit per seed; None trains them here, one after another.
+    executor : the :class:`~stablesal.core.executor.Executor` that runs one unit per seed: here, one
+        after another (the default), or in parallel on a process pool or Dask cluster.
 
     Returns
     -------
@@ -345,19 +346,26 @@ def train_seeds(
     """
     config = config or TrainConfig()
     plan = seed_plan(k, vary, base_seed, len(dataset.train_labels))
-    if executor is None:
-        return [train_one(dataset, run, config, out_dir, device, model_factory, progress) for run in plan]
+    return train_runs(dataset, plan, config, out_dir, device, progress, executor, "seeds", model_factory)
+
+
+def train_runs(dataset: ImageDataset, plan: list[dict], config: TrainConfig, out_dir: Path | str | None,
+               device: str | torch.device, progress: bool, executor: Executor, desc: str,
+               model_factory: Callable[[], nn.Module] | None = None) -> list[SeedRun]:
+    """:func:`train_one` for every entry of ``plan``, one unit of ``executor`` each, models on
+    ``device``. Units that run in this process draw their own epoch bars; elsewhere one bar
+    (``desc``) counts the finished models."""
     unit = functools.partial(train_unit, config=config, out_dir=out_dir, device=str(device),
-                             model_factory=model_factory)
-    runs = executor.map(unit, plan, desc="seeds", progress=progress, shared=(dataset,))
+                             model_factory=model_factory, progress=progress and executor.in_process)
+    runs = executor.map(unit, plan, desc=desc, progress=progress and not executor.in_process, shared=(dataset,))
     for run in runs:
         run.model.to(device)
     return runs
 
 
-def train_unit(dataset, run, *, config, out_dir, device, model_factory) -> SeedRun:
+def train_unit(dataset, run, *, config, out_dir, device, model_factory, progress: bool = False) -> SeedRun:
     """One seed's training as a unit of work for an executor (module level, so it pickles)."""
-    return train_one(dataset, run, config, out_dir, device, model_factory, progress=False)
+    return train_one(dataset, run, config, out_dir, device, model_factory, progress=progress)
 
 
 def load_checkpoint(path: Path | str, model: nn.Module | None = None, dataset: ImageDataset | None = None) -> SeedRun:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.executor import SERIAL, Executor
 from ..data.datasets import ImageDataset
 from ..data.selection import class_counts, ordered_for_explaining, test_positions
 from ..models.training import summary_rows
@@ -42,7 +43,7 @@ class Context:
     runs_dir: Path                   # checkpoints and cached units of this run (<runs>/<name>)
     out: Path                        # the results folder: results.json, the tables, figures/
     progress: bool = True
-    executor: object = None
+    executor: Executor = SERIAL        # where independent units run (serial: here, one after another)
     stages: tuple[str, ...] = ()
     results: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)

@@ -9,18 +9,18 @@ Each function takes the configuration sections it reads.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import glob
 from pathlib import Path
 
 import torch
 
+from ..core.executor import SERIAL, Executor
 from ..core.seeding import derive
 from ..core.storage import config_hash
 from ..data.datasets import ImageDataset
 from ..models.architectures import build_model
 from ..models.training import (
-    SeedRun, TrainConfig, accuracy, checkpoint_file, random_label_plan, seed_plan, train_one, train_seeds, train_unit,
+    SeedRun, TrainConfig, accuracy, checkpoint_file, random_label_plan, seed_plan, train_one, train_runs, train_seeds,
     training_indices,
 )
 from ..models.nulls import BN_CALIBRATION_IMAGES, calibrate_batch_norm, has_batch_norm
@@ -156,7 +156,7 @@ def user_fold_runs(config: StudyConfig, subset: ImageDataset, runs_dir: Path, pr
 
 
 def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
-                     executor=None):
+                     executor: Executor = SERIAL):
     """The K main models and the control models, trained or loaded. Models the user brings
     ([models] checkpoints or train) are the main set, with no control set.
 
@@ -181,28 +181,19 @@ def train_model_sets(config: StudyConfig, dataset: ImageDataset, runs_dir: Path,
     if models.permuted_labels:  # the negative control: every model of both sets on its own permuted labels
         plan = seed_plan(models.k, models.vary, models.base_seed, len(dataset.train_labels)) + control_plan
         plan = [dict(run, label_seed=derive(models.base_seed, "permuted-main", run["index"])) for run in plan]
-        trained = [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
-                   for run in plan]
+        trained = train_plan(dataset, plan, models, runs_dir, progress, executor, "permuted-label models")
         return trained[:models.k], trained[models.k:]
     runs = train_seeds(dataset, k=models.k, vary=models.vary, config=train_config, out_dir=runs_dir / "models",
                        base_seed=models.base_seed, device=models.device, progress=progress, executor=executor)
     return runs, train_plan(dataset, control_plan, models, runs_dir, progress, executor, "control seeds")
 
 
-def train_plan(dataset: ImageDataset, plan: list[dict], models, runs_dir: Path, progress: bool, executor,
+def train_plan(dataset: ImageDataset, plan: list[dict], models, runs_dir: Path, progress: bool, executor: Executor,
                desc: str) -> list:
     """stablesal's training of every entry of ``plan`` (under ``runs_dir/models``, reused when finished),
-    here one after another or as units of ``executor``; models on ``[models] device``."""
-    train_config = train_config_from(models)
-    if executor is None:
-        return [train_one(dataset, run, train_config, runs_dir / "models", models.device, progress=progress)
-                for run in plan]
-    unit = functools.partial(train_unit, config=train_config, out_dir=runs_dir / "models",
-                             device=models.device, model_factory=None)
-    runs = executor.map(unit, plan, desc=desc, progress=progress, shared=(dataset,))
-    for run in runs:
-        run.model.to(models.device)
-    return runs
+    one unit of ``executor`` each; models on ``[models] device``."""
+    return train_runs(dataset, plan, train_config_from(models), runs_dir / "models", models.device, progress,
+                      executor, desc)
 
 
 def untrained_models(config: StudyConfig, dataset: ImageDataset, template=None) -> tuple[list, dict]:
@@ -247,7 +238,7 @@ def _user_untrained(config: StudyConfig, dataset: ImageDataset, template, seeds:
 
 
 def random_label_runs(config: StudyConfig, dataset: ImageDataset, runs_dir: Path, progress: bool = True,
-                      executor=None) -> tuple[list, dict]:
+                      executor: Executor = SERIAL) -> tuple[list, dict]:
     """The random-label null: ``random_label_k`` models trained exactly as the main models are
     (the first ``random_label_k`` entries of the main seed plan: the same seeds and the same parts
     of the data, extended when it asks for more models than there are main ones), each on its

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.executor import SERIAL, Executor
 from ..core.storage import atomic_write_json, atomic_write_text
 from ..core.tables import csv_text, format_table
 from ..core.version import __version__, source_hash
@@ -142,7 +143,7 @@ def terminal_summary(results: dict, top: int | None = 8) -> str:
 
 
 def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path | str | None = None,
-                 progress: bool = True, executor=None, render: bool = True) -> Path:
+                 progress: bool = True, executor: Executor = SERIAL, render: bool = True) -> Path:
     """Run the stages the configuration asks for (all registered stages it enables, or only those
     named in ``only``), write their tables, ``results.json`` and the figures that need models into
     ``out`` (default ``<[report] out_dir>/<[report] name>``), and render ``index.html`` from the
@@ -215,7 +216,7 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
     return out
 
 
-def run_report(config: StudyConfig, progress: bool = True, executor=None) -> Path:
+def run_report(config: StudyConfig, progress: bool = True, executor: Executor = SERIAL) -> Path:
     """The whole report (every stage the configuration enables) in ``<[report] out_dir>/<[report]
     name>``; the figures and ``results.json`` are also copied to ``[report] copy_figures_to`` and
     ``copy_results_to`` (as ``<name>.json``) when those are set: only the built-in configuration

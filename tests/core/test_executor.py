@@ -43,9 +43,25 @@ def test_executors_keep_item_order_and_report_each_result():
     assert isinstance(make_executor(), SerialExecutor)
 
 
+def _threads(_):
+    return torch.get_num_threads()
+
+
+def test_serial_executor_keeps_the_process_thread_count_unless_given_one(capsys):
+    before = torch.get_num_threads()
+    assert SerialExecutor().map(_threads, [0, 1], progress=False) == [before, before]
+    assert SerialExecutor(threads=1).map(_threads, [0], progress=False) == [1]
+    assert torch.get_num_threads() == before  # restored after the unit
+    with pytest.raises(ValueError, match="workers must be 1"):
+        SerialExecutor(workers=2)
+    SerialExecutor().map(_square, [7], desc="units", describe=lambda item: f"item-{item}")
+    assert "item-7" in capsys.readouterr().err  # the bar names the unit it runs
+
+
 def test_process_pool_matches_serial():
     with ProcessExecutor(workers=2, threads=1) as pool:
         assert pool.map(_square, list(range(5)), progress=False) == [0, 1, 4, 9, 16]
+        assert pool.map(_threads, [0], progress=False) == [1]  # a pool unit runs with the threads it was given
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,13 @@ import time
 from dataclasses import asdict
 
 import torch
-from tqdm.auto import tqdm
 
 from .effects import FACTORS, SINGLE_FEATURE_SAMPLERS
 from ...metrics.fidelity import deletion_insertion, srg
 from ...metrics.agreement import mean_ci
 from ...metrics.similarity import spearman
 from ...explain.perturbation import Perturbation
+from ...core.executor import SERIAL, Executor
 from ...core.settings import FactorSettings
 from ...core.version import source_hash
 from ...core.storage import cached_unit, save_json_checked, tensor_digest
@@ -110,7 +110,7 @@ def _rank_agreement(maps: dict) -> dict:
 
 
 def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir=None, progress: bool = True,
-                     identity: dict | None = None, executor=None) -> list[dict]:
+                     identity: dict | None = None, executor: Executor = SERIAL) -> list[dict]:
     """Every unit of the grid (cached units are loaded): rows of per-image scores. With an
     ``executor`` (process pool or Dask) the missing units run in parallel; each is written
     atomically as soon as it arrives."""
@@ -137,13 +137,8 @@ def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir
     work = functools.partial(_factor_unit, settings=settings)
     shared = (model, images, targets)
     items = [all_units[index] for index, _ in pending]
-    if executor is None:
-        bar = tqdm(items, desc="factor study", disable=not progress)
-        for position, unit in enumerate(bar):
-            bar.set_postfix_str(f"{unit[0]} {unit[1]} N={unit[2]}")
-            finished(position, work(*shared, unit))
-    else:
-        executor.map(work, items, on_result=finished, desc="factor study", progress=progress, shared=shared)
+    executor.map(work, items, on_result=finished, desc="factor study", progress=progress, shared=shared,
+                 describe=lambda unit: f"{unit[0]} {unit[1]} N={unit[2]}")
     return [row for index in range(len(all_units)) for row in results[index]]
 
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ...explain.controls import RANDOM_MAP
 from ...explain.explainers import explainer_registry, family
@@ -47,6 +46,7 @@ from ...metrics.similarity import (
 from ...metrics.localisation import pointing_game, relevance_mass
 from ...explain.perturbation import PRESETS, make_preset
 from ...explain.perturbation.presets import budget_options
+from ...core.executor import SERIAL, Executor
 from ...core.seeding import derive
 from ...core.settings import MAIN, StudySettings
 from ...explain.segmentation import count_segments, make_segmenter, matched_grid
@@ -306,7 +306,7 @@ def _image_metrics(model, images, targets, masks, maps, settings: StudySettings)
 
 def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Tensor, targets: torch.Tensor,
               masks, settings: StudySettings, cache_dir: Path | str | None = None, progress: bool = True,
-              identity: dict | None = None, include_random: bool = True, executor=None,
+              identity: dict | None = None, include_random: bool = True, executor: Executor = SERIAL,
               varies: dict[str, str] | None = None, store=None) -> list[dict]:
     """Every unit of the study; finished units found in ``cache_dir`` are loaded, not recomputed.
 
@@ -351,14 +351,8 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
 
     work = functools.partial(_study_unit, settings=settings, store=store)
     shared = (model_sets, images, targets, masks, partitions)
-    if executor is None:
-        bar = tqdm(pending, desc="stability", disable=not progress)
-        for position, (_, model_set, method, _) in enumerate(bar):
-            bar.set_postfix_str(f"{model_set}/{method}")
-            finished(position, work(*shared, (model_set, method)))
-    else:
-        executor.map(work, [(model_set, method) for _, model_set, method, _ in pending], on_result=finished,
-                     desc="stability", progress=progress, shared=shared)
+    executor.map(work, [(model_set, method) for _, model_set, method, _ in pending], on_result=finished,
+                 desc="stability", progress=progress, shared=shared, describe=lambda unit: "/".join(unit))
     out = [row for index in range(len(units)) for row in results[index]]
     for result in out:
         result["varies"] = varies.get(result["model_set"])
