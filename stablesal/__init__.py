@@ -26,7 +26,7 @@ _API = {
     **dict.fromkeys(['MODEL_FACTORIES', 'build_model'], "models.architectures"),
     **dict.fromkeys(['train_seeds', 'load_checkpoint'], "models.training"),
     **dict.fromkeys(['load_user_model', 'load_user_models', 'model_factory'], "models.user_models"),
-    **dict.fromkeys(['StudySettings', 'TrainConfig', 'FactorSettings', 'RemovalSettings', 'InpainterConfig', 'ConsensusSettings'], "core.settings"),
+    **dict.fromkeys(['StudySettings', 'TrainConfig', 'ModelSettings', 'FactorSettings', 'RemovalSettings', 'InpainterConfig', 'ConsensusSettings'], "core.settings"),
     **dict.fromkeys(['run_study'], "studies.stability.run"),
     **dict.fromkeys(['consensus_test'], "studies.consensus.test"),
     **dict.fromkeys(['run_consensus_stage'], "studies.consensus.run"),

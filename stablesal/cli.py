@@ -140,7 +140,7 @@ def resolve_config(args) -> StudyConfig:
                   if re.search(rf"\[{section}\] {key}\b|{key!r} in \[{section}\]|section \[{section}\]", str(error))]
         raise type(error)(str(error) + "".join(f" (given as {flag})" for flag in dict.fromkeys(named))) from None
     if args.command in ("consensus", "plan"):
-        from .pipeline.model_sets import main_model_count
+        from .models.model_sets import main_model_count
 
         k = main_model_count(config.models)  # k, or the checkpoint files the patterns match
         what = "[models] checkpoints" if config.models.checkpoints else "[models] k (-k/--models)"
@@ -196,7 +196,7 @@ def _executor(args):
 def cmd_train_seeds(args) -> int:
     from .data.datasets import load_configured
     from .models.training import summary_rows, train_seeds
-    from .pipeline.model_sets import train_config_from
+    from .models.model_sets import train_config_from
 
     config = resolve_config(args)  # checked before any data is made
     models = config.models
@@ -231,7 +231,7 @@ def _explain_inputs(args) -> ExplainInputs:
     checkpoint (or model of their training function) when [models] or --checkpoint names one,
     otherwise stablesal's default model of the seed plan, trained or reused, which one line says."""
     from .data.datasets import load_configured
-    from .pipeline.model_sets import check_model_index, default_model_file, explained_run, with_predicted_labels
+    from .models.model_sets import check_model_index, default_model_file, explained_run, with_predicted_labels
     from .data.selection import ordered_for_explaining
 
     config = resolve_config(args)
@@ -241,11 +241,11 @@ def _explain_inputs(args) -> ExplainInputs:
     dataset = load_configured(config.data)
     runs_dir = Path(config.report.runs_dir) / config.report.name
     if not config.models.user_models and dataset.labelled and len(dataset.train_labels):  # else explained_run refuses
-        model_file = default_model_file(config, dataset, runs_dir, args.model_index)
+        model_file = default_model_file(config.models, dataset, runs_dir, args.model_index)
         what = (f"the default {config.models.arch} on {config.data.dataset}, trained before ({model_file})"
                 if model_file.exists() else f"training the default {config.models.arch} on {config.data.dataset}")
         print(f"{args.command}: no model given (--checkpoint or [models] checkpoints): {what}", file=sys.stderr)
-    run = explained_run(config, dataset, runs_dir, args.model_index, progress=not args.quiet)
+    run = explained_run(config.models, dataset, runs_dir, args.model_index, progress=not args.quiet)
     device = config.models.device
     model = run.model.to(device)
     if not dataset.labelled:

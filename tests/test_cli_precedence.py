@@ -346,8 +346,8 @@ def captured(monkeypatch):
 
     seen = {}
 
-    def train_model_sets(config, dataset, runs_dir, *args, **kwargs):
-        seen.update(config=config, runs_dir=runs_dir)
+    def train_model_sets(models, dataset, runs_dir, *args, **kwargs):
+        seen.update(models=models, runs_dir=runs_dir)
         raise Stop
 
     def train_seeds(dataset, *, out_dir, **kwargs):
@@ -376,12 +376,12 @@ def test_the_commands_train_what_the_file_says(command, captured, tmp_path):
                                             ("report", "runs_dir"): str(tmp_path / "toml-runs")})
     with pytest.raises(Stop):
         main([command, "--config", toml, "-q"])
-    assert captured["config"].models.k == 5
-    assert captured["config"].models.untrained_k == 3  # plan builds its [consensus] reference family too
+    assert captured["models"].k == 5
+    assert captured["models"].untrained_k == 3  # plan builds its [consensus] reference family too
     assert captured["runs_dir"] == tmp_path / "toml-runs" / command
     with pytest.raises(Stop):
         main([command, "--config", toml, "-k", "6", "--runs", str(tmp_path / "flag-runs"), "-q"])
-    assert captured["config"].models.k == 6 and captured["runs_dir"] == tmp_path / "flag-runs" / command
+    assert captured["models"].k == 6 and captured["runs_dir"] == tmp_path / "flag-runs" / command
 
 
 def test_factor_study_and_report_use_the_files_folders(captured, tmp_path):

@@ -17,11 +17,8 @@ CONFIG = StudyConfig()
 
 # (API object, API field, config section, config key)
 SHARED = [
-    (TrainConfig(), "model", "models", "arch"), (TrainConfig(), "epochs", "models", "epochs"),
-    (TrainConfig(), "batch_size", "models", "batch_size"), (TrainConfig(), "lr", "models", "lr"),
     *[(StudySettings(), key, "gradient", key)
       for key in ("methods", "groupings", "n_segments", "n_samples", "n_steps", "noise_level", "seed", "draws", "rng")],
-    (StudySettings(), "perturbation_samples", "perturbation", "n_samples"),
     (StudySettings(), "seed", "perturbation", "seed"), (StudySettings(), "draws", "perturbation", "draws"),
     *[(FactorSettings(), key, "factors", key)
       for key in ("segmentations", "samplers", "sample_sizes", "calculators", "maps", "n_segments", "n_images",
@@ -36,6 +33,13 @@ SHARED = [
 @pytest.mark.parametrize("api, field, section, key", SHARED, ids=[f"{s}.{k}" for _, _, s, k in SHARED])
 def test_api_and_toml_defaults_agree(api, field, section, key):
     assert getattr(api, field) == getattr(getattr(CONFIG, section), key)
+
+
+def test_models_section_is_the_training_settings():
+    """[models] holds TrainConfig's fields themselves (no copies to keep equal): its training is
+    TrainConfig's defaults, and every TrainConfig field is a [models] key."""
+    assert isinstance(CONFIG.models, TrainConfig) and CONFIG.models.training() == TrainConfig()
+    assert set(TrainConfig.__dataclass_fields__) <= set(config_keys(CONFIG.models))
 
 
 def test_factor_replacement_agrees_as_a_number():
@@ -97,7 +101,7 @@ def test_a_settings_field_the_pipeline_sets_is_not_a_key():
 
     with pytest.raises(ValueError, match="unknown key 'retest_sets' in \\[gradient\\]"):
         config_from_dict({"gradient": {"retest_sets": ["main"]}})
-    assert "perturbation_samples" not in CONFIG.to_dict()["gradient"]
+    assert "retest_sets" not in CONFIG.to_dict()["gradient"]
 
 
 def test_a_key_of_two_types_takes_either():

@@ -35,9 +35,14 @@ SUPPRESSION_UNITS = ("pixel", "patch", "segment")
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters shared by every retrained model (AdamW, warm-up then cosine decay)."""
+    """Hyperparameters shared by every retrained model (AdamW, warm-up then cosine decay).
 
-    model: str = "small_cnn"
+    arch : a registered architecture (:mod:`stablesal.models.architectures`: ``small_cnn``,
+        ``resnet20``, ...); model_options : its keyword options (e.g. ``{"width": 8}``).
+    epochs, batch_size, lr, weight_decay : the optimisation; flip : random horizontal flips.
+    """
+
+    arch: str = "small_cnn"
     model_options: dict = field(default_factory=dict)
     epochs: int = 6
     batch_size: int = 128
@@ -46,12 +51,97 @@ class TrainConfig:
     flip: bool = True
 
     def __post_init__(self) -> None:
+        self.check()
+
+    def check(self, where: str = "") -> None:
+        """Refuse values no training can take, naming the field (after ``where``, e.g. ``"[models] "``;
+        default: the class name)."""
+        where = where or f"{type(self).__name__}."
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{where}{name} must be a positive integer, got {value!r}")
         if not (self.lr > 0):
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+            raise ValueError(f"{where}lr must be positive, got {self.lr!r}")
+        if not (self.weight_decay >= 0):
+            raise ValueError(f"{where}weight_decay must be ≥ 0, got {self.weight_decay!r}")
+
+    def training(self) -> "TrainConfig":
+        """These hyperparameters alone, as a :class:`TrainConfig` (a subclass's other fields left out)."""
+        return TrainConfig(**{name: getattr(self, name) for name in TrainConfig.__dataclass_fields__})
+
+    def record(self) -> dict:
+        """The hyperparameters as checkpoints store and hash them. The architecture is stored under
+        ``"model"``, its name in checkpoints since the first release, so that those checkpoints are
+        still found (same file name) and loaded."""
+        values = {name: getattr(self, name) for name in TrainConfig.__dataclass_fields__}
+        values["model"] = values.pop("arch")
+        return values
+
+
+@dataclass
+class ModelSettings(TrainConfig):
+    """The models of a study (the ``[models]`` TOML section): how each is trained (the fields of
+    :class:`TrainConfig`) and which are trained.
+
+    k, vary, base_seed : the seed plan of the K main models (:func:`stablesal.models.training.seed_plan`).
+    control_k : the seed-only control models (model 0's data, other seeds).
+    untrained_k, random_label_k, bn_calibrated_k : the three null families (0: off, else ≥ 3).
+    permuted_labels : the main and control models train on permuted labels too (a negative control).
+    device : where the models run.
+    checkpoints, factory, factory_kwargs, train, mean, std : models the user brings
+        (:mod:`stablesal.models.user_models`).
+    """
+
+    k: int = 4                       # number of retrained models
+    vary: str = "both"               # seed | split | both
+    base_seed: int = 0
+    control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
+    untrained_k: int = 4             # untrained networks of the same architecture: a null (0, or >= 3)
+    random_label_k: int = 4          # the null that isolates class evidence: same recipe and data, labels permuted
+    bn_calibrated_k: int = 4         # untrained networks, batch-norm statistics re-estimated on training images
+    permuted_labels: bool = False    # a negative control of the whole report: the main and control models train on
+                                     # permuted labels too (their own label seeds), so nothing should beat the null
+    device: str = "cpu"
+    # models the user brings (stablesal.models.user_models): checkpoint files or glob patterns, the
+    # architecture ("package.module:function" or "path/file.py:function" called with factory_kwargs,
+    # or arch = "torchvision:<name>"), or a training function called per seed-plan entry
+    checkpoints: list = field(default_factory=list)
+    factory: str = ""
+    factory_kwargs: dict = field(default_factory=dict)
+    train: str = ""                  # "package.module:function"(train_images, train_labels, seed, out_path)
+    mean: list = field(default_factory=list)  # input normalisation of the user's models (Normalize is prepended)
+    std: list = field(default_factory=list)
+
+    @property
+    def user_models(self) -> bool:
+        """Whether the models come from the user (checkpoints or a training function)."""
+        return bool(self.checkpoints or self.train)
+
+    def check(self, where: str = "") -> None:
+        where = where or f"{type(self).__name__}."
+        super().check(where)
+        if self.vary not in MODEL_VARY:
+            raise ValueError(f"{where}vary must be 'seed', 'split' or 'both', got {self.vary!r} "
+                             "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"{where}k must be a positive integer, got {self.k!r}")
+        if self.checkpoints and self.train:
+            raise ValueError(f"{where}checkpoints and train: give one of them, not both")
+        if bool(self.mean) != bool(self.std) or len(self.mean) != len(self.std):
+            raise ValueError(f"{where}mean and std must both be given, one value per channel; got mean="
+                             f"{self.mean}, std={self.std}")
+        if self.train and not (self.factory or self.arch.startswith("torchvision:")):
+            raise ValueError(f"{where}train needs the architecture its checkpoints hold: factory = "
+                             "'package.module:function' or arch = 'torchvision:<name>'")
+        if self.permuted_labels and self.user_models:
+            raise ValueError(f"{where}permuted_labels trains stablesal's own models on permuted labels; it cannot "
+                             "apply to checkpoints or a training function of yours")
+        for key in ("control_k", "untrained_k", "random_label_k", "bn_calibrated_k"):
+            value = getattr(self, key)
+            if value != 0 and value < 3:
+                raise ValueError(f"{where}{key} must be 0 (off) or at least 3 (a design interval needs 3 "
+                                 f"models to delete one from), got {value}")
 
 
 @dataclass
@@ -61,7 +151,8 @@ class StudySettings:
         "suppression"])
     groupings: list = field(default_factory=lambda: ["pixel", "fastslic", "felzenszwalb", "grid"])
     n_segments: int = 64
-    n_samples: int = 32
+    n_samples: int = 32              # samples per map of every random explainer: a gradient method's noise draws,
+                                     # a perturbation preset's budget (RISE masks, LIME / KernelSHAP samples)
     n_steps: int = 32
     noise_level: float = 0.15
     seed: int = 0
@@ -73,9 +164,6 @@ class StudySettings:
     mu_fidelity_subsets: int = 128   # random subsets of 20 % of a 9×9 grid (Bhatt et al. use 200)
     fidelity: str = "auto"           # auto | on | off: model 0's deletion/insertion AUC and µFidelity (auto: ≤ 64 px)
     sanity: bool = True
-    # RISE masks / LIME and KernelSHAP samples of perturbation presets (not a [gradient] key: the
-    # perturbation study sets it from [perturbation] n_samples)
-    perturbation_samples: int = field(default=300, metadata={"config": False})
     draws: str = "independent"       # independent | common (explainer draws shared by every model; labelled)
     rng: str = "auto"                # auto | generator | counter: random streams (auto: counter streams on CUDA)
     # model sets whose every model gets a second run of each random explainer (the test–retest

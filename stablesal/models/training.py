@@ -22,7 +22,7 @@ import functools
 import platform
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -200,7 +200,7 @@ def _run_digest(dataset: ImageDataset, run: dict, config: TrainConfig,
                 model_factory: Callable[[], nn.Module] | None = None) -> str:
     """The hash of everything one seed-plan entry's weights depend on (its checkpoint's name)."""
     return config_hash({
-        "run": run, "config": asdict(config), "dataset": dataset.describe(),
+        "run": run, "config": config.record(), "dataset": dataset.describe(),
         "custom_model": getattr(model_factory, "__qualname__", None),
         "memory_format": "channels_last",  # the training layout changes the weights' floating-point path
     })
@@ -238,7 +238,7 @@ def train_one(
         if model_factory is not None:
             return model_factory()
         return build_model(
-            config.model, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std, **config.model_options
+            config.arch, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std, **config.model_options
         )
 
     if final is not None and final.exists():
@@ -295,7 +295,7 @@ def train_one(
     meta = {
         **run,
         "config_hash": digest,
-        "config": asdict(config),
+        "config": config.record(),
         "train_size": len(indices),
         "train_accuracy": accuracy(model, images[sample], labels[sample]),
         "test_accuracy": accuracy(model, dataset.test_images, dataset.test_labels),

@@ -16,10 +16,8 @@ from pathlib import Path
 from ..core.registry import check_name
 from ..data.selection import SELECTIONS
 from ..core.settings import (
-    DRAWS, FIDELITY_CHOICES, MODEL_VARY, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, PROXY_NAMES,
-    ProxySettings,
-    RemovalSettings, StudySettings,
-    TrainConfig,
+    DRAWS, FIDELITY_CHOICES, RNG_KINDS, ConsensusSettings, FactorSettings, InpainterConfig, ModelSettings, PROXY_NAMES,
+    ProxySettings, RemovalSettings, StudySettings,
 )
 
 if sys.version_info >= (3, 11):
@@ -30,10 +28,10 @@ else:  # pragma: no cover
 # The TOML sections are the API's settings dataclasses (stablesal.core.settings) with the keys only
 # the report has (n_images, enabled, ...) added: [gradient] is a StudySettings, [factors] a
 # FactorSettings, [inpainting] an InpainterConfig and a RemovalSettings, [consensus] a
-# ConsensusSettings. A settings field the pipeline sets itself is not a key (``config=False`` in its
-# metadata). [models] names the architecture ``arch`` (TrainConfig's ``model``) and adds the seed
-# plan; [perturbation] is the perturbation study's own short list of keys.
-_TRAIN, _STUDY = TrainConfig(), StudySettings()
+# ConsensusSettings, [models] a ModelSettings (a TrainConfig with the seed plan, controls, nulls and
+# user models). A settings field the pipeline sets itself is not a key (``config=False`` in its
+# metadata). [perturbation] is the perturbation study's own short list of keys.
+_STUDY = StudySettings()
 
 
 def config_keys(section) -> dict[str, dataclasses.Field]:
@@ -62,53 +60,13 @@ class DataSection:
 
 
 @dataclass
-class ModelsSection:
-    k: int = 4                       # number of retrained models
-    vary: str = "both"               # seed | split | both
-    arch: str = _TRAIN.model         # small_cnn | resnet20
-    epochs: int = _TRAIN.epochs
-    batch_size: int = _TRAIN.batch_size
-    lr: float = _TRAIN.lr
-    base_seed: int = 0
-    control_k: int = 3               # control models: model 0's split, other seeds (0, or >= 3 for intervals)
-    untrained_k: int = 4             # untrained networks of the same architecture: a null (0, or >= 3)
-    random_label_k: int = 4          # the null that isolates class evidence: same recipe and data, labels permuted
-    bn_calibrated_k: int = 4         # untrained networks, batch-norm statistics re-estimated on training images
-    permuted_labels: bool = False    # a negative control of the whole report: the main and control models train on
-                                     # permuted labels too (their own label seeds), so nothing should beat the null
-    device: str = "cpu"
-    # models the user brings (stablesal.user_models): checkpoint files or glob patterns, the
-    # architecture ("package.module:function" or "path/file.py:function" called with factory_kwargs,
-    # or arch = "torchvision:<name>"), or a training function called per seed-plan entry
-    checkpoints: list = field(default_factory=list)
-    factory: str = ""
-    factory_kwargs: dict = field(default_factory=dict)
-    train: str = ""                  # "package.module:function"(train_images, train_labels, seed, out_path)
-    mean: list = field(default_factory=list)  # input normalisation of the user's models (Normalize is prepended)
-    std: list = field(default_factory=list)
-
-    @property
-    def user_models(self) -> bool:
-        """Whether the models come from the user (checkpoints or a training function)."""
-        return bool(self.checkpoints or self.train)
+class ModelsSection(ModelSettings):
+    """``[models]``: :class:`~stablesal.core.settings.ModelSettings`, every field a key (the
+    training's hyperparameters are :class:`~stablesal.core.settings.TrainConfig`'s own fields)."""
 
     def validate(self) -> None:
-        if self.checkpoints and self.train:
-            raise ValueError("[models] give checkpoints or train, not both")
-        if bool(self.mean) != bool(self.std) or len(self.mean) != len(self.std):
-            raise ValueError(f"[models] mean and std must both be given, one value per channel; got mean="
-                             f"{self.mean}, std={self.std}")
-        if self.train and not (self.factory or self.arch.startswith("torchvision:")):
-            raise ValueError("[models] train needs the architecture its checkpoints hold: factory = "
-                             "'package.module:function' or arch = 'torchvision:<name>'")
-        if self.permuted_labels and self.user_models:
-            raise ValueError("[models] permuted_labels trains stablesal's own models on permuted labels; it cannot "
-                             "apply to checkpoints or a training function of yours")
-        for key in ("control_k", "untrained_k", "random_label_k", "bn_calibrated_k"):
-            value = getattr(self, key)
-            if value != 0 and value < 3:
-                raise ValueError(f"[models] {key} must be 0 (off) or at least 3 (a design interval needs 3 "
-                                 f"models to delete one from), got {value}")
+        """The checks of :class:`~stablesal.core.settings.ModelSettings`, naming the key as ``[models] key``."""
+        self.check("[models] ")
 
 
 @dataclass
@@ -122,7 +80,7 @@ class GradientSection(StudySettings):
 class PerturbationSection:
     methods: list = field(default_factory=lambda: ["rise", "lime", "kernel_shap", "occlusion", "pda", "ciu"])
     n_images: int = 6                # test images explained by every model (perturbation methods are costlier)
-    n_samples: int = _STUDY.perturbation_samples  # RISE masks, LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
+    n_samples: int = 300             # RISE masks, LIME / KernelSHAP samples (presets: 4000 / 1000 / 2M+2048)
     seed: int = _STUDY.seed
     draws: str = _STUDY.draws        # independent | common
 
@@ -271,9 +229,6 @@ def config_from_dict(raw: dict) -> StudyConfig:
     config.folds.validate()
     config.consensus.settings()
     config.proxy.validate()
-    if config.models.vary not in MODEL_VARY:
-        raise ValueError(f"[models] vary must be 'seed', 'split' or 'both', got {config.models.vary!r} "
-                         "(the leave-fold-out models of the MeGe protocol are the [folds] section)")
     if config.gradient.rng not in RNG_KINDS:
         raise ValueError(f"[gradient] rng must be one of {', '.join(map(repr, RNG_KINDS))}, got {config.gradient.rng!r}")
     if config.gradient.fidelity not in FIDELITY_CHOICES:

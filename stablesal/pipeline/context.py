@@ -22,7 +22,7 @@ from ..models.training import summary_rows
 from ..studies.stability.map_store import MapStore
 from .config import StudyConfig
 from ..core.settings import MAIN, NULL_SETS
-from .model_sets import (
+from ..models.model_sets import (
     bn_calibrated_models, random_label_runs, train_model_sets, untrained_models, with_predicted_labels,
 )
 
@@ -62,9 +62,9 @@ class Context:
     @functools.cached_property
     def trained(self) -> tuple[list, list]:
         """``(main runs, control runs)``: the K main models and the seed-only control models,
-        trained, resumed or loaded once (:func:`~stablesal.pipeline.model_sets.train_model_sets`).
+        trained, resumed or loaded once (:func:`~stablesal.models.model_sets.train_model_sets`).
         Unlabelled test images are labelled here with main model 0's predictions."""
-        runs, control = train_model_sets(self.config, self.dataset, self.runs_dir, self.progress, self.executor)
+        runs, control = train_model_sets(self.config.models, self.dataset, self.runs_dir, self.progress, self.executor)
         if not self.dataset.labelled:
             data = self.config.data
             self.dataset = ordered_for_explaining(with_predicted_labels(self.dataset, runs[0].model),
@@ -92,23 +92,23 @@ class Context:
         if not self.config.models.untrained_k:
             return [], {}
         template = self.runs[0].model  # first: loading the models may relabel the dataset
-        return untrained_models(self.config, self.dataset, template)
+        return untrained_models(self.config.models, self.dataset, template)
 
     @functools.cached_property
     def random_label(self) -> tuple[list, dict]:
         """``(runs, identity)`` of the random-label null
-        (:func:`~stablesal.pipeline.model_sets.random_label_runs`; none when ``random_label_k`` is 0)."""
+        (:func:`~stablesal.models.model_sets.random_label_runs`; none when ``random_label_k`` is 0)."""
         self.trained  # first: the main models (and the labels of unlabelled data)
-        return random_label_runs(self.config, self.dataset, self.runs_dir, self.progress, self.executor)
+        return random_label_runs(self.config.models, self.dataset, self.runs_dir, self.progress, self.executor)
 
     @functools.cached_property
     def bn_calibrated(self) -> tuple[list, dict]:
         """``(models, identity)`` of the BN-calibrated null
-        (:func:`~stablesal.pipeline.model_sets.bn_calibrated_models`)."""
+        (:func:`~stablesal.models.model_sets.bn_calibrated_models`)."""
         if not self.config.models.bn_calibrated_k:
             return [], {}
         untrained = self.untrained[0] if self.config.models.untrained_k else None  # reused: calibrated copies
-        return bn_calibrated_models(self.config, self.dataset, self.runs[0].model, untrained)
+        return bn_calibrated_models(self.config.models, self.dataset, self.runs[0].model, untrained)
 
     def null_set(self, name: str) -> tuple[list, dict]:
         """``(models, identity)`` of the null family ``name`` (one of :data:`~stablesal.core.settings.NULL_SETS`)."""

@@ -17,7 +17,7 @@ from ..data.datasets import load_configured
 from ..data.selection import ordered_for_explaining
 from ..studies.proxies.estimate import evidence, load_calibration
 from .config import StudyConfig
-from .model_sets import explained_run
+from ..models.model_sets import explained_run
 from .run import write_csv
 from .stages import ESTIMATE_NOTE, check_estimate, proxy_estimate_rows
 
@@ -35,7 +35,7 @@ def run_estimate(config: StudyConfig, out: Path | str | None = None, progress: b
     check_estimate(config, dataset, calibration)
     out = Path(config.report.out_dir) / config.report.name if out is None else Path(out)
     runs_dir = Path(config.report.runs_dir) / config.report.name
-    run = explained_run(config, dataset, runs_dir, 0, progress)
+    run = explained_run(config.models, dataset, runs_dir, 0, progress)
     n = config.gradient.n_images
     images, labels, masks = (dataset.test_images[:n], dataset.test_labels[:n],
                              None if dataset.test_masks is None else dataset.test_masks[:n])

@@ -29,7 +29,7 @@ from ..report.render import render_report
 from ..report.sections.stability import headline_table, split_summary
 from .config import StudyConfig
 from .context import Context
-from .model_sets import (  # noqa: F401  (re-exported: the names the report module had)
+from ..models.model_sets import (  # noqa: F401  (re-exported: the names the report module had)
     checkpoint_paths, main_model_count, train_config_from, train_model_sets, untrained_models, user_fold_runs,
     user_model_runs, with_predicted_labels,
 )

@@ -66,7 +66,7 @@ from ..studies.stability.statistics import (
 )
 from .config import settings_of
 from .context import Context
-from .model_sets import main_model_count, train_config_from, user_fold_runs
+from ..models.model_sets import main_model_count, train_config_from, user_fold_runs
 
 STAGES = Registry("stage")
 
@@ -168,7 +168,7 @@ def proxy_estimate_rows(config: StudyConfig, dataset, model, images, labels, mas
                                                       seed=proxy.seed))
         # the cached units are keyed on what made the variants: model 0's weights, the proxy settings
         identity = {"model": tensor_digest(*model.state_dict().values()), "proxy": asdict(proxy), "name": name,
-                    "training": asdict(train_config)}
+                    "training": train_config.record()}
         units = run_study({name: variants}, images, labels, masks, study, progress=progress, include_random=False,
                           cache_dir=runs_dir / "proxy", identity=identity)
         rows += estimate_rows(units, calibration, name, source, transfer)
@@ -339,7 +339,7 @@ class FoldStage(BaseStage):
                                      train_labels=dataset.train_labels[:pool],
                                      train_masks=None if dataset.train_masks is None else dataset.train_masks[:pool])
         if models.train:  # the user's training function runs the fold plan (and nothing else changes)
-            runs = user_fold_runs(config, subset, ctx.runs_dir, ctx.progress)
+            runs = user_fold_runs(config.models, config.folds.k, subset, ctx.runs_dir, ctx.progress)
         else:
             runs = train_seeds(subset, k=folds.k, vary="leave-fold-out", config=train_config_from(models),
                                out_dir=ctx.runs_dir / "fold-models", base_seed=models.base_seed, device=ctx.device,
@@ -390,7 +390,7 @@ class PerturbationStage(BaseStage):
     def run(self, ctx: Context) -> dict:
         section = ctx.config.perturbation
         settings = StudySettings(methods=list(section.methods), groupings=["pixel"], seed=section.seed,
-                                 perturbation_samples=section.n_samples, draws=section.draws,
+                                 n_samples=section.n_samples, draws=section.draws,
                                  fidelity=ctx.config.gradient.fidelity)  # one switch for both studies
         images, labels, masks = ctx.test_images(0, min(section.n_images, len(ctx.dataset.test_labels)))
         model_sets, varies, identity = ctx.model_sets

@@ -267,7 +267,7 @@ def test_report_on_models_from_the_users_training_function(factory_file, tmp_pat
     ('train = "nosuchpackage.trainer:fit"\nfactory = "stablesal.models:SmallCNN"',
      "[models] train 'nosuchpackage.trainer:fit': module 'nosuchpackage.trainer' does not import"),
     ('train = "pkg:fn"', "train needs the architecture"),
-    ('checkpoints = ["a.pt"]\ntrain = "pkg:fn"', "give checkpoints or train, not both"),
+    ('checkpoints = ["a.pt"]\ntrain = "pkg:fn"', "[models] checkpoints and train: give one of them, not both"),
     ('checkpoints = ["a.pt"]\nmean = [0.5]', "mean and std must both be given"),
 ])
 def test_bad_model_configurations_get_one_line(models, message, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The null families as model sets (stablesal.pipeline.model_sets): random-label networks trained by
+"""The null families as model sets (stablesal.models.model_sets): random-label networks trained by
 the main recipe on permuted labels (stablesal's loop and the user's function), BN-calibrated
 untrained networks, and the reasons a set is empty."""
 
@@ -11,7 +11,7 @@ from torch import nn
 from stablesal.models.training import random_label_plan, seed_plan, train_one, training_labels
 from stablesal.pipeline.config import config_from_dict
 from stablesal.models.nulls import BN_CALIBRATION_IMAGES, calibrate_batch_norm, has_batch_norm, train_random_label
-from stablesal.pipeline.model_sets import bn_calibrated_models, random_label_runs, untrained_models
+from stablesal.models.model_sets import bn_calibrated_models, random_label_runs, untrained_models
 
 RECORDED: list[dict] = []
 
@@ -65,7 +65,7 @@ def test_the_users_training_function_gets_the_permuted_labels(tiny_shapes, tmp_p
     config = config_from_dict({"models": {"k": 3, "vary": "seed", "random_label_k": 3, "control_k": 0,
                                           "train": f"{__name__}:record_training",
                                           "factory": f"{__name__}:small_factory"}})
-    runs, identity = random_label_runs(config, tiny_shapes, tmp_path, progress=False)
+    runs, identity = random_label_runs(config.models, tiny_shapes, tmp_path, progress=False)
     assert len(runs) == 3 and len(RECORDED) == 3 and len(identity["label_seeds"]) == 3
     plan = random_label_plan(seed_plan(3, "seed", 0, len(tiny_shapes.train_labels)), 0, 3)
     for given, run in zip(RECORDED, plan):
@@ -79,10 +79,10 @@ def test_checkpoints_alone_have_no_random_label_set_and_say_why(tiny_shapes, tmp
     torch.save(small_factory().state_dict(), path)
     config = config_from_dict({"models": {"checkpoints": [str(path)], "factory": f"{__name__}:small_factory",
                                           "random_label_k": 3}})
-    runs, identity = random_label_runs(config, tiny_shapes, tmp_path, progress=False)
+    runs, identity = random_label_runs(config.models, tiny_shapes, tmp_path, progress=False)
     assert runs == [] and "training recipe" in identity["unavailable"]
     off = dataclasses.replace(config, models=dataclasses.replace(config.models, random_label_k=0))
-    assert random_label_runs(off, tiny_shapes, tmp_path, progress=False) == ([], {})
+    assert random_label_runs(off.models, tiny_shapes, tmp_path, progress=False) == ([], {})
 
 
 def test_calibrated_batch_norm_holds_the_exact_statistics_of_the_images_and_nothing_else_moves():
@@ -127,8 +127,8 @@ def test_calibrated_batch_norm_over_batches_is_the_mean_of_the_batch_statistics(
 
 def test_bn_calibrated_set_is_the_untrained_networks_recalibrated(tiny_shapes):
     config = config_from_dict({"data": {"size": 16}, "models": {"bn_calibrated_k": 3, "untrained_k": 3}})
-    calibrated, identity = bn_calibrated_models(config, tiny_shapes)
-    untrained, _ = untrained_models(config, tiny_shapes)
+    calibrated, identity = bn_calibrated_models(config.models, tiny_shapes)
+    untrained, _ = untrained_models(config.models, tiny_shapes)
     assert len(calibrated) == 3 and identity["calibration_images"] == min(BN_CALIBRATION_IMAGES,
                                                                          len(tiny_shapes.train_labels) // 4)
     for a, b in zip(calibrated, untrained):
@@ -142,7 +142,7 @@ def test_bn_calibrated_set_is_the_untrained_networks_recalibrated(tiny_shapes):
 def test_an_architecture_without_batch_norm_has_no_bn_calibrated_set(tiny_shapes):
     config = config_from_dict({"models": {"bn_calibrated_k": 3, "train": f"{__name__}:record_training",
                                           "factory": f"{__name__}:small_factory"}})
-    models, identity = bn_calibrated_models(config, tiny_shapes)
+    models, identity = bn_calibrated_models(config.models, tiny_shapes)
     assert models == [] and "no batch-norm layer" in identity["unavailable"]
     with pytest.raises(ValueError, match="bn_calibrated_k must be 0"):
         config_from_dict({"models": {"bn_calibrated_k": 2}})
@@ -151,13 +151,13 @@ def test_an_architecture_without_batch_norm_has_no_bn_calibrated_set(tiny_shapes
 
 
 def test_permuted_labels_make_the_whole_report_a_negative_control(tiny_shapes, tmp_path):
-    from stablesal.pipeline.model_sets import train_model_sets
+    from stablesal.models.model_sets import train_model_sets
     config = config_from_dict({"models": {"k": 3, "vary": "seed", "control_k": 3, "epochs": 1, "permuted_labels": True,
                                           "random_label_k": 3}})
-    runs, control = train_model_sets(config, tiny_shapes, tmp_path, progress=False)
+    runs, control = train_model_sets(config.models, tiny_shapes, tmp_path, progress=False)
     seeds = [run.meta["label_seed"] for run in runs + control]
     assert len(set(seeds)) == 6 and None not in seeds
-    null, identity = random_label_runs(config, tiny_shapes, tmp_path, progress=False)
+    null, identity = random_label_runs(config.models, tiny_shapes, tmp_path, progress=False)
     assert not set(seeds) & set(identity["label_seeds"])  # the null never repeats a main model's permutation
     with pytest.raises(ValueError, match="permuted_labels"):
         config_from_dict({"models": {"permuted_labels": True, "train": f"{__name__}:record_training",

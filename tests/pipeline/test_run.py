@@ -254,7 +254,7 @@ def test_the_warning_counts_the_checkpoints_matched(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert main_model_count(ModelsSection(checkpoints=[f"{tmp_path}/a-*.pt"], k=4)) == 2
     assert main_model_count(ModelsSection(checkpoints=[f"{tmp_path}/a-*.pt", f"{tmp_path}/b.pt"], k=1)) == 3
-    assert main_model_count(ModelsSection(k=2)) == 2 and main_model_count(ModelsSection(train="m:f", k=5)) == 5
+    assert main_model_count(ModelsSection(k=2)) == 2 and main_model_count(ModelsSection(train="m:f", factory="m:net", k=5)) == 5
     assert few_models_warning(1).startswith("1 model: the between-model intervals need at least 3")
 
 

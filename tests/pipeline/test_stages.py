@@ -10,7 +10,7 @@ import pytest
 
 import stablesal.pipeline.context
 import stablesal.pipeline.run
-import stablesal.pipeline.model_sets
+import stablesal.models.model_sets
 import stablesal.pipeline.stages
 from stablesal.pipeline.config import config_from_dict
 from stablesal.pipeline.run import run_pipeline
@@ -76,7 +76,7 @@ def full_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("pipeline")
     calls = {"train_seeds": 0, "untrained_models": 0, "tables": []}
     patch = pytest.MonkeyPatch()
-    train, untrained = stablesal.pipeline.model_sets.train_seeds, stablesal.pipeline.model_sets.untrained_models
+    train, untrained = stablesal.models.model_sets.train_seeds, stablesal.models.model_sets.untrained_models
     write = stablesal.pipeline.run.write_csv
 
     def counted_train(*args, **kwargs):
@@ -94,7 +94,7 @@ def full_run(tmp_path_factory):
         return write(path, rows)
 
     # counted where they are defined and everywhere they were imported, so any stage's call counts
-    for module in (stablesal.pipeline.model_sets, stablesal.pipeline.context, stablesal.pipeline.stages):
+    for module in (stablesal.models.model_sets, stablesal.pipeline.context, stablesal.pipeline.stages):
         if hasattr(module, "train_seeds"):
             patch.setattr(module, "train_seeds", counted_train)
         if hasattr(module, "untrained_models"):

@@ -722,5 +722,12 @@ def _perturbation(results: dict, out: Path) -> Section | None:
     summary, _, perturbation_summary = split_summary(results)
     if not perturbation_summary:
         return None
-    return perturbation_section(perturbation_summary, summary, results["perturbation_settings"]["perturbation_samples"],
+    return perturbation_section(perturbation_summary, summary, perturbation_budget(results["perturbation_settings"]),
                                 results["perturbation_n_images"], results.get("perturbation_ranking"))
+
+
+def perturbation_budget(settings: dict) -> int:
+    """The presets' samples per map in a results file's ``perturbation_settings``: ``n_samples``;
+    files written before the study had one budget name kept it as ``perturbation_samples`` (their
+    ``n_samples`` was the gradient methods' count, unused by that study)."""
+    return int(settings.get("perturbation_samples", settings["n_samples"]))

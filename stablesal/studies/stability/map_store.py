@@ -69,8 +69,7 @@ class MapStore:
     def _path(self, method: str, model, seed: int, settings: StudySettings, grouping: str, images: torch.Tensor,
               targets: torch.Tensor, segments: torch.Tensor | None) -> Path:
         count = min(self.n_images, images.shape[0])
-        shaping = (settings.n_samples, settings.n_steps, settings.noise_level, settings.perturbation_samples,
-                   settings.rng, images.device.type)  # rng="auto" draws other streams on other devices
+        shaping = (settings.n_samples, settings.n_steps, settings.noise_level, settings.rng, images.device.type)  # rng="auto" draws other streams on other devices
         parts = [method, grouping, str(seed), repr(shaping), type(model).__qualname__, weights_digest(model),
                  tensor_digest(images[:count], targets[:count]), code_version()]
         if segments is not None:

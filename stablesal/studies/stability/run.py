@@ -73,8 +73,8 @@ def make_explainer(method_name: str, model, settings: StudySettings | None = Non
     """The explainer registered as ``method_name`` (a gradient method, a perturbation preset or a
     control), built with the study's settings (the defaults without ``settings``): a gradient
     method groups inside each sample (``grouping="segments"``) and takes ``n_samples``,
-    ``n_steps``, ``noise_level`` and ``rng`` where it reads them; a preset takes
-    ``perturbation_samples`` as its budget when it has one; a control takes nothing."""
+    ``n_steps``, ``noise_level`` and ``rng`` where it reads them; a preset takes ``n_samples``
+    as its budget when it has one; a control takes nothing."""
     registry = explainer_registry(method_name)
     if settings is None:
         return registry.lookup(method_name)(model)
@@ -82,7 +82,7 @@ def make_explainer(method_name: str, model, settings: StudySettings | None = Non
         return make_method(method_name, model, grouping="segments", n_samples=settings.n_samples,
                            n_steps=settings.n_steps, noise_level=settings.noise_level, rng=settings.rng)
     if registry is PRESETS:
-        return make_preset(method_name, model, **budget_options(method_name, settings.perturbation_samples))
+        return make_preset(method_name, model, **budget_options(method_name, settings.n_samples))
     return registry.lookup(method_name)(model)
 
 

@@ -177,3 +177,11 @@ def test_a_corrected_similarity_above_1_is_explained(default_results):
     assert "1 corrected value or interval reaches above 1 (" in reading
     assert f"{random_rows[0]['method']} / {random_rows[0]['grouping']}" in reading.split("reaches above 1 (")[1]
     assert "read a value above 1 as at the ceiling" in reading
+
+
+def test_the_perturbation_budget_is_n_samples_and_older_files_keep_theirs():
+    from stablesal.report.sections.stability import perturbation_budget
+
+    assert perturbation_budget({"n_samples": 300}) == 300
+    # written before the one budget name: n_samples was the gradient methods' count (unused there)
+    assert perturbation_budget({"n_samples": 32, "perturbation_samples": 300}) == 300

@@ -378,7 +378,7 @@ def test_pilot_against_the_stated_seeds_and_numpy():
     images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) + 0.5
     targets = torch.zeros(2, dtype=torch.long)
     models = [Spot(0.5 + 0.2 * k).eval() for k in range(3)]
-    settings = StudySettings(n_samples=4, n_segments=4, seed=7, perturbation_samples=32)
+    settings = StudySettings(n_samples=4, n_segments=4, seed=7)
     segments = torch.arange(4).repeat_interleave(16).view(1, 8, 8).expand(2, 8, 8).contiguous()
     groupings = {"grid": segments}
     # rise: a perturbation preset, built from the model itself (not from the method name alone)

@@ -79,7 +79,7 @@ def test_explainer_seeds_are_independent_per_model_and_repeat():
 
 
 def _mean_spearman(sets, images, labels, preset, draws):
-    settings = StudySettings(methods=[preset], groupings=["pixel"], perturbation_samples=120, sanity=False,
+    settings = StudySettings(methods=[preset], groupings=["pixel"], n_samples=120, sanity=False,
                              retest_sets=(), draws=draws)
     results = run_study(sets, images, labels, None, settings, progress=False, include_random=False)
     for result in results:
@@ -333,3 +333,16 @@ def test_constant_models_are_flagged_not_perfectly_stable():
     assert all(r["degenerate"] and math.isnan(r["ssim"]) for r in unit["rows"] + unit["retest_rows"])
     sparse = rows["sparsified_smoothgrad"]
     assert sparse["degenerate_pairs"] == 0 and abs(sparse["spearman"]) < 0.2, sparse["spearman"]  # not 1.00
+
+
+def test_every_random_explainer_of_a_study_takes_its_n_samples():
+    """One budget name: a perturbation preset's samples and a gradient method's noise draws are both
+    the study's ``n_samples``; a preset without a budget (occlusion) takes none."""
+    from stablesal.studies.stability.run import make_explainer
+    from tests.helpers.basic_models import Spot
+
+    settings = StudySettings(n_samples=7)
+    assert make_explainer("rise", Spot(0.5).eval(), settings).n_samples == 7
+    assert make_explainer("lime", Spot(0.5).eval(), settings).n_samples == 7
+    assert make_explainer("smoothgrad", Spot(0.5).eval(), settings).sampler.n_samples == 7
+    assert make_explainer("occlusion", Spot(0.5).eval(), settings).budget is None
