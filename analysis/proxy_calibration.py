@@ -33,7 +33,7 @@ from stablesal.models.proxies import make_variants, proxy_cost, spawn_children  
 from stablesal.models.training import seed_plan, training_indices, training_labels  # noqa: E402
 from stablesal.pipeline.config import load_config  # noqa: E402
 from stablesal.pipeline.context import Context  # noqa: E402
-from stablesal.pipeline.model_sets import train_config_from  # noqa: E402
+from stablesal.models.model_sets import train_config_from  # noqa: E402
 from stablesal.pipeline.stages import gradient_settings  # noqa: E402
 from stablesal.studies.proxies.calibration import AGREEMENT_TOLERANCE, RANK_TARGET, calibration_rows  # noqa: E402
 from stablesal.studies.stability.run import run_study  # noqa: E402

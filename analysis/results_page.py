@@ -13,7 +13,6 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +41,7 @@ def main() -> int:
     parser.add_argument("--readme", default="README.md")
     args = parser.parse_args()
     results = json.loads(Path(args.results).read_text())
-    with tempfile.TemporaryDirectory() as scratch:  # the sections draw their figures here; links go to figures/
-        page = results_markdown(results, scratch, source=args.results)
+    page = results_markdown(results, Path(args.results).parent, source=args.results)
     Path(args.page).write_text(page)
     readme = Path(args.readme)
     readme.write_text(with_headline(readme.read_text(), results))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import io
 import os
@@ -23,12 +25,30 @@ from ..core.tables import csv_text
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 110})
 
+_WRITING = contextvars.ContextVar("stablesal_figures_writing", default=True)
+
+
+@contextlib.contextmanager
+def links_only():
+    """Inside it, :func:`save_figure` writes no file and returns the path it would have written: for
+    a page that links figures drawn before, elsewhere (the documentation's results page links the
+    repository's ``figures/``, which the built-in run wrote)."""
+    token = _WRITING.set(False)
+    try:
+        yield
+    finally:
+        _WRITING.reset(token)
+
 
 def save_figure(fig, path_stem: Path | str, data: list[dict] | None = None) -> Path:
     """Write ``<stem>.png`` and ``<stem>.pdf`` atomically, and ``<stem>.csv`` with ``data``, the
     numbers the figure draws (one dict per row), so a reader can re-plot or check them (the report
-    page links it under the figure); returns the PNG path."""
+    page links it under the figure); returns the PNG path. Inside :func:`links_only`: writes
+    nothing, returns the path."""
     stem = Path(path_stem)
+    if not _WRITING.get():
+        plt.close(fig)
+        return stem.with_suffix(".png")
     stem.parent.mkdir(parents=True, exist_ok=True)
     if data:
         atomic_write_text(stem.with_suffix(".csv"), csv_text(data))

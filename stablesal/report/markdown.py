@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .figures import links_only
 from .html import Section
 from .sections.common import report_sections
 
@@ -42,11 +43,14 @@ def section_markdown(section: Section, figure_link) -> str:
     return "\n\n".join(parts)
 
 
-def results_markdown(results: dict, out: Path | str, figures: str = "../figures", source: str = "") -> str:
-    """Every section of the page for ``results`` (a parsed ``results.json``) in Markdown; figures the
-    sections draw go under ``out/figures`` and are linked as ``<figures>/<file name>`` (the folder
-    the built-in run copies its figures to). ``source``: the results file named in the heading."""
-    sections = report_sections(results, Path(out))
+def results_markdown(results: dict, report_dir: Path | str, figures: str = "../figures", source: str = "") -> str:
+    """Every section of the page for ``results`` (a parsed ``results.json``) in Markdown.
+    ``report_dir``: the folder ``results.json`` is in, where sections find the files they show
+    beside it (the consensus maps); nothing is written there. Figures are linked as
+    ``<figures>/<file name>``, the folder the built-in run copies its figures to, not drawn again.
+    ``source``: the results file named in the heading."""
+    with links_only():
+        sections = report_sections(results, Path(report_dir))
     heading = ["# Results of the default report", ""]
     if source:
         heading += [f"Generated from `{source}` (stablesal {results['environment']['stablesal']}, code "

@@ -103,3 +103,14 @@ def test_unknown_and_undefined_cells_read_as_a_dash():
     page = table_html(rows)
     assert "None" not in page and "nan" not in page
     assert "<td>0</td><td>–</td><td>0.931</td><td>–</td><td>0</td>" in page
+
+
+def test_links_only_writes_no_figure_and_gives_the_same_path(tmp_path):
+    from stablesal.report.figures import links_only, plt, save_figure
+
+    with links_only():
+        fig, ax = plt.subplots()
+        path = save_figure(fig, tmp_path / "figures" / "line", data=[{"x": 0}])
+    assert path == tmp_path / "figures" / "line.png" and not (tmp_path / "figures").exists()
+    fig, ax = plt.subplots()
+    assert save_figure(fig, tmp_path / "figures" / "line").exists()  # outside it, written again
