@@ -8,6 +8,7 @@ once per run whatever the stages that use them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ class Context:
     """One run's shared state. ``stages``: the names of the stages this run will run (a stage that
     keeps maps for a later one asks whether that one runs); ``results``: each finished stage's
     result, by stage name; ``warnings``: what :meth:`warn` said, for ``results.json`` and the page;
-    ``explained``: the runs of test images the stages took (:meth:`test_images`), with their classes.
+    ``explained``: the runs of test images the stages took (:meth:`test_images`), with their classes;
+    ``uses``: the model sets the stages that run read (their ``uses``): the control models and a
+    null family are trained or built only when a stage uses them (default: every set).
 
     ``dataset``'s test split is in the order studies take images from (``[data] selection``,
     :func:`~stablesal.data.selection.ordered_for_explaining`); an unlabelled split is put in that
@@ -48,6 +51,7 @@ class Context:
     results: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     explained: list = field(default_factory=list)
+    uses: frozenset = frozenset((MAIN, "control") + NULL_SETS)
 
     def warn(self, message: str) -> None:
         """Say ``message`` now, on one line of stderr (``warning: <message>``), and keep it: the run
@@ -62,9 +66,13 @@ class Context:
     @functools.cached_property
     def trained(self) -> tuple[list, list]:
         """``(main runs, control runs)``: the K main models and the seed-only control models,
-        trained, resumed or loaded once (:func:`~stablesal.models.model_sets.train_model_sets`).
-        Unlabelled test images are labelled here with main model 0's predictions."""
-        runs, control = train_model_sets(self.config.models, self.dataset, self.runs_dir, self.progress, self.executor)
+        trained, resumed or loaded once (:func:`~stablesal.models.model_sets.train_model_sets`);
+        no control model when no stage uses them. Unlabelled test images are labelled here with main
+        model 0's predictions."""
+        models = self.config.models
+        if "control" not in self.uses:
+            models = dataclasses.replace(models, control_k=0)
+        runs, control = train_model_sets(models, self.dataset, self.runs_dir, self.progress, self.executor)
         if not self.dataset.labelled:
             data = self.config.data
             self.dataset = ordered_for_explaining(with_predicted_labels(self.dataset, runs[0].model),
@@ -81,7 +89,7 @@ class Context:
 
     def model_rows(self) -> list[dict]:
         """One row per main, control and random-label model (seed, split, accuracies, training time)."""
-        random_label = self.random_label[0] if self.config.models.random_label_k else []
+        random_label = self.random_label[0] if "random_label" in self.uses else []
         return ([dict(row, set="main") for row in summary_rows(self.runs)]
                 + [dict(row, set="control") for row in summary_rows(self.control_runs)]
                 + [dict(row, set="random_label") for row in summary_rows(random_label)])
@@ -148,7 +156,7 @@ class Context:
             varies["control"] = "seed"
             identity["control"] = [r.meta["config_hash"] for r in control_runs]
         null_varies = {"random_label": self.config.models.vary, "bn_calibrated": "init", "untrained": "init"}
-        for name in NULL_SETS:
+        for name in (name for name in NULL_SETS if name in self.uses):
             built, null_identity = self.null_set(name)
             if built:
                 sets[name], varies[name], identity[name] = built, null_varies[name], null_identity

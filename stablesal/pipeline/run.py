@@ -173,9 +173,11 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
             ctx.stages += (stage.name,)
         elif only is not None:  # asked for by name: say why it cannot run, before the long work
             raise ValueError(f"only: the {stage.name} stage does not run with this configuration: {stage.off_reason}")
-    if any(stage.needs_models for stage in chosen if stage.name in ctx.stages):
+    ctx.uses = frozenset(name for stage in chosen if stage.name in ctx.stages for name in stage.uses)
+    if ctx.uses:
         start = time.perf_counter()
-        # trains, resumes or loads the main, control and random-label models, timed on their own
+        # trains, resumes or loads the main models and those of the control and random-label sets the
+        # stages use, timed on their own
         model_rows = ctx.model_rows()
         timings["training"] = time.perf_counter() - start
 

@@ -9,7 +9,9 @@ The protocol (:class:`Stage`):
 
 - ``name``: the key of its result, of its time in ``timings_s`` and of ``only=[...]``;
 - ``section``: the configuration section it reads (``[gradient]``, ``[folds]``, ...);
-- ``needs_models``: whether it uses the main model set (the pipeline trains them first, timed);
+- ``uses``: the model sets it reads (``main``, ``control``, the null families of
+  :data:`~stablesal.core.settings.NULL_SETS`); the pipeline trains or builds those of the stages
+  that run, and only those, first and timed (a run of the consensus alone trains no control model);
 - ``compares_models``: whether it computes between-model statistics on the main models (with
   fewer than 3 the pipeline warns: their delete-one-model jackknife intervals need 3);
 - ``enabled(ctx)``: whether the configuration asks for it, decided from the configuration (and the
@@ -75,7 +77,7 @@ STAGES = Registry("stage")
 class Stage(Protocol):
     name: ClassVar[str]
     section: ClassVar[str]
-    needs_models: ClassVar[bool]
+    uses: ClassVar[tuple[str, ...]]
     compares_models: ClassVar[bool]
     entry_types: ClassVar[dict]
     absent: ClassVar[dict]
@@ -182,7 +184,7 @@ def proxy_estimate_rows(config: StudyConfig, dataset, model, images, labels, mas
 
 class BaseStage:
     off_reason: ClassVar[str] = "it is switched off"
-    needs_models: ClassVar[bool] = True
+    uses: ClassVar[tuple[str, ...]] = (MAIN,)
     compares_models: ClassVar[bool] = False
     entry_types: ClassVar[dict] = {}
     absent: ClassVar[dict] = {}
@@ -203,6 +205,7 @@ class StabilityStage(BaseStage):
     model sets, on the first ``[gradient] n_images`` test images."""
 
     name, section, compares_models = "stability", "gradient", True
+    uses = (MAIN, "control", *NULL_SETS)
     entry_types = {"n_images": int, "variance_reduction": list, "grid_contrasts": list, "grouping_contrasts": list,
                    "study_settings": (dict, type(None)), "ranking": (dict, type(None)), "null_rank_agreement": list,
                    "nulls_unavailable": dict}
@@ -256,6 +259,7 @@ class ProxyStage(BaseStage):
     run is reported as the reason, not raised, so the rest of the report still runs."""
 
     name, section = "proxy", "proxy"
+    uses = (MAIN, "control")  # the control models measure what the estimate predicts
     entry_types = {"proxy_estimate": (dict, type(None))}
     absent = {"proxy_estimate": None}
     off_reason = "[proxy] in_report is false, or the stability study it is compared with does not run"
@@ -320,7 +324,7 @@ class FoldStage(BaseStage):
     main models, seed ``base_seed + i``), explained with the [gradient] methods and groupings on
     ``per_fold`` training images of every fold."""
 
-    name, section, needs_models = "folds", "folds", False
+    name, section, uses = "folds", "folds", ()
     entry_types = {"mege_folds": (dict, type(None))}
     absent = {"mege_folds": None}
 
@@ -377,6 +381,7 @@ class PerturbationStage(BaseStage):
     statistics (pixel maps), on ``[perturbation] n_images`` test images."""
 
     name, section, compares_models = "perturbation", "perturbation", True
+    uses = (MAIN, "control", *NULL_SETS)  # the first null family that has models
     entry_types = {"perturbation_methods": list, "perturbation_n_images": int,
                    "perturbation_settings": (dict, type(None)), "perturbation_ranking": (dict, type(None))}
     absent = {"perturbation_methods": [], "perturbation_n_images": 0, "perturbation_settings": None,
@@ -473,6 +478,7 @@ class ConsensusStage(BaseStage):
     the maps' ``.npz`` files go under ``<report>/consensus``."""
 
     name, section = "consensus", "consensus"
+    uses = (MAIN, *NULL_SETS)  # [consensus] reference, or the next family that has models
     entry_types = {"consensus": (dict, type(None))}
     absent = {"consensus": None}
 

@@ -147,6 +147,26 @@ def test_a_command_that_runs_one_stage_writes_the_same_shape(full_run):
     assert "Headline" in (out / "index.html").read_text()
 
 
+def test_a_run_trains_only_the_model_sets_its_stages_use(tmp_path):
+    """The control models belong to the stages that read them: the consensus alone trains none of
+    them (nor a random-label network, with the untrained networks as its reference), the stability
+    stage then trains them beside the main models it reuses."""
+    raw = json.loads(json.dumps(TINY))
+    raw["models"].update(control_k=3, random_label_k=0, bn_calibrated_k=0)
+    raw["consensus"]["reference"] = "untrained"
+    raw["report"] = {"name": "sets", "out_dir": str(tmp_path / "reports"), "runs_dir": str(tmp_path / "runs")}
+    config = config_from_dict(raw)
+    checkpoints = tmp_path / "runs" / "sets" / "models"
+    part = json.loads((run_pipeline(config, only=["consensus"], progress=False, render=False)
+                       / "results.json").read_text())
+    assert {row["set"] for row in part["models"]} == {"main"} and len(list(checkpoints.glob("model-*.pt"))) == 3
+    whole = json.loads((run_pipeline(config, only=["stability"], progress=False, render=False)
+                        / "results.json").read_text())
+    assert [row["set"] for row in whole["models"]] == ["main"] * 3 + ["control"] * 3
+    assert len(list(checkpoints.glob("model-*.pt"))) == 6
+    assert whole["models"][:3] == part["models"]  # the same main models, reused from their checkpoints
+
+
 def test_adding_a_study_is_one_registered_stage(tmp_path):
     """A new study: its code (here a function of the data) plus one stage class registered in the
     pipeline; its entries, table, timing and a section on the page follow with no other change."""
@@ -154,7 +174,7 @@ def test_adding_a_study_is_one_registered_stage(tmp_path):
 
     @register_stage(order=65)
     class MeanBrightness(BaseStage):
-        name, section, needs_models = "brightness", "data", False
+        name, section, uses = "brightness", "data", ()
         entry_types = {"brightness": (dict, type(None))}
         absent = {"brightness": None}
 
@@ -230,7 +250,7 @@ def test_a_stage_asked_for_by_name_that_cannot_run_is_refused_before_any_trainin
 def test_a_stage_may_write_only_its_own_entries(tmp_path):
     @register_stage(order=66)
     class Trespasser(BaseStage):
-        name, section, needs_models = "trespasser", "data", False
+        name, section, uses = "trespasser", "data", ()
         entry_types = {"trespasser": (dict, type(None))}
         absent = {"trespasser": None}
 
