@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     progress = not args.quiet
     dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
     runs_dir = Path(config.report.runs_dir) / config.report.name
-    ctx = Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name, progress, None)
+    ctx = Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name, progress)
     truth = ctx.runs
     null_runs, _ = ctx.random_label
     if len(null_runs) < 3:

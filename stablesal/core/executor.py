@@ -183,6 +183,15 @@ class DaskExecutor(Executor):
             self._cluster.close()
 
 
+def check_executor(executor, name: str = "executor") -> Executor:
+    """``executor`` when it is an :class:`Executor`; otherwise a TypeError naming ``name`` (None is
+    no longer "run here": that is :data:`SERIAL`)."""
+    if not isinstance(executor, Executor):
+        raise TypeError(f"{name} must be a stablesal.core.executor.Executor (SERIAL runs the units here, one after "
+                        f"another; make_executor(workers=...) runs them in parallel), got {executor!r}")
+    return executor
+
+
 SERIAL = SerialExecutor()  # the default executor: units one after another here, with this process's threads
 
 

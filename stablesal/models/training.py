@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import ImageDataset
 from .architectures import build_model
-from ..core.executor import SERIAL, Executor
+from ..core.executor import SERIAL, Executor, check_executor
 from ..core.seeding import derive
 from ..core.settings import VARY_CHOICES, TrainConfig  # noqa: F401  (VARY_CHOICES: re-exported)
 from ..core.storage import CorruptFileError, config_hash, load_torch, save_torch
@@ -355,6 +355,7 @@ def train_runs(dataset: ImageDataset, plan: list[dict], config: TrainConfig, out
     """:func:`train_one` for every entry of ``plan``, one unit of ``executor`` each, models on
     ``device``. Units that run in this process draw their own epoch bars; elsewhere one bar
     (``desc``) counts the finished models."""
+    check_executor(executor)
     unit = functools.partial(train_unit, config=config, out_dir=out_dir, device=str(device),
                              model_factory=model_factory, progress=progress and executor.in_process)
     runs = executor.map(unit, plan, desc=desc, progress=progress and not executor.in_process, shared=(dataset,))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.executor import SERIAL, Executor
+from ..core.executor import SERIAL, Executor, check_executor
 from ..core.storage import atomic_write_json, atomic_write_text
 from ..core.tables import csv_text, format_table
 from ..core.version import __version__, source_hash
@@ -149,6 +149,7 @@ def run_pipeline(config: StudyConfig, only: list[str] | None = None, out: Path |
     ``out`` (default ``<[report] out_dir>/<[report] name>``), and render ``index.html`` from the
     results; returns the folder. Checkpoints and cached units go under
     ``<[report] runs_dir>/<[report] name>``."""
+    check_executor(executor)
     unknown = sorted(set(only or ()) - set(STAGES))
     if unknown:
         raise ValueError(f"only: unknown stage(s) {unknown}; the stages are {list(STAGES)}")

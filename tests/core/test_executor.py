@@ -176,3 +176,13 @@ def test_corrupt_cached_unit_is_detected_and_redone(tiny_shapes, tiny_config, tm
     again = run_study(model_sets, images, labels, None, settings, cache_dir=tmp_path / "cache", progress=False)
     assert _without_timings(again) == _without_timings(first)
     assert json.loads(unit.read_text()) != []  # recomputed and rewritten
+
+
+def test_an_executor_that_is_not_one_is_refused_before_any_work(tiny_shapes, tmp_path):
+    """None no longer means "here" (SERIAL does): every entry that takes an executor names it."""
+    with pytest.raises(TypeError, match="executor must be a stablesal.core.executor.Executor"):
+        train_seeds(tiny_shapes, k=1, out_dir=tmp_path, progress=False, executor=None)
+    with pytest.raises(TypeError, match="got None"):
+        run_study({"main": [torch.nn.Identity()] * 2}, torch.zeros(1, 1, 4, 4), torch.zeros(1, dtype=torch.long),
+                  None, StudySettings(), executor=None)
+    assert not list(tmp_path.iterdir())

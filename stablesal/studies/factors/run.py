@@ -26,7 +26,7 @@ from ...metrics.fidelity import deletion_insertion, srg
 from ...metrics.agreement import mean_ci
 from ...metrics.similarity import spearman
 from ...explain.perturbation import Perturbation
-from ...core.executor import SERIAL, Executor
+from ...core.executor import SERIAL, Executor, check_executor
 from ...core.settings import FactorSettings
 from ...core.version import source_hash
 from ...core.storage import cached_unit, save_json_checked, tensor_digest
@@ -114,6 +114,7 @@ def run_factor_study(model, images, targets, settings: FactorSettings, cache_dir
     """Every unit of the grid (cached units are loaded): rows of per-image scores. With an
     ``executor`` (process pool or Dask) the missing units run in parallel; each is written
     atomically as soon as it arrives."""
+    check_executor(executor)
     all_units = units(settings)
     results: dict[int, list] = {}
     pending = []

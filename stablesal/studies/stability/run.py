@@ -46,7 +46,7 @@ from ...metrics.similarity import (
 from ...metrics.localisation import pointing_game, relevance_mass
 from ...explain.perturbation import PRESETS, make_preset
 from ...explain.perturbation.presets import budget_options
-from ...core.executor import SERIAL, Executor
+from ...core.executor import SERIAL, Executor, check_executor
 from ...core.seeding import derive
 from ...core.settings import MAIN, StudySettings
 from ...explain.segmentation import count_segments, make_segmenter, matched_grid
@@ -318,6 +318,7 @@ def run_study(model_sets: dict[str, Sequence[torch.nn.Module]], images: torch.Te
     (a :class:`stablesal.map_store.MapStore`) keeps the main and untrained models' maps that a
     later stage will need (a cached unit keeps none: that stage then explains for itself).
     """
+    check_executor(executor)
     if not model_sets:
         raise ValueError("model_sets must hold at least one set of models (the summary needs a 'main' set)")
     for name, models in model_sets.items():
