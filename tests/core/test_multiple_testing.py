@@ -320,3 +320,11 @@ def test_holm_controls_the_family_wise_error_under_the_global_null():
     any_rejection = np.array([(holm(row) <= 0.05).any() for row in p])
     bonferroni = (p * 20 <= 0.05).any(axis=1)
     assert any_rejection.mean() <= 0.056 and (any_rejection >= bonferroni).all()
+
+
+@pytest.mark.mutation
+def test_holm_of_one_test_is_its_p_value():
+    from stablesal.core.multiple_testing import holm
+
+    assert holm(np.array([0.03])).tolist() == [0.03]
+    np.testing.assert_array_equal(holm(np.array([np.nan, 0.03])), [np.nan, 0.03])

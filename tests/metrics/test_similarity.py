@@ -222,3 +222,48 @@ def test_degenerate_maps_are_the_constant_ones():
     maps[3, :, 1:, :] = 0.2
     maps[3, :, 0, 1:] = 0.2
     assert degenerate_maps(grey_maps(maps)).tolist() == [False, True, True, False]
+
+
+@pytest.mark.mutation
+def test_centred_unit_maps_are_the_pearson_directions_numpy_computes():
+    """Channel-summed, centred per image, unit norm per image: the inner product of two is NumPy's
+    Pearson correlation; maps of small norm are scaled up, not clamped; a constant map is NaN."""
+    from stablesal.metrics.similarity import centred_unit_maps
+
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(3, 2, 5, 6)) * 1e-3 + np.array([0.0, 3.0, 0.0]).reshape(3, 1, 1, 1)  # own offsets
+    maps[2] = 0.25  # constant: no direction
+    out = centred_unit_maps(torch.from_numpy(maps)).numpy()
+    summed = maps.sum(1)
+    for i in range(2):
+        centred = summed[i] - summed[i].mean()
+        np.testing.assert_allclose(out[i], centred / np.linalg.norm(centred), rtol=1e-9, atol=1e-12)
+    assert out[0].dtype == np.float64 and out.shape == (3, 5, 6)
+    assert np.isclose((out[0] * out[1]).sum(), np.corrcoef(summed[0].ravel(), summed[1].ravel())[0, 1])
+    assert np.isnan(out[2]).all()
+    # a [B, H, W] batch is its own channel sum
+    np.testing.assert_allclose(centred_unit_maps(torch.from_numpy(summed)).numpy()[:2], out[:2])
+
+
+@pytest.mark.mutation
+def test_degenerate_maps_judge_each_map_by_its_own_range():
+    from stablesal.metrics.similarity import degenerate_maps
+
+    greys = torch.stack([torch.full((4, 4), 0.5), torch.linspace(0, 1, 16).view(4, 4), torch.full((4, 4), 0.1)])
+    assert degenerate_maps(greys).tolist() == [True, False, True]
+
+
+@pytest.mark.mutation
+def test_top_sets_break_ties_in_the_drawn_order_of_positions():
+    """The k largest of each row, ties (here 40 equal values in 64) taken in the random order of
+    positions the generator draws, as a stable sort by value of that order gives (NumPy)."""
+    from stablesal.metrics.similarity import _top_set
+
+    values = torch.zeros(2, 64)
+    values[0, torch.randperm(64, generator=torch.Generator().manual_seed(5))[:40]] = 1.0
+    values[1, :3] = torch.tensor([3.0, 2.0, 2.0])
+    got = _top_set(values, 6, torch.Generator().manual_seed(9))
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(9)).numpy()
+    for row in range(2):
+        by_value = np.argsort(-values[row].numpy()[order], kind="stable")[:6]
+        assert set(np.flatnonzero(got[row].numpy())) == set(order[by_value].tolist())

@@ -80,12 +80,13 @@ from tqdm.auto import tqdm
 from ...metrics.similarity import grey_maps
 from ...core.intervals import interval_note
 from ...core.seeding import derive
-from ...core.settings import StudySettings
+from ...core.settings import ConsensusSettings, StudySettings
 from ..stability.run import explain_groupings, method_is_random
 
 MAX_MODELS = 10_000
 MAX_SAMPLES = 1_000_000
-RESAMPLES = 1000   # bootstrap resamples of the pilot models (the interval on the recommended count)
+_SETTINGS = ConsensusSettings()  # the planner's defaults are [consensus] target and max_samples, written once there
+RESAMPLES = _SETTINGS.planner_resamples  # bootstrap resamples of the pilot models (the interval on the recommended count)
 QUANTITY = "correlation of the K′-model mean map with the infinite-model mean map"
 # results.json "intervals": the planner's bootstrap over models (consensus.units.plan and
 # consensus.units.recommendation)
@@ -346,7 +347,7 @@ class Plan:
         """What ρ is, in words."""
         return QUANTITY + (f", both with the {self.null} null's mean map partialled out" if self.null else "")
 
-    def recommendation(self, target: float, max_samples: int = 256) -> dict:
+    def recommendation(self, target: float, max_samples: int = _SETTINGS.max_samples) -> dict:
         """The fewest models that reach ρ ≥ ``target`` with at most ``max_samples`` samples, and
         the fewest samples those models need (models cost a training run each, samples one pass);
         ``target`` is the correlation ρ, ``reliability`` its square; with ``refused`` no plan."""
@@ -362,7 +363,7 @@ class Plan:
         models = self.models_needed(target, max_samples)
         return dict(out, models=models, samples=None if models is None else self.samples_needed(target, models))
 
-    def sentence(self, target: float, max_samples: int = 256) -> str:
+    def sentence(self, target: float, max_samples: int = _SETTINGS.max_samples) -> str:
         """What to do, in one line a user can act on, naming what is predicted: the correlation ρ
         of the mean map with the infinite-model mean map (and its square, the reliability)."""
         where = f"{self.method} with {self.grouping}"
@@ -405,8 +406,8 @@ def refusal_reason(shared: float, interval: dict | None, null: str | None) -> st
 
 
 def make_plan(method: str, grouping: str, random: bool, pilot_samples: int | None, accumulator: PilotAccumulator,
-              null: PilotAccumulator | None = None, null_name: str | None = None, target: float = 0.9,
-              max_samples: int = 256, resamples: int = RESAMPLES, seed: int = 0) -> Plan:
+              null: PilotAccumulator | None = None, null_name: str | None = None, target: float = _SETTINGS.target,
+              max_samples: int = _SETTINGS.max_samples, resamples: int = RESAMPLES, seed: int = 0) -> Plan:
     """A :class:`Plan` from a pilot's accumulator and, with ``null`` (L ≥ 3 models; ``null_name``
     its set name), for the component beyond the null; bootstrapped over models (``resamples``
     from ``seed``) for the interval on the count reaching ρ ≥ ``target`` at ``max_samples``
@@ -454,7 +455,8 @@ def check_target(target: float) -> None:
 
 def pilot(models: Sequence[torch.nn.Module], images: torch.Tensor, targets: torch.Tensor, method: str,
           groupings: dict, settings: StudySettings, progress: bool = False, null_models=None,
-          null_name: str | None = None, target: float = 0.9, max_samples: int = 256, resamples: int = RESAMPLES,
+          null_name: str | None = None, target: float = _SETTINGS.target, max_samples: int = _SETTINGS.max_samples,
+          resamples: int = RESAMPLES,
           seed: int | None = None) -> Plan:
     """A :class:`Plan` from pilot ``models`` (K ≥ 3): every model explained once, random methods
     twice with independent draws (``derive(settings.seed, "pilot", k, repeat)``); with

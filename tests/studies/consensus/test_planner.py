@@ -397,3 +397,351 @@ def test_pilot_against_the_stated_seeds_and_numpy():
         assert plan.pilot_samples == (4 if random else None)
         if random:
             assert np.all(expected["E_s"] > 0)
+
+
+# --- the bootstrap of the plan, recomputed by hand ------------------------------------------------
+
+def _by_hand_terms(gram, w):
+    """One resample's (mean square, between, V_μ) per image from a Gram [N, K, K] and weights [K], by
+    loops: V_μ is the weighted mean of the products of distinct models, between the weighted mean
+    diagonal minus it."""
+    n_images, k = gram.shape[0], gram.shape[1]
+    square, between, spatial = np.zeros(n_images), np.zeros(n_images), np.full(n_images, np.nan)
+    for n in range(n_images):
+        total = sum(w[a] * w[b] * gram[n, a, b] for a in range(k) for b in range(k))
+        square[n] = total / k ** 2
+        pairs = sum(w[a] * w[b] for a in range(k) for b in range(k) if a != b)
+        cross = sum(w[a] * w[b] * gram[n, a, b] for a in range(k) for b in range(k) if a != b)
+        if pairs > 0:
+            spatial[n] = cross / pairs
+        between[n] = sum(w[a] * gram[n, a, a] for a in range(k)) / w.sum() - spatial[n]
+    return square, between, spatial
+
+
+def _by_hand_count(signal, noise, target):
+    """The fewest models (1 … MAX_MODELS, else MAX_MODELS + 1) whose image-mean ρ reaches ``target``,
+    by trying every count."""
+    from stablesal.studies.consensus.planner import MAX_MODELS
+
+    models = np.arange(1, MAX_MODELS + 1)[:, None]
+    s = np.clip(signal, 0, None)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(s > 0, np.sqrt(s / (s + noise[None, :] / models)), 0.0).mean(1)
+    reaching = np.flatnonzero(rho >= target)
+    return int(reaching[0] + 1) if reaching.size else MAX_MODELS + 1
+
+
+def _by_hand_bootstrap(stats, target, scale, resamples, seed, beyond):
+    rng = np.random.default_rng(derive(seed, "planner-bootstrap"))
+    k = stats["G"].shape[-1]
+    weights = rng.multinomial(k, np.full(k, 1.0 / k), size=resamples).astype(float)
+    if beyond:
+        n_null = stats["H"].shape[-1]
+        null_weights = rng.multinomial(n_null, np.full(n_null, 1.0 / n_null), size=resamples).astype(float)
+    counts, values = [], []
+    for b in range(resamples):
+        w = weights[b]
+        square, between, spatial = _by_hand_terms(stats["G"], w)
+        with_repeat = w * stats["has_repeat"]
+        explainer = (stats["r"] @ with_repeat) / with_repeat.sum() if with_repeat.sum() > 0 else np.zeros_like(between)
+        if beyond:
+            v = null_weights[b]
+            _, _, null_spatial = _by_hand_terms(stats["H"], v)
+            cross = np.array([sum(w[a] * v[c] * stats["X"][n, a, c] for a in range(k) for c in range(len(v)))
+                              for n in range(len(between))]) / (w.sum() * v.sum())
+            removed = np.where(null_spatial > 0, cross ** 2 / np.where(null_spatial > 0, null_spatial, 1.0), 0.0)
+            removed[np.isnan(null_spatial)] = np.nan  # one distinct null model: no null mean map
+            shared = spatial - np.minimum(removed, square)
+        else:
+            shared = spatial
+        if not np.isfinite(shared).all():
+            continue
+        noise = np.clip(between - explainer, 0, None) + explainer * scale
+        counts.append(_by_hand_count(shared, noise, target))
+        values.append(shared.mean())
+    from stablesal.studies.consensus.planner import MAX_MODELS
+
+    counts = np.sort(counts)
+    used = len(counts)
+    low, high = int(counts[int(np.floor(0.025 * (used - 1)))]), int(counts[int(np.ceil(0.975 * (used - 1)))])
+    return {"used": used, "models_low": None if low > MAX_MODELS else low,
+            "models_high": None if high > MAX_MODELS else high,
+            "shared_low": float(np.quantile(values, 0.025)), "shared_high": float(np.quantile(values, 0.975))}
+
+
+def _random_stats(seed=4, k=4, n_null=3, images=3, pixels=40, null_coupling=1e-3):
+    """Gram statistics of random centred maps: models that share a signal per image, two of them with
+    repeat terms (one larger than its between-model spread), and null maps nearly uncorrelated with
+    each other but correlated with the trained ones (the removed amount C²/V₀ then exceeds the mean
+    map's mean square, and the cap binds)."""
+    rng = np.random.default_rng(seed)
+    signal = rng.normal(size=(images, pixels))
+    maps = np.stack([signal * rng.uniform(0.5, 1.5) + rng.normal(size=(images, pixels)) * 0.8 for _ in range(k)])
+    null = np.stack([signal * null_coupling + rng.normal(size=(images, pixels)) for _ in range(n_null)])
+    maps -= maps.mean(-1, keepdims=True)
+    null -= null.mean(-1, keepdims=True)
+    gram = np.einsum("knp,lnp->nkl", maps, maps) / pixels
+    r = np.zeros((images, k))
+    r[:, 0], r[:, 2] = rng.uniform(0.1, 0.3, images), rng.uniform(3.0, 5.0, images)  # model 2: larger than between
+    return {"G": gram, "r": r, "has_repeat": np.array([True, False, True, False]),
+            "H": np.einsum("knp,lnp->nkl", null, null) / pixels, "X": np.einsum("knp,lnp->nkl", maps, null) / pixels}
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("beyond, scale", [(None, 0.5), (False, 0.5), (None, None)])
+def test_the_bootstrap_plan_is_its_resamples_recomputed_by_hand(beyond, scale):
+    from stablesal.studies.consensus.planner import bootstrap_plan
+
+    stats = _random_stats()
+    extra = {} if scale is None else {"scale": scale}
+    # 77 resamples: the 2.5 % point falls between two different counts, where the percentile method matters
+    got = bootstrap_plan(stats, 0.95, resamples=77, beyond=beyond, **extra)  # seed: its default, 0
+    expected = _by_hand_bootstrap(stats, 0.95, 1.0 if scale is None else scale, 77, 0, beyond is not False)
+    assert got["seed"] == 0 and got["confidence"] == 0.95 and got["resamples"] == 77
+    for key, value in expected.items():
+        assert got[key] == (value if value is None else pytest.approx(value, rel=1e-9, abs=1e-12)), key
+    if beyond is False:
+        assert got["models_low"] + 1 < got["models_high"]  # the counts spread: the percentile methods matter
+
+
+@pytest.mark.mutation
+def test_two_resamples_are_enough_and_one_is_refused():
+    from stablesal.studies.consensus.planner import bootstrap_plan
+
+    stats = _random_stats()
+    assert bootstrap_plan(stats, 0.9, resamples=2, seed=1)["used"] == 2
+    with pytest.raises(ValueError, match="resamples must be an integer of at least 2"):
+        bootstrap_plan(stats, 0.9, resamples=1)
+
+
+@pytest.mark.mutation
+def test_the_fewest_models_at_the_exact_target_and_at_the_largest_count():
+    """ρ(m) = √(1 / (1 + 3/m)) is exactly 0.5 at m = 1 (signal 1, noise 3): reached, so one model;
+    noise 3·MAX_MODELS reaches 0.5 exactly at MAX_MODELS, and one more unit of noise never does."""
+    from stablesal.studies.consensus.planner import MAX_MODELS, models_needed_many
+
+    counts = models_needed_many(np.array([[1.0], [1.0], [1.0], [0.0]]),
+                                np.array([[3.0], [3.0 * MAX_MODELS], [3.0 * MAX_MODELS + 1], [1.0]]), 0.5)
+    assert counts.tolist() == [1, MAX_MODELS, MAX_MODELS + 1, MAX_MODELS + 1] and counts.dtype == np.int64
+    # an image without signal or noise counts as ρ = 0, not as undefined: (1 + 0) / 2 reaches 0.5 with one model
+    assert models_needed_many(np.array([[1.0, 0.0]]), np.array([[0.0, 0.0]]), 0.5).tolist() == [1]
+
+
+@pytest.mark.mutation
+def test_a_plan_needing_exactly_the_largest_count_keeps_it_and_one_beyond_is_none():
+    """Every model's maps the same signal plus its own noise of equal size (a Gram constant off the
+    diagonal): every resample gives the same terms, so the interval is one count."""
+    from stablesal.studies.consensus.planner import MAX_MODELS, bootstrap_plan
+
+    gram = np.full((1, 4, 4), 1.0) + np.eye(4)[None] * 3.0 * MAX_MODELS  # V_μ = 1, noise = 3·MAX_MODELS
+    stats = {"G": gram, "r": np.zeros((1, 4)), "has_repeat": np.zeros(4, bool)}
+    plan = bootstrap_plan(stats, 0.5, resamples=40)
+    assert (plan["models_low"], plan["models_high"]) == (MAX_MODELS, MAX_MODELS)
+    beyond_reach = bootstrap_plan(dict(stats, G=gram + np.eye(4)[None]), 0.5, resamples=40)
+    assert (beyond_reach["models_low"], beyond_reach["models_high"]) == (None, None)
+
+
+# --- the plan's parts, refusals, sentence and curve ----------------------------------------------
+
+def _plan(**overrides):
+    """A plan with a null by hand: raw V_μ 1.0, beyond 0.25 per image, explainer noise 0.5 at 16 samples."""
+    components = {"V_mu": np.array([1.0, 1.0]), "E_m": np.array([0.2, 0.2]), "E_s": np.array([0.5, 0.5])}
+    values = dict(method="smoothgrad", grouping="grid", random=True, pilot_models=3, pilot_samples=16,
+                  components=components, null="random_label", null_models=3,
+                  beyond=dict(components, V_mu=np.array([0.25, 0.25])), shared=0.25, interval=None, refusal=None)
+    return Plan(**{**values, **overrides})
+
+
+@pytest.mark.mutation
+def test_the_planned_part_is_beyond_the_null_and_a_plan_without_one_has_no_beyond():
+    plan = _plan()
+    assert plan.planned() is plan.beyond and plan.planned("raw") is plan.components
+    alone = _plan(null=None, null_models=0, beyond=None)
+    assert alone.planned() is alone.components
+    with pytest.raises(ValueError, match="^this plan has no null: there is no component beyond it$"):
+        alone.planned("beyond")
+
+
+@pytest.mark.mutation
+def test_a_refused_plan_recommends_no_count_even_with_an_interval():
+    interval = {"models_low": 3, "models_high": 9, "resamples": 50, "shared_low": -0.1, "shared_high": 0.2}
+    recommendation = _plan(interval=interval, refusal="because x").recommendation(0.9)
+    assert recommendation["refused"] == "because x"
+    assert recommendation["models_low"] is None and recommendation["models_high"] is None
+
+
+@pytest.mark.mutation
+def test_the_sentence_counts_one_sample_and_states_the_interval_both_ways():
+    strong = {"V_mu": np.array([1.0]), "E_m": np.array([0.01]), "E_s": np.array([0.0])}  # one model, one sample
+    plan = _plan(components=strong, null=None, null_models=0, beyond=None,
+                 interval={"models_low": 1, "models_high": 4, "resamples": 50})
+    assert plan.recommendation(0.9)["samples"] == 1
+    text = plan.sentence(0.9)
+    assert "1 model and 1 sample for a mean map" in text
+    assert text.endswith("; 95 % interval 1–4 models (50 bootstrap resamples of the pilot models)")
+    open_ended = _plan(components=strong, null=None, null_models=0, beyond=None,
+                       interval={"models_low": 2, "models_high": None, "resamples": 50}).sentence(0.9)
+    assert open_ended.endswith(f"; 95 % interval 2 to more than {MAX_MODELS} models (50 bootstrap resamples of the "
+                               "pilot models)")
+
+
+@pytest.mark.mutation
+def test_the_refusal_reason_at_its_edges_word_for_word():
+    from stablesal.studies.consensus.planner import refusal_reason
+
+    assert refusal_reason(0.5, None, None) is None
+    assert refusal_reason(0.5, {"shared_low": 0.01, "shared_high": 0.9}, "random_label") is None
+    assert refusal_reason(0.0, None, None) == ("because the pilot's mean map has no spatial variance above its "
+                                               "noise (0, which reaches 0)")
+    assert refusal_reason(0.5, {"shared_low": 0.0, "shared_high": 0.9}, "random_label") == (
+        "because the mean map's shared component is not above the random_label null (its spatial variance beyond "
+        "the null's mean map is 0.5, 95 % bootstrap interval [0, 0.9], which reaches 0): more models would only "
+        "average toward what random_label models show too")
+
+
+def _accumulator(seed, k=3, repeats=True, images=2, side=6, repeat_noise=0.1):
+    rng = torch.Generator().manual_seed(seed)
+    signal = torch.rand(images, side, side, generator=rng)
+    out = PilotAccumulator()
+    for _ in range(k):
+        first = signal + 0.3 * torch.rand(images, side, side, generator=rng)
+        out.add(first, first + repeat_noise * torch.rand(images, side, side, generator=rng) if repeats else None)
+    return out
+
+
+@pytest.mark.mutation
+def test_make_plan_names_its_null_and_defaults_to_the_documented_target_samples_and_seed():
+    from stablesal.studies.consensus.planner import bootstrap_plan, gram_statistics, make_plan
+
+    trained, null = _accumulator(1), _accumulator(2, repeats=False)
+    plan = make_plan("smoothgrad", "grid", True, 16, trained, null, resamples=40)
+    assert plan.null == "reference" and plan.null_models == 3  # a null without a name is "reference"
+    explicit = make_plan("smoothgrad", "grid", True, 16, trained, null, None, 0.9, 256, 40, 0)
+    assert plan.interval == explicit.interval and plan.shared == explicit.shared
+    assert plan.interval == bootstrap_plan(gram_statistics(trained, null), 0.9, 16 / 256, 40, 0, beyond=True)
+    assert (plan.beyond["V_mu"] >= 0).all()  # clamped at 0 per image
+    alone = make_plan("smoothgrad", "grid", True, 16, trained, resamples=40)
+    assert alone.null is None and alone.null_models == 0 and alone.beyond is None
+    # no sample count given: the pilot's sample scale is 1 (explainer noise large enough to move the counts)
+    noisy = _accumulator(1, repeat_noise=3.0)
+    assert make_plan("smoothgrad", "grid", True, None, noisy, resamples=40).interval == bootstrap_plan(
+        gram_statistics(noisy), 0.9, 1.0, 40, 0)
+    # max_samples defaults to 256: at the pilot's 256 samples the scale is 1, and the counts (thousands) move with it
+    loud = _accumulator(3, repeat_noise=30.0)
+    assert make_plan("smoothgrad", "grid", True, 256, loud, resamples=40).interval == bootstrap_plan(
+        gram_statistics(loud), 0.9, 1.0, 40, 0)
+    assert make_plan("smoothgrad", "grid", True, 16, trained, resamples=0).interval is None
+
+
+@pytest.mark.mutation
+def test_pilot_passes_its_null_its_name_and_its_bootstrap_settings_on():
+    from tests.helpers.basic_models import Spot
+
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+    models = [Spot(0.5 + 0.2 * k).eval() for k in range(3)]
+    null = [Spot(0.3 + 0.1 * k).eval() for k in range(3)]
+    settings = StudySettings(n_samples=4, seed=7)
+    targets = torch.zeros(2, dtype=torch.long)
+    plan = pilot(models, images, targets, "smoothgrad", {"pixel": None}, settings, null_models=null,
+                 null_name="random_label", target=0.8, max_samples=64, resamples=30, seed=5)
+    assert plan.null == "random_label" and plan.null_models == 3 and plan.beyond is not None
+    assert plan.interval["resamples"] == 30 and plan.interval["seed"] == 5
+    defaults = pilot(models, images, targets, "smoothgrad", {"pixel": None}, settings, resamples=30)
+    assert defaults.interval["seed"] == 7  # the settings' seed when none is given
+    assert defaults.interval == pilot(models, images, targets, "smoothgrad", {"pixel": None}, settings, target=0.9,
+                                      max_samples=256, resamples=30, seed=7).interval
+
+
+@pytest.mark.mutation
+def test_partialling_out_is_the_least_squares_residual_numpy_computes():
+    from stablesal.studies.consensus.planner import _partialled
+
+    rng = np.random.default_rng(2)
+    maps, partial = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4)) * 1e-3  # small: no clamp at 1
+    got = _partialled(torch.from_numpy(maps), torch.from_numpy(partial)).numpy()
+    for n in range(2):
+        x, z = (maps[n] - maps[n].mean()).ravel(), (partial[n] - partial[n].mean()).ravel()
+        np.testing.assert_allclose(got[n], x - (x @ z) / (z @ z) * z, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.mutation
+def test_the_curve_gives_raw_and_beyond_reliabilities_at_each_sample_count():
+    plan = _plan()
+    rows = reliability_curve(plan, models=(2,), samples=(4, 64))
+    assert [row["samples"] for row in rows] == [4, 64]
+    for row in rows:
+        assert row["reliability"] == plan.reliability(2, row["samples"], part="raw")
+        assert row["reliability_beyond"] == plan.reliability(2, row["samples"], part="beyond")
+    assert rows[0]["reliability"] != rows[0]["reliability_beyond"] and rows[0]["reliability"] != rows[1]["reliability"]
+
+
+@pytest.mark.mutation
+def test_the_beyond_part_is_clamped_at_zero_per_image_and_refused_below_it():
+    """Trained maps that are the null's maps again: V_μ,beyond is below 0 on both images; the plan's
+    beyond part holds 0 there and the plan is refused."""
+    from stablesal.studies.consensus.planner import gram_statistics, make_plan, resampled_components
+
+    trained, null = _accumulator(0), _accumulator(0, repeats=False)
+    raw = resampled_components(gram_statistics(trained, null), np.ones((1, 3)), np.ones((1, 3)))["V_mu_beyond"][0]
+    assert (raw < 0).all()
+    plan = make_plan("smoothgrad", "grid", True, 16, trained, null, "random_label", resamples=0)
+    assert plan.beyond["V_mu"].tolist() == [0.0, 0.0] and plan.shared == pytest.approx(raw.mean())
+    assert plan.refusal.startswith("because the mean map's shared component is not above the random_label null")
+
+
+@pytest.mark.mutation
+def test_gram_statistics_of_a_pilot_with_and_without_repeats_by_hand():
+    from stablesal.studies.consensus.planner import gram_statistics
+
+    rng = torch.Generator().manual_seed(8)
+    accumulator = PilotAccumulator()
+    runs = [torch.rand(2, 4, 4, generator=rng) for _ in range(4)]
+    accumulator.add(runs[0], runs[1])
+    accumulator.add(runs[2])  # a model explained once
+    accumulator.add(runs[3], runs[0])
+    stats = gram_statistics(accumulator)
+    maps = np.stack([centred(run).flatten(1).numpy() for run in (runs[0], runs[2], runs[3])])
+    np.testing.assert_allclose(stats["G"], np.einsum("knp,lnp->nkl", maps, maps) / 16)
+    first = lambda a, b: ((centred(a) - centred(b)).square() / 2).flatten(1).mean(1).numpy()  # noqa: E731
+    np.testing.assert_allclose(stats["r"], np.stack([first(runs[0], runs[1]), np.zeros(2), first(runs[3], runs[0])], 1))
+    assert stats["has_repeat"].tolist() == [True, False, True]
+
+
+@pytest.mark.mutation
+def test_the_pilot_explains_its_null_with_the_stated_seeds_on_its_grouping():
+    """The null models' maps come from derive(settings.seed, "pilot-null", j) on the pilot's grouping
+    (a grid here): the plan equals make_plan on accumulators filled by hand with those maps."""
+    from tests.helpers.basic_models import Spot
+    from stablesal.studies.consensus.planner import make_plan
+
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+    targets = torch.zeros(2, dtype=torch.long)
+    models = [Spot(0.5 + 0.2 * k).eval() for k in range(3)]
+    null = [Spot(0.3 + 0.1 * k).eval() for k in range(3)]
+    groupings = {"grid": torch.arange(4).repeat_interleave(16).view(1, 8, 8).expand(2, 8, 8).contiguous()}
+    settings = StudySettings(n_samples=4, seed=7)
+    plan = pilot(models, images, targets, "smoothgrad", groupings, settings, null_models=null,
+                 null_name="random_label", resamples=20)
+    grey = lambda model, seed: grey_maps(explain_groupings("smoothgrad", model, seed, images, targets, groupings,  # noqa: E731
+                                                           settings)["grid"])
+    trained, reference = PilotAccumulator(), PilotAccumulator()
+    for k, model in enumerate(models):
+        trained.add(grey(model, derive(7, "pilot", k, 0)), grey(model, derive(7, "pilot", k, 1)))
+    for j, model in enumerate(null):
+        reference.add(grey(model, derive(7, "pilot-null", j)))
+    expected = make_plan("smoothgrad", "grid", True, 4, trained, reference, "random_label", resamples=20, seed=7)
+    assert plan.shared == expected.shared and plan.interval == expected.interval
+
+
+@pytest.mark.mutation
+def test_the_planner_defaults_are_the_consensus_settings_defaults():
+    """One source of defaults: the planner's target and sample cap are [consensus] target and max_samples."""
+    import inspect
+
+    from stablesal.core.settings import ConsensusSettings
+    from stablesal.studies.consensus.planner import make_plan
+
+    for function in (pilot, make_plan):
+        parameters = inspect.signature(function).parameters
+        assert parameters["target"].default == ConsensusSettings().target
+        assert parameters["max_samples"].default == ConsensusSettings().max_samples

@@ -748,3 +748,16 @@ def test_permuted_ranks_follow_the_stated_stream_with_many_regions():
             for position, source in zip(present, by_key):
                 expected[k, image, position] = ranks[k, image, source]
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.mutation
+def test_an_image_with_one_region_found_counts_as_an_image_with_regions():
+    """One image, one significant region of four: it is an image with regions (count 1, share 1)."""
+    from stablesal.studies.consensus.test import ConsensusMap
+
+    segments = torch.arange(4).repeat_interleave(4).view(1, 4, 4)
+    result = ConsensusMap("saliency", "grid", 3, 0.05, "bh", "image", "trained_vs_reference",
+                          torch.zeros(1, 4, 4), segments, np.array([[0.01, 0.5, 0.6, 0.7]]),
+                          np.array([[True, False, False, False]]))
+    row = result.summary()
+    assert row["images_with_regions"] == 1 and row["share_with_regions"] == 1.0 and row["n_images"] == 1
