@@ -205,12 +205,14 @@ def untrained_models(models: ModelSettings, dataset: ImageDataset, template=None
     for seed in seeds:
         with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's global generator
             torch.manual_seed(seed)
-            model = build_model(models.arch, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std)
+            model = build_model(models.arch, dataset.image_shape[0], dataset.num_classes, dataset.mean, dataset.std,
+                                **models.model_options)
         model.eval().to(models.device)
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         built.append(model)
-    return built, {"arch": models.arch, "seeds": seeds}
+    options = {"model_options": models.model_options} if models.model_options else {}  # none: the identity as before
+    return built, {"arch": models.arch, **options, "seeds": seeds}
 
 
 def _user_untrained(models: ModelSettings, dataset: ImageDataset, template, seeds: list[int]) -> tuple[list, dict]:

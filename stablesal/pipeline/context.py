@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.executor import SERIAL, Executor
+from ..core.executor import SERIAL, Executor, check_executor
 from ..data.datasets import ImageDataset
 from ..data.selection import class_counts, ordered_for_explaining, test_positions
 from ..models.training import summary_rows
@@ -52,6 +52,9 @@ class Context:
     warnings: list = field(default_factory=list)
     explained: list = field(default_factory=list)
     uses: frozenset = frozenset((MAIN, "control") + NULL_SETS)
+
+    def __post_init__(self) -> None:
+        check_executor(self.executor)
 
     def warn(self, message: str) -> None:
         """Say ``message`` now, on one line of stderr (``warning: <message>``), and keep it: the run

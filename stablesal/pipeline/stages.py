@@ -98,6 +98,9 @@ class Stage(Protocol):
 def register_stage(*, order: float):
     """Register a stage class under its ``name`` at its place in the run (low ``order`` runs first)."""
     def add(cls):
+        if hasattr(cls, "needs_models"):
+            raise TypeError(f"stage {cls.__name__}: needs_models was replaced by uses, the model sets the stage reads "
+                            "(() for none, (\"main\",) for the main models)")
         STAGES.register(cls.name, cls(), order=order)
         return cls
     return add

@@ -109,3 +109,14 @@ def test_leave_fold_out_training_records_the_fold(tiny_shapes, tiny_config):
     sizes = [len(part) for part in split_indices(len(tiny_shapes.train_labels), 3, seed=0)]
     assert [run.meta["held_out_fold"] for run in runs] == [0, 1, 2]
     assert [run.meta["train_size"] for run in runs] == [len(tiny_shapes.train_labels) - s for s in sizes]
+
+
+def test_checkpoints_keep_storing_the_architecture_under_model():
+    """TrainConfig's field is ``arch``; checkpoints store and hash it as ``"model"``, the key of every
+    checkpoint written before the rename, so their names (hashes of this record) do not change."""
+    from stablesal.core.settings import ModelSettings
+
+    stored = {"model": "small_cnn", "model_options": {}, "epochs": 6, "batch_size": 128, "lr": 0.004,
+              "weight_decay": 0.0005, "flip": True}
+    assert TrainConfig().record() == stored
+    assert ModelSettings(k=7, control_k=0).record() == stored  # the [models] section trains the same models

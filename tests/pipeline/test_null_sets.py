@@ -162,3 +162,15 @@ def test_permuted_labels_make_the_whole_report_a_negative_control(tiny_shapes, t
     with pytest.raises(ValueError, match="permuted_labels"):
         config_from_dict({"models": {"permuted_labels": True, "train": f"{__name__}:record_training",
                                      "factory": f"{__name__}:small_factory"}})
+
+
+def test_the_untrained_networks_take_the_architecture_options(tiny_shapes):
+    from stablesal.models.architectures import build_model
+    from stablesal.pipeline.config import ModelsSection
+
+    built, identity = untrained_models(ModelsSection(untrained_k=3, model_options={"width": 4}), tiny_shapes)
+    reference = build_model("small_cnn", tiny_shapes.image_shape[0], tiny_shapes.num_classes, tiny_shapes.mean,
+                            tiny_shapes.std, width=4)
+    assert [p.shape for p in built[0].parameters()] == [p.shape for p in reference.parameters()]
+    assert identity["model_options"] == {"width": 4}  # other options: other networks, other cached units
+    assert "model_options" not in untrained_models(ModelsSection(untrained_k=3), tiny_shapes)[1]

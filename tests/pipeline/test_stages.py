@@ -149,8 +149,7 @@ def test_a_command_that_runs_one_stage_writes_the_same_shape(full_run):
 
 def test_a_run_trains_only_the_model_sets_its_stages_use(tmp_path):
     """The control models belong to the stages that read them: the consensus alone trains none of
-    them (nor a random-label network, with the untrained networks as its reference), the stability
-    stage then trains them beside the main models it reuses."""
+    them, the stability stage then trains them beside the main models it reuses."""
     raw = json.loads(json.dumps(TINY))
     raw["models"].update(control_k=3, random_label_k=0, bn_calibrated_k=0)
     raw["consensus"]["reference"] = "untrained"

@@ -505,6 +505,17 @@ def test_the_bootstrap_plan_is_its_resamples_recomputed_by_hand(beyond, scale):
 
 
 @pytest.mark.mutation
+def test_a_null_resample_of_one_distinct_model_is_not_used():
+    """A resample drawing one of the 3 null models three times has no null mean map (NaN), even
+    though floating point leaves its cross term a rounding residue rather than 0: it is not used."""
+    from stablesal.studies.consensus.planner import bootstrap_plan
+
+    stats = _random_stats(seed=0, images=1)
+    got = bootstrap_plan(stats, 0.95, 0.5, 200, 3, beyond=True)
+    assert got["used"] == _by_hand_bootstrap(stats, 0.95, 0.5, 200, 3, True)["used"] < 200
+
+
+@pytest.mark.mutation
 def test_two_resamples_are_enough_and_one_is_refused():
     from stablesal.studies.consensus.planner import bootstrap_plan
 
