@@ -174,3 +174,158 @@ def test_rank_agreement_across_nulls_is_spearmans_rho_of_the_excesses():
     y = [r["spearman_above_untrained"] for r in summary]
     assert agreement[1]["rank_correlation"] == pytest.approx(stats.spearmanr(x, y).statistic)
     assert -1 <= agreement[1]["rank_correlation_ci_low"] <= agreement[1]["rank_correlation_ci_high"] <= 1
+
+
+def _ranked(rng, shares, nulls=("random_label",), k=4, n=8, d=600):
+    """Results keyed by (method, grouping) → share of the main models' variance they share; each
+    null in ``nulls`` shares 0.2. Spearman is read as the Pearson r the rows hold."""
+    results = []
+    for (method, grouping), shared in shares.items():
+        first, _ = components_maps(rng, k, n, d, shared, 1 - shared, 0.0)
+        results.append(dict(study_result(first, "seed", random=False, grouping=grouping), method=method))
+        for null in nulls:
+            maps, _ = components_maps(rng, k, n, d, 0.2, 0.8, 0.0)
+            results.append(dict(study_result(maps, "init", model_set=null, random=False, grouping=grouping),
+                                method=method))
+    for result in results:
+        for row in result["rows"]:
+            row["spearman"] = row["centred_cross"]
+    return results
+
+
+def _mean_spearman(results, method, grouping, model_set="main"):
+    result = next(r for r in results if (r["method"], r["grouping"], r["model_set"]) == (method, grouping, model_set))
+    return float(np.mean([row["spearman"] for row in result["rows"]]))
+
+
+def _z_midpoint_gap(row, prefix, half):
+    """How far the interval's midpoint on Fisher's z of [−half, half] is from the estimate's z
+    (0 for an interval built symmetric on that scale)."""
+    z = lambda v: math.atanh(v / half)  # noqa: E731
+    return (z(row[f"{prefix}_ci_low"]) + z(row[f"{prefix}_ci_high"])) / 2 - z(row[prefix])
+
+
+def _holm_by_hand(p):
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    adjusted, running = [0.0] * len(p), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@pytest.mark.mutation
+def test_the_ranking_reads_spearman_by_default_and_names_its_metric_and_alpha():
+    results = _ranked(np.random.default_rng(11), {("a", "pixel"): 0.7, ("b", "pixel"): 0.3})
+    ranking = ranking_rows(results)
+    assert ranking["metric"] == "spearman" and ranking["alpha"] == 0.05
+    top = ranking["rows"][0]
+    assert top["excess"] == pytest.approx(_mean_spearman(results, "a", "pixel")
+                                          - _mean_spearman(results, "a", "pixel", "random_label"))
+
+
+@pytest.mark.mutation
+def test_the_ranking_leaves_out_the_random_map_control_and_a_result_of_the_control_family():
+    from stablesal.explain.controls import RANDOM_MAP
+    results = _ranked(np.random.default_rng(12), {("a", "pixel"): 0.5, ("b", "pixel"): 0.4,
+                                                 (RANDOM_MAP, "pixel"): 0.9, ("mine", "pixel"): 0.8})
+    for result in results:
+        if result["method"] == "mine" and result["model_set"] == "main":
+            result["family"] = "control"  # a user's control, declared on the result
+    assert sorted(r["method"] for r in ranking_rows(results)["rows"]) == ["a", "b"]
+
+
+@pytest.mark.mutation
+def test_with_a_null_every_interval_is_symmetric_on_fishers_z_of_its_range_and_p_matches_it():
+    """above_N: a difference of two Spearman means, in ±2; behind_first: a difference of two
+    such differences, in ±4; each p-value is Student t on that z scale, computed here by hand."""
+    from stablesal.core.intervals import pair_mean
+    from stablesal.studies.stability.statistics import UnitArrays as Units
+    results = _ranked(np.random.default_rng(13), {("a", "pixel"): 0.85, ("b", "pixel"): 0.3})
+    first, second = ranking_rows(results)["rows"]
+    for row in (first, second):
+        assert _z_midpoint_gap(row, "above_random_label", 2.0) == pytest.approx(0.0, abs=1e-9)
+    assert abs(_z_midpoint_gap(first, "above_random_label", 1.0)) > 1e-4  # the check can tell the scales apart
+    assert _z_midpoint_gap(second, "behind_first", 4.0) == pytest.approx(0.0, abs=1e-9)
+    assert abs(_z_midpoint_gap(second, "behind_first", 2.0)) > 1e-6
+    # the p-value of above_random_label, from the interval's own se and df on z of ±2
+    by_set = {r["model_set"]: r for r in results if r["method"] == "a"}
+    units = Units(by_set)
+    interval = units.interval(lambda w: pair_mean(units.pair("main", "spearman"), w, "main")
+                              - pair_mean(units.pair("random_label", "spearman"), w, "random_label"),
+                              ("main", "random_label"), bounds=(-2.0, 2.0))
+    assert (interval.low, interval.high) == pytest.approx((first["above_random_label_ci_low"],
+                                                           first["above_random_label_ci_high"]))
+    by_hand = 2 * stats.t.sf(abs(math.atanh(interval.estimate / 2)) / interval.se, interval.df)
+    assert first["above_random_label_p"] == pytest.approx(by_hand, rel=1e-9)
+    assert first["excess_p"] == first["above_random_label_p"]
+
+
+@pytest.mark.mutation
+def test_without_a_null_the_excess_is_the_raw_mean_on_the_metrics_range():
+    from stablesal.core.intervals import pair_mean
+    from stablesal.studies.stability.statistics import UnitArrays as Units
+    results = _ranked(np.random.default_rng(14), {("a", "pixel"): 0.8, ("b", "pixel"): 0.35,
+                                                 ("faint", "pixel"): 0.01}, nulls=())
+    ranking = ranking_rows(results)
+    assert ranking["null"] is None
+    first, second, faint = ranking["rows"]
+    # the p-value of the faint row's raw mean = 0, from its interval's se and df on z of ±1
+    units = Units({"main": next(r for r in results if r["method"] == "faint")})
+    interval = units.interval(lambda w: pair_mean(units.pair("main", "spearman"), w, "main"), bounds=(-1.0, 1.0))
+    by_hand = 2 * stats.t.sf(abs(math.atanh(interval.estimate)) / interval.se, interval.df)
+    assert 1e-4 < by_hand < 0.9  # a p-value the scale and the tested value change
+    assert faint["excess_p"] == pytest.approx(by_hand, rel=1e-9)
+    assert first["excess"] == pytest.approx(_mean_spearman(results, "a", "pixel"))
+    assert _z_midpoint_gap(first, "excess", 1.0) == pytest.approx(0.0, abs=1e-9)
+    assert abs(_z_midpoint_gap(first, "excess", 2.0)) > 1e-6
+    assert second["behind_first"] == pytest.approx(first["excess"] - second["excess"])
+    assert _z_midpoint_gap(second, "behind_first", 2.0) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.mutation
+def test_a_row_without_a_finite_excess_is_ranked_last():
+    results = _ranked(np.random.default_rng(15), {("broken", "pixel"): 0.5, ("a", "pixel"): 0.3,
+                                                 ("b", "pixel"): 0.7})
+    for result in results:
+        if result["method"] == "broken" and result["model_set"] == "main":
+            for row in result["rows"]:
+                row["spearman"] = math.nan
+    assert [r["method"] for r in ranking_rows(results)["rows"]] == ["b", "a", "broken"]
+
+
+@pytest.mark.mutation
+def test_every_row_is_read_against_the_first_rows_method_and_grouping_and_contrasts_pair_within_a_grouping():
+    shares = {("a", "pixel"): 0.9, ("a", "grid"): 0.6, ("b", "pixel"): 0.45, ("b", "grid"): 0.3,
+              ("c", "pixel"): 0.15, ("c", "grid"): 0.75}
+    results = _ranked(np.random.default_rng(16), shares)
+    ranking = ranking_rows(results, contrasts=(("a", "b"),))
+    rows = ranking["rows"]
+    assert (rows[0]["method"], rows[0]["grouping"]) == ("a", "pixel") and rows[1]["grouping"] == "grid"
+    for row in rows[1:]:
+        assert row["behind_first"] == pytest.approx(rows[0]["excess"] - row["excess"])
+    assert _holm_by_hand([r["behind_first_p"] for r in rows[1:]]) == pytest.approx(
+        [r["behind_first_holm"] for r in rows[1:]])
+    pairs = ranking["contrasts"]
+    excess = {(r["method"], r["grouping"]): r["excess"] for r in rows}
+    assert sorted((p["method"], p["reference"], p["grouping"]) for p in pairs) == [
+        ("a", "b", "grid"), ("a", "b", "pixel")]
+    for pair in pairs:
+        assert pair["difference"] == pytest.approx(excess[("a", pair["grouping"])] - excess[("b", pair["grouping"])])
+    assert _holm_by_hand([p["difference_p"] for p in pairs]) == pytest.approx([p["difference_holm"] for p in pairs])
+    assert all(isinstance(p["difference_holm"], float) for p in pairs)
+
+
+@pytest.mark.mutation
+def test_rank_agreement_needs_three_rows_beside_the_random_map_control():
+    from stablesal.explain.controls import RANDOM_MAP
+    rng = np.random.default_rng(17)
+    three = summary_with_nulls(rng, methods=("a", "b", "c", RANDOM_MAP), d=600)
+    agreement = null_rank_agreement(three)
+    assert len(agreement) == 3 and all(entry["n_rows"] == 3 for entry in agreement)
+    summary = [r for r in summarise(three) if r["model_set"] == "main" and r["method"] != RANDOM_MAP]
+    x = [r["spearman_above_bn_calibrated"] for r in summary]
+    y = [r["spearman_above_untrained"] for r in summary]
+    assert agreement[2]["rank_correlation"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    two = [r for r in three if r["method"] != "c"]
+    assert null_rank_agreement(two) == []
