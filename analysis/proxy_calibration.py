@@ -10,8 +10,13 @@ computed as a share of one run (:func:`stablesal.models.proxies.proxy_cost`).
 
     python analysis/proxy_calibration.py --config experiments/proxy.toml --out experiments/results/proxy.json
 
-``--set section.key=value`` changes one key over the file (as on the command line), e.g. the spawn
-time of the spawn-time curve: ``--set 'proxy.names=["spawn"]' --set proxy.spawn_epoch=2``.
+``--set section.key=value`` changes one key over the file (as on the command line). ``[proxy]
+spawn_epochs = [t1, t2, ...]`` replaces the one spawn set by the spawn-time curve: one set
+``spawn@t`` of ``spawn_k`` children per epoch t (t = 0: retraining from the parent's
+initialisation; t near the end: one mode), each calibrated and costed like any proxy.
+
+The commit recorded is the one checked out when the run starts (with ``dirty`` when the working
+tree had changes then): the code that computed the numbers.
 """
 
 from __future__ import annotations
@@ -40,11 +45,28 @@ from stablesal.studies.stability.run import run_study  # noqa: E402
 
 
 def _commit() -> str | None:
+    """HEAD, with " dirty" appended when tracked files differ from it; None outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=root).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, check=True, cwd=root).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+    return f"{head} dirty" if changed else head
+
+
+def proxy_runs(names: list[str], spawn_epochs: list[int]) -> list[tuple[str, str, dict]]:
+    """``(set name, proxy, settings changes)`` per variant set: ``spawn`` becomes one ``spawn@t``
+    per epoch of ``spawn_epochs`` (the spawn-time curve) when that list is not empty."""
+    out = []
+    for name in names:
+        if name == "spawn" and spawn_epochs:
+            out += [(f"spawn@{epoch}", "spawn", {"spawn_epoch": epoch}) for epoch in spawn_epochs]
+        else:
+            out.append((name, name, {}))
+    return out
 
 
 def best_proxies(rows: list[dict], max_cost: float) -> list[dict]:
@@ -78,6 +100,7 @@ def main(argv=None) -> int:
     if config.models.vary != "seed":
         raise SystemExit("[models] vary must be 'seed': the truth is models that differ only in their seed")
     began = time.perf_counter()
+    commit = _commit()
     progress = not args.quiet
     dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
     runs_dir = Path(config.report.runs_dir) / config.report.name
@@ -92,15 +115,15 @@ def main(argv=None) -> int:
     train_images = dataset.train_images[indices]
     train_labels = training_labels(parent_run, dataset.train_labels[indices])
     proxy = config.proxy
-    settings = proxy.settings()
     variants, refused, costs = {}, {}, {}
     one_run = sum(run.meta["train_seconds"] for run in truth) / len(truth)
-    for name in proxy.names:
-        k = proxy.spawn_k if name == "spawn" else proxy.k
+    for name, kind, changes in proxy_runs(proxy.names, proxy.spawn_epochs):
+        settings = proxy.settings(**changes)
+        k = proxy.spawn_k if kind == "spawn" else proxy.k
         start = time.perf_counter()
         try:
             variants[name] = make_variants(
-                name, truth[0].model, k, images=train_images, labels=train_labels, settings=settings,
+                kind, truth[0].model, k, images=train_images, labels=train_labels, settings=settings,
                 config=train_config, seed=proxy.seed,
                 spawn=lambda epoch, count: spawn_children(dataset, parent_run, train_config, epoch, count,
                                                           runs_dir / "spawn", progress=progress, seed=proxy.seed))
@@ -109,7 +132,8 @@ def main(argv=None) -> int:
             continue
         seconds = time.perf_counter() - start
         costs[name] = {"seconds": seconds, "seconds_share": seconds / one_run,
-                       "cost_share": proxy_cost(name, k, settings, train_config.epochs, len(indices)), "k": k}
+                       "cost_share": proxy_cost(kind, k, settings, train_config.epochs, len(indices)), "k": k,
+                       **({"spawn_epoch": settings.spawn_epoch} if kind == "spawn" else {})}
     sets = {"truth": [run.model for run in truth], "random_label": [run.model for run in null_runs], **variants}
     images, labels, masks = ctx.test_images(0, min(config.gradient.n_images, len(dataset.test_labels)))
     study = gradient_settings(config.gradient)
@@ -121,7 +145,7 @@ def main(argv=None) -> int:
     for row in rows:
         row.update(costs[row["proxy"]])
     result = {
-        "commit": _commit(), "config": config.to_dict(), "dataset": dataset.describe(),
+        "commit": commit, "config": config.to_dict(), "dataset": dataset.describe(),
         "architecture": config.models.arch, "image_side": int(images.shape[-1]), "channels": int(images.shape[1]),
         "k_truth": len(truth), "k_null": len(null_runs), "null": "random_label",
         "truth_accuracy": [run.meta["test_accuracy"] for run in truth],

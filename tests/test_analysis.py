@@ -88,3 +88,21 @@ def test_the_performance_pages_tables_are_the_committed_benchmark_results(tmp_pa
     monkeypatch.setattr(performance_page, "RESULTS", copied)
     changed = performance_page.with_tables(page)
     assert "| 9.87 |" in changed and "| 9.87 |" not in page
+
+
+def test_the_spawn_time_curve_is_one_set_per_epoch_and_its_section_refuses_repeats():
+    import pytest
+    from proxy_calibration import proxy_runs
+
+    from stablesal.pipeline.config import ProxySection
+
+    assert proxy_runs(["finetune", "spawn", "laplace"], []) == [
+        ("finetune", "finetune", {}), ("spawn", "spawn", {}), ("laplace", "laplace", {})]
+    assert proxy_runs(["spawn", "laplace"], [0, 3]) == [
+        ("spawn@0", "spawn", {"spawn_epoch": 0}), ("spawn@3", "spawn", {"spawn_epoch": 3}), ("laplace", "laplace", {})]
+    section = ProxySection(names=["spawn"], spawn_epochs=[0, 2])
+    section.validate()
+    assert section.settings(spawn_epoch=2).spawn_epoch == 2 and section.settings().spawn_epoch == section.spawn_epoch
+    for bad in ([1, 1], [-1], [1.5], 3):
+        with pytest.raises(ValueError, match=r"^\[proxy\] spawn_epoch"):
+            ProxySection(names=["spawn"], spawn_epochs=bad).validate()

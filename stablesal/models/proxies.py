@@ -205,15 +205,27 @@ def laplace_posterior(features: torch.Tensor, probabilities: torch.Tensor, prior
     return scale * ggn + prior_precision * torch.eye(ggn.shape[0], dtype=ggn.dtype)
 
 
+def laplace_subset(n_images: int, count: int, seed: int = 0) -> torch.Tensor:
+    """``[min(count, n_images)]`` sorted indices drawn without replacement from ``derive(seed,
+    "laplace-subset")``; every index when ``count ≥ n_images``."""
+    if count >= n_images:
+        return torch.arange(n_images)
+    generator = torch.Generator().manual_seed(derive(seed, "laplace-subset"))
+    return torch.randperm(n_images, generator=generator)[:count].sort().values
+
+
 def laplace_variants(model: nn.Module, images: torch.Tensor, k: int, settings: ProxySettings | None = None,
                      n_train: int | None = None, seed: int = 0) -> list[nn.Module]:
     """``k`` copies of ``model`` whose last linear layer is drawn from its Laplace posterior
-    (:func:`laplace_posterior` on the first ``settings.laplace_images`` of ``images``, scaled to
-    ``n_train`` images, default ``len(images)``): θ = θ̂ + L⁻ᵀ z, L the Cholesky factor of the
-    precision, z ~ N(0, I) from ``derive(seed, "laplace", i)``."""
+    (:func:`laplace_posterior` on ``settings.laplace_images`` of ``images`` drawn without
+    replacement from ``derive(seed, "laplace-subset")``, all of them when there are no more, scaled
+    to ``n_train`` images, default ``len(images)``): θ = θ̂ + L⁻ᵀ z, L the Cholesky factor of the
+    precision, z ~ N(0, I) from ``derive(seed, "laplace", i)``. A random subset, not the first
+    images: a training set stored sorted by class would otherwise fit the curvature on a few
+    classes."""
     settings = settings or ProxySettings()
     head = last_linear(model)
-    used = images[:settings.laplace_images]
+    used = images[laplace_subset(len(images), settings.laplace_images, seed)]
     features, probabilities = head_features(model, used)
     classes, width = head.weight.shape
     precision = laplace_posterior(features, probabilities, settings.prior_precision,
@@ -280,5 +292,5 @@ def make_variants(name: str, model: nn.Module, k: int, *, images: torch.Tensor |
 
 
 __all__ = ["PROXY_NAMES", "ProxySettings", "finetune_copies", "spawn_children", "dropout_variants",
-           "laplace_variants", "laplace_posterior", "head_features", "last_linear", "proxy_cost",
+           "laplace_variants", "laplace_posterior", "laplace_subset", "head_features", "last_linear", "proxy_cost",
            "make_variants"]

@@ -138,6 +138,7 @@ class ProxySection(ProxySettings):
     names: list = field(default_factory=lambda: ["finetune"])  # finetune | bootstrap_finetune | spawn | dropout | laplace
     k: int = 8                       # variants per proxy
     spawn_k: int = 4                 # children of the spawn proxy (each trains epochs − spawn_epoch epochs)
+    spawn_epochs: list = field(default_factory=list)  # the spawn-time curve (calibration only): one set spawn@t per t; []: spawn_epoch
     seed: int = 0
     calibration: str = ""            # a calibration file (analysis/proxy_calibration.py); "": the one stablesal ships
     in_report: bool = False          # also run the estimate in `stablesal report`, beside the retrained study
@@ -149,12 +150,15 @@ class ProxySection(ProxySettings):
         for key in ("k", "spawn_k"):
             if getattr(self, key) < 2:
                 raise ValueError(f"[proxy] {key} must be at least 2 (variants to compare), got {getattr(self, key)!r}")
-        self.settings()
+        if not isinstance(self.spawn_epochs, list) or len(set(map(repr, self.spawn_epochs))) != len(self.spawn_epochs):
+            raise ValueError(f"[proxy] spawn_epochs must be a list of distinct epochs, got {self.spawn_epochs!r}")
+        for epoch in self.spawn_epochs:
+            self.settings(spawn_epoch=epoch)
 
-    def settings(self) -> ProxySettings:
+    def settings(self, **changes) -> ProxySettings:
         """The API's settings, checked there (fractions, epochs, counts)."""
         try:
-            return settings_of(self, ProxySettings)
+            return settings_of(self, ProxySettings, **changes)
         except ValueError as error:
             raise ValueError(f"[proxy] {str(error).removeprefix('ProxySettings.')}") from None
 

@@ -6,8 +6,8 @@ from torch import nn
 
 from stablesal.core.settings import TrainConfig
 from stablesal.models.proxies import (
-    ProxySettings, dropout_variants, finetune_copies, laplace_posterior, laplace_variants, make_variants, proxy_cost,
-    spawn_children,
+    ProxySettings, dropout_variants, finetune_copies, laplace_posterior, laplace_subset, laplace_variants, make_variants,
+    proxy_cost, spawn_children,
 )
 from stablesal.models.training import seed_plan, train_one
 
@@ -117,6 +117,36 @@ def test_laplace_samples_have_the_posterior_covariance():
     empirical = torch.cov(draws.T)
     assert torch.allclose(empirical.diagonal(), covariance.diagonal(), rtol=0.15)
     assert all(torch.equal(v[1].weight, model[1].weight) for v in variants[:3])  # the body is shared
+
+
+def test_the_laplace_subset_is_a_seeded_draw_without_replacement():
+    subset = laplace_subset(100, 30, seed=3)
+    assert len(subset) == 30 and len(set(subset.tolist())) == 30
+    assert torch.equal(subset, subset.sort().values) and 0 <= int(subset.min()) and int(subset.max()) < 100
+    assert torch.equal(subset, laplace_subset(100, 30, seed=3))
+    assert not torch.equal(subset, laplace_subset(100, 30, seed=4))
+    assert int(subset.max()) >= 30  # not the first 30
+    assert torch.equal(laplace_subset(20, 30), torch.arange(20))
+    # over many seeds every index is drawn about equally often (30 % each)
+    counts = torch.zeros(100)
+    for seed in range(400):
+        counts[laplace_subset(100, 30, seed=seed)] += 1
+    assert float((counts / 400 - 0.3).abs().max()) < 0.1
+
+
+def test_laplace_variants_fit_the_curvature_on_the_drawn_subset_scaled_to_all_images():
+    model = _head_model(seed=6)
+    images = torch.randn(40, 3, 2, 2, generator=torch.Generator().manual_seed(7))
+    settings = ProxySettings(laplace_images=10, prior_precision=2.0)
+    drawn = laplace_variants(model, images, 3, settings, seed=2)
+    subset = images[laplace_subset(40, 10, seed=2)]
+    by_hand = laplace_variants(model, subset, 3, ProxySettings(laplace_images=10, prior_precision=2.0), n_train=40,
+                               seed=2)
+    first = laplace_variants(model, images[:10], 3, ProxySettings(laplace_images=10, prior_precision=2.0),
+                             n_train=40, seed=2)
+    for a, b, c in zip(drawn, by_hand, first):
+        assert torch.equal(a[3].weight, b[3].weight) and torch.equal(a[3].bias, b[3].bias)
+        assert not torch.equal(a[3].weight, c[3].weight)
 
 
 def test_proxy_cost_by_hand():
