@@ -275,7 +275,7 @@ class ConsensusSettings:
                 raise ValueError(f"ConsensusSettings.{name} must be a positive integer, got {value!r}")
 
 
-PROXY_NAMES = ("finetune", "bootstrap_finetune", "spawn", "dropout", "laplace")  # stablesal.models.proxies
+PROXY_NAMES = ("finetune", "bootstrap_finetune", "spawn", "dropout", "swag", "laplace")  # stablesal.models.proxies
 
 
 @dataclass
@@ -288,6 +288,9 @@ class ProxySettings:
     laplace_images : training images the last layer's Gauss–Newton matrix is computed on (scaled to the
         whole training set).
     prior_precision : the isotropic prior precision of the Laplace approximation.
+    swag_fraction : epochs of further training whose iterates SWAG summarises.
+    swag_snapshots : iterates SWAG keeps (evenly spaced; also the rank of its low-rank part, ≥ 2).
+    bn_images : training images each SWAG sample's batch-norm statistics are recomputed on.
     """
 
     finetune_fraction: float = 0.2
@@ -295,6 +298,9 @@ class ProxySettings:
     spawn_epoch: int = 4
     laplace_images: int = 2048
     prior_precision: float = 1.0
+    swag_fraction: float = 1.0
+    swag_snapshots: int = 20
+    bn_images: int = 2048
 
     def __post_init__(self) -> None:
         if not 0 < self.finetune_fraction <= 10:
@@ -307,3 +313,9 @@ class ProxySettings:
             raise ValueError(f"ProxySettings.laplace_images must be a positive integer, got {self.laplace_images!r}")
         if not self.prior_precision > 0:
             raise ValueError(f"ProxySettings.prior_precision must be positive, got {self.prior_precision!r}")
+        if not 0 < self.swag_fraction <= 10:
+            raise ValueError(f"ProxySettings.swag_fraction must be in (0, 10] epochs, got {self.swag_fraction!r}")
+        if not isinstance(self.swag_snapshots, int) or self.swag_snapshots < 2:
+            raise ValueError(f"ProxySettings.swag_snapshots must be an integer ≥ 2, got {self.swag_snapshots!r}")
+        if not isinstance(self.bn_images, int) or self.bn_images < 1:
+            raise ValueError(f"ProxySettings.bn_images must be a positive integer, got {self.bn_images!r}")

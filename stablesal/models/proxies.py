@@ -13,6 +13,9 @@ which go through the same studies as retrained models (same nulls, same statisti
 * ``dropout``: thinned networks, one fixed dropout mask per variant (MC dropout, Gal & Ghahramani
   2016, with the mask held fixed so that a variant is one function); refused where the model has no
   dropout layer;
+* ``swag``: weight samples of the whole network from SWAG's Gaussian (the mean, diagonal and
+  low-rank deviations of the iterates of a short further training at a constant learning rate;
+  Maddox et al., NeurIPS 2019), batch-norm statistics recomputed per sample;
 * ``laplace``: weight samples of the last linear layer from a Laplace approximation of its posterior
   (the generalised Gauss–Newton of the cross-entropy at the trained weights plus an isotropic prior;
   Daxberger et al., *Laplace Redux*, NeurIPS 2021), the rest of the network shared.
@@ -25,7 +28,9 @@ between-variant agreement is from the true cross-seed agreement is measured by
 from __future__ import annotations
 
 import copy
+import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -68,27 +73,38 @@ def finetune_copies(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         torch.manual_seed(derive(seed, "finetune-global", index))  # any layer that draws from the global RNG
         pool = (torch.randint(len(images), (len(images),), generator=generator) if bootstrap
                 else torch.arange(len(images)))
-        order = pool[torch.randperm(len(pool), generator=generator)]
-        while len(order) < steps * config.batch_size:  # more than one epoch: further passes, reshuffled
-            order = torch.cat([order, pool[torch.randperm(len(pool), generator=generator)]])
         variant = copy.deepcopy(model).to(device)
-        for parameter in variant.parameters():
-            parameter.requires_grad_(True)
-        optimizer = torch.optim.AdamW(variant.parameters(), lr=settings.finetune_lr * config.lr,
-                                      weight_decay=config.weight_decay)
-        variant.train()
-        for step in range(steps):
-            batch = order[step * config.batch_size:(step + 1) * config.batch_size]
-            x, y = images[batch], labels[batch]
-            if config.flip:
-                flip = torch.rand(len(batch), generator=generator) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-            loss = F.cross_entropy(variant(x.to(device)), y.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        _train_steps(variant, images, labels, pool, steps, settings, config, generator, device)
         copies.append(_frozen(variant))
     return copies
+
+
+def _train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor, steps: int,
+                 settings: ProxySettings, config: TrainConfig, generator: torch.Generator,
+                 device: str | torch.device, after_step: Callable[[int], None] | None = None) -> None:
+    """``steps`` AdamW steps on ``model`` (in place) at ``finetune_lr`` × the training's rate, over
+    batches of ``pool`` (indices into ``images``) in an order drawn from ``generator`` (reshuffled
+    for every further pass), flips as in training; ``after_step(step)`` runs after each step."""
+    order = pool[torch.randperm(len(pool), generator=generator)]
+    while len(order) < steps * config.batch_size:  # more than one epoch: further passes, reshuffled
+        order = torch.cat([order, pool[torch.randperm(len(pool), generator=generator)]])
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.finetune_lr * config.lr,
+                                  weight_decay=config.weight_decay)
+    model.train()
+    for step in range(steps):
+        batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+        x, y = images[batch], labels[batch]
+        if config.flip:
+            flip = torch.rand(len(batch), generator=generator) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+        loss = F.cross_entropy(model(x.to(device)), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step(step)
 
 
 def spawn_children(dataset: ImageDataset, run: dict, config: TrainConfig, epoch: int, k: int,
@@ -205,13 +221,17 @@ def laplace_posterior(features: torch.Tensor, probabilities: torch.Tensor, prior
     return scale * ggn + prior_precision * torch.eye(ggn.shape[0], dtype=ggn.dtype)
 
 
+def _subset(n_images: int, count: int, seed: int, purpose: str) -> torch.Tensor:
+    if count >= n_images:
+        return torch.arange(n_images)
+    generator = torch.Generator().manual_seed(derive(seed, purpose))
+    return torch.randperm(n_images, generator=generator)[:count].sort().values
+
+
 def laplace_subset(n_images: int, count: int, seed: int = 0) -> torch.Tensor:
     """``[min(count, n_images)]`` sorted indices drawn without replacement from ``derive(seed,
     "laplace-subset")``; every index when ``count ≥ n_images``."""
-    if count >= n_images:
-        return torch.arange(n_images)
-    generator = torch.Generator().manual_seed(derive(seed, "laplace-subset"))
-    return torch.randperm(n_images, generator=generator)[:count].sort().values
+    return _subset(n_images, count, seed, "laplace-subset")
 
 
 def laplace_variants(model: nn.Module, images: torch.Tensor, k: int, settings: ProxySettings | None = None,
@@ -248,18 +268,124 @@ def laplace_variants(model: nn.Module, images: torch.Tensor, k: int, settings: P
     return variants
 
 
+@dataclass
+class SwagMoments:
+    """The SWAG summary of a run's iterates (flat parameter vectors of length P): ``mean`` θ̄ and
+    ``sq_mean`` the running means of θ and θ², ``deviations`` ``[P, R]`` the last R iterates minus
+    the running mean at the time each was taken (Maddox et al. 2019, Algorithm 1)."""
+    mean: torch.Tensor
+    sq_mean: torch.Tensor
+    deviations: torch.Tensor
+
+    @property
+    def diagonal(self) -> torch.Tensor:
+        """Σ_diag = θ²̄ − θ̄², clamped at 0 (rounding can make it slightly negative)."""
+        return (self.sq_mean - self.mean.square()).clamp_min(0.0)
+
+    def sample(self, generator: torch.Generator) -> torch.Tensor:
+        """θ̄ + (1/√2) Σ_diag^{1/2} z₁ + (1/√(2(R − 1))) D z₂, z₁ ~ N(0, I_P), z₂ ~ N(0, I_R): a draw
+        from N(θ̄, ½ (Σ_diag + D Dᵀ/(R − 1))), the SWAG posterior."""
+        rank = self.deviations.shape[1]
+        z1 = torch.randn(len(self.mean), generator=generator, dtype=self.mean.dtype)
+        z2 = torch.randn(rank, generator=generator, dtype=self.mean.dtype)
+        return (self.mean + self.diagonal.sqrt() * z1 / math.sqrt(2)
+                + self.deviations @ z2 / math.sqrt(2 * (rank - 1)))
+
+
+def swag_moments(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 settings: ProxySettings | None = None, config: TrainConfig | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> SwagMoments:
+    """Continue training a copy of ``model`` for ``settings.swag_fraction`` of an epoch over
+    ``images`` ``[N, C, H, W]`` / ``labels`` ``[N]`` (:func:`_train_steps`: AdamW at the constant
+    ``finetune_lr`` × the training's rate; data order from ``derive(seed, "swag")``) and summarise
+    ``settings.swag_snapshots`` iterates taken at evenly spaced steps (the last step's included),
+    keeping every snapshot's deviation (R = the snapshots). Parameters only (P of them), the
+    moments in float64 and the deviations in float32: memory 16 P + 4 P R bytes. Batch-norm
+    statistics are recomputed for each sample (:func:`recompute_batch_norm`)."""
+    settings, config = settings or ProxySettings(), config or TrainConfig()
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"images and labels must be non-empty and of one length, got {len(images)} and {len(labels)}")
+    steps = max(settings.swag_snapshots, round(settings.swag_fraction * len(images) / config.batch_size))
+    taken = {(index + 1) * steps // settings.swag_snapshots - 1 for index in range(settings.swag_snapshots)}
+    work = copy.deepcopy(model).to(device)
+    count, mean, sq_mean, deviations = 0, None, None, []
+
+    def snapshot(step: int) -> None:
+        nonlocal count, mean, sq_mean
+        if step not in taken:
+            return
+        theta = torch.nn.utils.parameters_to_vector(work.parameters()).detach().double().cpu()
+        count += 1
+        mean = theta.clone() if mean is None else mean + (theta - mean) / count
+        sq_mean = theta.square() if sq_mean is None else sq_mean + (theta.square() - sq_mean) / count
+        deviations.append((theta - mean).float())  # float32: S of them are the memory SWAG needs
+
+    torch.manual_seed(derive(seed, "swag-global"))  # any layer that draws from the global RNG
+    generator = torch.Generator().manual_seed(derive(seed, "swag"))
+    _train_steps(work, images, labels, torch.arange(len(images)), steps, settings, config, generator, device, snapshot)
+    return SwagMoments(mean, sq_mean, torch.stack(deviations, 1).double())
+
+
+def recompute_batch_norm(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> nn.Module:
+    """Reset every batch-norm layer's running statistics and recompute them as the plain average
+    over ``images`` (momentum None: a cumulative mean of the batch statistics, the batches of equal
+    size but the last), the step SWAG needs after a weight sample (Maddox et al. 2019). A model
+    without batch norm is returned unchanged."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    was_training = model.training
+    model.train()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size].to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+    return model
+
+
+def swag_variants(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int,
+                  settings: ProxySettings | None = None, config: TrainConfig | None = None, seed: int = 0,
+                  device: str | torch.device = "cpu") -> list[nn.Module]:
+    """``k`` weight samples of the SWAG posterior around ``model`` (:func:`swag_moments`;
+    :meth:`SwagMoments.sample` with ``derive(seed, "swag-sample", i)``), each with its batch-norm
+    statistics recomputed on ``settings.bn_images`` training images drawn at random
+    (``derive(seed, "swag-bn")``). Maddox et al., *A Simple Baseline for Bayesian Uncertainty in
+    Deep Learning*, NeurIPS 2019; their SGD iterates are here those of the fine-tuning optimiser."""
+    settings = settings or ProxySettings()
+    moments = swag_moments(model, images, labels, settings, config, seed, device)
+    bn_images = images[_subset(len(images), settings.bn_images, seed, "swag-bn")]
+    variants = []
+    for index in range(k):
+        variant = copy.deepcopy(model).to(device)
+        sample = moments.sample(torch.Generator().manual_seed(derive(seed, "swag-sample", index)))
+        reference = next(variant.parameters())
+        torch.nn.utils.vector_to_parameters(sample.to(reference.dtype).to(reference.device), variant.parameters())
+        variants.append(_frozen(recompute_batch_norm(variant, bn_images)))
+    return variants
+
+
 def proxy_cost(name: str, k: int, settings: ProxySettings, epochs: int, n_train: int) -> float:
     """The training a proxy of ``k`` variants costs, as a share of one training run (``epochs``
     passes over ``n_train`` images): fine-tuning ``k × finetune_fraction`` epochs; spawning the
     parent's t epochs once and ``epochs − t`` per child; the Laplace matrix one forward pass over
     ``laplace_images`` images, counted as a third of a training step each (a step is about three
-    forward passes); dropout none."""
+    forward passes); SWAG its ``swag_fraction`` epoch of training plus, per sample, one forward pass
+    over ``bn_images`` (the batch-norm statistics); dropout none."""
     if name in ("finetune", "bootstrap_finetune"):
         return k * settings.finetune_fraction / epochs
     if name == "spawn":
         return (settings.spawn_epoch + k * (epochs - settings.spawn_epoch)) / epochs
     if name == "laplace":
         return min(settings.laplace_images, n_train) / 3 / (epochs * n_train)
+    if name == "swag":
+        return (settings.swag_fraction + k * min(settings.bn_images, n_train) / 3 / n_train) / epochs
     if name == "dropout":
         return 0.0
     raise ValueError(f"unknown proxy {name!r}; the proxies are {list(PROXY_NAMES)}")
@@ -277,12 +403,14 @@ def make_variants(name: str, model: nn.Module, k: int, *, images: torch.Tensor |
     if not isinstance(k, int) or k < 2:
         raise ValueError(f"k must be an integer ≥ 2 (variants to compare), got {k!r}")
     settings = settings or ProxySettings()
-    if name in ("finetune", "bootstrap_finetune", "laplace") and (images is None or (name != "laplace" and labels is None)):
+    if name in ("finetune", "bootstrap_finetune", "swag", "laplace") and (images is None or (name != "laplace" and labels is None)):
         raise ValueError(f"proxy {name!r} needs the training images" + ("" if name == "laplace" else " and labels"))
     if name in ("finetune", "bootstrap_finetune"):
         return finetune_copies(model, images, labels, k, settings, config, seed, name == "bootstrap_finetune", device)
     if name == "dropout":
         return dropout_variants(model, k, seed)
+    if name == "swag":
+        return swag_variants(model, images, labels, k, settings, config, seed, device)
     if name == "laplace":
         return laplace_variants(model, images, k, settings, seed=seed)
     if spawn is None:
@@ -292,5 +420,6 @@ def make_variants(name: str, model: nn.Module, k: int, *, images: torch.Tensor |
 
 
 __all__ = ["PROXY_NAMES", "ProxySettings", "finetune_copies", "spawn_children", "dropout_variants",
-           "laplace_variants", "laplace_posterior", "laplace_subset", "head_features", "last_linear", "proxy_cost",
+           "laplace_variants", "laplace_posterior", "laplace_subset", "SwagMoments", "swag_moments", "swag_variants",
+           "recompute_batch_norm", "head_features", "last_linear", "proxy_cost",
            "make_variants"]

@@ -135,7 +135,7 @@ class ProxySection(ProxySettings):
     """``[proxy]``: stability without retraining (``stablesal estimate``;
     :class:`~stablesal.core.settings.ProxySettings` and which proxies, how many variants, and the
     calibration file the estimate rests on)."""
-    names: list = field(default_factory=lambda: ["finetune"])  # finetune | bootstrap_finetune | spawn | dropout | laplace
+    names: list = field(default_factory=lambda: ["finetune"])  # finetune | bootstrap_finetune | spawn | dropout | swag | laplace
     k: int = 8                       # variants per proxy
     spawn_k: int = 4                 # children of the spawn proxy (each trains epochs − spawn_epoch epochs)
     spawn_epochs: list = field(default_factory=list)  # the spawn-time curve (calibration only): one set spawn@t per t; []: spawn_epoch

@@ -1,13 +1,17 @@
 """The proxies of stablesal.models.proxies: each against a hand-derived or independent answer."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from stablesal.core.seeding import derive
 from stablesal.core.settings import TrainConfig
 from stablesal.models.proxies import (
     ProxySettings, dropout_variants, finetune_copies, laplace_posterior, laplace_subset, laplace_variants, make_variants,
-    proxy_cost, spawn_children,
+    SwagMoments, proxy_cost, recompute_batch_norm, spawn_children, swag_moments, swag_variants,
 )
 from stablesal.models.training import seed_plan, train_one
 
@@ -149,14 +153,99 @@ def test_laplace_variants_fit_the_curvature_on_the_drawn_subset_scaled_to_all_im
         assert not torch.equal(a[3].weight, c[3].weight)
 
 
+def test_a_swag_sample_has_half_the_diagonal_plus_low_rank_covariance():
+    """2 000 draws of :meth:`SwagMoments.sample` against ½ (Σ_diag + D Dᵀ/(R − 1)) computed by
+    NumPy from the same moments (Maddox et al. 2019, eq. for the SWAG covariance)."""
+    rng = np.random.default_rng(0)
+    iterates = rng.normal(0, 1, (6, 4)) * np.array([1.0, 0.5, 2.0, 0.1]) + np.array([1.0, -2.0, 0.5, 3.0])
+    running = np.cumsum(iterates, 0) / np.arange(1, 7)[:, None]
+    deviations = (iterates - running).T  # [P, R]: each iterate minus the running mean when taken
+    moments = SwagMoments(torch.tensor(iterates.mean(0)), torch.tensor((iterates ** 2).mean(0)),
+                          torch.tensor(deviations))
+    diagonal = iterates.var(0)
+    expected = 0.5 * (np.diag(diagonal) + deviations @ deviations.T / 5)
+    generator = torch.Generator().manual_seed(1)
+    draws = torch.stack([moments.sample(generator) for _ in range(4000)]).numpy()
+    assert np.allclose(moments.diagonal.numpy(), diagonal)
+    assert np.allclose(draws.mean(0), iterates.mean(0), atol=4 * np.sqrt(expected.diagonal().max() / 4000))
+    assert np.allclose(np.cov(draws.T), expected, atol=0.12 * expected.diagonal().max())
+
+
+def test_swag_moments_are_the_mean_and_second_moment_of_the_snapshots_taken():
+    model = _head_model(seed=8)
+    images = torch.randn(64, 3, 2, 2, generator=torch.Generator().manual_seed(9))
+    labels = torch.randint(3, (64,), generator=torch.Generator().manual_seed(10))
+    config = TrainConfig(batch_size=8, epochs=1, flip=False)
+    settings = ProxySettings(swag_fraction=1.0, swag_snapshots=4)  # 8 steps: snapshots after steps 2, 4, 6, 8
+    moments = swag_moments(model, images, labels, settings, config, seed=3)
+    # the same run by hand: the fine-tuning's 8 steps, parameters recorded after each
+    recorded = []
+    copy_ = __import__("copy").deepcopy(model)
+    torch.manual_seed(derive(3, "swag-global"))
+    from stablesal.models.proxies import _train_steps
+    _train_steps(copy_, images, labels, torch.arange(64), 8, settings, config,
+                 torch.Generator().manual_seed(derive(3, "swag")), "cpu",
+                 lambda step: recorded.append(torch.nn.utils.parameters_to_vector(copy_.parameters()).detach().double()))
+    snapshots = torch.stack([recorded[i] for i in (1, 3, 5, 7)]).numpy()
+    assert np.allclose(moments.mean.numpy(), snapshots.mean(0))
+    assert np.allclose(moments.sq_mean.numpy(), (snapshots ** 2).mean(0))
+    running = np.cumsum(snapshots, 0) / np.arange(1, 5)[:, None]
+    assert np.allclose(moments.deviations.numpy(), (snapshots - running).T, atol=1e-6)  # stored in float32
+    assert not np.allclose(snapshots[0], snapshots[-1])  # the iterates moved
+
+
+def test_batch_norm_is_recomputed_as_the_plain_mean_and_variance_of_the_given_images():
+    torch.manual_seed(11)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 16, 3)).eval()
+    images = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(12))
+    recompute_batch_norm(model, images, batch_size=8)
+    with torch.no_grad():
+        activations = model[0](images)  # [N, 2, 4, 4]: what the batch-norm layer normalises
+    norm = model[1]
+    assert torch.allclose(norm.running_mean, activations.mean((0, 2, 3)), atol=1e-6)
+    # each batch's unbiased variance, averaged (the batches of 8 are equal): momentum None's mean
+    per_batch = torch.stack([activations[i:i + 8].transpose(0, 1).reshape(2, -1).var(1) for i in range(0, 40, 8)])
+    assert torch.allclose(norm.running_var, per_batch.mean(0), atol=1e-6)
+    assert norm.momentum == 0.1 and not model.training
+    plain = _head_model()
+    before = _parameters(plain)
+    assert recompute_batch_norm(plain, images.reshape(40, 16)[:, :12].reshape(40, 3, 2, 2)) is plain
+    assert torch.equal(_parameters(plain), before)
+
+
+def test_swag_variants_are_seeded_frozen_distinct_and_centred_on_the_iterates(tiny_shapes, tiny_config):
+    trained = train_one(tiny_shapes, seed_plan(1, "seed", 0, 240)[0], tiny_config, progress=False).model
+    images, labels = tiny_shapes.train_images, tiny_shapes.train_labels
+    settings = ProxySettings(swag_fraction=0.5, swag_snapshots=4, bn_images=64)
+    variants = make_variants("swag", trained, 3, images=images, labels=labels, settings=settings, config=tiny_config,
+                             seed=0)
+    again = swag_variants(trained, images, labels, 1, settings, tiny_config, seed=0)[0]
+    assert torch.equal(_parameters(variants[0]), _parameters(again))
+    assert not torch.equal(_parameters(variants[0]), _parameters(variants[1]))
+    assert all(not v.training and not any(p.requires_grad for p in v.parameters()) for v in variants)
+    moments = swag_moments(trained, images, labels, settings, tiny_config, seed=0)
+    spread = (moments.diagonal + moments.deviations.square().sum(1) / 3).sqrt() / math.sqrt(2)
+    # each sample within 6 of its own standard deviations of the SWAG mean, coordinate by coordinate
+    for variant in variants:
+        z = (_parameters(variant).double() - moments.mean) / spread.clamp_min(1e-12)
+        assert float(z.abs().max()) < 6
+    with pytest.raises(ValueError, match="needs the training images and labels"):
+        make_variants("swag", trained, 2, images=images)
+
+
 def test_proxy_cost_by_hand():
     settings = ProxySettings(finetune_fraction=0.25, spawn_epoch=2, laplace_images=300)
     assert proxy_cost("finetune", 8, settings, epochs=8, n_train=1000) == pytest.approx(0.25)
     assert proxy_cost("spawn", 4, settings, epochs=8, n_train=1000) == pytest.approx((2 + 4 * 6) / 8)
     assert proxy_cost("laplace", 8, settings, epochs=8, n_train=1000) == pytest.approx(300 / 3 / 8000)
     assert proxy_cost("dropout", 8, settings, epochs=8, n_train=1000) == 0.0
-    with pytest.raises(ValueError, match="unknown proxy 'swag'"):
-        proxy_cost("swag", 8, settings, epochs=8, n_train=1000)
+    swag = ProxySettings(swag_fraction=0.5, bn_images=300)
+    assert proxy_cost("swag", 8, swag, epochs=8, n_train=1000) == pytest.approx((0.5 + 8 * 300 / 3 / 1000) / 8)
+    assert proxy_cost("swag", 8, ProxySettings(swag_fraction=0.5, bn_images=5000), epochs=8,
+                      n_train=1000) == pytest.approx((0.5 + 8 / 3) / 8)
+    with pytest.raises(ValueError, match="unknown proxy 'ensemble'"):
+        proxy_cost("ensemble", 8, settings, epochs=8, n_train=1000)
 
 
 def test_make_variants_refuses_bad_input_in_one_line():

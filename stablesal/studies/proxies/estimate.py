@@ -70,6 +70,7 @@ def evidence(calibration: dict, path: Path | str) -> str:
 PROXY_KEYS = {"finetune": ("k", "finetune_fraction", "finetune_lr"),
               "bootstrap_finetune": ("k", "finetune_fraction", "finetune_lr"),
               "spawn": ("spawn_k", "spawn_epoch"), "dropout": ("k",),
+              "swag": ("k", "finetune_lr", "swag_fraction", "swag_snapshots", "bn_images"),
               "laplace": ("k", "laplace_images", "prior_precision")}
 
 
