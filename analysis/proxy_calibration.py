@@ -86,29 +86,10 @@ def best_proxies(rows: list[dict], max_cost: float) -> list[dict]:
     return sorted(out, key=lambda row: (-row["both_targets"], row["mean_abs_difference"]))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/proxy.toml")
-    parser.add_argument("--out", default="experiments/results/proxy.json")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("-q", "--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    overrides: dict = {}
-    for section, key, value in map(parse_set, args.set):
-        overrides.setdefault(section, {})[key] = value
-    config = load_config(args.config, overrides)
-    if config.models.vary != "seed":
-        raise SystemExit("[models] vary must be 'seed': the truth is models that differ only in their seed")
-    began = time.perf_counter()
-    commit = _commit()
-    progress = not args.quiet
-    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
-    runs_dir = Path(config.report.runs_dir) / config.report.name
-    ctx = Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name, progress)
-    truth = ctx.runs
-    null_runs, _ = ctx.random_label
-    if len(null_runs) < 3:
-        raise SystemExit("[models] random_label_k must be at least 3: the calibration is measured beyond that null")
+def build_variants(config, dataset, truth: list, runs_dir: Path, progress: bool = True) -> tuple[dict, dict, dict]:
+    """Every proxy set of ``[proxy]`` (:func:`proxy_runs`) made from truth model 0: ``({set name:
+    models}, {set name: why refused}, {set name: cost})``, each cost in seconds, as a share of one
+    training run's seconds (the truth's mean) and as the share :func:`proxy_cost` computes."""
     train_config = train_config_from(config.models)
     parent_run = seed_plan(config.models.k, "seed", config.models.base_seed, len(dataset.train_labels))[0]
     indices = training_indices(parent_run, len(dataset.train_labels))
@@ -134,6 +115,35 @@ def main(argv=None) -> int:
         costs[name] = {"seconds": seconds, "seconds_share": seconds / one_run,
                        "cost_share": proxy_cost(kind, k, settings, train_config.epochs, len(indices)), "k": k,
                        **({"spawn_epoch": settings.spawn_epoch} if kind == "spawn" else {})}
+    return variants, refused, costs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments/proxy.toml")
+    parser.add_argument("--out", default="experiments/results/proxy.json")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    overrides: dict = {}
+    for section, key, value in map(parse_set, args.set):
+        overrides.setdefault(section, {})[key] = value
+    config = load_config(args.config, overrides)
+    if config.models.vary != "seed":
+        raise SystemExit("[models] vary must be 'seed': the truth is models that differ only in their seed")
+    began = time.perf_counter()
+    commit = _commit()
+    progress = not args.quiet
+    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
+    runs_dir = Path(config.report.runs_dir) / config.report.name
+    ctx = Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name, progress)
+    truth = ctx.runs
+    null_runs, _ = ctx.random_label
+    if len(null_runs) < 3:
+        raise SystemExit("[models] random_label_k must be at least 3: the calibration is measured beyond that null")
+    variants, refused, costs = build_variants(config, dataset, truth, runs_dir, progress)
+    proxy = config.proxy
+    one_run = sum(run.meta["train_seconds"] for run in truth) / len(truth)
     sets = {"truth": [run.model for run in truth], "random_label": [run.model for run in null_runs], **variants}
     images, labels, masks = ctx.test_images(0, min(config.gradient.n_images, len(dataset.test_labels)))
     study = gradient_settings(config.gradient)

@@ -106,3 +106,72 @@ def test_the_spawn_time_curve_is_one_set_per_epoch_and_its_section_refuses_repea
     for bad in ([1, 1], [-1], [1.5], 3):
         with pytest.raises(ValueError, match=r"^\[proxy\] spawn_epoch"):
             ProxySection(names=["spawn"], spawn_epochs=bad).validate()
+
+
+TINY_PROXY_CONFIG = """
+[data]
+dataset = "shapes"
+n_train = 240
+n_test = 40
+size = 16
+seed = 0
+[models]
+k = 4
+vary = "seed"
+arch = "small_cnn"
+epochs = 2
+batch_size = 32
+control_k = 0
+untrained_k = 0
+random_label_k = 3
+bn_calibrated_k = 0
+[gradient]
+methods = ["saliency"]
+groupings = ["pixel", "fastslic"]
+n_segments = 16
+n_images = 6
+fidelity = "off"
+sanity = false
+[proxy]
+names = ["finetune", "swag", "spawn"]
+k = 3
+spawn_k = 2
+spawn_epochs = [0, 1]
+finetune_fraction = 0.5
+swag_fraction = 1.0
+swag_snapshots = 4
+bn_images = 64
+[report]
+name = "tiny"
+runs_dir = "{runs}"
+out_dir = "{reports}"
+"""
+
+
+def test_a_calibration_and_its_worth_run_on_tiny_models_and_reuse_the_checkpoints(tmp_path):
+    """analysis/proxy_calibration.py then analysis/proxy_worth.py on 4 tiny models: one row per proxy
+    set × grouping in each, the spawn-time curve as spawn@0 and spawn@1 with their costs by hand,
+    worth inside [1, the pool's size], and the second script trains nothing new."""
+    import proxy_calibration
+    import proxy_worth
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_PROXY_CONFIG.format(runs=tmp_path / "runs", reports=tmp_path / "reports"))
+    assert proxy_calibration.main(["--config", str(config), "--out", str(tmp_path / "cal.json"), "-q"]) == 0
+    calibration = json.loads((tmp_path / "cal.json").read_text())
+    sets = ["finetune", "swag", "spawn@0", "spawn@1"]
+    assert sorted({(r["proxy"], r["grouping"]) for r in calibration["rows"]}) == sorted(
+        (s, g) for s in sets for g in ("pixel", "fastslic"))
+    assert calibration["proxies"]["spawn@0"]["cost_share"] == (0 + 2 * 2) / 2
+    assert calibration["proxies"]["spawn@1"]["cost_share"] == (1 + 2 * 1) / 2
+    assert calibration["proxies"]["swag"]["cost_share"] == (1.0 + 3 * 64 / 3 / 240) / 2
+    models = sorted((tmp_path / "runs" / "tiny").rglob("*.pt"))
+    assert proxy_worth.main(["--config", str(config), "--out", str(tmp_path / "worth.json"), "-q",
+                             "--resamples", "20"]) == 0
+    assert sorted((tmp_path / "runs" / "tiny").rglob("*.pt")) == models
+    worth = json.loads((tmp_path / "worth.json").read_text())
+    assert len(worth["rows"]) == 8 and worth["k_truth"] == 4
+    for row in worth["rows"]:
+        assert row["k_pool"] == 2 and row["k_reference"] == 2 and len(row["truth_r"]) == 2
+        assert 1 <= row["worth_ci_low"] <= row["worth"] <= row["worth_ci_high"] <= 2 or row["side"] != "within"
+        assert row["side"] in ("within", "below", "above") and -1 <= row["proxy_r"] <= 1
