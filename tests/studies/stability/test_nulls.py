@@ -329,3 +329,19 @@ def test_rank_agreement_needs_three_rows_beside_the_random_map_control():
     assert agreement[2]["rank_correlation"] == pytest.approx(stats.spearmanr(x, y).statistic)
     two = [r for r in three if r["method"] != "c"]
     assert null_rank_agreement(two) == []
+
+
+@pytest.mark.mutation
+def test_a_paired_difference_refuses_rows_of_other_images_or_models_and_reads_only_the_sets_both_hold():
+    from stablesal.studies.stability.statistics import _Joined
+    rng = np.random.default_rng(18)
+    results = _ranked(rng, {("a", "pixel"): 0.7, ("b", "pixel"): 0.3}, nulls=())
+    fewer_images = _ranked(rng, {("b", "pixel"): 0.3}, nulls=(), n=6)
+    with pytest.raises(ValueError, match="^a paired difference needs the same images and models in both rows$"):
+        ranking_rows([results[0], *fewer_images])
+    fewer_models = _ranked(rng, {("b", "pixel"): 0.3}, nulls=(), k=3)
+    with pytest.raises(ValueError, match="^a paired difference needs the same images and models in both rows$"):
+        ranking_rows([results[0], *fewer_models])
+    with_null = _ranked(rng, {("a", "pixel"): 0.7}, nulls=("untrained",))
+    joined = _Joined(UnitArrays({r["model_set"]: r for r in with_null}), UnitArrays({"main": results[1]}))
+    assert joined.counts == {"main": 4, "untrained": 4} and joined.n_images == 8
