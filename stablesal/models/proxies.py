@@ -173,7 +173,7 @@ def dropout_variants(model: nn.Module, k: int, seed: int = 0) -> list[nn.Module]
     A model without a dropout layer is refused: it has nothing to thin."""
     if not any(isinstance(m, DROPOUT_TYPES) and m.p > 0 for m in model.modules()):
         raise ValueError("proxy 'dropout' needs a model with dropout layers (p > 0); this one has none: "
-                         "choose finetune, bootstrap_finetune, spawn or laplace")
+                         "choose finetune, bootstrap_finetune, spawn, swag or laplace")
     variants = []
     for index in range(k):
         generator = torch.Generator().manual_seed(derive(seed, "dropout", index))
