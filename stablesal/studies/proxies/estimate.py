@@ -58,7 +58,8 @@ def evidence(calibration: dict, path: Path | str) -> str:
     """One line naming what a calibration rests on: its file, commit, data, architecture and K."""
     path = ("stablesal's shipped calibration, experiments/results/proxy.json" if calibration_path(path) == SHIPPED_CALIBRATION
             else path)
-    commit = (calibration.get("commit") or "unknown commit")[:10]
+    recorded = calibration.get("commit") or "unknown commit"
+    commit = recorded[:10] + (", with uncommitted changes" if recorded.endswith(" dirty") else "")
     dataset = calibration.get("dataset", {}).get("name", "?")
     return (f"{path} (commit {commit}: {dataset} at {calibration.get('image_side')} px, "
             f"{calibration.get('architecture')}, {calibration.get('k_truth')} retrained models vs each proxy's "
