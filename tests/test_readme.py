@@ -187,6 +187,43 @@ def test_the_readmes_replication_numbers_are_the_committed_comparison():
     assert set(second["main_test_accuracy"]) == {1.0} and "100 % test accuracy" in readme
 
 
+def test_the_readmes_digits_replication_is_the_committed_comparison():
+    import json
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "analysis"))
+    from replication import grouping_verdicts
+
+    readme = " ".join((root / "README.md").read_text().split())
+    replication = json.loads((root / "experiments/results/replication_digits.json").read_text())
+    first, second, comparison = replication["first"], replication["second"], replication["comparison"]
+    accuracy = second["main_test_accuracy"]
+    assert f"{100 * min(accuracy):.1f}–{100 * max(accuracy):.1f} % test accuracy" in readme
+    assert (f"{len(second['above']['random_label'])} of {second['rows']} rows (2 lie above the BN-calibrated null, "
+            f"{len(second['above']['untrained'])} above untrained networks)") in readme
+    assert len(second["above"]["bn_calibrated"]) == 2 and not first["above"]["random_label"]
+    assert f"the verdicts agree on all {comparison['verdicts_agree']} shared rows" in readme
+    assert comparison["verdicts_agree"] == comparison["shared_rows"]
+    assert f"correlate at ρ = {comparison['ranking_rank_correlation']:.2f}" in readme
+    grouping = comparison["grouping"]
+    assert grouping["resolved_first"] == 0 and grouping["same_resolved_sign"] == 0
+    assert f"{grouping['resolved_second']} of the {grouping['shared']} grouping contrasts are resolved" in readme
+    digits = json.loads((root / "experiments/results/digits.json").read_text())
+    verdicts = grouping_verdicts(digits)
+    assert sorted(unit for unit, sign in verdicts.items() if sign) == [
+        ("integrated_gradients", "fastslic"), ("integrated_gradients", "grid@fastslic"),
+        ("suppression", "fastslic"), ("suppression", "grid@fastslic")]
+    assert all(sign <= 0 for sign in verdicts.values())
+    rows = {(r["method"], r["grouping"]): r for r in digits["grouping_contrasts"]}
+    ig = [-rows[("integrated_gradients", g)]["spearman_difference"] for g in ("fastslic", "grid@fastslic")]
+    assert f"Integrated Gradients' by {min(ig):.2f}–{max(ig):.2f}" in readme
+    for grouping_name in ("fastslic", "grid@fastslic"):
+        row = rows[("suppression", grouping_name)]
+        assert (f"{_signed(row['spearman_difference'])} [{_signed(row['spearman_difference_ci_low'])}, "
+                f"{_signed(row['spearman_difference_ci_high'])}]") in readme
+
+
 def cheap_rows(transfer):
     return [r for r in transfer["rows"] if r["cost_share"] is not None and r["cost_share"] <= 0.2]
 
