@@ -4,7 +4,9 @@ file per calibration.
 
 It reads the calibration's configuration and reuses its checkpoints (the K_true retrained models;
 spawned children are cached too), makes the other proxies' variants again with the same seeds, and
-explains the same test images with the same explainer seeds as the stability study.
+explains the same test images with the same explainer seeds as the stability study. Beside the
+proxies, the rows of ``parent``: model 0 itself explained ``[proxy] k`` times with as many explainer
+seeds, the worth that averaging a random explainer's draws gives without any variant.
 
     python analysis/proxy_worth.py --config experiments/proxy_lfw_small_cnn.toml \
         --out experiments/results/proxy_worth_lfw_small_cnn.json
@@ -33,6 +35,9 @@ from stablesal.pipeline.context import Context  # noqa: E402
 from stablesal.pipeline.stages import gradient_settings  # noqa: E402
 from stablesal.studies.proxies.worth import flat_maps, mean_map_worth  # noqa: E402
 from stablesal.studies.stability.run import compute_partitions, explain_groupings, explainer_seed, study_groupings  # noqa: E402
+
+
+PARENT = "parent"  # the worth rows of model 0 explained k times (no variant): explainer draws alone
 
 
 def set_maps(models: list, model_set: str, images, labels, partitions: dict, settings, methods: list[str]) -> dict:
@@ -74,7 +79,12 @@ def main(argv=None) -> int:
     groupings = study_groupings(settings.groupings, partitions)
     truth_maps = set_maps([run.model for run in truth], "truth", images, labels, partitions, settings, settings.methods)
     rows = []
-    for name, models in variants.items():
+    # the control: the parent itself explained K′ times with K′ explainer seeds of its own. A random
+    # explainer's mean over K′ draws is smoother than one draw whatever the models, so a proxy is
+    # worth something beyond its parent only where it beats this row.
+    parent = {PARENT: [truth[0].model] * config.proxy.k}
+    costs[PARENT] = {"cost_share": 0.0}
+    for name, models in {**parent, **variants}.items():
         proxy_maps = set_maps(models, name, images, labels, partitions, settings, settings.methods)
         for method in settings.methods:
             for grouping in groupings:

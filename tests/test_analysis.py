@@ -170,7 +170,8 @@ def test_a_calibration_and_its_worth_run_on_tiny_models_and_reuse_the_checkpoint
                              "--resamples", "20"]) == 0
     assert sorted((tmp_path / "runs" / "tiny").rglob("*.pt")) == models
     worth = json.loads((tmp_path / "worth.json").read_text())
-    assert len(worth["rows"]) == 8 and worth["k_truth"] == 4
+    assert len(worth["rows"]) == 10 and worth["k_truth"] == 4
+    assert {(r["proxy"], r["k_proxy"]) for r in worth["rows"] if r["proxy"] == "parent"} == {("parent", 3)}
     for row in worth["rows"]:
         assert row["k_pool"] == 2 and row["k_reference"] == 2 and len(row["truth_r"]) == 2
         assert 1 <= row["worth_ci_low"] <= row["worth"] <= row["worth_ci_high"] <= 2 or row["side"] != "within"
