@@ -15,8 +15,9 @@ spawn_epochs = [t1, t2, ...]`` replaces the one spawn set by the spawn-time curv
 ``spawn@t`` of ``spawn_k`` children per epoch t (t = 0: retraining from the parent's
 initialisation; t near the end: one mode), each calibrated and costed like any proxy.
 
-The commit recorded is the one checked out when the run starts (with ``dirty`` when the working
-tree had changes then): the code that computed the numbers.
+The commit recorded is the one checked out when the run starts, with ``dirty`` when tracked code or
+configurations differed from it then (the code that computed the numbers is then that commit plus
+those changes).
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ from stablesal.studies.stability.run import run_study  # noqa: E402
 
 
 def _commit() -> str | None:
-    """HEAD, with " dirty" appended when tracked files differ from it; None outside a git checkout."""
+    """HEAD, with " dirty" appended when tracked code or configurations (``stablesal/``,
+    ``analysis/``, ``experiments/*.toml``) differ from it; None outside a git checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=root).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, check=True, cwd=root).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "stablesal",
+                                  "analysis", "experiments/*.toml"], capture_output=True, text=True, check=True,
+                                 cwd=root).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{head} dirty" if changed else head

@@ -106,6 +106,11 @@ def test_the_spawn_time_curve_is_one_set_per_epoch_and_its_section_refuses_repea
     for bad in ([1, 1], [-1], [1.5], 3):
         with pytest.raises(ValueError, match=r"^\[proxy\] spawn_epoch"):
             ProxySection(names=["spawn"], spawn_epochs=bad).validate()
+    for key, value in (("finetune_fraction", -1.0), ("swag_snapshots", 1), ("swag_fraction", 0.0), ("bn_images", 0)):
+        section = ProxySection(names=["swag"])
+        setattr(section, key, value)  # as the TOML loader sets a key, after construction
+        with pytest.raises(ValueError, match=rf"^\[proxy\] {key} must be"):
+            section.validate()
 
 
 TINY_PROXY_CONFIG = """

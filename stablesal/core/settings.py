@@ -289,7 +289,7 @@ class ProxySettings:
         whole training set).
     prior_precision : the isotropic prior precision of the Laplace approximation.
     swag_fraction : epochs of further training whose iterates SWAG summarises.
-    swag_snapshots : iterates SWAG keeps (evenly spaced; also the rank of its low-rank part, ≥ 2).
+    swag_snapshots : iterates SWAG keeps (evenly spaced, ≥ 2; its low-rank part has rank at most one less).
     bn_images : training images each SWAG sample's batch-norm statistics are recomputed on.
     """
 

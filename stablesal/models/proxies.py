@@ -299,9 +299,11 @@ def swag_moments(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     ``images`` ``[N, C, H, W]`` / ``labels`` ``[N]`` (:func:`_train_steps`: AdamW at the constant
     ``finetune_lr`` × the training's rate; data order from ``derive(seed, "swag")``) and summarise
     ``settings.swag_snapshots`` iterates taken at evenly spaced steps (the last step's included),
-    keeping every snapshot's deviation (R = the snapshots). Parameters only (P of them), the
-    moments in float64 and the deviations in float32: memory 16 P + 4 P R bytes. Batch-norm
-    statistics are recomputed for each sample (:func:`recompute_batch_norm`)."""
+    keeping every snapshot's deviation (R = S columns; the first is 0, so the rank is at most
+    S − 1). At least S steps are taken, so that every snapshot is another iterate. Parameters only
+    (P of them): the moments in float64, the deviations gathered in float32 and returned in float64
+    (16 P + 8 P R bytes held, 4 P R more while they are stacked). Batch-norm statistics are
+    recomputed for each sample (:func:`recompute_batch_norm`)."""
     settings, config = settings or ProxySettings(), config or TrainConfig()
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"images and labels must be non-empty and of one length, got {len(images)} and {len(labels)}")
@@ -318,7 +320,7 @@ def swag_moments(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         count += 1
         mean = theta.clone() if mean is None else mean + (theta - mean) / count
         sq_mean = theta.square() if sq_mean is None else sq_mean + (theta.square() - sq_mean) / count
-        deviations.append((theta - mean).float())  # float32: S of them are the memory SWAG needs
+        deviations.append((theta - mean).float())  # float32 while gathering: S of them are SWAG's memory
 
     torch.manual_seed(derive(seed, "swag-global"))  # any layer that draws from the global RNG
     generator = torch.Generator().manual_seed(derive(seed, "swag"))

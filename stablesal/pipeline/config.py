@@ -150,6 +150,7 @@ class ProxySection(ProxySettings):
         for key in ("k", "spawn_k"):
             if getattr(self, key) < 2:
                 raise ValueError(f"[proxy] {key} must be at least 2 (variants to compare), got {getattr(self, key)!r}")
+        self.settings()  # every ProxySettings check, before any model is trained
         if not isinstance(self.spawn_epochs, list) or len(set(map(repr, self.spawn_epochs))) != len(self.spawn_epochs):
             raise ValueError(f"[proxy] spawn_epochs must be a list of distinct epochs, got {self.spawn_epochs!r}")
         for epoch in self.spawn_epochs:

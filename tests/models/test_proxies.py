@@ -169,6 +169,12 @@ def test_a_swag_sample_has_half_the_diagonal_plus_low_rank_covariance():
     assert np.allclose(moments.diagonal.numpy(), diagonal)
     assert np.allclose(draws.mean(0), iterates.mean(0), atol=4 * np.sqrt(expected.diagonal().max() / 4000))
     assert np.allclose(np.cov(draws.T), expected, atol=0.12 * expected.diagonal().max())
+    # one draw exactly: z₁ [P] then z₂ [R] from the same generator, by the formula
+    replay = torch.Generator().manual_seed(5)
+    z1 = torch.randn(4, generator=replay, dtype=torch.float64).numpy()
+    z2 = torch.randn(6, generator=replay, dtype=torch.float64).numpy()
+    by_hand = iterates.mean(0) + np.sqrt(diagonal) * z1 / np.sqrt(2) + deviations @ z2 / np.sqrt(2 * 5)
+    assert np.allclose(moments.sample(torch.Generator().manual_seed(5)).numpy(), by_hand, atol=1e-12)
 
 
 def test_swag_moments_are_the_mean_and_second_moment_of_the_snapshots_taken():
@@ -199,6 +205,10 @@ def test_batch_norm_is_recomputed_as_the_plain_mean_and_variance_of_the_given_im
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
                           nn.Linear(2 * 16, 3)).eval()
     images = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(12))
+    model.train()
+    with torch.no_grad():  # stale statistics from other data, as a trained model carries
+        model(5 + 3 * torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(13)))
+    model.eval()
     recompute_batch_norm(model, images, batch_size=8)
     with torch.no_grad():
         activations = model[0](images)  # [N, 2, 4, 4]: what the batch-norm layer normalises
@@ -230,6 +240,19 @@ def test_swag_variants_are_seeded_frozen_distinct_and_centred_on_the_iterates(ti
     for variant in variants:
         z = (_parameters(variant).double() - moments.mean) / spread.clamp_min(1e-12)
         assert float(z.abs().max()) < 6
+    # each variant's batch-norm statistics are those of its own weights on the drawn bn_images
+    from stablesal.models.proxies import _subset
+    norms = [m for m in variants[0].modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms, "the tiny model has batch norm"
+    reference = __import__("copy").deepcopy(variants[0])
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    recompute_batch_norm(reference, images[_subset(len(images), 64, 0, "swag-bn")])
+    for ours, theirs in zip(norms, [m for m in reference.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]):
+        assert torch.allclose(ours.running_mean, theirs.running_mean, atol=1e-6)
+        assert torch.allclose(ours.running_var, theirs.running_var, atol=1e-6)
+    trained_norm = [m for m in trained.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)][0]
+    assert not torch.allclose(norms[0].running_mean, trained_norm.running_mean)
     with pytest.raises(ValueError, match="needs the training images and labels"):
         make_variants("swag", trained, 2, images=images)
 
