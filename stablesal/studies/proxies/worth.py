@@ -7,8 +7,9 @@ parent, among them). For k = 1 … |pool|, the mean map of k pool models drawn a
 with the reference mean map (Pearson r per image, averaged over the draws): the curve r(k) of how
 close k retrained models get. The mean map of the proxy's K′ variants is compared with the same
 reference, r_proxy; the variants are *worth* the k at which r(k) = r_proxy (linear between the
-integers). Worth K′ or more: the variants stand in for as many retrained models; worth about 1:
-they add nothing to their parent.
+integers). Worth K′ or more: the variants stand in for as many retrained models. A random
+explainer's mean over K′ draws is smoother than one draw whatever the models, so the variants are
+read against their parent explained K′ times (``analysis/proxy_worth.py``'s ``parent`` rows).
 
 The interval is a percentile bootstrap over the images (the models held fixed: the split and the
 pool's draws are one realisation, which the interval does not cover).
