@@ -26,8 +26,8 @@ def _load(name: str) -> dict | None:
 
 
 def _worth(worth: dict | None, proxy: str) -> str:
-    """The median worth over method × grouping units and its range; "≤ 1" where the variants' mean
-    map is below one retrained model's (r_proxy < r(1))."""
+    """The median worth over method × grouping units and its range (1.0 also where the variants'
+    mean map is below one retrained model's, r_proxy < r(1))."""
     if worth is None:
         return "not run"
     values = [row["worth"] for row in worth["rows"] if row["proxy"] == proxy]
@@ -36,12 +36,28 @@ def _worth(worth: dict | None, proxy: str) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
 
 
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f} %" if share < 0.01 else f"{100 * share:.0f} %"
+
+
+def above_parent(worth: dict | None, proxy: str) -> str:
+    """How many method × grouping units the proxy's worth interval lies wholly above the parent's
+    worth (model 0 explained k times, the control), of the units both have."""
+    if worth is None:
+        return "not run"
+    parent = {(r["method"], r["grouping"]): r["worth"] for r in worth["rows"] if r["proxy"] == "parent"}
+    rows = [r for r in worth["rows"] if r["proxy"] == proxy and (r["method"], r["grouping"]) in parent]
+    if not rows or proxy == "parent":
+        return "–"
+    return f"{sum(r['worth_ci_low'] > parent[(r['method'], r['grouping'])] for r in rows)} of {len(rows)}"
+
+
 def calibration_table() -> str:
     """Per setting and proxy (at most 20 % of a training run, or spawned): the cost, the mean
     |proxy − truth| over method × grouping units, how many units meet each target, and the worth."""
     lines = ["| setting | K_true | proxy | cost (share of a run) | mean abs(proxy − truth) | within ±0.05 | "
-             "rank ρ ≥ 0.7 | worth in retrained models, median (range) |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
+             "rank ρ ≥ 0.7 | worth in retrained models, median (range) | worth above the parent's |",
+             "|---|---:|---|---:|---:|---:|---:|---|---:|"]
     for label, (calibration_file, worth_file) in SETTINGS.items():
         calibration, worth = _load(calibration_file), _load(worth_file)
         if calibration is None:
@@ -49,9 +65,14 @@ def calibration_table() -> str:
         for row in calibration["closest_any_cost"]:
             if row["cost_share"] > MAX_COST and not row["proxy"].startswith("spawn"):
                 continue
-            lines.append(f"| {label} | {calibration['k_truth']} | `{row['proxy']}` | {100 * row['cost_share']:.0f} % | "
+            lines.append(f"| {label} | {calibration['k_truth']} | `{row['proxy']}` | {_percent(row['cost_share'])} | "
                          f"{row['mean_abs_difference']:.2f} | {row['within_tolerance']} of {row['units']} | "
-                         f"{row['rank_target_met']} of {row['units']} | {_worth(worth, row['proxy'])} |")
+                         f"{row['rank_target_met']} of {row['units']} | {_worth(worth, row['proxy'])} | "
+                         f"{above_parent(worth, row['proxy'])} |")
+        # the control: model 0 itself explained k times, what averaging explainer draws alone is worth
+        lines.append(f"| {label} | {calibration['k_truth']} | the parent, explained "
+                     f"{calibration['config']['proxy']['k']} times (control) | 0 % | – | – | – | "
+                     f"{_worth(worth, 'parent')} | – |")
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ One training run of ``small_cnn`` (``--epochs`` passes over ``--images`` 32-px i
 128) is timed as its epoch written directly (the floor) times the epoch count. Each proxy makes
 ``--k`` variants of one model and is timed in the same process: ``finetune`` and
 ``bootstrap_finetune`` (``--fraction`` of an epoch each; their floor is the same number of AdamW
-steps written directly), ``laplace`` (one forward pass over the Gauss–Newton images, the posterior's
+steps written directly), ``swag`` (``--swag-fraction`` of an epoch of iterates, then k samples with
+their batch-norm statistics recomputed on 2 048 images; its floor is its AdamW steps written
+directly plus k forward passes over those images), ``laplace`` (one forward pass over the Gauss–Newton images, the posterior's
 Cholesky factor and k samples). ``spawn`` is training by construction, (t + k (E − t)) / E of a run,
 and is not timed here. No installable peer makes explanation-level proxies; laplace-torch's
 last-layer Laplace is the nearest and is not a dependency, so it is not run.
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stablesal.core.settings import ProxySettings, TrainConfig  # noqa: E402
 from stablesal.models import build_model  # noqa: E402
-from stablesal.models.proxies import finetune_copies, laplace_variants, proxy_cost  # noqa: E402
+from stablesal.models.proxies import finetune_copies, laplace_variants, proxy_cost, swag_variants  # noqa: E402
 
 
 def _steps_seconds(model, images, labels, steps: int, batch: int) -> float:
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--fraction", type=float, default=0.2)
+    parser.add_argument("--swag-fraction", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/proxies.json")
     args = parser.parse_args(argv)
@@ -59,7 +62,8 @@ def main(argv=None) -> int:
     images = torch.rand(args.images, 3, 32, 32, generator=generator)
     labels = torch.randint(0, 10, (args.images,), generator=generator)
     config = TrainConfig(epochs=args.epochs)
-    settings = ProxySettings(finetune_fraction=args.fraction, laplace_images=2048)
+    settings = ProxySettings(finetune_fraction=args.fraction, laplace_images=2048, swag_fraction=args.swag_fraction,
+                             bn_images=2048)
     torch.manual_seed(0)
     model = build_model("small_cnn", 3, 10, [0.5] * 3, [0.25] * 3)
     steps_per_epoch = -(-args.images // config.batch_size)
@@ -73,10 +77,25 @@ def main(argv=None) -> int:
     finetune_steps = max(1, round(args.fraction * args.images / config.batch_size))
     floor = statistics.median(_steps_seconds(build_model("small_cnn", 3, 10, [0.5] * 3, [0.25] * 3), images, labels,
                                              finetune_steps * args.k, config.batch_size) for _ in range(args.repeats))
+    swag_steps = max(settings.swag_snapshots, round(args.swag_fraction * args.images / config.batch_size))
+
+    def swag_floor() -> float:
+        seconds = _steps_seconds(build_model("small_cnn", 3, 10, [0.5] * 3, [0.25] * 3), images, labels, swag_steps,
+                                 config.batch_size)
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(args.k):
+                for first in range(0, settings.bn_images, 256):
+                    model(images[first:first + 256])
+        return seconds + time.perf_counter() - start
+
+    floors = {"finetune": floor, "bootstrap_finetune": floor,
+              "swag": statistics.median(swag_floor() for _ in range(args.repeats))}
     rows = []
     for name, make in (("finetune", lambda: finetune_copies(model, images, labels, args.k, settings, config)),
                        ("bootstrap_finetune", lambda: finetune_copies(model, images, labels, args.k, settings, config,
                                                                       bootstrap=True)),
+                       ("swag", lambda: swag_variants(model, images, labels, args.k, settings, config)),
                        ("laplace", lambda: laplace_variants(model, images, args.k, settings))):
         seconds = []
         for _ in range(args.repeats):
@@ -86,7 +105,7 @@ def main(argv=None) -> int:
         measured = statistics.median(seconds)
         rows.append({"proxy": name, "k": args.k, "seconds": measured, "share_of_one_run": measured / run,
                      "computed_share": proxy_cost(name, args.k, settings, args.epochs, args.images),
-                     "vs_floor": measured / floor if name != "laplace" else None})
+                     "vs_floor": measured / floors[name] if name in floors else None})
     result = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "images": args.images, "epochs": args.epochs, "epoch_seconds": epoch, "run_seconds": run,
               "finetune_floor_seconds": floor, "rows": rows}

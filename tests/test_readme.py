@@ -275,7 +275,7 @@ def test_the_readmes_proxy_tables_are_the_committed_calibrations():
     assert f"Integrated Gradients agrees at {low:.2f}–{high:.2f} between retrained models" in flat
     assert not any(r["truth_beyond_null_ci_low"] > 0 for r in digits["rows"] if r["proxy"] == "laplace")
     import statistics
-    early, late, worth = [], [], []
+    early, late, worth, spawned_above = [], [], [], []
     for arch in ("small_cnn", "resnet20"):
         closest = {r["proxy"]: r for r in json.loads(
             (root / f"experiments/results/proxy_lfw_{arch}.json").read_text())["closest_any_cost"]}
@@ -283,18 +283,43 @@ def test_the_readmes_proxy_tables_are_the_committed_calibrations():
         late += [closest[f"spawn@{t}"]["mean_abs_difference"] for t in (20, 30, 35)]
         rows = json.loads((root / f"experiments/results/proxy_worth_lfw_{arch}.json").read_text())["rows"]
         worth += [statistics.median(r["worth"] for r in rows if r["proxy"] == f"spawn@{t}") for t in (0, 10)]
+        parent = {(r["method"], r["grouping"]): r["worth"] for r in rows if r["proxy"] == "parent"}
+        spawned_above += [sum(r["worth_ci_low"] > parent[(r["method"], r["grouping"])] for r in rows
+                              if r["proxy"] == f"spawn@{t}") for t in (0, 10)]
     medians = []
     for calibration_file, worth_file in proxy_tables.SETTINGS.values():
         calibration = json.loads((root / "experiments/results" / calibration_file).read_text())
         rows = json.loads((root / "experiments/results" / worth_file).read_text())["rows"]
         medians += [statistics.median(r["worth"] for r in rows if r["proxy"] == name)
                     for name, cost in calibration["proxies"].items() if cost["cost_share"] <= 0.2]
+    for calibration_file, _ in proxy_tables.SETTINGS.values():
+        calibration = json.loads((root / "experiments/results" / calibration_file).read_text())
+        assert all(r["difference"] > 0 for r in calibration["rows"] if r["cost_share"] <= 0.2)
+    assert "In every unit the variants of every proxy within 20 % of a run agree more than retrained" in flat
     assert f"costs at most 20 % of a training run are worth at most {max(medians):.1f} retrained models" in flat
+    parents, above = [], []
+    for calibration_file, worth_file in proxy_tables.SETTINGS.values():
+        calibration = json.loads((root / "experiments/results" / calibration_file).read_text())
+        rows = json.loads((root / "experiments/results" / worth_file).read_text())["rows"]
+        parent = {(r["method"], r["grouping"]): r["worth"] for r in rows if r["proxy"] == "parent"}
+        parents.append(statistics.median(parent.values()))
+        above += [sum(r["worth_ci_low"] > parent[(r["method"], r["grouping"])] for r in rows if r["proxy"] == name)
+                  for name, cost in calibration["proxies"].items() if cost["cost_share"] <= 0.2]
+    assert f"against {min(parents):.1f}–{max(parents):.1f} for the parent itself explained 8 times" in flat
+    assert f"lies wholly above the parent's worth in at most {max(above)} of the 8 units of any setting" in flat
     assert f"come within {min(early):.2f}–{max(early):.2f} of the truth" in flat
     assert f"worth {min(worth):.1f}–{max(worth):.1f} retrained models (medians" in flat
+    assert f"above the parent's worth in {min(spawned_above)}–{max(spawned_above)} of 8 units" in flat
     assert f"later are {min(late):.2f}–{max(late):.2f} off" in flat
-    for name in ("proxy.json", "proxy_digits.json", "proxy_lfw_small_cnn.json", "proxy_lfw_resnet20.json"):
-        assert json.loads((root / "experiments/results" / name).read_text())["k_truth"] >= 32
+    for calibration_file, worth_file in proxy_tables.SETTINGS.values():
+        calibration = json.loads((root / "experiments/results" / calibration_file).read_text())
+        assert calibration["k_truth"] == 32 and calibration["k_null"] == 4 and "dropout" in calibration["refused"]
+        assert calibration["config"]["proxy"]["k"] == 8 and calibration["config"]["proxy"]["spawn_k"] == 4
+        worth = json.loads((root / "experiments/results" / worth_file).read_text())
+        assert {r["k_reference"] for r in worth["rows"]} == {16}
+    assert ("32 models that differ only in their seed are the truth (model 0, the variants' parent, among them), "
+            "8 variants of model 0 per proxy (4 children per spawn epoch)") in flat
+    assert "4 random-label models are the null" in flat and "comes as close to the mean map of 16 other" in flat
 
 
 def test_the_readmes_check_of_the_estimate_on_the_default_models_is_the_committed_run():
