@@ -297,6 +297,14 @@ def test_the_readmes_proxy_tables_are_the_committed_calibrations():
         assert all(r["difference"] > 0 for r in calibration["rows"] if r["cost_share"] <= 0.2)
     assert "In every unit the variants of every proxy within 20 % of a run agree more than retrained" in flat
     assert f"costs at most 20 % of a training run are worth at most {max(medians):.1f} retrained models" in flat
+    timed = {"finetune": [], "swag": []}
+    for calibration_file, _ in proxy_tables.SETTINGS.values():
+        proxies = json.loads((root / "experiments/results" / calibration_file).read_text())["proxies"]
+        timed["finetune"] += [proxies[name]["seconds_share"] for name in ("finetune", "bootstrap_finetune")]
+        timed["swag"].append(proxies["swag"]["seconds_share"])
+    assert (f"the fine-tuned copies took {min(timed['finetune']):.2f}–{max(timed['finetune']):.2f} of a training "
+            f"run's seconds") in flat
+    assert f"and SWAG {min(timed['swag']):.2f}–{max(timed['swag']):.2f}." in flat
     parents, above = [], []
     for calibration_file, worth_file in proxy_tables.SETTINGS.values():
         calibration = json.loads((root / "experiments/results" / calibration_file).read_text())
