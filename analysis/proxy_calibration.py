@@ -89,6 +89,27 @@ def best_proxies(rows: list[dict], max_cost: float) -> list[dict]:
     return sorted(out, key=lambda row: (-row["both_targets"], row["mean_abs_difference"]))
 
 
+def truth_config(path: str, settings: list[str]):
+    """The configuration at ``path`` with ``--set section.key=value`` ``settings`` over it, refused
+    (one line) unless its main models differ only in their seed, as the truth must."""
+    overrides: dict = {}
+    for section, key, value in map(parse_set, settings):
+        overrides.setdefault(section, {})[key] = value
+    config = load_config(path, overrides)
+    if config.models.vary != "seed":
+        raise SystemExit("[models] vary must be 'seed': the truth is models that differ only in their seed")
+    return config
+
+
+def calibration_context(config, progress: bool = True) -> tuple:
+    """``(dataset, runs folder, Context)`` of a calibration: its data in explaining order and the
+    context whose models (the truth, the random-label null) are trained once and cached there."""
+    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
+    runs_dir = Path(config.report.runs_dir) / config.report.name
+    return dataset, runs_dir, Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name,
+                                      progress)
+
+
 def build_variants(config, dataset, truth: list, runs_dir: Path, progress: bool = True) -> tuple[dict, dict, dict]:
     """Every proxy set of ``[proxy]`` (:func:`proxy_runs`) made from truth model 0: ``({set name:
     models}, {set name: why refused}, {set name: cost})``, each cost in seconds, as a share of one
@@ -128,18 +149,11 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
-    overrides: dict = {}
-    for section, key, value in map(parse_set, args.set):
-        overrides.setdefault(section, {})[key] = value
-    config = load_config(args.config, overrides)
-    if config.models.vary != "seed":
-        raise SystemExit("[models] vary must be 'seed': the truth is models that differ only in their seed")
+    config = truth_config(args.config, args.set)
     began = time.perf_counter()
     commit = _commit()
     progress = not args.quiet
-    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
-    runs_dir = Path(config.report.runs_dir) / config.report.name
-    ctx = Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name, progress)
+    dataset, runs_dir, ctx = calibration_context(config, progress)
     truth = ctx.runs
     null_runs, _ = ctx.random_label
     if len(null_runs) < 3:

@@ -24,14 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy_calibration import _commit, build_variants  # noqa: E402
+from proxy_calibration import _commit, build_variants, calibration_context, truth_config  # noqa: E402
 
-from stablesal.cli import parse_set  # noqa: E402
 from stablesal.core.storage import atomic_write_json  # noqa: E402
-from stablesal.data.datasets import load_configured  # noqa: E402
-from stablesal.data.selection import ordered_for_explaining  # noqa: E402
-from stablesal.pipeline.config import load_config  # noqa: E402
-from stablesal.pipeline.context import Context  # noqa: E402
 from stablesal.pipeline.stages import gradient_settings  # noqa: E402
 from stablesal.studies.proxies.worth import flat_maps, mean_map_worth  # noqa: E402
 from stablesal.studies.stability.run import compute_partitions, explain_groupings, explainer_seed, study_groupings  # noqa: E402
@@ -61,16 +56,11 @@ def main(argv=None) -> int:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
-    overrides: dict = {}
-    for section, key, value in map(parse_set, args.set):
-        overrides.setdefault(section, {})[key] = value
-    config = load_config(args.config, overrides)
+    config = truth_config(args.config, args.set)
     if config.models.k < 4:
         raise SystemExit("[models] k must be at least 4: half the retrained models are the reference, half the pool")
     began, commit, progress = time.perf_counter(), _commit(), not args.quiet
-    dataset = ordered_for_explaining(load_configured(config.data), config.data.selection, config.data.selection_seed)
-    runs_dir = Path(config.report.runs_dir) / config.report.name
-    ctx = Context(config, dataset, runs_dir, Path(config.report.out_dir) / config.report.name, progress)
+    dataset, runs_dir, ctx = calibration_context(config, progress)
     truth = ctx.runs
     variants, refused, costs = build_variants(config, dataset, truth, runs_dir, progress)
     images, labels, _ = ctx.test_images(0, min(config.gradient.n_images, len(dataset.test_labels)))
